@@ -1,0 +1,333 @@
+/*
+ * cache.c: the verdict cache of the authentication core (see cache.h).
+ *
+ * A hash table finds a node by its id; an intrusive queue orders the nodes
+ * from the most recently used (head) to the least (tail), which goes first
+ * when the cache is full.
+ *
+ * Invariants:
+ *  - no password and no password-derived value other than an HMAC-SHA256
+ *    under pw_key (32 random bytes drawn when the cache is made) is kept;
+ *  - a node's id is HMAC-SHA256 under id_key of the length-prefixed join of
+ *    chain, service and user: unambiguous, and since the table hashes the id,
+ *    a client cannot pick user names that collide in the table (g_str_hash
+ *    on a plain string is easy to flood);
+ *  - every node is in the table and in the queue, or in neither;
+ *  - a node's time to live is read from the current limits at lookup, so
+ *    gh_cache_set_limits() also shortens (or disables) entries already in;
+ *  - everything is under `lock`, except computing HMACs, which only reads
+ *    keys fixed at creation.
+ */
+#include "gh-build.h"
+
+#include "cache.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/random.h>
+
+#define GH_CACHE_MAC_LEN 32
+
+typedef struct {
+	guint8 id[GH_CACHE_MAC_LEN];
+	guint8 pw_mac[GH_CACHE_MAC_LEN];
+	gint64 stored_us;
+	GhCacheEntry entry;
+	GList link; /* in GhCache.lru; link.data is the node */
+} CacheNode;
+
+struct _GhCache {
+	GMutex lock;
+	GHashTable *table; /* id -> CacheNode (the node owns the id) */
+	GQueue lru;	   /* head: most recently used */
+	guint max_entries;
+	guint positive_ttl_s;
+	guint negative_ttl_s;
+	guint8 id_key[GH_CACHE_MAC_LEN];
+	guint8 pw_key[GH_CACHE_MAC_LEN];
+};
+
+/* Fill buf from the kernel's CSPRNG.  getrandom(2) blocks only until the
+ * pool is first seeded; GRand is the last resort on a kernel without it. */
+static void
+random_fill(guint8 *buf, gsize len)
+{
+	gsize got = 0;
+
+	while (got < len) {
+		ssize_t n = getrandom(buf + got, len - got, 0);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		got += (gsize)n;
+	}
+	for (; got < len; got++)
+		buf[got] = (guint8)g_random_int();
+}
+
+static void
+hmac_sha256(const guint8 *key, const void *data, gsize len, guint8 *out)
+{
+	GHmac *hmac = g_hmac_new(G_CHECKSUM_SHA256, key, GH_CACHE_MAC_LEN);
+	gsize out_len = GH_CACHE_MAC_LEN;
+
+	if (len > 0)
+		g_hmac_update(hmac, data, (gssize)len);
+	g_hmac_get_digest(hmac, out, &out_len);
+	g_assert(out_len == GH_CACHE_MAC_LEN);
+	g_hmac_unref(hmac);
+}
+
+static void
+make_id(const GhCache *cache, const char *chain, const char *service, const char *user, guint8 *out)
+{
+	/* The lengths make the join unambiguous whatever bytes the names hold. */
+	g_autofree char *joined = g_strdup_printf("%zu:%s\x1f%zu:%s\x1f%s",
+						  strlen(chain),
+						  chain,
+						  strlen(service),
+						  service,
+						  user);
+
+	hmac_sha256(cache->id_key, joined, strlen(joined), out);
+}
+
+static guint
+id_hash(gconstpointer p)
+{
+	guint h;
+
+	/* The id is already a keyed hash: any four of its bytes will do. */
+	memcpy(&h, p, sizeof h);
+	return h;
+}
+
+static gboolean
+id_equal(gconstpointer a, gconstpointer b)
+{
+	return memcmp(a, b, GH_CACHE_MAC_LEN) == 0;
+}
+
+static void
+entry_copy(GhCacheEntry *dst, const GhCacheEntry *src)
+{
+	dst->verdict = src->verdict;
+	dst->module = g_strdup(src->module);
+	dst->module_type = g_strdup(src->module_type);
+	dst->canonical_user = g_strdup(src->canonical_user);
+	dst->route = g_strdup(src->route);
+	dst->reason = g_strdup(src->reason);
+}
+
+void
+gh_cache_entry_clear(GhCacheEntry *entry)
+{
+	if (entry == NULL)
+		return;
+	g_clear_pointer(&entry->module, g_free);
+	g_clear_pointer(&entry->module_type, g_free);
+	g_clear_pointer(&entry->canonical_user, g_free);
+	g_clear_pointer(&entry->route, g_free);
+	g_clear_pointer(&entry->reason, g_free);
+}
+
+static void
+node_free(CacheNode *node)
+{
+	gh_cache_entry_clear(&node->entry);
+	g_free(node);
+}
+
+/* Unlink and free a node.  Called with the lock held. */
+static void
+node_remove(GhCache *cache, CacheNode *node)
+{
+	g_hash_table_remove(cache->table, node->id);
+	g_queue_unlink(&cache->lru, &node->link);
+	node_free(node);
+}
+
+/* Drop least recently used nodes until at most max remain.  Lock held. */
+static void
+trim(GhCache *cache, guint max)
+{
+	while (cache->lru.length > max)
+		node_remove(cache, cache->lru.tail->data);
+}
+
+/* The time to live of a verdict under the current limits, 0 = not cached.
+ * Lock held. */
+static guint
+ttl_for(const GhCache *cache, GhAuthVerdict verdict)
+{
+	switch (verdict) {
+	case GH_AUTH_OK:
+		return cache->positive_ttl_s;
+	case GH_AUTH_WRONG_PASSWORD:
+	case GH_AUTH_UNKNOWN_USER:
+		return cache->negative_ttl_s;
+	case GH_AUTH_TEMPFAIL:
+		/* A back end that was down says nothing about the next try. */
+		return 0;
+	}
+	return 0;
+}
+
+GhCache *
+gh_cache_new(guint max_entries, guint positive_ttl_s, guint negative_ttl_s)
+{
+	GhCache *cache = g_new0(GhCache, 1);
+
+	g_mutex_init(&cache->lock);
+	cache->table = g_hash_table_new(id_hash, id_equal);
+	g_queue_init(&cache->lru);
+	cache->max_entries = max_entries;
+	cache->positive_ttl_s = positive_ttl_s;
+	cache->negative_ttl_s = negative_ttl_s;
+	random_fill(cache->id_key, sizeof cache->id_key);
+	random_fill(cache->pw_key, sizeof cache->pw_key);
+	return cache;
+}
+
+void
+gh_cache_free(GhCache *cache)
+{
+	if (cache == NULL)
+		return;
+	gh_cache_flush(cache);
+	g_hash_table_unref(cache->table);
+	g_mutex_clear(&cache->lock);
+	explicit_bzero(cache->id_key, sizeof cache->id_key);
+	explicit_bzero(cache->pw_key, sizeof cache->pw_key);
+	g_free(cache);
+}
+
+void
+gh_cache_set_limits(GhCache *cache, guint max_entries, guint positive_ttl_s, guint negative_ttl_s)
+{
+	g_return_if_fail(cache != NULL);
+
+	g_mutex_lock(&cache->lock);
+	cache->max_entries = max_entries;
+	cache->positive_ttl_s = positive_ttl_s;
+	cache->negative_ttl_s = negative_ttl_s;
+	trim(cache, max_entries);
+	g_mutex_unlock(&cache->lock);
+}
+
+gboolean
+gh_cache_lookup(GhCache *cache,
+		const char *chain,
+		const char *service,
+		const char *user,
+		const char *password,
+		gsize password_len,
+		gint64 now_us,
+		GhCacheEntry *entry_out)
+{
+	guint8 id[GH_CACHE_MAC_LEN];
+	guint8 mac[GH_CACHE_MAC_LEN];
+	CacheNode *node;
+	gboolean hit = FALSE;
+
+	g_return_val_if_fail(cache != NULL, FALSE);
+	g_return_val_if_fail(chain != NULL && service != NULL && user != NULL, FALSE);
+	g_return_val_if_fail(password != NULL || password_len == 0, FALSE);
+	g_return_val_if_fail(entry_out != NULL, FALSE);
+
+	memset(entry_out, 0, sizeof *entry_out);
+	make_id(cache, chain, service, user, id);
+	hmac_sha256(cache->pw_key, password, password_len, mac);
+
+	g_mutex_lock(&cache->lock);
+	node = g_hash_table_lookup(cache->table, id);
+	if (node != NULL) {
+		gint64 ttl_us = (gint64)ttl_for(cache, node->entry.verdict) * G_USEC_PER_SEC;
+
+		if (ttl_us == 0 || now_us - node->stored_us >= ttl_us) {
+			node_remove(cache, node);
+		} else if (gh_auth_secure_equal(node->pw_mac, sizeof node->pw_mac, mac,
+						sizeof mac)) {
+			/* Another password misses but keeps the node: the verdict
+			 * that follows replaces it (Dovecot passdb-cache.c). */
+			g_queue_unlink(&cache->lru, &node->link);
+			g_queue_push_head_link(&cache->lru, &node->link);
+			entry_copy(entry_out, &node->entry);
+			hit = TRUE;
+		}
+	}
+	g_mutex_unlock(&cache->lock);
+	explicit_bzero(mac, sizeof mac);
+	return hit;
+}
+
+void
+gh_cache_store(GhCache *cache,
+	       const char *chain,
+	       const char *service,
+	       const char *user,
+	       const char *password,
+	       gsize password_len,
+	       gint64 now_us,
+	       const GhCacheEntry *entry)
+{
+	guint8 id[GH_CACHE_MAC_LEN];
+	guint8 mac[GH_CACHE_MAC_LEN];
+	CacheNode *node;
+
+	g_return_if_fail(cache != NULL);
+	g_return_if_fail(chain != NULL && service != NULL && user != NULL);
+	g_return_if_fail(password != NULL || password_len == 0);
+	g_return_if_fail(entry != NULL);
+
+	if (entry->verdict == GH_AUTH_TEMPFAIL)
+		return;
+	make_id(cache, chain, service, user, id);
+	hmac_sha256(cache->pw_key, password, password_len, mac);
+
+	g_mutex_lock(&cache->lock);
+	if (cache->max_entries > 0 && ttl_for(cache, entry->verdict) > 0) {
+		node = g_hash_table_lookup(cache->table, id);
+		if (node != NULL) {
+			g_queue_unlink(&cache->lru, &node->link);
+			gh_cache_entry_clear(&node->entry);
+		} else {
+			trim(cache, cache->max_entries - 1);
+			node = g_new0(CacheNode, 1);
+			memcpy(node->id, id, sizeof node->id);
+			node->link.data = node;
+			g_hash_table_insert(cache->table, node->id, node);
+		}
+		memcpy(node->pw_mac, mac, sizeof node->pw_mac);
+		node->stored_us = now_us;
+		entry_copy(&node->entry, entry);
+		g_queue_push_head_link(&cache->lru, &node->link);
+	}
+	g_mutex_unlock(&cache->lock);
+	explicit_bzero(mac, sizeof mac);
+}
+
+void
+gh_cache_flush(GhCache *cache)
+{
+	g_return_if_fail(cache != NULL);
+
+	g_mutex_lock(&cache->lock);
+	trim(cache, 0);
+	g_mutex_unlock(&cache->lock);
+}
+
+guint
+gh_cache_size(GhCache *cache)
+{
+	guint n;
+
+	g_return_val_if_fail(cache != NULL, 0);
+
+	g_mutex_lock(&cache->lock);
+	n = cache->lru.length;
+	g_mutex_unlock(&cache->lock);
+	return n;
+}

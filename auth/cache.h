@@ -1,0 +1,61 @@
+/*
+ * cache.h: the verdict cache of the authentication core.
+ *
+ * A bounded LRU map from (chain, service, user) to the last verdict reached for
+ * that key, with positive (OK) and negative (WRONG_PASSWORD, UNKNOWN_USER)
+ * time-to-live.  The password itself is never stored: each entry keeps an
+ * HMAC-SHA256 of it under a key drawn at random when the cache is made, and a
+ * lookup hits only when the HMAC of the offered password matches, so a changed
+ * password always misses.  TEMPFAIL is never cached.
+ *
+ * Thread-safe: every function may be called from any thread.
+ */
+#pragma once
+
+#include <glib.h>
+#include "gh-auth-module.h"
+
+typedef struct _GhCache GhCache;
+
+typedef struct {
+	GhAuthVerdict verdict;
+	char *module;	      /* instance name that decided ("users"), may be NULL */
+	char *module_type;    /* module name ("file"), may be NULL */
+	char *canonical_user; /* may be NULL */
+	char *route;	      /* may be NULL */
+	char *reason;	      /* may be NULL */
+} GhCacheEntry;
+
+/* max_entries 0 disables the cache (every lookup misses, stores are dropped).
+ * A ttl of 0 seconds disables caching of that kind of verdict. */
+GhCache *gh_cache_new(guint max_entries, guint positive_ttl_s, guint negative_ttl_s);
+void gh_cache_free(GhCache *cache);
+void gh_cache_set_limits(GhCache *cache, guint max_entries, guint positive_ttl_s, guint negative_ttl_s);
+
+/* Look up; on a hit fill *entry_out with copies (transfer full: free with
+ * gh_cache_entry_clear) and return TRUE.  now_us is g_get_monotonic_time()
+ * (a parameter so that tests can move time). */
+gboolean gh_cache_lookup(GhCache *cache,
+			 const char *chain,
+			 const char *service,
+			 const char *user,
+			 const char *password,
+			 gsize password_len,
+			 gint64 now_us,
+			 GhCacheEntry *entry_out);
+
+/* Store (or replace) the verdict for the key.  TEMPFAIL is ignored. */
+void gh_cache_store(GhCache *cache,
+		    const char *chain,
+		    const char *service,
+		    const char *user,
+		    const char *password,
+		    gsize password_len,
+		    gint64 now_us,
+		    const GhCacheEntry *entry);
+
+/* Drop every entry (users file changed, SIGHUP, gatehousectl flush-cache). */
+void gh_cache_flush(GhCache *cache);
+guint gh_cache_size(GhCache *cache);
+void gh_cache_entry_clear(GhCacheEntry *entry);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(GhCache, gh_cache_free)

@@ -1,0 +1,754 @@
+/*
+ * core.c: the authentication core: module instances, the auth chain, the
+ * verification pool, and the hand-back of verdicts to the session's context.
+ *
+ * Invariants:
+ *  - Module code (verify, refresh) runs only on the pool's threads, never on
+ *    a session's main context; a module without GH_AUTH_MODULE_THREAD_SAFE
+ *    runs under its instance's mutex.
+ *  - A pending request is reference counted.  One reference belongs to the
+ *    requester until the callback has run or the request was cancelled
+ *    ("owner"); each job or GSource carrying the request holds another.
+ *    `finished` (read and written on the requester's context only) says the
+ *    owner reference is gone, so callback and cancel cannot both release it.
+ *  - The password is copied into a GhSecret when the request is made and
+ *    wiped as soon as the chain, the cache and the penalty have used it, on
+ *    the worker thread, before the verdict travels back.
+ *  - The callback never runs inside gh_auth_verify_async(): even a cache hit
+ *    goes through an idle source, so callers need not be reentrant.
+ */
+#include "gh-build.h"
+
+#include "gh-auth.h"
+#include "cache.h"
+#include "keyfile.h"
+#include "module-loader.h"
+#include "penalty.h"
+#include "secret.h"
+
+#include <string.h>
+
+struct _GhAuthCore {
+	GThreadPool *pool;
+	GhCache *cache;
+	GhPenalty *penalty;
+	GMutex lock; /* settings */
+	GhAuthSettings settings;
+	gint busy;     /* atomic: jobs queued or running */
+	gint stopping; /* atomic: drop verifications, the core is going away */
+};
+
+typedef struct {
+	char *name; /* NAME of [auth NAME] */
+	const GhAuthModule *module;
+	gpointer state;
+	GMutex serial; /* for modules that are not thread-safe; also orders refresh */
+	gint refreshing; /* atomic: a refresh job is queued or running */
+	GhAuthHost host;
+	GhAuthSet *set; /* back pointer, not a reference */
+} GhAuthInstance;
+
+struct _GhAuthSet {
+	gint ref_count;
+	GhAuthCore *core;
+	char *config_path;
+	GPtrArray *instances; /* of GhAuthInstance*, file order */
+};
+
+struct _GhAuthPending {
+	gint ref_count;
+	GhAuthSet *set;
+	char **chain;
+	char *chain_key;
+	guint flags;
+
+	/* the request, copied */
+	char *user, *service, *listener, *remote_addr, *local_addr, *session_id;
+	guint16 remote_port, local_port;
+	gboolean tls;
+	GhSecret *password;
+
+	GMainContext *context;
+	GhAuthDone callback;
+	gpointer user_data;
+	gint cancelled;	  /* atomic; set on the context's thread */
+	gboolean finished; /* context thread only: owner reference released */
+	GSource *timer;	  /* context thread only: failure-delay timer */
+
+	/* the outcome, written by the worker (or on a cache hit) before the
+	 * hand-back, read on the context afterwards */
+	GhAuthVerdict verdict;
+	char *instance, *module, *canonical_user, *route, *reason;
+	gboolean cached;
+	gint64 start_us, elapsed_us;
+	guint delay_ms;
+};
+
+typedef enum { JOB_VERIFY, JOB_REFRESH } JobKind;
+
+typedef struct {
+	JobKind kind;
+	GhAuthPending *pending; /* JOB_VERIFY: holds a reference */
+	GhAuthSet *set;		/* JOB_REFRESH: holds a reference */
+	GhAuthInstance *inst;	/* JOB_REFRESH */
+	gboolean force;
+} Job;
+
+const char *
+gh_auth_verdict_to_string(GhAuthVerdict verdict)
+{
+	switch (verdict) {
+	case GH_AUTH_OK:
+		return "ok";
+	case GH_AUTH_WRONG_PASSWORD:
+		return "wrong-password";
+	case GH_AUTH_UNKNOWN_USER:
+		return "unknown-user";
+	case GH_AUTH_TEMPFAIL:
+		return "tempfail";
+	}
+	return "invalid";
+}
+
+/* ------------------------------------------------------------------ pending */
+
+static GhAuthPending *
+pending_ref(GhAuthPending *p)
+{
+	g_atomic_int_inc(&p->ref_count);
+	return p;
+}
+
+static void
+pending_unref(gpointer data)
+{
+	GhAuthPending *p = data;
+	if (!g_atomic_int_dec_and_test(&p->ref_count))
+		return;
+	g_strfreev(p->chain);
+	g_free(p->chain_key);
+	g_free(p->user);
+	g_free(p->service);
+	g_free(p->listener);
+	g_free(p->remote_addr);
+	g_free(p->local_addr);
+	g_free(p->session_id);
+	gh_secret_free(p->password);
+	g_free(p->instance);
+	g_free(p->module);
+	g_free(p->canonical_user);
+	g_free(p->route);
+	g_free(p->reason);
+	if (p->timer != NULL)
+		g_source_unref(p->timer);
+	g_main_context_unref(p->context);
+	gh_auth_set_unref(p->set);
+	g_free(p);
+}
+
+static void
+pending_set_outcome(GhAuthPending *p,
+		    GhAuthVerdict verdict,
+		    const GhAuthInstance *inst,
+		    char *canonical_user,
+		    char *route,
+		    char *reason)
+{
+	p->verdict = verdict;
+	g_free(p->instance);
+	g_free(p->module);
+	p->instance = inst != NULL ? g_strdup(inst->name) : NULL;
+	p->module = inst != NULL ? g_strdup(inst->module->name) : NULL;
+	g_free(p->canonical_user);
+	g_free(p->route);
+	g_free(p->reason);
+	p->canonical_user = canonical_user;
+	p->route = route;
+	p->reason = reason;
+}
+
+/* Runs on the requester's context: the final step. */
+static gboolean
+pending_deliver(gpointer data)
+{
+	GhAuthPending *p = data;
+	GhAuthOutcome out = { 0 };
+
+	g_clear_pointer(&p->timer, g_source_unref);
+	if (p->finished || g_atomic_int_get(&p->cancelled))
+		return G_SOURCE_REMOVE;
+	out.verdict = p->verdict;
+	out.instance = p->instance;
+	out.module = p->module;
+	out.canonical_user = p->canonical_user != NULL ? p->canonical_user : p->user;
+	out.route = p->route;
+	out.reason = p->reason != NULL ? p->reason : gh_auth_verdict_to_string(p->verdict);
+	out.cached = p->cached;
+	out.elapsed_us = p->elapsed_us;
+	out.delay_ms = p->delay_ms;
+	p->finished = TRUE;
+	p->callback(&out, p->user_data);
+	pending_unref(p); /* the owner reference */
+	return G_SOURCE_REMOVE;
+}
+
+/* Runs on the requester's context once the verdict is known: apply the
+ * failure delay as a timer of that context, never as a sleep. */
+static gboolean
+pending_arrived(gpointer data)
+{
+	GhAuthPending *p = data;
+	if (p->finished || g_atomic_int_get(&p->cancelled))
+		return G_SOURCE_REMOVE;
+	if (p->delay_ms > 0) {
+		p->timer = g_timeout_source_new(p->delay_ms);
+		g_source_set_callback(p->timer, pending_deliver, pending_ref(p), pending_unref);
+		g_source_attach(p->timer, p->context);
+		return G_SOURCE_REMOVE;
+	}
+	return pending_deliver(p);
+}
+
+/* Hand the pending back to its context (from any thread); takes over one
+ * reference of the caller's. */
+static void
+pending_hand_back(GhAuthPending *p)
+{
+	g_autoptr(GSource) idle = g_idle_source_new();
+	g_source_set_priority(idle, G_PRIORITY_DEFAULT);
+	g_source_set_callback(idle, pending_arrived, p, pending_unref);
+	g_source_attach(idle, p->context);
+}
+
+/* The verdict is final: store it in the cache, compute the failure delay,
+ * and wipe the password.  Any thread. */
+static void
+pending_conclude(GhAuthPending *p)
+{
+	GhAuthCore *core = p->set->core;
+	gsize pw_len = 0;
+	const char *pw = gh_secret_get(p->password, &pw_len);
+
+	p->elapsed_us = g_get_monotonic_time() - p->start_us;
+	if (!p->cached && !(p->flags & GH_AUTH_VERIFY_NO_CACHE) && p->verdict != GH_AUTH_TEMPFAIL) {
+		GhCacheEntry e = {
+			.verdict = p->verdict,
+			.module = p->instance,
+			.module_type = p->module,
+			.canonical_user = p->canonical_user,
+			.route = p->route,
+			.reason = p->reason,
+		};
+		gh_cache_store(core->cache,
+			       p->chain_key,
+			       p->service,
+			       p->user,
+			       pw,
+			       pw_len,
+			       g_get_monotonic_time(),
+			       &e);
+	}
+	if (p->verdict == GH_AUTH_OK) {
+		gh_penalty_success(core->penalty, p->remote_addr);
+	} else if (p->verdict != GH_AUTH_TEMPFAIL && !(p->flags & GH_AUTH_VERIFY_NO_DELAY)) {
+		p->delay_ms = gh_penalty_fail(core->penalty,
+					      p->remote_addr,
+					      pw,
+					      pw_len,
+					      g_get_monotonic_time());
+	}
+	g_clear_pointer(&p->password, gh_secret_free);
+}
+
+/* ---------------------------------------------------------------- the chain */
+
+static GhAuthInstance *
+set_find(GhAuthSet *set, const char *name)
+{
+	for (guint i = 0; i < set->instances->len; i++) {
+		GhAuthInstance *inst = g_ptr_array_index(set->instances, i);
+		if (g_strcmp0(inst->name, name) == 0)
+			return inst;
+	}
+	return NULL;
+}
+
+/* Run the chain on a worker thread. */
+static void
+run_chain(GhAuthPending *p)
+{
+	gsize pw_len = 0;
+	const char *pw = gh_secret_get(p->password, &pw_len);
+	GhAuthRequest req = {
+		.user = p->user,
+		.password = pw,
+		.password_len = pw_len,
+		.service = p->service,
+		.listener = p->listener,
+		.remote_addr = p->remote_addr,
+		.remote_port = p->remote_port,
+		.local_addr = p->local_addr,
+		.local_port = p->local_port,
+		.tls = p->tls,
+		.session_id = p->session_id,
+	};
+	GhAuthInstance *last = NULL;
+
+	for (guint i = 0; p->chain[i] != NULL; i++) {
+		GhAuthInstance *inst = set_find(p->set, p->chain[i]);
+		GhAuthResult res = { 0 };
+		GhAuthVerdict v;
+		gboolean serial;
+
+		if (inst == NULL) {
+			/* the config check makes this impossible; stay safe anyway */
+			pending_set_outcome(p,
+					    GH_AUTH_TEMPFAIL,
+					    NULL,
+					    NULL,
+					    NULL,
+					    g_strdup_printf("auth group '%s' is not configured",
+							    p->chain[i]));
+			return;
+		}
+		serial = !(inst->module->flags & GH_AUTH_MODULE_THREAD_SAFE);
+		if (serial)
+			g_mutex_lock(&inst->serial);
+		v = inst->module->verify(inst->state, &req, &res);
+		if (serial)
+			g_mutex_unlock(&inst->serial);
+		last = inst;
+		if (v == GH_AUTH_UNKNOWN_USER && p->chain[i + 1] != NULL) {
+			g_free(res.canonical_user);
+			g_free(res.route);
+			g_free(res.reason);
+			continue;
+		}
+		if (v > GH_AUTH_TEMPFAIL) {
+			g_free(res.reason);
+			res.reason = g_strdup_printf("module returned invalid verdict %d", (int)v);
+			v = GH_AUTH_TEMPFAIL;
+		}
+		if (v != GH_AUTH_OK) {
+			/* only a success may steer the session */
+			g_clear_pointer(&res.canonical_user, g_free);
+			g_clear_pointer(&res.route, g_free);
+		}
+		if (res.reason == NULL)
+			res.reason = g_strdup(v == GH_AUTH_OK ? "password accepted"
+							      : gh_auth_verdict_to_string(v));
+		pending_set_outcome(p, v, inst, res.canonical_user, res.route, res.reason);
+		return;
+	}
+	/* empty chain: config validation forbids it */
+	pending_set_outcome(p, GH_AUTH_UNKNOWN_USER, last, NULL, NULL, g_strdup("no auth module"));
+}
+
+static void
+pool_func(gpointer data, gpointer user_data)
+{
+	Job *job = data;
+	GhAuthCore *core = user_data;
+
+	if (job->kind == JOB_VERIFY) {
+		GhAuthPending *p = job->pending;
+		if (!g_atomic_int_get(&core->stopping) && !g_atomic_int_get(&p->cancelled)) {
+			run_chain(p);
+			pending_conclude(p);
+			pending_hand_back(p); /* passes the job's reference on */
+		} else {
+			pending_unref(p);
+		}
+	} else {
+		GhAuthInstance *inst = job->inst;
+		g_autoptr(GError) error = NULL;
+		if (!g_atomic_int_get(&core->stopping)) {
+			/* refresh never runs concurrently with itself; for a module
+			 * that is not thread-safe, not with verify either */
+			g_mutex_lock(&inst->serial);
+			(void)inst->module->refresh(inst->state, job->force, &error);
+			g_mutex_unlock(&inst->serial);
+		}
+		g_atomic_int_set(&inst->refreshing, 0);
+		gh_auth_set_unref(job->set);
+	}
+	g_atomic_int_add(&core->busy, -1);
+	g_free(job);
+}
+
+/* ----------------------------------------------------------------- the core */
+
+GhAuthCore *
+gh_auth_core_new(const GhAuthSettings *settings)
+{
+	GhAuthCore *core = g_new0(GhAuthCore, 1);
+	g_mutex_init(&core->lock);
+	core->settings = *settings;
+	core->cache =
+		gh_cache_new(settings->cache_size, settings->cache_ttl, settings->cache_negative_ttl);
+	core->penalty = gh_penalty_new(settings->failure_delay, 65536);
+	core->pool = g_thread_pool_new(pool_func, core, (gint)MAX(settings->workers, 1), FALSE, NULL);
+	return core;
+}
+
+void
+gh_auth_core_update(GhAuthCore *core, const GhAuthSettings *settings)
+{
+	g_mutex_lock(&core->lock);
+	core->settings = *settings;
+	g_mutex_unlock(&core->lock);
+	g_thread_pool_set_max_threads(core->pool, (gint)MAX(settings->workers, 1), NULL);
+	gh_cache_set_limits(core->cache,
+			    settings->cache_size,
+			    settings->cache_ttl,
+			    settings->cache_negative_ttl);
+	gh_penalty_set_base(core->penalty, settings->failure_delay);
+}
+
+void
+gh_auth_core_free(GhAuthCore *core)
+{
+	if (core == NULL)
+		return;
+	g_atomic_int_set(&core->stopping, 1);
+	/* queued jobs still run, but only to drop their references */
+	g_thread_pool_free(core->pool, FALSE, TRUE);
+	gh_cache_free(core->cache);
+	gh_penalty_free(core->penalty);
+	g_mutex_clear(&core->lock);
+	g_free(core);
+}
+
+void
+gh_auth_core_flush_cache(GhAuthCore *core)
+{
+	gh_cache_flush(core->cache);
+}
+
+guint
+gh_auth_core_busy(GhAuthCore *core)
+{
+	return (guint)g_atomic_int_get(&core->busy);
+}
+
+static gboolean
+core_push(GhAuthCore *core, Job *job)
+{
+	guint queue_max;
+
+	g_mutex_lock(&core->lock);
+	queue_max = core->settings.queue_max;
+	g_mutex_unlock(&core->lock);
+	/* A full queue answers at once instead of letting latency grow without
+	 * bound behind a slow directory. */
+	if (job->kind == JOB_VERIFY && g_thread_pool_unprocessed(core->pool) >= queue_max)
+		return FALSE;
+	g_atomic_int_inc(&core->busy);
+	if (!g_thread_pool_push(core->pool, job, NULL)) {
+		g_atomic_int_add(&core->busy, -1);
+		return FALSE;
+	}
+	return TRUE;
+}
+
+/* ------------------------------------------------------------------ the set */
+
+static void
+host_config_error(const GhAuthHost *host,
+		  GError **error,
+		  const char *group,
+		  const char *key,
+		  const char *format,
+		  ...)
+{
+	GhAuthInstance *inst = host->priv;
+	va_list ap;
+	char *msg;
+
+	va_start(ap, format);
+	msg = gh_key_file_problemv(inst->set->config_path, group, key, format, ap);
+	va_end(ap);
+	g_set_error_literal(error, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_INVALID_VALUE, msg);
+	g_free(msg);
+}
+
+static void
+host_data_changed(const GhAuthHost *host)
+{
+	GhAuthInstance *inst = host->priv;
+	gh_cache_flush(inst->set->core->cache);
+}
+
+static void
+instance_free(gpointer data)
+{
+	GhAuthInstance *inst = data;
+	if (inst->state != NULL && inst->module->deinit != NULL)
+		inst->module->deinit(inst->state);
+	g_mutex_clear(&inst->serial);
+	g_free(inst->name);
+	g_free(inst);
+}
+
+static void
+add_problem(GPtrArray *problems, char *msg)
+{
+	if (problems != NULL)
+		g_ptr_array_add(problems, msg);
+	else
+		g_free(msg);
+}
+
+static gboolean
+instance_check_keys(GhAuthSet *set,
+		    GKeyFile *kf,
+		    const char *group,
+		    const GhAuthModule *mod,
+		    GPtrArray *problems)
+{
+	g_auto(GStrv) keys = g_key_file_get_keys(kf, group, NULL, NULL);
+	gboolean ok = TRUE;
+
+	for (guint i = 0; keys != NULL && keys[i] != NULL; i++) {
+		gboolean known = g_strcmp0(keys[i], "module") == 0;
+		for (guint j = 0; !known && mod->keys != NULL && mod->keys[j] != NULL; j++)
+			known = g_strcmp0(keys[i], mod->keys[j]) == 0;
+		if (!known) {
+			add_problem(problems,
+				    gh_key_file_problem(set->config_path,
+							group,
+							keys[i],
+							"unknown key for module '%s'",
+							mod->name));
+			ok = FALSE;
+		}
+	}
+	return ok;
+}
+
+static GhAuthInstance *
+instance_new(GhAuthSet *set,
+	     GKeyFile *kf,
+	     const char *group,
+	     const char *module_dir,
+	     GPtrArray *problems)
+{
+	g_autofree char *module_name = g_key_file_get_string(kf, group, "module", NULL);
+	g_autoptr(GError) error = NULL;
+	const GhAuthModule *mod;
+	GhAuthInstance *inst;
+
+	if (module_name == NULL || *module_name == '\0') {
+		add_problem(problems,
+			    gh_key_file_problem(set->config_path,
+						group,
+						NULL,
+						"missing key 'module' (file, pam, ldap, ...)"));
+		return NULL;
+	}
+	g_strstrip(module_name);
+	mod = gh_auth_module_load(module_dir, module_name, &error);
+	if (mod == NULL) {
+		add_problem(problems,
+			    gh_key_file_problem(set->config_path, group, "module", "%s", error->message));
+		return NULL;
+	}
+	if (!instance_check_keys(set, kf, group, mod, problems))
+		return NULL;
+
+	inst = g_new0(GhAuthInstance, 1);
+	inst->name = g_strdup(group + strlen("auth "));
+	inst->module = mod;
+	inst->set = set;
+	g_mutex_init(&inst->serial);
+	inst->host.struct_size = sizeof(GhAuthHost);
+	inst->host.config_error = host_config_error;
+	inst->host.data_changed = host_data_changed;
+	inst->host.priv = inst;
+	inst->state = mod->init(&inst->host, kf, group, &error);
+	if (inst->state == NULL && error != NULL) {
+		/* a module that used host->config_error already says where */
+		if (g_str_has_prefix(error->message, set->config_path))
+			add_problem(problems, g_strdup(error->message));
+		else
+			add_problem(problems,
+				    gh_key_file_problem(set->config_path,
+							group,
+							NULL,
+							"module '%s': %s",
+							mod->name,
+							error->message));
+		instance_free(inst);
+		return NULL;
+	}
+	return inst;
+}
+
+GhAuthSet *
+gh_auth_set_new(GhAuthCore *core,
+		GKeyFile *kf,
+		const char *config_path,
+		const char *module_dir,
+		GPtrArray *problems)
+{
+	g_auto(GStrv) groups = g_key_file_get_groups(kf, NULL);
+	GhAuthSet *set = g_new0(GhAuthSet, 1);
+	gboolean ok = TRUE;
+
+	set->ref_count = 1;
+	set->core = core;
+	set->config_path = g_strdup(config_path);
+	set->instances = g_ptr_array_new_with_free_func(instance_free);
+	for (guint i = 0; groups[i] != NULL; i++) {
+		GhAuthInstance *inst;
+		if (!g_str_has_prefix(groups[i], "auth "))
+			continue;
+		inst = instance_new(set, kf, groups[i], module_dir, problems);
+		if (inst == NULL)
+			ok = FALSE;
+		else
+			g_ptr_array_add(set->instances, inst);
+	}
+	if (!ok) {
+		gh_auth_set_unref(set);
+		return NULL;
+	}
+	return set;
+}
+
+GhAuthSet *
+gh_auth_set_ref(GhAuthSet *set)
+{
+	g_atomic_int_inc(&set->ref_count);
+	return set;
+}
+
+void
+gh_auth_set_unref(GhAuthSet *set)
+{
+	if (set == NULL || !g_atomic_int_dec_and_test(&set->ref_count))
+		return;
+	g_ptr_array_unref(set->instances);
+	g_free(set->config_path);
+	g_free(set);
+}
+
+gboolean
+gh_auth_set_has(GhAuthSet *set, const char *name)
+{
+	return set_find(set, name) != NULL;
+}
+
+void
+gh_auth_set_refresh(GhAuthSet *set, gboolean force)
+{
+	for (guint i = 0; i < set->instances->len; i++) {
+		GhAuthInstance *inst = g_ptr_array_index(set->instances, i);
+		Job *job;
+		if (inst->module->refresh == NULL)
+			continue;
+		if (!g_atomic_int_compare_and_exchange(&inst->refreshing, 0, 1))
+			continue; /* one is queued or running already */
+		job = g_new0(Job, 1);
+		job->kind = JOB_REFRESH;
+		job->set = gh_auth_set_ref(set);
+		job->inst = inst;
+		job->force = force;
+		if (!core_push(set->core, job)) {
+			g_atomic_int_set(&inst->refreshing, 0);
+			gh_auth_set_unref(set);
+			g_free(job);
+		}
+	}
+}
+
+/* ----------------------------------------------------------- verification */
+
+GhAuthPending *
+gh_auth_verify_async(GhAuthSet *set,
+		     const char *const *chain,
+		     const GhAuthRequest *request,
+		     guint flags,
+		     GMainContext *context,
+		     GhAuthDone callback,
+		     gpointer user_data)
+{
+	GhAuthCore *core = set->core;
+	GhAuthPending *p = g_new0(GhAuthPending, 1);
+	GhCacheEntry hit = { 0 };
+	Job *job;
+
+	p->ref_count = 1; /* the owner's */
+	p->set = gh_auth_set_ref(set);
+	p->chain = g_strdupv((char **)chain);
+	p->chain_key = g_strjoinv(" ", p->chain);
+	p->flags = flags;
+	p->user = g_strdup(request->user);
+	p->service = g_strdup(request->service);
+	p->listener = g_strdup(request->listener);
+	p->remote_addr = g_strdup(request->remote_addr);
+	p->local_addr = g_strdup(request->local_addr);
+	p->session_id = g_strdup(request->session_id);
+	p->remote_port = request->remote_port;
+	p->local_port = request->local_port;
+	p->tls = request->tls;
+	p->password = gh_secret_new(request->password != NULL ? request->password : "",
+				    request->password != NULL ? request->password_len : 0);
+	p->context = g_main_context_ref(context != NULL ? context : g_main_context_default());
+	p->callback = callback;
+	p->user_data = user_data;
+	p->start_us = g_get_monotonic_time();
+
+	if (!(flags & GH_AUTH_VERIFY_NO_CACHE) &&
+	    gh_cache_lookup(core->cache,
+			    p->chain_key,
+			    p->service,
+			    p->user,
+			    request->password,
+			    request->password_len,
+			    p->start_us,
+			    &hit)) {
+		p->verdict = hit.verdict;
+		p->instance = g_steal_pointer(&hit.module);
+		p->module = g_steal_pointer(&hit.module_type);
+		p->canonical_user = g_steal_pointer(&hit.canonical_user);
+		p->route = g_steal_pointer(&hit.route);
+		p->reason = g_steal_pointer(&hit.reason);
+		p->cached = TRUE;
+		gh_cache_entry_clear(&hit);
+		pending_conclude(p);
+		pending_hand_back(pending_ref(p));
+		return p;
+	}
+
+	job = g_new0(Job, 1);
+	job->kind = JOB_VERIFY;
+	job->pending = pending_ref(p);
+	if (!core_push(core, job)) {
+		pending_unref(p); /* the job's */
+		g_free(job);
+		pending_set_outcome(p,
+				    GH_AUTH_TEMPFAIL,
+				    NULL,
+				    NULL,
+				    NULL,
+				    g_strdup("verification queue full"));
+		pending_conclude(p);
+		pending_hand_back(pending_ref(p));
+	}
+	return p;
+}
+
+void
+gh_auth_pending_cancel(GhAuthPending *p)
+{
+	if (p == NULL || p->finished)
+		return;
+	g_atomic_int_set(&p->cancelled, 1);
+	p->finished = TRUE;
+	if (p->timer != NULL) {
+		g_source_destroy(p->timer); /* its destroy notify drops its reference */
+		g_clear_pointer(&p->timer, g_source_unref);
+	}
+	pending_unref(p); /* the owner reference */
+}

@@ -1,0 +1,426 @@
+/*
+ * test-chain.c: the auth core end to end with the `fake` test module: the
+ * chain's fall-through rules, the cache in front of it, the queue bound,
+ * cancellation, the failure delay, module loading and the ABI check, and
+ * configuration problems reported with file:line.
+ */
+#include "gh-build.h"
+
+#include "gh-auth.h"
+
+#include <glib/gstdio.h>
+#include <gmodule.h>
+#include <string.h>
+
+typedef struct {
+	char *dir;
+	char *conf;
+	GKeyFile *kf;
+	GhAuthCore *core;
+	GhAuthSet *set;
+	GPtrArray *problems;
+} Fixture;
+
+typedef struct {
+	gboolean done;
+	GhAuthVerdict verdict;
+	char *instance;
+	char *canonical;
+	char *route;
+	char *reason;
+	gboolean cached;
+	guint delay_ms;
+	gint64 at_us;
+} Result;
+
+static const char *
+module_dir(void)
+{
+	const char *d = g_getenv("GH_TEST_MODULE_DIR");
+	return d != NULL ? d : "tests/unit/modules/.libs";
+}
+
+static guint
+fake_calls(void)
+{
+	g_autofree char *path = g_build_filename(module_dir(), "fake.so", NULL);
+	GModule *m = g_module_open(path, G_MODULE_BIND_LOCAL);
+	guint (*fn)(void) = NULL;
+	guint n;
+	g_assert_nonnull(m);
+	g_assert_true(g_module_symbol(m, "gh_fake_calls", (gpointer *)&fn));
+	n = fn();
+	g_module_close(m);
+	return n;
+}
+
+static void
+fixture_setup_text(Fixture *f, const char *text, const GhAuthSettings *settings)
+{
+	g_autoptr(GError) error = NULL;
+	GhAuthSettings def = {
+		.workers = 4, .queue_max = 64, .cache_size = 100, .cache_ttl = 60,
+		.cache_negative_ttl = 60, .failure_delay = 0,
+	};
+	f->dir = g_dir_make_tmp("gh-chain-XXXXXX", &error);
+	g_assert_no_error(error);
+	f->conf = g_build_filename(f->dir, "gatehouse.conf", NULL);
+	g_assert_true(g_file_set_contents(f->conf, text, -1, &error));
+	f->kf = g_key_file_new();
+	g_assert_true(g_key_file_load_from_file(f->kf, f->conf, G_KEY_FILE_NONE, &error));
+	f->core = gh_auth_core_new(settings != NULL ? settings : &def);
+	f->problems = g_ptr_array_new_with_free_func(g_free);
+	f->set = gh_auth_set_new(f->core, f->kf, f->conf, module_dir(), f->problems);
+}
+
+static void
+fixture_teardown(Fixture *f)
+{
+	gh_auth_set_unref(f->set);
+	gh_auth_core_free(f->core);
+	g_key_file_unref(f->kf);
+	g_ptr_array_unref(f->problems);
+	g_unlink(f->conf);
+	g_rmdir(f->dir);
+	g_free(f->conf);
+	g_free(f->dir);
+}
+
+static void
+on_done(const GhAuthOutcome *o, gpointer data)
+{
+	Result *r = data;
+	g_assert_false(r->done);
+	r->done = TRUE;
+	r->verdict = o->verdict;
+	r->instance = g_strdup(o->instance);
+	r->canonical = g_strdup(o->canonical_user);
+	r->route = g_strdup(o->route);
+	r->reason = g_strdup(o->reason);
+	r->cached = o->cached;
+	r->delay_ms = o->delay_ms;
+	r->at_us = g_get_monotonic_time();
+}
+
+static void
+result_clear(Result *r)
+{
+	g_free(r->instance);
+	g_free(r->canonical);
+	g_free(r->route);
+	g_free(r->reason);
+	memset(r, 0, sizeof *r);
+}
+
+static void
+verify(Fixture *f, const char *chain_text, const char *user, const char *pw, guint flags, Result *r)
+{
+	g_auto(GStrv) chain = g_strsplit(chain_text, " ", -1);
+	GhAuthRequest req = {
+		.user = user, .password = pw, .password_len = strlen(pw), .service = "imap",
+		.listener = "imap", .remote_addr = "192.0.2.1", .local_addr = "127.0.0.1",
+		.session_id = "test",
+	};
+	gint64 deadline = g_get_monotonic_time() + 10 * G_USEC_PER_SEC;
+
+	result_clear(r);
+	gh_auth_verify_async(f->set, (const char *const *)chain, &req, flags, NULL, on_done, r);
+	/* the callback never runs inside the call */
+	g_assert_false(r->done);
+	while (!r->done && g_get_monotonic_time() < deadline)
+		g_main_context_iteration(NULL, TRUE);
+	g_assert_true(r->done);
+}
+
+static const char two_modules[] = "[auth a]\n"
+				  "module = fake\n"
+				  "users = alice:pw-a:10.0.0.1:143 carol:pw-c\n"
+				  "canonical = a-\n"
+				  "\n"
+				  "[auth b]\n"
+				  "module = fake\n"
+				  "users = bob:pw-b alice:pw-b-alice\n"
+				  "\n"
+				  "[auth down]\n"
+				  "module = fake\n"
+				  "tempfail = yes\n";
+
+static void
+test_chain_rules(void)
+{
+	Fixture f = { 0 };
+	Result r = { 0 };
+	static const struct {
+		const char *chain, *user, *pw;
+		GhAuthVerdict verdict;
+		const char *instance, *canonical, *route;
+	} cases[] = {
+		/* known to the first: decided there */
+		{ "a b", "alice", "pw-a", GH_AUTH_OK, "a", "a-alice", "10.0.0.1:143" },
+		/* unknown to the first: falls through to the second */
+		{ "a b", "bob", "pw-b", GH_AUTH_OK, "b", "bob", NULL },
+		/* a wrong password stops the chain even if a later module would accept */
+		{ "a b", "alice", "pw-b-alice", GH_AUTH_WRONG_PASSWORD, "a", "alice", NULL },
+		/* unknown everywhere */
+		{ "a b", "nobody", "x", GH_AUTH_UNKNOWN_USER, "b", "nobody", NULL },
+		/* TEMPFAIL stops the chain: no fall-through to a module that knows the user */
+		{ "down a", "alice", "pw-a", GH_AUTH_TEMPFAIL, "down", "alice", NULL },
+		/* ... but a module before it decides first */
+		{ "a down", "carol", "pw-c", GH_AUTH_OK, "a", "a-carol", NULL },
+		{ "a down", "bob", "pw-b", GH_AUTH_TEMPFAIL, "down", "bob", NULL },
+		/* a failed verdict never carries a route or canonical name */
+		{ "a", "alice", "nope", GH_AUTH_WRONG_PASSWORD, "a", "alice", NULL },
+	};
+
+	fixture_setup_text(&f, two_modules, NULL);
+	g_assert_nonnull(f.set);
+	for (guint i = 0; i < G_N_ELEMENTS(cases); i++) {
+		g_test_message("case %u: chain '%s' user %s", i, cases[i].chain, cases[i].user);
+		verify(&f, cases[i].chain, cases[i].user, cases[i].pw, GH_AUTH_VERIFY_NO_CACHE, &r);
+		g_assert_cmpint(r.verdict, ==, cases[i].verdict);
+		g_assert_cmpstr(r.instance, ==, cases[i].instance);
+		g_assert_cmpstr(r.canonical, ==, cases[i].canonical);
+		g_assert_cmpstr(r.route, ==, cases[i].route);
+		g_assert_nonnull(r.reason);
+		g_assert_false(r.cached);
+	}
+	result_clear(&r);
+	fixture_teardown(&f);
+}
+
+static void
+test_chain_short_circuit(void)
+{
+	Fixture f = { 0 };
+	Result r = { 0 };
+	guint before;
+
+	fixture_setup_text(&f, two_modules, NULL);
+	/* a WRONG_PASSWORD in `a` must not consult `b`: exactly one call */
+	before = fake_calls();
+	verify(&f, "a b", "alice", "pw-b-alice", GH_AUTH_VERIFY_NO_CACHE, &r);
+	g_assert_cmpuint(fake_calls() - before, ==, 1);
+	/* UNKNOWN_USER in `a` consults `b`: two calls */
+	before = fake_calls();
+	verify(&f, "a b", "bob", "pw-b", GH_AUTH_VERIFY_NO_CACHE, &r);
+	g_assert_cmpuint(fake_calls() - before, ==, 2);
+	result_clear(&r);
+	fixture_teardown(&f);
+}
+
+static void
+test_chain_cache(void)
+{
+	Fixture f = { 0 };
+	Result r = { 0 };
+	guint before;
+
+	fixture_setup_text(&f, two_modules, NULL);
+	verify(&f, "a b", "alice", "pw-a", 0, &r);
+	g_assert_cmpint(r.verdict, ==, GH_AUTH_OK);
+	g_assert_false(r.cached);
+	before = fake_calls();
+	verify(&f, "a b", "alice", "pw-a", 0, &r);
+	g_assert_cmpint(r.verdict, ==, GH_AUTH_OK);
+	g_assert_true(r.cached);
+	g_assert_cmpstr(r.instance, ==, "a");
+	g_assert_cmpstr(r.canonical, ==, "a-alice");
+	g_assert_cmpstr(r.route, ==, "10.0.0.1:143");
+	g_assert_cmpuint(fake_calls(), ==, before);
+	/* another password misses the cache and reaches the module */
+	verify(&f, "a b", "alice", "other", 0, &r);
+	g_assert_cmpint(r.verdict, ==, GH_AUTH_WRONG_PASSWORD);
+	g_assert_false(r.cached);
+	g_assert_cmpuint(fake_calls(), ==, before + 1);
+	/* TEMPFAIL is never cached */
+	verify(&f, "down", "alice", "pw-a", 0, &r);
+	before = fake_calls();
+	verify(&f, "down", "alice", "pw-a", 0, &r);
+	g_assert_cmpint(r.verdict, ==, GH_AUTH_TEMPFAIL);
+	g_assert_false(r.cached);
+	g_assert_cmpuint(fake_calls(), ==, before + 1);
+	/* a flush forgets */
+	gh_auth_core_flush_cache(f.core);
+	before = fake_calls();
+	verify(&f, "a b", "alice", "pw-a", 0, &r);
+	g_assert_false(r.cached);
+	g_assert_cmpuint(fake_calls(), ==, before + 1);
+	result_clear(&r);
+	fixture_teardown(&f);
+}
+
+static void
+test_chain_queue_full(void)
+{
+	Fixture f = { 0 };
+	Result r = { 0 };
+	GhAuthSettings s = { .workers = 1, .queue_max = 0, .cache_size = 0 };
+
+	fixture_setup_text(&f, two_modules, &s);
+	verify(&f, "a", "alice", "pw-a", 0, &r);
+	g_assert_cmpint(r.verdict, ==, GH_AUTH_TEMPFAIL);
+	g_assert_null(r.instance);
+	g_assert_cmpstr(r.reason, ==, "verification queue full");
+	result_clear(&r);
+	fixture_teardown(&f);
+}
+
+static void
+test_chain_cancel(void)
+{
+	Fixture f = { 0 };
+	Result r = { 0 };
+	GhAuthPending *p;
+	GhAuthRequest req = {
+		.user = "alice", .password = "pw", .password_len = 2, .service = "imap",
+		.remote_addr = "192.0.2.1",
+	};
+	const char *chain[] = { "slow", NULL };
+	gint64 until;
+
+	fixture_setup_text(&f, "[auth slow]\nmodule = fake\nusers = alice:pw\ndelay_ms = 100\n", NULL);
+	g_assert_nonnull(f.set);
+	p = gh_auth_verify_async(f.set, chain, &req, 0, NULL, on_done, &r);
+	gh_auth_pending_cancel(p);
+	until = g_get_monotonic_time() + 300 * 1000;
+	while (g_get_monotonic_time() < until)
+		g_main_context_iteration(NULL, FALSE);
+	g_assert_false(r.done);
+	fixture_teardown(&f);
+}
+
+static void
+test_chain_failure_delay(void)
+{
+	Fixture f = { 0 };
+	Result r = { 0 };
+	GhAuthSettings s = {
+		.workers = 2, .queue_max = 8, .cache_size = 10, .cache_ttl = 60,
+		.cache_negative_ttl = 60, .failure_delay = 1,
+	};
+	gint64 t0;
+
+	fixture_setup_text(&f, two_modules, &s);
+	/* success: no delay */
+	t0 = g_get_monotonic_time();
+	verify(&f, "a", "alice", "pw-a", 0, &r);
+	g_assert_cmpuint(r.delay_ms, ==, 0);
+	g_assert_cmpint(r.at_us - t0, <, 900 * 1000);
+	/* failure: answered after the delay, on a timer of our context */
+	t0 = g_get_monotonic_time();
+	verify(&f, "a", "alice", "bad", 0, &r);
+	g_assert_cmpint(r.verdict, ==, GH_AUTH_WRONG_PASSWORD);
+	g_assert_cmpuint(r.delay_ms, ==, 1000);
+	g_assert_cmpint(r.at_us - t0, >=, 1000 * 1000);
+	/* the gatehousectl flag skips it */
+	t0 = g_get_monotonic_time();
+	verify(&f, "a", "alice", "bad2", GH_AUTH_VERIFY_NO_DELAY, &r);
+	g_assert_cmpuint(r.delay_ms, ==, 0);
+	g_assert_cmpint(r.at_us - t0, <, 900 * 1000);
+	result_clear(&r);
+	fixture_teardown(&f);
+}
+
+static void
+test_module_abi(void)
+{
+	g_autoptr(GError) error = NULL;
+	const GhAuthModule *m = gh_auth_module_load(module_dir(), "badabi", &error);
+	g_assert_null(m);
+	g_assert_error(error, GH_MODULE_ERROR, GH_MODULE_ERROR_ABI);
+	g_assert_nonnull(strstr(error->message, "module 'badabi'"));
+	g_assert_nonnull(strstr(error->message, "ABI version 999"));
+	g_assert_nonnull(strstr(error->message, "needs ABI version 1"));
+	g_clear_error(&error);
+
+	m = gh_auth_module_load(module_dir(), "fake", &error);
+	g_assert_no_error(error);
+	g_assert_cmpstr(m->name, ==, "fake");
+	g_assert_cmpuint(m->abi_version, ==, GH_AUTH_MODULE_ABI);
+	/* loaded once: the same descriptor again */
+	g_assert_true(gh_auth_module_load(module_dir(), "fake", NULL) == m);
+
+	m = gh_auth_module_load(module_dir(), "nosuch", &error);
+	g_assert_null(m);
+	g_assert_error(error, GH_MODULE_ERROR, GH_MODULE_ERROR_NOT_FOUND);
+	g_clear_error(&error);
+	m = gh_auth_module_load(module_dir(), "../fake", &error);
+	g_assert_null(m);
+	g_assert_error(error, GH_MODULE_ERROR, GH_MODULE_ERROR_NOT_FOUND);
+}
+
+static void
+test_set_problems(void)
+{
+	static const struct {
+		const char *text;
+		const char *expect; /* after "PATH:" */
+	} cases[] = {
+		{ "[auth x]\nmodule = fake\nbogus = 1\n", "3: [auth x] bogus: unknown key for module 'fake'" },
+		{ "[auth x]\nmodule = badabi\n", "2: [auth x] module: module 'badabi'" },
+		{ "[auth x]\nmodule = nosuch\n", "2: [auth x] module: module 'nosuch' not found" },
+		{ "[auth x]\nusers = a:b\n", "1: [auth x]: missing key 'module'" },
+		{ "[auth x]\nmodule = fake\n\n[auth y]\nmodule = fake\nfail_init = yes\n",
+		  "6: [auth y] fail_init: asked to fail" },
+	};
+	for (guint i = 0; i < G_N_ELEMENTS(cases); i++) {
+		Fixture f = { 0 };
+		g_autofree char *want = NULL;
+		fixture_setup_text(&f, cases[i].text, NULL);
+		g_assert_null(f.set);
+		g_assert_cmpuint(f.problems->len, ==, 1);
+		want = g_strdup_printf("%s:%s", f.conf, cases[i].expect);
+		g_test_message("got: %s", (char *)g_ptr_array_index(f.problems, 0));
+		g_assert_true(g_str_has_prefix(g_ptr_array_index(f.problems, 0), want));
+		fixture_teardown(&f);
+	}
+}
+
+static void
+test_many_concurrent(void)
+{
+	Fixture f = { 0 };
+	Result r[200];
+	const char *chain[] = { "a", NULL };
+	guint done = 0;
+	gint64 deadline = g_get_monotonic_time() + 10 * G_USEC_PER_SEC;
+
+	memset(r, 0, sizeof r);
+	fixture_setup_text(&f, two_modules, NULL);
+	for (guint i = 0; i < G_N_ELEMENTS(r); i++) {
+		GhAuthRequest req = {
+			.user = i % 2 ? "alice" : "carol", .password = i % 2 ? "pw-a" : "bad",
+			.password_len = i % 2 ? 4 : 3, .service = "smtp", .remote_addr = "192.0.2.9",
+		};
+		gh_auth_verify_async(f.set, chain, &req, GH_AUTH_VERIFY_NO_CACHE, NULL, on_done, &r[i]);
+	}
+	while (done < G_N_ELEMENTS(r) && g_get_monotonic_time() < deadline) {
+		g_main_context_iteration(NULL, TRUE);
+		done = 0;
+		for (guint i = 0; i < G_N_ELEMENTS(r); i++)
+			done += r[i].done;
+	}
+	g_assert_cmpuint(done, ==, G_N_ELEMENTS(r));
+	for (guint i = 0; i < G_N_ELEMENTS(r); i++) {
+		g_assert_cmpint(r[i].verdict, ==, i % 2 ? GH_AUTH_OK : GH_AUTH_WRONG_PASSWORD);
+		result_clear(&r[i]);
+	}
+	fixture_teardown(&f);
+}
+
+int
+main(int argc, char **argv)
+{
+	g_test_init(&argc, &argv, NULL);
+	g_test_set_nonfatal_assertions();
+	g_test_add_func("/gatehouse/chain/rules", test_chain_rules);
+	g_test_add_func("/gatehouse/chain/short-circuit", test_chain_short_circuit);
+	g_test_add_func("/gatehouse/chain/cache", test_chain_cache);
+	g_test_add_func("/gatehouse/chain/queue-full", test_chain_queue_full);
+	g_test_add_func("/gatehouse/chain/cancel", test_chain_cancel);
+	g_test_add_func("/gatehouse/chain/failure-delay", test_chain_failure_delay);
+	g_test_add_func("/gatehouse/chain/concurrent", test_many_concurrent);
+	g_test_add_func("/gatehouse/module/abi", test_module_abi);
+	g_test_add_func("/gatehouse/module/set-problems", test_set_problems);
+	return g_test_run();
+}
