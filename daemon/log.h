@@ -1,0 +1,41 @@
+/*
+ * log.h: where gatehoused's log lines go, and how untrusted text is made
+ * safe to log.
+ *
+ * Under systemd (JOURNAL_STREAM names our stderr) lines go to the journal
+ * with structured fields (GH_SESSION, GH_USER, GH_REMOTE, ...); otherwise to
+ * stderr as "TIME gatehoused[PID]: LEVEL: DOMAIN: message".  Debug lines are
+ * dropped unless gh_log_init() was told otherwise (-d).
+ */
+#pragma once
+
+#include <glib.h>
+
+/* Install the writer.  `program` names the process in stderr lines. */
+void gh_log_init(const char *program, gboolean debug);
+gboolean gh_log_debug_enabled(void);
+
+/* Make client-supplied text safe for a log line: bytes outside printable
+ * ASCII, and '"' and '\\', become \xHH escapes; the result is cut at
+ * `max` input bytes with "..." appended.  (transfer full) */
+char *gh_log_escape(const char *text, gsize len, gsize max);
+
+/* One log line per login attempt (DESIGN.md section 6).  Fields may be NULL
+ * ("-" is logged).  Logged at INFO with structured fields for the journal. */
+typedef struct {
+	const char *session_id;
+	const char *protocol;
+	const char *listener;
+	const char *remote;
+	const char *user; /* raw, escaped here */
+	const char *mechanism;
+	const char *tls; /* "no" or e.g. "TLS1.3/AES-256-GCM" */
+	const char *instance;
+	const char *module;
+	const char *verdict;
+	const char *reason;
+	const char *backend;
+	gboolean cached;
+	gint64 elapsed_us;
+} GhLoginLog;
+void gh_log_login(const GhLoginLog *l);
