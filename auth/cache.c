@@ -39,7 +39,7 @@ typedef struct {
 struct _GhCache {
 	GMutex lock;
 	GHashTable *table; /* id -> CacheNode (the node owns the id) */
-	GQueue lru;	   /* head: most recently used */
+	GQueue lru;        /* head: most recently used */
 	guint max_entries;
 	guint positive_ttl_s;
 	guint negative_ttl_s;
@@ -84,12 +84,8 @@ static void
 make_id(const GhCache *cache, const char *chain, const char *service, const char *user, guint8 *out)
 {
 	/* The lengths make the join unambiguous whatever bytes the names hold. */
-	g_autofree char *joined = g_strdup_printf("%zu:%s\x1f%zu:%s\x1f%s",
-						  strlen(chain),
-						  chain,
-						  strlen(service),
-						  service,
-						  user);
+	g_autofree char *joined = g_strdup_printf("%zu:%s\x1f%zu:%s\x1f%s", strlen(chain), chain,
+						  strlen(service), service, user);
 
 	hmac_sha256(cache->id_key, joined, strlen(joined), out);
 }

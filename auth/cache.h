@@ -19,18 +19,19 @@ typedef struct _GhCache GhCache;
 
 typedef struct {
 	GhAuthVerdict verdict;
-	char *module;	      /* instance name that decided ("users"), may be NULL */
+	char *module;         /* instance name that decided ("users"), may be NULL */
 	char *module_type;    /* module name ("file"), may be NULL */
 	char *canonical_user; /* may be NULL */
-	char *route;	      /* may be NULL */
-	char *reason;	      /* may be NULL */
+	char *route;          /* may be NULL */
+	char *reason;         /* may be NULL */
 } GhCacheEntry;
 
 /* max_entries 0 disables the cache (every lookup misses, stores are dropped).
  * A ttl of 0 seconds disables caching of that kind of verdict. */
 GhCache *gh_cache_new(guint max_entries, guint positive_ttl_s, guint negative_ttl_s);
 void gh_cache_free(GhCache *cache);
-void gh_cache_set_limits(GhCache *cache, guint max_entries, guint positive_ttl_s, guint negative_ttl_s);
+void
+gh_cache_set_limits(GhCache *cache, guint max_entries, guint positive_ttl_s, guint negative_ttl_s);
 
 /* Look up; on a hit fill *entry_out with copies (transfer full: free with
  * gh_cache_entry_clear) and return TRUE.  now_us is g_get_monotonic_time()

@@ -42,7 +42,7 @@ typedef struct {
 	char *name; /* NAME of [auth NAME] */
 	const GhAuthModule *module;
 	gpointer state;
-	GMutex serial; /* for modules that are not thread-safe; also orders refresh */
+	GMutex serial;   /* for modules that are not thread-safe; also orders refresh */
 	gint refreshing; /* atomic: a refresh job is queued or running */
 	GhAuthHost host;
 	GhAuthSet *set; /* back pointer, not a reference */
@@ -71,9 +71,9 @@ struct _GhAuthPending {
 	GMainContext *context;
 	GhAuthDone callback;
 	gpointer user_data;
-	gint cancelled;	  /* atomic; set on the context's thread */
+	gint cancelled;    /* atomic; set on the context's thread */
 	gboolean finished; /* context thread only: owner reference released */
-	GSource *timer;	  /* context thread only: failure-delay timer */
+	GSource *timer;    /* context thread only: failure-delay timer */
 
 	/* the outcome, written by the worker (or on a cache hit) before the
 	 * hand-back, read on the context afterwards */
@@ -89,8 +89,8 @@ typedef enum { JOB_VERIFY, JOB_REFRESH } JobKind;
 typedef struct {
 	JobKind kind;
 	GhAuthPending *pending; /* JOB_VERIFY: holds a reference */
-	GhAuthSet *set;		/* JOB_REFRESH: holds a reference */
-	GhAuthInstance *inst;	/* JOB_REFRESH */
+	GhAuthSet *set;         /* JOB_REFRESH: holds a reference */
+	GhAuthInstance *inst;   /* JOB_REFRESH */
 	gboolean force;
 } Job;
 
@@ -172,7 +172,7 @@ static gboolean
 pending_deliver(gpointer data)
 {
 	GhAuthPending *p = data;
-	GhAuthOutcome out = { 0 };
+	GhAuthOutcome out = {0};
 
 	g_clear_pointer(&p->timer, g_source_unref);
 	if (p->finished || g_atomic_int_get(&p->cancelled))
@@ -232,29 +232,20 @@ pending_conclude(GhAuthPending *p)
 	p->elapsed_us = g_get_monotonic_time() - p->start_us;
 	if (!p->cached && !(p->flags & GH_AUTH_VERIFY_NO_CACHE) && p->verdict != GH_AUTH_TEMPFAIL) {
 		GhCacheEntry e = {
-			.verdict = p->verdict,
-			.module = p->instance,
-			.module_type = p->module,
-			.canonical_user = p->canonical_user,
-			.route = p->route,
-			.reason = p->reason,
+		    .verdict = p->verdict,
+		    .module = p->instance,
+		    .module_type = p->module,
+		    .canonical_user = p->canonical_user,
+		    .route = p->route,
+		    .reason = p->reason,
 		};
-		gh_cache_store(core->cache,
-			       p->chain_key,
-			       p->service,
-			       p->user,
-			       pw,
-			       pw_len,
-			       g_get_monotonic_time(),
-			       &e);
+		gh_cache_store(core->cache, p->chain_key, p->service, p->user, pw, pw_len,
+			       g_get_monotonic_time(), &e);
 	}
 	if (p->verdict == GH_AUTH_OK) {
 		gh_penalty_success(core->penalty, p->remote_addr);
 	} else if (p->verdict != GH_AUTH_TEMPFAIL && !(p->flags & GH_AUTH_VERIFY_NO_DELAY)) {
-		p->delay_ms = gh_penalty_fail(core->penalty,
-					      p->remote_addr,
-					      pw,
-					      pw_len,
+		p->delay_ms = gh_penalty_fail(core->penalty, p->remote_addr, pw, pw_len,
 					      g_get_monotonic_time());
 	}
 	g_clear_pointer(&p->password, gh_secret_free);
@@ -280,35 +271,31 @@ run_chain(GhAuthPending *p)
 	gsize pw_len = 0;
 	const char *pw = gh_secret_get(p->password, &pw_len);
 	GhAuthRequest req = {
-		.user = p->user,
-		.password = pw,
-		.password_len = pw_len,
-		.service = p->service,
-		.listener = p->listener,
-		.remote_addr = p->remote_addr,
-		.remote_port = p->remote_port,
-		.local_addr = p->local_addr,
-		.local_port = p->local_port,
-		.tls = p->tls,
-		.session_id = p->session_id,
+	    .user = p->user,
+	    .password = pw,
+	    .password_len = pw_len,
+	    .service = p->service,
+	    .listener = p->listener,
+	    .remote_addr = p->remote_addr,
+	    .remote_port = p->remote_port,
+	    .local_addr = p->local_addr,
+	    .local_port = p->local_port,
+	    .tls = p->tls,
+	    .session_id = p->session_id,
 	};
 	GhAuthInstance *last = NULL;
 
 	for (guint i = 0; p->chain[i] != NULL; i++) {
 		GhAuthInstance *inst = set_find(p->set, p->chain[i]);
-		GhAuthResult res = { 0 };
+		GhAuthResult res = {0};
 		GhAuthVerdict v;
 		gboolean serial;
 
 		if (inst == NULL) {
 			/* the config check makes this impossible; stay safe anyway */
-			pending_set_outcome(p,
-					    GH_AUTH_TEMPFAIL,
-					    NULL,
-					    NULL,
-					    NULL,
-					    g_strdup_printf("auth group '%s' is not configured",
-							    p->chain[i]));
+			pending_set_outcome(
+			    p, GH_AUTH_TEMPFAIL, NULL, NULL, NULL,
+			    g_strdup_printf("auth group '%s' is not configured", p->chain[i]));
 			return;
 		}
 		serial = !(inst->module->flags & GH_AUTH_MODULE_THREAD_SAFE);
@@ -385,9 +372,10 @@ gh_auth_core_new(const GhAuthSettings *settings)
 	g_mutex_init(&core->lock);
 	core->settings = *settings;
 	core->cache =
-		gh_cache_new(settings->cache_size, settings->cache_ttl, settings->cache_negative_ttl);
+	    gh_cache_new(settings->cache_size, settings->cache_ttl, settings->cache_negative_ttl);
 	core->penalty = gh_penalty_new(settings->failure_delay, 65536);
-	core->pool = g_thread_pool_new(pool_func, core, (gint)MAX(settings->workers, 1), FALSE, NULL);
+	core->pool =
+	    g_thread_pool_new(pool_func, core, (gint)MAX(settings->workers, 1), FALSE, NULL);
 	return core;
 }
 
@@ -398,9 +386,7 @@ gh_auth_core_update(GhAuthCore *core, const GhAuthSettings *settings)
 	core->settings = *settings;
 	g_mutex_unlock(&core->lock);
 	g_thread_pool_set_max_threads(core->pool, (gint)MAX(settings->workers, 1), NULL);
-	gh_cache_set_limits(core->cache,
-			    settings->cache_size,
-			    settings->cache_ttl,
+	gh_cache_set_limits(core->cache, settings->cache_size, settings->cache_ttl,
 			    settings->cache_negative_ttl);
 	gh_penalty_set_base(core->penalty, settings->failure_delay);
 }
@@ -500,11 +486,8 @@ add_problem(GPtrArray *problems, char *msg)
 }
 
 static gboolean
-instance_check_keys(GhAuthSet *set,
-		    GKeyFile *kf,
-		    const char *group,
-		    const GhAuthModule *mod,
-		    GPtrArray *problems)
+instance_check_keys(
+    GhAuthSet *set, GKeyFile *kf, const char *group, const GhAuthModule *mod, GPtrArray *problems)
 {
 	g_auto(GStrv) keys = g_key_file_get_keys(kf, group, NULL, NULL);
 	gboolean ok = TRUE;
@@ -515,11 +498,8 @@ instance_check_keys(GhAuthSet *set,
 			known = g_strcmp0(keys[i], mod->keys[j]) == 0;
 		if (!known) {
 			add_problem(problems,
-				    gh_key_file_problem(set->config_path,
-							group,
-							keys[i],
-							"unknown key for module '%s'",
-							mod->name));
+				    gh_key_file_problem(set->config_path, group, keys[i],
+							"unknown key for module '%s'", mod->name));
 			ok = FALSE;
 		}
 	}
@@ -527,11 +507,8 @@ instance_check_keys(GhAuthSet *set,
 }
 
 static GhAuthInstance *
-instance_new(GhAuthSet *set,
-	     GKeyFile *kf,
-	     const char *group,
-	     const char *module_dir,
-	     GPtrArray *problems)
+instance_new(
+    GhAuthSet *set, GKeyFile *kf, const char *group, const char *module_dir, GPtrArray *problems)
 {
 	g_autofree char *module_name = g_key_file_get_string(kf, group, "module", NULL);
 	g_autoptr(GError) error = NULL;
@@ -540,17 +517,15 @@ instance_new(GhAuthSet *set,
 
 	if (module_name == NULL || *module_name == '\0') {
 		add_problem(problems,
-			    gh_key_file_problem(set->config_path,
-						group,
-						NULL,
+			    gh_key_file_problem(set->config_path, group, NULL,
 						"missing key 'module' (file, pam, ldap, ...)"));
 		return NULL;
 	}
 	g_strstrip(module_name);
 	mod = gh_auth_module_load(module_dir, module_name, &error);
 	if (mod == NULL) {
-		add_problem(problems,
-			    gh_key_file_problem(set->config_path, group, "module", "%s", error->message));
+		add_problem(problems, gh_key_file_problem(set->config_path, group, "module", "%s",
+							  error->message));
 		return NULL;
 	}
 	if (!instance_check_keys(set, kf, group, mod, problems))
@@ -571,13 +546,9 @@ instance_new(GhAuthSet *set,
 		if (g_str_has_prefix(error->message, set->config_path))
 			add_problem(problems, g_strdup(error->message));
 		else
-			add_problem(problems,
-				    gh_key_file_problem(set->config_path,
-							group,
-							NULL,
-							"module '%s': %s",
-							mod->name,
-							error->message));
+			add_problem(problems, gh_key_file_problem(set->config_path, group, NULL,
+								  "module '%s': %s", mod->name,
+								  error->message));
 		instance_free(inst);
 		return NULL;
 	}
@@ -675,7 +646,7 @@ gh_auth_verify_async(GhAuthSet *set,
 {
 	GhAuthCore *core = set->core;
 	GhAuthPending *p = g_new0(GhAuthPending, 1);
-	GhCacheEntry hit = { 0 };
+	GhCacheEntry hit = {0};
 	Job *job;
 
 	p->ref_count = 1; /* the owner's */
@@ -700,14 +671,8 @@ gh_auth_verify_async(GhAuthSet *set,
 	p->start_us = g_get_monotonic_time();
 
 	if (!(flags & GH_AUTH_VERIFY_NO_CACHE) &&
-	    gh_cache_lookup(core->cache,
-			    p->chain_key,
-			    p->service,
-			    p->user,
-			    request->password,
-			    request->password_len,
-			    p->start_us,
-			    &hit)) {
+	    gh_cache_lookup(core->cache, p->chain_key, p->service, p->user, request->password,
+			    request->password_len, p->start_us, &hit)) {
 		p->verdict = hit.verdict;
 		p->instance = g_steal_pointer(&hit.module);
 		p->module = g_steal_pointer(&hit.module_type);
@@ -727,11 +692,7 @@ gh_auth_verify_async(GhAuthSet *set,
 	if (!core_push(core, job)) {
 		pending_unref(p); /* the job's */
 		g_free(job);
-		pending_set_outcome(p,
-				    GH_AUTH_TEMPFAIL,
-				    NULL,
-				    NULL,
-				    NULL,
+		pending_set_outcome(p, GH_AUTH_TEMPFAIL, NULL, NULL, NULL,
 				    g_strdup("verification queue full"));
 		pending_conclude(p);
 		pending_hand_back(pending_ref(p));

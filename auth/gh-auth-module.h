@@ -24,26 +24,26 @@ G_BEGIN_DECLS
 
 /* The verdict of one module on one request. */
 typedef enum {
-	GH_AUTH_OK = 0,		/* password right: stop the chain, log in */
+	GH_AUTH_OK = 0,         /* password right: stop the chain, log in */
 	GH_AUTH_WRONG_PASSWORD, /* user known, password wrong (or account refused): stop */
-	GH_AUTH_UNKNOWN_USER,	/* this module does not know the user: try the next one */
-	GH_AUTH_TEMPFAIL,	/* the module's back end is unreachable: stop, answer "try later" */
+	GH_AUTH_UNKNOWN_USER,   /* this module does not know the user: try the next one */
+	GH_AUTH_TEMPFAIL,       /* the module's back end is unreachable: stop, answer "try later" */
 } GhAuthVerdict;
 
 /* What is being verified.  All strings are NUL-terminated and valid UTF-8 or
  * at least free of CR, LF and NUL (the core checks).  The password may contain
  * any byte but NUL.  (transfer none): valid for the duration of verify(). */
 typedef struct {
-	const char *user;	/* login name as the client sent it */
-	const char *password;	/* never log it, never keep it past verify() */
+	const char *user;     /* login name as the client sent it */
+	const char *password; /* never log it, never keep it past verify() */
 	gsize password_len;
-	const char *service;	 /* "smtp" or "imap" */
-	const char *listener;	 /* name of the [listener NAME] group */
+	const char *service;     /* "smtp" or "imap" */
+	const char *listener;    /* name of the [listener NAME] group */
 	const char *remote_addr; /* client address, textual (no port) */
 	guint16 remote_port;
 	const char *local_addr; /* address the client connected to */
 	guint16 local_port;
-	gboolean tls;		/* the client connection is encrypted */
+	gboolean tls;           /* the client connection is encrypted */
 	const char *session_id; /* for log lines */
 } GhAuthRequest;
 
@@ -51,8 +51,8 @@ typedef struct {
  * with g_strdup() (transfer full to the core) or leaves them NULL. */
 typedef struct {
 	char *canonical_user; /* name to log in to the backend with (default: request user) */
-	char *route;	      /* "host:port" of the backend server for this user, or NULL */
-	char *reason;	      /* for the log only, never for the client: "unknown user", ... */
+	char *route;          /* "host:port" of the backend server for this user, or NULL */
+	char *reason;         /* for the log only, never for the client: "unknown user", ... */
 } GhAuthResult;
 
 typedef struct _GhAuthHost GhAuthHost;
@@ -84,7 +84,7 @@ typedef struct {
 	guint32 abi_version; /* GH_AUTH_MODULE_ABI: first two fields never move */
 	guint32 struct_size; /* sizeof (GhAuthModule) */
 	const char *name;    /* "file": the value of `module =` that selects it */
-	guint32 flags;	     /* GhAuthModuleFlags */
+	guint32 flags;       /* GhAuthModuleFlags */
 
 	/* Keys the module accepts in its [auth NAME] group, NULL-terminated.
 	 * `module` is implicit.  Any other key is a configuration error. */
@@ -97,7 +97,8 @@ typedef struct {
 	gpointer (*init)(const GhAuthHost *host, GKeyFile *kf, const char *group, GError **error);
 
 	/* Optional.  Re-read backing data (users file) when it changed, or always
-	 * when `force` (SIGHUP).  Returns 1 when new data is now in force, 0 when
+	 * when `force` (re-read even when the data looks unchanged; SIGHUP builds
+	 * fresh instances through init instead).  Returns 1 when new data is now in force, 0 when
 	 * nothing changed, -1 with *error set when the new data is bad (the old
 	 * data stays in force).  Called every second or so from a worker thread,
 	 * never concurrently with itself. */
@@ -112,7 +113,8 @@ typedef struct {
 } GhAuthModule;
 
 /* Every module defines exactly this:
- *   G_MODULE_EXPORT const GhAuthModule gh_auth_module = { GH_AUTH_MODULE_ABI, sizeof (GhAuthModule), ... };
+ *   G_MODULE_EXPORT const GhAuthModule gh_auth_module = { GH_AUTH_MODULE_ABI, sizeof
+ * (GhAuthModule), ... };
  */
 
 /* Constant-time comparison for secrets of equal or different length: the time

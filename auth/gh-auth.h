@@ -32,18 +32,18 @@ typedef struct _GhAuthPending GhAuthPending;
 GQuark gh_module_error_quark(void);
 typedef enum {
 	GH_MODULE_ERROR_NOT_FOUND, /* no such module file */
-	GH_MODULE_ERROR_LOAD,	   /* dlopen failed or no gh_auth_module symbol */
-	GH_MODULE_ERROR_ABI,	   /* built against another ABI version */
-	GH_MODULE_ERROR_CONFIG,	   /* the module refused its configuration */
+	GH_MODULE_ERROR_LOAD,      /* dlopen failed or no gh_auth_module symbol */
+	GH_MODULE_ERROR_ABI,       /* built against another ABI version */
+	GH_MODULE_ERROR_CONFIG,    /* the module refused its configuration */
 } GhModuleError;
 
 typedef struct {
-	guint workers;		/* threads of the verification pool */
-	guint queue_max;	/* requests waiting for a thread before TEMPFAIL */
-	guint cache_size;	/* entries; 0 = no cache */
-	guint cache_ttl;	/* seconds, OK verdicts */
+	guint workers;            /* threads of the verification pool */
+	guint queue_max;          /* requests waiting for a thread before TEMPFAIL */
+	guint cache_size;         /* entries; 0 = no cache */
+	guint cache_ttl;          /* seconds, OK verdicts */
 	guint cache_negative_ttl; /* seconds, failed verdicts */
-	guint failure_delay;	/* seconds, base of the per-address penalty; 0 = none */
+	guint failure_delay;      /* seconds, base of the per-address penalty; 0 = none */
 } GhAuthSettings;
 
 const char *gh_auth_verdict_to_string(GhAuthVerdict verdict);
@@ -88,14 +88,14 @@ void gh_auth_set_refresh(GhAuthSet *set, gboolean force);
 /* ---- verification ---- */
 typedef struct {
 	GhAuthVerdict verdict;
-	const char *instance;	    /* [auth NAME] that decided, or NULL (queue full, no chain) */
-	const char *module;	    /* its module name ("file"), or NULL */
+	const char *instance;       /* [auth NAME] that decided, or NULL (queue full, no chain) */
+	const char *module;         /* its module name ("file"), or NULL */
 	const char *canonical_user; /* never NULL: the module's, else the request's user */
-	const char *route;	    /* or NULL */
-	const char *reason;	    /* for the log; never NULL */
-	gboolean cached;	    /* answered from the cache */
-	gint64 elapsed_us;	    /* from the request to the verdict, before any delay */
-	guint delay_ms;		    /* failure delay applied before this callback */
+	const char *route;          /* or NULL */
+	const char *reason;         /* for the log; never NULL */
+	gboolean cached;            /* answered from the cache */
+	gint64 elapsed_us;          /* from the request to the verdict, before any delay */
+	guint delay_ms;             /* failure delay applied before this callback */
 } GhAuthOutcome;
 
 /* Runs on the context given to gh_auth_verify_async.  The outcome and its

@@ -128,9 +128,8 @@ split_lines(const char *text, gsize len, guint *nul_line_out)
 	return lines;
 }
 
-static void
-add_problem(GString *problems, const char *path, guint line, const char *format, ...)
-	G_GNUC_PRINTF(4, 5);
+static void add_problem(GString *problems, const char *path, guint line, const char *format, ...)
+    G_GNUC_PRINTF(4, 5);
 
 static void
 add_problem(GString *problems, const char *path, guint line, const char *format, ...)
@@ -145,7 +144,6 @@ add_problem(GString *problems, const char *path, guint line, const char *format,
 	va_end(ap);
 }
 
-
 /* Check what GKeyFile does not (duplicates) or reports without a line (stray
  * text, keys before the first group).  Problems are appended to `problems`,
  * one a line. */
@@ -154,7 +152,7 @@ check_lines(const char *path, GPtrArray *lines, guint nul_line, GString *problem
 {
 	g_autoptr(GHashTable) groups = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, NULL);
 	g_autoptr(GHashTable) keys = NULL; /* of the current group: name -> first line */
-	g_autofree char *group = NULL;	   /* the current group, NULL before the first */
+	g_autofree char *group = NULL;     /* the current group, NULL before the first */
 
 	for (guint i = 0; i < lines->len; i++) {
 		const char *line = g_ptr_array_index(lines, i);
@@ -176,14 +174,12 @@ check_lines(const char *path, GPtrArray *lines, guint nul_line, GString *problem
 		case LINE_GROUP:
 			first = GPOINTER_TO_UINT(g_hash_table_lookup(groups, name));
 			if (first != 0)
-				add_problem(problems,
-					    path,
-					    lineno,
-					    "[%s]: group given twice (first on line %u)",
-					    name,
+				add_problem(problems, path, lineno,
+					    "[%s]: group given twice (first on line %u)", name,
 					    first);
 			else
-				g_hash_table_insert(groups, g_strdup(name), GUINT_TO_POINTER(lineno));
+				g_hash_table_insert(groups, g_strdup(name),
+						    GUINT_TO_POINTER(lineno));
 			/* GKeyFile would merge a repeated group; its keys are
 			 * only compared among themselves, since the repeated
 			 * header is the error to fix. */
@@ -194,33 +190,26 @@ check_lines(const char *path, GPtrArray *lines, guint nul_line, GString *problem
 			break;
 		case LINE_KEY:
 			if (group == NULL) {
-				add_problem(problems,
-					    path,
-					    lineno,
-					    "%s: key before any [group] header",
-					    name);
+				add_problem(problems, path, lineno,
+					    "%s: key before any [group] header", name);
 				break;
 			}
 			if (*name == '\0')
 				break; /* GKeyFile reports the empty key name */
 			first = GPOINTER_TO_UINT(g_hash_table_lookup(keys, name));
 			if (first != 0)
-				add_problem(problems,
-					    path,
-					    lineno,
-					    "[%s] %s: given twice (first on line %u)",
-					    group,
-					    name,
+				add_problem(problems, path, lineno,
+					    "[%s] %s: given twice (first on line %u)", group, name,
 					    first);
 			else
-				g_hash_table_insert(keys, g_steal_pointer(&name), GUINT_TO_POINTER(lineno));
+				g_hash_table_insert(keys, g_steal_pointer(&name),
+						    GUINT_TO_POINTER(lineno));
 			break;
 		case LINE_OTHER:
-			add_problem(problems,
-				    path,
-				    lineno,
-				    "\"%s\" is not a key = value pair, a [group] header or a comment",
-				    line + strspn(line, " \t"));
+			add_problem(
+			    problems, path, lineno,
+			    "\"%s\" is not a key = value pair, a [group] header or a comment",
+			    line + strspn(line, " \t"));
 			break;
 		}
 	}
@@ -280,9 +269,11 @@ gh_key_file_load_from_data(const char *path, const char *text, gsize len, GError
 	if (!g_key_file_load_from_data(kf, clean->str, clean->len, G_KEY_FILE_NONE, &local)) {
 		guint line = locate_error(lines, local->message);
 		if (line > 0)
-			g_set_error(error, local->domain, local->code, "%s:%u: %s", path, line, local->message);
+			g_set_error(error, local->domain, local->code, "%s:%u: %s", path, line,
+				    local->message);
 		else
-			g_set_error(error, local->domain, local->code, "%s: %s", path, local->message);
+			g_set_error(error, local->domain, local->code, "%s: %s", path,
+				    local->message);
 		return NULL;
 	}
 	return g_steal_pointer(&kf);
@@ -312,11 +303,7 @@ gh_key_file_load(const char *path, GError **error)
 	g_return_val_if_fail(path != NULL, NULL);
 
 	if (!g_file_get_contents(path, &text, &len, &local)) {
-		g_set_error(error,
-			    local->domain,
-			    local->code,
-			    "%s: cannot read: %s",
-			    path,
+		g_set_error(error, local->domain, local->code, "%s: cannot read: %s", path,
 			    read_error_reason(local->message));
 		return NULL;
 	}
@@ -359,11 +346,8 @@ gh_key_file_line(const char *path, const char *group, const char *key)
 }
 
 char *
-gh_key_file_problemv(const char *path,
-		     const char *group,
-		     const char *key,
-		     const char *format,
-		     va_list ap)
+gh_key_file_problemv(
+    const char *path, const char *group, const char *key, const char *format, va_list ap)
 {
 	GString *s = g_string_new(path);
 	guint line = 0;

@@ -33,10 +33,14 @@ guint gh_key_file_line(const char *path, const char *group, const char *key);
 
 /* "PATH:LINE: [GROUP] KEY: " (or without LINE when it cannot be found, without
  * KEY when key is NULL), followed by the formatted message.  (transfer full) */
-char *gh_key_file_problem(const char *path, const char *group, const char *key, const char *format, ...)
-	G_GNUC_PRINTF(4, 5);
-char *gh_key_file_problemv(const char *path, const char *group, const char *key, const char *format, va_list ap)
-	G_GNUC_PRINTF(4, 0);
+char *
+gh_key_file_problem(const char *path, const char *group, const char *key, const char *format, ...)
+    G_GNUC_PRINTF(4, 5);
+char *gh_key_file_problemv(const char *path,
+			   const char *group,
+			   const char *key,
+			   const char *format,
+			   va_list ap) G_GNUC_PRINTF(4, 0);
 
 /* Split a list value on white space (spaces, tabs), dropping empty items.
  * NULL gives an empty vector.  (transfer full) */

@@ -18,7 +18,7 @@
 
 #include <string.h>
 
-G_DEFINE_QUARK(gh-module-error-quark, gh_module_error)
+G_DEFINE_QUARK(gh - module - error - quark, gh_module_error)
 
 static GMutex loaded_lock;
 static GHashTable *loaded; /* path -> const GhAuthModule* */
@@ -46,47 +46,29 @@ check_descriptor(const char *name, const char *path, gconstpointer sym, GError *
 	const GhAuthModule *mod = sym;
 
 	if (head[0] != GH_AUTH_MODULE_ABI) {
-		g_set_error(error,
-			    GH_MODULE_ERROR,
-			    GH_MODULE_ERROR_ABI,
+		g_set_error(error, GH_MODULE_ERROR, GH_MODULE_ERROR_ABI,
 			    "module '%s' (%s) was built for module ABI version %u, but this "
 			    "gatehouse needs ABI version %u: rebuild the module against this "
 			    "version's gh-auth-module.h",
-			    name,
-			    path,
-			    head[0],
-			    (guint)GH_AUTH_MODULE_ABI);
+			    name, path, head[0], (guint)GH_AUTH_MODULE_ABI);
 		return NULL;
 	}
 	if (head[1] < sizeof(GhAuthModule)) {
-		g_set_error(error,
-			    GH_MODULE_ERROR,
-			    GH_MODULE_ERROR_ABI,
+		g_set_error(error, GH_MODULE_ERROR, GH_MODULE_ERROR_ABI,
 			    "module '%s' (%s) has a descriptor of %u bytes, expected %u: "
 			    "rebuild the module against this version's gh-auth-module.h",
-			    name,
-			    path,
-			    head[1],
-			    (guint)sizeof(GhAuthModule));
+			    name, path, head[1], (guint)sizeof(GhAuthModule));
 		return NULL;
 	}
 	if (mod->name == NULL || g_strcmp0(mod->name, name) != 0) {
-		g_set_error(error,
-			    GH_MODULE_ERROR,
-			    GH_MODULE_ERROR_LOAD,
-			    "module file %s calls itself '%s', expected '%s'",
-			    path,
-			    mod->name != NULL ? mod->name : "(null)",
-			    name);
+		g_set_error(error, GH_MODULE_ERROR, GH_MODULE_ERROR_LOAD,
+			    "module file %s calls itself '%s', expected '%s'", path,
+			    mod->name != NULL ? mod->name : "(null)", name);
 		return NULL;
 	}
 	if (mod->init == NULL || mod->verify == NULL) {
-		g_set_error(error,
-			    GH_MODULE_ERROR,
-			    GH_MODULE_ERROR_LOAD,
-			    "module '%s' (%s) lacks an init or verify function",
-			    name,
-			    path);
+		g_set_error(error, GH_MODULE_ERROR, GH_MODULE_ERROR_LOAD,
+			    "module '%s' (%s) lacks an init or verify function", name, path);
 		return NULL;
 	}
 	return mod;
@@ -103,9 +85,7 @@ gh_auth_module_load(const char *dir, const char *name, GError **error)
 	gpointer sym = NULL;
 
 	if (!gh_auth_module_name_valid(name)) {
-		g_set_error(error,
-			    GH_MODULE_ERROR,
-			    GH_MODULE_ERROR_NOT_FOUND,
+		g_set_error(error, GH_MODULE_ERROR, GH_MODULE_ERROR_NOT_FOUND,
 			    "'%s' is not a module name (lower-case letters, digits, '-', '_')",
 			    name != NULL ? name : "");
 		return NULL;
@@ -121,28 +101,18 @@ gh_auth_module_load(const char *dir, const char *name, GError **error)
 		return mod;
 
 	if (!g_file_test(path, G_FILE_TEST_EXISTS)) {
-		g_set_error(error,
-			    GH_MODULE_ERROR,
-			    GH_MODULE_ERROR_NOT_FOUND,
-			    "module '%s' not found: no file %s (see module_dir)",
-			    name,
-			    path);
+		g_set_error(error, GH_MODULE_ERROR, GH_MODULE_ERROR_NOT_FOUND,
+			    "module '%s' not found: no file %s (see module_dir)", name, path);
 		return NULL;
 	}
 	gmod = g_module_open(path, G_MODULE_BIND_LOCAL);
 	if (gmod == NULL) {
-		g_set_error(error,
-			    GH_MODULE_ERROR,
-			    GH_MODULE_ERROR_LOAD,
-			    "cannot load module '%s': %s",
-			    name,
-			    g_module_error());
+		g_set_error(error, GH_MODULE_ERROR, GH_MODULE_ERROR_LOAD,
+			    "cannot load module '%s': %s", name, g_module_error());
 		return NULL;
 	}
 	if (!g_module_symbol(gmod, "gh_auth_module", &sym) || sym == NULL) {
-		g_set_error(error,
-			    GH_MODULE_ERROR,
-			    GH_MODULE_ERROR_LOAD,
+		g_set_error(error, GH_MODULE_ERROR, GH_MODULE_ERROR_LOAD,
 			    "%s is not a gatehouse auth module: it has no gh_auth_module symbol",
 			    path);
 		g_module_close(gmod);

@@ -51,7 +51,7 @@ typedef struct {
 struct _GhPenalty {
 	GMutex lock;
 	GHashTable *table; /* key -> PenaltyNode (the node owns the key) */
-	GQueue order;	   /* head: most recent failure */
+	GQueue order;      /* head: most recent failure */
 	guint base_s;
 	guint max_addresses;
 	guint8 pw_key[GH_PENALTY_MAC_LEN];
@@ -93,7 +93,7 @@ password_mac(const GhPenalty *penalty, const char *password, gsize len, guint8 *
 static gboolean
 is_ipv4_mapped(const guint8 *b)
 {
-	static const guint8 prefix[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+	static const guint8 prefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
 
 	return memcmp(b, prefix, sizeof prefix) == 0;
 }
@@ -118,8 +118,8 @@ address_key(const char *remote)
 		return g_strdup_printf("4:%u.%u.%u.%u", b[12], b[13], b[14], b[15]);
 	/* A /48 is what one site usually gets: a client can hop across the
 	 * /64s inside it at will, so they share one counter. */
-	return g_strdup_printf("6:%02x%02x:%02x%02x:%02x%02x::/48",
-			       b[0], b[1], b[2], b[3], b[4], b[5]);
+	return g_strdup_printf("6:%02x%02x:%02x%02x:%02x%02x::/48", b[0], b[1], b[2], b[3], b[4],
+			       b[5]);
 }
 
 /* base, 2*base, 4*base, ... capped at max(base, 15 s); 0 without failures. */
@@ -197,11 +197,8 @@ gh_penalty_set_base(GhPenalty *penalty, guint base_delay_s)
 }
 
 guint
-gh_penalty_fail(GhPenalty *penalty,
-		const char *remote,
-		const char *password,
-		gsize password_len,
-		gint64 now_us)
+gh_penalty_fail(
+    GhPenalty *penalty, const char *remote, const char *password, gsize password_len, gint64 now_us)
 {
 	g_autofree char *key = NULL;
 	guint8 mac[GH_PENALTY_MAC_LEN];

@@ -139,11 +139,8 @@ name_is_clean(const char *name, gsize len)
 
 /* Split "authzid NUL authcid NUL password" (RFC 4616 2). */
 static GhSaslStatus
-plain_split(const char *buf,
-	    gsize len,
-	    char **authzid_out,
-	    char **authcid_out,
-	    GhSecret **password_out)
+plain_split(
+    const char *buf, gsize len, char **authzid_out, char **authcid_out, GhSecret **password_out)
 {
 	const char *nul1 = memchr(buf, '\0', len);
 	const char *nul2;
@@ -182,11 +179,8 @@ plain_split(const char *buf,
 }
 
 GhSaslStatus
-gh_sasl_plain_decode(const char *b64,
-		     gsize len,
-		     char **authzid_out,
-		     char **authcid_out,
-		     GhSecret **password_out)
+gh_sasl_plain_decode(
+    const char *b64, gsize len, char **authzid_out, char **authcid_out, GhSecret **password_out)
 {
 	guint8 *buf = NULL;
 	gsize buf_len = 0;

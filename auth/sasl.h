@@ -20,9 +20,10 @@
 
 typedef enum {
 	GH_SASL_OK = 0,
-	GH_SASL_CANCELLED, /* the client sent "*" (RFC 4954 4, RFC 9051 6.2.2) */
+	GH_SASL_CANCELLED,  /* the client sent "*" (RFC 4954 4, RFC 9051 6.2.2) */
 	GH_SASL_BAD_BASE64, /* not base64: wrong alphabet, bad padding, bad length */
-	GH_SASL_MALFORMED,  /* base64 fine, contents not: missing NULs, CR/LF/NUL in a name, empty user */
+	GH_SASL_MALFORMED,  /* base64 fine, contents not: missing NULs, CR/LF/NUL in a name, empty
+			       user */
 	GH_SASL_TOO_LONG,   /* over one of the limits above */
 } GhSaslStatus;
 
@@ -40,18 +41,16 @@ GhSaslStatus gh_sasl_base64_decode(const char *in, gsize in_len, guint8 **out, g
  * *authzid_out is ""), authcid must not be; neither may contain CR, LF or NUL
  * or be longer than GH_SASL_MAX_USER; the password must not contain NUL and
  * may be empty.  On GH_SASL_OK all three outputs are set (transfer full). */
-GhSaslStatus gh_sasl_plain_decode(const char *b64,
-				  gsize len,
-				  char **authzid_out,
-				  char **authcid_out,
-				  GhSecret **password_out);
+GhSaslStatus gh_sasl_plain_decode(
+    const char *b64, gsize len, char **authzid_out, char **authcid_out, GhSecret **password_out);
 
 /* Decode one AUTH LOGIN response given as base64.  When is_password is
  * FALSE the value is a user name: not empty, no CR, LF or NUL, at most
  * GH_SASL_MAX_USER bytes.  When TRUE it is a password: no NUL, at most
  * GH_SASL_MAX_PASSWORD.  "*" gives GH_SASL_CANCELLED.  The value comes back
  * as a GhSecret in both cases (transfer full); callers copy a user name out. */
-GhSaslStatus gh_sasl_login_decode(const char *b64, gsize len, gboolean is_password, GhSecret **value_out);
+GhSaslStatus
+gh_sasl_login_decode(const char *b64, gsize len, gboolean is_password, GhSecret **value_out);
 
 /* Base64 of "authzid NUL authcid NUL password" for an AUTH PLAIN towards a
  * backend; authzid may be NULL (empty).  Returns a NUL-terminated string

@@ -54,31 +54,31 @@ typedef struct {
 } EnumName;
 
 static const EnumName protocol_names[] = {
-	{ "smtp", GH_PROTO_SMTP },
-	{ "imap", GH_PROTO_IMAP },
-	{ NULL, 0 },
+    {"smtp", GH_PROTO_SMTP},
+    {"imap", GH_PROTO_IMAP},
+    {NULL, 0},
 };
 
 static const EnumName tls_mode_names[] = {
-	{ "none", GH_TLS_NONE },
-	{ "starttls", GH_TLS_STARTTLS },
-	{ "implicit", GH_TLS_IMPLICIT },
-	{ NULL, 0 },
+    {"none", GH_TLS_NONE},
+    {"starttls", GH_TLS_STARTTLS},
+    {"implicit", GH_TLS_IMPLICIT},
+    {NULL, 0},
 };
 
 static const EnumName plaintext_auth_names[] = {
-	{ "always", GH_PLAINTEXT_ALWAYS },
-	{ "tls", GH_PLAINTEXT_TLS },
-	{ "trusted", GH_PLAINTEXT_TRUSTED },
-	{ NULL, 0 },
+    {"always", GH_PLAINTEXT_ALWAYS},
+    {"tls", GH_PLAINTEXT_TLS},
+    {"trusted", GH_PLAINTEXT_TRUSTED},
+    {NULL, 0},
 };
 
 static const EnumName backend_login_names[] = {
-	{ "passthrough", GH_LOGIN_PASSTHROUGH },
-	{ "master", GH_LOGIN_MASTER },
-	{ "xclient", GH_LOGIN_XCLIENT },
-	{ "none", GH_LOGIN_NONE },
-	{ NULL, 0 },
+    {"passthrough", GH_LOGIN_PASSTHROUGH},
+    {"master", GH_LOGIN_MASTER},
+    {"xclient", GH_LOGIN_XCLIENT},
+    {"none", GH_LOGIN_NONE},
+    {NULL, 0},
 };
 
 static const char *
@@ -136,7 +136,7 @@ gh_cidr_parse(const char *text, GhCidr *out)
 	g_autoptr(GInetAddress) addr = NULL;
 	const char *slash;
 	guint max, prefix;
-	GhCidr net = { 0 };
+	GhCidr net = {0};
 
 	g_return_val_if_fail(out != NULL, FALSE);
 
@@ -187,7 +187,7 @@ prefix_equal(const guint8 *a, const guint8 *b, guint prefix)
 gboolean
 gh_cidr_match(const GhCidr *net, GInetAddress *addr)
 {
-	static const guint8 v4_mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+	static const guint8 v4_mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
 	GSocketFamily family;
 	const guint8 *bytes;
 	guint8 mapped[16];
@@ -480,9 +480,8 @@ typedef struct {
 	GHashTable *bad_protocol;
 } Loader;
 
-static void
-problem(Loader *ld, const char *group, const char *key, const char *format, ...)
-	G_GNUC_PRINTF(4, 5);
+static void problem(Loader *ld, const char *group, const char *key, const char *format, ...)
+    G_GNUC_PRINTF(4, 5);
 
 static void
 problem(Loader *ld, const char *group, const char *key, const char *format, ...)
@@ -515,9 +514,7 @@ get_value(Loader *ld, const char *group, const char *key)
 	value = g_key_file_get_string(ld->cfg->kf, group, key, &error);
 	/* GLib 2.74 returns a half-unescaped value and sets the error */
 	if (error != NULL) {
-		problem(ld,
-			group,
-			key,
+		problem(ld, group, key,
 			"bad escape in the value: after '\\' only s, n, t, r or '\\' may follow");
 		g_free(value);
 		value = g_key_file_get_value(ld->cfg->kf, group, key, NULL);
@@ -569,12 +566,8 @@ get_enum(Loader *ld,
 	if (value == NULL || *value == '\0') {
 		if (!required && value == NULL)
 			return TRUE;
-		problem(ld,
-			group,
-			key,
-			"%s: expected %s",
-			value == NULL ? "missing" : "empty value",
-			choices);
+		problem(ld, group, key, "%s: expected %s",
+			value == NULL ? "missing" : "empty value", choices);
 		return FALSE;
 	}
 	for (guint i = 0; names[i].name != NULL; i++) {
@@ -591,8 +584,8 @@ get_enum(Loader *ld,
 static gboolean
 get_bool(Loader *ld, const char *group, const char *key, gboolean def)
 {
-	static const char *const yes[] = { "yes", "true", "1", NULL };
-	static const char *const no[] = { "no", "false", "0", NULL };
+	static const char *const yes[] = {"yes", "true", "1", NULL};
+	static const char *const no[] = {"no", "false", "0", NULL};
 	g_autofree char *value = get_value(ld, group, key);
 
 	if (value == NULL)
@@ -619,13 +612,8 @@ get_uint(Loader *ld, const char *group, const char *key, guint def, guint min, g
 	 * or "30s" would otherwise read as something the admin did not mean) */
 	if (!all_digits(value) || strlen(value) > 10 ||
 	    (v = g_ascii_strtoull(value, NULL, 10)) < min || v > max) {
-		problem(ld,
-			group,
-			key,
-			"bad value '%s': expected a whole number from %u to %u",
-			value,
-			min,
-			max);
+		problem(ld, group, key, "bad value '%s': expected a whole number from %u to %u",
+			value, min, max);
 		return def;
 	}
 	return (guint)v;
@@ -711,10 +699,21 @@ valid_hostname(const char *name)
 /* ------------------------------------------------------------ [gatehouse] */
 
 static const char *const gatehouse_keys[] = {
-	"hostname",	    "user",	      "group",		 "module_dir",
-	"control_socket",   "trusted_networks", "shutdown_timeout", "workers",
-	"failure_delay",    "auth_workers",   "auth_queue_max",	 "auth_cache_size",
-	"auth_cache_ttl",   "auth_cache_negative_ttl", NULL,
+    "hostname",
+    "user",
+    "group",
+    "module_dir",
+    "control_socket",
+    "trusted_networks",
+    "shutdown_timeout",
+    "workers",
+    "failure_delay",
+    "auth_workers",
+    "auth_queue_max",
+    "auth_cache_size",
+    "auth_cache_ttl",
+    "auth_cache_negative_ttl",
+    NULL,
 };
 
 static void
@@ -731,9 +730,7 @@ parse_trusted_networks(Loader *ld, const char *group)
 	for (guint i = 0; nets != NULL && nets[i] != NULL; i++) {
 		GhCidr net;
 		if (!gh_cidr_parse(nets[i], &net)) {
-			problem(ld,
-				group,
-				"trusted_networks",
+			problem(ld, group, "trusted_networks",
 				"bad network '%s': expected an address or a network such as "
 				"192.0.2.0/24 or 2001:db8::/32",
 				nets[i]);
@@ -766,37 +763,30 @@ parse_gatehouse(Loader *ld, const char *group)
 	cfg->module_dir = s;
 	s = get_string(ld, group, "control_socket", GH_DEFAULT_CONTROL_SOCKET);
 	if (strlen(s) >= GH_UNIX_PATH_MAX)
-		problem(ld,
-			group,
-			"control_socket",
-			"path too long for a unix socket (at most %u bytes)",
-			GH_UNIX_PATH_MAX - 1);
+		problem(ld, group, "control_socket",
+			"path too long for a unix socket (at most %u bytes)", GH_UNIX_PATH_MAX - 1);
 	g_free(cfg->control_socket);
 	cfg->control_socket = s;
 	parse_trusted_networks(ld, group);
 
 	cfg->shutdown_timeout =
-		get_uint(ld, group, "shutdown_timeout", cfg->shutdown_timeout, 0, GH_MAX_SECONDS);
+	    get_uint(ld, group, "shutdown_timeout", cfg->shutdown_timeout, 0, GH_MAX_SECONDS);
 	cfg->workers = get_uint(ld, group, "workers", cfg->workers, 0, 256);
 	cfg->failure_delay = get_uint(ld, group, "failure_delay", cfg->failure_delay, 0, 60);
 	cfg->auth_workers = get_uint(ld, group, "auth_workers", cfg->auth_workers, 1, 1024);
 	cfg->auth_queue_max =
-		get_uint(ld, group, "auth_queue_max", cfg->auth_queue_max, 1, 1048576);
+	    get_uint(ld, group, "auth_queue_max", cfg->auth_queue_max, 1, 1048576);
 	cfg->auth_cache_size =
-		get_uint(ld, group, "auth_cache_size", cfg->auth_cache_size, 0, 10000000);
+	    get_uint(ld, group, "auth_cache_size", cfg->auth_cache_size, 0, 10000000);
 	cfg->auth_cache_ttl =
-		get_uint(ld, group, "auth_cache_ttl", cfg->auth_cache_ttl, 0, GH_MAX_SECONDS);
-	cfg->auth_cache_negative_ttl = get_uint(ld,
-						group,
-						"auth_cache_negative_ttl",
-						cfg->auth_cache_negative_ttl,
-						0,
-						GH_MAX_SECONDS);
+	    get_uint(ld, group, "auth_cache_ttl", cfg->auth_cache_ttl, 0, GH_MAX_SECONDS);
+	cfg->auth_cache_negative_ttl = get_uint(ld, group, "auth_cache_negative_ttl",
+						cfg->auth_cache_negative_ttl, 0, GH_MAX_SECONDS);
 }
 
 /* ------------------------------------------------------------ [tls] */
 
-static const char *const tls_keys[] = { "certificate", "key", "priorities", NULL };
+static const char *const tls_keys[] = {"certificate", "key", "priorities", NULL};
 
 static char **
 get_file_list(Loader *ld, const char *group, const char *key)
@@ -825,13 +815,10 @@ parse_tls(Loader *ld, const char *group)
 		problem(ld, group, "certificate", "missing: each key needs its certificate");
 	} else if (tls->certificates != NULL &&
 		   g_strv_length(tls->certificates) != g_strv_length(tls->keys)) {
-		problem(ld,
-			group,
-			"key",
+		problem(ld, group, "key",
 			"%u certificate files but %u key files: list them in pairs, in the same "
 			"order",
-			g_strv_length(tls->certificates),
-			g_strv_length(tls->keys));
+			g_strv_length(tls->certificates), g_strv_length(tls->keys));
 	}
 	s = get_string(ld, group, "priorities", GH_DEFAULT_PRIORITIES);
 	g_free(tls->priorities);
@@ -841,9 +828,9 @@ parse_tls(Loader *ld, const char *group)
 /* ------------------------------------------------------------ [listener NAME] */
 
 static const char *const listener_keys[] = {
-	"protocol",	   "listen",	   "tls",	"plaintext_auth",  "require_auth",
-	"auth",		   "backend",	   "idle_timeout", "max_connections", "max_auth_failures",
-	NULL,
+    "protocol", "listen",  "tls",          "plaintext_auth",  "require_auth",
+    "auth",     "backend", "idle_timeout", "max_connections", "max_auth_failures",
+    NULL,
 };
 
 static void
@@ -852,7 +839,7 @@ parse_listen(Loader *ld, const char *group, GhListenerConfig *lc)
 	g_auto(GStrv) addrs = get_list(ld, group, "listen");
 
 	for (guint i = 0; addrs != NULL && addrs[i] != NULL; i++) {
-		GhHostPort hp = { 0 };
+		GhHostPort hp = {0};
 		const char *why = NULL;
 
 		if (!gh_host_port_parse(addrs[i], &hp, &why)) {
@@ -861,9 +848,7 @@ parse_listen(Loader *ld, const char *group, GhListenerConfig *lc)
 		}
 		/* bind() takes addresses: a name could resolve to anything */
 		if (strcmp(hp.host, "*") != 0 && !g_hostname_is_ip_address(hp.host)) {
-			problem(ld,
-				group,
-				"listen",
+			problem(ld, group, "listen",
 				"bad listen address '%s': an IP address or '*' is needed, not a "
 				"host name",
 				addrs[i]);
@@ -904,9 +889,7 @@ parse_listener(Loader *ld, const char *group, const char *name)
 
 	auth = get_list(ld, group, "auth");
 	if (auth == NULL || auth[0] == NULL) {
-		problem(ld,
-			group,
-			"auth",
+		problem(ld, group, "auth",
 			"missing: name at least one [auth NAME] group, the auth chain tried in "
 			"order");
 	} else {
@@ -929,13 +912,10 @@ parse_listener(Loader *ld, const char *group, const char *name)
 	else
 		lc->backend = g_steal_pointer(&backend);
 
-	lc->idle_timeout = get_uint(ld,
-				    group,
-				    "idle_timeout",
-				    lc->protocol == GH_PROTO_IMAP ? GH_DEFAULT_IDLE_IMAP
-								  : GH_DEFAULT_IDLE_SMTP,
-				    1,
-				    GH_MAX_SECONDS);
+	lc->idle_timeout =
+	    get_uint(ld, group, "idle_timeout",
+		     lc->protocol == GH_PROTO_IMAP ? GH_DEFAULT_IDLE_IMAP : GH_DEFAULT_IDLE_SMTP, 1,
+		     GH_MAX_SECONDS);
 	lc->max_connections = get_uint(ld, group, "max_connections", 0, 0, 1000000);
 	lc->max_auth_failures = get_uint(ld, group, "max_auth_failures", 3, 1, 1000);
 }
@@ -952,15 +932,15 @@ parse_auth(Loader *ld, const char *group, const char *name)
 	/* every other key belongs to the module, which the auth core checks */
 	ac->module = get_string(ld, group, "module", NULL);
 	if (ac->module == NULL)
-		problem(ld, group, "module", "missing: name the auth module (file, pam, ldap, ...)");
+		problem(ld, group, "module",
+			"missing: name the auth module (file, pam, ldap, ...)");
 }
 
 /* ------------------------------------------------------------ [backend NAME] */
 
 static const char *const backend_keys[] = {
-	"protocol",  "servers",	       "tls",		   "login",
-	"master_user", "master_password_file", "forward_client", "ca_file",
-	"verify",    "connect_timeout",	 NULL,
+    "protocol",       "servers", "tls",    "login",           "master_user", "master_password_file",
+    "forward_client", "ca_file", "verify", "connect_timeout", NULL,
 };
 
 static void
@@ -973,7 +953,7 @@ parse_servers(Loader *ld, const char *group, GhBackendConfig *bc)
 		return;
 	}
 	for (guint i = 0; servers[i] != NULL; i++) {
-		GhHostPort hp = { 0 };
+		GhHostPort hp = {0};
 		const char *why = NULL;
 
 		if (!gh_host_port_parse(servers[i], &hp, &why)) {
@@ -981,9 +961,7 @@ parse_servers(Loader *ld, const char *group, GhBackendConfig *bc)
 			continue;
 		}
 		if (strcmp(hp.host, "*") == 0) {
-			problem(ld,
-				group,
-				"servers",
+			problem(ld, group, "servers",
 				"bad server '%s': a server needs an address or a host name",
 				servers[i]);
 			gh_host_port_clear(&hp);
@@ -1031,7 +1009,8 @@ parse_backend(Loader *ld, const char *group, const char *name)
 		if (bc->master_user == NULL)
 			problem(ld, group, "master_user", "missing: login = master needs it");
 		if (bc->master_password_file == NULL)
-			problem(ld, group, "master_password_file", "missing: login = master needs it");
+			problem(ld, group, "master_password_file",
+				"missing: login = master needs it");
 		else
 			check_readable(ld, group, "master_password_file", bc->master_password_file);
 	}
@@ -1055,38 +1034,26 @@ check_links(Loader *ld)
 
 		for (guint j = 0; lc->auth[j] != NULL; j++) {
 			if (gh_config_auth(cfg, lc->auth[j]) == NULL)
-				problem(ld,
-					group,
-					"auth",
+				problem(ld, group, "auth",
 					"unknown auth group '%s' (there is no [auth %s])",
-					lc->auth[j],
-					lc->auth[j]);
+					lc->auth[j], lc->auth[j]);
 		}
 		bc = gh_config_backend(cfg, lc->backend);
 		if (lc->backend != NULL && bc == NULL) {
-			problem(ld,
-				group,
-				"backend",
-				"unknown backend '%s' (there is no [backend %s])",
-				lc->backend,
+			problem(ld, group, "backend",
+				"unknown backend '%s' (there is no [backend %s])", lc->backend,
 				lc->backend);
 		} else if (bc != NULL && !g_hash_table_contains(ld->bad_protocol, group)) {
 			g_autofree char *bgroup = g_strconcat("backend ", bc->name, NULL);
 			if (!g_hash_table_contains(ld->bad_protocol, bgroup) &&
 			    bc->protocol != lc->protocol)
-				problem(ld,
-					group,
-					"backend",
-					"backend '%s' speaks %s, listener speaks %s",
-					bc->name,
+				problem(ld, group, "backend",
+					"backend '%s' speaks %s, listener speaks %s", bc->name,
 					gh_protocol_to_string(bc->protocol),
 					gh_protocol_to_string(lc->protocol));
 		}
 		if (lc->tls != GH_TLS_NONE && cfg->tls.certificates == NULL)
-			problem(ld,
-				group,
-				"tls",
-				"tls = %s needs a certificate and key in [tls]",
+			problem(ld, group, "tls", "tls = %s needs a certificate and key in [tls]",
 				gh_tls_mode_to_string(lc->tls));
 	}
 }
@@ -1126,7 +1093,8 @@ sort_problems(const char *path, GPtrArray *problems, guint from)
 		v[i].line = G_MAXUINT;
 		if (strncmp(msg, path, plen) == 0 && msg[plen] == ':' &&
 		    g_ascii_isdigit(msg[plen + 1]))
-			v[i].line = (guint)MIN(g_ascii_strtoull(msg + plen + 1, NULL, 10), G_MAXUINT);
+			v[i].line =
+			    (guint)MIN(g_ascii_strtoull(msg + plen + 1, NULL, 10), G_MAXUINT);
 	}
 	qsort(v, n, sizeof *v, numbered_problem_cmp);
 	for (guint i = 0; i < n; i++)
@@ -1154,9 +1122,9 @@ parse_group(Loader *ld, const char *group)
 		const char *kind;
 		void (*parse)(Loader *ld, const char *group, const char *name);
 	} named[] = {
-		{ "listener", parse_listener },
-		{ "auth", parse_auth },
-		{ "backend", parse_backend },
+	    {"listener", parse_listener},
+	    {"auth", parse_auth},
+	    {"backend", parse_backend},
 	};
 
 	if (strcmp(group, "gatehouse") == 0) {
@@ -1172,22 +1140,16 @@ parse_group(Loader *ld, const char *group)
 		if (name == NULL)
 			continue;
 		if (!valid_name(name)) {
-			problem(ld,
-				group,
-				NULL,
+			problem(ld, group, NULL,
 				"bad %s name '%s': write [%s NAME] with a NAME of letters, digits, "
 				"'_', '.' and '-'",
-				named[i].kind,
-				name,
-				named[i].kind);
+				named[i].kind, name, named[i].kind);
 			return;
 		}
 		named[i].parse(ld, group, name);
 		return;
 	}
-	problem(ld,
-		group,
-		NULL,
+	problem(ld, group, NULL,
 		"unknown group (known: [gatehouse], [tls], [listener NAME], [auth NAME], "
 		"[backend NAME])");
 }
@@ -1200,7 +1162,7 @@ gh_config_load(const char *path, GPtrArray *problems)
 	g_autoptr(GHashTable) bad_protocol = NULL;
 	g_autoptr(GError) error = NULL;
 	g_auto(GStrv) groups = NULL;
-	Loader ld = { 0 };
+	Loader ld = {0};
 	guint first_problem;
 
 	g_return_val_if_fail(path != NULL, NULL);

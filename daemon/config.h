@@ -36,7 +36,7 @@ const char *gh_backend_login_to_string(GhBackendLogin l);
 typedef struct {
 	GSocketFamily family; /* G_SOCKET_FAMILY_IPV4 or _IPV6 */
 	guint8 addr[16];      /* network byte order; first 4 bytes for IPv4 */
-	guint prefix;	      /* 0..32 or 0..128 */
+	guint prefix;         /* 0..32 or 0..128 */
 } GhCidr;
 
 gboolean gh_cidr_parse(const char *text, GhCidr *out);
@@ -65,11 +65,13 @@ typedef struct {
 	GhTlsMode tls;
 	GhPlaintextAuth plaintext_auth;
 	gboolean require_auth; /* SMTP only */
-	char **auth;	       /* NULL-terminated [auth NAME] names, in order, at least one */
-	char *backend;	       /* [backend NAME] name */
-	guint idle_timeout;    /* seconds before an idle client in login state is dropped; default 300 (SMTP) / 1800 (IMAP), RFC 5321 4.5.3.2.7, RFC 9051 5.4 */
+	char **auth;           /* NULL-terminated [auth NAME] names, in order, at least one */
+	char *backend;         /* [backend NAME] name */
+	guint idle_timeout; /* seconds before an idle client in login state is dropped; default 300
+			       (SMTP) / 1800 (IMAP), RFC 5321 4.5.3.2.7, RFC 9051 5.4 */
 	guint max_connections; /* 0 = no limit */
-	guint max_auth_failures; /* failed logins on one connection before it is closed; default 3 */
+	guint
+	    max_auth_failures; /* failed logins on one connection before it is closed; default 3 */
 } GhListenerConfig;
 
 typedef struct {
@@ -83,11 +85,11 @@ typedef struct {
 	GArray *servers; /* of GhHostPort, at least one */
 	GhTlsMode tls;
 	GhBackendLogin login;
-	char *master_user;	    /* login = master */
+	char *master_user;          /* login = master */
 	char *master_password_file; /* login = master */
 	gboolean forward_client;
-	char *ca_file; /* may be NULL: system trust store */
-	gboolean verify; /* check the backend's certificate; default yes */
+	char *ca_file;         /* may be NULL: system trust store */
+	gboolean verify;       /* check the backend's certificate; default yes */
 	guint connect_timeout; /* seconds, default 10 */
 } GhBackendConfig;
 
@@ -108,13 +110,13 @@ typedef struct {
 	char *module_dir;
 	char *control_socket;
 	GArray *trusted_networks; /* of GhCidr */
-	guint shutdown_timeout;	  /* seconds, default 30 */
-	guint workers;		  /* I/O threads, already resolved: 0 in the file = CPUs */
-	guint failure_delay;	  /* seconds, default 2 */
-	guint auth_workers;	  /* threads for blocking verification, default 8 */
-	guint auth_queue_max;	  /* requests waiting for a worker before TEMPFAIL, default 1024 */
-	guint auth_cache_size;	  /* entries, default 10000; 0 = no cache */
-	guint auth_cache_ttl;	  /* seconds for OK verdicts, default 300 */
+	guint shutdown_timeout;   /* seconds, default 30 */
+	guint workers;            /* I/O threads, already resolved: 0 in the file = CPUs */
+	guint failure_delay;      /* seconds, default 2 */
+	guint auth_workers;       /* threads for blocking verification, default 8 */
+	guint auth_queue_max;     /* requests waiting for a worker before TEMPFAIL, default 1024 */
+	guint auth_cache_size;    /* entries, default 10000; 0 = no cache */
+	guint auth_cache_ttl;     /* seconds for OK verdicts, default 300 */
 	guint auth_cache_negative_ttl; /* seconds for failed verdicts, default 60 */
 
 	GhTlsConfig tls;

@@ -1,8 +1,8 @@
 /*
  * gatehousectl.c: the admin tool.
  *
- *   gatehousectl [-c FILE] [-d] auth-test USER [--service smtp|imap] [--remote IP] [--listener NAME]
- *   gatehousectl hash-password [--scheme yescrypt|sha512|bcrypt]
+ *   gatehousectl [-c FILE] [-d] auth-test USER [--service smtp|imap] [--remote IP] [--listener
+ * NAME] gatehousectl hash-password [--scheme yescrypt|sha512|bcrypt]
  *
  * auth-test runs a listener's auth chain through the same auth core and
  * modules as gatehoused (no cache, no failure delay) and prints the verdict;
@@ -115,19 +115,19 @@ on_auth_done(const GhAuthOutcome *o, gpointer data)
 {
 	AuthTest *t = data;
 	GhLoginLog log = {
-		.session_id = "auth-test",
-		.protocol = t->service,
-		.listener = t->lc->name,
-		.remote = t->remote,
-		.user = t->user,
-		.mechanism = "auth-test",
-		.tls = "no",
-		.instance = o->instance,
-		.module = o->module,
-		.verdict = gh_auth_verdict_to_string(o->verdict),
-		.reason = o->reason,
-		.cached = o->cached,
-		.elapsed_us = o->elapsed_us,
+	    .session_id = "auth-test",
+	    .protocol = t->service,
+	    .listener = t->lc->name,
+	    .remote = t->remote,
+	    .user = t->user,
+	    .mechanism = "auth-test",
+	    .tls = "no",
+	    .instance = o->instance,
+	    .module = o->module,
+	    .verdict = gh_auth_verdict_to_string(o->verdict),
+	    .reason = o->reason,
+	    .cached = o->cached,
+	    .elapsed_us = o->elapsed_us,
 	};
 	g_autofree char *user = gh_log_escape(o->canonical_user, strlen(o->canonical_user), 256);
 
@@ -176,11 +176,11 @@ cmd_auth_test(const char *config_path, int argc, char **argv)
 	g_autofree char *remote = NULL;
 	g_autofree char *listener = NULL;
 	GOptionEntry entries[] = {
-		{ "service", 's', 0, G_OPTION_ARG_STRING, &service, "smtp or imap", "SERVICE" },
-		{ "remote", 'r', 0, G_OPTION_ARG_STRING, &remote, "Client address to test as", "IP" },
-		{ "listener", 'l', 0, G_OPTION_ARG_STRING, &listener, "Listener whose chain to use", "NAME" },
-		{ NULL }
-	};
+	    {"service", 's', 0, G_OPTION_ARG_STRING, &service, "smtp or imap", "SERVICE"},
+	    {"remote", 'r', 0, G_OPTION_ARG_STRING, &remote, "Client address to test as", "IP"},
+	    {"listener", 'l', 0, G_OPTION_ARG_STRING, &listener, "Listener whose chain to use",
+	     "NAME"},
+	    {NULL}};
 	g_autoptr(GOptionContext) octx = g_option_context_new("USER");
 	g_autoptr(GError) error = NULL;
 	g_autoptr(GPtrArray) problems = g_ptr_array_new_with_free_func(g_free);
@@ -188,11 +188,11 @@ cmd_auth_test(const char *config_path, int argc, char **argv)
 	g_autoptr(GhSecret) password = NULL;
 	g_autoptr(GMainLoop) loop = NULL;
 	const GhListenerConfig *lc;
-	GhAuthSettings settings = { .workers = 1, .queue_max = 16 };
+	GhAuthSettings settings = {.workers = 1, .queue_max = 16};
 	GhAuthCore *core;
 	GhAuthSet *set;
-	AuthTest t = { 0 };
-	GhAuthRequest req = { 0 };
+	AuthTest t = {0};
+	GhAuthRequest req = {0};
 	gsize pw_len;
 
 	g_option_context_add_main_entries(octx, entries, NULL);
@@ -221,10 +221,10 @@ cmd_auth_test(const char *config_path, int argc, char **argv)
 	}
 	lc = pick_listener(cfg, listener, service);
 	if (lc == NULL) {
-		fprintf(stderr,
-			"gatehousectl auth-test: %s has no %s%s listener\n",
-			config_path,
-			listener != NULL ? "such" : service != NULL ? service : "",
+		fprintf(stderr, "gatehousectl auth-test: %s has no %s%s listener\n", config_path,
+			listener != NULL  ? "such"
+			: service != NULL ? service
+					  : "",
 			listener != NULL ? "" : "");
 		return EXIT_CONFIG;
 	}
@@ -259,12 +259,8 @@ cmd_auth_test(const char *config_path, int argc, char **argv)
 	req.remote_addr = t.remote;
 	req.local_addr = "127.0.0.1";
 	req.session_id = "auth-test";
-	gh_auth_verify_async(set,
-			     (const char *const *)lc->auth,
-			     &req,
-			     GH_AUTH_VERIFY_NO_CACHE | GH_AUTH_VERIFY_NO_DELAY,
-			     NULL,
-			     on_auth_done,
+	gh_auth_verify_async(set, (const char *const *)lc->auth, &req,
+			     GH_AUTH_VERIFY_NO_CACHE | GH_AUTH_VERIFY_NO_DELAY, NULL, on_auth_done,
 			     &t);
 	g_main_loop_run(loop);
 	gh_auth_set_unref(set);
@@ -278,10 +274,9 @@ static int
 cmd_hash_password(int argc, char **argv)
 {
 	g_autofree char *scheme = NULL;
-	GOptionEntry entries[] = {
-		{ "scheme", 's', 0, G_OPTION_ARG_STRING, &scheme, "yescrypt (default), sha512 or bcrypt", "SCHEME" },
-		{ NULL }
-	};
+	GOptionEntry entries[] = {{"scheme", 's', 0, G_OPTION_ARG_STRING, &scheme,
+				   "yescrypt (default), sha512 or bcrypt", "SCHEME"},
+				  {NULL}};
 	g_autoptr(GOptionContext) octx = g_option_context_new("");
 	g_autoptr(GError) error = NULL;
 	g_autoptr(GhSecret) password = NULL;
@@ -295,8 +290,7 @@ cmd_hash_password(int argc, char **argv)
 	if (!g_option_context_parse(octx, &argc, &argv, &error) || argc != 1) {
 		fprintf(stderr,
 			"usage: gatehousectl hash-password [--scheme yescrypt|sha512|bcrypt]%s%s\n",
-			error != NULL ? "\n" : "",
-			error != NULL ? error->message : "");
+			error != NULL ? "\n" : "", error != NULL ? error->message : "");
 		return EXIT_USAGE;
 	}
 	if (scheme == NULL || g_strcmp0(scheme, "yescrypt") == 0)
@@ -329,13 +323,15 @@ cmd_hash_password(int argc, char **argv)
 		return 1;
 	}
 	if (crypt_gensalt_rn(prefix, 0, NULL, 0, salt, sizeof salt) == NULL) {
-		fprintf(stderr, "gatehousectl hash-password: crypt_gensalt: %s\n", g_strerror(errno));
+		fprintf(stderr, "gatehousectl hash-password: crypt_gensalt: %s\n",
+			g_strerror(errno));
 		return 1;
 	}
 	data = g_malloc0(sizeof *data);
 	hash = crypt_rn(gh_secret_get(password, NULL), salt, data, sizeof *data);
 	if (hash == NULL || hash[0] == '*') {
-		fprintf(stderr, "gatehousectl hash-password: crypt failed: %s\n", g_strerror(errno));
+		fprintf(stderr, "gatehousectl hash-password: crypt failed: %s\n",
+			g_strerror(errno));
 		rc = 1;
 	} else {
 		printf("%s\n", hash);
@@ -353,7 +349,8 @@ main(int argc, char **argv)
 
 	/* global options come before the command; each command parses its own */
 	while (i < argc && argv[i][0] == '-') {
-		if ((strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--config") == 0) && i + 1 < argc) {
+		if ((strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--config") == 0) &&
+		    i + 1 < argc) {
 			config_path = argv[i + 1];
 			i += 2;
 		} else if (g_str_has_prefix(argv[i], "--config=")) {

@@ -22,7 +22,7 @@ listener_new(const char *name)
 	GhListener *l = g_new0(GhListener, 1);
 	l->name = g_strdup(name);
 	l->fds = g_array_new(FALSE, FALSE, sizeof(int));
-	l->labels = g_ptr_array_new_with_free_func(g_free);
+	l->labels = g_ptr_array_new_null_terminated(4, g_free, TRUE);
 	return l;
 }
 
@@ -64,7 +64,7 @@ set_nonblock_cloexec(int fd)
 static int
 bind_one(const GhHostPort *hp, GError **error)
 {
-	struct addrinfo hints = { 0 };
+	struct addrinfo hints = {0};
 	struct addrinfo *ai = NULL;
 	char port[8];
 	const char *host = hp->host;
@@ -77,18 +77,14 @@ bind_one(const GhHostPort *hp, GError **error)
 	hints.ai_socktype = SOCK_STREAM;
 	rc = getaddrinfo(host, port, &hints, &ai);
 	if (rc != 0) {
-		g_set_error(error,
-			    G_IO_ERROR,
-			    G_IO_ERROR_INVALID_ARGUMENT,
-			    "%s:%s: %s",
-			    host,
-			    port,
+		g_set_error(error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT, "%s:%s: %s", host, port,
 			    gai_strerror(rc));
 		return -1;
 	}
 	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
-		g_set_error(error, G_IO_ERROR, g_io_error_from_errno(errno), "socket: %s", g_strerror(errno));
+		g_set_error(error, G_IO_ERROR, g_io_error_from_errno(errno), "socket: %s",
+			    g_strerror(errno));
 		freeaddrinfo(ai);
 		return -1;
 	}
@@ -98,15 +94,9 @@ bind_one(const GhHostPort *hp, GError **error)
 		(void)setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
 	if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, GH_LISTEN_BACKLOG) < 0) {
 		int e = errno;
-		g_set_error(error,
-			    G_IO_ERROR,
-			    g_io_error_from_errno(e),
-			    "cannot listen on %s%s%s:%u: %s",
-			    ai->ai_family == AF_INET6 ? "[" : "",
-			    host,
-			    ai->ai_family == AF_INET6 ? "]" : "",
-			    hp->port,
-			    g_strerror(e));
+		g_set_error(error, G_IO_ERROR, g_io_error_from_errno(e),
+			    "cannot listen on %s%s%s:%u: %s", ai->ai_family == AF_INET6 ? "[" : "",
+			    host, ai->ai_family == AF_INET6 ? "]" : "", hp->port, g_strerror(e));
 		close(fd);
 		freeaddrinfo(ai);
 		return -1;
@@ -123,11 +113,8 @@ adopt_systemd(const GhConfig *cfg, GPtrArray *listeners, GError **error)
 	gboolean ok = TRUE;
 
 	if (n < 0) {
-		g_set_error(error,
-			    G_IO_ERROR,
-			    G_IO_ERROR_FAILED,
-			    "cannot take the sockets passed by systemd: %s",
-			    g_strerror(-n));
+		g_set_error(error, G_IO_ERROR, G_IO_ERROR_FAILED,
+			    "cannot take the sockets passed by systemd: %s", g_strerror(-n));
 		return FALSE;
 	}
 	for (int i = 0; i < n; i++) {
@@ -140,28 +127,21 @@ adopt_systemd(const GhConfig *cfg, GPtrArray *listeners, GError **error)
 			continue;
 		}
 		if (gh_config_listener(cfg, name) == NULL) {
-			g_set_error(error,
-				    G_IO_ERROR,
-				    G_IO_ERROR_NOT_FOUND,
+			g_set_error(error, G_IO_ERROR, G_IO_ERROR_NOT_FOUND,
 				    "systemd passed a socket named '%s' (fd %d) but %s has no "
 				    "[listener %s]: set FileDescriptorName= in the .socket unit to "
 				    "the name of a listener",
-				    name,
-				    fd,
-				    cfg->path,
-				    name);
+				    name, fd, cfg->path, name);
 			close(fd);
 			ok = FALSE;
 			continue;
 		}
 		if (sd_is_socket(fd, AF_UNSPEC, SOCK_STREAM, 1) <= 0) {
-			g_set_error(error,
-				    G_IO_ERROR,
-				    G_IO_ERROR_INVALID_ARGUMENT,
-				    "systemd passed fd %d named '%s', which is not a listening stream "
-				    "socket",
-				    fd,
-				    name);
+			g_set_error(
+			    error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+			    "systemd passed fd %d named '%s', which is not a listening stream "
+			    "socket",
+			    fd, name);
 			close(fd);
 			ok = FALSE;
 			continue;
@@ -188,7 +168,7 @@ GPtrArray *
 gh_listeners_open(const GhConfig *cfg, GError **error)
 {
 	g_autoptr(GPtrArray) listeners =
-		g_ptr_array_new_with_free_func((GDestroyNotify)gh_listener_free);
+	    g_ptr_array_new_with_free_func((GDestroyNotify)gh_listener_free);
 
 	if (!adopt_systemd(cfg, listeners, error))
 		return NULL;
@@ -199,13 +179,10 @@ gh_listeners_open(const GhConfig *cfg, GError **error)
 		if (l != NULL)
 			continue; /* systemd's sockets win over listen = */
 		if (lc->listen->len == 0) {
-			g_set_error(error,
-				    G_IO_ERROR,
-				    G_IO_ERROR_NOT_FOUND,
+			g_set_error(error, G_IO_ERROR, G_IO_ERROR_NOT_FOUND,
 				    "[listener %s] has no listen = addresses and systemd passed no "
 				    "socket named '%s'",
-				    lc->name,
-				    lc->name);
+				    lc->name, lc->name);
 			return NULL;
 		}
 		l = listener_new(lc->name);
@@ -215,19 +192,14 @@ gh_listeners_open(const GhConfig *cfg, GError **error)
 			g_autoptr(GError) local = NULL;
 			int fd = bind_one(hp, &local);
 			if (fd < 0) {
-				g_set_error(error,
-					    G_IO_ERROR,
-					    local->code,
-					    "[listener %s] %s",
-					    lc->name,
-					    local->message);
+				g_set_error(error, G_IO_ERROR, local->code, "[listener %s] %s",
+					    lc->name, local->message);
 				return NULL;
 			}
 			g_array_append_val(l->fds, fd);
 			g_ptr_array_add(l->labels,
 					g_strdup_printf(strchr(hp->host, ':') ? "[%s]:%u" : "%s:%u",
-							hp->host,
-							hp->port));
+							hp->host, hp->port));
 		}
 	}
 	return g_steal_pointer(&listeners);

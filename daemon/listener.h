@@ -14,9 +14,9 @@
 #include "config.h"
 
 typedef struct {
-	char *name;	    /* matches [listener NAME] */
-	GArray *fds;	    /* of int, non-blocking listening sockets */
-	GPtrArray *labels;  /* of char*, "127.0.0.1:25" or "systemd fd 3", parallel to fds */
+	char *name;        /* matches [listener NAME] */
+	GArray *fds;       /* of int, non-blocking listening sockets */
+	GPtrArray *labels; /* of char*, "127.0.0.1:25" or "systemd fd 3", parallel to fds */
 	gboolean from_systemd;
 	gint n_sessions; /* atomic: open sessions, for max_connections */
 } GhListener;

@@ -64,14 +64,9 @@ writer(GLogLevelFlags level, const GLogField *fields, gsize n_fields, gpointer u
 	if (stamp != NULL && strlen(stamp) > 23)
 		stamp[23] = '\0'; /* milliseconds */
 	g_mutex_lock(&log_lock);
-	fprintf(stderr,
-		"%s %s[%d]: %s: %s%s%s\n",
-		stamp != NULL ? stamp : "-",
-		log_program != NULL ? log_program : "gatehouse",
-		(int)getpid(),
-		level_name(level),
-		domain != NULL ? domain : "",
-		domain != NULL ? ": " : "",
+	fprintf(stderr, "%s %s[%d]: %s: %s%s%s\n", stamp != NULL ? stamp : "-",
+		log_program != NULL ? log_program : "gatehouse", (int)getpid(), level_name(level),
+		domain != NULL ? domain : "", domain != NULL ? ": " : "",
 		message != NULL ? message : "");
 	fflush(stderr);
 	g_mutex_unlock(&log_lock);
@@ -120,55 +115,23 @@ void
 gh_log_login(const GhLoginLog *l)
 {
 	g_autofree char *user =
-		l->user != NULL ? gh_log_escape(l->user, strlen(l->user), 256) : g_strdup("-");
+	    l->user != NULL ? gh_log_escape(l->user, strlen(l->user), 256) : g_strdup("-");
 	g_autofree char *reason =
-		l->reason != NULL ? gh_log_escape(l->reason, strlen(l->reason), 512) : g_strdup("-");
+	    l->reason != NULL ? gh_log_escape(l->reason, strlen(l->reason), 512) : g_strdup("-");
 	g_autofree char *elapsed = g_strdup_printf("%.1f", l->elapsed_us / 1000.0);
 	g_autofree char *msg = NULL;
 
-	msg = g_strdup_printf("login: session=%s proto=%s listener=%s remote=%s user=\"%s\" "
-			      "mech=%s tls=%s module=%s%s%s%s verdict=%s reason=\"%s\" "
-			      "backend=%s cached=%s ms=%s",
-			      dash(l->session_id),
-			      dash(l->protocol),
-			      dash(l->listener),
-			      dash(l->remote),
-			      user,
-			      dash(l->mechanism),
-			      dash(l->tls),
-			      dash(l->instance),
-			      l->module != NULL ? "(" : "",
-			      l->module != NULL ? l->module : "",
-			      l->module != NULL ? ")" : "",
-			      dash(l->verdict),
-			      reason,
-			      dash(l->backend),
-			      l->cached ? "yes" : "no",
-			      elapsed);
-	g_log_structured("gh-login",
-			 G_LOG_LEVEL_INFO,
-			 "MESSAGE",
-			 "%s",
-			 msg,
-			 "GH_SESSION",
-			 "%s",
-			 dash(l->session_id),
-			 "GH_PROTOCOL",
-			 "%s",
-			 dash(l->protocol),
-			 "GH_LISTENER",
-			 "%s",
-			 dash(l->listener),
-			 "GH_REMOTE",
-			 "%s",
-			 dash(l->remote),
-			 "GH_USER",
-			 "%s",
-			 user,
-			 "GH_VERDICT",
-			 "%s",
-			 dash(l->verdict),
-			 "GH_MODULE",
-			 "%s",
+	msg = g_strdup_printf(
+	    "login: session=%s proto=%s listener=%s remote=%s user=\"%s\" "
+	    "mech=%s tls=%s module=%s%s%s%s verdict=%s reason=\"%s\" "
+	    "backend=%s cached=%s ms=%s",
+	    dash(l->session_id), dash(l->protocol), dash(l->listener), dash(l->remote), user,
+	    dash(l->mechanism), dash(l->tls), dash(l->instance), l->module != NULL ? "(" : "",
+	    l->module != NULL ? l->module : "", l->module != NULL ? ")" : "", dash(l->verdict),
+	    reason, dash(l->backend), l->cached ? "yes" : "no", elapsed);
+	g_log_structured("gh-login", G_LOG_LEVEL_INFO, "MESSAGE", "%s", msg, "GH_SESSION", "%s",
+			 dash(l->session_id), "GH_PROTOCOL", "%s", dash(l->protocol), "GH_LISTENER",
+			 "%s", dash(l->listener), "GH_REMOTE", "%s", dash(l->remote), "GH_USER",
+			 "%s", user, "GH_VERDICT", "%s", dash(l->verdict), "GH_MODULE", "%s",
 			 dash(l->instance));
 }

@@ -36,22 +36,16 @@ drop_privileges(const GhConfig *cfg, GError **error)
 	errno = 0;
 	pw = getpwnam(cfg->user);
 	if (pw == NULL) {
-		g_set_error(error,
-			    G_IO_ERROR,
-			    G_IO_ERROR_NOT_FOUND,
-			    "[gatehouse] user = %s: no such user",
-			    cfg->user);
+		g_set_error(error, G_IO_ERROR, G_IO_ERROR_NOT_FOUND,
+			    "[gatehouse] user = %s: no such user", cfg->user);
 		return FALSE;
 	}
 	gid = pw->pw_gid;
 	if (cfg->group != NULL) {
 		struct group *gr = getgrnam(cfg->group);
 		if (gr == NULL) {
-			g_set_error(error,
-				    G_IO_ERROR,
-				    G_IO_ERROR_NOT_FOUND,
-				    "[gatehouse] group = %s: no such group",
-				    cfg->group);
+			g_set_error(error, G_IO_ERROR, G_IO_ERROR_NOT_FOUND,
+				    "[gatehouse] group = %s: no such group", cfg->group);
 			return FALSE;
 		}
 		gid = gr->gr_gid;
@@ -59,17 +53,12 @@ drop_privileges(const GhConfig *cfg, GError **error)
 	if (geteuid() != 0) {
 		if (geteuid() != pw->pw_uid)
 			g_message("not started as root: staying uid %u instead of user %s",
-				  (guint)geteuid(),
-				  cfg->user);
+				  (guint)geteuid(), cfg->user);
 		return TRUE;
 	}
 	if (initgroups(pw->pw_name, gid) < 0 || setgid(gid) < 0 || setuid(pw->pw_uid) < 0) {
-		g_set_error(error,
-			    G_IO_ERROR,
-			    g_io_error_from_errno(errno),
-			    "cannot switch to user %s: %s",
-			    cfg->user,
-			    g_strerror(errno));
+		g_set_error(error, G_IO_ERROR, g_io_error_from_errno(errno),
+			    "cannot switch to user %s: %s", cfg->user, g_strerror(errno));
 		return FALSE;
 	}
 	if (setuid(0) == 0) {
@@ -100,12 +89,12 @@ main(int argc, char **argv)
 	g_autofree char *config_path = NULL;
 	gboolean test_only = FALSE, debug = FALSE, version = FALSE;
 	GOptionEntry entries[] = {
-		{ "config", 'c', 0, G_OPTION_ARG_FILENAME, &config_path, "Configuration file", "FILE" },
-		{ "test", 't', 0, G_OPTION_ARG_NONE, &test_only, "Check the configuration and exit", NULL },
-		{ "debug", 'd', 0, G_OPTION_ARG_NONE, &debug, "Log debug messages", NULL },
-		{ "version", 0, 0, G_OPTION_ARG_NONE, &version, "Print the version and exit", NULL },
-		{ NULL }
-	};
+	    {"config", 'c', 0, G_OPTION_ARG_FILENAME, &config_path, "Configuration file", "FILE"},
+	    {"test", 't', 0, G_OPTION_ARG_NONE, &test_only, "Check the configuration and exit",
+	     NULL},
+	    {"debug", 'd', 0, G_OPTION_ARG_NONE, &debug, "Log debug messages", NULL},
+	    {"version", 0, 0, G_OPTION_ARG_NONE, &version, "Print the version and exit", NULL},
+	    {NULL}};
 	g_autoptr(GOptionContext) octx = g_option_context_new("- the gatehouse mail gateway");
 	g_autoptr(GError) error = NULL;
 	g_autoptr(GPtrArray) problems = g_ptr_array_new_with_free_func(g_free);
@@ -151,10 +140,7 @@ main(int argc, char **argv)
 		}
 		print_problems(problems, FALSE);
 		if (problems->len > 0) {
-			fprintf(stderr,
-				"%s: %u problem%s\n",
-				config_path,
-				problems->len,
+			fprintf(stderr, "%s: %u problem%s\n", config_path, problems->len,
 				problems->len == 1 ? "" : "s");
 			return 1;
 		}
@@ -163,9 +149,7 @@ main(int argc, char **argv)
 	}
 	if (cfg == NULL) {
 		print_problems(problems, TRUE);
-		g_critical("%s: %u problem%s; not starting",
-			   config_path,
-			   problems->len,
+		g_critical("%s: %u problem%s; not starting", config_path, problems->len,
 			   problems->len == 1 ? "" : "s");
 		return 1;
 	}

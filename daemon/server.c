@@ -120,8 +120,7 @@ pause_accepting(GhWorker *worker, int err)
 		worker->last_emfile_log = now;
 		g_warning("cannot accept connections: %s; pausing for %d ms (raise "
 			  "LimitNOFILE= or lower max_connections)",
-			  g_strerror(err),
-			  GH_ACCEPT_PAUSE_MS);
+			  g_strerror(err), GH_ACCEPT_PAUSE_MS);
 	}
 	worker_accept_stop(worker);
 	t = g_timeout_source_new(GH_ACCEPT_PAUSE_MS);
@@ -144,11 +143,13 @@ on_accept(gint fd, GIOCondition condition, gpointer data)
 				continue;
 			if (errno == EAGAIN || errno == EWOULDBLOCK)
 				break;
-			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
+			    errno == ENOMEM) {
 				pause_accepting(w->worker, errno);
 				return G_SOURCE_REMOVE;
 			}
-			g_warning("accept on listener %s: %s", w->listener->name, g_strerror(errno));
+			g_warning("accept on listener %s: %s", w->listener->name,
+				  g_strerror(errno));
 			break;
 		}
 		gh_session_start(w->worker, w->listener, c, (struct sockaddr *)&ss, len);
@@ -319,8 +320,9 @@ warn_listener_changes(GhServer *server, const GhConfig *old, const GhConfig *cfg
 		const GhListenerConfig *prev = gh_config_listener(old, lc->name);
 		GhListener *l = gh_listeners_find(server->listeners, lc->name);
 		if (l == NULL)
-			g_warning("reload: new [listener %s] gets no socket until gatehoused restarts",
-				  lc->name);
+			g_warning(
+			    "reload: new [listener %s] gets no socket until gatehoused restarts",
+			    lc->name);
 		else if (prev != NULL && !l->from_systemd && listen_changed(prev, lc))
 			g_warning("reload: [listener %s] listen = changed; the old addresses stay "
 				  "until gatehoused restarts",
@@ -379,9 +381,9 @@ server_reload(GhServer *server)
 	if (cfg == NULL || set == NULL) {
 		for (guint i = 0; i < problems->len; i++)
 			g_warning("%s", (const char *)g_ptr_array_index(problems, i));
-		g_warning("reload failed with %u problem%s: the running configuration stays in force",
-			  problems->len,
-			  problems->len == 1 ? "" : "s");
+		g_warning(
+		    "reload failed with %u problem%s: the running configuration stays in force",
+		    problems->len, problems->len == 1 ? "" : "s");
 		sd_notify(0, "READY=1");
 		notify_status(server, TRUE);
 		return;
@@ -422,9 +424,7 @@ on_stop_check(gpointer data)
 	if (n > 0 && g_get_monotonic_time() < server->stop_deadline)
 		return G_SOURCE_CONTINUE;
 	if (n > 0)
-		g_message("shutdown_timeout reached: closing %u session%s",
-			  n,
-			  n == 1 ? "" : "s");
+		g_message("shutdown_timeout reached: closing %u session%s", n, n == 1 ? "" : "s");
 	for (guint i = 0; i < server->workers->len; i++) {
 		GhWorker *w = g_ptr_array_index(server->workers, i);
 		g_main_context_invoke(w->context, worker_finish, w);
@@ -445,11 +445,10 @@ on_stop_signal(gpointer data)
 	cfg = gh_server_get_config(server);
 	sd_notify(0, "STOPPING=1\nSTATUS=stopping");
 	g_message("stopping: %u session%s open, waiting up to %u s for proxied sessions",
-		  server_session_count(server),
-		  server_session_count(server) == 1 ? "" : "s",
+		  server_session_count(server), server_session_count(server) == 1 ? "" : "s",
 		  cfg->shutdown_timeout);
 	server->stop_deadline =
-		g_get_monotonic_time() + (gint64)cfg->shutdown_timeout * G_USEC_PER_SEC;
+	    g_get_monotonic_time() + (gint64)cfg->shutdown_timeout * G_USEC_PER_SEC;
 	for (guint i = 0; i < server->workers->len; i++) {
 		GhWorker *w = g_ptr_array_index(server->workers, i);
 		g_main_context_invoke(w->context, worker_stop, w);
@@ -480,7 +479,7 @@ gh_server_run(GhServer *server)
 	g_autoptr(GhConfig) cfg = gh_server_get_config(server);
 	guint64 watchdog_usec = 0;
 	guint sig_ids[3];
-	guint timers[3] = { 0 };
+	guint timers[3] = {0};
 
 	signal(SIGPIPE, SIG_IGN);
 	sig_ids[0] = g_unix_signal_add(SIGHUP, on_sighup, server);
@@ -504,11 +503,8 @@ gh_server_run(GhServer *server)
 	if (sd_watchdog_enabled(0, &watchdog_usec) > 0 && watchdog_usec > 0)
 		timers[2] = g_timeout_add(MAX(watchdog_usec / 2000, 1), on_watchdog, server);
 
-	g_message("gatehoused %s ready: %u I/O worker%s, %u listener%s",
-		  PACKAGE_VERSION,
-		  cfg->workers,
-		  cfg->workers == 1 ? "" : "s",
-		  server->listeners->len,
+	g_message("gatehoused %s ready: %u I/O worker%s, %u listener%s", PACKAGE_VERSION,
+		  cfg->workers, cfg->workers == 1 ? "" : "s", server->listeners->len,
 		  server->listeners->len == 1 ? "" : "s");
 	sd_notify(0, "READY=1");
 	notify_status(server, TRUE);

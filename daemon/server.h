@@ -27,9 +27,9 @@ struct _GhWorker {
 	GMainContext *context;
 	GMainLoop *loop;
 	GPtrArray *accept_sources; /* worker thread only */
-	GQueue sessions;	   /* of GhSession*, worker thread only */
-	gint n_sessions;	   /* atomic copy of sessions.length, for status */
-	gboolean stopping;	   /* worker thread only */
+	GQueue sessions;           /* of GhSession*, worker thread only */
+	gint n_sessions;           /* atomic copy of sessions.length, for status */
+	gboolean stopping;         /* worker thread only */
 	gint64 last_emfile_log;
 };
 

@@ -88,11 +88,8 @@ session_free(GhSession *s)
 }
 
 void
-gh_session_start(GhWorker *worker,
-		 GhListener *listener,
-		 int fd,
-		 const struct sockaddr *peer,
-		 socklen_t peer_len)
+gh_session_start(
+    GhWorker *worker, GhListener *listener, int fd, const struct sockaddr *peer, socklen_t peer_len)
 {
 	GhSession *s = g_new0(GhSession, 1);
 	g_autofree char *line = NULL;
@@ -114,19 +111,15 @@ gh_session_start(GhWorker *worker,
 		session_free(s);
 		return;
 	}
-	g_debug("session %s: connect from %s port %u on listener %s",
-		s->id,
-		s->remote,
-		s->remote_port,
-		listener->name);
+	g_debug("session %s: connect from %s port %u on listener %s", s->id, s->remote,
+		s->remote_port, listener->name);
 	if (s->lc->max_connections > 0 && (guint)n > s->lc->max_connections) {
-		g_message("session %s: refusing %s on listener %s: %u connections open (max_connections)",
-			  s->id,
-			  s->remote,
-			  listener->name,
-			  (guint)n - 1);
+		g_message(
+		    "session %s: refusing %s on listener %s: %u connections open (max_connections)",
+		    s->id, s->remote, listener->name, (guint)n - 1);
 		if (s->lc->protocol == GH_PROTO_SMTP)
-			line = g_strdup_printf("421 4.7.0 %s Too many connections\r\n", s->config->hostname);
+			line = g_strdup_printf("421 4.7.0 %s Too many connections\r\n",
+					       s->config->hostname);
 		else
 			line = g_strdup("* BYE [UNAVAILABLE] Too many connections\r\n");
 		send_line(s, line);
@@ -136,7 +129,8 @@ gh_session_start(GhWorker *worker,
 	if (s->lc->protocol == GH_PROTO_SMTP)
 		line = g_strdup_printf("220 %s ESMTP\r\n", s->config->hostname);
 	else
-		line = g_strdup_printf("* OK [CAPABILITY IMAP4rev1] %s ready.\r\n", s->config->hostname);
+		line = g_strdup_printf("* OK [CAPABILITY IMAP4rev1] %s ready.\r\n",
+				       s->config->hostname);
 	send_line(s, line);
 	/* The SMTP and IMAP front ends are not part of this version: greet, close. */
 	session_free(s);

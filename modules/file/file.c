@@ -60,10 +60,10 @@ typedef struct {
 	const GhAuthHost *host;
 	char *path;
 	char *dummy_hash; /* yescrypt, of a random password nobody knows */
-	GRWLock lock;	  /* guards the pointer `current`, not what it points to */
+	GRWLock lock;     /* guards the pointer `current`, not what it points to */
 	Snapshot *current;
-	FileId loaded;	    /* the file `current` was read from */
-	FileId failed;	    /* the last file that did not load, not to report twice */
+	FileId loaded; /* the file `current` was read from */
+	FileId failed; /* the last file that did not load, not to report twice */
 	gboolean has_failed;
 } FileState;
 
@@ -117,16 +117,12 @@ snapshot_new(const char *path, GhUsersFile *uf)
 		case CRYPT_SALT_METHOD_LEGACY:
 			g_message("users file %s line %u: user '%s' has a weak legacy hash; make a "
 				  "new one with gatehousectl hash-password",
-				  path,
-				  e->line,
-				  e->name);
+				  path, e->line, e->name);
 			break;
 		default:
 			g_warning("users file %s line %u: the hash of user '%s' is not supported "
 				  "by this system's crypt(3); that user cannot log in",
-				  path,
-				  e->line,
-				  e->name);
+				  path, e->line, e->name);
 			g_hash_table_add(snap->warned, g_strdup(e->name));
 			break;
 		}
@@ -226,10 +222,7 @@ users_file_read(const char *path, FileId *id_out, guint *line_out, GError **erro
 	if (fd < 0) {
 		saved = errno;
 		file_id_from_errno(id_out, saved);
-		g_set_error(error,
-			    G_FILE_ERROR,
-			    g_file_error_from_errno(saved),
-			    "cannot open: %s",
+		g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(saved), "cannot open: %s",
 			    g_strerror(saved));
 		return NULL;
 	}
@@ -237,10 +230,7 @@ users_file_read(const char *path, FileId *id_out, guint *line_out, GError **erro
 		saved = errno;
 		file_id_from_errno(id_out, saved);
 		close(fd);
-		g_set_error(error,
-			    G_FILE_ERROR,
-			    g_file_error_from_errno(saved),
-			    "cannot stat: %s",
+		g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(saved), "cannot stat: %s",
 			    g_strerror(saved));
 		return NULL;
 	}
@@ -265,11 +255,8 @@ users_file_read(const char *path, FileId *id_out, guint *line_out, GError **erro
 			saved = errno;
 			close(fd);
 			buffer_wipe_free(buf, cap);
-			g_set_error(error,
-				    G_FILE_ERROR,
-				    g_file_error_from_errno(saved),
-				    "cannot read: %s",
-				    g_strerror(saved));
+			g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(saved),
+				    "cannot read: %s", g_strerror(saved));
 			return NULL;
 		}
 		if (n == 0)
@@ -316,11 +303,8 @@ make_dummy_hash(GError **error)
 	char *hash = NULL;
 
 	if (crypt_gensalt_rn("$y$", 0, NULL, 0, setting, sizeof setting) == NULL) {
-		g_set_error(error,
-			    G_FILE_ERROR,
-			    g_file_error_from_errno(errno),
-			    "crypt(3) cannot make a yescrypt salt: %s",
-			    g_strerror(errno));
+		g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(errno),
+			    "crypt(3) cannot make a yescrypt salt: %s", g_strerror(errno));
 		return NULL;
 	}
 	for (gsize i = 0; i < sizeof phrase - 1; i++)
@@ -331,11 +315,8 @@ make_dummy_hash(GError **error)
 	if (out != NULL && out[0] != '*')
 		hash = g_strdup(out);
 	else
-		g_set_error(error,
-			    G_FILE_ERROR,
-			    g_file_error_from_errno(errno),
-			    "crypt(3) cannot make a yescrypt hash: %s",
-			    g_strerror(errno));
+		g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(errno),
+			    "crypt(3) cannot make a yescrypt hash: %s", g_strerror(errno));
 	explicit_bzero(phrase, sizeof phrase);
 	explicit_bzero(data, sizeof *data);
 	g_free(data);
@@ -354,8 +335,7 @@ log_loaded(const char *path, const GhUsersFile *uf, gboolean reload)
 	if (uf->n_plain > 0)
 		g_warning("users file %s: %u entries use {PLAIN} passwords; use crypt hashes "
 			  "(gatehousectl hash-password)",
-			  path,
-			  uf->n_plain);
+			  path, uf->n_plain);
 }
 
 static void
@@ -388,10 +368,7 @@ file_init(const GhAuthHost *host, GKeyFile *kf, const char *group, GError **erro
 	if (path != NULL)
 		g_strstrip(path);
 	if (path == NULL || *path == '\0') {
-		host->config_error(host,
-				   error,
-				   group,
-				   "path",
+		host->config_error(host, error, group, "path",
 				   "missing: module 'file' needs the path of a users file");
 		return NULL;
 	}
@@ -403,14 +380,8 @@ file_init(const GhAuthHost *host, GKeyFile *kf, const char *group, GError **erro
 	uf = users_file_read(path, &id, &line, &local);
 	if (uf == NULL) {
 		/* A parse error already reads "line N: reason". */
-		host->config_error(host,
-				   error,
-				   group,
-				   "path",
-				   "users file %s%s%s",
-				   path,
-				   line > 0 ? " " : ": ",
-				   local->message);
+		host->config_error(host, error, group, "path", "users file %s%s%s", path,
+				   line > 0 ? " " : ": ", local->message);
 		return NULL;
 	}
 	log_loaded(path, uf, FALSE);
@@ -446,15 +417,9 @@ file_refresh(gpointer state, gboolean force, GError **error)
 
 		st->failed = id;
 		st->has_failed = TRUE;
-		g_warning("users file %s: %s; keeping the previous contents (%u users)",
-			  st->path,
-			  local->message,
-			  in_force->users->n_users);
-		g_set_error(error,
-			    local->domain,
-			    local->code,
-			    "users file %s: %s",
-			    st->path,
+		g_warning("users file %s: %s; keeping the previous contents (%u users)", st->path,
+			  local->message, in_force->users->n_users);
+		g_set_error(error, local->domain, local->code, "users file %s: %s", st->path,
 			    local->message);
 		return -1;
 	}
@@ -484,9 +449,7 @@ warn_unsupported(FileState *st, Snapshot *snap, const GhUserEntry *e)
 	g_mutex_unlock(&snap->warned_lock);
 	if (first)
 		g_warning("users file %s line %u: crypt(3) cannot check the hash of user '%s'",
-			  st->path,
-			  e->line,
-			  e->name);
+			  st->path, e->line, e->name);
 }
 
 static GhAuthVerdict
@@ -510,9 +473,7 @@ file_verify(gpointer state, const GhAuthRequest *req, GhAuthResult *result)
 		return GH_AUTH_UNKNOWN_USER;
 	}
 	if (e->kind == GH_HASH_PLAIN) {
-		match = gh_auth_secure_equal(req->password,
-					     req->password_len,
-					     e->hash,
+		match = gh_auth_secure_equal(req->password, req->password_len, e->hash,
 					     strlen(e->hash));
 	} else if (usable) {
 		switch (crypt_check(e->hash, phrase)) {
@@ -540,16 +501,16 @@ file_verify(gpointer state, const GhAuthRequest *req, GhAuthResult *result)
 	return GH_AUTH_OK;
 }
 
-static const char *const file_keys[] = { "path", NULL };
+static const char *const file_keys[] = {"path", NULL};
 
 G_MODULE_EXPORT const GhAuthModule gh_auth_module = {
-	.abi_version = GH_AUTH_MODULE_ABI,
-	.struct_size = sizeof(GhAuthModule),
-	.name = "file",
-	.flags = GH_AUTH_MODULE_THREAD_SAFE,
-	.keys = file_keys,
-	.init = file_init,
-	.refresh = file_refresh,
-	.verify = file_verify,
-	.deinit = file_deinit,
+    .abi_version = GH_AUTH_MODULE_ABI,
+    .struct_size = sizeof(GhAuthModule),
+    .name = "file",
+    .flags = GH_AUTH_MODULE_THREAD_SAFE,
+    .keys = file_keys,
+    .init = file_init,
+    .refresh = file_refresh,
+    .verify = file_verify,
+    .deinit = file_deinit,
 };

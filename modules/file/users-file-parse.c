@@ -214,11 +214,11 @@ parse_attributes(GhUserEntry *e, Span attrs)
 		if (eq == NULL || eq == word.p) {
 			g_autofree char *q = quote(word, may_quote);
 			const char *hint =
-				may_quote ? "" : "; a {PLAIN} password cannot contain ':'";
+			    may_quote ? "" : "; a {PLAIN} password cannot contain ':'";
 			return g_strdup_printf("bad attribute%s (want key=value%s)", q, hint);
 		}
-		key = (Span){ word.p, (gsize)(eq - word.p) };
-		value = (Span){ eq + 1, (gsize)(word.p + word.len - eq - 1) };
+		key = (Span){word.p, (gsize)(eq - word.p)};
+		value = (Span){eq + 1, (gsize)(word.p + word.len - eq - 1)};
 		if (span_eq(key, "route")) {
 			if (e->route != NULL)
 				return g_strdup("attribute 'route' given twice");
@@ -254,7 +254,7 @@ parse_line(GhUsersFile *uf, Span line, guint line_no)
 	g_autoptr(GhUserEntry) e = NULL;
 	const GhUserEntry *first;
 	const char *colon1, *colon2;
-	Span name, hash, attrs = { "", 0 };
+	Span name, hash, attrs = {"", 0};
 	char *reason;
 
 	if (memchr(line.p, '\0', line.len) != NULL)
@@ -266,7 +266,7 @@ parse_line(GhUsersFile *uf, Span line, guint line_no)
 	colon1 = memchr(line.p, ':', line.len);
 	if (colon1 == NULL)
 		return g_strdup("missing ':' after the user name");
-	name = span_trim((Span){ line.p, (gsize)(colon1 - line.p) });
+	name = span_trim((Span){line.p, (gsize)(colon1 - line.p)});
 	if (name.len == 0)
 		return g_strdup("empty user name");
 	if (span_has_space(name))
@@ -310,8 +310,7 @@ parse_line(GhUsersFile *uf, Span line, guint line_no)
 
 	first = g_hash_table_lookup(uf->users, e->name);
 	if (first != NULL)
-		return g_strdup_printf("user '%s' given twice (first on line %u)",
-				       e->name,
+		return g_strdup_printf("user '%s' given twice (first on line %u)", e->name,
 				       first->line);
 	if (e->kind == GH_HASH_PLAIN)
 		uf->n_plain++;
@@ -336,7 +335,7 @@ gh_users_file_parse(const char *text, gsize len, guint *error_line_out, GError *
 	while (pos < len) {
 		const char *start = text + pos;
 		const char *nl = memchr(start, '\n', len - pos);
-		Span line = { start, nl != NULL ? (gsize)(nl - start) : len - pos };
+		Span line = {start, nl != NULL ? (gsize)(nl - start) : len - pos};
 		g_autofree char *reason = NULL;
 
 		pos += line.len + (nl != NULL ? 1 : 0);
@@ -345,12 +344,8 @@ gh_users_file_parse(const char *text, gsize len, guint *error_line_out, GError *
 		if (reason != NULL) {
 			if (error_line_out != NULL)
 				*error_line_out = line_no;
-			g_set_error(error,
-				    G_KEY_FILE_ERROR,
-				    G_KEY_FILE_ERROR_PARSE,
-				    "line %u: %s",
-				    line_no,
-				    reason);
+			g_set_error(error, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_PARSE, "line %u: %s",
+				    line_no, reason);
 			return NULL;
 		}
 	}

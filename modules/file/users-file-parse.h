@@ -29,7 +29,7 @@ typedef struct {
 
 typedef struct {
 	GHashTable *users; /* name -> GhUserEntry* (owned) */
-	guint n_plain;	   /* entries using {PLAIN}, for the load-time warning */
+	guint n_plain;     /* entries using {PLAIN}, for the load-time warning */
 	guint n_users;
 } GhUsersFile;
 
@@ -37,7 +37,8 @@ typedef struct {
  * (domain G_KEY_FILE_ERROR, code G_KEY_FILE_ERROR_PARSE) to "line N: reason"
  * and *error_line_out (may be NULL) to N.  The reason never quotes the hash or
  * the password.  A name given twice is an error.  (transfer full) */
-GhUsersFile *gh_users_file_parse(const char *text, gsize len, guint *error_line_out, GError **error);
+GhUsersFile *
+gh_users_file_parse(const char *text, gsize len, guint *error_line_out, GError **error);
 void gh_users_file_free(GhUsersFile *uf);
 const GhUserEntry *gh_users_file_lookup(const GhUsersFile *uf, const char *name);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(GhUsersFile, gh_users_file_free)

@@ -143,7 +143,7 @@ def test_check_sample_config(tmp):
     make_users(tmp)
     text = sample.replace('/etc/gatehouse/', str(tmp) + '/')
     text = re.sub(r'^module_dir\s*=.*$', 'module_dir = %s' % MODULE_DIR, text, flags=re.M)
-    if 'module_dir' not in text:
+    if not re.search(r'^module_dir\s*=', text, flags=re.M):
         text = text.replace('[gatehouse]', '[gatehouse]\nmodule_dir = %s' % MODULE_DIR, 1)
     for name in re.findall(re.escape(str(tmp)) + r'/([\w.-]+)', text):
         if not (tmp / name).exists():

@@ -16,12 +16,12 @@ static void
 store(GhCache *cache, const char *user, const char *pw, gint64 now, GhAuthVerdict verdict)
 {
 	GhCacheEntry e = {
-		.verdict = verdict,
-		.module = (char *)"users",
-		.module_type = (char *)"file",
-		.canonical_user = (char *)user,
-		.route = (char *)"10.0.0.5:143",
-		.reason = verdict == GH_AUTH_OK ? NULL : (char *)"wrong password",
+	    .verdict = verdict,
+	    .module = (char *)"users",
+	    .module_type = (char *)"file",
+	    .canonical_user = (char *)user,
+	    .route = (char *)"10.0.0.5:143",
+	    .reason = verdict == GH_AUTH_OK ? NULL : (char *)"wrong password",
 	};
 
 	gh_cache_store(cache, "chain", "imap", user, pw, strlen(pw), now, &e);
@@ -45,13 +45,13 @@ static void
 test_hit(void)
 {
 	g_autoptr(GhCache) cache = gh_cache_new(100, 60, 10);
-	GhCacheEntry e = { .verdict = GH_AUTH_OK, .module = (char *)"users" };
+	GhCacheEntry e = {.verdict = GH_AUTH_OK, .module = (char *)"users"};
 	GhCacheEntry out;
 
 	store(cache, "alice", "secret", T0, GH_AUTH_OK);
 	g_assert_cmpuint(gh_cache_size(cache), ==, 1);
 	g_assert_true(
-		gh_cache_lookup(cache, "chain", "imap", "alice", "secret", 6, T0 + SEC, &out));
+	    gh_cache_lookup(cache, "chain", "imap", "alice", "secret", 6, T0 + SEC, &out));
 	g_assert_cmpint(out.verdict, ==, GH_AUTH_OK);
 	g_assert_cmpstr(out.module, ==, "users");
 	g_assert_cmpstr(out.module_type, ==, "file");
@@ -69,10 +69,19 @@ test_hit(void)
 	g_assert_null(out.module);
 
 	/* The join cannot be fooled by a separator inside a name. */
-	gh_cache_store(cache, "a\x1f" "b", "c", "u", "pw", 2, T0, &e);
-	g_assert_false(gh_cache_lookup(cache, "a", "b\x1f" "c", "u", "pw", 2, T0, &out));
+	gh_cache_store(cache,
+		       "a\x1f"
+		       "b",
+		       "c", "u", "pw", 2, T0, &e);
+	g_assert_false(gh_cache_lookup(cache, "a",
+				       "b\x1f"
+				       "c",
+				       "u", "pw", 2, T0, &out));
 	g_assert_false(gh_cache_lookup(cache, "a", "b", "c\x1fu", "pw", 2, T0, &out));
-	g_assert_true(gh_cache_lookup(cache, "a\x1f" "b", "c", "u", "pw", 2, T0, &out));
+	g_assert_true(gh_cache_lookup(cache,
+				      "a\x1f"
+				      "b",
+				      "c", "u", "pw", 2, T0, &out));
 	gh_cache_entry_clear(&out);
 
 	/* An empty password is a password like any other. */
@@ -158,15 +167,15 @@ test_not_stored(void)
 		GhAuthVerdict verdict;
 		gboolean kept;
 	} cases[] = {
-		{ 10, 60, 10, GH_AUTH_TEMPFAIL, FALSE },
-		{ 10, 60, 10, GH_AUTH_OK, TRUE },
-		{ 10, 0, 10, GH_AUTH_OK, FALSE },
-		{ 10, 0, 10, GH_AUTH_WRONG_PASSWORD, TRUE },
-		{ 10, 60, 0, GH_AUTH_WRONG_PASSWORD, FALSE },
-		{ 10, 60, 0, GH_AUTH_UNKNOWN_USER, FALSE },
-		{ 10, 60, 0, GH_AUTH_OK, TRUE },
-		{ 0, 60, 10, GH_AUTH_OK, FALSE },
-		{ 0, 60, 10, GH_AUTH_WRONG_PASSWORD, FALSE },
+	    {10, 60, 10, GH_AUTH_TEMPFAIL, FALSE},
+	    {10, 60, 10, GH_AUTH_OK, TRUE},
+	    {10, 0, 10, GH_AUTH_OK, FALSE},
+	    {10, 0, 10, GH_AUTH_WRONG_PASSWORD, TRUE},
+	    {10, 60, 0, GH_AUTH_WRONG_PASSWORD, FALSE},
+	    {10, 60, 0, GH_AUTH_UNKNOWN_USER, FALSE},
+	    {10, 60, 0, GH_AUTH_OK, TRUE},
+	    {0, 60, 10, GH_AUTH_OK, FALSE},
+	    {0, 60, 10, GH_AUTH_WRONG_PASSWORD, FALSE},
 	};
 
 	for (gsize i = 0; i < G_N_ELEMENTS(cases); i++) {
@@ -350,7 +359,7 @@ test_threads(void)
 	guint hits = 0;
 
 	for (int i = 0; i < THREADS; i++) {
-		td[i] = (ThreadData){ .cache = cache, .id = i };
+		td[i] = (ThreadData){.cache = cache, .id = i};
 		threads[i] = g_thread_new("cache-test", thread_main, &td[i]);
 	}
 	for (int i = 0; i < THREADS; i++) {

@@ -59,8 +59,12 @@ fixture_setup_text(Fixture *f, const char *text, const GhAuthSettings *settings)
 {
 	g_autoptr(GError) error = NULL;
 	GhAuthSettings def = {
-		.workers = 4, .queue_max = 64, .cache_size = 100, .cache_ttl = 60,
-		.cache_negative_ttl = 60, .failure_delay = 0,
+	    .workers = 4,
+	    .queue_max = 64,
+	    .cache_size = 100,
+	    .cache_ttl = 60,
+	    .cache_negative_ttl = 60,
+	    .failure_delay = 0,
 	};
 	f->dir = g_dir_make_tmp("gh-chain-XXXXXX", &error);
 	g_assert_no_error(error);
@@ -117,9 +121,14 @@ verify(Fixture *f, const char *chain_text, const char *user, const char *pw, gui
 {
 	g_auto(GStrv) chain = g_strsplit(chain_text, " ", -1);
 	GhAuthRequest req = {
-		.user = user, .password = pw, .password_len = strlen(pw), .service = "imap",
-		.listener = "imap", .remote_addr = "192.0.2.1", .local_addr = "127.0.0.1",
-		.session_id = "test",
+	    .user = user,
+	    .password = pw,
+	    .password_len = strlen(pw),
+	    .service = "imap",
+	    .listener = "imap",
+	    .remote_addr = "192.0.2.1",
+	    .local_addr = "127.0.0.1",
+	    .session_id = "test",
 	};
 	gint64 deadline = g_get_monotonic_time() + 10 * G_USEC_PER_SEC;
 
@@ -148,28 +157,28 @@ static const char two_modules[] = "[auth a]\n"
 static void
 test_chain_rules(void)
 {
-	Fixture f = { 0 };
-	Result r = { 0 };
+	Fixture f = {0};
+	Result r = {0};
 	static const struct {
 		const char *chain, *user, *pw;
 		GhAuthVerdict verdict;
 		const char *instance, *canonical, *route;
 	} cases[] = {
-		/* known to the first: decided there */
-		{ "a b", "alice", "pw-a", GH_AUTH_OK, "a", "a-alice", "10.0.0.1:143" },
-		/* unknown to the first: falls through to the second */
-		{ "a b", "bob", "pw-b", GH_AUTH_OK, "b", "bob", NULL },
-		/* a wrong password stops the chain even if a later module would accept */
-		{ "a b", "alice", "pw-b-alice", GH_AUTH_WRONG_PASSWORD, "a", "alice", NULL },
-		/* unknown everywhere */
-		{ "a b", "nobody", "x", GH_AUTH_UNKNOWN_USER, "b", "nobody", NULL },
-		/* TEMPFAIL stops the chain: no fall-through to a module that knows the user */
-		{ "down a", "alice", "pw-a", GH_AUTH_TEMPFAIL, "down", "alice", NULL },
-		/* ... but a module before it decides first */
-		{ "a down", "carol", "pw-c", GH_AUTH_OK, "a", "a-carol", NULL },
-		{ "a down", "bob", "pw-b", GH_AUTH_TEMPFAIL, "down", "bob", NULL },
-		/* a failed verdict never carries a route or canonical name */
-		{ "a", "alice", "nope", GH_AUTH_WRONG_PASSWORD, "a", "alice", NULL },
+	    /* known to the first: decided there */
+	    {"a b", "alice", "pw-a", GH_AUTH_OK, "a", "a-alice", "10.0.0.1:143"},
+	    /* unknown to the first: falls through to the second */
+	    {"a b", "bob", "pw-b", GH_AUTH_OK, "b", "bob", NULL},
+	    /* a wrong password stops the chain even if a later module would accept */
+	    {"a b", "alice", "pw-b-alice", GH_AUTH_WRONG_PASSWORD, "a", "alice", NULL},
+	    /* unknown everywhere */
+	    {"a b", "nobody", "x", GH_AUTH_UNKNOWN_USER, "b", "nobody", NULL},
+	    /* TEMPFAIL stops the chain: no fall-through to a module that knows the user */
+	    {"down a", "alice", "pw-a", GH_AUTH_TEMPFAIL, "down", "alice", NULL},
+	    /* ... but a module before it decides first */
+	    {"a down", "carol", "pw-c", GH_AUTH_OK, "a", "a-carol", NULL},
+	    {"a down", "bob", "pw-b", GH_AUTH_TEMPFAIL, "down", "bob", NULL},
+	    /* a failed verdict never carries a route or canonical name */
+	    {"a", "alice", "nope", GH_AUTH_WRONG_PASSWORD, "a", "alice", NULL},
 	};
 
 	fixture_setup_text(&f, two_modules, NULL);
@@ -191,8 +200,8 @@ test_chain_rules(void)
 static void
 test_chain_short_circuit(void)
 {
-	Fixture f = { 0 };
-	Result r = { 0 };
+	Fixture f = {0};
+	Result r = {0};
 	guint before;
 
 	fixture_setup_text(&f, two_modules, NULL);
@@ -211,8 +220,8 @@ test_chain_short_circuit(void)
 static void
 test_chain_cache(void)
 {
-	Fixture f = { 0 };
-	Result r = { 0 };
+	Fixture f = {0};
+	Result r = {0};
 	guint before;
 
 	fixture_setup_text(&f, two_modules, NULL);
@@ -252,9 +261,9 @@ test_chain_cache(void)
 static void
 test_chain_queue_full(void)
 {
-	Fixture f = { 0 };
-	Result r = { 0 };
-	GhAuthSettings s = { .workers = 1, .queue_max = 0, .cache_size = 0 };
+	Fixture f = {0};
+	Result r = {0};
+	GhAuthSettings s = {.workers = 1, .queue_max = 0, .cache_size = 0};
 
 	fixture_setup_text(&f, two_modules, &s);
 	verify(&f, "a", "alice", "pw-a", 0, &r);
@@ -268,17 +277,21 @@ test_chain_queue_full(void)
 static void
 test_chain_cancel(void)
 {
-	Fixture f = { 0 };
-	Result r = { 0 };
+	Fixture f = {0};
+	Result r = {0};
 	GhAuthPending *p;
 	GhAuthRequest req = {
-		.user = "alice", .password = "pw", .password_len = 2, .service = "imap",
-		.remote_addr = "192.0.2.1",
+	    .user = "alice",
+	    .password = "pw",
+	    .password_len = 2,
+	    .service = "imap",
+	    .remote_addr = "192.0.2.1",
 	};
-	const char *chain[] = { "slow", NULL };
+	const char *chain[] = {"slow", NULL};
 	gint64 until;
 
-	fixture_setup_text(&f, "[auth slow]\nmodule = fake\nusers = alice:pw\ndelay_ms = 100\n", NULL);
+	fixture_setup_text(&f, "[auth slow]\nmodule = fake\nusers = alice:pw\ndelay_ms = 100\n",
+			   NULL);
 	g_assert_nonnull(f.set);
 	p = gh_auth_verify_async(f.set, chain, &req, 0, NULL, on_done, &r);
 	gh_auth_pending_cancel(p);
@@ -292,11 +305,15 @@ test_chain_cancel(void)
 static void
 test_chain_failure_delay(void)
 {
-	Fixture f = { 0 };
-	Result r = { 0 };
+	Fixture f = {0};
+	Result r = {0};
 	GhAuthSettings s = {
-		.workers = 2, .queue_max = 8, .cache_size = 10, .cache_ttl = 60,
-		.cache_negative_ttl = 60, .failure_delay = 1,
+	    .workers = 2,
+	    .queue_max = 8,
+	    .cache_size = 10,
+	    .cache_ttl = 60,
+	    .cache_negative_ttl = 60,
+	    .failure_delay = 1,
 	};
 	gint64 t0;
 
@@ -356,15 +373,16 @@ test_set_problems(void)
 		const char *text;
 		const char *expect; /* after "PATH:" */
 	} cases[] = {
-		{ "[auth x]\nmodule = fake\nbogus = 1\n", "3: [auth x] bogus: unknown key for module 'fake'" },
-		{ "[auth x]\nmodule = badabi\n", "2: [auth x] module: module 'badabi'" },
-		{ "[auth x]\nmodule = nosuch\n", "2: [auth x] module: module 'nosuch' not found" },
-		{ "[auth x]\nusers = a:b\n", "1: [auth x]: missing key 'module'" },
-		{ "[auth x]\nmodule = fake\n\n[auth y]\nmodule = fake\nfail_init = yes\n",
-		  "6: [auth y] fail_init: asked to fail" },
+	    {"[auth x]\nmodule = fake\nbogus = 1\n",
+	     "3: [auth x] bogus: unknown key for module 'fake'"},
+	    {"[auth x]\nmodule = badabi\n", "2: [auth x] module: module 'badabi'"},
+	    {"[auth x]\nmodule = nosuch\n", "2: [auth x] module: module 'nosuch' not found"},
+	    {"[auth x]\nusers = a:b\n", "1: [auth x]: missing key 'module'"},
+	    {"[auth x]\nmodule = fake\n\n[auth y]\nmodule = fake\nfail_init = yes\n",
+	     "6: [auth y] fail_init: asked to fail"},
 	};
 	for (guint i = 0; i < G_N_ELEMENTS(cases); i++) {
-		Fixture f = { 0 };
+		Fixture f = {0};
 		g_autofree char *want = NULL;
 		fixture_setup_text(&f, cases[i].text, NULL);
 		g_assert_null(f.set);
@@ -379,20 +397,35 @@ test_set_problems(void)
 static void
 test_many_concurrent(void)
 {
-	Fixture f = { 0 };
+	Fixture f = {0};
 	Result r[200];
-	const char *chain[] = { "a", NULL };
+	const char *chain[] = {"a", NULL};
 	guint done = 0;
 	gint64 deadline = g_get_monotonic_time() + 10 * G_USEC_PER_SEC;
 
+	/* a queue that holds them all: this test is about many requests in
+	 * flight on several workers, not about the bound (see queue-full) */
+	GhAuthSettings settings = {
+	    .workers = 4,
+	    .queue_max = 256,
+	    .cache_size = 100,
+	    .cache_ttl = 60,
+	    .cache_negative_ttl = 60,
+	    .failure_delay = 0,
+	};
+
 	memset(r, 0, sizeof r);
-	fixture_setup_text(&f, two_modules, NULL);
+	fixture_setup_text(&f, two_modules, &settings);
 	for (guint i = 0; i < G_N_ELEMENTS(r); i++) {
 		GhAuthRequest req = {
-			.user = i % 2 ? "alice" : "carol", .password = i % 2 ? "pw-a" : "bad",
-			.password_len = i % 2 ? 4 : 3, .service = "smtp", .remote_addr = "192.0.2.9",
+		    .user = i % 2 ? "alice" : "carol",
+		    .password = i % 2 ? "pw-a" : "bad",
+		    .password_len = i % 2 ? 4 : 3,
+		    .service = "smtp",
+		    .remote_addr = "192.0.2.9",
 		};
-		gh_auth_verify_async(f.set, chain, &req, GH_AUTH_VERIFY_NO_CACHE, NULL, on_done, &r[i]);
+		gh_auth_verify_async(f.set, chain, &req, GH_AUTH_VERIFY_NO_CACHE, NULL, on_done,
+				     &r[i]);
 	}
 	while (done < G_N_ELEMENTS(r) && g_get_monotonic_time() < deadline) {
 		g_main_context_iteration(NULL, TRUE);
@@ -402,7 +435,7 @@ test_many_concurrent(void)
 	}
 	g_assert_cmpuint(done, ==, G_N_ELEMENTS(r));
 	for (guint i = 0; i < G_N_ELEMENTS(r); i++) {
-		g_assert_cmpint(r[i].verdict, ==, i % 2 ? GH_AUTH_OK : GH_AUTH_WRONG_PASSWORD);
+		g_assert_cmpint(r[i].verdict, ==, (i % 2 ? GH_AUTH_OK : GH_AUTH_WRONG_PASSWORD));
 		result_clear(&r[i]);
 	}
 	fixture_teardown(&f);

@@ -127,104 +127,104 @@ assert_host_port(const GArray *a, guint i, const char *host, guint port)
 /* ------------------------------------------------------------ a full config */
 
 static const char full_config[] =
-	"# like DESIGN.md section 3\n"
-	"[gatehouse]\n"
-	"hostname = mail.example.com        ; banner name\n"
-	"user = gatehouse\n"
-	"group = mail\n"
-	"module_dir = @DIR@/modules\n"
-	"control_socket = @DIR@/control\n"
-	"trusted_networks = 127.0.0.0/8 ::1/128 192.0.2.0/24   ; comment\n"
-	"shutdown_timeout = 45\n"
-	"workers = 3\n"
-	"failure_delay = 0\n"
-	"auth_workers = 4\n"
-	"auth_queue_max = 100\n"
-	"auth_cache_size = 500\n"
-	"auth_cache_ttl = 120\n"
-	"auth_cache_negative_ttl = 30\n"
-	"\n"
-	"[tls]\n"
-	"certificate = @DIR@/cert.pem @DIR@/cert2.pem\n"
-	"key = @DIR@/key.pem\t@DIR@/key2.pem\n"
-	"priorities = SECURE256:-VERS-TLS1.2\n"
-	"\n"
-	"; One group per listener.\n"
-	"[listener smtp]\n"
-	"protocol = smtp                    ; smtp | imap\n"
-	"listen = 0.0.0.0:25 [::]:25        ; ignored for sockets passed by systemd\n"
-	"tls = starttls\n"
-	"plaintext_auth = trusted\n"
-	"require_auth = no\n"
-	"auth = users ldap\n"
-	"backend = mx\n"
-	"\n"
-	"[listener submission]\n"
-	"protocol = SMTP\n"
-	"listen = *:587\n"
-	"tls = starttls\n"
-	"plaintext_auth = tls\n"
-	"require_auth = Yes\n"
-	"auth = users ldap\n"
-	"backend = submission\n"
-	"max_connections = 500\n"
-	"\n"
-	"[listener imap]\n"
-	"protocol = imap\n"
-	"listen = 127.0.0.1:143\n"
-	"tls = implicit\n"
-	"plaintext_auth = always\n"
-	"auth = ldap users\n"
-	"backend = imap\n"
-	"idle_timeout = 600\n"
-	"max_auth_failures = 5\n"
-	"\n"
-	"[listener from-systemd.1]\n"
-	"protocol = imap\n"
-	"auth = pam\n"
-	"backend = imap\n"
-	"\n"
-	"[auth users]\n"
-	"module = file\n"
-	"path = @DIR@/users\n"
-	"\n"
-	"[auth ldap]\n"
-	"module = ldap\n"
-	"uri = ldap://ldap1.example.com ldap://ldap2.example.com\n"
-	"start_tls = yes\n"
-	"base = ou=people,dc=example,dc=com\n"
-	"filter = (&(objectClass=inetOrgPerson)(uid=%u))   ; %u = escaped login name\n"
-	"bind_dn = cn=gatehouse,dc=example,dc=com\n"
-	"bind_password_file = @DIR@/ldap.secret\n"
-	"route_attribute = mailHost\n"
-	"user_attribute = uid\n"
-	"\n"
-	"[auth pam]\n"
-	"module = pam\n"
-	"service = gatehouse\n"
-	"\n"
-	"[backend imap]\n"
-	"protocol = imap\n"
-	"servers = 10.0.0.5:143 [2001:db8::6]:993\n"
-	"tls = implicit\n"
-	"login = master\n"
-	"master_user = proxy\n"
-	"master_password_file = @DIR@/master.secret\n"
-	"forward_client = no\n"
-	"ca_file = @DIR@/ca.pem\n"
-	"verify = false\n"
-	"connect_timeout = 5\n"
-	"\n"
-	"[backend submission]\n"
-	"protocol = smtp\n"
-	"servers = smtp.internal.example.com:587\n"
-	"tls = starttls\n"
-	"login = xclient\n"
-	"\n"
-	"[backend mx]\n"
-	"protocol = smtp\n"
-	"servers = 10.0.0.7:25\n"
-	"login = none\n";
+    "# like DESIGN.md section 3\n"
+    "[gatehouse]\n"
+    "hostname = mail.example.com        ; banner name\n"
+    "user = gatehouse\n"
+    "group = mail\n"
+    "module_dir = @DIR@/modules\n"
+    "control_socket = @DIR@/control\n"
+    "trusted_networks = 127.0.0.0/8 ::1/128 192.0.2.0/24   ; comment\n"
+    "shutdown_timeout = 45\n"
+    "workers = 3\n"
+    "failure_delay = 0\n"
+    "auth_workers = 4\n"
+    "auth_queue_max = 100\n"
+    "auth_cache_size = 500\n"
+    "auth_cache_ttl = 120\n"
+    "auth_cache_negative_ttl = 30\n"
+    "\n"
+    "[tls]\n"
+    "certificate = @DIR@/cert.pem @DIR@/cert2.pem\n"
+    "key = @DIR@/key.pem\t@DIR@/key2.pem\n"
+    "priorities = SECURE256:-VERS-TLS1.2\n"
+    "\n"
+    "; One group per listener.\n"
+    "[listener smtp]\n"
+    "protocol = smtp                    ; smtp | imap\n"
+    "listen = 0.0.0.0:25 [::]:25        ; ignored for sockets passed by systemd\n"
+    "tls = starttls\n"
+    "plaintext_auth = trusted\n"
+    "require_auth = no\n"
+    "auth = users ldap\n"
+    "backend = mx\n"
+    "\n"
+    "[listener submission]\n"
+    "protocol = SMTP\n"
+    "listen = *:587\n"
+    "tls = starttls\n"
+    "plaintext_auth = tls\n"
+    "require_auth = Yes\n"
+    "auth = users ldap\n"
+    "backend = submission\n"
+    "max_connections = 500\n"
+    "\n"
+    "[listener imap]\n"
+    "protocol = imap\n"
+    "listen = 127.0.0.1:143\n"
+    "tls = implicit\n"
+    "plaintext_auth = always\n"
+    "auth = ldap users\n"
+    "backend = imap\n"
+    "idle_timeout = 600\n"
+    "max_auth_failures = 5\n"
+    "\n"
+    "[listener from-systemd.1]\n"
+    "protocol = imap\n"
+    "auth = pam\n"
+    "backend = imap\n"
+    "\n"
+    "[auth users]\n"
+    "module = file\n"
+    "path = @DIR@/users\n"
+    "\n"
+    "[auth ldap]\n"
+    "module = ldap\n"
+    "uri = ldap://ldap1.example.com ldap://ldap2.example.com\n"
+    "start_tls = yes\n"
+    "base = ou=people,dc=example,dc=com\n"
+    "filter = (&(objectClass=inetOrgPerson)(uid=%u))   ; %u = escaped login name\n"
+    "bind_dn = cn=gatehouse,dc=example,dc=com\n"
+    "bind_password_file = @DIR@/ldap.secret\n"
+    "route_attribute = mailHost\n"
+    "user_attribute = uid\n"
+    "\n"
+    "[auth pam]\n"
+    "module = pam\n"
+    "service = gatehouse\n"
+    "\n"
+    "[backend imap]\n"
+    "protocol = imap\n"
+    "servers = 10.0.0.5:143 [2001:db8::6]:993\n"
+    "tls = implicit\n"
+    "login = master\n"
+    "master_user = proxy\n"
+    "master_password_file = @DIR@/master.secret\n"
+    "forward_client = no\n"
+    "ca_file = @DIR@/ca.pem\n"
+    "verify = false\n"
+    "connect_timeout = 5\n"
+    "\n"
+    "[backend submission]\n"
+    "protocol = smtp\n"
+    "servers = smtp.internal.example.com:587\n"
+    "tls = starttls\n"
+    "login = xclient\n"
+    "\n"
+    "[backend mx]\n"
+    "protocol = smtp\n"
+    "servers = 10.0.0.7:25\n"
+    "login = none\n";
 
 static void
 test_full(void)
@@ -500,18 +500,18 @@ test_to_string(void)
 /* ------------------------------------------------------------ bad configs */
 
 /* lines 1-5: an auth group and a backend; the listener starts on line 6 */
-#define HEAD                      \
-	"[auth users]\n"          \
-	"module = file\n"         \
-	"[backend mx]\n"          \
-	"protocol = smtp\n"       \
+#define HEAD                                                                                       \
+	"[auth users]\n"                                                                           \
+	"module = file\n"                                                                          \
+	"[backend mx]\n"                                                                           \
+	"protocol = smtp\n"                                                                        \
 	"servers = 127.0.0.1:25\n"
 /* lines 6-10; a case adds its line 11 */
-#define LISTENER                   \
-	"[listener smtp]\n"        \
-	"protocol = smtp\n"        \
-	"listen = 127.0.0.1:2525\n" \
-	"auth = users\n"           \
+#define LISTENER                                                                                   \
+	"[listener smtp]\n"                                                                        \
+	"protocol = smtp\n"                                                                        \
+	"listen = 127.0.0.1:2525\n"                                                                \
+	"auth = users\n"                                                                           \
 	"backend = mx\n"
 
 typedef struct {
@@ -521,231 +521,221 @@ typedef struct {
 } BadCase;
 
 static const BadCase bad_cases[] = {
-	{ "good", HEAD LISTENER, { NULL } },
-	{ "unknown-group",
-	  HEAD LISTENER "[frobnicate]\nx = 1\n",
-	  { "@FILE@:11: [frobnicate]: unknown group" } },
-	{ "unknown-group-prefix",
-	  HEAD LISTENER "[listeners x]\n",
-	  { "@FILE@:11: [listeners x]: unknown group" } },
-	{ "unknown-key",
-	  HEAD LISTENER "listne = 1\n",
-	  { "@FILE@:11: [listener smtp] listne: unknown key" } },
-	{ "unknown-key-gatehouse",
-	  HEAD LISTENER "[gatehouse]\nworkers = 2\nworker = 2\n",
-	  { "@FILE@:13: [gatehouse] worker: unknown key" } },
-	{ "unknown-key-tls",
-	  HEAD LISTENER "[tls]\ncert = x\n",
-	  { "@FILE@:12: [tls] cert: unknown key" } },
-	{ "unknown-key-backend",
-	  "[backend mx]\nprotocol = smtp\nservers = 127.0.0.1:25\nlogn = none\n"
-	  "[auth users]\nmodule = file\n" LISTENER,
-	  { "@FILE@:4: [backend mx] logn: unknown key" } },
-	{ "auth-keys-belong-to-module",
-	  HEAD LISTENER "[auth other]\nmodule = ldap\nwhatever = 1\n",
-	  { NULL } },
-	/* a bad protocol is one problem, not also a mismatch with the backend */
-	{ "bad-enum-protocol",
-	  HEAD "[listener smtp]\nprotocol = pop3\nauth = users\nbackend = mx\n",
-	  { "@FILE@:7: [listener smtp] protocol: bad value 'pop3': expected smtp or imap" } },
-	{ "bad-enum-tls",
-	  HEAD LISTENER "tls = sometimes\n",
-	  { "@FILE@:11: [listener smtp] tls: bad value 'sometimes': expected none, starttls or "
-	    "implicit" } },
-	{ "bad-enum-plaintext",
-	  HEAD LISTENER "plaintext_auth = never\n",
-	  { "@FILE@:11: [listener smtp] plaintext_auth: bad value 'never'" } },
-	{ "bad-enum-login",
-	  "[auth users]\nmodule = file\n[backend mx]\nprotocol = smtp\nservers = 127.0.0.1:25\n"
-	  "login = sasl\n" LISTENER,
-	  { "@FILE@:6: [backend mx] login: bad value 'sasl': expected passthrough, master, xclient "
-	    "or none" } },
-	{ "empty-enum",
-	  HEAD LISTENER "tls =\n",
-	  { "@FILE@:11: [listener smtp] tls: empty value" } },
-	{ "bad-boolean",
-	  HEAD LISTENER "require_auth = maybe\n",
-	  { "@FILE@:11: [listener smtp] require_auth: bad value 'maybe': expected yes or no" } },
-	{ "bad-boolean-backend",
-	  "[auth users]\nmodule = file\n[backend mx]\nprotocol = smtp\nservers = 127.0.0.1:25\n"
-	  "verify = 2\n" LISTENER,
-	  { "@FILE@:6: [backend mx] verify: bad value '2'" } },
-	{ "bad-integer-unit",
-	  HEAD LISTENER "idle_timeout = 30s\n",
-	  { "@FILE@:11: [listener smtp] idle_timeout: bad value '30s': expected a whole number "
-	    "from 1 to 86400" } },
-	{ "bad-integer-negative",
-	  HEAD LISTENER "max_connections = -1\n",
-	  { "@FILE@:11: [listener smtp] max_connections: bad value '-1'" } },
-	{ "bad-integer-zero",
-	  HEAD LISTENER "idle_timeout = 0\n",
-	  { "@FILE@:11: [listener smtp] idle_timeout: bad value '0'" } },
-	{ "bad-integer-huge",
-	  HEAD LISTENER "idle_timeout = 99999999999999999999\n",
-	  { "@FILE@:11: [listener smtp] idle_timeout: bad value" } },
-	{ "bad-integer-workers",
-	  HEAD LISTENER "[gatehouse]\nworkers = 257\nauth_workers = 0\n",
-	  { "@FILE@:12: [gatehouse] workers: bad value '257': expected a whole number from 0 to "
-	    "256",
-	    "@FILE@:13: [gatehouse] auth_workers: bad value '0': expected a whole number from 1 "
-	    "to 1024" } },
-	{ "bad-listen-address",
-	  HEAD "[listener smtp]\nprotocol = smtp\nlisten = 256.1.1.1:25\nauth = users\n"
-	       "backend = mx\n",
-	  { "@FILE@:8: [listener smtp] listen: bad listen address '256.1.1.1:25': bad address" } },
-	{ "bad-listen-name",
-	  HEAD "[listener smtp]\nprotocol = smtp\nlisten = localhost:25\nauth = users\n"
-	       "backend = mx\n",
-	  { "@FILE@:8: [listener smtp] listen: bad listen address 'localhost:25': an IP address" } },
-	{ "bad-listen-ipv6",
-	  HEAD "[listener smtp]\nprotocol = smtp\nlisten = ::1:25\nauth = users\n"
-	       "backend = mx\n",
-	  { "@FILE@:8: [listener smtp] listen: bad listen address '::1:25': IPv6 address needs "
-	    "[brackets]" } },
-	{ "bad-port",
-	  HEAD "[listener smtp]\nprotocol = smtp\nlisten = 127.0.0.1:70000 [::1]:0\nauth = users\n"
-	       "backend = mx\n",
-	  { "@FILE@:8: [listener smtp] listen: bad listen address '127.0.0.1:70000': bad port",
-	    "@FILE@:8: [listener smtp] listen: bad listen address '[::1]:0': bad port" } },
-	{ "missing-port",
-	  HEAD "[listener smtp]\nprotocol = smtp\nlisten = 127.0.0.1\nauth = users\n"
-	       "backend = mx\n",
-	  { "@FILE@:8: [listener smtp] listen: bad listen address '127.0.0.1': missing port" } },
-	{ "bad-server",
-	  "[auth users]\nmodule = file\n[backend mx]\nprotocol = smtp\nservers = *:25 mx!:25\n"
-	  LISTENER,
-	  { "@FILE@:5: [backend mx] servers: bad server '*:25': a server needs an address",
-	    "@FILE@:5: [backend mx] servers: bad server 'mx!:25': bad host name" } },
-	{ "missing-backend-key",
-	  HEAD "[listener smtp]\nprotocol = smtp\nauth = users\n",
-	  { "@FILE@:6: [listener smtp] backend: missing" } },
-	{ "missing-protocol",
-	  HEAD "[listener smtp]\nauth = users\nbackend = mx\n",
-	  { "@FILE@:6: [listener smtp] protocol: missing: expected smtp or imap" } },
-	{ "missing-auth",
-	  HEAD "[listener smtp]\nprotocol = smtp\nbackend = mx\nauth =\n",
-	  { "@FILE@:9: [listener smtp] auth: missing" } },
-	{ "missing-servers",
-	  "[auth users]\nmodule = file\n[backend mx]\nprotocol = smtp\n" LISTENER,
-	  { "@FILE@:3: [backend mx] servers: missing" } },
-	{ "missing-module",
-	  "[auth users]\npath = /x\n[backend mx]\nprotocol = smtp\nservers = 127.0.0.1:25\n"
-	  LISTENER,
-	  { "@FILE@:1: [auth users] module: missing" } },
-	{ "unknown-auth",
-	  HEAD "[listener smtp]\nprotocol = smtp\nauth = users nosuch\nbackend = mx\n",
-	  { "@FILE@:8: [listener smtp] auth: unknown auth group 'nosuch'" } },
-	{ "auth-twice",
-	  HEAD "[listener smtp]\nprotocol = smtp\nauth = users users\nbackend = mx\n",
-	  { "@FILE@:8: [listener smtp] auth: 'users' listed twice" } },
-	{ "unknown-backend",
-	  HEAD "[listener smtp]\nprotocol = smtp\nauth = users\nbackend = nosuch\n",
-	  { "@FILE@:9: [listener smtp] backend: unknown backend 'nosuch'" } },
-	{ "two-backends",
-	  HEAD "[listener smtp]\nprotocol = smtp\nauth = users\nbackend = mx other\n",
-	  { "@FILE@:9: [listener smtp] backend: 'mx other': one backend name only" } },
-	{ "bad-escape",
-	  HEAD LISTENER "[gatehouse]\nhostname = a\\qb\n",
-	  { "@FILE@:12: [gatehouse] hostname: bad escape in the value" } },
-	{ "protocol-mismatch",
-	  HEAD "[listener smtp]\nprotocol = imap\nauth = users\nbackend = mx\n",
-	  { "@FILE@:9: [listener smtp] backend: backend 'mx' speaks smtp, listener speaks "
-	    "imap" } },
-	{ "missing-certificate-file",
-	  HEAD LISTENER "tls = starttls\n[tls]\ncertificate = @DIR@/nosuch.pem\n"
-	  "key = @DIR@/key.pem\n",
-	  { "@FILE@:13: [tls] certificate: cannot read @DIR@/nosuch.pem: No such file or "
-	    "directory" } },
-	{ "certificate-is-directory",
-	  HEAD LISTENER "[tls]\ncertificate = @DIR@\nkey = @DIR@/key.pem\n",
-	  { "@FILE@:12: [tls] certificate: cannot read @DIR@: Is a directory" } },
-	{ "certificate-without-key",
-	  HEAD LISTENER "[tls]\ncertificate = @DIR@/cert.pem\n",
-	  { "@FILE@:11: [tls] key: missing" } },
-	{ "certificate-key-count",
-	  HEAD LISTENER "[tls]\ncertificate = @DIR@/cert.pem @DIR@/cert2.pem\n"
-	  "key = @DIR@/key.pem\n",
-	  { "@FILE@:13: [tls] key: 2 certificate files but 1 key files" } },
-	{ "tls-without-certificate",
-	  HEAD LISTENER "tls = implicit\n",
-	  { "@FILE@:11: [listener smtp] tls: tls = implicit needs a certificate and key in "
-	    "[tls]" } },
-	{ "master-without-user",
-	  "[auth users]\nmodule = file\n[backend mx]\nprotocol = smtp\nservers = 127.0.0.1:25\n"
-	  "login = master\nmaster_password_file = @DIR@/master.secret\n" LISTENER,
-	  { "@FILE@:3: [backend mx] master_user: missing: login = master needs it" } },
-	{ "master-unreadable-file",
-	  "[auth users]\nmodule = file\n[backend mx]\nprotocol = smtp\nservers = 127.0.0.1:25\n"
-	  "login = master\nmaster_user = proxy\nmaster_password_file = @DIR@/nosuch\n" LISTENER,
-	  { "@FILE@:8: [backend mx] master_password_file: cannot read @DIR@/nosuch: No such "
-	    "file" } },
-	{ "xclient-imap",
-	  "[auth users]\nmodule = file\n[backend mx]\nprotocol = imap\nservers = 127.0.0.1:143\n"
-	  "login = xclient\n"
-	  "[listener imap]\nprotocol = imap\nauth = users\nbackend = mx\n",
-	  { "@FILE@:6: [backend mx] login: xclient is for smtp backends only" } },
-	{ "bad-ca-file",
-	  "[auth users]\nmodule = file\n[backend mx]\nprotocol = smtp\nservers = 127.0.0.1:25\n"
-	  "ca_file = @DIR@/nosuch.pem\n" LISTENER,
-	  { "@FILE@:6: [backend mx] ca_file: cannot read @DIR@/nosuch.pem" } },
-	{ "bad-trusted-network",
-	  HEAD LISTENER "[gatehouse]\ntrusted_networks = 10.0.0.0/8 10.0.0.0/33 nonsense\n",
-	  { "@FILE@:12: [gatehouse] trusted_networks: bad network '10.0.0.0/33'",
-	    "@FILE@:12: [gatehouse] trusted_networks: bad network 'nonsense'" } },
-	{ "bad-hostname",
-	  HEAD LISTENER "[gatehouse]\nhostname = mail example\n",
-	  { "@FILE@:12: [gatehouse] hostname: bad host name 'mail example'" } },
-	{ "bad-listener-name",
-	  HEAD "[listener a/b]\nprotocol = smtp\nauth = users\nbackend = mx\n",
-	  { "@FILE@:6: [listener a/b]: bad listener name 'a/b'",
-	    "@FILE@: no [listener NAME] group" } },
-	{ "group-without-name",
-	  HEAD LISTENER "[backend]\nprotocol = smtp\n",
-	  { "@FILE@:11: [backend]: bad backend name ''" } },
-	{ "no-listener",
-	  HEAD,
-	  { "@FILE@: no [listener NAME] group" } },
-	{ "empty-file", "", { "@FILE@: no [listener NAME] group" } },
-	{ "duplicate-key",
-	  HEAD LISTENER "backend = mx\n",
-	  { "@FILE@:11: [listener smtp] backend: given twice (first on line 10)" } },
-	{ "duplicate-group",
-	  HEAD LISTENER "[auth users]\nmodule = pam\n",
-	  { "@FILE@:11: [auth users]: group given twice (first on line 1)" } },
-	{ "syntax",
-	  HEAD LISTENER "this is not a key\n",
-	  { "@FILE@:11: \"this is not a key\" is not a key = value pair" } },
-	{ "several",
-	  "[gatehouse]\n"				 /* 1 */
-	  "workers = many\n"				 /* 2 */
-	  "colour = blue\n"				 /* 3 */
-	  "[listener smtp]\n"				 /* 4 */
-	  "protocol = smtp\n"				 /* 5 */
-	  "listen = 127.0.0.1:99999 0.0.0.0:25\n"	 /* 6 */
-	  "tls = starttls\n"				 /* 7 */
-	  "auth = users ldap\n"				 /* 8 */
-	  "backend = imap\n"				 /* 9 */
-	  "[listener imap]\n"				 /* 10 */
-	  "protocol = imap\n"				 /* 11 */
-	  "auth = users\n"				 /* 12 */
-	  "backend = nosuch\n"				 /* 13 */
-	  "[auth users]\n"				 /* 14 */
-	  "[backend imap]\n"				 /* 15 */
-	  "protocol = imap\n"				 /* 16 */
-	  "servers = 10.0.0.1:143\n"			 /* 17 */
-	  "login = master\n"				 /* 18 */
-	  "[whatever]\n",				 /* 19 */
-	  { "@FILE@:2: [gatehouse] workers: bad value 'many'",
-	    "@FILE@:3: [gatehouse] colour: unknown key",
-	    "@FILE@:6: [listener smtp] listen: bad listen address '127.0.0.1:99999': bad port",
-	    "@FILE@:14: [auth users] module: missing",
-	    "@FILE@:15: [backend imap] master_user: missing",
-	    "@FILE@:15: [backend imap] master_password_file: missing",
-	    "@FILE@:19: [whatever]: unknown group",
-	    "@FILE@:8: [listener smtp] auth: unknown auth group 'ldap' (there is no [auth ldap])",
-	    "@FILE@:9: [listener smtp] backend: backend 'imap' speaks imap, listener speaks smtp",
-	    "@FILE@:7: [listener smtp] tls: tls = starttls needs a certificate and key in [tls]",
-	    "@FILE@:13: [listener imap] backend: unknown backend 'nosuch'" } },
+    {"good", HEAD LISTENER, {NULL}},
+    {"unknown-group",
+     HEAD LISTENER "[frobnicate]\nx = 1\n",
+     {"@FILE@:11: [frobnicate]: unknown group"}},
+    {"unknown-group-prefix",
+     HEAD LISTENER "[listeners x]\n",
+     {"@FILE@:11: [listeners x]: unknown group"}},
+    {"unknown-key",
+     HEAD LISTENER "listne = 1\n",
+     {"@FILE@:11: [listener smtp] listne: unknown key"}},
+    {"unknown-key-gatehouse",
+     HEAD LISTENER "[gatehouse]\nworkers = 2\nworker = 2\n",
+     {"@FILE@:13: [gatehouse] worker: unknown key"}},
+    {"unknown-key-tls", HEAD LISTENER "[tls]\ncert = x\n", {"@FILE@:12: [tls] cert: unknown key"}},
+    {"unknown-key-backend",
+     "[backend mx]\nprotocol = smtp\nservers = 127.0.0.1:25\nlogn = none\n"
+     "[auth users]\nmodule = file\n" LISTENER,
+     {"@FILE@:4: [backend mx] logn: unknown key"}},
+    {"auth-keys-belong-to-module",
+     HEAD LISTENER "[auth other]\nmodule = ldap\nwhatever = 1\n",
+     {NULL}},
+    /* a bad protocol is one problem, not also a mismatch with the backend */
+    {"bad-enum-protocol",
+     HEAD "[listener smtp]\nprotocol = pop3\nauth = users\nbackend = mx\n",
+     {"@FILE@:7: [listener smtp] protocol: bad value 'pop3': expected smtp or imap"}},
+    {"bad-enum-tls",
+     HEAD LISTENER "tls = sometimes\n",
+     {"@FILE@:11: [listener smtp] tls: bad value 'sometimes': expected none, starttls or "
+      "implicit"}},
+    {"bad-enum-plaintext",
+     HEAD LISTENER "plaintext_auth = never\n",
+     {"@FILE@:11: [listener smtp] plaintext_auth: bad value 'never'"}},
+    {"bad-enum-login",
+     "[auth users]\nmodule = file\n[backend mx]\nprotocol = smtp\nservers = 127.0.0.1:25\n"
+     "login = sasl\n" LISTENER,
+     {"@FILE@:6: [backend mx] login: bad value 'sasl': expected passthrough, master, xclient "
+      "or none"}},
+    {"empty-enum", HEAD LISTENER "tls =\n", {"@FILE@:11: [listener smtp] tls: empty value"}},
+    {"bad-boolean",
+     HEAD LISTENER "require_auth = maybe\n",
+     {"@FILE@:11: [listener smtp] require_auth: bad value 'maybe': expected yes or no"}},
+    {"bad-boolean-backend",
+     "[auth users]\nmodule = file\n[backend mx]\nprotocol = smtp\nservers = 127.0.0.1:25\n"
+     "verify = 2\n" LISTENER,
+     {"@FILE@:6: [backend mx] verify: bad value '2'"}},
+    {"bad-integer-unit",
+     HEAD LISTENER "idle_timeout = 30s\n",
+     {"@FILE@:11: [listener smtp] idle_timeout: bad value '30s': expected a whole number "
+      "from 1 to 86400"}},
+    {"bad-integer-negative",
+     HEAD LISTENER "max_connections = -1\n",
+     {"@FILE@:11: [listener smtp] max_connections: bad value '-1'"}},
+    {"bad-integer-zero",
+     HEAD LISTENER "idle_timeout = 0\n",
+     {"@FILE@:11: [listener smtp] idle_timeout: bad value '0'"}},
+    {"bad-integer-huge",
+     HEAD LISTENER "idle_timeout = 99999999999999999999\n",
+     {"@FILE@:11: [listener smtp] idle_timeout: bad value"}},
+    {"bad-integer-workers",
+     HEAD LISTENER "[gatehouse]\nworkers = 257\nauth_workers = 0\n",
+     {"@FILE@:12: [gatehouse] workers: bad value '257': expected a whole number from 0 to "
+      "256",
+      "@FILE@:13: [gatehouse] auth_workers: bad value '0': expected a whole number from 1 "
+      "to 1024"}},
+    {"bad-listen-address",
+     HEAD "[listener smtp]\nprotocol = smtp\nlisten = 256.1.1.1:25\nauth = users\n"
+	  "backend = mx\n",
+     {"@FILE@:8: [listener smtp] listen: bad listen address '256.1.1.1:25': bad address"}},
+    {"bad-listen-name",
+     HEAD "[listener smtp]\nprotocol = smtp\nlisten = localhost:25\nauth = users\n"
+	  "backend = mx\n",
+     {"@FILE@:8: [listener smtp] listen: bad listen address 'localhost:25': an IP address"}},
+    {"bad-listen-ipv6",
+     HEAD "[listener smtp]\nprotocol = smtp\nlisten = ::1:25\nauth = users\n"
+	  "backend = mx\n",
+     {"@FILE@:8: [listener smtp] listen: bad listen address '::1:25': IPv6 address needs "
+      "[brackets]"}},
+    {"bad-port",
+     HEAD "[listener smtp]\nprotocol = smtp\nlisten = 127.0.0.1:70000 [::1]:0\nauth = users\n"
+	  "backend = mx\n",
+     {"@FILE@:8: [listener smtp] listen: bad listen address '127.0.0.1:70000': bad port",
+      "@FILE@:8: [listener smtp] listen: bad listen address '[::1]:0': bad port"}},
+    {"missing-port",
+     HEAD "[listener smtp]\nprotocol = smtp\nlisten = 127.0.0.1\nauth = users\n"
+	  "backend = mx\n",
+     {"@FILE@:8: [listener smtp] listen: bad listen address '127.0.0.1': missing port"}},
+    {"bad-server",
+     "[auth users]\nmodule = file\n[backend mx]\nprotocol = smtp\nservers = *:25 mx!:25\n" LISTENER,
+     {"@FILE@:5: [backend mx] servers: bad server '*:25': a server needs an address",
+      "@FILE@:5: [backend mx] servers: bad server 'mx!:25': bad host name"}},
+    {"missing-backend-key",
+     HEAD "[listener smtp]\nprotocol = smtp\nauth = users\n",
+     {"@FILE@:6: [listener smtp] backend: missing"}},
+    {"missing-protocol",
+     HEAD "[listener smtp]\nauth = users\nbackend = mx\n",
+     {"@FILE@:6: [listener smtp] protocol: missing: expected smtp or imap"}},
+    {"missing-auth",
+     HEAD "[listener smtp]\nprotocol = smtp\nbackend = mx\nauth =\n",
+     {"@FILE@:9: [listener smtp] auth: missing"}},
+    {"missing-servers",
+     "[auth users]\nmodule = file\n[backend mx]\nprotocol = smtp\n" LISTENER,
+     {"@FILE@:3: [backend mx] servers: missing"}},
+    {"missing-module",
+     "[auth users]\npath = /x\n[backend mx]\nprotocol = smtp\nservers = 127.0.0.1:25\n" LISTENER,
+     {"@FILE@:1: [auth users] module: missing"}},
+    {"unknown-auth",
+     HEAD "[listener smtp]\nprotocol = smtp\nauth = users nosuch\nbackend = mx\n",
+     {"@FILE@:8: [listener smtp] auth: unknown auth group 'nosuch'"}},
+    {"auth-twice",
+     HEAD "[listener smtp]\nprotocol = smtp\nauth = users users\nbackend = mx\n",
+     {"@FILE@:8: [listener smtp] auth: 'users' listed twice"}},
+    {"unknown-backend",
+     HEAD "[listener smtp]\nprotocol = smtp\nauth = users\nbackend = nosuch\n",
+     {"@FILE@:9: [listener smtp] backend: unknown backend 'nosuch'"}},
+    {"two-backends",
+     HEAD "[listener smtp]\nprotocol = smtp\nauth = users\nbackend = mx other\n",
+     {"@FILE@:9: [listener smtp] backend: 'mx other': one backend name only"}},
+    {"bad-escape",
+     HEAD LISTENER "[gatehouse]\nhostname = a\\qb\n",
+     {"@FILE@:12: [gatehouse] hostname: bad escape in the value"}},
+    {"protocol-mismatch",
+     HEAD "[listener smtp]\nprotocol = imap\nauth = users\nbackend = mx\n",
+     {"@FILE@:9: [listener smtp] backend: backend 'mx' speaks smtp, listener speaks "
+      "imap"}},
+    {"missing-certificate-file",
+     HEAD LISTENER "tls = starttls\n[tls]\ncertificate = @DIR@/nosuch.pem\n"
+		   "key = @DIR@/key.pem\n",
+     {"@FILE@:13: [tls] certificate: cannot read @DIR@/nosuch.pem: No such file or "
+      "directory"}},
+    {"certificate-is-directory",
+     HEAD LISTENER "[tls]\ncertificate = @DIR@\nkey = @DIR@/key.pem\n",
+     {"@FILE@:12: [tls] certificate: cannot read @DIR@: Is a directory"}},
+    {"certificate-without-key",
+     HEAD LISTENER "[tls]\ncertificate = @DIR@/cert.pem\n",
+     {"@FILE@:11: [tls] key: missing"}},
+    {"certificate-key-count",
+     HEAD LISTENER "[tls]\ncertificate = @DIR@/cert.pem @DIR@/cert2.pem\n"
+		   "key = @DIR@/key.pem\n",
+     {"@FILE@:13: [tls] key: 2 certificate files but 1 key files"}},
+    {"tls-without-certificate",
+     HEAD LISTENER "tls = implicit\n",
+     {"@FILE@:11: [listener smtp] tls: tls = implicit needs a certificate and key in "
+      "[tls]"}},
+    {"master-without-user",
+     "[auth users]\nmodule = file\n[backend mx]\nprotocol = smtp\nservers = 127.0.0.1:25\n"
+     "login = master\nmaster_password_file = @DIR@/master.secret\n" LISTENER,
+     {"@FILE@:3: [backend mx] master_user: missing: login = master needs it"}},
+    {"master-unreadable-file",
+     "[auth users]\nmodule = file\n[backend mx]\nprotocol = smtp\nservers = 127.0.0.1:25\n"
+     "login = master\nmaster_user = proxy\nmaster_password_file = @DIR@/nosuch\n" LISTENER,
+     {"@FILE@:8: [backend mx] master_password_file: cannot read @DIR@/nosuch: No such "
+      "file"}},
+    {"xclient-imap",
+     "[auth users]\nmodule = file\n[backend mx]\nprotocol = imap\nservers = 127.0.0.1:143\n"
+     "login = xclient\n"
+     "[listener imap]\nprotocol = imap\nauth = users\nbackend = mx\n",
+     {"@FILE@:6: [backend mx] login: xclient is for smtp backends only"}},
+    {"bad-ca-file",
+     "[auth users]\nmodule = file\n[backend mx]\nprotocol = smtp\nservers = 127.0.0.1:25\n"
+     "ca_file = @DIR@/nosuch.pem\n" LISTENER,
+     {"@FILE@:6: [backend mx] ca_file: cannot read @DIR@/nosuch.pem"}},
+    {"bad-trusted-network",
+     HEAD LISTENER "[gatehouse]\ntrusted_networks = 10.0.0.0/8 10.0.0.0/33 nonsense\n",
+     {"@FILE@:12: [gatehouse] trusted_networks: bad network '10.0.0.0/33'",
+      "@FILE@:12: [gatehouse] trusted_networks: bad network 'nonsense'"}},
+    {"bad-hostname",
+     HEAD LISTENER "[gatehouse]\nhostname = mail example\n",
+     {"@FILE@:12: [gatehouse] hostname: bad host name 'mail example'"}},
+    {"bad-listener-name",
+     HEAD "[listener a/b]\nprotocol = smtp\nauth = users\nbackend = mx\n",
+     {"@FILE@:6: [listener a/b]: bad listener name 'a/b'", "@FILE@: no [listener NAME] group"}},
+    {"group-without-name",
+     HEAD LISTENER "[backend]\nprotocol = smtp\n",
+     {"@FILE@:11: [backend]: bad backend name ''"}},
+    {"no-listener", HEAD, {"@FILE@: no [listener NAME] group"}},
+    {"empty-file", "", {"@FILE@: no [listener NAME] group"}},
+    {"duplicate-key",
+     HEAD LISTENER "backend = mx\n",
+     {"@FILE@:11: [listener smtp] backend: given twice (first on line 10)"}},
+    {"duplicate-group",
+     HEAD LISTENER "[auth users]\nmodule = pam\n",
+     {"@FILE@:11: [auth users]: group given twice (first on line 1)"}},
+    {"syntax",
+     HEAD LISTENER "this is not a key\n",
+     {"@FILE@:11: \"this is not a key\" is not a key = value pair"}},
+    {"several",
+     "[gatehouse]\n"                         /* 1 */
+     "workers = many\n"                      /* 2 */
+     "colour = blue\n"                       /* 3 */
+     "[listener smtp]\n"                     /* 4 */
+     "protocol = smtp\n"                     /* 5 */
+     "listen = 127.0.0.1:99999 0.0.0.0:25\n" /* 6 */
+     "tls = starttls\n"                      /* 7 */
+     "auth = users ldap\n"                   /* 8 */
+     "backend = imap\n"                      /* 9 */
+     "[listener imap]\n"                     /* 10 */
+     "protocol = imap\n"                     /* 11 */
+     "auth = users\n"                        /* 12 */
+     "backend = nosuch\n"                    /* 13 */
+     "[auth users]\n"                        /* 14 */
+     "[backend imap]\n"                      /* 15 */
+     "protocol = imap\n"                     /* 16 */
+     "servers = 10.0.0.1:143\n"              /* 17 */
+     "login = master\n"                      /* 18 */
+     "[whatever]\n",                         /* 19 */
+     {"@FILE@:2: [gatehouse] workers: bad value 'many'",
+      "@FILE@:3: [gatehouse] colour: unknown key",
+      "@FILE@:6: [listener smtp] listen: bad listen address '127.0.0.1:99999': bad port",
+      "@FILE@:14: [auth users] module: missing", "@FILE@:15: [backend imap] master_user: missing",
+      "@FILE@:15: [backend imap] master_password_file: missing",
+      "@FILE@:19: [whatever]: unknown group",
+      "@FILE@:8: [listener smtp] auth: unknown auth group 'ldap' (there is no [auth ldap])",
+      "@FILE@:9: [listener smtp] backend: backend 'imap' speaks imap, listener speaks smtp",
+      "@FILE@:7: [listener smtp] tls: tls = starttls needs a certificate and key in [tls]",
+      "@FILE@:13: [listener imap] backend: unknown backend 'nosuch'"}},
 };
 
 /* Every problem starts with one of the wanted prefixes and every prefix
@@ -850,7 +840,7 @@ test_missing_file(void)
 	g_autoptr(GPtrArray) problems = g_ptr_array_new_with_free_func(g_free);
 	g_autoptr(GhConfig) cfg = gh_config_load("/nonexistent/gatehouse.conf", problems);
 	g_autofree char *want =
-		g_strdup_printf("/nonexistent/gatehouse.conf: cannot read: %s", g_strerror(ENOENT));
+	    g_strdup_printf("/nonexistent/gatehouse.conf: cannot read: %s", g_strerror(ENOENT));
 
 	g_assert_null(cfg);
 	g_assert_cmpuint(problems->len, ==, 1);
@@ -942,37 +932,51 @@ test_cidr(void)
 		const char *inside[4];
 		const char *outside[4];
 	} cases[] = {
-		{ "127.0.0.0/8", TRUE, 8, "127.0.0.0",
-		  { "127.0.0.1", "127.255.255.255", "::ffff:127.1.2.3" },
-		  { "128.0.0.1", "126.255.255.255", "::1", "::127.0.0.1" } },
-		{ "::1/128", TRUE, 128, "::1", { "::1" }, { "::2", "127.0.0.1", "::" } },
-		{ "::1", TRUE, 128, "::1", { "::1" }, { "::" } },
-		{ "10.1.2.3", TRUE, 32, "10.1.2.3", { "10.1.2.3", "::ffff:10.1.2.3" }, { "10.1.2.4" } },
-		{ "192.168.1.128/25", TRUE, 25, "192.168.1.128",
-		  { "192.168.1.128", "192.168.1.200", "192.168.1.255" },
-		  { "192.168.1.127", "192.168.1.1", "192.168.0.200" } },
-		{ "10.9.8.7/8", TRUE, 8, "10.0.0.0", { "10.0.0.1", "10.255.0.0" }, { "11.0.0.0" } },
-		{ "0.0.0.0/0", TRUE, 0, "0.0.0.0", { "1.2.3.4", "255.255.255.255", "::ffff:8.8.8.8" },
-		  { "2001:db8::1", "::" } },
-		{ "2001:db8::/32", TRUE, 32, "2001:db8::", { "2001:db8::1", "2001:db8:ffff::" },
-		  { "2001:db9::", "2001:db7:ffff::", "32.1.13.184" } },
-		{ "2001:db8::/33", TRUE, 33, "2001:db8::", { "2001:db8:7fff::1" }, { "2001:db8:8000::" } },
-		{ "::ffff:0:0/96", TRUE, 96, "::ffff:0.0.0.0", { "1.2.3.4", "::ffff:1.2.3.4" }, { "::1" } },
-		{ "::/0", TRUE, 0, "::", { "::1", "2001:db8::1" }, { NULL } },
-		{ "10.0.0.0/33", FALSE, 0, NULL, { NULL }, { NULL } },
-		{ "::/129", FALSE, 0, NULL, { NULL }, { NULL } },
-		{ "10.0.0.0/", FALSE, 0, NULL, { NULL }, { NULL } },
-		{ "/8", FALSE, 0, NULL, { NULL }, { NULL } },
-		{ "10.0.0.0/+8", FALSE, 0, NULL, { NULL }, { NULL } },
-		{ "10.0.0.0/-1", FALSE, 0, NULL, { NULL }, { NULL } },
-		{ "10.0.0.0/8/8", FALSE, 0, NULL, { NULL }, { NULL } },
-		{ "10.0.0.0/ 8", FALSE, 0, NULL, { NULL }, { NULL } },
-		{ " 10.0.0.0/8", FALSE, 0, NULL, { NULL }, { NULL } },
-		{ "10.0.0/8", FALSE, 0, NULL, { NULL }, { NULL } },
-		{ "256.0.0.0/8", FALSE, 0, NULL, { NULL }, { NULL } },
-		{ "localhost", FALSE, 0, NULL, { NULL }, { NULL } },
-		{ "", FALSE, 0, NULL, { NULL }, { NULL } },
-		{ "10.0.0.0/00000008", FALSE, 0, NULL, { NULL }, { NULL } },
+	    {"127.0.0.0/8",
+	     TRUE,
+	     8,
+	     "127.0.0.0",
+	     {"127.0.0.1", "127.255.255.255", "::ffff:127.1.2.3"},
+	     {"128.0.0.1", "126.255.255.255", "::1", "::127.0.0.1"}},
+	    {"::1/128", TRUE, 128, "::1", {"::1"}, {"::2", "127.0.0.1", "::"}},
+	    {"::1", TRUE, 128, "::1", {"::1"}, {"::"}},
+	    {"10.1.2.3", TRUE, 32, "10.1.2.3", {"10.1.2.3", "::ffff:10.1.2.3"}, {"10.1.2.4"}},
+	    {"192.168.1.128/25",
+	     TRUE,
+	     25,
+	     "192.168.1.128",
+	     {"192.168.1.128", "192.168.1.200", "192.168.1.255"},
+	     {"192.168.1.127", "192.168.1.1", "192.168.0.200"}},
+	    {"10.9.8.7/8", TRUE, 8, "10.0.0.0", {"10.0.0.1", "10.255.0.0"}, {"11.0.0.0"}},
+	    {"0.0.0.0/0",
+	     TRUE,
+	     0,
+	     "0.0.0.0",
+	     {"1.2.3.4", "255.255.255.255", "::ffff:8.8.8.8"},
+	     {"2001:db8::1", "::"}},
+	    {"2001:db8::/32",
+	     TRUE,
+	     32,
+	     "2001:db8::",
+	     {"2001:db8::1", "2001:db8:ffff::"},
+	     {"2001:db9::", "2001:db7:ffff::", "32.1.13.184"}},
+	    {"2001:db8::/33", TRUE, 33, "2001:db8::", {"2001:db8:7fff::1"}, {"2001:db8:8000::"}},
+	    {"::ffff:0:0/96", TRUE, 96, "::ffff:0.0.0.0", {"1.2.3.4", "::ffff:1.2.3.4"}, {"::1"}},
+	    {"::/0", TRUE, 0, "::", {"::1", "2001:db8::1"}, {NULL}},
+	    {"10.0.0.0/33", FALSE, 0, NULL, {NULL}, {NULL}},
+	    {"::/129", FALSE, 0, NULL, {NULL}, {NULL}},
+	    {"10.0.0.0/", FALSE, 0, NULL, {NULL}, {NULL}},
+	    {"/8", FALSE, 0, NULL, {NULL}, {NULL}},
+	    {"10.0.0.0/+8", FALSE, 0, NULL, {NULL}, {NULL}},
+	    {"10.0.0.0/-1", FALSE, 0, NULL, {NULL}, {NULL}},
+	    {"10.0.0.0/8/8", FALSE, 0, NULL, {NULL}, {NULL}},
+	    {"10.0.0.0/ 8", FALSE, 0, NULL, {NULL}, {NULL}},
+	    {" 10.0.0.0/8", FALSE, 0, NULL, {NULL}, {NULL}},
+	    {"10.0.0/8", FALSE, 0, NULL, {NULL}, {NULL}},
+	    {"256.0.0.0/8", FALSE, 0, NULL, {NULL}, {NULL}},
+	    {"localhost", FALSE, 0, NULL, {NULL}, {NULL}},
+	    {"", FALSE, 0, NULL, {NULL}, {NULL}},
+	    {"10.0.0.0/00000008", FALSE, 0, NULL, {NULL}, {NULL}},
 	};
 
 	for (guint i = 0; i < G_N_ELEMENTS(cases); i++) {
@@ -988,25 +992,26 @@ test_cidr(void)
 		g_assert_cmpuint(net.prefix, ==, cases[i].prefix);
 		{
 			g_autoptr(GInetAddress) stored =
-				g_inet_address_new_from_bytes(net.addr, net.family);
+			    g_inet_address_new_from_bytes(net.addr, net.family);
 			g_autofree char *text = g_inet_address_to_string(stored);
 			g_assert_cmpstr(text, ==, cases[i].network);
 		}
 		for (guint j = 0; j < 4 && cases[i].inside[j] != NULL; j++) {
-			g_autoptr(GInetAddress) a = g_inet_address_new_from_string(cases[i].inside[j]);
+			g_autoptr(GInetAddress) a =
+			    g_inet_address_new_from_string(cases[i].inside[j]);
 			g_assert_nonnull(a);
 			g_test_message("  inside %s", cases[i].inside[j]);
 			g_assert_true(gh_cidr_match(&net, a));
 		}
 		for (guint j = 0; j < 4 && cases[i].outside[j] != NULL; j++) {
 			g_autoptr(GInetAddress) a =
-				g_inet_address_new_from_string(cases[i].outside[j]);
+			    g_inet_address_new_from_string(cases[i].outside[j]);
 			g_assert_nonnull(a);
 			g_test_message("  outside %s", cases[i].outside[j]);
 			g_assert_false(gh_cidr_match(&net, a));
 		}
 	}
-	g_assert_false(gh_cidr_parse(NULL, &(GhCidr){ 0 }));
+	g_assert_false(gh_cidr_parse(NULL, &(GhCidr){0}));
 }
 
 static void
@@ -1039,44 +1044,44 @@ test_host_port(void)
 		guint port;
 		const char *error;
 	} cases[] = {
-		{ "1.2.3.4:25", "1.2.3.4", 25, NULL },
-		{ "[::1]:143", "::1", 143, NULL },
-		{ "[::]:25", "::", 25, NULL },
-		{ "[2001:db8::1]:65535", "2001:db8::1", 65535, NULL },
-		{ "mail.example.com:587", "mail.example.com", 587, NULL },
-		{ "mx_1.example-2.com:1", "mx_1.example-2.com", 1, NULL },
-		{ "*:25", "*", 25, NULL },
-		{ "0.0.0.0:25", "0.0.0.0", 25, NULL },
-		{ "localhost:143", "localhost", 143, NULL },
-		{ "1.2.3.4", NULL, 0, "missing port" },
-		{ "1.2.3.4:", NULL, 0, "missing port" },
-		{ "mail.example.com", NULL, 0, "missing port" },
-		{ "[::1]", NULL, 0, "missing port" },
-		{ "[::1]:", NULL, 0, "missing port" },
-		{ "1.2.3.4:0", NULL, 0, "bad port" },
-		{ "1.2.3.4:65536", NULL, 0, "bad port" },
-		{ "1.2.3.4:100000", NULL, 0, "bad port" },
-		{ "1.2.3.4:x", NULL, 0, "bad port" },
-		{ "1.2.3.4:+25", NULL, 0, "bad port" },
-		{ "1.2.3.4:-25", NULL, 0, "bad port" },
-		{ "1.2.3.4: 25", NULL, 0, "bad port" },
-		{ "[::1]:http", NULL, 0, "bad port" },
-		{ ":25", NULL, 0, "missing host" },
-		{ "", NULL, 0, "empty" },
-		{ "[::1:143", NULL, 0, "missing ']'" },
-		{ "::1:143", NULL, 0, "IPv6 address needs [brackets]" },
-		{ "[1.2.3.4]:25", NULL, 0, "bad address" },
-		{ "[::g]:25", NULL, 0, "bad address" },
-		{ "[::1]x25", NULL, 0, "bad address" },
-		{ "999.1.1.1:25", NULL, 0, "bad address" },
-		{ "1.2.3:25", NULL, 0, "bad address" },
-		{ "bad!host:25", NULL, 0, "bad host name" },
-		{ "a..b:25", NULL, 0, "bad host name" },
-		{ "host name:25", NULL, 0, "bad host name" },
+	    {"1.2.3.4:25", "1.2.3.4", 25, NULL},
+	    {"[::1]:143", "::1", 143, NULL},
+	    {"[::]:25", "::", 25, NULL},
+	    {"[2001:db8::1]:65535", "2001:db8::1", 65535, NULL},
+	    {"mail.example.com:587", "mail.example.com", 587, NULL},
+	    {"mx_1.example-2.com:1", "mx_1.example-2.com", 1, NULL},
+	    {"*:25", "*", 25, NULL},
+	    {"0.0.0.0:25", "0.0.0.0", 25, NULL},
+	    {"localhost:143", "localhost", 143, NULL},
+	    {"1.2.3.4", NULL, 0, "missing port"},
+	    {"1.2.3.4:", NULL, 0, "missing port"},
+	    {"mail.example.com", NULL, 0, "missing port"},
+	    {"[::1]", NULL, 0, "missing port"},
+	    {"[::1]:", NULL, 0, "missing port"},
+	    {"1.2.3.4:0", NULL, 0, "bad port"},
+	    {"1.2.3.4:65536", NULL, 0, "bad port"},
+	    {"1.2.3.4:100000", NULL, 0, "bad port"},
+	    {"1.2.3.4:x", NULL, 0, "bad port"},
+	    {"1.2.3.4:+25", NULL, 0, "bad port"},
+	    {"1.2.3.4:-25", NULL, 0, "bad port"},
+	    {"1.2.3.4: 25", NULL, 0, "bad port"},
+	    {"[::1]:http", NULL, 0, "bad port"},
+	    {":25", NULL, 0, "missing host"},
+	    {"", NULL, 0, "empty"},
+	    {"[::1:143", NULL, 0, "missing ']'"},
+	    {"::1:143", NULL, 0, "IPv6 address needs [brackets]"},
+	    {"[1.2.3.4]:25", NULL, 0, "bad address"},
+	    {"[::g]:25", NULL, 0, "bad address"},
+	    {"[::1]x25", NULL, 0, "bad address"},
+	    {"999.1.1.1:25", NULL, 0, "bad address"},
+	    {"1.2.3:25", NULL, 0, "bad address"},
+	    {"bad!host:25", NULL, 0, "bad host name"},
+	    {"a..b:25", NULL, 0, "bad host name"},
+	    {"host name:25", NULL, 0, "bad host name"},
 	};
 
 	for (guint i = 0; i < G_N_ELEMENTS(cases); i++) {
-		GhHostPort hp = { 0 };
+		GhHostPort hp = {0};
 		const char *error = NULL;
 		gboolean ok;
 
@@ -1096,7 +1101,7 @@ test_host_port(void)
 		g_assert_null(hp.host);
 	}
 	/* error_out is optional */
-	g_assert_false(gh_host_port_parse("x", &(GhHostPort){ 0 }, NULL));
+	g_assert_false(gh_host_port_parse("x", &(GhHostPort){0}, NULL));
 }
 
 int
@@ -1110,7 +1115,8 @@ main(int argc, char **argv)
 	g_test_add_func("/gatehouse/config/trusted-empty", test_trusted_empty);
 	g_test_add_func("/gatehouse/config/to-string", test_to_string);
 	for (guint i = 0; i < G_N_ELEMENTS(bad_cases); i++) {
-		g_autofree char *path = g_strdup_printf("/gatehouse/config/bad/%s", bad_cases[i].name);
+		g_autofree char *path =
+		    g_strdup_printf("/gatehouse/config/bad/%s", bad_cases[i].name);
 		g_test_add_data_func(path, &bad_cases[i], test_bad);
 	}
 	g_test_add_func("/gatehouse/config/problem-order", test_problem_order);

@@ -60,9 +60,9 @@ test_comments(void)
 		const char *key;
 		const char *value;
 	} want[] = {
-		{ "a", "1" },	  { "b", "2" }, { "c", "x;y" },	{ "d", "x#y" }, { "e", "value" },
-		{ "f", ";" },	  { "g", "a" }, { "h", "(&(a=b)(uid=%u))" },
-		{ "i", "" },	  { "j", "one two" },
+	    {"a", "1"},     {"b", "2"},       {"c", "x;y"}, {"d", "x#y"},
+	    {"e", "value"}, {"f", ";"},       {"g", "a"},   {"h", "(&(a=b)(uid=%u))"},
+	    {"i", ""},      {"j", "one two"},
 	};
 	g_autoptr(GError) error = NULL;
 	g_autoptr(GKeyFile) kf = gh_key_file_load_from_data("t.conf", text, strlen(text), &error);
@@ -90,22 +90,22 @@ test_errors(void)
 		const char *text;
 		const char *want; /* after "t.conf:", exact */
 	} cases[] = {
-		{ "[g]\na = 1\nb = 2\na = 3\n", "4: [g] a: given twice (first on line 2)" },
-		{ "[g]\na = 1\n; a = 2\n[h]\na = 2\n", NULL },
-		{ "[g]\na=1\n\n[h]\n[g]\nb = 2\n", "5: [g]: group given twice (first on line 1)" },
-		{ "[g]\na = 1 ; x\na = 2 # y\n", "3: [g] a: given twice (first on line 2)" },
-		{ "a = 1\n[g]\n", "1: a: key before any [group] header" },
-		{ "[g]\nfoo\n", "2: \"foo\" is not a key = value pair, a [group] header or a comment" },
-		{ "[g]\n[h\n", "2: \"[h\" is not a key = value pair, a [group] header or a comment" },
-		{ "[g]\n= 1\n", "2: \"= 1\" is not a key = value pair, a [group] header or a comment" },
-		{ "[g]\na\xff = 1\n", "2: line is not valid UTF-8" },
-		/* GKeyFile's own error, located by the text it quotes */
-		{ "[g]\na = 1\nx[ = 1\n", "3: Invalid key name: x[" },
-		/* several at once, in line order */
-		{ "[g]\na = 1\na = 2\n[g]\nb\n",
-		  "3: [g] a: given twice (first on line 2)\n"
-		  "t.conf:4: [g]: group given twice (first on line 1)\n"
-		  "t.conf:5: \"b\" is not a key = value pair, a [group] header or a comment" },
+	    {"[g]\na = 1\nb = 2\na = 3\n", "4: [g] a: given twice (first on line 2)"},
+	    {"[g]\na = 1\n; a = 2\n[h]\na = 2\n", NULL},
+	    {"[g]\na=1\n\n[h]\n[g]\nb = 2\n", "5: [g]: group given twice (first on line 1)"},
+	    {"[g]\na = 1 ; x\na = 2 # y\n", "3: [g] a: given twice (first on line 2)"},
+	    {"a = 1\n[g]\n", "1: a: key before any [group] header"},
+	    {"[g]\nfoo\n", "2: \"foo\" is not a key = value pair, a [group] header or a comment"},
+	    {"[g]\n[h\n", "2: \"[h\" is not a key = value pair, a [group] header or a comment"},
+	    {"[g]\n= 1\n", "2: \"= 1\" is not a key = value pair, a [group] header or a comment"},
+	    {"[g]\na\xff = 1\n", "2: line is not valid UTF-8"},
+	    /* GKeyFile's own error, located by the text it quotes */
+	    {"[g]\na = 1\nx[ = 1\n", "3: Invalid key name: x["},
+	    /* several at once, in line order */
+	    {"[g]\na = 1\na = 2\n[g]\nb\n",
+	     "3: [g] a: given twice (first on line 2)\n"
+	     "t.conf:4: [g]: group given twice (first on line 1)\n"
+	     "t.conf:5: \"b\" is not a key = value pair, a [group] header or a comment"},
 	};
 
 	for (guint i = 0; i < G_N_ELEMENTS(cases); i++) {
@@ -114,9 +114,7 @@ test_errors(void)
 		g_autofree char *want = NULL;
 
 		g_test_message("case %u", i);
-		kf = gh_key_file_load_from_data("t.conf",
-						cases[i].text,
-						strlen(cases[i].text),
+		kf = gh_key_file_load_from_data("t.conf", cases[i].text, strlen(cases[i].text),
 						&error);
 		if (cases[i].want == NULL) {
 			g_assert_no_error(error);
@@ -138,7 +136,8 @@ test_nul_byte(void)
 {
 	static const char text[] = "[g]\na = 1\nb = x\0y\n";
 	g_autoptr(GError) error = NULL;
-	g_autoptr(GKeyFile) kf = gh_key_file_load_from_data("t.conf", text, sizeof text - 1, &error);
+	g_autoptr(GKeyFile) kf =
+	    gh_key_file_load_from_data("t.conf", text, sizeof text - 1, &error);
 
 	g_assert_null(kf);
 	g_assert_nonnull(error);
@@ -154,7 +153,7 @@ test_load_file(void)
 	g_autofree char *missing = NULL;
 	g_autofree char *want = NULL;
 	g_autofree char *v = NULL;
-	TmpFile t = { 0 };
+	TmpFile t = {0};
 
 	tmp_file_write(&t, "[g]\r\nk = v ; c\r\n");
 	kf = gh_key_file_load(t.path, &error);
@@ -177,46 +176,45 @@ test_load_file(void)
 static void
 test_line(void)
 {
-	static const char text[] = "; header comment\n"	 /* 1 */
-				   "[gatehouse]\n"		 /* 2 */
-				   "hostname = a ; x\n"		 /* 3 */
-				   "; workers = 4\n"		 /* 4 */
-				   "\n"				 /* 5 */
-				   "  [listener smtp]   ; l\n"	 /* 6 */
-				   "protocol=smtp\n"		 /* 7 */
-				   "  listen   =  1.2.3.4:25\n"	 /* 8 */
-				   "[listener imap]\n"		 /* 9 */
-				   "protocol = imap\n"		 /* 10 */
+	static const char text[] = "; header comment\n"          /* 1 */
+				   "[gatehouse]\n"               /* 2 */
+				   "hostname = a ; x\n"          /* 3 */
+				   "; workers = 4\n"             /* 4 */
+				   "\n"                          /* 5 */
+				   "  [listener smtp]   ; l\n"   /* 6 */
+				   "protocol=smtp\n"             /* 7 */
+				   "  listen   =  1.2.3.4:25\n"  /* 8 */
+				   "[listener imap]\n"           /* 9 */
+				   "protocol = imap\n"           /* 10 */
 				   "listen = x # protocol = y\n" /* 11 */
-				   "workers = 1\n";		 /* 12 */
+				   "workers = 1\n";              /* 12 */
 	static const struct {
 		const char *group;
 		const char *key;
 		guint line;
 	} cases[] = {
-		{ "gatehouse", NULL, 2 },
-		{ "gatehouse", "hostname", 3 },
-		{ "gatehouse", "workers", 0 }, /* commented out; the one on 12 is another group's */
-		{ "listener smtp", NULL, 6 },
-		{ "listener smtp", "protocol", 7 },
-		{ "listener smtp", "listen", 8 },
-		{ "listener imap", NULL, 9 },
-		{ "listener imap", "protocol", 10 },
-		{ "listener imap", "listen", 11 },
-		{ "listener imap", "workers", 12 },
-		{ "listener imap", "hostname", 0 },
-		{ "listener", NULL, 0 },
-		{ "nosuch", NULL, 0 },
-		{ "nosuch", "protocol", 0 },
+	    {"gatehouse", NULL, 2},
+	    {"gatehouse", "hostname", 3},
+	    {"gatehouse", "workers", 0}, /* commented out; the one on 12 is another group's */
+	    {"listener smtp", NULL, 6},
+	    {"listener smtp", "protocol", 7},
+	    {"listener smtp", "listen", 8},
+	    {"listener imap", NULL, 9},
+	    {"listener imap", "protocol", 10},
+	    {"listener imap", "listen", 11},
+	    {"listener imap", "workers", 12},
+	    {"listener imap", "hostname", 0},
+	    {"listener", NULL, 0},
+	    {"nosuch", NULL, 0},
+	    {"nosuch", "protocol", 0},
 	};
 	g_autofree char *missing = NULL;
-	TmpFile t = { 0 };
+	TmpFile t = {0};
 
 	tmp_file_write(&t, text);
 	for (guint i = 0; i < G_N_ELEMENTS(cases); i++) {
 		g_test_message("[%s] %s", cases[i].group, cases[i].key);
-		g_assert_cmpuint(gh_key_file_line(t.path, cases[i].group, cases[i].key),
-				 ==,
+		g_assert_cmpuint(gh_key_file_line(t.path, cases[i].group, cases[i].key), ==,
 				 cases[i].line);
 	}
 	missing = g_build_filename(t.dir, "nosuch.conf", NULL);
@@ -227,7 +225,7 @@ test_line(void)
 static void
 test_problem(void)
 {
-	TmpFile t = { 0 };
+	TmpFile t = {0};
 	g_autofree char *p1 = NULL;
 	g_autofree char *p2 = NULL;
 	g_autofree char *p3 = NULL;
@@ -275,14 +273,14 @@ test_split_list(void)
 		const char *in;
 		const char *out; /* items joined by '|' */
 	} cases[] = {
-		{ NULL, "" },
-		{ "", "" },
-		{ " \t ", "" },
-		{ "a", "a" },
-		{ "users ldap", "users|ldap" },
-		{ "  a\t\tb  c ", "a|b|c" },
-		{ "0.0.0.0:25 [::]:25", "0.0.0.0:25|[::]:25" },
-		{ "a,b", "a,b" },
+	    {NULL, ""},
+	    {"", ""},
+	    {" \t ", ""},
+	    {"a", "a"},
+	    {"users ldap", "users|ldap"},
+	    {"  a\t\tb  c ", "a|b|c"},
+	    {"0.0.0.0:25 [::]:25", "0.0.0.0:25|[::]:25"},
+	    {"a,b", "a,b"},
 	};
 
 	for (guint i = 0; i < G_N_ELEMENTS(cases); i++) {

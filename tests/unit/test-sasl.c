@@ -54,38 +54,38 @@ test_base64(void)
 		const char *out;
 		gsize out_len;
 	} cases[] = {
-		{ "", GH_SASL_OK, RAW("") },
-		{ "=", GH_SASL_OK, RAW("") },
-		{ "=\r\n", GH_SASL_OK, RAW("") },
-		{ "YQ==", GH_SASL_OK, RAW("a") },
-		{ "YWI=", GH_SASL_OK, RAW("ab") },
-		{ "YWJj", GH_SASL_OK, RAW("abc") },
-		{ "YWJjZA==", GH_SASL_OK, RAW("abcd") },
-		{ "YWJjZA==\r\n", GH_SASL_OK, RAW("abcd") },
-		{ "YWJjZA==\n", GH_SASL_OK, RAW("abcd") },
-		{ "YWJjZA==\r", GH_SASL_OK, RAW("abcd") },
-		{ "/+8=", GH_SASL_OK, RAW("\xff\xef") },
-		{ "+/+/", GH_SASL_OK, RAW("\xfb\xff\xbf") },
-		{ "AHRpbQB0YW5zdGFhZnRhbnN0YWFm", GH_SASL_OK, RAW("\0tim\0tanstaaftanstaaf") },
-		{ "!!!", GH_SASL_BAD_BASE64, NULL, 0 },
-		{ "!!!!", GH_SASL_BAD_BASE64, NULL, 0 },
-		{ "abc", GH_SASL_BAD_BASE64, NULL, 0 },
-		{ "YQ=", GH_SASL_BAD_BASE64, NULL, 0 },
-		{ "YQ", GH_SASL_BAD_BASE64, NULL, 0 },
-		{ "ab=c", GH_SASL_BAD_BASE64, NULL, 0 },
-		{ "a===", GH_SASL_BAD_BASE64, NULL, 0 },
-		{ "====", GH_SASL_BAD_BASE64, NULL, 0 },
-		{ "==", GH_SASL_BAD_BASE64, NULL, 0 },
-		{ "=YQ=", GH_SASL_BAD_BASE64, NULL, 0 },
-		{ "YQ==YQ==", GH_SASL_BAD_BASE64, NULL, 0 },
-		{ "YWJj ZA==", GH_SASL_BAD_BASE64, NULL, 0 },
-		{ " YWJjZA=", GH_SASL_BAD_BASE64, NULL, 0 },
-		{ "YWJj\tZA=", GH_SASL_BAD_BASE64, NULL, 0 },
-		{ "YWJj\r\nZA==", GH_SASL_BAD_BASE64, NULL, 0 },
-		{ "YWJjZA== ", GH_SASL_BAD_BASE64, NULL, 0 },
-		{ "-_8=", GH_SASL_BAD_BASE64, NULL, 0 },
-		{ "*", GH_SASL_BAD_BASE64, NULL, 0 },
-		{ "YW\xc3\xa9", GH_SASL_BAD_BASE64, NULL, 0 },
+	    {"", GH_SASL_OK, RAW("")},
+	    {"=", GH_SASL_OK, RAW("")},
+	    {"=\r\n", GH_SASL_OK, RAW("")},
+	    {"YQ==", GH_SASL_OK, RAW("a")},
+	    {"YWI=", GH_SASL_OK, RAW("ab")},
+	    {"YWJj", GH_SASL_OK, RAW("abc")},
+	    {"YWJjZA==", GH_SASL_OK, RAW("abcd")},
+	    {"YWJjZA==\r\n", GH_SASL_OK, RAW("abcd")},
+	    {"YWJjZA==\n", GH_SASL_OK, RAW("abcd")},
+	    {"YWJjZA==\r", GH_SASL_OK, RAW("abcd")},
+	    {"/+8=", GH_SASL_OK, RAW("\xff\xef")},
+	    {"+/+/", GH_SASL_OK, RAW("\xfb\xff\xbf")},
+	    {"AHRpbQB0YW5zdGFhZnRhbnN0YWFm", GH_SASL_OK, RAW("\0tim\0tanstaaftanstaaf")},
+	    {"!!!", GH_SASL_BAD_BASE64, NULL, 0},
+	    {"!!!!", GH_SASL_BAD_BASE64, NULL, 0},
+	    {"abc", GH_SASL_BAD_BASE64, NULL, 0},
+	    {"YQ=", GH_SASL_BAD_BASE64, NULL, 0},
+	    {"YQ", GH_SASL_BAD_BASE64, NULL, 0},
+	    {"ab=c", GH_SASL_BAD_BASE64, NULL, 0},
+	    {"a===", GH_SASL_BAD_BASE64, NULL, 0},
+	    {"====", GH_SASL_BAD_BASE64, NULL, 0},
+	    {"==", GH_SASL_BAD_BASE64, NULL, 0},
+	    {"=YQ=", GH_SASL_BAD_BASE64, NULL, 0},
+	    {"YQ==YQ==", GH_SASL_BAD_BASE64, NULL, 0},
+	    {"YWJj ZA==", GH_SASL_BAD_BASE64, NULL, 0},
+	    {" YWJjZA=", GH_SASL_BAD_BASE64, NULL, 0},
+	    {"YWJj\tZA=", GH_SASL_BAD_BASE64, NULL, 0},
+	    {"YWJj\r\nZA==", GH_SASL_BAD_BASE64, NULL, 0},
+	    {"YWJjZA== ", GH_SASL_BAD_BASE64, NULL, 0},
+	    {"-_8=", GH_SASL_BAD_BASE64, NULL, 0},
+	    {"*", GH_SASL_BAD_BASE64, NULL, 0},
+	    {"YW\xc3\xa9", GH_SASL_BAD_BASE64, NULL, 0},
 	};
 
 	for (gsize i = 0; i < G_N_ELEMENTS(cases); i++) {
@@ -163,8 +163,14 @@ typedef struct {
 	gsize password_len;
 } PlainCase;
 
-#define FAIL_RAW(name, raw, status) { name, RAW(raw), NULL, status, NULL, NULL, NULL, 0 }
-#define FAIL_B64(name, b64, status) { name, NULL, 0, b64, status, NULL, NULL, NULL, 0 }
+#define FAIL_RAW(name, raw, status)                                                                \
+	{                                                                                          \
+		name, RAW(raw), NULL, status, NULL, NULL, NULL, 0                                  \
+	}
+#define FAIL_B64(name, b64, status)                                                                \
+	{                                                                                          \
+		name, NULL, 0, b64, status, NULL, NULL, NULL, 0                                    \
+	}
 
 static void
 check_plain(const PlainCase *c)
@@ -176,8 +182,8 @@ check_plain(const PlainCase *c)
 	GhSaslStatus st;
 
 	g_test_message("PLAIN case %s", c->name);
-	b64 = c->raw != NULL ? g_base64_encode((const guchar *)c->raw, c->raw_len)
-			     : g_strdup(c->b64);
+	b64 =
+	    c->raw != NULL ? g_base64_encode((const guchar *)c->raw, c->raw_len) : g_strdup(c->b64);
 	st = gh_sasl_plain_decode(b64, strlen(b64), &authzid, &authcid, &password);
 	g_assert_cmpstr(gh_sasl_status_to_string(st), ==, gh_sasl_status_to_string(c->status));
 	if (st != GH_SASL_OK) {
@@ -205,43 +211,41 @@ static void
 test_plain(void)
 {
 	static const PlainCase cases[] = {
-		{ "authzid", RAW("admin\0alice\0secret"), NULL, GH_SASL_OK, "admin", "alice",
-		  RAW("secret") },
-		{ "no-authzid", RAW("\0alice\0secret"), NULL, GH_SASL_OK, "", "alice",
-		  RAW("secret") },
-		{ "empty-password", RAW("\0alice\0"), NULL, GH_SASL_OK, "", "alice", RAW("") },
-		{ "password-bytes", RAW("\0bob\0 \xff\"'\r\n\t\x01"), NULL, GH_SASL_OK, "", "bob",
-		  RAW(" \xff\"'\r\n\t\x01") },
-		{ "rfc4616-example", NULL, 0, "AHRpbQB0YW5zdGFhZnRhbnN0YWFm", GH_SASL_OK, "", "tim",
-		  RAW("tanstaaftanstaaf") },
-		{ "trailing-crlf", NULL, 0, "AHRpbQB0YW5zdGFhZnRhbnN0YWFm\r\n", GH_SASL_OK, "",
-		  "tim",
-		  RAW("tanstaaftanstaaf") },
-		{ "trailing-lf", NULL, 0, "AHRpbQB0YW5zdGFhZnRhbnN0YWFm\n", GH_SASL_OK, "", "tim",
-		  RAW("tanstaaftanstaaf") },
-		FAIL_B64("equals-empty", "=", GH_SASL_MALFORMED),
-		FAIL_B64("empty-line", "", GH_SASL_MALFORMED),
-		FAIL_B64("cancel", "*", GH_SASL_CANCELLED),
-		FAIL_B64("cancel-crlf", "*\r\n", GH_SASL_CANCELLED),
-		FAIL_B64("star-star", "**", GH_SASL_BAD_BASE64),
-		FAIL_B64("bang", "!!!", GH_SASL_BAD_BASE64),
-		FAIL_B64("abc", "abc", GH_SASL_BAD_BASE64),
-		FAIL_B64("ab=c", "ab=c", GH_SASL_BAD_BASE64),
-		FAIL_B64("a===", "a===", GH_SASL_BAD_BASE64),
-		FAIL_B64("space-inside", "AHRpbQB0 YW5zdGFhZnRhbnN0YWFm", GH_SASL_BAD_BASE64),
-		FAIL_B64("crlf-inside", "AHRpbQB0\r\nYW5zdGFhZnRhbnN0YWFm", GH_SASL_BAD_BASE64),
-		FAIL_RAW("no-nul", "alicesecret", GH_SASL_MALFORMED),
-		FAIL_RAW("one-nul", "\0alice", GH_SASL_MALFORMED),
-		FAIL_RAW("one-nul-end", "alice\0", GH_SASL_MALFORMED),
-		FAIL_RAW("three-nul", "\0alice\0sec\0ret", GH_SASL_MALFORMED),
-		FAIL_RAW("three-nul-end", "\0alice\0secret\0", GH_SASL_MALFORMED),
-		FAIL_RAW("empty-authcid", "admin\0\0secret", GH_SASL_MALFORMED),
-		FAIL_RAW("only-nuls", "\0\0", GH_SASL_MALFORMED),
-		FAIL_RAW("cr-in-user", "\0ali\rce\0secret", GH_SASL_MALFORMED),
-		FAIL_RAW("lf-in-user", "\0ali\nce\0secret", GH_SASL_MALFORMED),
-		FAIL_RAW("crlf-end-user", "\0alice\r\n\0secret", GH_SASL_MALFORMED),
-		FAIL_RAW("cr-in-authzid", "ad\rmin\0alice\0secret", GH_SASL_MALFORMED),
-		FAIL_RAW("lf-in-authzid", "ad\nmin\0alice\0secret", GH_SASL_MALFORMED),
+	    {"authzid", RAW("admin\0alice\0secret"), NULL, GH_SASL_OK, "admin", "alice",
+	     RAW("secret")},
+	    {"no-authzid", RAW("\0alice\0secret"), NULL, GH_SASL_OK, "", "alice", RAW("secret")},
+	    {"empty-password", RAW("\0alice\0"), NULL, GH_SASL_OK, "", "alice", RAW("")},
+	    {"password-bytes", RAW("\0bob\0 \xff\"'\r\n\t\x01"), NULL, GH_SASL_OK, "", "bob",
+	     RAW(" \xff\"'\r\n\t\x01")},
+	    {"rfc4616-example", NULL, 0, "AHRpbQB0YW5zdGFhZnRhbnN0YWFm", GH_SASL_OK, "", "tim",
+	     RAW("tanstaaftanstaaf")},
+	    {"trailing-crlf", NULL, 0, "AHRpbQB0YW5zdGFhZnRhbnN0YWFm\r\n", GH_SASL_OK, "", "tim",
+	     RAW("tanstaaftanstaaf")},
+	    {"trailing-lf", NULL, 0, "AHRpbQB0YW5zdGFhZnRhbnN0YWFm\n", GH_SASL_OK, "", "tim",
+	     RAW("tanstaaftanstaaf")},
+	    FAIL_B64("equals-empty", "=", GH_SASL_MALFORMED),
+	    FAIL_B64("empty-line", "", GH_SASL_MALFORMED),
+	    FAIL_B64("cancel", "*", GH_SASL_CANCELLED),
+	    FAIL_B64("cancel-crlf", "*\r\n", GH_SASL_CANCELLED),
+	    FAIL_B64("star-star", "**", GH_SASL_BAD_BASE64),
+	    FAIL_B64("bang", "!!!", GH_SASL_BAD_BASE64),
+	    FAIL_B64("abc", "abc", GH_SASL_BAD_BASE64),
+	    FAIL_B64("ab=c", "ab=c", GH_SASL_BAD_BASE64),
+	    FAIL_B64("a===", "a===", GH_SASL_BAD_BASE64),
+	    FAIL_B64("space-inside", "AHRpbQB0 YW5zdGFhZnRhbnN0YWFm", GH_SASL_BAD_BASE64),
+	    FAIL_B64("crlf-inside", "AHRpbQB0\r\nYW5zdGFhZnRhbnN0YWFm", GH_SASL_BAD_BASE64),
+	    FAIL_RAW("no-nul", "alicesecret", GH_SASL_MALFORMED),
+	    FAIL_RAW("one-nul", "\0alice", GH_SASL_MALFORMED),
+	    FAIL_RAW("one-nul-end", "alice\0", GH_SASL_MALFORMED),
+	    FAIL_RAW("three-nul", "\0alice\0sec\0ret", GH_SASL_MALFORMED),
+	    FAIL_RAW("three-nul-end", "\0alice\0secret\0", GH_SASL_MALFORMED),
+	    FAIL_RAW("empty-authcid", "admin\0\0secret", GH_SASL_MALFORMED),
+	    FAIL_RAW("only-nuls", "\0\0", GH_SASL_MALFORMED),
+	    FAIL_RAW("cr-in-user", "\0ali\rce\0secret", GH_SASL_MALFORMED),
+	    FAIL_RAW("lf-in-user", "\0ali\nce\0secret", GH_SASL_MALFORMED),
+	    FAIL_RAW("crlf-end-user", "\0alice\r\n\0secret", GH_SASL_MALFORMED),
+	    FAIL_RAW("cr-in-authzid", "ad\rmin\0alice\0secret", GH_SASL_MALFORMED),
+	    FAIL_RAW("lf-in-authzid", "ad\nmin\0alice\0secret", GH_SASL_MALFORMED),
 	};
 
 	for (gsize i = 0; i < G_N_ELEMENTS(cases); i++)
@@ -263,12 +267,12 @@ test_plain_limits(void)
 		const char *zid, *cid, *pw;
 		GhSaslStatus status;
 	} cases[] = {
-		{ "user-max", "", user_max, "pw", GH_SASL_OK },
-		{ "user-over", "", user_over, "pw", GH_SASL_TOO_LONG },
-		{ "authzid-max", user_max, "alice", "pw", GH_SASL_OK },
-		{ "authzid-over", user_over, "alice", "pw", GH_SASL_TOO_LONG },
-		{ "password-max", "", "alice", pw_max, GH_SASL_OK },
-		{ "password-over", "", "alice", pw_over, GH_SASL_TOO_LONG },
+	    {"user-max", "", user_max, "pw", GH_SASL_OK},
+	    {"user-over", "", user_over, "pw", GH_SASL_TOO_LONG},
+	    {"authzid-max", user_max, "alice", "pw", GH_SASL_OK},
+	    {"authzid-over", user_over, "alice", "pw", GH_SASL_TOO_LONG},
+	    {"password-max", "", "alice", pw_max, GH_SASL_OK},
+	    {"password-over", "", "alice", pw_over, GH_SASL_TOO_LONG},
 	};
 
 	for (gsize i = 0; i < G_N_ELEMENTS(cases); i++) {
@@ -277,7 +281,7 @@ test_plain_limits(void)
 		gsize cl = strlen(cases[i].cid);
 		gsize pl = strlen(cases[i].pw);
 		gsize raw_len = zl + 1 + cl + 1 + pl;
-		PlainCase c = { 0 };
+		PlainCase c = {0};
 
 		raw = g_malloc(raw_len);
 		memcpy(raw, cases[i].zid, zl + 1);
@@ -321,33 +325,32 @@ test_login(void)
 		const char *suffix; /* appended to the base64 */
 		GhSaslStatus status;
 	} cases[] = {
-		{ "user", FALSE, RAW("alice"), NULL, "", GH_SASL_OK },
-		{ "user-utf8", FALSE, RAW("j\xc3\xb6rg@example.com"), NULL, "", GH_SASL_OK },
-		{ "user-crlf", FALSE, RAW("alice"), NULL, "\r\n", GH_SASL_OK },
-		{ "user-max", FALSE, user_max, GH_SASL_MAX_USER, NULL, "", GH_SASL_OK },
-		{ "user-over", FALSE, user_over, GH_SASL_MAX_USER + 1, NULL, "", GH_SASL_TOO_LONG },
-		{ "user-empty", FALSE, NULL, 0, "=", "", GH_SASL_MALFORMED },
-		{ "user-empty-line", FALSE, NULL, 0, "", "", GH_SASL_MALFORMED },
-		{ "user-cr", FALSE, RAW("ali\rce"), NULL, "", GH_SASL_MALFORMED },
-		{ "user-lf", FALSE, RAW("alice\n"), NULL, "", GH_SASL_MALFORMED },
-		{ "user-nul", FALSE, RAW("ali\0ce"), NULL, "", GH_SASL_MALFORMED },
-		{ "user-cancel", FALSE, NULL, 0, "*", "", GH_SASL_CANCELLED },
-		{ "user-cancel-crlf", FALSE, NULL, 0, "*", "\r\n", GH_SASL_CANCELLED },
-		{ "user-bad", FALSE, NULL, 0, "YWxp!2U=", "", GH_SASL_BAD_BASE64 },
-		{ "user-space", FALSE, NULL, 0, "YWxp Y2U=", "", GH_SASL_BAD_BASE64 },
-		{ "user-huge", FALSE, NULL, 0, huge, "", GH_SASL_TOO_LONG },
-		{ "password", TRUE, RAW("s3cret"), NULL, "", GH_SASL_OK },
-		{ "password-crlf", TRUE, RAW("s3cret"), NULL, "\r\n", GH_SASL_OK },
-		{ "password-empty", TRUE, NULL, 0, "=", "", GH_SASL_OK },
-		{ "password-empty-line", TRUE, NULL, 0, "", "", GH_SASL_OK },
-		{ "password-bytes", TRUE, RAW(" \xff\"'\r\n"), NULL, "", GH_SASL_OK },
-		{ "password-max", TRUE, pw_max, GH_SASL_MAX_PASSWORD, NULL, "", GH_SASL_OK },
-		{ "password-over", TRUE, pw_over, GH_SASL_MAX_PASSWORD + 1, NULL, "",
-		  GH_SASL_TOO_LONG },
-		{ "password-nul", TRUE, RAW("s3\0cret"), NULL, "", GH_SASL_MALFORMED },
-		{ "password-cancel", TRUE, NULL, 0, "*", "", GH_SASL_CANCELLED },
-		{ "password-bad", TRUE, NULL, 0, "abc", "", GH_SASL_BAD_BASE64 },
-		{ "password-huge", TRUE, NULL, 0, huge, "", GH_SASL_TOO_LONG },
+	    {"user", FALSE, RAW("alice"), NULL, "", GH_SASL_OK},
+	    {"user-utf8", FALSE, RAW("j\xc3\xb6rg@example.com"), NULL, "", GH_SASL_OK},
+	    {"user-crlf", FALSE, RAW("alice"), NULL, "\r\n", GH_SASL_OK},
+	    {"user-max", FALSE, user_max, GH_SASL_MAX_USER, NULL, "", GH_SASL_OK},
+	    {"user-over", FALSE, user_over, GH_SASL_MAX_USER + 1, NULL, "", GH_SASL_TOO_LONG},
+	    {"user-empty", FALSE, NULL, 0, "=", "", GH_SASL_MALFORMED},
+	    {"user-empty-line", FALSE, NULL, 0, "", "", GH_SASL_MALFORMED},
+	    {"user-cr", FALSE, RAW("ali\rce"), NULL, "", GH_SASL_MALFORMED},
+	    {"user-lf", FALSE, RAW("alice\n"), NULL, "", GH_SASL_MALFORMED},
+	    {"user-nul", FALSE, RAW("ali\0ce"), NULL, "", GH_SASL_MALFORMED},
+	    {"user-cancel", FALSE, NULL, 0, "*", "", GH_SASL_CANCELLED},
+	    {"user-cancel-crlf", FALSE, NULL, 0, "*", "\r\n", GH_SASL_CANCELLED},
+	    {"user-bad", FALSE, NULL, 0, "YWxp!2U=", "", GH_SASL_BAD_BASE64},
+	    {"user-space", FALSE, NULL, 0, "YWxp Y2U=", "", GH_SASL_BAD_BASE64},
+	    {"user-huge", FALSE, NULL, 0, huge, "", GH_SASL_TOO_LONG},
+	    {"password", TRUE, RAW("s3cret"), NULL, "", GH_SASL_OK},
+	    {"password-crlf", TRUE, RAW("s3cret"), NULL, "\r\n", GH_SASL_OK},
+	    {"password-empty", TRUE, NULL, 0, "=", "", GH_SASL_OK},
+	    {"password-empty-line", TRUE, NULL, 0, "", "", GH_SASL_OK},
+	    {"password-bytes", TRUE, RAW(" \xff\"'\r\n"), NULL, "", GH_SASL_OK},
+	    {"password-max", TRUE, pw_max, GH_SASL_MAX_PASSWORD, NULL, "", GH_SASL_OK},
+	    {"password-over", TRUE, pw_over, GH_SASL_MAX_PASSWORD + 1, NULL, "", GH_SASL_TOO_LONG},
+	    {"password-nul", TRUE, RAW("s3\0cret"), NULL, "", GH_SASL_MALFORMED},
+	    {"password-cancel", TRUE, NULL, 0, "*", "", GH_SASL_CANCELLED},
+	    {"password-bad", TRUE, NULL, 0, "abc", "", GH_SASL_BAD_BASE64},
+	    {"password-huge", TRUE, NULL, 0, huge, "", GH_SASL_TOO_LONG},
 	};
 
 	for (gsize i = 0; i < G_N_ELEMENTS(cases); i++) {
@@ -388,11 +391,11 @@ test_encode(void)
 		const char *password;
 		gsize password_len;
 	} cases[] = {
-		{ NULL, "alice", RAW("secret") },
-		{ "admin", "alice", RAW("secret") },
-		{ "", "bob", RAW("") },
-		{ NULL, "carol", RAW("\xff \"quoted\" 'single' \\ \xc3\xa9\x01\x7f\r\n") },
-		{ NULL, "dave", RAW("\xff\xfe\xfd") },
+	    {NULL, "alice", RAW("secret")},
+	    {"admin", "alice", RAW("secret")},
+	    {"", "bob", RAW("")},
+	    {NULL, "carol", RAW("\xff \"quoted\" 'single' \\ \xc3\xa9\x01\x7f\r\n")},
+	    {NULL, "dave", RAW("\xff\xfe\xfd")},
 	};
 	g_autoptr(GhSecret) rfc_pw = gh_secret_new(RAW("tanstaaftanstaaf"));
 	char *rfc = gh_sasl_plain_encode(NULL, "tim", rfc_pw);
@@ -427,8 +430,7 @@ static void
 test_status_strings(void)
 {
 	static const GhSaslStatus all[] = {
-		GH_SASL_OK,	    GH_SASL_CANCELLED, GH_SASL_BAD_BASE64,
-		GH_SASL_MALFORMED, GH_SASL_TOO_LONG,
+	    GH_SASL_OK, GH_SASL_CANCELLED, GH_SASL_BAD_BASE64, GH_SASL_MALFORMED, GH_SASL_TOO_LONG,
 	};
 
 	for (gsize i = 0; i < G_N_ELEMENTS(all); i++) {

@@ -54,17 +54,17 @@ static void
 test_parse_good(void)
 {
 	static const char text[] =
-		"# gatehouse users\n"
-		"\n"
-		"   # an indented comment\n"
-		"alice:" HASH_YES "\r\n"
-		"bob:" HASH_SHA ":user=bob@example.com route=10.0.0.5:143\n"
-		"\t \r\n"
-		"carol:" HASH_BCRYPT ":route=[2001:db8::7]:993\n"
-		"  dave : " HASH_NEW " :  route=mail-2.example.com:587   user=d  \n"
-		"erin:{PLAIN}two words here\n"
-		"frank:" HASH_OSSL ":\n"
-		"gina:" HASH_SHA; /* no newline at the end */
+	    "# gatehouse users\n"
+	    "\n"
+	    "   # an indented comment\n"
+	    "alice:" HASH_YES "\r\n"
+	    "bob:" HASH_SHA ":user=bob@example.com route=10.0.0.5:143\n"
+	    "\t \r\n"
+	    "carol:" HASH_BCRYPT ":route=[2001:db8::7]:993\n"
+	    "  dave : " HASH_NEW " :  route=mail-2.example.com:587   user=d  \n"
+	    "erin:{PLAIN}two words here\n"
+	    "frank:" HASH_OSSL ":\n"
+	    "gina:" HASH_SHA; /* no newline at the end */
 	g_autoptr(GError) error = NULL;
 	guint line = 99;
 	g_autoptr(GhUsersFile) uf = parse(text, &line, &error);
@@ -139,63 +139,62 @@ test_parse_errors(void)
 		const char *reason; /* the whole message */
 		const char *secret; /* must not appear in the message */
 	} cases[] = {
-		{ "alice\n", 1, "line 1: missing ':' after the user name", NULL },
-		{ "# c\n\n\nalice " HASH_YES "\n", 4,
-		  "line 4: missing ':' after the user name", "kCIy9" },
-		{ "alice:" HASH_YES "\n\n\n\n\n\nbob:\n", 7, "line 7: empty hash", NULL },
-		{ "bob:  :route=a:1\n", 1, "line 1: empty hash", NULL },
-		{ ":" HASH_YES "\n", 1, "line 1: empty user name", "kCIy9" },
-		{ "al ice:" HASH_YES "\n", 1, "line 1: user name contains white space", "kCIy9" },
-		{ "al\tice:" HASH_YES "\n", 1, "line 1: user name contains white space", NULL },
-		{ "al\001ice:" HASH_YES "\n", 1,
-		  "line 1: user name contains a control character", NULL },
-		{ "a\nb\nc\nd\ne\nf\ng\nh\nalice:" HASH_SHA ":foo=bar\n", 1,
-		  "line 1: missing ':' after the user name", NULL },
-		{ "#\n#\n#\n#\n#\n#\n#\n#\nalice:" HASH_SHA ":foo=bar\n", 9,
-		  "line 9: unknown attribute 'foo'", "7KlJ0" },
-		{ "#\n#\n#\n#\n#\n#\n#\n#\nalice:" HASH_SHA ":route=x\n", 9,
-		  "line 9: bad route 'x' (want HOST:PORT)", "7KlJ0" },
-		{ ALICE ":route=host:0\n", 1, ROUTE_ERR("host:0"), NULL },
-		{ ALICE ":route=host:65536\n", 1, ROUTE_ERR("host:65536"), NULL },
-		{ ALICE ":route=host:\n", 1, ROUTE_ERR("host:"), NULL },
-		{ ALICE ":route=:143\n", 1, ROUTE_ERR(":143"), NULL },
-		{ ALICE ":route=host:1a\n", 1, ROUTE_ERR("host:1a"), NULL },
-		{ ALICE ":route=-host:143\n", 1, ROUTE_ERR("-host:143"), NULL },
-		{ ALICE ":route=::1:143\n", 1, ROUTE_ERR("::1:143"), NULL },
-		{ ALICE ":route=[::1]143\n", 1, ROUTE_ERR("[::1]143"), NULL },
-		{ ALICE ":route=[::1]:\n", 1, ROUTE_ERR("[::1]:"), NULL },
-		{ ALICE ":route=[::1\n", 1, ROUTE_ERR("[::1"), NULL },
-		{ ALICE ":route=[]:143\n", 1, ROUTE_ERR("[]:143"), NULL },
-		{ ALICE ":route=[10.0.0.1]:143\n", 1, ROUTE_ERR("[10.0.0.1]:143"), NULL },
-		{ ALICE ":route=[zz::1]:143\n", 1, ROUTE_ERR("[zz::1]:143"), NULL },
-		{ ALICE ":route=a:1 route=b:2\n", 1, "line 1: attribute 'route' given twice", NULL },
-		{ ALICE ":user=a user=b\n", 1, "line 1: attribute 'user' given twice", NULL },
-		{ ALICE ":user=\n", 1, "line 1: empty value for attribute 'user'", NULL },
-		{ ALICE ":user=a\001b\n", 1,
-		  "line 1: attribute 'user' contains a control character", NULL },
-		{ ALICE ":route\n", 1, "line 1: bad attribute 'route' (want key=value)", NULL },
-		{ ALICE ":=x\n", 1, "line 1: bad attribute '=x' (want key=value)", NULL },
-		{ "alice:" HASH_YES "\nbob:" HASH_SHA "\nalice:" HASH_BCRYPT "\n", 3,
-		  "line 3: user 'alice' given twice (first on line 1)", "APgdr7" },
-		{ "#\n#\n#\n#\nalice:s3cr3t-pw\n", 5, NOT_CRYPT(5), "s3cr3t" },
-		{ "alice:$nodollar\n", 1, NOT_CRYPT(1), "nodollar" },
-		{ "alice:$y$ab cd$ef\n", 1, NOT_CRYPT(1), "ab cd" },
-		{ "alice:$y$ab\001cd$ef\n", 1, NOT_CRYPT(1), "cd$ef" },
-		{ "alice:!" HASH_YES "\n", 1, NOT_CRYPT(1), "kCIy9" },
-		{ "alice:{plain}secret\n", 1, NOT_CRYPT(1), "secret" },
-		{ "alice:abJnggxhB/yWI\n", 1, DES_ERR, "abJngg" },
-		{ "alice:_J9..K0AyUubDrfOgO4s\n", 1, DES_ERR, "K0AyU" },
-		{ "alice:{PLAIN}\n", 1, "line 1: empty password after {PLAIN}", NULL },
-		/* A {PLAIN} password cut at its ':': the rest is never quoted. */
-		{ "alice:{PLAIN}abc:zq9x\n", 1,
-		  "line 1: bad attribute "
-		  "(want key=value; a {PLAIN} password cannot contain ':')",
-		  "zq9x" },
-		{ "alice:{PLAIN}abc:zq9=x\n", 1,
-		  "line 1: unknown attribute (a {PLAIN} password cannot contain ':')", "zq9" },
-		{ "alice:{PLAIN}abc:route=zq9\n", 1, "line 1: bad route (want HOST:PORT)", "zq9" },
-		/* Unprintable: not quoted. */
-		{ ALICE ":k\001=v\n", 1, "line 1: unknown attribute", NULL },
+	    {"alice\n", 1, "line 1: missing ':' after the user name", NULL},
+	    {"# c\n\n\nalice " HASH_YES "\n", 4, "line 4: missing ':' after the user name",
+	     "kCIy9"},
+	    {"alice:" HASH_YES "\n\n\n\n\n\nbob:\n", 7, "line 7: empty hash", NULL},
+	    {"bob:  :route=a:1\n", 1, "line 1: empty hash", NULL},
+	    {":" HASH_YES "\n", 1, "line 1: empty user name", "kCIy9"},
+	    {"al ice:" HASH_YES "\n", 1, "line 1: user name contains white space", "kCIy9"},
+	    {"al\tice:" HASH_YES "\n", 1, "line 1: user name contains white space", NULL},
+	    {"al\001ice:" HASH_YES "\n", 1, "line 1: user name contains a control character", NULL},
+	    {"a\nb\nc\nd\ne\nf\ng\nh\nalice:" HASH_SHA ":foo=bar\n", 1,
+	     "line 1: missing ':' after the user name", NULL},
+	    {"#\n#\n#\n#\n#\n#\n#\n#\nalice:" HASH_SHA ":foo=bar\n", 9,
+	     "line 9: unknown attribute 'foo'", "7KlJ0"},
+	    {"#\n#\n#\n#\n#\n#\n#\n#\nalice:" HASH_SHA ":route=x\n", 9,
+	     "line 9: bad route 'x' (want HOST:PORT)", "7KlJ0"},
+	    {ALICE ":route=host:0\n", 1, ROUTE_ERR("host:0"), NULL},
+	    {ALICE ":route=host:65536\n", 1, ROUTE_ERR("host:65536"), NULL},
+	    {ALICE ":route=host:\n", 1, ROUTE_ERR("host:"), NULL},
+	    {ALICE ":route=:143\n", 1, ROUTE_ERR(":143"), NULL},
+	    {ALICE ":route=host:1a\n", 1, ROUTE_ERR("host:1a"), NULL},
+	    {ALICE ":route=-host:143\n", 1, ROUTE_ERR("-host:143"), NULL},
+	    {ALICE ":route=::1:143\n", 1, ROUTE_ERR("::1:143"), NULL},
+	    {ALICE ":route=[::1]143\n", 1, ROUTE_ERR("[::1]143"), NULL},
+	    {ALICE ":route=[::1]:\n", 1, ROUTE_ERR("[::1]:"), NULL},
+	    {ALICE ":route=[::1\n", 1, ROUTE_ERR("[::1"), NULL},
+	    {ALICE ":route=[]:143\n", 1, ROUTE_ERR("[]:143"), NULL},
+	    {ALICE ":route=[10.0.0.1]:143\n", 1, ROUTE_ERR("[10.0.0.1]:143"), NULL},
+	    {ALICE ":route=[zz::1]:143\n", 1, ROUTE_ERR("[zz::1]:143"), NULL},
+	    {ALICE ":route=a:1 route=b:2\n", 1, "line 1: attribute 'route' given twice", NULL},
+	    {ALICE ":user=a user=b\n", 1, "line 1: attribute 'user' given twice", NULL},
+	    {ALICE ":user=\n", 1, "line 1: empty value for attribute 'user'", NULL},
+	    {ALICE ":user=a\001b\n", 1, "line 1: attribute 'user' contains a control character",
+	     NULL},
+	    {ALICE ":route\n", 1, "line 1: bad attribute 'route' (want key=value)", NULL},
+	    {ALICE ":=x\n", 1, "line 1: bad attribute '=x' (want key=value)", NULL},
+	    {"alice:" HASH_YES "\nbob:" HASH_SHA "\nalice:" HASH_BCRYPT "\n", 3,
+	     "line 3: user 'alice' given twice (first on line 1)", "APgdr7"},
+	    {"#\n#\n#\n#\nalice:s3cr3t-pw\n", 5, NOT_CRYPT(5), "s3cr3t"},
+	    {"alice:$nodollar\n", 1, NOT_CRYPT(1), "nodollar"},
+	    {"alice:$y$ab cd$ef\n", 1, NOT_CRYPT(1), "ab cd"},
+	    {"alice:$y$ab\001cd$ef\n", 1, NOT_CRYPT(1), "cd$ef"},
+	    {"alice:!" HASH_YES "\n", 1, NOT_CRYPT(1), "kCIy9"},
+	    {"alice:{plain}secret\n", 1, NOT_CRYPT(1), "secret"},
+	    {"alice:abJnggxhB/yWI\n", 1, DES_ERR, "abJngg"},
+	    {"alice:_J9..K0AyUubDrfOgO4s\n", 1, DES_ERR, "K0AyU"},
+	    {"alice:{PLAIN}\n", 1, "line 1: empty password after {PLAIN}", NULL},
+	    /* A {PLAIN} password cut at its ':': the rest is never quoted. */
+	    {"alice:{PLAIN}abc:zq9x\n", 1,
+	     "line 1: bad attribute "
+	     "(want key=value; a {PLAIN} password cannot contain ':')",
+	     "zq9x"},
+	    {"alice:{PLAIN}abc:zq9=x\n", 1,
+	     "line 1: unknown attribute (a {PLAIN} password cannot contain ':')", "zq9"},
+	    {"alice:{PLAIN}abc:route=zq9\n", 1, "line 1: bad route (want HOST:PORT)", "zq9"},
+	    /* Unprintable: not quoted. */
+	    {ALICE ":k\001=v\n", 1, "line 1: unknown attribute", NULL},
 	};
 
 	for (guint i = 0; i < G_N_ELEMENTS(cases); i++) {
@@ -226,8 +225,7 @@ test_parse_nul(void)
 	g_assert_null(uf);
 	g_assert_error(error, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_PARSE);
 	g_assert_cmpuint(line, ==, 2);
-	g_assert_cmpstr(error != NULL ? error->message : NULL,
-			==,
+	g_assert_cmpstr(error != NULL ? error->message : NULL, ==,
 			"line 2: the line contains a NUL byte");
 }
 
@@ -272,11 +270,11 @@ test_parse_plain_count(void)
 		guint n_users;
 		guint n_plain;
 	} cases[] = {
-		{ "", 0, 0 },
-		{ "\n\n# only comments\n   \n", 0, 0 },
-		{ "a:" HASH_YES "\n", 1, 0 },
-		{ "a:{PLAIN}x\n", 1, 1 },
-		{ "a:{PLAIN}x\nb:" HASH_SHA "\nc:{PLAIN}y:route=h:1\n", 3, 2 },
+	    {"", 0, 0},
+	    {"\n\n# only comments\n   \n", 0, 0},
+	    {"a:" HASH_YES "\n", 1, 0},
+	    {"a:{PLAIN}x\n", 1, 1},
+	    {"a:{PLAIN}x\nb:" HASH_SHA "\nc:{PLAIN}y:route=h:1\n", 3, 2},
 	};
 
 	for (guint i = 0; i < G_N_ELEMENTS(cases); i++) {
@@ -313,8 +311,8 @@ test_parse_length(void)
 {
 	static const char text[] = "alice:" HASH_YES "\nbob:garbage";
 	g_autoptr(GError) error = NULL;
-	g_autoptr(GhUsersFile) uf = gh_users_file_parse(text, strlen(text) - strlen("bob:garbage"),
-							NULL, &error);
+	g_autoptr(GhUsersFile) uf =
+	    gh_users_file_parse(text, strlen(text) - strlen("bob:garbage"), NULL, &error);
 
 	g_assert_no_error(error);
 	g_assert_nonnull(uf);
@@ -350,13 +348,12 @@ typedef struct {
 static GModule *module_handle;
 static const GhAuthModule *module_desc;
 
-static void
-test_host_config_error(const GhAuthHost *host,
-		       GError **error,
-		       const char *group,
-		       const char *key,
-		       const char *format,
-		       ...) G_GNUC_PRINTF(5, 6);
+static void test_host_config_error(const GhAuthHost *host,
+				   GError **error,
+				   const char *group,
+				   const char *key,
+				   const char *format,
+				   ...) G_GNUC_PRINTF(5, 6);
 
 static void
 test_host_config_error(const GhAuthHost *host,
@@ -375,13 +372,8 @@ test_host_config_error(const GhAuthHost *host,
 	va_end(ap);
 	g_free(th->error_key);
 	th->error_key = g_strdup(key);
-	g_set_error(error,
-		    G_KEY_FILE_ERROR,
-		    G_KEY_FILE_ERROR_INVALID_VALUE,
-		    "test.conf:3: [%s] %s: %s",
-		    group,
-		    key != NULL ? key : "",
-		    msg);
+	g_set_error(error, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_INVALID_VALUE,
+		    "test.conf:3: [%s] %s: %s", group, key != NULL ? key : "", msg);
 }
 
 static void
@@ -419,11 +411,8 @@ get_module(void)
 	if (module_desc != NULL)
 		return module_desc;
 	if (path == NULL && g_getenv("GH_MODULE_BUILD_DIR") != NULL) {
-		built = g_build_filename(g_getenv("GH_MODULE_BUILD_DIR"),
-					 "file",
-					 ".libs",
-					 "file.so",
-					 NULL);
+		built = g_build_filename(g_getenv("GH_MODULE_BUILD_DIR"), "file", ".libs",
+					 "file.so", NULL);
 		path = built;
 	}
 	if (path == NULL) {
@@ -503,17 +492,17 @@ module_verify(const GhAuthModule *m,
 	      GhAuthResult *result)
 {
 	GhAuthRequest req = {
-		.user = user,
-		.password = password,
-		.password_len = strlen(password),
-		.service = "imap",
-		.listener = "imap",
-		.remote_addr = "192.0.2.1",
-		.remote_port = 50000,
-		.local_addr = "127.0.0.1",
-		.local_port = 143,
-		.tls = TRUE,
-		.session_id = "test",
+	    .user = user,
+	    .password = password,
+	    .password_len = strlen(password),
+	    .service = "imap",
+	    .listener = "imap",
+	    .remote_addr = "192.0.2.1",
+	    .remote_port = 50000,
+	    .local_addr = "127.0.0.1",
+	    .local_port = 143,
+	    .tls = TRUE,
+	    .session_id = "test",
 	};
 
 	result_clear(result);
@@ -531,16 +520,15 @@ static void
 expect_loaded(const char *path, guint n_users, guint n_plain, gboolean reload)
 {
 	g_autofree char *loaded =
-		reload ? g_strdup_printf("users file %s reloaded: %u users", path, n_users)
-		       : g_strdup_printf("users file %s: %u users loaded", path, n_users);
+	    reload ? g_strdup_printf("users file %s reloaded: %u users", path, n_users)
+		   : g_strdup_printf("users file %s: %u users loaded", path, n_users);
 
 	g_test_expect_message(DOMAIN, G_LOG_LEVEL_MESSAGE, loaded);
 	if (n_plain > 0) {
 		g_autofree char *warn = g_strdup_printf(
-			"users file %s: %u entries use {PLAIN} passwords; use crypt hashes "
-			"(gatehousectl hash-password)",
-			path,
-			n_plain);
+		    "users file %s: %u entries use {PLAIN} passwords; use crypt hashes "
+		    "(gatehousectl hash-password)",
+		    path, n_plain);
 		g_test_expect_message(DOMAIN, G_LOG_LEVEL_WARNING, warn);
 	}
 }
@@ -576,25 +564,25 @@ test_module_verify(void)
 		const char *route;
 		const char *reason;
 	} cases[] = {
-		{ "yes", "yes-pass", GH_AUTH_OK, "yes@example.com", "10.0.0.5:143", NULL },
-		{ "yes", "yes-pasS", GH_AUTH_WRONG_PASSWORD, NULL, NULL, "wrong password" },
-		{ "yes", "", GH_AUTH_WRONG_PASSWORD, NULL, NULL, "wrong password" },
-		{ "sha", "sha-pass", GH_AUTH_OK, NULL, NULL, NULL },
-		{ "sha", "yes-pass", GH_AUTH_WRONG_PASSWORD, NULL, NULL, "wrong password" },
-		{ "bcrypt", "bcrypt-pass", GH_AUTH_OK, NULL, "[2001:db8::5]:993", NULL },
-		{ "bcrypt", "bcrypt-pas", GH_AUTH_WRONG_PASSWORD, NULL, NULL, "wrong password" },
-		{ "plain", "plain-pass", GH_AUTH_OK, NULL, NULL, NULL },
-		{ "plain", "plain-pass ", GH_AUTH_WRONG_PASSWORD, NULL, NULL, "wrong password" },
-		{ "plain", "plain-pas", GH_AUTH_WRONG_PASSWORD, NULL, NULL, "wrong password" },
-		{ "ossl", "ossl-pass", GH_AUTH_OK, NULL, NULL, NULL },
-		{ "ossl", "sha-pass", GH_AUTH_WRONG_PASSWORD, NULL, NULL, "wrong password" },
-		{ "nobody", "yes-pass", GH_AUTH_UNKNOWN_USER, NULL, NULL, "unknown user" },
-		{ "Yes", "yes-pass", GH_AUTH_UNKNOWN_USER, NULL, NULL, "unknown user" },
+	    {"yes", "yes-pass", GH_AUTH_OK, "yes@example.com", "10.0.0.5:143", NULL},
+	    {"yes", "yes-pasS", GH_AUTH_WRONG_PASSWORD, NULL, NULL, "wrong password"},
+	    {"yes", "", GH_AUTH_WRONG_PASSWORD, NULL, NULL, "wrong password"},
+	    {"sha", "sha-pass", GH_AUTH_OK, NULL, NULL, NULL},
+	    {"sha", "yes-pass", GH_AUTH_WRONG_PASSWORD, NULL, NULL, "wrong password"},
+	    {"bcrypt", "bcrypt-pass", GH_AUTH_OK, NULL, "[2001:db8::5]:993", NULL},
+	    {"bcrypt", "bcrypt-pas", GH_AUTH_WRONG_PASSWORD, NULL, NULL, "wrong password"},
+	    {"plain", "plain-pass", GH_AUTH_OK, NULL, NULL, NULL},
+	    {"plain", "plain-pass ", GH_AUTH_WRONG_PASSWORD, NULL, NULL, "wrong password"},
+	    {"plain", "plain-pas", GH_AUTH_WRONG_PASSWORD, NULL, NULL, "wrong password"},
+	    {"ossl", "ossl-pass", GH_AUTH_OK, NULL, NULL, NULL},
+	    {"ossl", "sha-pass", GH_AUTH_WRONG_PASSWORD, NULL, NULL, "wrong password"},
+	    {"nobody", "yes-pass", GH_AUTH_UNKNOWN_USER, NULL, NULL, "unknown user"},
+	    {"Yes", "yes-pass", GH_AUTH_UNKNOWN_USER, NULL, NULL, "unknown user"},
 	};
 	const GhAuthModule *m = get_module();
-	g_auto(TmpUsers) t = { NULL, NULL };
+	g_auto(TmpUsers) t = {NULL, NULL};
 	g_autoptr(GError) error = NULL;
-	GhAuthResult res = { NULL, NULL, NULL };
+	GhAuthResult res = {NULL, NULL, NULL};
 	TestHost th;
 	gpointer st;
 
@@ -620,11 +608,9 @@ test_module_verify(void)
 	/* A password crypt(3) cannot take (> 511 bytes) is simply wrong. */
 	if (st != NULL) {
 		g_autofree char *longpw = g_strnfill(600, 'x');
-		g_assert_cmpint(module_verify(m, st, "yes", longpw, &res),
-				==,
+		g_assert_cmpint(module_verify(m, st, "yes", longpw, &res), ==,
 				GH_AUTH_WRONG_PASSWORD);
-		g_assert_cmpint(module_verify(m, st, "nobody", longpw, &res),
-				==,
+		g_assert_cmpint(module_verify(m, st, "nobody", longpw, &res), ==,
 				GH_AUTH_UNKNOWN_USER);
 	}
 	result_clear(&res);
@@ -638,7 +624,7 @@ static void
 test_module_init_errors(void)
 {
 	const GhAuthModule *m = get_module();
-	g_auto(TmpUsers) t = { NULL, NULL };
+	g_auto(TmpUsers) t = {NULL, NULL};
 	g_autofree char *missing = NULL;
 	g_autofree char *want = NULL;
 	TestHost th;
@@ -699,10 +685,10 @@ static void
 test_module_refresh(void)
 {
 	const GhAuthModule *m = get_module();
-	g_auto(TmpUsers) t = { NULL, NULL };
+	g_auto(TmpUsers) t = {NULL, NULL};
 	g_autoptr(GError) error = NULL;
 	g_autofree char *pattern = NULL;
-	GhAuthResult res = { NULL, NULL, NULL };
+	GhAuthResult res = {NULL, NULL, NULL};
 	TestHost th;
 	gpointer st;
 
@@ -772,8 +758,7 @@ test_module_refresh(void)
 	g_test_assert_expected_messages();
 	g_assert_nonnull(error);
 	if (error != NULL)
-		g_assert_cmpstr(strstr(error->message, "line 1: unknown attribute 'colour'"),
-				!=,
+		g_assert_cmpstr(strstr(error->message, "line 1: unknown attribute 'colour'"), !=,
 				NULL);
 	g_clear_error(&error);
 
@@ -816,10 +801,10 @@ static void
 test_module_unsupported(void)
 {
 	const GhAuthModule *m = get_module();
-	g_auto(TmpUsers) t = { NULL, NULL };
+	g_auto(TmpUsers) t = {NULL, NULL};
 	g_autoptr(GError) error = NULL;
 	g_autofree char *pattern = NULL;
-	GhAuthResult res = { NULL, NULL, NULL };
+	GhAuthResult res = {NULL, NULL, NULL};
 	TestHost th;
 	gpointer st;
 
@@ -861,7 +846,7 @@ static gpointer
 verify_thread(gpointer data)
 {
 	ThreadCtx *ctx = data;
-	GhAuthResult res = { NULL, NULL, NULL };
+	GhAuthResult res = {NULL, NULL, NULL};
 
 	for (guint i = 0; i < 20; i++) {
 		/* "sha" has the same password in both files the main
@@ -878,10 +863,10 @@ static void
 test_module_threads(void)
 {
 	const GhAuthModule *m = get_module();
-	g_auto(TmpUsers) t = { NULL, NULL };
+	g_auto(TmpUsers) t = {NULL, NULL};
 	g_autoptr(GError) error = NULL;
 	GThread *threads[4];
-	ThreadCtx ctx = { m, NULL, 0 };
+	ThreadCtx ctx = {m, NULL, 0};
 	TestHost th;
 
 	if (m == NULL)
@@ -897,9 +882,9 @@ test_module_threads(void)
 	for (guint i = 0; i < G_N_ELEMENTS(threads); i++)
 		threads[i] = g_thread_new("verify", verify_thread, &ctx);
 	for (guint i = 0; i < 10; i++) {
-		tmp_users_write(&t,
-				i % 2 ? "sha:" HASH_NEW "\n"
-				      : "sha:" HASH_NEW ":route=10.0.0.1:143\nx:" HASH_SHA "\n");
+		tmp_users_write(&t, i % 2 ? "sha:" HASH_NEW "\n"
+					  : "sha:" HASH_NEW ":route=10.0.0.1:143\nx:" HASH_SHA
+					    "\n");
 		/* Only this thread logs: verify() says nothing on success. */
 		expect_loaded(t.path, i % 2 ? 1 : 2, 0, TRUE);
 		g_assert_cmpint(m->refresh(ctx.st, TRUE, &error), ==, 1);
@@ -925,7 +910,7 @@ cmp_gint64(gconstpointer a, gconstpointer b)
 static gint64
 median_verify_us(const GhAuthModule *m, gpointer st, const char *user, const char *password)
 {
-	GhAuthResult res = { NULL, NULL, NULL };
+	GhAuthResult res = {NULL, NULL, NULL};
 	gint64 t[5];
 
 	for (guint i = 0; i < G_N_ELEMENTS(t); i++) {
@@ -944,7 +929,7 @@ static void
 test_module_timing(void)
 {
 	const GhAuthModule *m = get_module();
-	g_auto(TmpUsers) t = { NULL, NULL };
+	g_auto(TmpUsers) t = {NULL, NULL};
 	g_autoptr(GError) error = NULL;
 	gint64 known, unknown, plain, sha;
 	TestHost th;
@@ -967,10 +952,7 @@ test_module_timing(void)
 	g_test_message("verify, median of 5: known yescrypt user %" G_GINT64_FORMAT
 		       " us, unknown user %" G_GINT64_FORMAT " us, {PLAIN} user %" G_GINT64_FORMAT
 		       " us, SHA-512 user %" G_GINT64_FORMAT " us",
-		       known,
-		       unknown,
-		       plain,
-		       sha);
+		       known, unknown, plain, sha);
 	g_assert_cmpint(known, >, 0);
 	g_assert_cmpint(unknown * 4, >, known);
 	g_assert_cmpint(unknown, <, known * 4);

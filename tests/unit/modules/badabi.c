@@ -22,9 +22,9 @@ bad_verify(gpointer state, const GhAuthRequest *req, GhAuthResult *res)
 }
 
 G_MODULE_EXPORT const GhAuthModule gh_auth_module = {
-	.abi_version = 999,
-	.struct_size = sizeof(GhAuthModule),
-	.name = "badabi",
-	.init = bad_init,
-	.verify = bad_verify,
+    .abi_version = 999,
+    .struct_size = sizeof(GhAuthModule),
+    .name = "badabi",
+    .init = bad_init,
+    .verify = bad_verify,
 };

@@ -23,6 +23,15 @@ typedef struct {
 
 static gint calls;
 
+/* the daemon's config accepts yes/no as well as GKeyFile's true/false */
+static gboolean
+flag(GKeyFile *kf, const char *group, const char *key)
+{
+	g_autofree char *v = g_key_file_get_string(kf, group, key, NULL);
+	return v != NULL && (g_ascii_strcasecmp(v, "yes") == 0 ||
+			     g_ascii_strcasecmp(v, "true") == 0 || strcmp(v, "1") == 0);
+}
+
 G_MODULE_EXPORT guint gh_fake_calls(void);
 
 guint
@@ -38,13 +47,13 @@ fake_init(const GhAuthHost *host, GKeyFile *kf, const char *group, GError **erro
 	g_auto(GStrv) users = NULL;
 	g_autofree char *list = g_key_file_get_string(kf, group, "users", NULL);
 
-	if (g_key_file_get_boolean(kf, group, "fail_init", NULL)) {
+	if (flag(kf, group, "fail_init")) {
 		host->config_error(host, error, group, "fail_init", "asked to fail");
 		return NULL;
 	}
 	f = g_new0(Fake, 1);
 	f->users = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
-	f->tempfail = g_key_file_get_boolean(kf, group, "tempfail", NULL);
+	f->tempfail = flag(kf, group, "tempfail");
 	f->delay_ms = (guint)g_key_file_get_integer(kf, group, "delay_ms", NULL);
 	f->canonical = g_key_file_get_string(kf, group, "canonical", NULL);
 	users = g_strsplit(list != NULL ? list : "", " ", -1);
@@ -52,9 +61,9 @@ fake_init(const GhAuthHost *host, GKeyFile *kf, const char *group, GError **erro
 		g_auto(GStrv) parts = g_strsplit(users[i], ":", 3);
 		if (parts[0] == NULL || parts[1] == NULL)
 			continue;
-		g_hash_table_insert(f->users,
-				    g_strdup(parts[0]),
-				    g_strdup_printf("%s%c%s", parts[1], 0, parts[2] ? parts[2] : ""));
+		g_hash_table_insert(
+		    f->users, g_strdup(parts[0]),
+		    g_strdup_printf("%s%c%s", parts[1], 0, parts[2] ? parts[2] : ""));
 	}
 	return f;
 }
@@ -97,15 +106,16 @@ fake_deinit(gpointer state)
 	g_free(f);
 }
 
-static const char *const fake_keys[] = { "users", "tempfail", "delay_ms", "canonical", "fail_init", NULL };
+static const char *const fake_keys[] = {"users",     "tempfail",  "delay_ms",
+					"canonical", "fail_init", NULL};
 
 G_MODULE_EXPORT const GhAuthModule gh_auth_module = {
-	.abi_version = GH_AUTH_MODULE_ABI,
-	.struct_size = sizeof(GhAuthModule),
-	.name = "fake",
-	.flags = GH_AUTH_MODULE_THREAD_SAFE,
-	.keys = fake_keys,
-	.init = fake_init,
-	.verify = fake_verify,
-	.deinit = fake_deinit,
+    .abi_version = GH_AUTH_MODULE_ABI,
+    .struct_size = sizeof(GhAuthModule),
+    .name = "fake",
+    .flags = GH_AUTH_MODULE_THREAD_SAFE,
+    .keys = fake_keys,
+    .init = fake_init,
+    .verify = fake_verify,
+    .deinit = fake_deinit,
 };
