@@ -10,6 +10,8 @@
 
 #include "session.h"
 #include "log.h"
+#include "session-private.h"
+#include "smtp-session.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -17,17 +19,6 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
-
-struct _GhSession {
-	char id[16];
-	GhWorker *worker;
-	GhListener *listener;
-	GhConfig *config;
-	const GhListenerConfig *lc;
-	int fd;
-	char remote[INET6_ADDRSTRLEN];
-	guint16 remote_port;
-};
 
 static void
 make_session_id(char *out, gsize size)
@@ -64,7 +55,7 @@ send_line(GhSession *s, const char *line)
 	gsize len = strlen(line);
 	gsize off = 0;
 	while (off < len) {
-		ssize_t n = send(s->fd, line + off, len - off, MSG_NOSIGNAL);
+		ssize_t n = send(s->conn->fd, line + off, len - off, MSG_NOSIGNAL);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0)
@@ -73,14 +64,13 @@ send_line(GhSession *s, const char *line)
 	}
 }
 
-static void
-session_free(GhSession *s)
+void
+gh_session_free(GhSession *s)
 {
+	if (s->ops != NULL && s->ops->free != NULL)
+		s->ops->free(s);
 	gh_worker_session_removed(s->worker, s);
-	if (s->fd >= 0) {
-		(void)shutdown(s->fd, SHUT_WR);
-		close(s->fd);
-	}
+	gh_conn_free(s->conn);
 	g_atomic_int_add(&s->listener->n_sessions, -1);
 	g_debug("session %s: closed", s->id);
 	gh_config_unref(s->config);
@@ -98,17 +88,28 @@ gh_session_start(
 	make_session_id(s->id, sizeof s->id);
 	s->worker = worker;
 	s->listener = listener;
-	s->fd = fd;
+	s->conn = gh_conn_new(fd, worker->context, GH_SESSION_IN_MAX, GH_SESSION_OUT_MAX);
+	s->started_us = g_get_monotonic_time();
 	s->config = gh_server_get_config(worker->server);
 	s->lc = gh_config_listener(s->config, listener->name);
+	(void)peer_len;
 	peer_to_text(peer, s->remote, sizeof s->remote, &s->remote_port);
+	{
+		struct sockaddr_storage local;
+		socklen_t local_len = sizeof local;
+		g_autoptr(GInetAddress) addr = g_inet_address_new_from_string(s->remote);
+		if (getsockname(fd, (struct sockaddr *)&local, &local_len) == 0)
+			peer_to_text((struct sockaddr *)&local, s->local, sizeof s->local,
+				     &s->local_port);
+		s->trusted = addr != NULL && gh_cidr_list_match(s->config->trusted_networks, addr);
+	}
 	n = g_atomic_int_add(&listener->n_sessions, 1) + 1;
 	gh_worker_session_added(worker, s);
 
 	if (s->lc == NULL) {
 		/* the listener was removed by a reload; its socket stays until restart */
 		g_debug("session %s: listener %s is no longer configured", s->id, listener->name);
-		session_free(s);
+		gh_session_free(s);
 		return;
 	}
 	g_debug("session %s: connect from %s port %u on listener %s", s->id, s->remote,
@@ -123,34 +124,38 @@ gh_session_start(
 		else
 			line = g_strdup("* BYE [UNAVAILABLE] Too many connections\r\n");
 		send_line(s, line);
-		session_free(s);
+		gh_session_free(s);
 		return;
 	}
-	if (s->lc->protocol == GH_PROTO_SMTP)
-		line = g_strdup_printf("220 %s ESMTP\r\n", s->config->hostname);
-	else
-		line = g_strdup_printf("* OK [CAPABILITY IMAP4rev1] %s ready.\r\n",
-				       s->config->hostname);
+	if (s->lc->protocol == GH_PROTO_SMTP) {
+		gh_smtp_session_begin(s);
+		return;
+	}
+	line = g_strdup_printf("* OK [CAPABILITY IMAP4rev1] %s ready.\r\n", s->config->hostname);
 	send_line(s, line);
-	/* The SMTP and IMAP front ends are not part of this version: greet, close. */
-	session_free(s);
+	/* The IMAP front end is not part of this version: greet, close. */
+	gh_session_free(s);
 }
 
 void
 gh_session_shutdown(GhSession *session)
 {
 	g_autofree char *line = NULL;
+	if (session->ops != NULL && session->ops->shutdown != NULL) {
+		session->ops->shutdown(session);
+		return;
+	}
 	if (session->lc != NULL && session->lc->protocol == GH_PROTO_SMTP)
 		line = g_strdup_printf("421 4.3.2 %s Service shutting down\r\n",
 				       session->config->hostname);
 	else
 		line = g_strdup("* BYE Server shutting down\r\n");
 	send_line(session, line);
-	session_free(session);
+	gh_session_free(session);
 }
 
 void
 gh_session_abort(GhSession *session)
 {
-	session_free(session);
+	gh_session_free(session);
 }

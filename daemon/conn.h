@@ -1,0 +1,68 @@
+/*
+ * conn.h: one non-blocking socket of a session (the client's, or the
+ * backend's) with bounded input and output buffers, watched on the session's
+ * worker context.
+ *
+ * Invariants: a GhConn is used only on the thread of the GMainContext it was
+ * created for.  `in` never holds more than in_max bytes; gh_conn_queue()
+ * refuses to grow `out` past out_max (the caller then stops producing: that
+ * is the back-pressure).  The fd is closed by gh_conn_free().
+ *
+ * The one callback says which of read/write may make progress; the owner
+ * then calls gh_conn_fill() and/or gh_conn_flush() and decides what to watch
+ * next with gh_conn_want().  (TLS, when a later version adds it, sits below
+ * this API: fill and flush will move plaintext.)
+ */
+#pragma once
+
+#include <glib.h>
+
+typedef struct _GhConn GhConn;
+
+typedef void (*GhConnFunc)(GhConn *conn, GIOCondition condition, gpointer user_data);
+
+struct _GhConn {
+	int fd;
+	GByteArray *in;  /* bytes read, not yet consumed by the owner */
+	GByteArray *out; /* bytes queued, not yet written */
+	gsize in_max;
+	gsize out_max;
+	gboolean eof; /* the peer closed its side (read returned 0) */
+	int error;    /* errno of the first failed read or write, or 0 */
+	guint64 bytes_in;
+	guint64 bytes_out;
+	/* private */
+	GMainContext *context;
+	GSource *source;
+	GIOCondition watching;
+	GhConnFunc func;
+	gpointer user_data;
+};
+
+/* Take over `fd` (non-blocking).  (transfer full) */
+GhConn *gh_conn_new(int fd, GMainContext *context, gsize in_max, gsize out_max);
+/* Stop watching, close the fd, free the buffers.  NULL allowed. */
+void gh_conn_free(GhConn *conn);
+
+void gh_conn_set_callback(GhConn *conn, GhConnFunc func, gpointer user_data);
+/* Watch for readability (G_IO_IN) and/or writability (G_IO_OUT); 0 stops
+ * watching.  Hang-ups and errors are always reported while anything is
+ * watched. */
+void gh_conn_want(GhConn *conn, GIOCondition condition);
+
+/* Read what the socket has, up to in_max in all.  Returns the number of
+ * bytes added (0 when none were available, or `in` is full); sets conn->eof
+ * or conn->error as they happen. */
+gsize gh_conn_fill(GhConn *conn);
+/* Drop the first n bytes of `in`. */
+void gh_conn_consume(GhConn *conn, gsize n);
+
+/* Append to `out` and try to write at once.  Returns FALSE (and queues
+ * nothing) when that would pass out_max. */
+gboolean gh_conn_queue(GhConn *conn, const void *data, gsize len);
+gboolean gh_conn_queue_printf(GhConn *conn, const char *format, ...) G_GNUC_PRINTF(2, 3);
+/* Write as much of `out` as the socket takes.  Returns TRUE when `out` is
+ * empty afterwards; sets conn->error on failure. */
+gboolean gh_conn_flush(GhConn *conn);
+/* Bytes of `out` still to write. */
+gsize gh_conn_pending(GhConn *conn);

@@ -1,0 +1,504 @@
+/*
+ * smtp-backend.c: connecting to a backend MTA and bringing its session to
+ * the state the client expects (see smtp-backend.h).
+ *
+ * Invariants: one GhSmtpBackend is one attempt over the server list; at
+ * most one connect or one reply is awaited at a time; the timer and the
+ * GCancellable are always stopped before the callback runs; the copy of the
+ * client's password is wiped as soon as AUTH has been sent (or on free).
+ */
+#include "gh-build.h"
+
+#include "smtp-backend.h"
+#include "log.h"
+#include "sasl.h"
+#include "smtp-parser.h"
+
+#include <errno.h>
+#include <gio/gio.h>
+#include <glib-unix.h>
+#include <string.h>
+#include <unistd.h>
+
+#define GH_BACKEND_IN_MAX (64 * 1024)
+#define GH_BACKEND_OUT_MAX (64 * 1024)
+/* an EHLO reply is a few hundred bytes; anything near this is not an MTA */
+#define GH_BACKEND_REPLY_MAX (16 * 1024)
+
+/* GIO calls the connect callback even after cancellation, when the backend
+ * may be freed already.  Each connect attempt therefore gets a ticket that
+ * says whether the backend still waits for it; the callback frees it. */
+typedef struct {
+	struct _GhSmtpBackend *b; /* NULL once the backend gave up on this attempt */
+} Ticket;
+
+typedef enum {
+	ST_CONNECT,
+	ST_GREETING,
+	ST_EHLO,
+	ST_XCLIENT,
+	ST_EHLO_AGAIN,
+	ST_AUTH,
+} State;
+
+struct _GhSmtpBackend {
+	GMainContext *context;
+	GhSmtpBackendDone callback;
+	gpointer user_data;
+
+	const GhBackendConfig *bc;
+	char *route;
+	char *user;
+	char *login_user;
+	GhSecret *password;
+	char *client_addr;
+	guint16 client_port;
+	char *client_helo;
+	gboolean client_esmtp;
+	char *hostname;
+	char *session_id;
+
+	GPtrArray *servers; /* of char* "host:port", in the order to try */
+	guint next_server;
+	char *server; /* the one being tried */
+	char *last_error;
+
+	State state;
+	GCancellable *cancellable;
+	Ticket *ticket; /* of the connect in flight, or NULL */
+	GSocketClient *client;
+	GhConn *conn;
+	GSource *timer;
+};
+
+guint
+gh_backend_first_server(const char *key, guint n)
+{
+	/* FNV-1a: stable across runs and builds (g_str_hash is too, but says
+	 * nothing about it) */
+	guint32 h = 2166136261u;
+	if (n == 0)
+		return 0;
+	for (const char *p = key != NULL ? key : ""; *p != '\0'; p++) {
+		h ^= (guint8)*p;
+		h *= 16777619u;
+	}
+	return h % n;
+}
+
+static void
+backend_free(GhSmtpBackend *b)
+{
+	if (b->timer != NULL) {
+		g_source_destroy(b->timer);
+		g_source_unref(b->timer);
+	}
+	if (b->ticket != NULL)
+		b->ticket->b = NULL;
+	if (b->cancellable != NULL) {
+		g_cancellable_cancel(b->cancellable);
+		g_object_unref(b->cancellable);
+	}
+	g_clear_object(&b->client);
+	gh_conn_free(b->conn);
+	gh_secret_free(b->password);
+	g_free(b->route);
+	g_free(b->user);
+	g_free(b->login_user);
+	g_free(b->client_addr);
+	g_free(b->client_helo);
+	g_free(b->hostname);
+	g_free(b->session_id);
+	g_ptr_array_unref(b->servers);
+	g_free(b->server);
+	g_free(b->last_error);
+	g_free(b);
+}
+
+void
+gh_smtp_backend_cancel(GhSmtpBackend *b)
+{
+	if (b != NULL)
+		backend_free(b);
+}
+
+static void try_next_server(GhSmtpBackend *b);
+
+static void
+stop_timer(GhSmtpBackend *b)
+{
+	if (b->timer != NULL) {
+		g_source_destroy(b->timer);
+		g_source_unref(b->timer);
+		b->timer = NULL;
+	}
+}
+
+static void
+finish(GhSmtpBackend *b, gboolean ok)
+{
+	GhConn *conn = NULL;
+	g_autofree char *server = g_strdup(b->server);
+	g_autofree char *error = g_strdup(b->last_error);
+	GhSmtpBackendDone cb = b->callback;
+	gpointer data = b->user_data;
+
+	stop_timer(b);
+	if (ok) {
+		conn = b->conn;
+		b->conn = NULL;
+		gh_conn_set_callback(conn, NULL, NULL);
+		gh_conn_want(conn, 0);
+	}
+	backend_free(b);
+	cb(conn, server, ok ? NULL : error, data);
+}
+
+/* This server did not work out.  `retry`: the failure is one another server
+ * may not have (connect refused, timeout, 4xx greeting). */
+static void server_failed(GhSmtpBackend *b, gboolean retry, const char *format, ...)
+    G_GNUC_PRINTF(3, 4);
+
+static void
+server_failed(GhSmtpBackend *b, gboolean retry, const char *format, ...)
+{
+	va_list ap;
+	g_autofree char *msg = NULL;
+	va_start(ap, format);
+	msg = g_strdup_vprintf(format, ap);
+	va_end(ap);
+	g_free(b->last_error);
+	b->last_error = g_strdup_printf("%s: %s", b->server, msg);
+	g_message("session %s: backend %s", b->session_id, b->last_error);
+	stop_timer(b);
+	gh_conn_free(b->conn);
+	b->conn = NULL;
+	if (retry && b->next_server < b->servers->len)
+		try_next_server(b);
+	else
+		finish(b, FALSE);
+}
+
+static gboolean
+on_timeout(gpointer data)
+{
+	GhSmtpBackend *b = data;
+	g_source_unref(b->timer);
+	b->timer = NULL;
+	if (b->state == ST_CONNECT && b->cancellable != NULL) {
+		/* the connect callback reports the cancellation as a timeout */
+		g_cancellable_cancel(b->cancellable);
+		return G_SOURCE_REMOVE;
+	}
+	server_failed(b, TRUE, "no reply within %u s", b->bc->connect_timeout);
+	return G_SOURCE_REMOVE;
+}
+
+static void
+start_timer(GhSmtpBackend *b)
+{
+	stop_timer(b);
+	b->timer = g_timeout_source_new_seconds(MAX(b->bc->connect_timeout, 1));
+	g_source_set_callback(b->timer, on_timeout, b, NULL);
+	g_source_attach(b->timer, b->context);
+}
+
+static void
+send_line(GhSmtpBackend *b, State next, const char *line)
+{
+	b->state = next;
+	if (!gh_conn_queue(b->conn, line, strlen(line)) || b->conn->error != 0) {
+		server_failed(b, TRUE, "write failed: %s", g_strerror(b->conn->error));
+		return;
+	}
+	start_timer(b);
+	gh_conn_want(b->conn, gh_conn_pending(b->conn) > 0 ? G_IO_IN | G_IO_OUT : G_IO_IN);
+}
+
+static char *
+reply_text(const GhSmtpReply *r)
+{
+	const char *first = r->lines->len > 0 ? g_ptr_array_index(r->lines, 0) : "";
+	g_autofree char *esc = gh_log_escape(first, strlen(first), 200);
+	return g_strdup_printf("%u %s", r->code, esc);
+}
+
+static char *
+xclient_line(GhSmtpBackend *b, char **offered)
+{
+	GString *s = g_string_new("XCLIENT");
+	gboolean authenticated = b->user != NULL;
+	for (guint i = 0; offered[i] != NULL; i++) {
+		const char *attr = offered[i];
+		g_autofree char *value = NULL;
+		if (g_ascii_strcasecmp(attr, "ADDR") == 0) {
+			value = strchr(b->client_addr, ':') != NULL
+				    ? g_strconcat("IPV6:", b->client_addr, NULL)
+				    : g_strdup(b->client_addr);
+		} else if (g_ascii_strcasecmp(attr, "PORT") == 0) {
+			value = g_strdup_printf("%u", b->client_port);
+		} else if (g_ascii_strcasecmp(attr, "NAME") == 0) {
+			/* no reverse lookup here: say so, as Postfix's docs ask */
+			value = g_strdup("[UNAVAILABLE]");
+		} else if (g_ascii_strcasecmp(attr, "HELO") == 0 && b->client_helo != NULL) {
+			value = g_strdup(b->client_helo);
+		} else if (g_ascii_strcasecmp(attr, "PROTO") == 0 && b->client_helo != NULL) {
+			value = g_strdup(b->client_esmtp ? "ESMTP" : "SMTP");
+		} else if (g_ascii_strcasecmp(attr, "LOGIN") == 0 && authenticated &&
+			   b->bc->login == GH_LOGIN_XCLIENT) {
+			value = g_strdup(b->user);
+		}
+		if (value != NULL) {
+			g_autofree char *x = gh_smtp_xtext_encode(value);
+			g_autofree char *up = g_ascii_strup(attr, -1);
+			g_string_append_printf(s, " %s=%s", up, x);
+		}
+	}
+	g_string_append(s, "\r\n");
+	return g_string_free(s, FALSE);
+}
+
+static void
+after_ehlo(GhSmtpBackend *b, const GhSmtpReply *ehlo)
+{
+	g_auto(GStrv) offered = NULL;
+	gboolean has_xclient = gh_smtp_reply_has_extension(ehlo, "XCLIENT", &offered);
+
+	if (b->state == ST_EHLO) {
+		gboolean want_xclient =
+		    b->bc->login == GH_LOGIN_XCLIENT || (b->bc->forward_client && has_xclient);
+		if (b->bc->login == GH_LOGIN_XCLIENT && !has_xclient) {
+			server_failed(b, FALSE,
+				      "login = xclient, but the server does not offer XCLIENT to "
+				      "us (Postfix: smtpd_authorized_xclient_hosts)");
+			return;
+		}
+		if (want_xclient) {
+			g_autofree char *line = xclient_line(b, offered);
+			send_line(b, ST_XCLIENT, line);
+			return;
+		}
+	}
+	if (b->user != NULL &&
+	    (b->bc->login == GH_LOGIN_PASSTHROUGH || b->bc->login == GH_LOGIN_MASTER)) {
+		g_autofree char *b64 = NULL;
+		g_autofree char *line = NULL;
+		if (b->bc->login == GH_LOGIN_PASSTHROUGH) {
+			b64 = gh_sasl_plain_encode(NULL, b->login_user, b->password);
+		} else {
+			g_autoptr(GError) error = NULL;
+			char *text = NULL;
+			gsize len = 0;
+			g_autoptr(GhSecret) master = NULL;
+			if (!g_file_get_contents(b->bc->master_password_file, &text, &len,
+						 &error)) {
+				server_failed(b, FALSE, "master_password_file: %s", error->message);
+				return;
+			}
+			/* one line; the newline an editor adds is not part of it */
+			while (len > 0 && (text[len - 1] == '\n' || text[len - 1] == '\r'))
+				text[--len] = '\0';
+			master = gh_secret_new_take(text, len);
+			b64 = gh_sasl_plain_encode(b->user, b->bc->master_user, master);
+		}
+		line = g_strdup_printf("AUTH PLAIN %s\r\n", b64);
+		gh_secret_wipe_free(b64, strlen(b64));
+		b64 = NULL;
+		gh_secret_free(g_steal_pointer(&b->password));
+		send_line(b, ST_AUTH, line);
+		explicit_bzero(line, strlen(line));
+		return;
+	}
+	finish(b, TRUE);
+}
+
+static void
+on_reply(GhSmtpBackend *b, const GhSmtpReply *r)
+{
+	g_autofree char *text = reply_text(r);
+	switch (b->state) {
+	case ST_GREETING:
+		if (r->code != 220) {
+			server_failed(b, r->code / 100 == 4, "greeting %s", text);
+			return;
+		}
+		{
+			g_autofree char *line = g_strdup_printf("EHLO %s\r\n", b->hostname);
+			send_line(b, ST_EHLO, line);
+		}
+		return;
+	case ST_EHLO:
+	case ST_EHLO_AGAIN:
+		if (r->code != 250) {
+			server_failed(b, FALSE, "EHLO refused: %s", text);
+			return;
+		}
+		after_ehlo(b, r);
+		return;
+	case ST_XCLIENT:
+		/* Postfix answers a successful XCLIENT with a new 220 greeting */
+		if (r->code != 220) {
+			server_failed(b, FALSE, "XCLIENT refused: %s", text);
+			return;
+		}
+		{
+			g_autofree char *line = g_strdup_printf(
+			    "EHLO %s\r\n", b->client_helo != NULL ? b->client_helo : b->hostname);
+			send_line(b, ST_EHLO_AGAIN, line);
+		}
+		return;
+	case ST_AUTH:
+		if (r->code != 235) {
+			server_failed(b, FALSE, "AUTH refused: %s", text);
+			return;
+		}
+		finish(b, TRUE);
+		return;
+	case ST_CONNECT:
+		break;
+	}
+	server_failed(b, FALSE, "unexpected reply %s", text);
+}
+
+static void
+on_conn(GhConn *conn, GIOCondition cond, gpointer data)
+{
+	GhSmtpBackend *b = data;
+	(void)cond;
+	if (gh_conn_pending(conn) > 0)
+		(void)gh_conn_flush(conn);
+	(void)gh_conn_fill(conn);
+	{
+		GhSmtpReply r = {0};
+		gsize used = 0;
+		GhSmtpReplyStatus st = gh_smtp_parse_reply(
+		    (const char *)conn->in->data, conn->in->len, GH_BACKEND_REPLY_MAX, &r, &used);
+		if (st == GH_SMTP_REPLY_BAD) {
+			server_failed(b, FALSE, "sent something that is not an SMTP reply");
+			return;
+		}
+		if (st == GH_SMTP_REPLY_OK) {
+			/* one reply per step: on_reply sends the next command (or
+			 * finishes, freeing b); anything the server sent early stays
+			 * in `in` for the next step */
+			gh_conn_consume(conn, used);
+			on_reply(b, &r);
+			gh_smtp_reply_clear(&r);
+			return;
+		}
+	}
+	if (conn->error != 0) {
+		server_failed(b, TRUE, "%s", g_strerror(conn->error));
+		return;
+	}
+	if (conn->eof) {
+		server_failed(b, TRUE, "closed the connection");
+		return;
+	}
+	gh_conn_want(conn, gh_conn_pending(conn) > 0 ? G_IO_IN | G_IO_OUT : G_IO_IN);
+}
+
+static void
+on_connected(GObject *source, GAsyncResult *result, gpointer data)
+{
+	g_autoptr(GError) error = NULL;
+	g_autoptr(GSocketConnection) sc =
+	    g_socket_client_connect_to_host_finish(G_SOCKET_CLIENT(source), result, &error);
+	Ticket *ticket = data;
+	GhSmtpBackend *b = ticket->b;
+	int fd;
+
+	g_free(ticket);
+	if (b == NULL)
+		return; /* the session went away meanwhile */
+	b->ticket = NULL;
+	g_clear_object(&b->cancellable);
+	if (sc == NULL) {
+		/* our own cancellation means the timer fired */
+		gboolean timed_out = g_error_matches(error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+		server_failed(b, TRUE, "connect: %s", timed_out ? "timed out" : error->message);
+		return;
+	}
+	if (b->bc->tls != GH_TLS_NONE) {
+		server_failed(b, FALSE,
+			      "tls = %s towards backends is not supported by this version",
+			      gh_tls_mode_to_string(b->bc->tls));
+		return;
+	}
+	/* the session relays on a plain fd; GIO's objects are done with */
+	fd = dup(g_socket_get_fd(g_socket_connection_get_socket(sc)));
+	(void)g_io_stream_close(G_IO_STREAM(sc), NULL, NULL);
+	if (fd < 0) {
+		server_failed(b, TRUE, "dup: %s", g_strerror(errno));
+		return;
+	}
+	(void)g_unix_set_fd_nonblocking(fd, TRUE, NULL);
+	b->conn = gh_conn_new(fd, b->context, GH_BACKEND_IN_MAX, GH_BACKEND_OUT_MAX);
+	gh_conn_set_callback(b->conn, on_conn, b);
+	b->state = ST_GREETING;
+	start_timer(b);
+	gh_conn_want(b->conn, G_IO_IN);
+}
+
+static void
+try_next_server(GhSmtpBackend *b)
+{
+	g_free(b->server);
+	b->server = g_strdup(g_ptr_array_index(b->servers, b->next_server));
+	b->next_server++;
+	b->state = ST_CONNECT;
+	b->cancellable = g_cancellable_new();
+	b->ticket = g_new0(Ticket, 1);
+	b->ticket->b = b;
+	if (b->client == NULL) {
+		b->client = g_socket_client_new();
+		g_socket_client_set_enable_proxy(b->client, FALSE);
+	}
+	start_timer(b);
+	g_socket_client_connect_to_host_async(b->client, b->server, 25, b->cancellable,
+					      on_connected, b->ticket);
+}
+
+GhSmtpBackend *
+gh_smtp_backend_connect(const GhSmtpBackendParams *p,
+			GMainContext *context,
+			GhSmtpBackendDone callback,
+			gpointer user_data)
+{
+	GhSmtpBackend *b = g_new0(GhSmtpBackend, 1);
+	b->context = context;
+	b->callback = callback;
+	b->user_data = user_data;
+	b->bc = p->backend;
+	b->route = g_strdup(p->route);
+	b->user = g_strdup(p->user);
+	b->login_user = g_strdup(p->login_user != NULL ? p->login_user : p->user);
+	if (p->password != NULL) {
+		gsize len;
+		const char *pw = gh_secret_get(p->password, &len);
+		b->password = gh_secret_new(pw, len);
+	}
+	b->client_addr = g_strdup(p->client_addr);
+	b->client_port = p->client_port;
+	b->client_helo = g_strdup(p->client_helo);
+	b->client_esmtp = p->client_esmtp;
+	b->hostname = g_strdup(p->hostname);
+	b->session_id = g_strdup(p->session_id);
+	b->servers = g_ptr_array_new_with_free_func(g_free);
+	if (p->route != NULL && *p->route != '\0') {
+		g_ptr_array_add(b->servers, g_strdup(p->route));
+	} else {
+		guint n = b->bc->servers->len;
+		guint first = gh_backend_first_server(p->hash_key, n);
+		for (guint i = 0; i < n; i++) {
+			const GhHostPort *hp =
+			    &g_array_index(b->bc->servers, GhHostPort, (first + i) % n);
+			g_ptr_array_add(b->servers,
+					strchr(hp->host, ':') != NULL
+					    ? g_strdup_printf("[%s]:%u", hp->host, hp->port)
+					    : g_strdup_printf("%s:%u", hp->host, hp->port));
+		}
+	}
+	try_next_server(b);
+	return b;
+}
