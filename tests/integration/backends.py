@@ -1,0 +1,500 @@
+"""Real backend servers for gatehouse's integration tests: a private Postfix
+(XCLIENT, virtual maildirs) and a private Dovecot (IMAP + submission relaying to
+that Postfix, with a master user), each in its own temp dir, on 127.0.0.1 ports
+chosen at run time, run in the foreground as a child of pytest and stopped by
+its PID.  Needs root (both daemons drop privileges themselves) and the Debian
+packages postfix, dovecot-imapd and dovecot-submissiond.
+
+    from backends import postfix, dovecot  # noqa: F401  (pytest fixtures)
+
+    def test_x(postfix):
+        ... send to 127.0.0.1:postfix.port ...
+        text = postfix.wait_message('alice', b'Subject: unique-marker')
+
+Module helpers for gatehoused configurations: gateway_config(), users_file().
+"""
+import glob
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import MODULE_DIR, free_port
+
+POSTFIX_MASTER = '/usr/lib/postfix/sbin/master'
+USERS = {'alice': 'alicepw', 'bob': 'bobpw', 'carol': 'carolpw'}
+MASTER_USER, MASTER_PASSWORD = 'proxy', 'proxypw'
+# Postfix's virtual mailboxes (example.com): the users plus "test", the
+# recipient of the telnet scenarios
+MAILBOXES = sorted(USERS) + ['test']
+
+
+def make_tmpdir(prefix='gh-'):
+    """A temp dir in /tmp that the daemons' unprivileged users can traverse
+    (not tmp_path: /tmp/pytest-of-root is 0700)."""
+    d = Path(tempfile.mkdtemp(prefix=prefix, dir='/tmp'))
+    os.chmod(d, 0o755)
+    return d
+
+
+def wait_port(port, timeout=10.0, proc=None, what='server'):
+    """Until 127.0.0.1:port accepts a connection; fails early if proc died."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection(('127.0.0.1', port), timeout=1).close()
+            return
+        except OSError:
+            if proc is not None and proc.poll() is not None:
+                raise RuntimeError('%s exited with %s before listening on %d'
+                                   % (what, proc.returncode, port))
+            if time.monotonic() > deadline:
+                raise RuntimeError('%s: port %d not up after %.0f s' % (what, port, timeout))
+            time.sleep(0.02)
+
+
+def _stop_proc(proc, timeout=10.0):
+    if proc is None:
+        return None
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.returncode
+
+
+def _backdate(*paths):
+    # Postfix re-reads a file whose mtime is "now" in 0.3 s steps until it is
+    # older (a race guard): files just written make it seconds slower
+    t = time.time() - 60
+    for p in paths:
+        os.utime(p, (t, t))
+
+
+class Postfix:
+    """A private Postfix: own main.cf/master.cf, chroot n, smtpd on
+    127.0.0.1:port, XCLIENT allowed from 127.0.0.0/8, maildir delivery for
+    alice/bob/carol/test@example.com into dir/mail/<user>/new/; every other
+    recipient is refused at RCPT (550 5.1.1) and nothing leaves the machine."""
+
+    def __init__(self, directory=None, port=None):
+        self.own_dir = directory is None
+        self.dir = Path(directory) if directory else make_tmpdir('gh-postfix-')
+        self.port = port or free_port()
+        self.etc = self.dir / 'etc'
+        self.mail = self.dir / 'mail'
+        self.log_path = self.dir / 'postfix.log'
+        self.proc = None
+        self._out = None
+
+    def write_config(self):
+        d = self.dir
+        for sub in ('etc', 'queue', 'data', 'mail'):
+            (d / sub).mkdir(parents=True, exist_ok=True)
+        shutil.chown(d / 'data', 'postfix', 'postfix')
+        shutil.chown(d / 'mail', 'nobody', 'nogroup')
+        (self.etc / 'main.cf').write_text('''\
+compatibility_level = 3.6
+queue_directory = {d}/queue
+data_directory = {d}/data
+mail_owner = postfix
+setgid_group = postdrop
+maillog_file_prefixes = {d}
+maillog_file = {d}/postfix.log
+myhostname = backend-mta.example.test
+mydomain = example.test
+myorigin = $myhostname
+mydestination =
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+mynetworks = 127.0.0.0/8
+smtpd_authorized_xclient_hosts = 127.0.0.0/8
+smtpd_relay_restrictions = permit_mynetworks, permit_sasl_authenticated, reject_unauth_destination
+smtpd_sasl_authenticated_header = yes
+alias_maps =
+alias_database =
+relayhost =
+biff = no
+smtputf8_enable = no
+recipient_delimiter = +
+virtual_mailbox_domains = example.com example.net
+virtual_mailbox_base = {d}/mail
+virtual_mailbox_maps = texthash:{d}/etc/vmailbox
+virtual_uid_maps = static:65534
+virtual_gid_maps = static:65534
+virtual_minimum_uid = 100
+default_transport = error:no outside delivery in tests
+# deliver at once, and retry soon if something was deferred
+queue_run_delay = 1s
+minimal_backoff_time = 1s
+maximal_backoff_time = 2s
+'''.format(d=d))
+        (self.etc / 'vmailbox').write_text(''.join(
+            '%s@example.com %s/\n%s@example.net %s/\n' % (u, u, u, u) for u in MAILBOXES))
+        (self.etc / 'master.cf').write_text('''\
+127.0.0.1:{port} inet n - n - - smtpd
+pickup    unix  n       -       n       60      1       pickup
+cleanup   unix  n       -       n       -       0       cleanup
+qmgr      unix  n       -       n       300     1       qmgr
+rewrite   unix  -       -       n       -       -       trivial-rewrite
+bounce    unix  -       -       n       -       0       bounce
+defer     unix  -       -       n       -       0       bounce
+trace     unix  -       -       n       -       0       bounce
+verify    unix  -       -       n       -       1       verify
+flush     unix  n       -       n       1000?   0       flush
+proxymap  unix  -       -       n       -       -       proxymap
+proxywrite unix -       -       n       -       1       proxymap
+smtp      unix  -       -       n       -       -       smtp
+relay     unix  -       -       n       -       -       smtp
+showq     unix  n       -       n       -       -       showq
+error     unix  -       -       n       -       -       error
+retry     unix  -       -       n       -       -       error
+discard   unix  -       -       n       -       -       discard
+local     unix  -       n       n       -       -       local
+virtual   unix  -       n       n       -       -       virtual
+anvil     unix  -       -       n       -       1       anvil
+scache    unix  -       -       n       -       1       scache
+postlog   unix-dgram n  -       n       -       1       postlogd
+'''.format(port=self.port))
+        _backdate(self.etc / 'main.cf', self.etc / 'master.cf', self.etc / 'vmailbox')
+
+    def start(self):
+        self.write_config()
+        # creates and chowns the queue directories; "postfix" reports errors
+        # only to syslog or a tty, so run it under a pty to see them
+        chk = subprocess.run(['script', '-qec', 'postfix -c %s check' % self.etc, '/dev/null'],
+                             stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+        if chk.returncode != 0:
+            raise RuntimeError('postfix check failed (%d): %s%s\n%s' % (
+                chk.returncode, chk.stdout, chk.stderr, self.log_text()))
+        self._out = open(self.dir / 'master.out', 'w')
+        self.proc = subprocess.Popen([POSTFIX_MASTER, '-c', str(self.etc), '-s'],
+                                     stdin=subprocess.DEVNULL, stdout=self._out,
+                                     stderr=subprocess.STDOUT)
+        try:
+            wait_port(self.port, 20, self.proc, 'postfix master')
+        except Exception:
+            self.stop()
+            raise RuntimeError('postfix did not start:\n%s' % self.log_text()[-3000:])
+        return self
+
+    def stop(self):
+        rc = _stop_proc(self.proc)
+        self.proc = None
+        if self._out:
+            self._out.close()
+            self._out = None
+        return rc
+
+    def cleanup(self):
+        self.stop()
+        if self.own_dir:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def log_text(self):
+        try:
+            return self.log_path.read_text(errors='replace')
+        except FileNotFoundError:
+            return ''
+
+    def message_files(self, user):
+        """The delivered messages of a mailbox, oldest first."""
+        files = glob.glob(str(self.mail / user / 'new' / '*'))
+        return sorted(files, key=lambda f: (os.stat(f).st_mtime, f))
+
+    def messages(self, user):
+        out = []
+        for f in self.message_files(user):
+            try:
+                out.append(Path(f).read_bytes())
+            except FileNotFoundError:
+                pass
+        return out
+
+    def wait_messages(self, user, count, timeout=20.0):
+        """The texts (bytes) of the messages in dir/mail/<user>/new once there
+        are at least count of them (delivery is asynchronous)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            msgs = self.messages(user)
+            if len(msgs) >= count:
+                return msgs
+            if time.monotonic() > deadline:
+                raise AssertionError('%d message(s) for %s after %.0f s, wanted %d; postfix log:\n%s'
+                                     % (len(msgs), user, timeout, count, self.log_text()[-3000:]))
+            time.sleep(0.05)
+
+    def wait_message(self, user, needle, timeout=20.0):
+        """The text (bytes) of the first message for user that contains needle
+        (bytes or str, e.g. a unique Subject) or matches it (a compiled bytes
+        regular expression)."""
+        if isinstance(needle, str):
+            needle = needle.encode()
+        match = needle.search if hasattr(needle, 'search') else (lambda m: needle in m)
+        deadline = time.monotonic() + timeout
+        while True:
+            for m in self.messages(user):
+                if match(m):
+                    return m
+            if time.monotonic() > deadline:
+                raise AssertionError('no message for %s containing %r after %.0f s; postfix log:\n%s'
+                                     % (user, needle, timeout, self.log_text()[-3000:]))
+            time.sleep(0.05)
+
+    def wait_queued(self, user, reply, timeout=20.0):
+        """The message Postfix accepted with reply '250 2.0.0 Ok: queued as ID'
+        (its Received header says 'with ESMTP.. id ID')."""
+        if isinstance(reply, bytes):
+            reply = reply.decode(errors='replace')
+        qid = reply.strip().split()[-1]
+        assert 'queued as' in reply and qid.isalnum(), reply
+        return self.wait_message(user, re.compile(rb'\sid %s\b' % qid.encode()), timeout)
+
+    def find_messages(self, needle):
+        """Every delivered message (any mailbox) containing needle."""
+        if isinstance(needle, str):
+            needle = needle.encode()
+        out = []
+        for f in glob.glob(str(self.mail / '*' / 'new' / '*')):
+            try:
+                data = Path(f).read_bytes()
+            except FileNotFoundError:
+                continue
+            if needle in data:
+                out.append(data)
+        return out
+
+    def queue_empty(self):
+        """No message left in the incoming/active/deferred queues."""
+        for q in ('incoming', 'active', 'deferred', 'maildrop'):
+            for _root, _dirs, files in os.walk(self.dir / 'queue' / q):
+                if files:
+                    return False
+        return True
+
+
+class Dovecot:
+    """A private Dovecot (root mode, own base_dir) with IMAP and submission on
+    127.0.0.1, users alice/bob/carol (passwords <user>pw) in a passwd-file, a
+    master user proxy/proxypw (a passdb with master = yes: it logs in as any
+    existing user either as 'alice*proxy' or with SASL PLAIN authzid=alice),
+    no failure delay, and submission relaying to Postfix on 127.0.0.1:relay_port
+    (relay trusted: Dovecot passes the login on with XCLIENT)."""
+
+    def __init__(self, relay_port, directory=None, imap_port=None, submission_port=None):
+        self.own_dir = directory is None
+        self.dir = Path(directory) if directory else make_tmpdir('gh-dovecot-')
+        self.relay_port = relay_port
+        self.imap_port = imap_port or free_port()
+        self.submission_port = submission_port or free_port()
+        self.conf = self.dir / 'dovecot.conf'
+        self.log_path = self.dir / 'dovecot.log'
+        self.proc = None
+        self._out = None
+
+    def write_config(self):
+        d = self.dir
+        for sub in ('run', 'state', 'mail'):
+            (d / sub).mkdir(parents=True, exist_ok=True)
+        shutil.chown(d / 'mail', 'nobody', 'nogroup')
+        (d / 'users').write_text(''.join('%s:{PLAIN}%s::::::\n' % (u, p) for u, p in sorted(USERS.items())))
+        (d / 'master-users').write_text('%s:{PLAIN}%s\n' % (MASTER_USER, MASTER_PASSWORD))
+        for f in ('users', 'master-users'):
+            os.chmod(d / f, 0o644)
+        self.conf.write_text('''\
+protocols = imap submission
+listen = 127.0.0.1
+base_dir = {d}/run
+state_dir = {d}/state
+instance_name = gh-dovecot-{imap}
+log_path = {d}/dovecot.log
+info_log_path = {d}/dovecot.log
+auth_verbose = yes
+auth_failure_delay = 0
+ssl = no
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+auth_master_user_separator = *
+login_trusted_networks = 127.0.0.0/8
+hostname = backend.example.test
+mail_location = maildir:~/Maildir
+first_valid_uid = 1
+mail_uid = nobody
+mail_gid = nogroup
+
+passdb {{
+  driver = passwd-file
+  args = {d}/master-users
+  master = yes
+  result_success = continue
+}}
+passdb {{
+  driver = passwd-file
+  args = username_format=%u {d}/users
+}}
+userdb {{
+  driver = passwd-file
+  args = username_format=%u {d}/users
+  default_fields = home={d}/mail/%u
+}}
+service imap-login {{
+  inet_listener imap {{
+    address = 127.0.0.1
+    port = {imap}
+  }}
+  inet_listener imaps {{
+    port = 0
+  }}
+}}
+service submission-login {{
+  inet_listener submission {{
+    address = 127.0.0.1
+    port = {subm}
+  }}
+}}
+submission_relay_host = 127.0.0.1
+submission_relay_port = {relay}
+submission_relay_trusted = yes
+service anvil {{
+  unix_listener anvil-auth-penalty {{
+    mode = 0
+  }}
+}}
+'''.format(d=d, imap=self.imap_port, subm=self.submission_port, relay=self.relay_port))
+
+    def start(self):
+        self.write_config()
+        self._out = open(self.dir / 'dovecot.out', 'w')
+        self.proc = subprocess.Popen(['dovecot', '-F', '-c', str(self.conf)],
+                                     stdin=subprocess.DEVNULL, stdout=self._out,
+                                     stderr=subprocess.STDOUT)
+        try:
+            wait_port(self.imap_port, 20, self.proc, 'dovecot')
+            wait_port(self.submission_port, 20, self.proc, 'dovecot')
+        except Exception:
+            self.stop()
+            raise RuntimeError('dovecot did not start:\n%s\n%s' % (
+                (self.dir / 'dovecot.out').read_text(errors='replace'), self.log_text()[-3000:]))
+        return self
+
+    def stop(self):
+        rc = _stop_proc(self.proc)
+        self.proc = None
+        if self._out:
+            self._out.close()
+            self._out = None
+        return rc
+
+    def cleanup(self):
+        self.stop()
+        if self.own_dir:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def log_text(self):
+        try:
+            return self.log_path.read_text(errors='replace')
+        except FileNotFoundError:
+            return ''
+
+
+@pytest.fixture(scope='module')
+def postfix():
+    pf = Postfix()
+    try:
+        pf.start()
+        yield pf
+    finally:
+        pf.cleanup()
+
+
+@pytest.fixture(scope='module')
+def dovecot(postfix):
+    dc = Dovecot(postfix.port)
+    try:
+        dc.start()
+        yield dc
+    finally:
+        dc.cleanup()
+
+
+# ---------- gatehoused configuration helpers ----------
+
+def users_file(path, users):
+    """A gatehouse users file from {name: password} ({PLAIN} hashes) or
+    {name: 'hash-or-{PLAIN}...'} when the value already starts with $ or {."""
+    lines = []
+    for name, pw in users.items():
+        h = pw if pw.startswith(('$', '{')) else '{PLAIN}' + pw
+        lines.append('%s:%s\n' % (name, h))
+    Path(path).write_text(''.join(lines))
+    return Path(path)
+
+
+def gateway_config(path, users_path, listeners, backends, hostname='gw.test', extra_gatehouse=''):
+    """A gatehouse.conf with the file module ([auth users]).
+    listeners: {name: dict(protocol=, listen=, require_auth=, backend=, ...)}
+    backends: {name: dict(protocol=, servers=, login=, ...)}; every value is
+    written as given (lists are joined with spaces)."""
+    parts = ['[gatehouse]', 'hostname = %s' % hostname, 'module_dir = %s' % MODULE_DIR,
+             'failure_delay = 0', 'workers = 2', extra_gatehouse, '']
+    for kind, groups in (('listener', listeners), ('backend', backends)):
+        for name, keys in groups.items():
+            parts.append('[%s %s]' % (kind, name))
+            keys = dict(keys)
+            if kind == 'listener':
+                keys.setdefault('auth', 'users')
+            for k, v in keys.items():
+                if isinstance(v, (list, tuple)):
+                    v = ' '.join(str(x) for x in v)
+                elif isinstance(v, bool):
+                    v = 'yes' if v else 'no'
+                parts.append('%s = %s' % (k, v))
+            parts.append('')
+    parts += ['[auth users]', 'module = file', 'path = %s' % users_path, '']
+    Path(path).write_text('\n'.join(parts))
+    return Path(path)
+
+
+def main(argv):
+    """Run real backends in the foreground for `./quickstart demo`:
+
+        backends.py POSTFIX_PORT DOVECOT_IMAP_PORT DOVECOT_SUBMISSION_PORT
+
+    starts the private Postfix and a Dovecot relaying to it, prints where
+    their mail goes, and stops both (by PID) on SIGTERM or SIGINT."""
+    if len(argv) != 4:
+        import sys
+        print('usage: backends.py POSTFIX_PORT IMAP_PORT SUBMISSION_PORT', file=sys.stderr)
+        return 64
+    stop = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *a: stop.append(1))
+    pf = Postfix(port=int(argv[1])).start()
+    dc = None
+    try:
+        dc = Dovecot(pf.port, imap_port=int(argv[2]), submission_port=int(argv[3])).start()
+        print('backends ready: Postfix on 127.0.0.1:%d (mail in %s/<user>/new), '
+              'Dovecot IMAP on 127.0.0.1:%d, submission on 127.0.0.1:%d'
+              % (pf.port, pf.mail, dc.imap_port, dc.submission_port), flush=True)
+        while not stop:
+            time.sleep(0.2)
+    finally:
+        if dc is not None:
+            dc.cleanup()
+        pf.cleanup()
+    return 0
+
+
+if __name__ == '__main__':
+    import sys
+    sys.exit(main(sys.argv))

@@ -1,0 +1,543 @@
+"""SMTP through gatehoused to real backends, end to end: the classic telnet
+sessions over a raw socket (CRLF and bare LF), swaks, curl and smtplib
+clients, the three backend login methods (XCLIENT to Postfix, passthrough and
+master user to Dovecot submission), a dead backend, fail-over to the next
+server, and a client that vanishes in the middle of DATA.  Delivery is checked
+in Postfix's maildirs."""
+import base64
+import re
+import shutil
+import smtplib
+import socket
+import subprocess
+import time
+import uuid
+
+import pytest
+
+from backends import (MASTER_PASSWORD, MASTER_USER, gateway_config, make_tmpdir,  # noqa: F401
+                      dovecot, postfix, users_file)
+from conftest import GATEHOUSED, Daemon, ctl, free_port, wait_for
+
+TIMEOUT = 10.0
+USER123_PW = 'user123-pw'
+GW_USERS = {'alice': 'alicepw', 'bob': 'bobpw', 'carol': 'carolpw', 'user123': USER123_PW}
+
+GREETING = b'220 gw.test ESMTP'
+AUTH_OK = b'235 2.7.0 Authentication successful'
+AUTH_BAD = b'535 5.7.8 Authentication credentials invalid'
+AUTH_NEEDED = b'530 5.7.0 Authentication required'
+AUTH_TEMPFAIL = b'454 4.7.0 Temporary authentication failure'
+
+
+def b64(s):
+    return base64.b64encode(s.encode()).decode()
+
+
+def marker(what):
+    return 'gh-%s-%s' % (what, uuid.uuid4().hex[:12])
+
+
+@pytest.fixture(scope='module')
+def user123_hash():
+    """user123 gets a real (yescrypt) hash, the others {PLAIN}."""
+    r = ctl('hash-password', stdin=USER123_PW + '\n')
+    assert r.returncode == 0, r.stderr
+    return r.stdout.strip()
+
+
+class Gateway:
+    def __init__(self, daemon, ports, directory):
+        self.daemon = daemon
+        self.ports = ports
+        self.dir = directory
+
+    def port(self, listener):
+        return self.ports[listener]
+
+    def log(self):
+        return self.daemon.text()
+
+    def alive(self):
+        return self.daemon.proc.poll() is None
+
+
+@pytest.fixture
+def gateway(user123_hash):
+    """gateway(listeners, backends, users=None) -> a running gatehoused.
+    listeners: {name: {key: value}} without listen (a free port is chosen);
+    backends: {name: {key: value}}.  Stopped (and checked to be still alive)
+    at the end of the test."""
+    started = []
+    dirs = []
+
+    def start(listeners, backends, users=None):
+        d = make_tmpdir('gh-gw-')
+        dirs.append(d)
+        if users is None:
+            users = dict(GW_USERS, user123=user123_hash)
+        upath = users_file(d / 'users', users)
+        ports = {}
+        for name, keys in listeners.items():
+            ports[name] = free_port()
+            keys.setdefault('protocol', 'smtp')
+            keys['listen'] = '127.0.0.1:%d' % ports[name]
+        conf = gateway_config(d / 'gatehouse.conf', upath, listeners, backends)
+        daemon = Daemon([str(GATEHOUSED), '-c', str(conf)], d / 'gatehoused.log')
+        gw = Gateway(daemon, ports, d)
+        started.append(gw)
+        daemon.wait_log('ready')
+        return gw
+
+    yield start
+    crashed = [gw for gw in started if not gw.alive()]
+    for gw in started:
+        gw.daemon.stop()
+    for d in dirs:
+        shutil.rmtree(d, ignore_errors=True)
+    assert not crashed, 'gatehoused died during the test:\n%s' % crashed[0].log()[-3000:]
+
+
+def xclient_backend(postfix, **extra):
+    return dict(protocol='smtp', servers='127.0.0.1:%d' % postfix.port, login='xclient', **extra)
+
+
+@pytest.fixture
+def gw(gateway, postfix):
+    """The usual gateway: mx (require_auth = no) and submission
+    (require_auth = yes), both to Postfix with XCLIENT."""
+    return gateway({'mx': dict(require_auth=False, backend='pf'),
+                    'submission': dict(require_auth=True, backend='pf')},
+                   {'pf': xclient_backend(postfix)})
+
+
+class Client:
+    """A raw SMTP client: sends lines exactly as given (with the chosen line
+    end) and reads whole (multi-line) replies."""
+
+    def __init__(self, port, eol=b'\r\n', gw=None):
+        self.sock = socket.create_connection(('127.0.0.1', port), timeout=TIMEOUT)
+        self.file = self.sock.makefile('rb')
+        self.eol = eol
+        self.gw = gw
+        self.transcript = []
+
+    def _ctx(self):
+        log = self.gw.log()[-2500:] if self.gw else ''
+        return '\n'.join(self.transcript) + '\n--- gatehoused log:\n' + log
+
+    def reply(self):
+        """The last line of the next reply (without CRLF); asserts CRLF endings."""
+        lines = []
+        while True:
+            try:
+                line = self.file.readline()
+            except socket.timeout:
+                raise AssertionError('no reply within %.0f s\n%s' % (TIMEOUT, self._ctx()))
+            self.transcript.append('S: %r' % line)
+            assert line, 'connection closed, no reply\n%s' % self._ctx()
+            assert line.endswith(b'\r\n'), 'reply not ended by CRLF: %r\n%s' % (line, self._ctx())
+            lines.append(line[:-2])
+            if line[3:4] != b'-':
+                return lines[-1]
+
+    def send(self, line):
+        if isinstance(line, str):
+            line = line.encode()
+        self.transcript.append('C: %r' % line)
+        self.sock.sendall(line + self.eol)
+
+    def cmd(self, line):
+        self.send(line)
+        return self.reply()
+
+    def expect(self, line, code):
+        """Send line, check the reply's code (int) or exact text (bytes)."""
+        r = self.cmd(line) if line is not None else self.reply()
+        if isinstance(code, bytes):
+            assert r == code, 'after %r: got %r, want %r\n%s' % (line, r, code, self._ctx())
+        else:
+            assert r[:3] == str(code).encode() and r[3:4] in (b' ', b''), \
+                'after %r: got %r, want %d\n%s' % (line, r, code, self._ctx())
+        return r
+
+    def eof(self):
+        """True once the server has closed the connection."""
+        try:
+            return self.file.read(1) == b''
+        except socket.timeout:
+            return False
+
+    def close(self):
+        try:
+            self.file.close()
+            self.sock.close()
+        except OSError:
+            pass
+
+
+def headers_and_body(msg):
+    head, _, body = msg.partition(b'\n\n')
+    return head, body
+
+
+def received(msg):
+    """Postfix's Received header (the first), unfolded."""
+    head, _ = headers_and_body(msg)
+    m = re.search(rb'^Received: .*?(?=^\S)', head + b'\nX:', re.M | re.S)
+    assert m, msg[:1000]
+    return re.sub(rb'\s+', b' ', m.group(0))
+
+
+def header(msg, name):
+    head, _ = headers_and_body(msg)
+    m = re.search(rb'^%s: (.*)$' % name.encode(), head, re.M | re.I)
+    return m.group(1) if m else None
+
+
+EOLS = pytest.mark.parametrize('eol', [b'\r\n', b'\n'], ids=['crlf', 'lf'])
+
+
+# ---------- the backends alone (tell a broken fixture from a broken gateway) ----------
+
+def test_backend_postfix_xclient(postfix):
+    subj = marker('pf-direct')
+    with smtplib.SMTP('127.0.0.1', postfix.port, timeout=TIMEOUT) as s:
+        s.ehlo('gw.test')
+        assert 'LOGIN' in s.esmtp_features['xclient'].split()
+        assert s.docmd('XCLIENT', 'ADDR=192.0.2.7 PORT=4711 HELO=client.example.org LOGIN=alice')[0] == 220
+        s.ehlo('client.example.org')
+        s.sendmail('x@example.com', ['bob@example.com'], 'Subject: %s\r\n\r\nx\r\n' % subj)
+    rcv = received(postfix.wait_message('bob', 'Subject: ' + subj))
+    assert b'[192.0.2.7]' in rcv and b'(Authenticated sender: alice)' in rcv, rcv
+
+
+def test_backend_dovecot_submission(postfix, dovecot):
+    """A user's own login and the master user's (SASL PLAIN authzid) both
+    relay to Postfix; wrong master credentials are refused."""
+    sent = []
+    for authzid, authcid, pw in (('', 'alice', 'alicepw'), ('bob', MASTER_USER, MASTER_PASSWORD)):
+        subj = marker('dc-direct')
+        with smtplib.SMTP('127.0.0.1', dovecot.submission_port, timeout=TIMEOUT) as s:
+            s.ehlo('gw.test')
+            tok = base64.b64encode(('%s\0%s\0%s' % (authzid, authcid, pw)).encode()).decode()
+            assert s.docmd('AUTH', 'PLAIN ' + tok)[0] == 235
+            s.sendmail('x@example.com', ['carol@example.com'], 'Subject: %s\r\n\r\nx\r\n' % subj)
+        sent.append((authzid or authcid, subj))
+    for user, subj in sent:
+        rcv = received(postfix.wait_message('carol', 'Subject: ' + subj))
+        assert b'(Authenticated sender: %s)' % user.encode() in rcv, rcv
+    with smtplib.SMTP('127.0.0.1', dovecot.submission_port, timeout=TIMEOUT) as s:
+        s.ehlo('gw.test')
+        tok = base64.b64encode(('bob\0%s\0wrong' % MASTER_USER).encode()).decode()
+        assert s.docmd('AUTH', 'PLAIN ' + tok)[0] == 535
+
+
+# ---------- the telnet sessions ----------
+
+@EOLS
+def test_telnet_mx_unauthenticated(gw, postfix, eol):
+    """Session 1: require_auth = no; the backend session starts at MAIL."""
+    c = Client(gw.port('mx'), eol, gw)
+    try:
+        c.expect(None, GREETING)
+        c.expect('HELO user123.example.com', 250)
+        c.expect('MAIL FROM: user123@example.com', 250)
+        c.expect('RCPT TO: test@example.com', 250)
+        c.expect('DATA', 354)
+        c.send('Hello')
+        queued = c.expect('.', 250)
+        c.expect('QUIT', 221)
+        assert c.eof()
+    finally:
+        c.close()
+    msg = postfix.wait_queued('test', queued)
+    assert header(msg, 'Return-Path') == b'<user123@example.com>'
+    assert header(msg, 'X-Original-To') == b'test@example.com'
+    assert header(msg, 'Delivered-To') == b'test@example.com'
+    assert headers_and_body(msg)[1].strip() == b'Hello'
+    rcv = received(msg)
+    # XCLIENT HELO= and ADDR= from the client, not the gateway's own EHLO
+    assert rcv.startswith(b'Received: from user123.example.com ('), rcv
+    assert b'[127.0.0.1]' in rcv, rcv
+    assert b'Authenticated sender' not in rcv, rcv
+
+
+@EOLS
+def test_telnet_submission_auth_login(gw, postfix, eol):
+    """Session 2: require_auth = yes, AUTH LOGIN (lower case, no EHLO)."""
+    c = Client(gw.port('submission'), eol, gw)
+    try:
+        c.expect(None, GREETING)
+        c.expect('auth login', b'334 VXNlcm5hbWU6')
+        c.expect(b64('user123'), b'334 UGFzc3dvcmQ6')
+        c.expect(b64(USER123_PW), AUTH_OK)
+        c.expect('MAIL FROM: user123@example.com', 250)
+        c.expect('RCPT TO: test@example.com', 250)
+        c.expect('DATA', 354)
+        c.send('Hello')
+        queued = c.expect('.', 250)
+        c.expect('quit', 221)
+        assert c.eof()
+    finally:
+        c.close()
+    msg = postfix.wait_queued('test', queued)
+    assert header(msg, 'Return-Path') == b'<user123@example.com>'
+    assert header(msg, 'X-Original-To') == b'test@example.com'
+    assert headers_and_body(msg)[1].strip() == b'Hello'
+    rcv = received(msg)
+    assert b'(Authenticated sender: user123)' in rcv, rcv
+    assert b'[127.0.0.1]' in rcv, rcv
+    assert b'with ESMTPA' in rcv, rcv
+
+
+@EOLS
+def test_telnet_submission_wrong_password(gw, postfix, eol):
+    """Session 3: a wrong password is refused, and so is MAIL after it."""
+    c = Client(gw.port('submission'), eol, gw)
+    try:
+        c.expect(None, GREETING)
+        c.expect('auth login', b'334 VXNlcm5hbWU6')
+        c.expect(b64('user123'), b'334 UGFzc3dvcmQ6')
+        c.expect(b64(USER123_PW + 'x'), AUTH_BAD)
+        c.expect('MAIL FROM: user123@example.com', AUTH_NEEDED)
+        c.expect('QUIT', 221)
+        assert c.eof()
+    finally:
+        c.close()
+
+
+# ---------- real clients ----------
+
+def swaks(port, *args, timeout=30):
+    return subprocess.run(['swaks', '--server', '127.0.0.1:%d' % port, '--timeout', '10'] + list(args),
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.parametrize('pipeline', [False, True], ids=['plain', 'pipeline'])
+@pytest.mark.parametrize('mech', ['LOGIN', 'PLAIN'])
+def test_swaks(gw, postfix, mech, pipeline):
+    subj = marker('swaks-%s-%s' % (mech, pipeline))
+    args = ['--to', 'alice@example.com', '--from', 'x@example.com', '--auth', mech,
+            '--auth-user', 'bob', '--auth-password', 'bobpw', '--header', 'Subject: ' + subj]
+    if pipeline:
+        args.append('--pipeline')
+    r = swaks(gw.port('submission'), *args)
+    assert r.returncode == 0, r.stdout + r.stderr + '\n--- gatehoused log:\n' + gw.log()[-2500:]
+    msg = postfix.wait_message('alice', 'Subject: ' + subj)
+    assert b'(Authenticated sender: bob)' in received(msg)
+    assert header(msg, 'Return-Path') == b'<x@example.com>'
+
+
+def test_swaks_wrong_password(gw):
+    r = swaks(gw.port('submission'), '--to', 'alice@example.com', '--from', 'x@example.com',
+              '--auth', 'LOGIN', '--auth-user', 'bob', '--auth-password', 'nope')
+    assert r.returncode == 28, r.stdout + r.stderr     # swaks: AUTH failed
+    assert '535 5.7.8 Authentication credentials invalid' in r.stdout
+
+
+def test_swaks_mx_pipeline(gw, postfix):
+    """require_auth = no with MAIL, RCPT and DATA pipelined: the backend is
+    joined at MAIL, and the rest follows."""
+    subj = marker('swaks-mx')
+    r = swaks(gw.port('mx'), '--to', 'carol@example.com', '--from', 'x@example.net',
+              '--ehlo', 'mx-client.example.org', '--header', 'Subject: ' + subj, '--pipeline')
+    assert r.returncode == 0, r.stdout + r.stderr + '\n--- gatehoused log:\n' + gw.log()[-2500:]
+    rcv = received(postfix.wait_message('carol', 'Subject: ' + subj))
+    assert rcv.startswith(b'Received: from mx-client.example.org ('), rcv
+    assert b'Authenticated sender' not in rcv
+
+
+def test_smtplib(gw, postfix):
+    subj = marker('smtplib')
+    with smtplib.SMTP('127.0.0.1', gw.port('submission'), timeout=TIMEOUT) as s:
+        code, greet = s.ehlo('smtplib.example.org')
+        assert code == 250
+        assert 'auth' in s.esmtp_features
+        s.login('carol', 'carolpw')
+        refused = s.sendmail('carol@example.com', ['bob@example.com', 'alice@example.com'],
+                             'Subject: %s\r\n\r\nbody\r\n' % subj)
+        assert refused == {}
+    for user in ('bob', 'alice'):
+        msg = postfix.wait_message(user, 'Subject: ' + subj)
+        rcv = received(msg)
+        assert b'(Authenticated sender: carol)' in rcv, rcv
+        assert rcv.startswith(b'Received: from smtplib.example.org ('), rcv
+        assert header(msg, 'Return-Path') == b'<carol@example.com>'
+
+
+def test_smtplib_refusals_are_backend_replies(gw, postfix):
+    """After AUTH the replies are Postfix's own: an unknown mailbox is
+    refused with Postfix's 550 5.1.1."""
+    with smtplib.SMTP('127.0.0.1', gw.port('submission'), timeout=TIMEOUT) as s:
+        s.ehlo('x.example.org')
+        s.login('alice', 'alicepw')
+        assert s.mail('alice@example.com')[0] == 250
+        code, text = s.rcpt('nosuchuser@example.com')
+        assert code == 550 and b'5.1.1' in text and b'User unknown in virtual mailbox table' in text
+        assert s.noop()[0] == 250
+
+
+@pytest.mark.parametrize('mech', ['LOGIN', 'PLAIN'])
+def test_curl(gw, postfix, mech):
+    subj = marker('curl-' + mech)
+    f = gw.dir / 'mail.txt'
+    f.write_text('From: alice@example.com\r\nTo: carol@example.com\r\nSubject: %s\r\n\r\ncurl body\r\n' % subj)
+    r = subprocess.run(['curl', '-sS', '--max-time', '20', 'smtp://127.0.0.1:%d' % gw.port('submission'),
+                        '--mail-from', 'alice@example.com', '--mail-rcpt', 'carol@example.com',
+                        '--upload-file', str(f), '--user', 'alice:alicepw',
+                        '--login-options', 'AUTH=' + mech],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stdout + r.stderr + '\n--- gatehoused log:\n' + gw.log()[-2500:]
+    msg = postfix.wait_message('carol', 'Subject: ' + subj)
+    assert b'(Authenticated sender: alice)' in received(msg)
+    assert b'curl body' in headers_and_body(msg)[1]
+
+
+# ---------- backend login methods ----------
+
+def test_login_xclient_postfix(gateway, postfix):
+    gw = gateway({'sub': dict(require_auth=True, backend='pf')}, {'pf': xclient_backend(postfix)})
+    subj = marker('xclient')
+    with smtplib.SMTP('127.0.0.1', gw.port('sub'), timeout=TIMEOUT) as s:
+        s.ehlo('xc-client.example.org')
+        s.login('carol', 'carolpw')
+        s.sendmail('carol@example.com', ['alice@example.com'], 'Subject: %s\r\n\r\nx\r\n' % subj)
+    rcv = received(postfix.wait_message('alice', 'Subject: ' + subj))
+    # one hop only: Postfix saw the client (HELO, address) and the login via XCLIENT
+    assert rcv.startswith(b'Received: from xc-client.example.org (')
+    assert b'[127.0.0.1]' in rcv and b'(Authenticated sender: carol)' in rcv
+    assert b'by backend-mta.example.test (Postfix) with ESMTPA' in rcv
+
+
+def test_login_passthrough_dovecot(gateway, postfix, dovecot):
+    gw = gateway({'sub': dict(require_auth=True, backend='dc')},
+                 {'dc': dict(protocol='smtp', servers='127.0.0.1:%d' % dovecot.submission_port,
+                             login='passthrough')})
+    subj = marker('passthrough')
+    with smtplib.SMTP('127.0.0.1', gw.port('sub'), timeout=TIMEOUT) as s:
+        s.ehlo('pt-client.example.org')
+        s.login('carol', 'carolpw')
+        s.sendmail('carol@example.com', ['bob@example.com'], 'Subject: %s\r\n\r\nx\r\n' % subj)
+    msg = postfix.wait_message('bob', 'Subject: ' + subj)
+    head, _ = headers_and_body(msg)
+    assert b'(Authenticated sender: carol)' in received(msg)     # Dovecot's XCLIENT to Postfix
+    assert b'by backend.example.test with ESMTPA' in head          # Dovecot's own Received
+    log = wait_for(lambda: 'Login: user=<carol>' in dovecot.log_text() and dovecot.log_text(),
+                   what='carol logged in at dovecot')
+    assert 'Master user logging in as carol' not in log
+
+
+def test_login_master_dovecot(gateway, postfix, dovecot):
+    """login = master: the gateway logs in to Dovecot as proxy (SASL authzid =
+    the user).  The user's gateway password differs from the Dovecot one, so a
+    passthrough login could not succeed."""
+    d = make_tmpdir('gh-master-')
+    try:
+        pwfile = d / 'master-password'
+        pwfile.write_text(MASTER_PASSWORD + '\n')
+        gw = gateway({'sub': dict(require_auth=True, backend='dc')},
+                     {'dc': dict(protocol='smtp', servers='127.0.0.1:%d' % dovecot.submission_port,
+                                 login='master', master_user=MASTER_USER,
+                                 master_password_file=str(pwfile))},
+                     users={'bob': 'bob-gateway-only-pw'})
+        subj = marker('master')
+        with smtplib.SMTP('127.0.0.1', gw.port('sub'), timeout=TIMEOUT) as s:
+            s.ehlo('m-client.example.org')
+            s.login('bob', 'bob-gateway-only-pw')
+            s.sendmail('bob@example.com', ['carol@example.com'], 'Subject: %s\r\n\r\nx\r\n' % subj)
+        msg = postfix.wait_message('carol', 'Subject: ' + subj)
+        assert b'(Authenticated sender: bob)' in received(msg)
+        assert b'by backend.example.test with ESMTPA' in headers_and_body(msg)[0]
+        wait_for(lambda: 'Master user logging in as bob' in dovecot.log_text(),
+                 what='master login at dovecot')
+        assert 'Login: user=<bob>' in dovecot.log_text()
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+# ---------- failures ----------
+
+def test_backend_down(gateway, postfix):
+    dead = free_port()        # bound and closed: connections are refused
+    gw = gateway({'down': dict(require_auth=True, backend='dead'),
+                  'up': dict(require_auth=True, backend='pf')},
+                 {'dead': dict(protocol='smtp', servers='127.0.0.1:%d' % dead, login='xclient'),
+                  'pf': xclient_backend(postfix)})
+    for mech in ('PLAIN', 'LOGIN'):
+        c = Client(gw.port('down'), gw=gw)
+        try:
+            c.expect(None, GREETING)
+            c.expect('EHLO client.example.org', 250)
+            if mech == 'PLAIN':
+                c.expect('AUTH PLAIN ' + b64('\0alice\0alicepw'), AUTH_TEMPFAIL)
+            else:
+                c.expect('AUTH LOGIN', b'334 VXNlcm5hbWU6')
+                c.expect(b64('alice'), b'334 UGFzc3dvcmQ6')
+                c.expect(b64('alicepw'), AUTH_TEMPFAIL)
+            c.expect('MAIL FROM:<alice@example.com>', AUTH_NEEDED)
+            c.expect('QUIT', 221)
+        finally:
+            c.close()
+    # right after: the gateway still serves a working listener
+    subj = marker('after-down')
+    with smtplib.SMTP('127.0.0.1', gw.port('up'), timeout=TIMEOUT) as s:
+        s.ehlo('c.example.org')
+        s.login('alice', 'alicepw')
+        s.sendmail('alice@example.com', ['bob@example.com'], 'Subject: %s\r\n\r\nx\r\n' % subj)
+    assert b'(Authenticated sender: alice)' in received(postfix.wait_message('bob', 'Subject: ' + subj))
+
+
+def test_first_server_down_next_is_used(gateway, postfix):
+    """servers = DEAD PF and PF DEAD: each user's hash picks its first server,
+    so for every user one of the two orders starts with the dead one."""
+    dead = free_port()
+    gw = gateway({'ab': dict(require_auth=True, backend='ab'),
+                  'ba': dict(require_auth=True, backend='ba')},
+                 {'ab': xclient_backend(postfix) | dict(servers='127.0.0.1:%d 127.0.0.1:%d' % (dead, postfix.port)),
+                  'ba': xclient_backend(postfix) | dict(servers='127.0.0.1:%d 127.0.0.1:%d' % (postfix.port, dead))})
+    sent = []
+    for listener in ('ab', 'ba'):
+        for user in ('alice', 'bob', 'carol', 'user123'):
+            pw = USER123_PW if user == 'user123' else GW_USERS[user]
+            subj = marker('failover-%s-%s' % (listener, user))
+            with smtplib.SMTP('127.0.0.1', gw.port(listener), timeout=TIMEOUT) as s:
+                s.ehlo('f.example.org')
+                s.login(user, pw)
+                s.sendmail('%s@example.com' % user, ['carol@example.com'], 'Subject: %s\r\n\r\nx\r\n' % subj)
+            sent.append((user, subj))
+    for user, subj in sent:
+        msg = postfix.wait_message('carol', 'Subject: ' + subj)
+        assert b'(Authenticated sender: %s)' % user.encode() in received(msg)
+    # the dead server really was tried (and failed over from)
+    assert '127.0.0.1:%d' % dead in gw.log(), gw.log()[-3000:]
+
+
+def test_client_vanishes_mid_data(gw, postfix):
+    lost = re.compile(r'lost connection after DATA \(\d+ bytes\)')
+    lost_before = len(lost.findall(postfix.log_text()))
+    subj = marker('vanish')
+    c = Client(gw.port('submission'), gw=gw)
+    try:
+        c.expect(None, GREETING)
+        c.expect('EHLO v.example.org', 250)
+        c.expect('AUTH PLAIN ' + b64('\0alice\0alicepw'), AUTH_OK)
+        c.expect('MAIL FROM:<alice@example.com>', 250)
+        c.expect('RCPT TO:<bob@example.com>', 250)
+        c.expect('DATA', 354)
+        c.sock.sendall(b'Subject: %s\r\n\r\nfirst line\r\nsecond line, no end' % subj.encode())
+        time.sleep(0.2)
+    finally:
+        c.close()
+    # Postfix sees the connection go away in DATA and discards the message
+    wait_for(lambda: len(lost.findall(postfix.log_text())) > lost_before,
+             timeout=15, what='postfix: lost connection after DATA\n' + postfix.log_text()[-2000:])
+    # the gateway still works, and only the second message arrives
+    subj2 = marker('after-vanish')
+    with smtplib.SMTP('127.0.0.1', gw.port('submission'), timeout=TIMEOUT) as s:
+        s.ehlo('c.example.org')
+        s.login('alice', 'alicepw')
+        s.sendmail('alice@example.com', ['bob@example.com'], 'Subject: %s\r\n\r\nx\r\n' % subj2)
+    postfix.wait_message('bob', 'Subject: ' + subj2)
+    time.sleep(1)
+    assert postfix.find_messages(subj) == []
