@@ -80,6 +80,13 @@ class Daemon:
     stderr in a log file the test can read."""
 
     def __init__(self, argv, log_path, env=None):
+        argv = [str(a) for a in argv]
+        # GH_IT_VALGRIND=1: every gatehoused the tests start runs under
+        # valgrind; a memory error or leak makes it exit 99, which stop()
+        # turns into a test failure
+        self.valgrind = bool(os.environ.get('GH_IT_VALGRIND')) and argv[0] == str(GATEHOUSED)
+        if self.valgrind:
+            argv = VALGRIND + argv
         self.log_path = Path(log_path)
         self.log = open(self.log_path, 'w')
         self.proc = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT,
@@ -99,11 +106,14 @@ class Daemon:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
-                self.proc.wait(timeout)
+                self.proc.wait(timeout * (4 if self.valgrind else 1))
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        self.log.close()
+        if not self.log.closed:
+            self.log.close()
+        if self.valgrind and self.proc.returncode == 99:
+            raise AssertionError('valgrind found errors in gatehoused:\n%s' % self.text()[-6000:])
         return self.proc.returncode
 
 
