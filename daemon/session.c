@@ -12,6 +12,7 @@
 #include "log.h"
 #include "session-private.h"
 #include "smtp-session.h"
+#include "imap-session.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -64,11 +65,14 @@ send_line(GhSession *s, const char *line)
 	}
 }
 
+static void session_timer_stop(GhSession *s);
+
 void
 gh_session_free(GhSession *s)
 {
 	if (s->ops != NULL && s->ops->free != NULL)
 		s->ops->free(s);
+	session_timer_stop(s);
 	gh_worker_session_removed(s->worker, s);
 	gh_conn_free(s->conn);
 	g_atomic_int_add(&s->listener->n_sessions, -1);
@@ -127,14 +131,10 @@ gh_session_start(
 		gh_session_free(s);
 		return;
 	}
-	if (s->lc->protocol == GH_PROTO_SMTP) {
+	if (s->lc->protocol == GH_PROTO_SMTP)
 		gh_smtp_session_begin(s);
-		return;
-	}
-	line = g_strdup_printf("* OK [CAPABILITY IMAP4rev1] %s ready.\r\n", s->config->hostname);
-	send_line(s, line);
-	/* The IMAP front end is not part of this version: greet, close. */
-	gh_session_free(s);
+	else
+		gh_imap_session_begin(s);
 }
 
 void
@@ -158,4 +158,248 @@ void
 gh_session_abort(GhSession *session)
 {
 	gh_session_free(session);
+}
+
+/* ------------------------------------------- what every front end does alike */
+
+static void
+session_timer_stop(GhSession *s)
+{
+	if (s->timer != NULL) {
+		g_source_destroy(s->timer);
+		g_source_unref(s->timer);
+		s->timer = NULL;
+	}
+}
+
+static gboolean
+on_session_timer(gpointer data)
+{
+	GhSession *s = data;
+	GSourceFunc func = s->timer_func;
+	g_source_unref(s->timer);
+	s->timer = NULL;
+	func(s);
+	return G_SOURCE_REMOVE;
+}
+
+void
+gh_session_set_timer(GhSession *s, guint ms, GSourceFunc func)
+{
+	session_timer_stop(s);
+	if (ms == 0)
+		return;
+	/* milliseconds: a seconds timer may fire up to a second early */
+	s->timer = g_timeout_source_new(ms);
+	s->timer_func = func;
+	g_source_set_callback(s->timer, on_session_timer, s, NULL);
+	g_source_attach(s->timer, s->worker->context);
+}
+
+static gboolean
+on_close_deadline(gpointer data)
+{
+	gh_session_free(data);
+	return G_SOURCE_REMOVE;
+}
+
+void
+gh_session_close_after_flush(GhSession *s)
+{
+	s->closing = TRUE;
+	gh_session_set_timer(s, GH_SESSION_CLOSE_TIMEOUT * 1000, on_close_deadline);
+}
+
+void
+gh_session_say(GhSession *s, const char *format, ...)
+{
+	va_list ap;
+	g_autofree char *text = NULL;
+	va_start(ap, format);
+	text = g_strdup_vprintf(format, ap);
+	va_end(ap);
+	/* out_max is far above GH_SESSION_OUT_SOFT: a reply always fits */
+	(void)gh_conn_queue(s->conn, text, strlen(text));
+	(void)gh_conn_queue(s->conn, "\r\n", 2);
+}
+
+gboolean
+gh_session_plaintext_allowed(GhSession *s)
+{
+	switch (s->lc->plaintext_auth) {
+	case GH_PLAINTEXT_ALWAYS:
+		return TRUE;
+	case GH_PLAINTEXT_TLS:
+		return FALSE; /* no TLS on the client side in this version */
+	case GH_PLAINTEXT_TRUSTED:
+		return s->trusted;
+	}
+	return FALSE;
+}
+
+gboolean
+gh_session_update_watch(GhSession *s)
+{
+	GhConn *c = s->conn;
+	gboolean reading;
+	GIOCondition want = 0;
+
+	if (c == NULL)
+		return TRUE; /* the relay has it */
+	if (c->error != 0) {
+		g_debug("session %s: %s: %s", s->id, s->remote, g_strerror(c->error));
+		gh_session_free(s);
+		return FALSE;
+	}
+	reading = !s->closing && s->ops->reading(s);
+	if (c->eof && reading && gh_conn_pending(c) < GH_SESSION_OUT_SOFT) {
+		/* (below the soft limit, process() has served every whole line)
+		 * the client closed, or half-closed after its last command:
+		 * answer what it sent, then close; an unfinished login is dropped */
+		g_debug("session %s: %s closed the connection", s->id, s->remote);
+		gh_session_close_after_flush(s);
+	}
+	if (s->closing) {
+		if (gh_conn_flush(c) || c->error != 0) {
+			gh_session_free(s);
+			return FALSE;
+		}
+		gh_conn_want(c, G_IO_OUT);
+		return TRUE;
+	}
+	if (reading && !c->eof && c->in->len < c->in_max &&
+	    gh_conn_pending(c) < GH_SESSION_OUT_SOFT)
+		want |= G_IO_IN;
+	if (gh_conn_pending(c) > 0)
+		want |= G_IO_OUT;
+	gh_conn_want(c, want);
+	return TRUE;
+}
+
+static void
+on_client(GhConn *c, GIOCondition cond, gpointer data)
+{
+	GhSession *s = data;
+	gboolean reading = !s->closing && s->ops->reading(s);
+	(void)cond;
+	if (gh_conn_pending(c) > 0)
+		(void)gh_conn_flush(c);
+	if (reading)
+		(void)gh_conn_fill(c);
+	if (reading)
+		s->ops->process(s);
+	else
+		(void)gh_session_update_watch(s);
+}
+
+void
+gh_session_watch_client(GhSession *s)
+{
+	gh_conn_set_callback(s->conn, on_client, s);
+}
+
+void
+gh_login_clear(GhLogin *l)
+{
+	if (l->pending != NULL) {
+		gh_auth_pending_cancel(l->pending);
+		l->pending = NULL;
+	}
+	g_clear_pointer(&l->tag, g_free);
+	g_clear_pointer(&l->user, g_free);
+	g_clear_pointer(&l->password, gh_secret_free);
+	g_clear_pointer(&l->canonical, g_free);
+	g_clear_pointer(&l->route, g_free);
+	g_clear_pointer(&l->module, g_free);
+	g_clear_pointer(&l->instance, g_free);
+	if (l->auth_set != NULL) {
+		gh_auth_set_unref(l->auth_set);
+		l->auth_set = NULL;
+	}
+	l->mech = NULL;
+	l->cached = FALSE;
+}
+
+void
+gh_login_verify(GhSession *s, GhLogin *l, const char *service, GhAuthDone done, gpointer data)
+{
+	gsize pw_len = 0;
+	const char *pw = gh_secret_get(l->password, &pw_len);
+	GhAuthRequest req = {
+	    .user = l->user,
+	    .password = pw,
+	    .password_len = pw_len,
+	    .service = service,
+	    .listener = s->lc->name,
+	    .remote_addr = s->remote,
+	    .remote_port = s->remote_port,
+	    .local_addr = s->local,
+	    .local_port = s->local_port,
+	    .tls = FALSE,
+	    .session_id = s->id,
+	};
+	gh_session_set_timer(s, 0, NULL);
+	l->auth_set = gh_server_get_auth_set(s->worker->server);
+	l->pending = gh_auth_verify_async(l->auth_set, (const char *const *)s->lc->auth, &req, 0,
+					  s->worker->context, done, data);
+}
+
+void
+gh_login_take_outcome(GhLogin *l, const GhAuthOutcome *o)
+{
+	l->pending = NULL;
+	l->instance = g_strdup(o->instance);
+	l->module = g_strdup(o->module);
+	l->cached = o->cached;
+	l->auth_us = o->elapsed_us;
+	if (o->verdict == GH_AUTH_OK) {
+		l->canonical = g_strdup(o->canonical_user);
+		l->route = g_strdup(o->route);
+	}
+}
+
+void
+gh_login_log(GhSession *s,
+	     const GhLogin *l,
+	     const char *protocol,
+	     const char *verdict,
+	     const char *reason,
+	     gint64 elapsed_us)
+{
+	GhLoginLog line = {
+	    .session_id = s->id,
+	    .protocol = protocol,
+	    .listener = s->lc->name,
+	    .remote = s->remote,
+	    .user = l->user,
+	    .mechanism = l->mech,
+	    .tls = "no",
+	    .instance = l->instance,
+	    .module = l->module,
+	    .verdict = verdict,
+	    .reason = reason,
+	    .backend = l->backend_server,
+	    .cached = l->cached,
+	    .elapsed_us = elapsed_us,
+	};
+	gh_log_login(&line);
+}
+
+void
+gh_session_log_end(GhSession *s,
+		   const char *protocol,
+		   const GhLogin *l,
+		   const char *why,
+		   guint64 client_bytes,
+		   guint64 backend_bytes)
+{
+	g_autofree char *user = l->canonical != NULL
+				    ? gh_log_escape(l->canonical, strlen(l->canonical), 256)
+				    : g_strdup("-");
+	g_message("session end: session=%s proto=%s listener=%s remote=%s user=\"%s\" "
+		  "backend=%s client_bytes=%" G_GUINT64_FORMAT " backend_bytes=%" G_GUINT64_FORMAT
+		  " duration=%.1fs reason=\"%s\"",
+		  s->id, protocol, s->lc->name, s->remote, user,
+		  l->backend_server != NULL ? l->backend_server : "-", client_bytes, backend_bytes,
+		  (double)(g_get_monotonic_time() - s->started_us) / G_USEC_PER_SEC, why);
 }

@@ -10,27 +10,17 @@
 #include "gh-build.h"
 
 #include "smtp-backend.h"
+#include "backend-connect.h"
 #include "log.h"
 #include "sasl.h"
 #include "smtp-parser.h"
 
-#include <errno.h>
-#include <gio/gio.h>
-#include <glib-unix.h>
 #include <string.h>
-#include <unistd.h>
 
 #define GH_BACKEND_IN_MAX (64 * 1024)
 #define GH_BACKEND_OUT_MAX (64 * 1024)
 /* an EHLO reply is a few hundred bytes; anything near this is not an MTA */
 #define GH_BACKEND_REPLY_MAX (16 * 1024)
-
-/* GIO calls the connect callback even after cancellation, when the backend
- * may be freed already.  Each connect attempt therefore gets a ticket that
- * says whether the backend still waits for it; the callback frees it. */
-typedef struct {
-	struct _GhSmtpBackend *b; /* NULL once the backend gave up on this attempt */
-} Ticket;
 
 typedef enum {
 	ST_CONNECT,
@@ -58,33 +48,13 @@ struct _GhSmtpBackend {
 	char *hostname;
 	char *session_id;
 
-	GPtrArray *servers; /* of char* "host:port", in the order to try */
-	guint next_server;
-	char *server; /* the one being tried */
+	GhConnector *connector;
 	char *last_error;
 
 	State state;
-	GCancellable *cancellable;
-	Ticket *ticket; /* of the connect in flight, or NULL */
-	GSocketClient *client;
 	GhConn *conn;
 	GSource *timer;
 };
-
-guint
-gh_backend_first_server(const char *key, guint n)
-{
-	/* FNV-1a: stable across runs and builds (g_str_hash is too, but says
-	 * nothing about it) */
-	guint32 h = 2166136261u;
-	if (n == 0)
-		return 0;
-	for (const char *p = key != NULL ? key : ""; *p != '\0'; p++) {
-		h ^= (guint8)*p;
-		h *= 16777619u;
-	}
-	return h % n;
-}
 
 static void
 backend_free(GhSmtpBackend *b)
@@ -93,13 +63,7 @@ backend_free(GhSmtpBackend *b)
 		g_source_destroy(b->timer);
 		g_source_unref(b->timer);
 	}
-	if (b->ticket != NULL)
-		b->ticket->b = NULL;
-	if (b->cancellable != NULL) {
-		g_cancellable_cancel(b->cancellable);
-		g_object_unref(b->cancellable);
-	}
-	g_clear_object(&b->client);
+	gh_connector_free(b->connector);
 	gh_conn_free(b->conn);
 	gh_secret_free(b->password);
 	g_free(b->route);
@@ -109,8 +73,6 @@ backend_free(GhSmtpBackend *b)
 	g_free(b->client_helo);
 	g_free(b->hostname);
 	g_free(b->session_id);
-	g_ptr_array_unref(b->servers);
-	g_free(b->server);
 	g_free(b->last_error);
 	g_free(b);
 }
@@ -122,7 +84,7 @@ gh_smtp_backend_cancel(GhSmtpBackend *b)
 		backend_free(b);
 }
 
-static void try_next_server(GhSmtpBackend *b);
+static void on_connected(int fd, const char *server, const char *error, gpointer data);
 
 static void
 stop_timer(GhSmtpBackend *b)
@@ -138,7 +100,7 @@ static void
 finish(GhSmtpBackend *b, gboolean ok)
 {
 	GhConn *conn = NULL;
-	g_autofree char *server = g_strdup(b->server);
+	g_autofree char *server = g_strdup(gh_connector_server(b->connector));
 	g_autofree char *error = g_strdup(b->last_error);
 	GhSmtpBackendDone cb = b->callback;
 	gpointer data = b->user_data;
@@ -168,14 +130,12 @@ server_failed(GhSmtpBackend *b, gboolean retry, const char *format, ...)
 	msg = g_strdup_vprintf(format, ap);
 	va_end(ap);
 	g_free(b->last_error);
-	b->last_error = g_strdup_printf("%s: %s", b->server, msg);
+	b->last_error = g_strdup_printf("%s: %s", gh_connector_server(b->connector), msg);
 	g_message("session %s: backend %s", b->session_id, b->last_error);
 	stop_timer(b);
 	gh_conn_free(b->conn);
 	b->conn = NULL;
-	if (retry && b->next_server < b->servers->len)
-		try_next_server(b);
-	else
+	if (!retry || !gh_connector_next(b->connector, on_connected, b))
 		finish(b, FALSE);
 }
 
@@ -185,11 +145,6 @@ on_timeout(gpointer data)
 	GhSmtpBackend *b = data;
 	g_source_unref(b->timer);
 	b->timer = NULL;
-	if (b->state == ST_CONNECT && b->cancellable != NULL) {
-		/* the connect callback reports the cancellation as a timeout */
-		g_cancellable_cancel(b->cancellable);
-		return G_SOURCE_REMOVE;
-	}
 	server_failed(b, TRUE, "no reply within %u s", b->bc->connect_timeout);
 	return G_SOURCE_REMOVE;
 }
@@ -287,18 +242,11 @@ after_ehlo(GhSmtpBackend *b, const GhSmtpReply *ehlo)
 			b64 = gh_sasl_plain_encode(NULL, b->login_user, b->password);
 		} else {
 			g_autoptr(GError) error = NULL;
-			char *text = NULL;
-			gsize len = 0;
-			g_autoptr(GhSecret) master = NULL;
-			if (!g_file_get_contents(b->bc->master_password_file, &text, &len,
-						 &error)) {
+			g_autoptr(GhSecret) master = gh_backend_master_password(b->bc, &error);
+			if (master == NULL) {
 				server_failed(b, FALSE, "master_password_file: %s", error->message);
 				return;
 			}
-			/* one line; the newline an editor adds is not part of it */
-			while (len > 0 && (text[len - 1] == '\n' || text[len - 1] == '\r'))
-				text[--len] = '\0';
-			master = gh_secret_new_take(text, len);
 			b64 = gh_sasl_plain_encode(b->user, b->bc->master_user, master);
 		}
 		line = g_strdup_printf("AUTH PLAIN %s\r\n", b64);
@@ -399,64 +347,25 @@ on_conn(GhConn *conn, GIOCondition cond, gpointer data)
 }
 
 static void
-on_connected(GObject *source, GAsyncResult *result, gpointer data)
+on_connected(int fd, const char *server, const char *error, gpointer data)
 {
-	g_autoptr(GError) error = NULL;
-	g_autoptr(GSocketConnection) sc =
-	    g_socket_client_connect_to_host_finish(G_SOCKET_CLIENT(source), result, &error);
-	Ticket *ticket = data;
-	GhSmtpBackend *b = ticket->b;
-	int fd;
-
-	g_free(ticket);
-	if (b == NULL)
-		return; /* the session went away meanwhile */
-	b->ticket = NULL;
-	g_clear_object(&b->cancellable);
-	if (sc == NULL) {
-		/* our own cancellation means the timer fired */
-		gboolean timed_out = g_error_matches(error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
-		server_failed(b, TRUE, "connect: %s", timed_out ? "timed out" : error->message);
+	GhSmtpBackend *b = data;
+	(void)server;
+	if (fd < 0) {
+		server_failed(b, TRUE, "%s", error);
 		return;
 	}
+	b->conn = gh_conn_new(fd, b->context, GH_BACKEND_IN_MAX, GH_BACKEND_OUT_MAX);
 	if (b->bc->tls != GH_TLS_NONE) {
 		server_failed(b, FALSE,
 			      "tls = %s towards backends is not supported by this version",
 			      gh_tls_mode_to_string(b->bc->tls));
 		return;
 	}
-	/* the session relays on a plain fd; GIO's objects are done with */
-	fd = dup(g_socket_get_fd(g_socket_connection_get_socket(sc)));
-	(void)g_io_stream_close(G_IO_STREAM(sc), NULL, NULL);
-	if (fd < 0) {
-		server_failed(b, TRUE, "dup: %s", g_strerror(errno));
-		return;
-	}
-	(void)g_unix_set_fd_nonblocking(fd, TRUE, NULL);
-	b->conn = gh_conn_new(fd, b->context, GH_BACKEND_IN_MAX, GH_BACKEND_OUT_MAX);
 	gh_conn_set_callback(b->conn, on_conn, b);
 	b->state = ST_GREETING;
 	start_timer(b);
 	gh_conn_want(b->conn, G_IO_IN);
-}
-
-static void
-try_next_server(GhSmtpBackend *b)
-{
-	g_free(b->server);
-	b->server = g_strdup(g_ptr_array_index(b->servers, b->next_server));
-	b->next_server++;
-	b->state = ST_CONNECT;
-	b->cancellable = g_cancellable_new();
-	b->ticket = g_new0(Ticket, 1);
-	b->ticket->b = b;
-	if (b->client == NULL) {
-		b->client = g_socket_client_new();
-		g_socket_client_set_enable_proxy(b->client, FALSE);
-	}
-	start_timer(b);
-	g_socket_client_connect_to_host_async(b->client, b->server, 25, b->cancellable,
-					      on_connected, b->ticket);
 }
 
 GhSmtpBackend *
@@ -484,21 +393,8 @@ gh_smtp_backend_connect(const GhSmtpBackendParams *p,
 	b->client_esmtp = p->client_esmtp;
 	b->hostname = g_strdup(p->hostname);
 	b->session_id = g_strdup(p->session_id);
-	b->servers = g_ptr_array_new_with_free_func(g_free);
-	if (p->route != NULL && *p->route != '\0') {
-		g_ptr_array_add(b->servers, g_strdup(p->route));
-	} else {
-		guint n = b->bc->servers->len;
-		guint first = gh_backend_first_server(p->hash_key, n);
-		for (guint i = 0; i < n; i++) {
-			const GhHostPort *hp =
-			    &g_array_index(b->bc->servers, GhHostPort, (first + i) % n);
-			g_ptr_array_add(b->servers,
-					strchr(hp->host, ':') != NULL
-					    ? g_strdup_printf("[%s]:%u", hp->host, hp->port)
-					    : g_strdup_printf("%s:%u", hp->host, hp->port));
-		}
-	}
-	try_next_server(b);
+	b->connector = gh_connector_new(b->bc, p->route, p->hash_key, context);
+	b->state = ST_CONNECT;
+	(void)gh_connector_next(b->connector, on_connected, b);
 	return b;
 }

@@ -28,7 +28,7 @@ typedef struct {
 	const GhBackendConfig *backend;
 	const char *route;      /* "host:port" from the auth result, overrides servers; or NULL */
 	const char *user;       /* canonical user (LOGIN=, authzid), NULL when not authenticated */
-	const char *login_user; /* the name the client logged in with (passthrough) */
+	const char *login_user; /* passthrough: the name to log in with (the canonical user) */
 	const GhSecret *password; /* the client's password (passthrough), copied */
 	const char *client_addr;  /* textual address */
 	guint16 client_port;
@@ -53,8 +53,3 @@ GhSmtpBackend *gh_smtp_backend_connect(const GhSmtpBackendParams *params,
 				       gpointer user_data);
 /* The callback will not run; everything is freed.  Worker thread. */
 void gh_smtp_backend_cancel(GhSmtpBackend *backend);
-
-/* The order in which servers are tried: a permutation of 0..n-1 starting at
- * a stable hash of `key` (so one user lands on one server while it is up),
- * then the following ones in turn.  Exposed for tests. */
-guint gh_backend_first_server(const char *key, guint n);

@@ -26,11 +26,6 @@
 
 #include <string.h>
 
-/* replies queued beyond this wait until the client reads (a client that
- * pipelines thousands of commands and reads nothing) */
-#define GH_SMTP_OUT_SOFT (16 * 1024)
-/* a client that does not read our last reply is not waited for forever */
-#define GH_SMTP_CLOSE_TIMEOUT 10
 /* RFC 5321 4.5.3.1.2: a domain is at most 255 octets */
 #define GH_SMTP_MAX_HELO 255
 
@@ -42,7 +37,6 @@ typedef enum {
 	P_VERIFYING,
 	P_BACKEND,
 	P_RELAY,
-	P_CLOSING,
 } Phase;
 
 typedef struct {
@@ -54,28 +48,12 @@ typedef struct {
 	guint auth_failures;
 	gboolean discarding; /* dropping the rest of an over-long line */
 	gboolean mx_join;    /* joining the backend at MAIL, unauthenticated */
-
-	/* the login in progress */
-	const char *mech;
-	char *user; /* as the client sent it */
-	GhSecret *password;
-	GhAuthPending *pending;
-	GhAuthSet *auth_set;
-	char *canonical;
-	char *route;
-	char *module;
-	char *instance;
-	gboolean cached;
-	gint64 auth_us;
-
+	GhLogin login;
 	GhSmtpBackend *backend;
-	char *backend_server;
 	GhRelay *relay;
-	GSource *timer; /* idle timeout, or the closing deadline */
 } Smtp;
 
 static void process(Smtp *m);
-static void update_watch(Smtp *m);
 
 /* ------------------------------------------------------------ helpers */
 
@@ -85,75 +63,37 @@ hostname(Smtp *m)
 	return m->s->config->hostname;
 }
 
-static void reply(Smtp *m, const char *format, ...) G_GNUC_PRINTF(2, 3);
+#define reply(m, ...) gh_session_say((m)->s, __VA_ARGS__)
 
-static void
-reply(Smtp *m, const char *format, ...)
-{
-	va_list ap;
-	g_autofree char *text = NULL;
-	va_start(ap, format);
-	text = g_strdup_vprintf(format, ap);
-	va_end(ap);
-	/* out_max is far above GH_SMTP_OUT_SOFT: a reply always fits */
-	(void)gh_conn_queue(m->s->conn, text, strlen(text));
-	(void)gh_conn_queue(m->s->conn, "\r\n", 2);
-}
-
-static void
-stop_timer(Smtp *m)
-{
-	if (m->timer != NULL) {
-		g_source_destroy(m->timer);
-		g_source_unref(m->timer);
-		m->timer = NULL;
-	}
-}
-
-static gboolean
-on_close_deadline(gpointer data)
-{
-	Smtp *m = data;
-	g_source_unref(m->timer);
-	m->timer = NULL;
-	gh_session_free(m->s);
-	return G_SOURCE_REMOVE;
-}
-
-/* Send what is queued, then close.  The session ends in update_watch. */
 static void
 close_after_flush(Smtp *m)
 {
-	m->phase = P_CLOSING;
-	stop_timer(m);
-	m->timer = g_timeout_source_new_seconds(GH_SMTP_CLOSE_TIMEOUT);
-	g_source_set_callback(m->timer, on_close_deadline, m, NULL);
-	g_source_attach(m->timer, m->s->worker->context);
+	gh_session_close_after_flush(m->s);
+}
+
+static gboolean
+update_watch(Smtp *m)
+{
+	return gh_session_update_watch(m->s);
 }
 
 static gboolean
 on_idle_timeout(gpointer data)
 {
-	Smtp *m = data;
-	g_source_unref(m->timer);
-	m->timer = NULL;
-	g_message("session %s: %s idle for %u s in login state; closing", m->s->id, m->s->remote,
-		  m->s->lc->idle_timeout);
+	GhSession *s = data;
+	Smtp *m = s->proto;
+	g_message("session %s: %s idle for %u s in login state; closing", s->id, s->remote,
+		  s->lc->idle_timeout);
 	reply(m, "421 4.4.2 %s Timeout", hostname(m));
 	close_after_flush(m);
-	update_watch(m);
+	(void)update_watch(m);
 	return G_SOURCE_REMOVE;
 }
 
 static void
 restart_idle_timer(Smtp *m)
 {
-	stop_timer(m);
-	if (m->s->lc->idle_timeout == 0)
-		return;
-	m->timer = g_timeout_source_new_seconds(m->s->lc->idle_timeout);
-	g_source_set_callback(m->timer, on_idle_timeout, m, NULL);
-	g_source_attach(m->timer, m->s->worker->context);
+	gh_session_set_timer(m->s, m->s->lc->idle_timeout * 1000, on_idle_timeout);
 }
 
 /* One error reply (500-504) was sent; too many close the session. */
@@ -171,54 +111,19 @@ count_error(Smtp *m)
 static gboolean
 plaintext_allowed(Smtp *m)
 {
-	switch (m->s->lc->plaintext_auth) {
-	case GH_PLAINTEXT_ALWAYS:
-		return TRUE;
-	case GH_PLAINTEXT_TLS:
-		return FALSE; /* no TLS on the client side in this version */
-	case GH_PLAINTEXT_TRUSTED:
-		return m->s->trusted;
-	}
-	return FALSE;
+	return gh_session_plaintext_allowed(m->s);
 }
 
 static void
 clear_login(Smtp *m)
 {
-	g_clear_pointer(&m->user, g_free);
-	g_clear_pointer(&m->password, gh_secret_free);
-	g_clear_pointer(&m->canonical, g_free);
-	g_clear_pointer(&m->route, g_free);
-	g_clear_pointer(&m->module, g_free);
-	g_clear_pointer(&m->instance, g_free);
-	if (m->auth_set != NULL) {
-		gh_auth_set_unref(m->auth_set);
-		m->auth_set = NULL;
-	}
-	m->mech = NULL;
-	m->cached = FALSE;
+	gh_login_clear(&m->login);
 }
 
 static void
 log_login(Smtp *m, const char *verdict, const char *reason, gint64 elapsed_us)
 {
-	GhLoginLog l = {
-	    .session_id = m->s->id,
-	    .protocol = "smtp",
-	    .listener = m->s->lc->name,
-	    .remote = m->s->remote,
-	    .user = m->user,
-	    .mechanism = m->mech,
-	    .tls = "no",
-	    .instance = m->instance,
-	    .module = m->module,
-	    .verdict = verdict,
-	    .reason = reason,
-	    .backend = m->backend_server,
-	    .cached = m->cached,
-	    .elapsed_us = elapsed_us,
-	};
-	gh_log_login(&l);
+	gh_login_log(m->s, &m->login, "smtp", verdict, reason, elapsed_us);
 }
 
 /* ------------------------------------------------------------ relay */
@@ -227,18 +132,9 @@ static void
 on_relay_done(GhRelay *relay, const char *why, guint64 up, guint64 down, gpointer data)
 {
 	Smtp *m = data;
-	GhSession *s = m->s;
-	g_autofree char *user = m->canonical != NULL
-				    ? gh_log_escape(m->canonical, strlen(m->canonical), 256)
-				    : g_strdup("-");
 	(void)relay;
-	g_message("session end: session=%s proto=smtp listener=%s remote=%s user=\"%s\" "
-		  "backend=%s client_bytes=%" G_GUINT64_FORMAT " backend_bytes=%" G_GUINT64_FORMAT
-		  " duration=%.1fs reason=\"%s\"",
-		  s->id, s->lc->name, s->remote, user,
-		  m->backend_server != NULL ? m->backend_server : "-", up, down,
-		  (double)(g_get_monotonic_time() - s->started_us) / G_USEC_PER_SEC, why);
-	gh_session_free(s);
+	gh_session_log_end(m->s, "smtp", &m->login, why, up, down);
+	gh_session_free(m->s);
 }
 
 static void
@@ -248,12 +144,12 @@ on_backend_ready(GhConn *backend, const char *server, const char *error, gpointe
 	GhSession *s = m->s;
 
 	m->backend = NULL;
-	g_free(m->backend_server);
-	m->backend_server = g_strdup(server);
+	g_free(m->login.backend_server);
+	m->login.backend_server = g_strdup(server);
 	if (backend == NULL) {
 		g_autofree char *reason = g_strdup_printf("backend unavailable: %s", error);
 		if (!m->mx_join)
-			log_login(m, "tempfail", reason, m->auth_us);
+			log_login(m, "tempfail", reason, m->login.auth_us);
 		else
 			g_message("session %s: %s: %s", s->id, s->remote, reason);
 		if (m->mx_join) {
@@ -274,15 +170,15 @@ on_backend_ready(GhConn *backend, const char *server, const char *error, gpointe
 		process(m);
 		return;
 	}
-	stop_timer(m);
+	gh_session_set_timer(s, 0, NULL);
 	if (!m->mx_join) {
-		log_login(m, "ok", "", m->auth_us);
+		log_login(m, "ok", "", m->login.auth_us);
 		reply(m, "235 2.7.0 Authentication successful");
 	} else {
 		g_message("session %s: %s joined to backend %s at MAIL (unauthenticated)", s->id,
 			  s->remote, server);
 	}
-	g_clear_pointer(&m->password, gh_secret_free);
+	g_clear_pointer(&m->login.password, gh_secret_free);
 	m->phase = P_RELAY;
 	/* the relay owns both sockets now; the session keeps only its record */
 	m->relay = gh_relay_start(s->conn, backend, on_relay_done, m);
@@ -296,25 +192,25 @@ join_backend(Smtp *m, gboolean authenticated)
 	const GhBackendConfig *bc = gh_config_backend(s->config, s->lc->backend);
 	GhSmtpBackendParams p = {
 	    .backend = bc,
-	    .route = authenticated ? m->route : NULL,
-	    .user = authenticated ? m->canonical : NULL,
-	    .login_user = m->user,
-	    .password = m->password,
+	    .route = authenticated ? m->login.route : NULL,
+	    .user = authenticated ? m->login.canonical : NULL,
+	    .login_user = m->login.canonical,
+	    .password = m->login.password,
 	    .client_addr = s->remote,
 	    .client_port = s->remote_port,
 	    .client_helo = m->helo,
 	    .client_esmtp = m->esmtp,
 	    .hostname = hostname(m),
 	    .session_id = s->id,
-	    .hash_key = authenticated ? m->canonical : s->remote,
+	    .hash_key = authenticated ? m->login.canonical : s->remote,
 	};
 	m->phase = P_BACKEND;
 	m->mx_join = !authenticated;
-	stop_timer(m);
+	gh_session_set_timer(s, 0, NULL);
 	m->backend = gh_smtp_backend_connect(&p, s->worker->context, on_backend_ready, m);
 	/* the handshake has its own copy where it needs one */
-	g_clear_pointer(&m->password, gh_secret_free);
-	update_watch(m);
+	g_clear_pointer(&m->login.password, gh_secret_free);
+	(void)update_watch(m);
 }
 
 /* ------------------------------------------------------------ AUTH */
@@ -323,31 +219,25 @@ static void
 on_verified(const GhAuthOutcome *o, gpointer data)
 {
 	Smtp *m = data;
-	m->pending = NULL;
-	m->instance = g_strdup(o->instance);
-	m->module = g_strdup(o->module);
-	m->cached = o->cached;
-	m->auth_us = o->elapsed_us;
+	gh_login_take_outcome(&m->login, o);
 
 	if (o->verdict == GH_AUTH_OK) {
-		m->canonical = g_strdup(o->canonical_user);
-		m->route = g_strdup(o->route);
 		join_backend(m, TRUE);
 		return;
 	}
+	log_login(m, gh_auth_verdict_to_string(o->verdict), o->reason, o->elapsed_us);
 	if (o->verdict == GH_AUTH_TEMPFAIL) {
-		log_login(m, gh_auth_verdict_to_string(o->verdict), o->reason, o->elapsed_us);
 		reply(m, "454 4.7.0 Temporary authentication failure");
 	} else {
-		log_login(m, gh_auth_verdict_to_string(o->verdict), o->reason, o->elapsed_us);
 		reply(m, "535 5.7.8 Authentication credentials invalid");
 		if (++m->auth_failures >= m->s->lc->max_auth_failures) {
 			g_message("session %s: %s failed to log in %u times; closing", m->s->id,
 				  m->s->remote, m->auth_failures);
 			reply(m, "421 4.7.0 Too many authentication failures");
 			clear_login(m);
+			m->phase = P_COMMAND;
 			close_after_flush(m);
-			update_watch(m);
+			(void)update_watch(m);
 			return;
 		}
 	}
@@ -361,27 +251,8 @@ on_verified(const GhAuthOutcome *o, gpointer data)
 static void
 verify(Smtp *m)
 {
-	GhSession *s = m->s;
-	gsize pw_len = 0;
-	const char *pw = gh_secret_get(m->password, &pw_len);
-	GhAuthRequest req = {
-	    .user = m->user,
-	    .password = pw,
-	    .password_len = pw_len,
-	    .service = "smtp",
-	    .listener = s->lc->name,
-	    .remote_addr = s->remote,
-	    .remote_port = s->remote_port,
-	    .local_addr = s->local,
-	    .local_port = s->local_port,
-	    .tls = FALSE,
-	    .session_id = s->id,
-	};
 	m->phase = P_VERIFYING;
-	stop_timer(m);
-	m->auth_set = gh_server_get_auth_set(s->worker->server);
-	m->pending = gh_auth_verify_async(m->auth_set, (const char *const *)s->lc->auth, &req, 0,
-					  s->worker->context, on_verified, m);
+	gh_login_verify(m->s, &m->login, "smtp", on_verified, m);
 }
 
 /* A decoding problem ends the AUTH exchange with a 501. */
@@ -408,10 +279,10 @@ auth_plain_response(Smtp *m, const char *b64, gsize len)
 		auth_decode_failed(m, st);
 		return;
 	}
-	m->user = g_steal_pointer(&authcid);
-	m->password = password;
+	m->login.user = g_steal_pointer(&authcid);
+	m->login.password = password;
 	/* RFC 4616 2: authorising as someone else is for proxies we do not serve */
-	if (authzid[0] != '\0' && strcmp(authzid, m->user) != 0) {
+	if (authzid[0] != '\0' && strcmp(authzid, m->login.user) != 0) {
 		log_login(m, "refused", "authzid differs from the user", 0);
 		reply(m, "535 5.7.8 Authentication credentials invalid");
 		clear_login(m);
@@ -434,7 +305,7 @@ auth_login_user(Smtp *m, const char *b64, gsize len)
 		auth_decode_failed(m, st);
 		return;
 	}
-	m->user = g_strdup(gh_secret_get(user, NULL));
+	m->login.user = g_strdup(gh_secret_get(user, NULL));
 	m->phase = P_AUTH_LOGIN_PASS;
 	reply(m, "334 UGFzc3dvcmQ6"); /* "Password:" */
 }
@@ -448,7 +319,7 @@ auth_login_pass(Smtp *m, const char *b64, gsize len)
 		auth_decode_failed(m, st);
 		return;
 	}
-	m->password = pw;
+	m->login.password = pw;
 	verify(m);
 }
 
@@ -475,7 +346,7 @@ cmd_auth(Smtp *m, const GhSmtpCommand *cmd)
 	}
 	clear_login(m);
 	if (strcmp(mech, "PLAIN") == 0) {
-		m->mech = "PLAIN";
+		m->login.mech = "PLAIN";
 		if (initial != NULL) {
 			auth_plain_response(m, initial, strlen(initial));
 		} else {
@@ -483,7 +354,7 @@ cmd_auth(Smtp *m, const GhSmtpCommand *cmd)
 			reply(m, "334 ");
 		}
 	} else {
-		m->mech = "LOGIN";
+		m->login.mech = "LOGIN";
 		if (initial != NULL) {
 			auth_login_user(m, initial, strlen(initial));
 		} else {
@@ -631,8 +502,8 @@ command(Smtp *m, const char *line, gsize len)
 static gboolean
 reading(Smtp *m)
 {
-	return m->phase == P_COMMAND || m->phase == P_AUTH_LOGIN_USER ||
-	       m->phase == P_AUTH_LOGIN_PASS || m->phase == P_AUTH_PLAIN;
+	return !m->s->closing && (m->phase == P_COMMAND || m->phase == P_AUTH_LOGIN_USER ||
+				  m->phase == P_AUTH_LOGIN_PASS || m->phase == P_AUTH_PLAIN);
 }
 
 /* Serve the complete lines in the input buffer, in order. */
@@ -641,7 +512,7 @@ process(Smtp *m)
 {
 	GhConn *c = m->s->conn;
 
-	while (reading(m) && c->in->len > 0 && gh_conn_pending(c) < GH_SMTP_OUT_SOFT) {
+	while (reading(m) && c->in->len > 0 && gh_conn_pending(c) < GH_SESSION_OUT_SOFT) {
 		const char *buf = (const char *)c->in->data;
 		gsize line_len = 0, used = 0;
 		gboolean terminated = FALSE;
@@ -684,59 +555,19 @@ process(Smtp *m)
 		}
 		gh_conn_consume(c, used);
 	}
-	update_watch(m);
+	(void)update_watch(m);
 }
 
-/* Decide what to wait for next; end the session when it is over. */
-static void
-update_watch(Smtp *m)
+static gboolean
+ops_reading(GhSession *s)
 {
-	GhConn *c = m->s->conn;
-	GIOCondition want = 0;
-
-	if (c == NULL)
-		return; /* the relay has it */
-	if (c->error != 0) {
-		g_debug("session %s: %s: %s", m->s->id, m->s->remote, g_strerror(c->error));
-		gh_session_free(m->s);
-		return;
-	}
-	if (c->eof && reading(m) && gh_conn_pending(c) < GH_SMTP_OUT_SOFT) {
-		/* (below the soft limit, process() has served every whole line)
-		 * the client closed (or half-closed after its last command): answer
-		 * what it sent, then close; an unfinished AUTH is dropped */
-		g_debug("session %s: %s closed the connection", m->s->id, m->s->remote);
-		close_after_flush(m);
-	}
-	if (m->phase == P_CLOSING) {
-		if (gh_conn_flush(c) || c->error != 0) {
-			gh_session_free(m->s);
-			return;
-		}
-		gh_conn_want(c, G_IO_OUT);
-		return;
-	}
-	if (reading(m) && !c->eof && c->in->len < c->in_max &&
-	    gh_conn_pending(c) < GH_SMTP_OUT_SOFT)
-		want |= G_IO_IN;
-	if (gh_conn_pending(c) > 0)
-		want |= G_IO_OUT;
-	gh_conn_want(c, want);
+	return reading(s->proto);
 }
 
 static void
-on_client(GhConn *c, GIOCondition cond, gpointer data)
+ops_process(GhSession *s)
 {
-	Smtp *m = data;
-	(void)cond;
-	if (gh_conn_pending(c) > 0)
-		(void)gh_conn_flush(c);
-	if (reading(m))
-		(void)gh_conn_fill(c);
-	if (reading(m))
-		process(m);
-	else
-		update_watch(m);
+	process(s->proto);
 }
 
 /* ------------------------------------------------------------ life cycle */
@@ -745,36 +576,28 @@ static void
 smtp_shutdown(GhSession *s)
 {
 	Smtp *m = s->proto;
-	if (m->phase == P_RELAY)
+	if (m->phase == P_RELAY || s->closing)
 		return; /* proxied: runs until it ends or shutdown_timeout */
-	if (m->phase == P_CLOSING)
-		return;
-	if (m->pending != NULL) {
-		gh_auth_pending_cancel(m->pending);
-		m->pending = NULL;
-	}
+	clear_login(m);
 	if (m->backend != NULL) {
 		gh_smtp_backend_cancel(m->backend);
 		m->backend = NULL;
 	}
 	reply(m, "421 4.3.2 %s Service shutting down", hostname(m));
 	close_after_flush(m);
-	update_watch(m);
+	(void)update_watch(m);
 }
 
 static void
 smtp_free(GhSession *s)
 {
 	Smtp *m = s->proto;
-	stop_timer(m);
-	if (m->pending != NULL)
-		gh_auth_pending_cancel(m->pending);
 	if (m->backend != NULL)
 		gh_smtp_backend_cancel(m->backend);
 	gh_relay_free(m->relay);
 	clear_login(m);
+	g_free(m->login.backend_server);
 	g_free(m->helo);
-	g_free(m->backend_server);
 	g_free(m);
 	s->proto = NULL;
 }
@@ -782,6 +605,8 @@ smtp_free(GhSession *s)
 static const GhSessionOps smtp_ops = {
     .shutdown = smtp_shutdown,
     .free = smtp_free,
+    .reading = ops_reading,
+    .process = ops_process,
 };
 
 void
@@ -792,7 +617,7 @@ gh_smtp_session_begin(GhSession *s)
 	m->phase = P_COMMAND;
 	s->proto = m;
 	s->ops = &smtp_ops;
-	gh_conn_set_callback(s->conn, on_client, m);
+	gh_session_watch_client(s);
 	if (s->lc->tls == GH_TLS_IMPLICIT) {
 		/* never speak plaintext where the client expects TLS */
 		g_warning("session %s: listener %s: tls = implicit is not supported by this "
@@ -803,5 +628,5 @@ gh_smtp_session_begin(GhSession *s)
 	}
 	reply(m, "220 %s ESMTP", hostname(m));
 	restart_idle_timer(m);
-	update_watch(m);
+	(void)update_watch(m);
 }

@@ -1,0 +1,193 @@
+/*
+ * backend-connect.c: server order and non-blocking connects (see
+ * backend-connect.h).
+ *
+ * GIO calls a connect callback even after cancellation, when the connector
+ * may be gone; each attempt therefore carries a ticket that says whether
+ * anyone still waits for it, and the callback frees the ticket.
+ */
+#include "gh-build.h"
+
+#include "backend-connect.h"
+
+#include <errno.h>
+#include <gio/gio.h>
+#include <glib-unix.h>
+#include <string.h>
+#include <unistd.h>
+
+typedef struct {
+	GhConnector *c; /* NULL once the connector gave up on this attempt */
+} Ticket;
+
+struct _GhConnector {
+	GMainContext *context;
+	guint timeout;
+	GPtrArray *servers; /* of char* "host:port", in the order to try */
+	guint next;
+	const char *server;
+	GSocketClient *client;
+	GCancellable *cancellable;
+	Ticket *ticket;
+	GSource *timer;
+	gboolean timed_out;
+	GhConnectorFunc func;
+	gpointer user_data;
+};
+
+guint
+gh_backend_first_server(const char *key, guint n)
+{
+	guint32 h = 2166136261u;
+	if (n == 0)
+		return 0;
+	for (const char *p = key != NULL ? key : ""; *p != '\0'; p++) {
+		h ^= (guint8)*p;
+		h *= 16777619u;
+	}
+	return h % n;
+}
+
+GhConnector *
+gh_connector_new(const GhBackendConfig *bc,
+		 const char *route,
+		 const char *hash_key,
+		 GMainContext *context)
+{
+	GhConnector *c = g_new0(GhConnector, 1);
+	c->context = context;
+	c->timeout = MAX(bc->connect_timeout, 1);
+	c->servers = g_ptr_array_new_with_free_func(g_free);
+	if (route != NULL && *route != '\0') {
+		g_ptr_array_add(c->servers, g_strdup(route));
+	} else {
+		guint n = bc->servers->len;
+		guint first = gh_backend_first_server(hash_key, n);
+		for (guint i = 0; i < n; i++) {
+			const GhHostPort *hp =
+			    &g_array_index(bc->servers, GhHostPort, (first + i) % n);
+			g_ptr_array_add(c->servers,
+					strchr(hp->host, ':') != NULL
+					    ? g_strdup_printf("[%s]:%u", hp->host, hp->port)
+					    : g_strdup_printf("%s:%u", hp->host, hp->port));
+		}
+	}
+	return c;
+}
+
+static void
+stop_attempt(GhConnector *c)
+{
+	if (c->timer != NULL) {
+		g_source_destroy(c->timer);
+		g_source_unref(c->timer);
+		c->timer = NULL;
+	}
+	if (c->ticket != NULL) {
+		c->ticket->c = NULL;
+		c->ticket = NULL;
+	}
+	if (c->cancellable != NULL) {
+		g_cancellable_cancel(c->cancellable);
+		g_clear_object(&c->cancellable);
+	}
+}
+
+void
+gh_connector_free(GhConnector *c)
+{
+	if (c == NULL)
+		return;
+	stop_attempt(c);
+	g_clear_object(&c->client);
+	g_ptr_array_unref(c->servers);
+	g_free(c);
+}
+
+const char *
+gh_connector_server(const GhConnector *c)
+{
+	return c->server;
+}
+
+static gboolean
+on_timeout(gpointer data)
+{
+	GhConnector *c = data;
+	g_source_unref(c->timer);
+	c->timer = NULL;
+	/* the connect callback reports the cancellation as a timeout */
+	c->timed_out = TRUE;
+	g_cancellable_cancel(c->cancellable);
+	return G_SOURCE_REMOVE;
+}
+
+static void
+on_connected(GObject *source, GAsyncResult *result, gpointer data)
+{
+	g_autoptr(GError) error = NULL;
+	g_autoptr(GSocketConnection) sc =
+	    g_socket_client_connect_to_host_finish(G_SOCKET_CLIENT(source), result, &error);
+	Ticket *ticket = data;
+	GhConnector *c = ticket->c;
+	int fd = -1;
+	g_autofree char *why = NULL;
+
+	g_free(ticket);
+	if (c == NULL)
+		return; /* nobody waits any more */
+	c->ticket = NULL;
+	stop_attempt(c);
+	if (sc == NULL) {
+		why = g_strdup_printf("connect: %s", c->timed_out
+							 ? "no answer within the connect_timeout"
+							 : error->message);
+	} else {
+		/* the session relays on a plain fd; GIO's objects are done with */
+		fd = dup(g_socket_get_fd(g_socket_connection_get_socket(sc)));
+		(void)g_io_stream_close(G_IO_STREAM(sc), NULL, NULL);
+		if (fd < 0)
+			why = g_strdup_printf("dup: %s", g_strerror(errno));
+		else
+			(void)g_unix_set_fd_nonblocking(fd, TRUE, NULL);
+	}
+	c->func(fd, c->server, why, c->user_data);
+}
+
+gboolean
+gh_connector_next(GhConnector *c, GhConnectorFunc func, gpointer user_data)
+{
+	if (c->next >= c->servers->len)
+		return FALSE;
+	stop_attempt(c);
+	c->server = g_ptr_array_index(c->servers, c->next++);
+	c->func = func;
+	c->user_data = user_data;
+	c->timed_out = FALSE;
+	c->cancellable = g_cancellable_new();
+	c->ticket = g_new0(Ticket, 1);
+	c->ticket->c = c;
+	if (c->client == NULL) {
+		c->client = g_socket_client_new();
+		g_socket_client_set_enable_proxy(c->client, FALSE);
+	}
+	c->timer = g_timeout_source_new(c->timeout * 1000);
+	g_source_set_callback(c->timer, on_timeout, c, NULL);
+	g_source_attach(c->timer, c->context);
+	/* port 0: every configured server names its port */
+	g_socket_client_connect_to_host_async(c->client, c->server, 0, c->cancellable, on_connected,
+					      c->ticket);
+	return TRUE;
+}
+
+GhSecret *
+gh_backend_master_password(const GhBackendConfig *bc, GError **error)
+{
+	char *text = NULL;
+	gsize len = 0;
+	if (!g_file_get_contents(bc->master_password_file, &text, &len, error))
+		return NULL;
+	while (len > 0 && (text[len - 1] == '\n' || text[len - 1] == '\r'))
+		text[--len] = '\0';
+	return gh_secret_new_take(text, len);
+}
