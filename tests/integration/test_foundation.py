@@ -326,7 +326,8 @@ def test_binds_its_own_listeners(tmp, daemons):
     daemons.append(d)
     d.wait_log('ready')
     assert read_line('127.0.0.1', p4) == b'220 gw.test ESMTP\r\n'
-    assert read_line('127.0.0.1', pi) == b'* OK [CAPABILITY IMAP4rev1] gw.test ready.\r\n'
+    greeting = read_line('127.0.0.1', pi)
+    assert greeting.startswith(b'* OK [CAPABILITY IMAP4rev1 ') and greeting.endswith(b'] gw.test ready.\r\n')
     if listen6:
         assert read_line('::1', p6) == b'220 gw.test ESMTP\r\n'
     # a second instance on the same ports fails with a clear message
