@@ -342,6 +342,14 @@ starts_with_word(const char *line, gsize len, const char *word)
 	return len > n && g_ascii_strncasecmp(line, word, n) == 0 && line[n] == ' ';
 }
 
+/* Tags are compared as they are: a server echoes the tag it got. */
+static gboolean
+starts_with_tag(const char *line, gsize len, const char *tag)
+{
+	gsize n = strlen(tag);
+	return len > n && strncmp(line, tag, n) == 0 && line[n] == ' ';
+}
+
 /* The status word after "TAG " (or "* "): OK, NO, BAD, BYE, PREAUTH. */
 static gboolean
 status_is(const char *line, gsize len, gsize skip, const char *status)
@@ -380,7 +388,7 @@ on_line(GhImapBackend *b, const char *line, gsize len, const char *raw, gsize ra
 			set_caps(b, line + strlen("* CAPABILITY "), len - strlen("* CAPABILITY "));
 			return;
 		}
-		if (starts_with_word(line, len, b->cap_tag)) {
+		if (starts_with_tag(line, len, b->cap_tag)) {
 			if (!status_is(line, len, strlen(b->cap_tag) + 1, "OK")) {
 				server_failed(b, FALSE, "CAPABILITY failed: \"%s\"", shown);
 				return;
@@ -403,11 +411,11 @@ on_line(GhImapBackend *b, const char *line, gsize len, const char *raw, gsize ra
 			wipe_free(part);
 			return;
 		}
-		if (b->id_tag != NULL && starts_with_word(line, len, b->id_tag))
+		if (b->id_tag != NULL && starts_with_tag(line, len, b->id_tag))
 			return; /* our ID's end; its outcome does not matter */
 		if (starts_with_word(line, len, "* ID"))
 			return; /* the server's ID answer is for us, not the client */
-		if (starts_with_word(line, len, b->tag)) {
+		if (starts_with_tag(line, len, b->tag)) {
 			gsize skip = strlen(b->tag) + 1;
 			if (status_is(line, len, skip, "OK")) {
 				g_byte_array_append(b->reply, (const guint8 *)raw, (guint)raw_len);

@@ -23,6 +23,8 @@
 #define GH_SESSION_OUT_SOFT (16 * 1024)
 /* A client that does not read our last words is not waited for longer. */
 #define GH_SESSION_CLOSE_TIMEOUT 10
+/* After the last words: how long to drop what the client still sends. */
+#define GH_SESSION_LINGER_MS 2000
 
 /* What a front end does at the session's turning points. */
 typedef struct {
@@ -50,8 +52,9 @@ struct _GhSession {
 	guint16 remote_port;
 	char local[INET6_ADDRSTRLEN];
 	guint16 local_port;
-	gboolean trusted; /* the client's address is in trusted_networks */
-	gboolean closing; /* the last words are queued; close once they are out */
+	gboolean trusted;   /* the client's address is in trusted_networks */
+	gboolean closing;   /* the last words are queued; close once they are out */
+	gboolean lingering; /* they are out; dropping input until EOF or the deadline */
 	gint64 started_us;
 	GSource *timer; /* idle timeout or closing deadline */
 	GSourceFunc timer_func;

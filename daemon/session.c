@@ -218,9 +218,11 @@ gh_session_say(GhSession *s, const char *format, ...)
 	va_start(ap, format);
 	text = g_strdup_vprintf(format, ap);
 	va_end(ap);
-	/* out_max is far above GH_SESSION_OUT_SOFT: a reply always fits */
+	/* one write per reply; out_max is far above GH_SESSION_OUT_SOFT, so a
+	 * reply always fits */
+	text = g_realloc(text, strlen(text) + 3);
+	strcat(text, "\r\n");
 	(void)gh_conn_queue(s->conn, text, strlen(text));
-	(void)gh_conn_queue(s->conn, "\r\n", 2);
 }
 
 gboolean
@@ -260,11 +262,26 @@ gh_session_update_watch(GhSession *s)
 		gh_session_close_after_flush(s);
 	}
 	if (s->closing) {
-		if (gh_conn_flush(c) || c->error != 0) {
+		if (c->error != 0 || (s->lingering && c->eof)) {
 			gh_session_free(s);
 			return FALSE;
 		}
-		gh_conn_want(c, G_IO_OUT);
+		if (!gh_conn_flush(c)) {
+			gh_conn_want(c, G_IO_OUT);
+			return TRUE;
+		}
+		if (!s->lingering) {
+			/* Lingering close: closing a socket with unread input makes
+			 * the kernel send a reset, which can destroy our last reply
+			 * on its way (a client still sending a huge line would never
+			 * see its "Line too long").  So: end our side, read and drop
+			 * what still comes for a moment, then close. */
+			s->lingering = TRUE;
+			(void)shutdown(c->fd, SHUT_WR);
+			gh_session_set_timer(s, GH_SESSION_LINGER_MS, on_close_deadline);
+		}
+		gh_conn_consume(c, c->in->len);
+		gh_conn_want(c, G_IO_IN);
 		return TRUE;
 	}
 	if (reading && !c->eof && c->in->len < c->in_max &&
@@ -284,7 +301,7 @@ on_client(GhConn *c, GIOCondition cond, gpointer data)
 	(void)cond;
 	if (gh_conn_pending(c) > 0)
 		(void)gh_conn_flush(c);
-	if (reading)
+	if (reading || s->lingering)
 		(void)gh_conn_fill(c);
 	if (reading)
 		s->ops->process(s);
@@ -339,6 +356,8 @@ gh_login_verify(GhSession *s, GhLogin *l, const char *service, GhAuthDone done, 
 	    .session_id = s->id,
 	};
 	gh_session_set_timer(s, 0, NULL);
+	/* a new attempt: the server an earlier one tried is not this one's */
+	g_clear_pointer(&l->backend_server, g_free);
 	l->auth_set = gh_server_get_auth_set(s->worker->server);
 	l->pending = gh_auth_verify_async(l->auth_set, (const char *const *)s->lc->auth, &req, 0,
 					  s->worker->context, done, data);
