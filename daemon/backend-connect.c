@@ -110,6 +110,20 @@ gh_connector_server(const GhConnector *c)
 	return c->server;
 }
 
+char *
+gh_connector_host(const GhConnector *c)
+{
+	const char *server = c->server != NULL ? c->server : "";
+	const char *colon;
+	if (server[0] == '[') {
+		const char *end = strchr(server, ']');
+		return g_strndup(server + 1,
+				 end != NULL ? (gsize)(end - server - 1) : strlen(server) - 1);
+	}
+	colon = strrchr(server, ':');
+	return g_strndup(server, colon != NULL ? (gsize)(colon - server) : strlen(server));
+}
+
 static gboolean
 on_timeout(gpointer data)
 {

@@ -29,6 +29,9 @@ GhConnector *gh_connector_new(const GhBackendConfig *backend,
 gboolean gh_connector_next(GhConnector *c, GhConnectorFunc func, gpointer user_data);
 /* The server being (or last) tried, or NULL before the first. */
 const char *gh_connector_server(const GhConnector *c);
+/* The host part of the server being tried ("mx1.example.com",
+ * "10.0.0.5", "::1"): the name its certificate must carry.  (transfer full) */
+char *gh_connector_host(const GhConnector *c);
 /* Cancel a connect in flight (its callback will not run) and free. NULL allowed. */
 void gh_connector_free(GhConnector *c);
 

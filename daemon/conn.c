@@ -45,6 +45,13 @@ gh_conn_free(GhConn *c)
 	if (c == NULL)
 		return;
 	conn_unwatch(c);
+	if (c->tls != NULL) {
+		/* tell the peer we are done, if the socket takes it now; never wait */
+		if (!c->tls_handshaking && c->error == 0)
+			(void)gnutls_bye(c->tls, GNUTLS_SHUT_WR);
+		gnutls_deinit(c->tls);
+	}
+	g_free(c->tls_error);
 	if (c->fd >= 0)
 		close(c->fd);
 	/* buffers may hold credentials on their way to a backend */
@@ -79,6 +86,8 @@ on_fd(gint fd, GIOCondition condition, gpointer data)
 void
 gh_conn_want(GhConn *c, GIOCondition condition)
 {
+	if (condition != 0)
+		condition |= c->tls_want;
 	if (condition == c->watching && c->source != NULL)
 		return;
 	if (condition == 0) {
@@ -99,10 +108,120 @@ gh_conn_want(GhConn *c, GIOCondition condition)
 	c->watching = condition;
 }
 
+static void
+tls_failed(GhConn *c, const char *what, int rc)
+{
+	if (c->tls_error == NULL)
+		c->tls_error = g_strdup_printf("%s: %s", what, gnutls_strerror(rc));
+	c->error = ECONNRESET;
+}
+
+static gsize
+tls_fill(GhConn *c)
+{
+	gsize added = 0;
+	c->tls_want = 0;
+	while (!c->eof && c->error == 0 &&
+	       (c->in->len < c->in_max || gnutls_record_check_pending(c->tls) > 0)) {
+		guint8 buf[16384];
+		ssize_t n = gnutls_record_recv(c->tls, buf, sizeof buf);
+		if (n > 0) {
+			g_byte_array_append(c->in, buf, (guint)n);
+			added += (gsize)n;
+			c->bytes_in += (guint64)n;
+			explicit_bzero(buf, (gsize)n);
+		} else if (n == 0 || n == GNUTLS_E_PREMATURE_TERMINATION) {
+			/* close-notify, or a peer that just closed: both are an end */
+			c->eof = TRUE;
+		} else if (n == GNUTLS_E_INTERRUPTED) {
+			continue;
+		} else if (n == GNUTLS_E_AGAIN) {
+			if (gnutls_record_get_direction(c->tls) == 1)
+				c->tls_want = G_IO_OUT;
+			break;
+		} else if (!gnutls_error_is_fatal((int)n)) {
+			continue; /* a warning alert is not an end */
+		} else {
+			tls_failed(c, "TLS read", (int)n);
+		}
+	}
+	return added;
+}
+
+static gboolean
+tls_flush(GhConn *c)
+{
+	c->tls_want = 0;
+	while (c->out->len > 0 && c->error == 0) {
+		/* after E_AGAIN the same record must be offered again */
+		gsize len = c->tls_send_len != 0 ? c->tls_send_len : MIN(c->out->len, 16384);
+		ssize_t n = gnutls_record_send(c->tls, c->out->data, len);
+		if (n > 0) {
+			c->tls_send_len = 0;
+			c->bytes_out += (guint64)n;
+			explicit_bzero(c->out->data, (gsize)n);
+			g_byte_array_remove_range(c->out, 0, (guint)n);
+		} else if (n == GNUTLS_E_INTERRUPTED) {
+			continue;
+		} else if (n == GNUTLS_E_AGAIN) {
+			c->tls_send_len = len;
+			if (gnutls_record_get_direction(c->tls) == 0)
+				c->tls_want = G_IO_IN;
+			break;
+		} else {
+			tls_failed(c, "TLS write", (int)n);
+		}
+	}
+	return c->out->len == 0;
+}
+
+void
+gh_conn_tls_start(GhConn *c, gnutls_session_t session)
+{
+	c->tls = session;
+	c->tls_handshaking = TRUE;
+}
+
+int
+gh_conn_tls_handshake(GhConn *c)
+{
+	int rc;
+	c->tls_want = 0;
+	do {
+		rc = gnutls_handshake(c->tls);
+	} while (rc < 0 && rc != GNUTLS_E_AGAIN && !gnutls_error_is_fatal(rc));
+	if (rc == 0) {
+		c->tls_handshaking = FALSE;
+		return 1;
+	}
+	if (rc == GNUTLS_E_AGAIN) {
+		c->tls_want = gnutls_record_get_direction(c->tls) == 1 ? G_IO_OUT : G_IO_IN;
+		return 0;
+	}
+	if (rc == GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR) {
+		gnutls_datum_t text = {NULL, 0};
+		unsigned status = gnutls_session_get_verify_cert_status(c->tls);
+		gnutls_certificate_verification_status_print(
+		    status, gnutls_certificate_type_get(c->tls), &text, 0);
+		c->tls_error = g_strdup_printf("TLS handshake: certificate not trusted: %s",
+					       text.data != NULL ? (char *)text.data : "?");
+		gnutls_free(text.data);
+	} else if (rc == GNUTLS_E_FATAL_ALERT_RECEIVED) {
+		c->tls_error = g_strdup_printf("TLS handshake: the peer sent alert \"%s\"",
+					       gnutls_alert_get_name(gnutls_alert_get(c->tls)));
+	} else {
+		c->tls_error = g_strdup_printf("TLS handshake: %s", gnutls_strerror(rc));
+	}
+	c->error = ECONNRESET;
+	return -1;
+}
+
 gsize
 gh_conn_fill(GhConn *c)
 {
 	gsize added = 0;
+	if (c->tls != NULL)
+		return c->tls_handshaking ? 0 : tls_fill(c);
 	while (c->in->len < c->in_max && !c->eof && c->error == 0) {
 		guint8 buf[16384];
 		gsize room = MIN(sizeof buf, c->in_max - c->in->len);
@@ -141,6 +260,8 @@ gboolean
 gh_conn_flush(GhConn *c)
 {
 	gsize off = 0;
+	if (c->tls != NULL)
+		return c->tls_handshaking ? c->out->len == 0 : tls_flush(c);
 	while (off < c->out->len && c->error == 0) {
 		ssize_t n = send(c->fd, c->out->data + off, c->out->len - off, MSG_NOSIGNAL);
 		if (n > 0) {

@@ -10,12 +10,18 @@
  *
  * The one callback says which of read/write may make progress; the owner
  * then calls gh_conn_fill() and/or gh_conn_flush() and decides what to watch
- * next with gh_conn_want().  (TLS, when a later version adds it, sits below
- * this API: fill and flush will move plaintext.)
+ * next with gh_conn_want().
+ *
+ * TLS sits below this API: once gh_conn_tls_start() has been called and the
+ * handshake is done, fill and flush move plaintext through GnuTLS.  A
+ * record GnuTLS has already decrypted is invisible to poll(), so fill
+ * drains it even past in_max (by at most one record, 16 KiB): the bound
+ * holds up to that, and no session stalls with data inside GnuTLS.
  */
 #pragma once
 
 #include <glib.h>
+#include <gnutls/gnutls.h>
 
 typedef struct _GhConn GhConn;
 
@@ -31,12 +37,17 @@ struct _GhConn {
 	int error;    /* errno of the first failed read or write, or 0 */
 	guint64 bytes_in;
 	guint64 bytes_out;
+	gnutls_session_t tls;     /* NULL: plaintext */
+	gboolean tls_handshaking; /* between gh_conn_tls_start and a finished handshake */
+	char *tls_error;          /* why TLS failed, for the log */
 	/* private */
 	GMainContext *context;
 	GSource *source;
 	GIOCondition watching;
 	GhConnFunc func;
 	gpointer user_data;
+	GIOCondition tls_want; /* the direction GnuTLS waits for (E_AGAIN) */
+	gsize tls_send_len;    /* bytes of a record_send that returned E_AGAIN */
 };
 
 /* Take over `fd` (non-blocking).  (transfer full) */
@@ -66,3 +77,12 @@ gboolean gh_conn_queue_printf(GhConn *conn, const char *format, ...) G_GNUC_PRIN
 gboolean gh_conn_flush(GhConn *conn);
 /* Bytes of `out` still to write. */
 gsize gh_conn_pending(GhConn *conn);
+
+/* Put TLS on the connection (session: transfer full, transport already set
+ * to the fd).  Bytes still in `in` are plaintext that came before: the
+ * caller must have dropped them (STARTTLS command injection). */
+void gh_conn_tls_start(GhConn *conn, gnutls_session_t session);
+/* Drive the handshake.  1: done; 0: call again when the connection is
+ * ready (gh_conn_want adds the direction GnuTLS waits for); -1: failed,
+ * conn->tls_error says why. */
+int gh_conn_tls_handshake(GhConn *conn);

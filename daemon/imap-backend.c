@@ -27,8 +27,10 @@
 
 typedef enum {
 	ST_CONNECT,
+	ST_TLS,
 	ST_GREETING,
 	ST_CAPABILITY,
+	ST_STARTTLS,
 	ST_LOGIN,
 } State;
 
@@ -38,6 +40,7 @@ struct _GhImapBackend {
 	gpointer user_data;
 	const GhBackendConfig *bc;
 	GhConnector *connector;
+	GhTls *tls;
 	GhConn *conn;
 	GSource *timer;
 	State state;
@@ -54,6 +57,7 @@ struct _GhImapBackend {
 
 	char *cap_tag;
 	char *id_tag;
+	char *tls_tag;
 	char **caps; /* upper-case capability atoms */
 	/* the parts of the login still to send, one per continuation ("+")
 	 * the server asks for; secrets, wiped */
@@ -89,6 +93,7 @@ backend_free(GhImapBackend *b)
 		*b->alive = FALSE;
 	stop_timer(b);
 	gh_connector_free(b->connector);
+	gh_tls_unref(b->tls);
 	gh_conn_free(b->conn);
 	g_free(b->tag);
 	g_free(b->user);
@@ -99,6 +104,7 @@ backend_free(GhImapBackend *b)
 	g_ptr_array_unref(b->client_id);
 	g_free(b->cap_tag);
 	g_free(b->id_tag);
+	g_free(b->tls_tag);
 	g_strfreev(b->caps);
 	g_ptr_array_unref(b->pending_parts);
 	g_byte_array_unref(b->reply);
@@ -335,6 +341,74 @@ send_login(GhImapBackend *b)
 	g_string_free(out, TRUE);
 }
 
+static void
+ask_capabilities(GhImapBackend *b)
+{
+	g_autofree char *cmd = g_strdup_printf("%s CAPABILITY\r\n", b->cap_tag);
+	b->state = ST_CAPABILITY;
+	send_text(b, cmd, strlen(cmd));
+}
+
+/* Drive the TLS handshake towards the server; then the greeting (implicit)
+ * or the capabilities as they are inside TLS (STARTTLS). */
+static void
+handshake(GhImapBackend *b)
+{
+	int rc = gh_conn_tls_handshake(b->conn);
+	if (rc < 0) {
+		/* another server may have the right certificate */
+		server_failed(b, TRUE, "%s", b->conn->tls_error);
+		return;
+	}
+	if (rc == 0) {
+		gh_conn_want(b->conn, b->conn->tls_want);
+		return;
+	}
+	if (b->bc->tls == GH_TLS_IMPLICIT) {
+		b->state = ST_GREETING;
+		start_timer(b);
+		gh_conn_want(b->conn, G_IO_IN);
+	} else {
+		g_strfreev(b->caps);
+		b->caps = NULL;
+		ask_capabilities(b);
+	}
+}
+
+static void
+start_tls(GhImapBackend *b)
+{
+	g_autofree char *host = gh_connector_host(b->connector);
+	if (b->conn->in->len > 0) {
+		/* the server's plaintext must not pass for TLS data */
+		server_failed(b, FALSE, "sent data after its STARTTLS reply");
+		return;
+	}
+	gh_conn_tls_start(b->conn, gh_tls_client_session(b->tls, b->bc, host, b->conn->fd));
+	b->state = ST_TLS;
+	start_timer(b);
+	handshake(b);
+}
+
+/* The capabilities are known: STARTTLS first where asked for, else log in. */
+static void
+after_caps(GhImapBackend *b)
+{
+	if (b->bc->tls == GH_TLS_STARTTLS && b->conn->tls == NULL) {
+		g_autofree char *cmd = NULL;
+		if (!has_cap(b, "STARTTLS")) {
+			server_failed(b, FALSE,
+				      "tls = starttls, but the server does not offer STARTTLS");
+			return;
+		}
+		cmd = g_strdup_printf("%s STARTTLS\r\n", b->tls_tag);
+		b->state = ST_STARTTLS;
+		send_text(b, cmd, strlen(cmd));
+		return;
+	}
+	send_login(b);
+}
+
 static gboolean
 starts_with_word(const char *line, gsize len, const char *word)
 {
@@ -370,14 +444,10 @@ on_line(GhImapBackend *b, const char *line, gsize len, const char *raw, gsize ra
 	switch (b->state) {
 	case ST_GREETING:
 		if (status_is(line, len, 2, "OK") && line[0] == '*') {
-			if (caps_from_code(b, line, len)) {
-				send_login(b);
-			} else {
-				g_autofree char *cmd =
-				    g_strdup_printf("%s CAPABILITY\r\n", b->cap_tag);
-				b->state = ST_CAPABILITY;
-				send_text(b, cmd, strlen(cmd));
-			}
+			if (caps_from_code(b, line, len))
+				after_caps(b);
+			else
+				ask_capabilities(b);
 			return;
 		}
 		/* PREAUTH: the server would hand us someone's session unasked */
@@ -393,10 +463,19 @@ on_line(GhImapBackend *b, const char *line, gsize len, const char *raw, gsize ra
 				server_failed(b, FALSE, "CAPABILITY failed: \"%s\"", shown);
 				return;
 			}
-			send_login(b);
+			after_caps(b);
 			return;
 		}
 		return; /* other untagged data */
+	case ST_STARTTLS:
+		if (starts_with_tag(line, len, b->tls_tag)) {
+			if (!status_is(line, len, strlen(b->tls_tag) + 1, "OK")) {
+				server_failed(b, FALSE, "STARTTLS refused: \"%s\"", shown);
+				return;
+			}
+			start_tls(b);
+		}
+		return; /* untagged data before the tagged reply */
 	case ST_LOGIN:
 		if (line[0] == '+') {
 			char *part;
@@ -435,6 +514,7 @@ on_line(GhImapBackend *b, const char *line, gsize len, const char *raw, gsize ra
 		g_byte_array_append(b->reply, (const guint8 *)raw, (guint)raw_len);
 		return;
 	case ST_CONNECT:
+	case ST_TLS:
 		break;
 	}
 }
@@ -445,6 +525,10 @@ on_conn(GhConn *conn, GIOCondition cond, gpointer data)
 	GhImapBackend *b = data;
 	gboolean alive = TRUE;
 	(void)cond;
+	if (conn->tls_handshaking) {
+		handshake(b);
+		return;
+	}
 	if (gh_conn_pending(conn) > 0)
 		(void)gh_conn_flush(conn);
 	(void)gh_conn_fill(conn);
@@ -497,13 +581,11 @@ on_connected(int fd, const char *server, const char *error, gpointer data)
 		return;
 	}
 	b->conn = gh_conn_new(fd, b->context, GH_IMAP_BACKEND_IN_MAX, GH_IMAP_BACKEND_OUT_MAX);
-	if (b->bc->tls != GH_TLS_NONE) {
-		server_failed(b, FALSE,
-			      "tls = %s towards backends is not supported by this version",
-			      gh_tls_mode_to_string(b->bc->tls));
+	gh_conn_set_callback(b->conn, on_conn, b);
+	if (b->bc->tls == GH_TLS_IMPLICIT) {
+		start_tls(b);
 		return;
 	}
-	gh_conn_set_callback(b->conn, on_conn, b);
 	b->state = ST_GREETING;
 	start_timer(b);
 	gh_conn_want(b->conn, G_IO_IN);
@@ -540,6 +622,8 @@ gh_imap_backend_connect(const GhImapBackendParams *p,
 	/* our tags must not be the client's */
 	b->cap_tag = g_strdup(g_strcmp0(p->tag, "ghc") == 0 ? "ghc2" : "ghc");
 	b->id_tag = g_strdup(g_strcmp0(p->tag, "ghi") == 0 ? "ghi2" : "ghi");
+	b->tls_tag = g_strdup(g_strcmp0(p->tag, "ght") == 0 ? "ght2" : "ght");
+	b->tls = gh_tls_ref(p->tls);
 	b->pending_parts = g_ptr_array_new_with_free_func(wipe_free);
 	b->reply = g_byte_array_new();
 	b->connector = gh_connector_new(b->bc, p->route, p->hash_key, context);

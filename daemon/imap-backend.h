@@ -12,6 +12,10 @@
  *                ({n+} with LITERAL+, else {n} and its continuations);
  *   master       AUTHENTICATE PLAIN, authzid = user, authcid = master_user.
  * Credentials are never spliced into a command as text.
+ * TLS: tls = implicit speaks TLS from the first byte; tls = starttls sends
+ * STARTTLS once the capabilities are known and asks for them again inside
+ * TLS (RFC 9051 6.2.1); the certificate is checked against the server's
+ * name unless verify = no.
  *
  * Runs on the session's worker context; the callback runs there once
  * unless the handshake is cancelled first.
@@ -22,6 +26,7 @@
 #include "config.h"
 #include "conn.h"
 #include "secret.h"
+#include "tls.h"
 
 typedef struct _GhImapBackend GhImapBackend;
 
@@ -37,6 +42,7 @@ typedef struct {
 	const char *local_addr;
 	guint16 local_port;
 	const char *session_id;
+	GhTls *tls;                   /* client credentials for backends with tls != none */
 	const char *const *client_id; /* the client's ID fields: key, value, key, value, ..., NULL;
 					 value "" for NIL; may be NULL */
 } GhImapBackendParams;

@@ -36,6 +36,7 @@ typedef enum {
 	P_AUTH_PLAIN,
 	P_AUTH_LOGIN_USER,
 	P_AUTH_LOGIN_PASS,
+	P_TLS, /* STARTTLS or implicit TLS handshake */
 	P_VERIFYING,
 	P_BACKEND,
 	P_RELAY,
@@ -111,7 +112,8 @@ static char *
 capabilities(Imap *m)
 {
 	/* the advertised and the accepted mechanisms come from one predicate */
-	return g_strdup_printf("IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE LITERAL+ %s",
+	return g_strdup_printf("IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE LITERAL+%s %s",
+			       gh_session_starttls_offered(m->s) ? " STARTTLS" : "",
 			       plaintext_allowed(m) ? "AUTH=PLAIN AUTH=LOGIN" : "LOGINDISABLED");
 }
 
@@ -227,6 +229,7 @@ on_verified(const GhAuthOutcome *o, gpointer data)
 		    .local_addr = s->local,
 		    .local_port = s->local_port,
 		    .session_id = s->id,
+		    .tls = s->tls,
 		    .client_id = (const char *const *)m->client_id->pdata,
 		};
 		m->phase = P_BACKEND;
@@ -447,6 +450,58 @@ cmd_authenticate(Imap *m, GhImapCommand *cmd)
 }
 
 static void
+on_tls_ready(gpointer data, gpointer unused)
+{
+	GhSession *s = data;
+	Imap *m = s->proto;
+	(void)unused;
+	/* RFC 9051 6.2.1: the client asks for the capabilities again; they
+	 * now hold inside TLS */
+	back_to_commands(m);
+}
+
+static void
+cmd_starttls(Imap *m, const GhImapCommand *cmd)
+{
+	if (cmd->args->len > 0) {
+		say(m, "%s BAD Syntax error.", cmd->tag);
+		count_bad(m);
+		return;
+	}
+	if (m->s->secure) {
+		say(m, "%s BAD TLS already active.", cmd->tag);
+		count_bad(m);
+		return;
+	}
+	if (!gh_session_starttls_offered(m->s)) {
+		say(m, "%s NO TLS not available.", cmd->tag);
+		return;
+	}
+	say(m, "%s OK Begin TLS negotiation now.", cmd->tag);
+	m->phase = P_TLS;
+	gh_session_start_tls(m->s, on_tls_ready);
+}
+
+static void
+greet(Imap *m)
+{
+	g_autofree char *caps = capabilities(m);
+	say(m, "* OK [CAPABILITY %s] %s ready.", caps, m->s->config->hostname);
+	restart_idle_timer(m);
+	(void)update_watch(m);
+}
+
+static void
+on_implicit_tls_ready(gpointer data, gpointer unused)
+{
+	GhSession *s = data;
+	Imap *m = s->proto;
+	(void)unused;
+	m->phase = P_COMMAND;
+	greet(m);
+}
+
+static void
 command(Imap *m, GhImapCommand *cmd)
 {
 	const char *name = cmd->name;
@@ -463,8 +518,7 @@ command(Imap *m, GhImapCommand *cmd)
 		say(m, "%s OK LOGOUT completed.", cmd->tag);
 		close_after_flush(m);
 	} else if (strcmp(name, "STARTTLS") == 0) {
-		/* the TLS front end comes with a later version */
-		say(m, "%s NO TLS not available.", cmd->tag);
+		cmd_starttls(m, cmd);
 	} else if (strcmp(name, "LOGIN") == 0) {
 		cmd_login(m, cmd);
 	} else if (strcmp(name, "AUTHENTICATE") == 0) {
@@ -620,7 +674,6 @@ void
 gh_imap_session_begin(GhSession *s)
 {
 	Imap *m = g_new0(Imap, 1);
-	g_autofree char *caps = NULL;
 	m->s = s;
 	m->phase = P_COMMAND;
 	m->parser = gh_imap_parser_new(GH_IMAP_MAX_LINE, GH_IMAP_MAX_LITERAL);
@@ -629,14 +682,10 @@ gh_imap_session_begin(GhSession *s)
 	s->ops = &imap_ops;
 	gh_session_watch_client(s);
 	if (s->lc->tls == GH_TLS_IMPLICIT) {
-		g_warning("session %s: listener %s: tls = implicit is not supported by this "
-			  "version; closing",
-			  s->id, s->lc->name);
-		gh_session_free(s);
+		/* RFC 8314 3.3: TLS from the first byte, then the greeting */
+		m->phase = P_TLS;
+		gh_session_start_tls(s, on_implicit_tls_ready);
 		return;
 	}
-	caps = capabilities(m);
-	say(m, "* OK [CAPABILITY %s] %s ready.", caps, s->config->hostname);
-	restart_idle_timer(m);
-	(void)update_watch(m);
+	greet(m);
 }

@@ -100,6 +100,7 @@ main(int argc, char **argv)
 	g_autoptr(GPtrArray) problems = g_ptr_array_new_with_free_func(g_free);
 	g_autoptr(GhConfig) cfg = NULL;
 	g_autoptr(GPtrArray) listeners = NULL;
+	g_autoptr(GhTls) tls = NULL;
 	GhAuthCore *core;
 	GhAuthSet *set;
 	GhAuthSettings settings;
@@ -137,6 +138,8 @@ main(int argc, char **argv)
 			set = gh_auth_set_new(core, cfg->kf, cfg->path, cfg->module_dir, problems);
 			gh_auth_set_unref(set);
 			gh_auth_core_free(core);
+			/* certificates and keys are read as at start */
+			gh_tls_unref(gh_tls_new(cfg, problems));
 		}
 		print_problems(problems, FALSE);
 		if (problems->len > 0) {
@@ -154,6 +157,13 @@ main(int argc, char **argv)
 		return 1;
 	}
 
+	/* before dropping privileges: a key file is often readable by root only */
+	tls = gh_tls_new(cfg, problems);
+	if (tls == NULL) {
+		print_problems(problems, TRUE);
+		g_critical("cannot load the TLS certificates; not starting");
+		return 1;
+	}
 	listeners = gh_listeners_open(cfg, &error);
 	if (listeners == NULL) {
 		g_critical("%s; not starting", error->message);
@@ -173,7 +183,7 @@ main(int argc, char **argv)
 		return 1;
 	}
 
-	server = gh_server_new(cfg, core, set, listeners);
+	server = gh_server_new(cfg, core, set, tls, listeners);
 	gh_auth_set_unref(set);
 	rc = gh_server_run(server);
 	gh_server_free(server);

@@ -28,6 +28,7 @@ struct _GhServer {
 	GMutex lock;
 	GhConfig *config;
 	GhAuthSet *auth_set;
+	GhTls *tls;
 	GhAuthCore *core;
 	GPtrArray *listeners; /* of GhListener* */
 	GPtrArray *workers;   /* of GhWorker* */
@@ -61,6 +62,16 @@ gh_server_get_auth_set(GhServer *server)
 	set = gh_auth_set_ref(server->auth_set);
 	g_mutex_unlock(&server->lock);
 	return set;
+}
+
+GhTls *
+gh_server_get_tls(GhServer *server)
+{
+	GhTls *tls;
+	g_mutex_lock(&server->lock);
+	tls = gh_tls_ref(server->tls);
+	g_mutex_unlock(&server->lock);
+	return tls;
 }
 
 GhAuthCore *
@@ -371,6 +382,8 @@ server_reload(GhServer *server)
 	g_autoptr(GhConfig) cfg = NULL;
 	GhAuthSet *set = NULL;
 	GhAuthSet *old_set;
+	GhTls *tls = NULL;
+	GhTls *old_tls;
 	GhAuthSettings settings;
 
 	notify_reloading();
@@ -378,7 +391,12 @@ server_reload(GhServer *server)
 	cfg = gh_config_load(old->path, problems);
 	if (cfg != NULL)
 		set = gh_auth_set_new(server->core, cfg->kf, cfg->path, cfg->module_dir, problems);
-	if (cfg == NULL || set == NULL) {
+	if (cfg != NULL)
+		tls = gh_tls_new(cfg, problems); /* new certificates for new sessions */
+	if (cfg == NULL || set == NULL || tls == NULL) {
+		if (set != NULL)
+			gh_auth_set_unref(set);
+		gh_tls_unref(tls);
 		for (guint i = 0; i < problems->len; i++)
 			g_warning("%s", (const char *)g_ptr_array_index(problems, i));
 		g_warning(
@@ -395,8 +413,11 @@ server_reload(GhServer *server)
 	server->config = gh_config_ref(cfg);
 	old_set = server->auth_set;
 	server->auth_set = set;
+	old_tls = server->tls;
+	server->tls = tls;
 	g_mutex_unlock(&server->lock);
 	gh_auth_set_unref(old_set);
+	gh_tls_unref(old_tls);
 	gh_auth_core_update(server->core, &settings);
 	gh_auth_core_flush_cache(server->core);
 	g_message("configuration reloaded from %s", cfg->path);
@@ -460,12 +481,13 @@ on_stop_signal(gpointer data)
 /* ------------------------------------------------------------------ public */
 
 GhServer *
-gh_server_new(GhConfig *cfg, GhAuthCore *core, GhAuthSet *set, GPtrArray *listeners)
+gh_server_new(GhConfig *cfg, GhAuthCore *core, GhAuthSet *set, GhTls *tls, GPtrArray *listeners)
 {
 	GhServer *server = g_new0(GhServer, 1);
 	g_mutex_init(&server->lock);
 	server->config = gh_config_ref(cfg);
 	server->auth_set = gh_auth_set_ref(set);
+	server->tls = gh_tls_ref(tls);
 	server->core = core;
 	server->listeners = g_ptr_array_ref(listeners);
 	server->workers = g_ptr_array_new();
@@ -531,6 +553,7 @@ gh_server_free(GhServer *server)
 	g_ptr_array_unref(server->workers);
 	g_ptr_array_unref(server->listeners);
 	gh_auth_set_unref(server->auth_set);
+	gh_tls_unref(server->tls);
 	gh_config_unref(server->config);
 	g_main_loop_unref(server->main_loop);
 	g_mutex_clear(&server->lock);

@@ -15,6 +15,7 @@
 #include "config.h"
 #include "gh-auth.h"
 #include "listener.h"
+#include "tls.h"
 
 typedef struct _GhServer GhServer;
 typedef struct _GhWorker GhWorker;
@@ -34,7 +35,8 @@ struct _GhWorker {
 };
 
 /* Create a server from a checked config and auth set (both referenced). */
-GhServer *gh_server_new(GhConfig *cfg, GhAuthCore *core, GhAuthSet *set, GPtrArray *listeners);
+GhServer *
+gh_server_new(GhConfig *cfg, GhAuthCore *core, GhAuthSet *set, GhTls *tls, GPtrArray *listeners);
 /* Start the workers, tell systemd READY=1, run until SIGTERM/SIGINT, stop
  * cleanly.  Returns the exit status. */
 int gh_server_run(GhServer *server);
@@ -45,6 +47,8 @@ void gh_server_free(GhServer *server);
 GhConfig *gh_server_get_config(GhServer *server);
 GhAuthSet *gh_server_get_auth_set(GhServer *server);
 GhAuthCore *gh_server_get_auth_core(GhServer *server);
+/* The TLS credentials of the configuration in force now (transfer full). */
+GhTls *gh_server_get_tls(GhServer *server);
 
 /* The auth core's settings as a config asks for them. */
 void gh_server_settings_from_config(const GhConfig *cfg, GhAuthSettings *out);

@@ -12,6 +12,7 @@
 #include "gh-auth.h"
 #include "secret.h"
 #include "server.h"
+#include "tls.h"
 
 /* Client buffers: `in` holds a whole AUTH line (12288) plus what a client
  * pipelines behind it; `out` is what the relay may queue towards a slow
@@ -52,9 +53,14 @@ struct _GhSession {
 	guint16 remote_port;
 	char local[INET6_ADDRSTRLEN];
 	guint16 local_port;
-	gboolean trusted;   /* the client's address is in trusted_networks */
-	gboolean closing;   /* the last words are queued; close once they are out */
-	gboolean lingering; /* they are out; dropping input until EOF or the deadline */
+	gboolean trusted;           /* the client's address is in trusted_networks */
+	GhTls *tls;                 /* the credentials in force when the client came */
+	gboolean secure;            /* the client connection is encrypted */
+	char *tls_desc;             /* "TLS1.3/AES-256-GCM" once secure, for the log */
+	GFunc tls_done;             /* what to do once the handshake is done */
+	gboolean tls_start_pending; /* the STARTTLS reply is still being written */
+	gboolean closing;           /* the last words are queued; close once they are out */
+	gboolean lingering;         /* they are out; dropping input until EOF or the deadline */
 	gint64 started_us;
 	GSource *timer; /* idle timeout or closing deadline */
 	GSourceFunc timer_func;
@@ -83,6 +89,14 @@ void gh_session_close_after_flush(GhSession *s);
 void gh_session_set_timer(GhSession *s, guint ms, GSourceFunc func);
 /* plaintext_auth of the listener, for this client now */
 gboolean gh_session_plaintext_allowed(GhSession *s);
+/* TLS can be started on this listener now (tls = starttls, not yet secure). */
+gboolean gh_session_starttls_offered(GhSession *s);
+/* Start the server side of TLS: drop whatever plaintext the client sent
+ * after the command that led here (RFC 3207 4.2's command-injection rule),
+ * send what is queued in plaintext, then handshake (bounded by
+ * min(idle_timeout, 60) s).  When done, done(s, NULL) runs; a failed
+ * handshake is logged and ends the session. */
+void gh_session_start_tls(GhSession *s, GFunc done);
 
 /* A login in progress, as both front ends keep it. */
 typedef struct {

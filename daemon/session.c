@@ -77,6 +77,8 @@ gh_session_free(GhSession *s)
 	gh_conn_free(s->conn);
 	g_atomic_int_add(&s->listener->n_sessions, -1);
 	g_debug("session %s: closed", s->id);
+	gh_tls_unref(s->tls);
+	g_free(s->tls_desc);
 	gh_config_unref(s->config);
 	g_free(s);
 }
@@ -95,6 +97,7 @@ gh_session_start(
 	s->conn = gh_conn_new(fd, worker->context, GH_SESSION_IN_MAX, GH_SESSION_OUT_MAX);
 	s->started_us = g_get_monotonic_time();
 	s->config = gh_server_get_config(worker->server);
+	s->tls = gh_server_get_tls(worker->server);
 	s->lc = gh_config_listener(s->config, listener->name);
 	(void)peer_len;
 	peer_to_text(peer, s->remote, sizeof s->remote, &s->remote_port);
@@ -232,11 +235,79 @@ gh_session_plaintext_allowed(GhSession *s)
 	case GH_PLAINTEXT_ALWAYS:
 		return TRUE;
 	case GH_PLAINTEXT_TLS:
-		return FALSE; /* no TLS on the client side in this version */
+		return s->secure;
 	case GH_PLAINTEXT_TRUSTED:
-		return s->trusted;
+		return s->secure || s->trusted;
 	}
 	return FALSE;
+}
+
+gboolean
+gh_session_starttls_offered(GhSession *s)
+{
+	return s->lc->tls == GH_TLS_STARTTLS && !s->secure && gh_tls_has_server(s->tls);
+}
+
+static gboolean
+on_handshake_timeout(gpointer data)
+{
+	GhSession *s = data;
+	g_message("session %s: %s: TLS handshake not finished within %u s; closing", s->id,
+		  s->remote, MAX(MIN(s->lc->idle_timeout, 60), 1));
+	gh_session_free(s);
+	return G_SOURCE_REMOVE;
+}
+
+/* Drive the handshake; FALSE when the session ended. */
+static gboolean
+handshake(GhSession *s)
+{
+	GhConn *c = s->conn;
+	int rc = gh_conn_tls_handshake(c);
+	if (rc < 0) {
+		g_message("session %s: %s: %s", s->id, s->remote, c->tls_error);
+		gh_session_free(s);
+		return FALSE;
+	}
+	if (rc == 0) {
+		gh_conn_want(c, c->tls_want);
+		return TRUE;
+	}
+	s->secure = TRUE;
+	s->tls_desc = gh_tls_describe(c->tls);
+	g_debug("session %s: %s: %s", s->id, s->remote, s->tls_desc);
+	gh_session_set_timer(s, 0, NULL);
+	s->tls_done(s, NULL);
+	return TRUE;
+}
+
+static void
+begin_handshake(GhSession *s)
+{
+	GhConn *c = s->conn;
+	s->tls_start_pending = FALSE;
+	/* whatever the client sent after STARTTLS was sent in plaintext: it
+	 * must not be taken as coming through TLS */
+	gh_conn_consume(c, c->in->len);
+	gh_conn_tls_start(c, gh_tls_server_session(s->tls, c->fd));
+	gh_session_set_timer(s, MAX(MIN(s->lc->idle_timeout, 60), 1) * 1000, on_handshake_timeout);
+	/* the client speaks first (ClientHello): wait for it, from the loop,
+	 * so that a failing handshake never frees the session under a caller */
+	gh_conn_want(c, G_IO_IN);
+}
+
+void
+gh_session_start_tls(GhSession *s, GFunc done)
+{
+	s->tls_done = done;
+	gh_conn_consume(s->conn, s->conn->in->len);
+	if (!gh_conn_flush(s->conn)) {
+		/* the "go ahead" is not out yet: handshake once it is */
+		s->tls_start_pending = TRUE;
+		gh_conn_want(s->conn, G_IO_OUT);
+		return;
+	}
+	begin_handshake(s);
 }
 
 gboolean
@@ -248,6 +319,8 @@ gh_session_update_watch(GhSession *s)
 
 	if (c == NULL)
 		return TRUE; /* the relay has it */
+	if (c->tls_handshaking || s->tls_start_pending)
+		return TRUE; /* the handshake decides what to wait for */
 	if (c->error != 0) {
 		g_debug("session %s: %s: %s", s->id, s->remote, g_strerror(c->error));
 		gh_session_free(s);
@@ -297,8 +370,23 @@ static void
 on_client(GhConn *c, GIOCondition cond, gpointer data)
 {
 	GhSession *s = data;
-	gboolean reading = !s->closing && s->ops->reading(s);
+	gboolean reading;
 	(void)cond;
+	if (s->tls_start_pending) {
+		if (!gh_conn_flush(c) && c->error == 0)
+			return;
+		if (c->error != 0) {
+			gh_session_free(s);
+			return;
+		}
+		begin_handshake(s);
+		return;
+	}
+	if (c->tls_handshaking) {
+		(void)handshake(s);
+		return;
+	}
+	reading = !s->closing && s->ops->reading(s);
 	if (gh_conn_pending(c) > 0)
 		(void)gh_conn_flush(c);
 	if (reading || s->lingering)
@@ -352,7 +440,7 @@ gh_login_verify(GhSession *s, GhLogin *l, const char *service, GhAuthDone done, 
 	    .remote_port = s->remote_port,
 	    .local_addr = s->local,
 	    .local_port = s->local_port,
-	    .tls = FALSE,
+	    .tls = s->secure,
 	    .session_id = s->id,
 	};
 	gh_session_set_timer(s, 0, NULL);
@@ -392,7 +480,7 @@ gh_login_log(GhSession *s,
 	    .remote = s->remote,
 	    .user = l->user,
 	    .mechanism = l->mech,
-	    .tls = "no",
+	    .tls = s->tls_desc != NULL ? s->tls_desc : "no",
 	    .instance = l->instance,
 	    .module = l->module,
 	    .verdict = verdict,

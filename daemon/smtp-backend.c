@@ -24,7 +24,9 @@
 
 typedef enum {
 	ST_CONNECT,
+	ST_TLS, /* handshake: implicit, or after STARTTLS */
 	ST_GREETING,
+	ST_STARTTLS,
 	ST_EHLO,
 	ST_XCLIENT,
 	ST_EHLO_AGAIN,
@@ -49,6 +51,7 @@ struct _GhSmtpBackend {
 	char *session_id;
 
 	GhConnector *connector;
+	GhTls *tls;
 	char *last_error;
 
 	State state;
@@ -64,6 +67,7 @@ backend_free(GhSmtpBackend *b)
 		g_source_unref(b->timer);
 	}
 	gh_connector_free(b->connector);
+	gh_tls_unref(b->tls);
 	gh_conn_free(b->conn);
 	gh_secret_free(b->password);
 	g_free(b->route);
@@ -219,6 +223,15 @@ after_ehlo(GhSmtpBackend *b, const GhSmtpReply *ehlo)
 	g_auto(GStrv) offered = NULL;
 	gboolean has_xclient = gh_smtp_reply_has_extension(ehlo, "XCLIENT", &offered);
 
+	if (b->state == ST_EHLO && b->bc->tls == GH_TLS_STARTTLS && b->conn->tls == NULL) {
+		if (!gh_smtp_reply_has_extension(ehlo, "STARTTLS", NULL)) {
+			server_failed(b, FALSE,
+				      "tls = starttls, but the server does not offer STARTTLS");
+			return;
+		}
+		send_line(b, ST_STARTTLS, "STARTTLS\r\n");
+		return;
+	}
 	if (b->state == ST_EHLO) {
 		gboolean want_xclient =
 		    b->bc->login == GH_LOGIN_XCLIENT || (b->bc->forward_client && has_xclient);
@@ -258,6 +271,46 @@ after_ehlo(GhSmtpBackend *b, const GhSmtpReply *ehlo)
 		return;
 	}
 	finish(b, TRUE);
+}
+
+/* Drive the TLS handshake towards the server; on success go on with the
+ * greeting (implicit TLS) or the EHLO inside TLS (STARTTLS). */
+static void
+handshake(GhSmtpBackend *b)
+{
+	int rc = gh_conn_tls_handshake(b->conn);
+	if (rc < 0) {
+		/* another server may have the right certificate */
+		server_failed(b, TRUE, "%s", b->conn->tls_error);
+		return;
+	}
+	if (rc == 0) {
+		gh_conn_want(b->conn, b->conn->tls_want);
+		return;
+	}
+	if (b->bc->tls == GH_TLS_IMPLICIT) {
+		b->state = ST_GREETING;
+		start_timer(b);
+		gh_conn_want(b->conn, G_IO_IN);
+	} else {
+		g_autofree char *line = g_strdup_printf("EHLO %s\r\n", b->hostname);
+		send_line(b, ST_EHLO, line);
+	}
+}
+
+static void
+start_tls(GhSmtpBackend *b)
+{
+	g_autofree char *host = gh_connector_host(b->connector);
+	if (b->conn->in->len > 0) {
+		/* the server's plaintext must not pass for TLS data */
+		server_failed(b, FALSE, "sent data after its STARTTLS reply");
+		return;
+	}
+	gh_conn_tls_start(b->conn, gh_tls_client_session(b->tls, b->bc, host, b->conn->fd));
+	b->state = ST_TLS;
+	start_timer(b);
+	handshake(b);
 }
 
 static void
@@ -302,7 +355,15 @@ on_reply(GhSmtpBackend *b, const GhSmtpReply *r)
 		}
 		finish(b, TRUE);
 		return;
+	case ST_STARTTLS:
+		if (r->code != 220) {
+			server_failed(b, FALSE, "STARTTLS refused: %s", text);
+			return;
+		}
+		start_tls(b);
+		return;
 	case ST_CONNECT:
+	case ST_TLS:
 		break;
 	}
 	server_failed(b, FALSE, "unexpected reply %s", text);
@@ -313,6 +374,10 @@ on_conn(GhConn *conn, GIOCondition cond, gpointer data)
 {
 	GhSmtpBackend *b = data;
 	(void)cond;
+	if (conn->tls_handshaking) {
+		handshake(b);
+		return;
+	}
 	if (gh_conn_pending(conn) > 0)
 		(void)gh_conn_flush(conn);
 	(void)gh_conn_fill(conn);
@@ -356,13 +421,11 @@ on_connected(int fd, const char *server, const char *error, gpointer data)
 		return;
 	}
 	b->conn = gh_conn_new(fd, b->context, GH_BACKEND_IN_MAX, GH_BACKEND_OUT_MAX);
-	if (b->bc->tls != GH_TLS_NONE) {
-		server_failed(b, FALSE,
-			      "tls = %s towards backends is not supported by this version",
-			      gh_tls_mode_to_string(b->bc->tls));
+	gh_conn_set_callback(b->conn, on_conn, b);
+	if (b->bc->tls == GH_TLS_IMPLICIT) {
+		start_tls(b);
 		return;
 	}
-	gh_conn_set_callback(b->conn, on_conn, b);
 	b->state = ST_GREETING;
 	start_timer(b);
 	gh_conn_want(b->conn, G_IO_IN);
@@ -393,6 +456,7 @@ gh_smtp_backend_connect(const GhSmtpBackendParams *p,
 	b->client_esmtp = p->client_esmtp;
 	b->hostname = g_strdup(p->hostname);
 	b->session_id = g_strdup(p->session_id);
+	b->tls = gh_tls_ref(p->tls);
 	b->connector = gh_connector_new(b->bc, p->route, p->hash_key, context);
 	b->state = ST_CONNECT;
 	(void)gh_connector_next(b->connector, on_connected, b);

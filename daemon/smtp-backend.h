@@ -11,6 +11,10 @@
  * With forward_client = yes and a backend that offers XCLIENT, passthrough,
  * master and none send XCLIENT ADDR/PORT/HELO (without LOGIN) first.
  * For an unauthenticated session (MX role) only the XCLIENT part is done.
+ * TLS: tls = implicit speaks TLS from the first byte; tls = starttls sends
+ * STARTTLS after the first EHLO (RFC 3207) and starts over with EHLO inside
+ * TLS; the certificate is checked against the server's name unless
+ * verify = no.
  *
  * Everything runs on the session's worker context; the callback runs there
  * exactly once unless the handshake is cancelled first.
@@ -21,6 +25,7 @@
 #include "config.h"
 #include "conn.h"
 #include "secret.h"
+#include "tls.h"
 
 typedef struct _GhSmtpBackend GhSmtpBackend;
 
@@ -37,6 +42,7 @@ typedef struct {
 	const char *hostname;    /* our own name, for EHLO when the client gave none */
 	const char *session_id;  /* for log lines */
 	const char *hash_key;    /* picks the first server (user, or address) */
+	GhTls *tls;              /* client credentials for backends with tls != none */
 } GhSmtpBackendParams;
 
 /* conn: the backend socket, handshake done, ready for the client's next

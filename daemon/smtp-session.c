@@ -34,6 +34,7 @@ typedef enum {
 	P_AUTH_LOGIN_USER,
 	P_AUTH_LOGIN_PASS,
 	P_AUTH_PLAIN,
+	P_TLS, /* STARTTLS handshake */
 	P_VERIFYING,
 	P_BACKEND,
 	P_RELAY,
@@ -203,6 +204,7 @@ join_backend(Smtp *m, gboolean authenticated)
 	    .hostname = hostname(m),
 	    .session_id = s->id,
 	    .hash_key = authenticated ? m->login.canonical : s->remote,
+	    .tls = s->tls,
 	};
 	m->phase = P_BACKEND;
 	m->mx_join = !authenticated;
@@ -425,10 +427,60 @@ cmd_helo(Smtp *m, const GhSmtpCommand *cmd)
 	reply(m, "250-PIPELINING");
 	reply(m, "250-SIZE");
 	reply(m, "250-8BITMIME");
-	/* STARTTLS is offered once the TLS front end exists (a later version) */
+	if (gh_session_starttls_offered(m->s))
+		reply(m, "250-STARTTLS");
 	if (plaintext_allowed(m))
 		reply(m, "250-AUTH PLAIN LOGIN");
 	reply(m, "250 ENHANCEDSTATUSCODES");
+}
+
+static void
+on_tls_ready(gpointer data, gpointer unused)
+{
+	GhSession *s = data;
+	Smtp *m = s->proto;
+	(void)unused;
+	/* RFC 3207 4.2: forget what the client said before TLS; it must EHLO
+	 * again, and now gets the capabilities that hold inside TLS */
+	g_clear_pointer(&m->helo, g_free);
+	m->esmtp = FALSE;
+	m->phase = P_COMMAND;
+	restart_idle_timer(m);
+	process(m);
+}
+
+static void
+cmd_starttls(Smtp *m, const GhSmtpCommand *cmd)
+{
+	if (cmd->arg_len > 0) {
+		reply(m, "501 5.5.4 Syntax: STARTTLS");
+		(void)count_error(m);
+		return;
+	}
+	if (m->s->secure) {
+		reply(m, "503 5.5.1 TLS already active");
+		(void)count_error(m);
+		return;
+	}
+	if (!gh_session_starttls_offered(m->s)) {
+		reply(m, "454 4.7.0 TLS not available");
+		return;
+	}
+	reply(m, "220 2.0.0 Ready to start TLS");
+	m->phase = P_TLS;
+	gh_session_start_tls(m->s, on_tls_ready);
+}
+
+static void
+on_implicit_tls_ready(gpointer data, gpointer unused)
+{
+	GhSession *s = data;
+	Smtp *m = s->proto;
+	(void)unused;
+	m->phase = P_COMMAND;
+	reply(m, "220 %s ESMTP", hostname(m));
+	restart_idle_timer(m);
+	(void)update_watch(m);
 }
 
 /* Handle one command line.  Returns FALSE when the line must stay in the
@@ -474,8 +526,10 @@ command(Smtp *m, const char *line, gsize len)
 		close_after_flush(m);
 		return TRUE;
 	case GH_SMTP_CMD_HELP:
-		reply(m,
-		      "214 2.0.0 Commands: HELO EHLO AUTH MAIL RCPT DATA RSET NOOP QUIT HELP VRFY");
+		reply(
+		    m,
+		    "214 2.0.0 Commands: HELO EHLO AUTH MAIL RCPT DATA RSET NOOP QUIT HELP VRFY%s",
+		    gh_session_starttls_offered(m->s) ? " STARTTLS" : "");
 		return TRUE;
 	case GH_SMTP_CMD_VRFY:
 		reply(m, "252 2.5.2 Cannot VRFY user");
@@ -486,8 +540,7 @@ command(Smtp *m, const char *line, gsize len)
 		(void)count_error(m);
 		return TRUE;
 	case GH_SMTP_CMD_STARTTLS:
-		/* the TLS front end comes with a later version */
-		reply(m, "454 4.7.0 TLS not available");
+		cmd_starttls(m, &cmd);
 		return TRUE;
 	case GH_SMTP_CMD_BDAT:
 	case GH_SMTP_CMD_UNKNOWN:
@@ -619,11 +672,9 @@ gh_smtp_session_begin(GhSession *s)
 	s->ops = &smtp_ops;
 	gh_session_watch_client(s);
 	if (s->lc->tls == GH_TLS_IMPLICIT) {
-		/* never speak plaintext where the client expects TLS */
-		g_warning("session %s: listener %s: tls = implicit is not supported by this "
-			  "version; closing",
-			  s->id, s->lc->name);
-		gh_session_free(s);
+		/* RFC 8314 3.3: TLS from the first byte, then the greeting */
+		m->phase = P_TLS;
+		gh_session_start_tls(s, on_implicit_tls_ready);
 		return;
 	}
 	reply(m, "220 %s ESMTP", hostname(m));
