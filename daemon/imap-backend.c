@@ -364,6 +364,14 @@ handshake(GhImapBackend *b)
 		gh_conn_want(b->conn, b->conn->tls_want);
 		return;
 	}
+	if (b->bc->verify) {
+		g_autofree char *host = gh_connector_host(b->connector);
+		g_autofree char *why = NULL;
+		if (!gh_tls_verify_peer(b->conn->tls, host, &why)) {
+			server_failed(b, TRUE, "TLS: %s", why);
+			return;
+		}
+	}
 	if (b->bc->tls == GH_TLS_IMPLICIT) {
 		b->state = ST_GREETING;
 		start_timer(b);

@@ -10,6 +10,7 @@
 
 #include "tls.h"
 
+#include <arpa/inet.h>
 #include <gnutls/x509.h>
 #include <string.h>
 
@@ -151,10 +152,49 @@ gh_tls_client_session(GhTls *tls, const GhBackendConfig *bc, const char *host, i
 	/* SNI is for names, not addresses (RFC 6066 3) */
 	if (!g_hostname_is_ip_address(host))
 		gnutls_server_name_set(s, GNUTLS_NAME_DNS, host, strlen(host));
-	if (bc->verify)
-		gnutls_session_set_verify_cert(s, host, 0);
+	/* the certificate is checked once the handshake is done:
+	 * gh_tls_verify_peer */
 	gnutls_transport_set_int(s, fd);
 	return s;
+}
+
+gboolean
+gh_tls_verify_peer(gnutls_session_t session, const char *host, char **error)
+{
+	guint8 raw[16];
+	unsigned status = 0;
+	int rc;
+	gnutls_typed_vdata_st data[2] = {
+	    {.type = GNUTLS_DT_KEY_PURPOSE_OID, .data = (void *)GNUTLS_KP_TLS_WWW_SERVER},
+	};
+
+	/* an address must be among the certificate's IP SANs, a name among
+	 * its DNS names (RFC 6125) */
+	if (inet_pton(AF_INET, host, raw) == 1) {
+		data[1] =
+		    (gnutls_typed_vdata_st){.type = GNUTLS_DT_IP_ADDRESS, .data = raw, .size = 4};
+	} else if (inet_pton(AF_INET6, host, raw) == 1) {
+		data[1] =
+		    (gnutls_typed_vdata_st){.type = GNUTLS_DT_IP_ADDRESS, .data = raw, .size = 16};
+	} else {
+		data[1] =
+		    (gnutls_typed_vdata_st){.type = GNUTLS_DT_DNS_HOSTNAME, .data = (void *)host};
+	}
+	rc = gnutls_certificate_verify_peers(session, data, 2, &status);
+	if (rc < 0) {
+		*error = g_strdup_printf("certificate check failed: %s", gnutls_strerror(rc));
+		return FALSE;
+	}
+	if (status != 0) {
+		gnutls_datum_t text = {NULL, 0};
+		gnutls_certificate_verification_status_print(
+		    status, gnutls_certificate_type_get(session), &text, 0);
+		*error = g_strdup_printf("certificate of %s not trusted: %s", host,
+					 text.data != NULL ? (char *)text.data : "?");
+		gnutls_free(text.data);
+		return FALSE;
+	}
+	return TRUE;
 }
 
 char *

@@ -27,10 +27,16 @@ gboolean gh_tls_has_server(const GhTls *tls);
 
 /* A server session for a client connection on fd (non-blocking). */
 gnutls_session_t gh_tls_server_session(GhTls *tls, int fd);
-/* A client session towards backend `bc`, checking the certificate against
- * `host` (the server's name or address) unless verify = no. */
+/* A client session towards backend `bc` (SNI set when `host` is a name).
+ * Check the certificate with gh_tls_verify_peer once the handshake is done
+ * (unless verify = no). */
 gnutls_session_t
 gh_tls_client_session(GhTls *tls, const GhBackendConfig *bc, const char *host, int fd);
+
+/* After the handshake: is the peer's certificate trusted (chain to the
+ * backend's CA) and issued for `host` (a DNS name, or an address matched
+ * against IP SANs)?  FALSE with *error (transfer full) saying why. */
+gboolean gh_tls_verify_peer(gnutls_session_t session, const char *host, char **error);
 
 /* "TLS1.3/AES-256-GCM" for the log, or "no" for NULL.  (transfer full) */
 char *gh_tls_describe(gnutls_session_t session);
