@@ -205,3 +205,39 @@ gh_backend_master_password(const GhBackendConfig *bc, GError **error)
 		text[--len] = '\0';
 	return gh_secret_new_take(text, len);
 }
+
+gboolean
+gh_backend_tls_start(
+    GhConnector *c, GhConn *conn, GhTls *tls, const GhBackendConfig *bc, char **error)
+{
+	g_autofree char *host = gh_connector_host(c);
+	if (conn->in->len > 0) {
+		*error = g_strdup("sent data after its STARTTLS reply");
+		return FALSE;
+	}
+	gh_conn_tls_start(conn, gh_tls_client_session(tls, bc, host, conn->fd));
+	return TRUE;
+}
+
+int
+gh_backend_tls_handshake(GhConnector *c, GhConn *conn, const GhBackendConfig *bc, char **error)
+{
+	int rc = gh_conn_tls_handshake(conn);
+	if (rc < 0) {
+		*error = g_strdup(conn->tls_error);
+		return -1;
+	}
+	if (rc == 0) {
+		gh_conn_want(conn, conn->tls_want);
+		return 0;
+	}
+	if (bc->verify) {
+		g_autofree char *host = gh_connector_host(c);
+		g_autofree char *why = NULL;
+		if (!gh_tls_verify_peer(conn->tls, host, &why)) {
+			*error = g_strdup_printf("TLS: %s", why);
+			return -1;
+		}
+	}
+	return 1;
+}

@@ -11,7 +11,9 @@
 
 #include <glib.h>
 #include "config.h"
+#include "conn.h"
 #include "secret.h"
+#include "tls.h"
 
 typedef struct _GhConnector GhConnector;
 
@@ -32,6 +34,15 @@ const char *gh_connector_server(const GhConnector *c);
 /* The host part of the server being tried ("mx1.example.com",
  * "10.0.0.5", "::1"): the name its certificate must carry.  (transfer full) */
 char *gh_connector_host(const GhConnector *c);
+/* Put client TLS on `conn`, towards the server being tried.  FALSE (with
+ * *error) when the server already sent more plaintext: after STARTTLS that
+ * must not pass for TLS data. */
+gboolean gh_backend_tls_start(
+    GhConnector *c, GhConn *conn, GhTls *tls, const GhBackendConfig *bc, char **error);
+/* Drive the handshake and, once it is done, check the certificate (unless
+ * verify = no).  1: done; 0: call again (the watch is set); -1: failed,
+ * *error says why (another server may do better). */
+int gh_backend_tls_handshake(GhConnector *c, GhConn *conn, const GhBackendConfig *bc, char **error);
 /* Cancel a connect in flight (its callback will not run) and free. NULL allowed. */
 void gh_connector_free(GhConnector *c);
 

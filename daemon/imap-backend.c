@@ -354,24 +354,15 @@ ask_capabilities(GhImapBackend *b)
 static void
 handshake(GhImapBackend *b)
 {
-	int rc = gh_conn_tls_handshake(b->conn);
+	g_autofree char *why = NULL;
+	int rc = gh_backend_tls_handshake(b->connector, b->conn, b->bc, &why);
 	if (rc < 0) {
 		/* another server may have the right certificate */
-		server_failed(b, TRUE, "%s", b->conn->tls_error);
+		server_failed(b, TRUE, "%s", why);
 		return;
 	}
-	if (rc == 0) {
-		gh_conn_want(b->conn, b->conn->tls_want);
+	if (rc == 0)
 		return;
-	}
-	if (b->bc->verify) {
-		g_autofree char *host = gh_connector_host(b->connector);
-		g_autofree char *why = NULL;
-		if (!gh_tls_verify_peer(b->conn->tls, host, &why)) {
-			server_failed(b, TRUE, "TLS: %s", why);
-			return;
-		}
-	}
 	if (b->bc->tls == GH_TLS_IMPLICIT) {
 		b->state = ST_GREETING;
 		start_timer(b);
@@ -386,13 +377,11 @@ handshake(GhImapBackend *b)
 static void
 start_tls(GhImapBackend *b)
 {
-	g_autofree char *host = gh_connector_host(b->connector);
-	if (b->conn->in->len > 0) {
-		/* the server's plaintext must not pass for TLS data */
-		server_failed(b, FALSE, "sent data after its STARTTLS reply");
+	g_autofree char *why = NULL;
+	if (!gh_backend_tls_start(b->connector, b->conn, b->tls, b->bc, &why)) {
+		server_failed(b, FALSE, "%s", why);
 		return;
 	}
-	gh_conn_tls_start(b->conn, gh_tls_client_session(b->tls, b->bc, host, b->conn->fd));
 	b->state = ST_TLS;
 	start_timer(b);
 	handshake(b);
