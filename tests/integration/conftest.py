@@ -19,7 +19,7 @@ SRCDIR = Path(os.environ.get('GH_SRCDIR', Path(__file__).resolve().parents[2]))
 BUILDDIR = Path(os.environ.get('GH_BUILDDIR', SRCDIR / '_build'))
 GATEHOUSED = BUILDDIR / 'gatehoused'
 GATEHOUSECTL = BUILDDIR / 'gatehousectl'
-MODULE_DIR = BUILDDIR / 'modules' / 'file' / '.libs'
+MODULE_DIR = BUILDDIR / 'modules' / 'all'  # every module, linked by make (all-local)
 VALGRIND = ['valgrind', '--quiet', '--error-exitcode=99', '--leak-check=full',
             '--errors-for-leak-kinds=definite,indirect', '--show-leak-kinds=definite,indirect',
             '--suppressions=%s' % (SRCDIR / 'tests' / 'valgrind.supp')]
