@@ -1343,6 +1343,49 @@ def test_big_imap_client_tls(gw, pki):
         imap_close(m)
 
 
+def socket_states(*ports):
+    """`ss -tn` lines for connections on these ports (queues show where data
+    is stuck)."""
+    r = subprocess.run(['ss', '-tn'], capture_output=True, text=True)
+    keep = [ln for ln in r.stdout.splitlines()
+            if ln.startswith('State') or any(':%d ' % p in ln + ' ' for p in ports)]
+    return '\n'.join(keep)
+
+
+def test_big_imap_tls_repeated(gw, pki, dovecot_tls):
+    """Ten megabytes up and down six times over implicit TLS in one session:
+    the relay must never stall (an intermittent stall shows up here as a
+    timeout, with the socket queues in the message)."""
+    port = gw.port('i_implicit')
+    m = imaplib.IMAP4_SSL('127.0.0.1', port, ssl_context=client_context(pki), timeout=TIMEOUT)
+    mark = gw.mark()
+    try:
+        typ, data = m.login('alice', 'alicepw')
+        assert typ == 'OK', data
+        mbox = marker('rep')
+        assert m.create(mbox)[0] == 'OK'
+        assert m.select(mbox)[0] == 'OK'
+        msg = b'Subject: %s\r\n\r\n' % mbox.encode() + big_body()
+        want = hashlib.sha256(msg).hexdigest()
+        for i in range(6):
+            step = 'APPEND'
+            try:
+                typ, data = m.append(mbox, None, None, msg)
+                assert typ == 'OK', data
+                step = 'FETCH'
+                typ, data = m.fetch(str(i + 1), '(BODY.PEEK[])')
+                assert typ == 'OK', data[:1]
+                assert hashlib.sha256(data[0][1]).hexdigest() == want, 'round %d: body differs' % i
+            except (OSError, imaplib.IMAP4.abort) as e:
+                raise AssertionError('round %d: %s of 10 MB over TLS stalled (%r); sockets (gateway %d, '
+                                     'dovecot %d):\n%s\n--- gatehoused log:\n%s' % (
+                                         i, step, e, port, dovecot_tls.imap_port,
+                                         socket_states(port, dovecot_tls.imap_port), gw.since(mark)[-2000:]))
+        m.logout()
+    finally:
+        imap_close(m)
+
+
 def test_big_imap_backend_tls(gateway, pki, dovecot_tls):
     gw = gateway({'imap': dict(protocol='imap', plaintext_auth='always', backend='dc')},
                  {'dc': imap_backend(dovecot_tls.imaps_port, 'implicit', pki)})
