@@ -17,7 +17,7 @@ lines (`service` is checked by the account stage only).  Three rules:
   stacks written here put a pam_succeed_if + pam_debug pair in front that
   answers PAM_USER_UNKNOWN for anyone not in the passdb.
 
-Nothing here needs /work/shared or any file outside the repository and the
+Nothing here needs any file outside the repository, the installed packages and the
 test's own temporary directory.
 """
 import base64
