@@ -23,7 +23,7 @@ gh_conn_new(int fd, GMainContext *context, gsize in_max, gsize out_max)
 	c->context = context;
 	c->in_max = in_max;
 	c->out_max = out_max;
-	c->in = g_byte_array_sized_new(MIN(in_max, 4096));
+	c->in = g_byte_array_new();
 	c->out = g_byte_array_new();
 	return c;
 }
@@ -129,7 +129,8 @@ tls_fill(GhConn *c)
 			g_byte_array_append(c->in, buf, (guint)n);
 			added += (gsize)n;
 			c->bytes_in += (guint64)n;
-			explicit_bzero(buf, (gsize)n);
+			if (!c->plain_data)
+				explicit_bzero(buf, (gsize)n);
 		} else if (n == 0 || n == GNUTLS_E_PREMATURE_TERMINATION) {
 			/* close-notify, or a peer that just closed: both are an end */
 			c->eof = TRUE;
@@ -159,7 +160,8 @@ tls_flush(GhConn *c)
 		if (n > 0) {
 			c->tls_send_len = 0;
 			c->bytes_out += (guint64)n;
-			explicit_bzero(c->out->data, (gsize)n);
+			if (!c->plain_data)
+				explicit_bzero(c->out->data, (gsize)n);
 			g_byte_array_remove_range(c->out, 0, (guint)n);
 		} else if (n == GNUTLS_E_INTERRUPTED) {
 			continue;
@@ -230,7 +232,8 @@ gh_conn_fill(GhConn *c)
 			g_byte_array_append(c->in, buf, (guint)n);
 			added += (gsize)n;
 			c->bytes_in += (guint64)n;
-			explicit_bzero(buf, (gsize)n);
+			if (!c->plain_data)
+				explicit_bzero(buf, (gsize)n);
 			if ((gsize)n < room)
 				break;
 		} else if (n == 0) {
@@ -252,7 +255,8 @@ gh_conn_consume(GhConn *c, gsize n)
 	n = MIN(n, c->in->len);
 	if (n == 0)
 		return;
-	explicit_bzero(c->in->data, n);
+	if (!c->plain_data)
+		explicit_bzero(c->in->data, n);
 	g_byte_array_remove_range(c->in, 0, (guint)n);
 }
 
@@ -276,7 +280,8 @@ gh_conn_flush(GhConn *c)
 		}
 	}
 	if (off > 0) {
-		explicit_bzero(c->out->data, off);
+		if (!c->plain_data)
+			explicit_bzero(c->out->data, off);
 		g_byte_array_remove_range(c->out, 0, (guint)off);
 	}
 	return c->out->len == 0;
@@ -307,4 +312,93 @@ gsize
 gh_conn_pending(GhConn *c)
 {
 	return c->out->len;
+}
+
+gsize
+gh_conn_recv(GhConn *c, void *buf, gsize len)
+{
+	if (c->eof || c->error != 0 || len == 0)
+		return 0;
+	if (c->tls != NULL) {
+		if (c->tls_handshaking)
+			return 0;
+		c->tls_want = 0;
+		for (;;) {
+			ssize_t n = gnutls_record_recv(c->tls, buf, len);
+			if (n > 0) {
+				c->bytes_in += (guint64)n;
+				return (gsize)n;
+			}
+			if (n == 0 || n == GNUTLS_E_PREMATURE_TERMINATION) {
+				c->eof = TRUE;
+			} else if (n == GNUTLS_E_INTERRUPTED) {
+				continue;
+			} else if (n == GNUTLS_E_AGAIN) {
+				if (gnutls_record_get_direction(c->tls) == 1)
+					c->tls_want = G_IO_OUT;
+			} else if (!gnutls_error_is_fatal((int)n)) {
+				continue;
+			} else {
+				tls_failed(c, "TLS read", (int)n);
+			}
+			return 0;
+		}
+	}
+	for (;;) {
+		ssize_t n = recv(c->fd, buf, len, 0);
+		if (n > 0) {
+			c->bytes_in += (guint64)n;
+			return (gsize)n;
+		}
+		if (n == 0)
+			c->eof = TRUE;
+		else if (errno == EINTR)
+			continue;
+		else if (errno != EAGAIN && errno != EWOULDBLOCK)
+			c->error = errno;
+		return 0;
+	}
+}
+
+void
+gh_conn_write(GhConn *c, const void *data, gsize len)
+{
+	gsize off = 0;
+	if (c->out->len > 0 || c->tls != NULL || c->error != 0) {
+		/* TLS keeps its record-resend rule in tls_flush; queued bytes
+		 * go first */
+		g_byte_array_append(c->out, data, (guint)len);
+		(void)gh_conn_flush(c);
+		return;
+	}
+	while (off < len) {
+		ssize_t n = send(c->fd, (const char *)data + off, len - off, MSG_NOSIGNAL);
+		if (n > 0) {
+			off += (gsize)n;
+			c->bytes_out += (guint64)n;
+		} else if (n < 0 && errno == EINTR) {
+			continue;
+		} else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			break;
+		} else {
+			c->error = n < 0 ? errno : EPIPE;
+			return;
+		}
+	}
+	if (off < len)
+		g_byte_array_append(c->out, (const guint8 *)data + off, (guint)(len - off));
+}
+
+void
+gh_conn_trim(GhConn *c)
+{
+	/* a GByteArray keeps its capacity; an empty new one holds no data */
+	if (c->in->len == 0) {
+		g_byte_array_unref(c->in);
+		c->in = g_byte_array_new();
+	}
+	if (c->out->len == 0) {
+		g_byte_array_unref(c->out);
+		c->out = g_byte_array_new();
+	}
 }

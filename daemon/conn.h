@@ -40,6 +40,7 @@ struct _GhConn {
 	gnutls_session_t tls;     /* NULL: plaintext */
 	gboolean tls_handshaking; /* between gh_conn_tls_start and a finished handshake */
 	char *tls_error;          /* why TLS failed, for the log */
+	gboolean plain_data;      /* no credentials flow any more: skip wiping buffers */
 	/* private */
 	GMainContext *context;
 	GSource *source;
@@ -65,6 +66,14 @@ void gh_conn_want(GhConn *conn, GIOCondition condition);
  * bytes added (0 when none were available, or `in` is full); sets conn->eof
  * or conn->error as they happen. */
 gsize gh_conn_fill(GhConn *conn);
+/* Read at most len bytes straight into buf, bypassing the input buffer;
+ * returns 0 when nothing came (would block, EOF or error: see eof/error). */
+gsize gh_conn_recv(GhConn *conn, void *buf, gsize len);
+/* Write data now as far as the socket takes it and queue the rest, with no
+ * out_max check: the caller bounds what it passes (the relay: one read). */
+void gh_conn_write(GhConn *conn, const void *data, gsize len);
+/* Give the buffers' memory back while they are empty (idle sessions). */
+void gh_conn_trim(GhConn *conn);
 /* Drop the first n bytes of `in`. */
 void gh_conn_consume(GhConn *conn, gsize n);
 

@@ -203,6 +203,10 @@ on_backend_done(GhImapBackendResult result,
 	}
 	g_clear_pointer(&m->login.password, gh_secret_free);
 	m->phase = P_RELAY;
+	/* the login dialogue is over: keep only what the session-end line
+	 * names (idle proxied sessions are the bulk of our memory) */
+	g_clear_pointer(&m->parser, gh_imap_parser_free);
+	g_clear_pointer(&m->client_id, g_ptr_array_unref);
 	m->relay = gh_relay_start(s->conn, backend, on_relay_done, m);
 	s->conn = NULL;
 }
@@ -657,7 +661,8 @@ imap_free(GhSession *s)
 	gh_relay_free(m->relay);
 	clear_login(m);
 	gh_imap_parser_free(m->parser);
-	g_ptr_array_unref(m->client_id);
+	if (m->client_id != NULL)
+		g_ptr_array_unref(m->client_id);
 	g_free(m->login.backend_server);
 	g_free(m);
 	s->proto = NULL;

@@ -1,39 +1,187 @@
 /*
  * relay.c: the byte pump between a client and its backend (see relay.h).
  *
- * Invariants: at most one of the two GhConns' buffers grows per direction
- * (src->in up to in_max, dst->out up to out_max); `done` runs once, after
+ * Each direction is a flow from one connection to the other.  Bytes go
+ * straight from a read into the other side's socket; only what that socket
+ * does not take is queued, and nothing more is read for that direction until
+ * the queue is out (back-pressure: at most one read per direction is ever
+ * held).  Where both sides are plaintext and a read comes back full (a bulk
+ * transfer, not commands), the flow switches to splice(2) through a pipe of
+ * its own, so the bytes never enter user space.  `done` runs once, after
  * which nothing is read or written.
  */
 #include "gh-build.h"
 
 #include "relay.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
+
+#define GH_RELAY_CHUNK (16 * 1024)   /* one read through user space */
+#define GH_RELAY_SPLICE (256 * 1024) /* one splice into the pipe */
+#define GH_RELAY_ROUNDS 16           /* reads per flow per wake-up (fairness) */
+
+typedef struct {
+	GhConn *src;
+	GhConn *dst;
+	int pipe_r; /* -1 until the flow turns to splice */
+	int pipe_w;
+	gsize piped; /* bytes in the pipe, not yet in dst's socket */
+	gboolean more; /* stopped for fairness with input left: come back */
+} Flow;
 
 struct _GhRelay {
 	GhConn *client;
 	GhConn *backend;
+	Flow up;   /* client to backend */
+	Flow down; /* backend to client */
 	GhRelayDone done;
 	gpointer user_data;
 	guint64 client_start;  /* client->bytes_in when the relay started */
 	guint64 backend_start; /* backend->bytes_in when the relay started */
 	gboolean finished;
 	gboolean client_closed; /* its EOF was passed on to the backend */
-	GSource *kick;          /* runs the first pump from the loop, not from start */
+	GSource *kick;          /* runs a pump from the loop */
 };
 
-/* Move what src has read into dst's output, as far as it has room. */
 static void
-move(GhConn *src, GhConn *dst)
+flow_init(Flow *f, GhConn *src, GhConn *dst)
 {
-	gsize room = dst->out_max > gh_conn_pending(dst) ? dst->out_max - gh_conn_pending(dst) : 0;
-	gsize n = MIN(room, src->in->len);
-	if (n == 0)
+	f->src = src;
+	f->dst = dst;
+	f->pipe_r = f->pipe_w = -1;
+}
+
+static void
+flow_close(Flow *f)
+{
+	if (f->pipe_r >= 0)
+		close(f->pipe_r);
+	if (f->pipe_w >= 0)
+		close(f->pipe_w);
+	f->pipe_r = f->pipe_w = -1;
+}
+
+/* Bytes of this flow not yet handed to dst's socket. */
+static gsize
+flow_pending(const Flow *f)
+{
+	return gh_conn_pending(f->dst) + f->piped;
+}
+
+/* Pipe to dst's socket; FALSE while some stay in the pipe. */
+static gboolean
+flow_drain_pipe(Flow *f)
+{
+	while (f->piped > 0) {
+		ssize_t n = splice(f->pipe_r, NULL, f->dst->fd, NULL, f->piped,
+				   SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+		if (n > 0) {
+			f->piped -= (gsize)n;
+			f->dst->bytes_out += (guint64)n;
+		} else if (n < 0 && errno == EINTR) {
+			continue;
+		} else if (n < 0 && errno == EAGAIN) {
+			return FALSE;
+		} else {
+			f->dst->error = n < 0 ? errno : EPIPE;
+			return FALSE;
+		}
+	}
+	return TRUE;
+}
+
+/* Splice from src's socket into the (empty) pipe: bytes moved, 0 when none
+ * (would block, EOF or error, flagged on src). */
+static gsize
+flow_splice_in(Flow *f)
+{
+	for (;;) {
+		ssize_t n = splice(f->src->fd, NULL, f->pipe_w, NULL, GH_RELAY_SPLICE,
+				   SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+		if (n > 0) {
+			f->piped += (gsize)n;
+			f->src->bytes_in += (guint64)n;
+			return (gsize)n;
+		}
+		if (n == 0)
+			f->src->eof = TRUE;
+		else if (errno == EINTR)
+			continue;
+		else if (errno != EAGAIN)
+			f->src->error = errno;
+		return 0;
+	}
+}
+
+static void
+flow_try_splice(Flow *f)
+{
+	int fds[2];
+	if (f->pipe_r >= 0 || f->src->tls != NULL || f->dst->tls != NULL)
 		return;
-	(void)gh_conn_queue(dst, src->in->data, n);
-	gh_conn_consume(src, n);
+	if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) != 0)
+		return; /* out of descriptors: keep copying */
+	/* a bigger pipe means fewer round trips per megabyte; best effort */
+	(void)fcntl(fds[1], F_SETPIPE_SZ, GH_RELAY_SPLICE);
+	f->pipe_r = fds[0];
+	f->pipe_w = fds[1];
+}
+
+/* Move what can move from src to dst now. */
+static void
+flow_run(Flow *f)
+{
+	GhConn *src = f->src, *dst = f->dst;
+
+	f->more = FALSE;
+	/* what was read before the relay started (pipelined behind a login) */
+	if (src->in->len > 0 && gh_conn_pending(dst) == 0 && f->piped == 0) {
+		gh_conn_write(dst, src->in->data, src->in->len);
+		gh_conn_consume(src, src->in->len);
+		gh_conn_trim(src);
+	}
+	for (int round = 0; round < GH_RELAY_ROUNDS; round++) {
+		if (dst->error != 0 || src->error != 0)
+			return;
+		if (gh_conn_pending(dst) > 0) {
+			if (!gh_conn_flush(dst))
+				return; /* dst is full: its G_IO_OUT brings us back */
+			gh_conn_trim(dst);
+		}
+		if (f->piped > 0 && !flow_drain_pipe(f))
+			return;
+		if (src->eof)
+			return;
+		if (f->pipe_r >= 0) {
+			if (flow_splice_in(f) == 0)
+				return;
+			continue;
+		}
+		guint8 buf[GH_RELAY_CHUNK];
+		gsize n = gh_conn_recv(src, buf, sizeof buf);
+		if (n == 0)
+			return;
+		gh_conn_write(dst, buf, n);
+		if (n == sizeof buf)
+			flow_try_splice(f); /* a bulk transfer: no more copies */
+	}
+	f->more = TRUE;
+}
+
+static GIOCondition
+want(const Flow *in, const Flow *out)
+{
+	/* `in` reads from this connection, `out` writes to it */
+	GIOCondition cond = 0;
+	if (!in->src->eof && flow_pending(in) == 0 && !in->more)
+		cond |= G_IO_IN;
+	if (flow_pending(out) > 0)
+		cond |= G_IO_OUT;
+	return cond;
 }
 
 static void
@@ -55,17 +203,8 @@ pump(GhRelay *r)
 {
 	GhConn *c = r->client, *b = r->backend;
 
-	for (int round = 0; round < 4; round++) {
-		gsize before = c->in->len + b->in->len + gh_conn_pending(c) + gh_conn_pending(b);
-		(void)gh_conn_fill(c);
-		(void)gh_conn_fill(b);
-		move(c, b);
-		move(b, c);
-		(void)gh_conn_flush(b);
-		(void)gh_conn_flush(c);
-		if (c->in->len + b->in->len + gh_conn_pending(c) + gh_conn_pending(b) == before)
-			break;
-	}
+	flow_run(&r->up);
+	flow_run(&r->down);
 	if (c->error != 0) {
 		g_autofree char *why = g_strdup_printf("client: %s", g_strerror(c->error));
 		finish(r, why);
@@ -80,25 +219,24 @@ pump(GhRelay *r)
 	 * closed (or half-closed, as `socat` and scripts do after their last
 	 * command): pass the half-close on and keep delivering the backend's
 	 * replies until the backend closes in turn. */
-	if (b->eof && b->in->len == 0 && gh_conn_pending(c) == 0) {
+	if (b->eof && flow_pending(&r->down) == 0) {
 		finish(r, r->client_closed ? "client closed" : "backend closed");
 		return;
 	}
-	if (c->eof && c->in->len == 0 && gh_conn_pending(b) == 0 && !r->client_closed) {
+	if (c->eof && flow_pending(&r->up) == 0 && !r->client_closed) {
 		r->client_closed = TRUE;
 		(void)shutdown(b->fd, SHUT_WR);
 	}
-	gh_conn_want(c, (!c->eof && c->in->len < c->in_max ? G_IO_IN : 0) |
-			    (gh_conn_pending(c) > 0 ? G_IO_OUT : 0));
-	gh_conn_want(b, (!b->eof && b->in->len < b->in_max ? G_IO_IN : 0) |
-			    (gh_conn_pending(b) > 0 ? G_IO_OUT : 0));
-	/* Bytes that could still move but that no watch will wake us for: a
-	 * side whose input is full (TLS drains records past in_max) while the
-	 * other side's output is already empty.  The rounds above stop early
-	 * for fairness; come back from the loop instead of stalling. */
-	if (((c->in->len > 0 && gh_conn_pending(b) == 0) ||
-	     (b->in->len > 0 && gh_conn_pending(c) == 0)) &&
-	    r->kick == NULL)
+	gh_conn_want(c, want(&r->up, &r->down));
+	gh_conn_want(b, want(&r->down, &r->up));
+	/* Input that no watch would wake us for: a flow stopped for fairness,
+	 * or records GnuTLS has already decrypted while the socket is empty. */
+	if (r->kick == NULL &&
+	    (r->up.more || r->down.more ||
+	     (c->tls != NULL && flow_pending(&r->up) == 0 && !c->eof &&
+	      gnutls_record_check_pending(c->tls) > 0) ||
+	     (b->tls != NULL && flow_pending(&r->down) == 0 && !b->eof &&
+	      gnutls_record_check_pending(b->tls) > 0)))
 		schedule_kick(r);
 }
 
@@ -127,6 +265,8 @@ static void
 schedule_kick(GhRelay *r)
 {
 	r->kick = g_idle_source_new();
+	/* as urgent as socket events, so a busy worker cannot starve it */
+	g_source_set_priority(r->kick, G_PRIORITY_DEFAULT);
 	g_source_set_callback(r->kick, on_kick, r, NULL);
 	g_source_attach(r->kick, r->client->context);
 }
@@ -139,9 +279,16 @@ gh_relay_start(GhConn *client, GhConn *backend, GhRelayDone done, gpointer user_
 	r->backend = backend;
 	r->done = done;
 	r->user_data = user_data;
+	flow_init(&r->up, client, backend);
+	flow_init(&r->down, backend, client);
 	/* what the client pipelined behind its login was read before; count it */
 	r->client_start = client->bytes_in - client->in->len;
 	r->backend_start = backend->bytes_in - backend->in->len;
+	/* from here on the bytes are the user's mail, not credentials */
+	client->plain_data = TRUE;
+	backend->plain_data = TRUE;
+	gh_conn_trim(client);
+	gh_conn_trim(backend);
 	gh_conn_set_callback(client, on_io, r);
 	gh_conn_set_callback(backend, on_io, r);
 	/* pump from the loop: the caller may not expect `done` inside start */
@@ -158,6 +305,8 @@ gh_relay_free(GhRelay *r)
 		g_source_destroy(r->kick);
 		g_source_unref(r->kick);
 	}
+	flow_close(&r->up);
+	flow_close(&r->down);
 	gh_conn_free(r->client);
 	gh_conn_free(r->backend);
 	g_free(r);
