@@ -10,7 +10,6 @@
 #include "conn.h"
 
 #include <errno.h>
-#include <glib-unix.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -28,6 +27,35 @@ gh_conn_new(int fd, GMainContext *context, gsize in_max, gsize out_max)
 	return c;
 }
 
+/* One source per connection for its whole life: changing what we wait for
+ * only edits its poll record (a new GSource per change cost an allocation
+ * and a context lock each time, several times per login). */
+typedef struct {
+	GSource source;
+	GhConn *conn;
+} ConnSource;
+
+static gboolean
+conn_source_dispatch(GSource *source, GSourceFunc callback, gpointer data)
+{
+	ConnSource *cs = (ConnSource *)source;
+	GhConn *c = cs->conn;
+	(void)callback;
+	(void)data;
+	if (c->tag == NULL)
+		return G_SOURCE_CONTINUE;
+	GIOCondition condition = g_source_query_unix_fd(source, c->tag);
+	if (condition != 0 && c->func != NULL)
+		c->func(c, condition, c->user_data);
+	/* the callback may have freed c: the source lives on until this
+	 * dispatch returns, and conn_unwatch destroyed it */
+	return G_SOURCE_CONTINUE;
+}
+
+static GSourceFuncs conn_source_funcs = {
+    .dispatch = conn_source_dispatch,
+};
+
 static void
 conn_unwatch(GhConn *c)
 {
@@ -36,6 +64,7 @@ conn_unwatch(GhConn *c)
 		g_source_unref(c->source);
 		c->source = NULL;
 	}
+	c->tag = NULL;
 	c->watching = 0;
 }
 
@@ -71,39 +100,26 @@ gh_conn_set_callback(GhConn *c, GhConnFunc func, gpointer user_data)
 	c->user_data = user_data;
 }
 
-static gboolean
-on_fd(gint fd, GIOCondition condition, gpointer data)
-{
-	GhConn *c = data;
-	(void)fd;
-	if (c->func != NULL)
-		c->func(c, condition, c->user_data);
-	/* the callback may have freed c or replaced its source: the source keeps
-	 * itself alive until destroyed, and conn_unwatch destroys it */
-	return G_SOURCE_CONTINUE;
-}
-
 void
 gh_conn_want(GhConn *c, GIOCondition condition)
 {
 	if (condition != 0)
 		condition |= c->tls_want;
-	if (condition == c->watching && c->source != NULL)
+	if (condition == c->watching)
 		return;
-	if (condition == 0) {
-		conn_unwatch(c);
-		return;
-	}
 	if (c->source == NULL) {
-		c->source = g_unix_fd_source_new(c->fd, condition);
-		g_source_set_callback(c->source, G_SOURCE_FUNC(on_fd), c, NULL);
+		c->source = g_source_new(&conn_source_funcs, sizeof(ConnSource));
+		((ConnSource *)c->source)->conn = c;
 		g_source_attach(c->source, c->context);
+	}
+	if (condition == 0) {
+		/* not a record with no events: poll would still report a hang-up */
+		g_source_remove_unix_fd(c->source, c->tag);
+		c->tag = NULL;
+	} else if (c->tag == NULL) {
+		c->tag = g_source_add_unix_fd(c->source, c->fd, condition);
 	} else {
-		/* g_unix_fd_source has one fixed fd; changing the condition means a
-		 * new source (cheap: a poll record) */
-		conn_unwatch(c);
-		gh_conn_want(c, condition);
-		return;
+		g_source_modify_unix_fd(c->source, c->tag, condition);
 	}
 	c->watching = condition;
 }

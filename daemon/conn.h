@@ -44,6 +44,7 @@ struct _GhConn {
 	/* private */
 	GMainContext *context;
 	GSource *source;
+	gpointer tag; /* the fd's record in source, NULL while not watching */
 	GIOCondition watching;
 	GhConnFunc func;
 	gpointer user_data;
