@@ -17,6 +17,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -89,8 +90,10 @@ gh_session_start(
 {
 	GhSession *s = g_new0(GhSession, 1);
 	g_autofree char *line = NULL;
-	gint n;
+	gint n, one = 1;
 
+	/* replies and relayed commands are small writes: send each at once */
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 	make_session_id(s->id, sizeof s->id);
 	s->worker = worker;
 	s->listener = listener;
