@@ -11,8 +11,128 @@
 
 #include <errno.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
+
+/*
+ * Readiness comes from one epoll set per main context, itself one GSource
+ * watching the epoll descriptor.  Changing what a connection waits for is
+ * one epoll_ctl(2); GLib's own fd watches would wake the loop through its
+ * eventfd on every change and hand poll(2) every descriptor of every idle
+ * session on every iteration.
+ */
+typedef struct {
+	GSource source;
+	int epfd;
+	GMainContext *context;
+	gboolean dispatching;
+	GPtrArray *dead; /* connections freed during a dispatch, freed after it */
+} EpollSource;
+
+#define GH_EPOLL_BATCH 64
+
+static void conn_register(GhConn *c, GIOCondition events);
+
+static GMutex epoll_lock;
+static GHashTable *epoll_by_context; /* GMainContext * -> EpollSource * */
+
+static void
+conn_release(GhConn *c)
+{
+	g_byte_array_unref(c->in);
+	g_byte_array_unref(c->out);
+	g_free(c);
+}
+
+static gboolean
+epoll_dispatch(GSource *source, GSourceFunc callback, gpointer data)
+{
+	EpollSource *ep = (EpollSource *)source;
+	struct epoll_event events[GH_EPOLL_BATCH];
+	int n;
+	(void)callback;
+	(void)data;
+
+	do {
+		n = epoll_wait(ep->epfd, events, GH_EPOLL_BATCH, 0);
+	} while (n < 0 && errno == EINTR);
+	ep->dispatching = TRUE;
+	for (int i = 0; i < n; i++) {
+		GhConn *c = events[i].data.ptr;
+		GIOCondition cond = 0;
+		if (c->dead)
+			continue; /* freed by an earlier callback of this batch */
+		if (events[i].events & EPOLLIN)
+			cond |= G_IO_IN;
+		if (events[i].events & EPOLLOUT)
+			cond |= G_IO_OUT;
+		if (events[i].events & EPOLLHUP)
+			cond |= G_IO_HUP;
+		if (events[i].events & EPOLLERR)
+			cond |= G_IO_ERR;
+		/* an event we stopped wanting (lazily left in the set): narrow
+		 * the record now, or level-triggered epoll reports it again */
+		if ((cond & ~(c->watching | G_IO_HUP | G_IO_ERR)) != 0 || c->watching == 0)
+			conn_register(c, c->watching);
+		if (c->watching == 0)
+			continue;
+		cond &= c->watching | G_IO_HUP | G_IO_ERR;
+		if (cond != 0 && c->func != NULL)
+			c->func(c, cond, c->user_data);
+	}
+	ep->dispatching = FALSE;
+	if (ep->dead->len > 0)
+		g_ptr_array_set_size(ep->dead, 0); /* frees them */
+	return G_SOURCE_CONTINUE;
+}
+
+static void
+epoll_finalize(GSource *source)
+{
+	EpollSource *ep = (EpollSource *)source;
+	g_mutex_lock(&epoll_lock);
+	if (epoll_by_context != NULL && g_hash_table_lookup(epoll_by_context, ep->context) == ep)
+		g_hash_table_remove(epoll_by_context, ep->context);
+	g_mutex_unlock(&epoll_lock);
+	g_ptr_array_unref(ep->dead);
+	close(ep->epfd);
+}
+
+static GSourceFuncs epoll_funcs = {
+    .dispatch = epoll_dispatch,
+    .finalize = epoll_finalize,
+};
+
+/* The epoll source of context, made on first use; it lives as long as the
+ * context (which holds the only reference). */
+static EpollSource *
+epoll_for(GMainContext *context)
+{
+	EpollSource *ep;
+	if (context == NULL)
+		context = g_main_context_default();
+	g_mutex_lock(&epoll_lock);
+	if (epoll_by_context == NULL)
+		epoll_by_context = g_hash_table_new(NULL, NULL);
+	ep = g_hash_table_lookup(epoll_by_context, context);
+	if (ep == NULL) {
+		int epfd = epoll_create1(EPOLL_CLOEXEC);
+		if (epfd < 0)
+			g_error("epoll_create1: %s", g_strerror(errno));
+		ep = (EpollSource *)g_source_new(&epoll_funcs, sizeof(EpollSource));
+		ep->epfd = epfd;
+		ep->context = context;
+		ep->dead = g_ptr_array_new_with_free_func((GDestroyNotify)conn_release);
+		g_source_set_name((GSource *)ep, "gatehouse connections");
+		(void)g_source_add_unix_fd((GSource *)ep, epfd, G_IO_IN);
+		g_hash_table_insert(epoll_by_context, context, ep);
+		g_source_attach((GSource *)ep, context);
+		g_source_unref((GSource *)ep);
+	}
+	g_mutex_unlock(&epoll_lock);
+	return ep;
+}
 
 GhConn *
 gh_conn_new(int fd, GMainContext *context, gsize in_max, gsize out_max)
@@ -20,6 +140,7 @@ gh_conn_new(int fd, GMainContext *context, gsize in_max, gsize out_max)
 	GhConn *c = g_new0(GhConn, 1);
 	c->fd = fd;
 	c->context = context;
+	c->epoll = epoll_for(context);
 	c->in_max = in_max;
 	c->out_max = out_max;
 	c->in = g_byte_array_new();
@@ -27,53 +148,13 @@ gh_conn_new(int fd, GMainContext *context, gsize in_max, gsize out_max)
 	return c;
 }
 
-/* One source per connection for its whole life: changing what we wait for
- * only edits its poll record (a new GSource per change cost an allocation
- * and a context lock each time, several times per login). */
-typedef struct {
-	GSource source;
-	GhConn *conn;
-} ConnSource;
-
-static gboolean
-conn_source_dispatch(GSource *source, GSourceFunc callback, gpointer data)
-{
-	ConnSource *cs = (ConnSource *)source;
-	GhConn *c = cs->conn;
-	(void)callback;
-	(void)data;
-	if (c->tag == NULL)
-		return G_SOURCE_CONTINUE;
-	GIOCondition condition = g_source_query_unix_fd(source, c->tag);
-	if (condition != 0 && c->func != NULL)
-		c->func(c, condition, c->user_data);
-	/* the callback may have freed c: the source lives on until this
-	 * dispatch returns, and conn_unwatch destroyed it */
-	return G_SOURCE_CONTINUE;
-}
-
-static GSourceFuncs conn_source_funcs = {
-    .dispatch = conn_source_dispatch,
-};
-
-static void
-conn_unwatch(GhConn *c)
-{
-	if (c->source != NULL) {
-		g_source_destroy(c->source);
-		g_source_unref(c->source);
-		c->source = NULL;
-	}
-	c->tag = NULL;
-	c->watching = 0;
-}
-
 void
 gh_conn_free(GhConn *c)
 {
+	EpollSource *ep;
 	if (c == NULL)
 		return;
-	conn_unwatch(c);
+	ep = c->epoll;
 	if (c->tls != NULL) {
 		/* tell the peer we are done, if the socket takes it now; never wait */
 		if (!c->tls_handshaking && c->error == 0)
@@ -81,16 +162,24 @@ gh_conn_free(GhConn *c)
 		gnutls_deinit(c->tls);
 	}
 	g_free(c->tls_error);
+	/* closing the descriptor also takes it out of the epoll set */
 	if (c->fd >= 0)
 		close(c->fd);
+	c->fd = -1;
+	c->watching = c->registered = 0;
+	c->func = NULL;
 	/* buffers may hold credentials on their way to a backend */
 	if (c->in->len > 0)
 		explicit_bzero(c->in->data, c->in->len);
 	if (c->out->len > 0)
 		explicit_bzero(c->out->data, c->out->len);
-	g_byte_array_unref(c->in);
-	g_byte_array_unref(c->out);
-	g_free(c);
+	if (ep->dispatching) {
+		/* an event for c may still be in the batch being dispatched */
+		c->dead = TRUE;
+		g_ptr_array_add(ep->dead, c);
+		return;
+	}
+	conn_release(c);
 }
 
 void
@@ -100,28 +189,44 @@ gh_conn_set_callback(GhConn *c, GhConnFunc func, gpointer user_data)
 	c->user_data = user_data;
 }
 
+/* Bring the epoll set's record of c to `events` (0: out of the set). */
+static void
+conn_register(GhConn *c, GIOCondition events)
+{
+	EpollSource *ep = c->epoll;
+	struct epoll_event ev = {0};
+	int op;
+	if (events == c->registered)
+		return;
+	if (events == 0)
+		op = EPOLL_CTL_DEL; /* a record with no events would still report hang-ups */
+	else
+		op = c->registered == 0 ? EPOLL_CTL_ADD : EPOLL_CTL_MOD;
+	ev.events = ((events & G_IO_IN) ? EPOLLIN : 0) | ((events & G_IO_OUT) ? EPOLLOUT : 0);
+	ev.data.ptr = c;
+	if (epoll_ctl(ep->epfd, op, c->fd, &ev) != 0 && op != EPOLL_CTL_DEL) {
+		/* out of kernel memory for watches: fail the connection rather
+		 * than leave it waiting for an event that cannot come */
+		g_warning("epoll_ctl on fd %d: %s", c->fd, g_strerror(errno));
+		c->error = errno;
+		return;
+	}
+	c->registered = events;
+}
+
 void
 gh_conn_want(GhConn *c, GIOCondition condition)
 {
 	if (condition != 0)
 		condition |= c->tls_want;
-	if (condition == c->watching)
+	if (c->fd < 0)
 		return;
-	if (c->source == NULL) {
-		c->source = g_source_new(&conn_source_funcs, sizeof(ConnSource));
-		((ConnSource *)c->source)->conn = c;
-		g_source_attach(c->source, c->context);
-	}
-	if (condition == 0) {
-		/* not a record with no events: poll would still report a hang-up */
-		g_source_remove_unix_fd(c->source, c->tag);
-		c->tag = NULL;
-	} else if (c->tag == NULL) {
-		c->tag = g_source_add_unix_fd(c->source, c->fd, condition);
-	} else {
-		g_source_modify_unix_fd(c->source, c->tag, condition);
-	}
 	c->watching = condition;
+	/* Narrowing is lazy: an event we no longer want is dropped, and the
+	 * record fixed, only if it comes.  A session that stops reading while
+	 * its login is checked and then reads again costs no syscall. */
+	if ((condition & ~c->registered) != 0)
+		conn_register(c, condition);
 }
 
 static void

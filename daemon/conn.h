@@ -43,9 +43,10 @@ struct _GhConn {
 	gboolean plain_data;      /* no credentials flow any more: skip wiping buffers */
 	/* private */
 	GMainContext *context;
-	GSource *source;
-	gpointer tag; /* the fd's record in source, NULL while not watching */
-	GIOCondition watching;
+	gpointer epoll;          /* the context's epoll source */
+	GIOCondition watching;   /* the events the owner wants */
+	GIOCondition registered; /* the events the epoll set has for fd (a superset) */
+	gboolean dead;           /* freed inside a dispatch; memory goes after it */
 	GhConnFunc func;
 	gpointer user_data;
 	GIOCondition tls_want; /* the direction GnuTLS waits for (E_AGAIN) */
