@@ -3,9 +3,10 @@
  * backend-connect.h).
  *
  * A server given as an IP address and port (the usual case) is connected
- * with a plain non-blocking connect(2) watched on the worker's loop: no
- * objects, no resolver, a handful of syscalls per login.  A host name goes
- * through GIO's GSocketClient, which resolves it.  GIO calls a connect
+ * with a plain non-blocking connect(2) whose socket is handed over at once,
+ * from the loop: the backend handshake waits for the greeting anyway, and a
+ * refused connect shows up there.  No objects, no resolver, no watch.  A
+ * host name goes through GIO's GSocketClient, which resolves it.  GIO calls a connect
  * callback even after cancellation, when the connector may be gone; each
  * such attempt therefore carries a ticket that says whether anyone still
  * waits for it, and the callback frees the ticket.
@@ -38,9 +39,8 @@ struct _GhConnector {
 	GCancellable *cancellable;
 	Ticket *ticket;
 	GSource *timer;
-	int fd;          /* a numeric connect in progress, or -1 */
-	GSource *watch;  /* its writability watch */
-	char *early;     /* a numeric connect that failed at once: why */
+	int fd;      /* a numeric connect in progress, or -1 */
+	char *early; /* a numeric connect that failed at once: why */
 	gboolean timed_out;
 	GhConnectorFunc func;
 	gpointer user_data;
@@ -95,11 +95,6 @@ stop_attempt(GhConnector *c)
 		g_source_unref(c->timer);
 		c->timer = NULL;
 	}
-	if (c->watch != NULL) {
-		g_source_destroy(c->watch);
-		g_source_unref(c->watch);
-		c->watch = NULL;
-	}
 	if (c->fd >= 0) {
 		close(c->fd);
 		c->fd = -1;
@@ -152,11 +147,23 @@ on_timeout(gpointer data)
 	GhConnector *c = data;
 	g_source_unref(c->timer);
 	c->timer = NULL;
+	if (c->cancellable == NULL && c->fd >= 0) {
+		/* a numeric connect under way: hand the socket over now.  The
+		 * backend's first step is to wait for its greeting (or to send
+		 * a TLS hello, which waits for the connect), under the
+		 * backend's own connect_timeout; a refused connect shows up
+		 * there as a read error.  No writability watch, no getsockopt. */
+		int fd = c->fd;
+		c->fd = -1;
+		stop_attempt(c);
+		c->func(fd, c->server, NULL, c->user_data);
+		return G_SOURCE_REMOVE;
+	}
 	if (c->cancellable == NULL) {
-		/* a numeric connect, or one that failed at once */
-		g_autofree char *why = c->early != NULL
-					   ? g_strdup_printf("connect: %s", c->early)
-					   : g_strdup("connect: no answer within the connect_timeout");
+		/* a numeric connect that failed at once */
+		g_autofree char *why =
+		    c->early != NULL ? g_strdup_printf("connect: %s", c->early)
+				     : g_strdup("connect: no answer within the connect_timeout");
 		stop_attempt(c);
 		c->func(-1, c->server, why, c->user_data);
 		return G_SOURCE_REMOVE;
@@ -165,27 +172,6 @@ on_timeout(gpointer data)
 	c->timed_out = TRUE;
 	g_cancellable_cancel(c->cancellable);
 	return G_SOURCE_REMOVE;
-}
-
-static gboolean
-on_writable(gint fd, GIOCondition condition, gpointer data)
-{
-	GhConnector *c = data;
-	int err = 0;
-	socklen_t len = sizeof err;
-	(void)condition;
-	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
-		err = errno;
-	if (err == 0) {
-		c->fd = -1; /* handed over */
-		stop_attempt(c);
-		c->func(fd, c->server, NULL, c->user_data);
-	} else {
-		g_autofree char *why = g_strdup_printf("connect: %s", g_strerror(err));
-		stop_attempt(c);
-		c->func(-1, c->server, why, c->user_data);
-	}
-	return G_SOURCE_REMOVE; /* stop_attempt dropped our reference */
 }
 
 /* "192.0.2.1:143" or "[2001:db8::1]:143" as a socket address. */
@@ -244,10 +230,9 @@ connect_numeric(GhConnector *c)
 		/* the login dialogue is small writes answered one by one */
 		(void)setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 		if (connect(c->fd, (struct sockaddr *)&ss, len) == 0 || errno == EINPROGRESS) {
-			c->watch = g_unix_fd_source_new(c->fd, G_IO_OUT);
-			g_source_set_callback(c->watch, G_SOURCE_FUNC(on_writable), c, NULL);
-			g_source_attach(c->watch, c->context);
-			c->timer = g_timeout_source_new(c->timeout * 1000);
+			/* handed over from the loop (on_timeout), never from
+			 * inside gh_connector_next */
+			c->timer = g_timeout_source_new(0);
 			g_source_set_callback(c->timer, on_timeout, c, NULL);
 			g_source_attach(c->timer, c->context);
 			return TRUE;
