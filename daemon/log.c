@@ -8,14 +8,16 @@
 
 #include "log.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 static gboolean log_debug;
 static gboolean log_journal;
 static char *log_program;
-static GMutex log_lock;
+static int log_pid;
 
 gboolean
 gh_log_debug_enabled(void)
@@ -39,13 +41,32 @@ level_name(GLogLevelFlags level)
 	return "debug";
 }
 
+/* "2026-11-29T08:30:41.952" into buf (24 bytes): the date and time part is
+ * formatted once per second per thread; logging runs on every login. */
+static void
+format_stamp(char *buf, gsize size)
+{
+	static __thread time_t cached_sec = -1;
+	static __thread char cached[24];
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	if (ts.tv_sec != cached_sec) {
+		struct tm tm;
+		localtime_r(&ts.tv_sec, &tm);
+		strftime(cached, sizeof cached, "%Y-%m-%dT%H:%M:%S", &tm);
+		cached_sec = ts.tv_sec;
+	}
+	g_snprintf(buf, size, "%s.%03ld", cached, (long)(ts.tv_nsec / 1000000));
+}
+
 static GLogWriterOutput
 writer(GLogLevelFlags level, const GLogField *fields, gsize n_fields, gpointer user_data)
 {
 	const char *message = NULL;
 	const char *domain = NULL;
-	g_autoptr(GDateTime) now = NULL;
-	g_autofree char *stamp = NULL;
+	char stamp[32];
+	g_autofree char *line = NULL;
+	gsize len, off = 0;
 
 	if ((level & G_LOG_LEVEL_DEBUG) && !log_debug)
 		return G_LOG_WRITER_HANDLED;
@@ -59,17 +80,44 @@ writer(GLogLevelFlags level, const GLogField *fields, gsize n_fields, gpointer u
 		else if (g_strcmp0(fields[i].key, "GLIB_DOMAIN") == 0)
 			domain = fields[i].value;
 	}
-	now = g_date_time_new_now_local();
-	stamp = g_date_time_format(now, "%Y-%m-%dT%H:%M:%S.%f");
-	if (stamp != NULL && strlen(stamp) > 23)
-		stamp[23] = '\0'; /* milliseconds */
-	g_mutex_lock(&log_lock);
-	fprintf(stderr, "%s %s[%d]: %s: %s%s%s\n", stamp != NULL ? stamp : "-",
-		log_program != NULL ? log_program : "gatehouse", (int)getpid(), level_name(level),
-		domain != NULL ? domain : "", domain != NULL ? ": " : "",
-		message != NULL ? message : "");
-	fflush(stderr);
-	g_mutex_unlock(&log_lock);
+	format_stamp(stamp, sizeof stamp);
+	{
+		/* "STAMP PROGRAM[PID]: LEVEL: DOMAIN: MESSAGE\n", joined by hand:
+		 * this runs twice per login, printf is most of its cost */
+		char pid[24];
+		const char *parts[] = {stamp,
+				       " ",
+				       log_program != NULL ? log_program : "gatehouse",
+				       pid,
+				       level_name(level),
+				       ": ",
+				       domain != NULL ? domain : "",
+				       domain != NULL ? ": " : "",
+				       message != NULL ? message : "",
+				       "\n"};
+		gsize lens[G_N_ELEMENTS(parts)];
+		gsize total = 0;
+		g_snprintf(pid, sizeof pid, "[%d]: ", log_pid);
+		for (gsize i = 0; i < G_N_ELEMENTS(parts); i++)
+			total += lens[i] = strlen(parts[i]);
+		line = g_malloc(total + 1);
+		len = 0;
+		for (gsize i = 0; i < G_N_ELEMENTS(parts); i++) {
+			memcpy(line + len, parts[i], lens[i]);
+			len += lens[i];
+		}
+		line[len] = '\0';
+	}
+	/* one write(2) per line, so lines from several threads never mix */
+	while (off < len) {
+		ssize_t n = write(STDERR_FILENO, line + off, len - off);
+		if (n > 0)
+			off += (gsize)n;
+		else if (n < 0 && errno == EINTR)
+			continue;
+		else
+			break; /* nowhere to log to: never block or spin on it */
+	}
 	return G_LOG_WRITER_HANDLED;
 }
 
@@ -79,6 +127,7 @@ gh_log_init(const char *program, gboolean debug)
 	g_free(log_program);
 	log_program = g_strdup(program);
 	log_debug = debug;
+	log_pid = (int)getpid(); /* gatehoused never forks */
 	log_journal = g_log_writer_is_journald(fileno(stderr));
 	g_log_set_writer_func(writer, NULL, NULL);
 }
@@ -92,6 +141,15 @@ gh_log_escape(const char *text, gsize len, gsize max)
 	if (text == NULL)
 		return g_strdup("-");
 	n = MIN(len, max);
+	{
+		/* nearly always nothing to escape: one copy */
+		gsize i = 0;
+		while (i < n && (guchar)text[i] >= 0x20 && (guchar)text[i] < 0x7f &&
+		       text[i] != '"' && text[i] != '\\')
+			i++;
+		if (i == n && len <= max)
+			return g_strndup(text, n);
+	}
 	out = g_string_sized_new(n + 8);
 	for (gsize i = 0; i < n; i++) {
 		guchar c = (guchar)text[i];
@@ -129,9 +187,21 @@ gh_log_login(const GhLoginLog *l)
 	    dash(l->mechanism), dash(l->tls), dash(l->instance), l->module != NULL ? "(" : "",
 	    l->module != NULL ? l->module : "", l->module != NULL ? ")" : "", dash(l->verdict),
 	    reason, dash(l->backend), l->cached ? "yes" : "no", elapsed);
-	g_log_structured("gh-login", G_LOG_LEVEL_INFO, "MESSAGE", "%s", msg, "GH_SESSION", "%s",
-			 dash(l->session_id), "GH_PROTOCOL", "%s", dash(l->protocol), "GH_LISTENER",
-			 "%s", dash(l->listener), "GH_REMOTE", "%s", dash(l->remote), "GH_USER",
-			 "%s", user, "GH_VERDICT", "%s", dash(l->verdict), "GH_MODULE", "%s",
-			 dash(l->instance));
+	{
+		/* the fields as they are: g_log_structured would format them
+		 * all once more */
+		const GLogField fields[] = {
+		    {"GLIB_DOMAIN", "gh-login", -1},
+		    {"PRIORITY", "6", -1}, /* info */
+		    {"MESSAGE", msg, -1},
+		    {"GH_SESSION", dash(l->session_id), -1},
+		    {"GH_PROTOCOL", dash(l->protocol), -1},
+		    {"GH_LISTENER", dash(l->listener), -1},
+		    {"GH_REMOTE", dash(l->remote), -1},
+		    {"GH_USER", user, -1},
+		    {"GH_VERDICT", dash(l->verdict), -1},
+		    {"GH_MODULE", dash(l->instance), -1},
+		};
+		g_log_structured_array(G_LOG_LEVEL_INFO, fields, G_N_ELEMENTS(fields));
+	}
 }
