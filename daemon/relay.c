@@ -29,7 +29,7 @@ typedef struct {
 	GhConn *dst;
 	int pipe_r; /* -1 until the flow turns to splice */
 	int pipe_w;
-	gsize piped; /* bytes in the pipe, not yet in dst's socket */
+	gsize piped;   /* bytes in the pipe, not yet in dst's socket */
 	gboolean more; /* stopped for fairness with input left: come back */
 } Flow;
 
@@ -168,6 +168,8 @@ flow_run(Flow *f)
 		gh_conn_write(dst, buf, n);
 		if (n == sizeof buf)
 			flow_try_splice(f); /* a bulk transfer: no more copies */
+		else if (src->tls == NULL)
+			return; /* a short read emptied the socket; poll says when more comes */
 	}
 	f->more = TRUE;
 }
@@ -198,13 +200,26 @@ finish(GhRelay *r, const char *why)
 
 static void schedule_kick(GhRelay *r);
 
+/* Run the flows: both, or (conn != NULL) those an event on conn concerns:
+ * a plaintext socket that became readable feeds its own flow, one that
+ * became writable drains the other's.  TLS reads may need writes and the
+ * other way round, so a TLS side runs both. */
 static void
-pump(GhRelay *r)
+pump(GhRelay *r, GhConn *conn, GIOCondition cond)
 {
 	GhConn *c = r->client, *b = r->backend;
+	gboolean up = TRUE, down = TRUE;
 
-	flow_run(&r->up);
-	flow_run(&r->down);
+	if (conn != NULL && c->tls == NULL && b->tls == NULL) {
+		gboolean readable = (cond & (G_IO_IN | G_IO_HUP | G_IO_ERR)) != 0;
+		gboolean writable = (cond & (G_IO_OUT | G_IO_ERR)) != 0;
+		up = conn == c ? readable : writable;
+		down = conn == b ? readable : writable;
+	}
+	if (up)
+		flow_run(&r->up);
+	if (down)
+		flow_run(&r->down);
 	if (c->error != 0) {
 		g_autofree char *why = g_strdup_printf("client: %s", g_strerror(c->error));
 		finish(r, why);
@@ -231,12 +246,11 @@ pump(GhRelay *r)
 	gh_conn_want(b, want(&r->down, &r->up));
 	/* Input that no watch would wake us for: a flow stopped for fairness,
 	 * or records GnuTLS has already decrypted while the socket is empty. */
-	if (r->kick == NULL &&
-	    (r->up.more || r->down.more ||
-	     (c->tls != NULL && flow_pending(&r->up) == 0 && !c->eof &&
-	      gnutls_record_check_pending(c->tls) > 0) ||
-	     (b->tls != NULL && flow_pending(&r->down) == 0 && !b->eof &&
-	      gnutls_record_check_pending(b->tls) > 0)))
+	if (r->kick == NULL && (r->up.more || r->down.more ||
+				(c->tls != NULL && flow_pending(&r->up) == 0 && !c->eof &&
+				 gnutls_record_check_pending(c->tls) > 0) ||
+				(b->tls != NULL && flow_pending(&r->down) == 0 && !b->eof &&
+				 gnutls_record_check_pending(b->tls) > 0)))
 		schedule_kick(r);
 }
 
@@ -244,10 +258,8 @@ static void
 on_io(GhConn *conn, GIOCondition cond, gpointer data)
 {
 	GhRelay *r = data;
-	(void)conn;
-	(void)cond;
 	if (!r->finished)
-		pump(r);
+		pump(r, conn, cond);
 }
 
 static gboolean
@@ -257,7 +269,7 @@ on_kick(gpointer data)
 	g_source_unref(r->kick);
 	r->kick = NULL;
 	if (!r->finished)
-		pump(r);
+		pump(r, NULL, 0);
 	return G_SOURCE_REMOVE;
 }
 
