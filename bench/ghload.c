@@ -48,60 +48,72 @@
 #include <time.h>
 #include <unistd.h>
 
-#define MS		1000000ULL		/* in ns */
-#define SEC		1000000000ULL
-#define PAUSE_NS	(10 * MS)	/* before restarting a failed client */
-#define PORTS_PAUSE_NS	(50 * MS)	/* ... when ephemeral ports ran out */
-#define MAX_INFLIGHT	200	/* imap-idle: logins under way at once */
-#define LINE_BUF	4096
-#define FETCH_BUF	(256 * 1024)
-#define MAX_ERR_PRINT	5
-#define MAX_EVENTS	512
-#define KEY_SIGNAL	0xffffffffu	/* epoll keys that are not clients */
-#define KEY_STDIN	0xfffffffeu
+#define MS 1000000ULL /* in ns */
+#define SEC 1000000000ULL
+#define PAUSE_NS (10 * MS)       /* before restarting a failed client */
+#define PORTS_PAUSE_NS (50 * MS) /* ... when ephemeral ports ran out */
+#define MAX_INFLIGHT 200         /* imap-idle: logins under way at once */
+#define LINE_BUF 4096
+#define FETCH_BUF (256 * 1024)
+#define MAX_ERR_PRINT 5
+#define MAX_EVENTS 512
+#define KEY_SIGNAL 0xffffffffu /* epoll keys that are not clients */
+#define KEY_STDIN 0xfffffffeu
 
 enum mode { M_LOGIN, M_SUBMIT, M_IDLE, M_FETCH, M_TLS, M_NOOP, M_COUNT };
 
 static const char *const mode_name[] = {
-	[M_LOGIN] = "imap-login", [M_SUBMIT] = "smtp-submit",
-	[M_IDLE] = "imap-idle", [M_FETCH] = "imap-fetch",
-	[M_TLS] = "imap-tls", [M_NOOP] = "imap-noop",
+    [M_LOGIN] = "imap-login", [M_SUBMIT] = "smtp-submit", [M_IDLE] = "imap-idle",
+    [M_FETCH] = "imap-fetch", [M_TLS] = "imap-tls",       [M_NOOP] = "imap-noop",
 };
 
 enum state {
-	S_IDLE,		/* no socket, nothing scheduled (window over) */
-	S_PAUSE,	/* no socket, restart at the deadline */
-	S_CONNECT,	/* non-blocking connect under way */
-	S_HANDSHAKE,	/* TLS handshake */
+	S_IDLE,      /* no socket, nothing scheduled (window over) */
+	S_PAUSE,     /* no socket, restart at the deadline */
+	S_CONNECT,   /* non-blocking connect under way */
+	S_HANDSHAKE, /* TLS handshake */
 	S_GREETING,
-	S_LOGIN, S_NOOP1, S_LOGOUT, S_SELECT, S_FETCH,	/* IMAP, tags a b c s f */
-	S_HOLD,		/* imap-idle: logged in, just staying */
-	S_WAIT,		/* imap-noop: the interval between NOOPs */
-	S_NOOP,		/* imap-noop: NOOP sent, tag n */
-	S_EHLO, S_AUTH, S_MAIL, S_RCPT, S_DATA, S_BODY, S_QUIT,	/* SMTP */
-	S_DEAD,		/* imap-idle: this slot is finished */
+	S_LOGIN,
+	S_NOOP1,
+	S_LOGOUT,
+	S_SELECT,
+	S_FETCH, /* IMAP, tags a b c s f */
+	S_HOLD,  /* imap-idle: logged in, just staying */
+	S_WAIT,  /* imap-noop: the interval between NOOPs */
+	S_NOOP,  /* imap-noop: NOOP sent, tag n */
+	S_EHLO,
+	S_AUTH,
+	S_MAIL,
+	S_RCPT,
+	S_DATA,
+	S_BODY,
+	S_QUIT, /* SMTP */
+	S_DEAD, /* imap-idle: this slot is finished */
 };
 
 static const char *const state_name[] = {
-	[S_IDLE] = "idle", [S_PAUSE] = "pause", [S_CONNECT] = "connect",
-	[S_HANDSHAKE] = "TLS handshake", [S_GREETING] = "greeting",
-	[S_LOGIN] = "LOGIN", [S_NOOP1] = "NOOP", [S_LOGOUT] = "LOGOUT",
-	[S_SELECT] = "SELECT", [S_FETCH] = "FETCH", [S_HOLD] = "hold",
-	[S_WAIT] = "interval", [S_NOOP] = "NOOP", [S_EHLO] = "EHLO",
-	[S_AUTH] = "AUTH", [S_MAIL] = "MAIL", [S_RCPT] = "RCPT",
-	[S_DATA] = "DATA", [S_BODY] = "end of data", [S_QUIT] = "QUIT",
-	[S_DEAD] = "closed",
+    [S_IDLE] = "idle",         [S_PAUSE] = "pause",
+    [S_CONNECT] = "connect",   [S_HANDSHAKE] = "TLS handshake",
+    [S_GREETING] = "greeting", [S_LOGIN] = "LOGIN",
+    [S_NOOP1] = "NOOP",        [S_LOGOUT] = "LOGOUT",
+    [S_SELECT] = "SELECT",     [S_FETCH] = "FETCH",
+    [S_HOLD] = "hold",         [S_WAIT] = "interval",
+    [S_NOOP] = "NOOP",         [S_EHLO] = "EHLO",
+    [S_AUTH] = "AUTH",         [S_MAIL] = "MAIL",
+    [S_RCPT] = "RCPT",         [S_DATA] = "DATA",
+    [S_BODY] = "end of data",  [S_QUIT] = "QUIT",
+    [S_DEAD] = "closed",
 };
 
 /* IMAP: the tag each state waits for; SMTP: the reply code */
 static const char imap_tag[S_DEAD + 1] = {
-	[S_LOGIN] = 'a', [S_NOOP1] = 'b', [S_LOGOUT] = 'c', [S_SELECT] = 's',
-	[S_FETCH] = 'f', [S_NOOP] = 'n',
+    [S_LOGIN] = 'a',  [S_NOOP1] = 'b', [S_LOGOUT] = 'c',
+    [S_SELECT] = 's', [S_FETCH] = 'f', [S_NOOP] = 'n',
 };
 
 static const short smtp_code[S_DEAD + 1] = {
-	[S_GREETING] = 220, [S_EHLO] = 250, [S_AUTH] = 235, [S_MAIL] = 250,
-	[S_RCPT] = 250, [S_DATA] = 354, [S_BODY] = 250, [S_QUIT] = 221,
+    [S_GREETING] = 220, [S_EHLO] = 250, [S_AUTH] = 235, [S_MAIL] = 250,
+    [S_RCPT] = 250,     [S_DATA] = 354, [S_BODY] = 250, [S_QUIT] = 221,
 };
 
 struct str {
@@ -109,25 +121,28 @@ struct str {
 	size_t n;
 };
 
-#define STR(s) { (char *)(s), sizeof(s) - 1 }
+#define STR(s)                                                                                     \
+	{                                                                                          \
+		(char *)(s), sizeof(s) - 1                                                         \
+	}
 
 struct conn {
 	uint32_t idx;
-	uint32_t gen;		/* bumped on close: stale epoll events are dropped */
+	uint32_t gen; /* bumped on close: stale epoll events are dropped */
 	int fd;
 	enum state st;
-	uint32_t ev;		/* events registered with epoll, 0 = not added */
+	uint32_t ev; /* events registered with epoll, 0 = not added */
 	gnutls_session_t tls;
-	char *in;		/* input, in_len bytes not parsed yet */
+	char *in; /* input, in_len bytes not parsed yet */
 	size_t in_len;
-	const char *out;	/* output not sent yet (inside a struct str) */
+	const char *out; /* output not sent yet (inside a struct str) */
 	size_t out_len;
-	uint64_t deadline;	/* ns; 0 = none */
-	uint64_t op_start;	/* connect started */
-	uint64_t step_start;	/* last command sent */
-	uint64_t lit_left;	/* IMAP literal bytes still to skip */
-	bool cont;		/* next line continues one that carried a literal */
-	bool got_body;		/* imap-fetch: this FETCH returned a literal */
+	uint64_t deadline;   /* ns; 0 = none */
+	uint64_t op_start;   /* connect started */
+	uint64_t step_start; /* last command sent */
+	uint64_t lit_left;   /* IMAP literal bytes still to skip */
+	bool cont;           /* next line continues one that carried a literal */
+	bool got_body;       /* imap-fetch: this FETCH returned a literal */
 };
 
 static struct {
@@ -139,18 +154,25 @@ static struct {
 	long size;
 	bool tls, no_auth;
 } opt = {
-	.clients = 10, .count = 100, .interval_ms = 10,
-	.duration = 10, .warmup = 1, .timeout = 10,
-	.user = "", .password = "",
-	.from = "bench@example.com", .rcpt = "test@example.com",
-	.size = 1024,
+    .clients = 10,
+    .count = 100,
+    .interval_ms = 10,
+    .duration = 10,
+    .warmup = 1,
+    .timeout = 10,
+    .user = "",
+    .password = "",
+    .from = "bench@example.com",
+    .rcpt = "test@example.com",
+    .size = 1024,
 };
 
 /* requests: the fixed ones, and those built from the options */
 static struct str cmd_noop1 = STR("b NOOP\r\n"), cmd_logout = STR("c LOGOUT\r\n"),
-	cmd_select = STR("s SELECT INBOX\r\n"), cmd_noop = STR("n NOOP\r\n"),
-	cmd_fetch = STR("f FETCH 1 BODY.PEEK[]\r\n"), cmd_ehlo = STR("EHLO bench.test\r\n"),
-	cmd_data = STR("DATA\r\n"), cmd_quit = STR("QUIT\r\n");
+		  cmd_select = STR("s SELECT INBOX\r\n"), cmd_noop = STR("n NOOP\r\n"),
+		  cmd_fetch = STR("f FETCH 1 BODY.PEEK[]\r\n"),
+		  cmd_ehlo = STR("EHLO bench.test\r\n"), cmd_data = STR("DATA\r\n"),
+		  cmd_quit = STR("QUIT\r\n");
 static struct str cmd_login, cmd_auth, cmd_mail, cmd_rcpt, cmd_body;
 
 static struct conn *conns;
@@ -160,17 +182,18 @@ static int epfd = -1;
 static gnutls_certificate_credentials_t xcred;
 
 static uint64_t now, t_start, t_warm, t_end, timeout_ns;
-static uint64_t next_due = UINT64_MAX;	/* no deadline is earlier than this */
+static uint64_t next_due = UINT64_MAX; /* no deadline is earlier than this */
 
 /* results */
 static uint64_t ops, errors, all_errors, bytes, connects, dropped;
-static uint32_t *lat;			/* microseconds */
+static uint32_t *lat; /* microseconds */
 static size_t nlat, lat_cap;
 
 /* imap-idle */
 static uint32_t idle_started, pending, logged, failed;
 
-static uint64_t mono_ns(void)
+static uint64_t
+mono_ns(void)
 {
 	struct timespec ts;
 
@@ -178,7 +201,8 @@ static uint64_t mono_ns(void)
 	return (uint64_t)ts.tv_sec * SEC + (uint64_t)ts.tv_nsec;
 }
 
-static void *oom(void *p)
+static void *
+oom(void *p)
 {
 	if (!p) {
 		fprintf(stderr, "ghload: out of memory\n");
@@ -187,10 +211,10 @@ static void *oom(void *p)
 	return p;
 }
 
-static struct str str_printf(const char *fmt, ...)
-	__attribute__((format(printf, 1, 2)));
+static struct str str_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
-static struct str str_printf(const char *fmt, ...)
+static struct str
+str_printf(const char *fmt, ...)
 {
 	struct str s;
 	va_list ap;
@@ -208,12 +232,14 @@ static struct str str_printf(const char *fmt, ...)
 
 /* Whether something that happens now is counted: imap-idle counts
  * everything, the other modes only the window after the warm-up. */
-static bool counting(void)
+static bool
+counting(void)
 {
 	return opt.mode == M_IDLE || (now >= t_warm && now < t_end);
 }
 
-static void op_done(uint64_t start)
+static void
+op_done(uint64_t start)
 {
 	if (!counting())
 		return;
@@ -225,7 +251,8 @@ static void op_done(uint64_t start)
 	lat[nlat++] = (uint32_t)((now - start) / 1000);
 }
 
-static int cmp_u32(const void *a, const void *b)
+static int
+cmp_u32(const void *a, const void *b)
 {
 	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
 
@@ -233,7 +260,8 @@ static int cmp_u32(const void *a, const void *b)
 }
 
 /* Nearest-rank percentile of the sorted samples, in ms. */
-static double pct(double p)
+static double
+pct(double p)
 {
 	size_t k = (size_t)ceil(p * (double)nlat);
 
@@ -245,16 +273,18 @@ static double pct(double p)
 
 /* ---------------------------------------------------------- connections */
 
-static void set_deadline(struct conn *c, uint64_t t)
+static void
+set_deadline(struct conn *c, uint64_t t)
 {
 	c->deadline = t;
 	if (t && t < next_due)
 		next_due = t;
 }
 
-static void set_events(struct conn *c, uint32_t ev)
+static void
+set_events(struct conn *c, uint32_t ev)
 {
-	struct epoll_event e = { .events = ev };
+	struct epoll_event e = {.events = ev};
 
 	if (c->ev == ev)
 		return;
@@ -266,14 +296,15 @@ static void set_events(struct conn *c, uint32_t ev)
 	c->ev = ev;
 }
 
-static void conn_close(struct conn *c)
+static void
+conn_close(struct conn *c)
 {
 	if (c->tls) {
 		gnutls_deinit(c->tls);
 		c->tls = NULL;
 	}
 	if (c->fd >= 0) {
-		close(c->fd);	/* also leaves the epoll set */
+		close(c->fd); /* also leaves the epoll set */
 		c->fd = -1;
 	}
 	c->gen++;
@@ -290,9 +321,10 @@ static void conn_start(struct conn *c);
 /* A failed operation: count it, say what it was (the first few times), close
  * and restart after a pause.  Returns -1: the caller must leave c alone. */
 static int conn_fail(struct conn *c, uint64_t pause, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
-static int conn_fail(struct conn *c, uint64_t pause, const char *fmt, ...)
+static int
+conn_fail(struct conn *c, uint64_t pause, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -324,14 +356,16 @@ static int conn_fail(struct conn *c, uint64_t pause, const char *fmt, ...)
 	return -1;
 }
 
-static int conn_fail_errno(struct conn *c, int err, const char *what)
+static int
+conn_fail_errno(struct conn *c, int err, const char *what)
 {
-	return conn_fail(c, err == EADDRNOTAVAIL ? PORTS_PAUSE_NS : PAUSE_NS,
-			 "%s: %s", what, strerror(err));
+	return conn_fail(c, err == EADDRNOTAVAIL ? PORTS_PAUSE_NS : PAUSE_NS, "%s: %s", what,
+			 strerror(err));
 }
 
 /* A cycle is over: a new connection at once (for the cycle modes). */
-static int cycle_restart(struct conn *c)
+static int
+cycle_restart(struct conn *c)
 {
 	conn_close(c);
 	conn_start(c);
@@ -339,7 +373,8 @@ static int cycle_restart(struct conn *c)
 }
 
 /* The server closed (or reset) the connection. */
-static int conn_lost(struct conn *c, const char *why)
+static int
+conn_lost(struct conn *c, const char *why)
 {
 	if (c->st == S_LOGOUT) {
 		/* LOGOUT is done when the server hangs up, OK or not */
@@ -347,7 +382,7 @@ static int conn_lost(struct conn *c, const char *why)
 		return cycle_restart(c);
 	}
 	if (opt.mode != M_IDLE && counting())
-		dropped++;	/* imap-idle: conn_fail() counts drops */
+		dropped++; /* imap-idle: conn_fail() counts drops */
 	return conn_fail(c, PAUSE_NS, "%s in state %s", why, state_name[c->st]);
 }
 
@@ -358,7 +393,8 @@ enum { IO_AGAIN = -1, IO_ERR = -2, IO_EOF = -3 };
 /* Bytes read, or IO_AGAIN, IO_EOF (also for a reset), IO_ERR with *why.
  * With skip (plain TCP only) the bytes are dropped, not copied to buf.
  * SIGINT and SIGTERM are blocked: no EINTR on these non-blocking sockets. */
-static ssize_t io_recv(struct conn *c, char *buf, size_t n, bool skip, const char **why)
+static ssize_t
+io_recv(struct conn *c, char *buf, size_t n, bool skip, const char **why)
 {
 	ssize_t r;
 
@@ -378,7 +414,7 @@ static ssize_t io_recv(struct conn *c, char *buf, size_t n, bool skip, const cha
 		if (r > 0)
 			return r;
 		if (r == 0 || r == GNUTLS_E_PREMATURE_TERMINATION)
-			return IO_EOF;	/* many servers close without close_notify */
+			return IO_EOF; /* many servers close without close_notify */
 		if (r == GNUTLS_E_AGAIN)
 			return IO_AGAIN;
 		if (r != GNUTLS_E_INTERRUPTED && gnutls_error_is_fatal((int)r)) {
@@ -391,7 +427,8 @@ static ssize_t io_recv(struct conn *c, char *buf, size_t n, bool skip, const cha
 
 /* Bytes sent, IO_AGAIN or IO_ERR.  After IO_AGAIN under TLS the caller
  * retries with the same buffer and length, as GnuTLS requires. */
-static ssize_t io_send(struct conn *c, const char *buf, size_t n, const char **why)
+static ssize_t
+io_send(struct conn *c, const char *buf, size_t n, const char **why)
 {
 	ssize_t r;
 
@@ -416,7 +453,8 @@ static ssize_t io_send(struct conn *c, const char *buf, size_t n, const char **w
 }
 
 /* Sends what is pending; waits for EPOLLOUT if the socket is full. */
-static int flush(struct conn *c)
+static int
+flush(struct conn *c)
 {
 	const char *why = "";
 	ssize_t r;
@@ -428,8 +466,8 @@ static int flush(struct conn *c)
 			return 0;
 		}
 		if (r < 0)
-			return conn_fail(c, PAUSE_NS, "send in state %s: %s",
-					 state_name[c->st], why);
+			return conn_fail(c, PAUSE_NS, "send in state %s: %s", state_name[c->st],
+					 why);
 		c->out += r;
 		c->out_len -= (size_t)r;
 	}
@@ -438,7 +476,8 @@ static int flush(struct conn *c)
 }
 
 /* One request: the next state, a fresh step timeout, and send it. */
-static int send_cmd(struct conn *c, const struct str *s, enum state next)
+static int
+send_cmd(struct conn *c, const struct str *s, enum state next)
 {
 	c->st = next;
 	c->out = s->p;
@@ -452,9 +491,10 @@ static int send_cmd(struct conn *c, const struct str *s, enum state next)
 /* ---------------------------------------------------------------- IMAP */
 
 /* A line ending in {N} or {N+} announces N bytes of literal data. */
-static void imap_literal(struct conn *c, const char *l, size_t len)
+static void
+imap_literal(struct conn *c, const char *l, size_t len)
 {
-	const char *end = l + len - 1;	/* at the '}' */
+	const char *end = l + len - 1; /* at the '}' */
 	const char *p;
 
 	if (end > l && end[-1] == '+')
@@ -469,7 +509,8 @@ static void imap_literal(struct conn *c, const char *l, size_t len)
 }
 
 /* The tagged OK of the command c->st waited for: the next step. */
-static int imap_ok(struct conn *c)
+static int
+imap_ok(struct conn *c)
 {
 	switch (c->st) {
 	case S_LOGIN:
@@ -479,14 +520,16 @@ static int imap_ok(struct conn *c)
 			return send_cmd(c, &cmd_select, S_SELECT);
 		if (opt.mode == M_NOOP)
 			return send_cmd(c, &cmd_noop, S_NOOP);
-		c->st = S_HOLD;		/* imap-idle */
+		c->st = S_HOLD; /* imap-idle */
 		c->deadline = 0;
 		logged++;
 		pending--;
 		op_done(c->op_start);
 		return 0;
-	case S_NOOP1: return send_cmd(c, &cmd_logout, S_LOGOUT);
-	case S_SELECT: return send_cmd(c, &cmd_fetch, S_FETCH);
+	case S_NOOP1:
+		return send_cmd(c, &cmd_logout, S_LOGOUT);
+	case S_SELECT:
+		return send_cmd(c, &cmd_fetch, S_FETCH);
 	case S_LOGOUT:
 		op_done(c->op_start);
 		return cycle_restart(c);
@@ -507,7 +550,8 @@ static int imap_ok(struct conn *c)
 	}
 }
 
-static int imap_line(struct conn *c, char *l, size_t len)
+static int
+imap_line(struct conn *c, char *l, size_t len)
 {
 	bool cont = c->cont;
 	char tag;
@@ -516,7 +560,7 @@ static int imap_line(struct conn *c, char *l, size_t len)
 	if (len >= 3 && l[len - 1] == '}' && c->st != S_GREETING)
 		imap_literal(c, l, len);
 	if (cont)
-		return 0;	/* the rest of a line that carried a literal */
+		return 0; /* the rest of a line that carried a literal */
 	if (c->st == S_GREETING) {
 		if (strncmp(l, "* OK", 4) || (l[4] != ' ' && l[4] != '\0'))
 			return conn_fail(c, PAUSE_NS, "unexpected greeting \"%.100s\"", l);
@@ -526,9 +570,8 @@ static int imap_line(struct conn *c, char *l, size_t len)
 	}
 	tag = imap_tag[c->st];
 	if (l[0] == '*' || !tag)
-		return 0;	/* untagged, or holding/waiting: nothing expected */
-	if (l[0] != tag || l[1] != ' ' || strncmp(l + 2, "OK", 2) ||
-	    (l[4] != ' ' && l[4] != '\0'))
+		return 0; /* untagged, or holding/waiting: nothing expected */
+	if (l[0] != tag || l[1] != ' ' || strncmp(l + 2, "OK", 2) || (l[4] != ' ' && l[4] != '\0'))
 		return conn_fail(c, PAUSE_NS, "unexpected reply to %s: \"%.100s\"",
 				 state_name[c->st], l);
 	return imap_ok(c);
@@ -536,31 +579,40 @@ static int imap_line(struct conn *c, char *l, size_t len)
 
 /* ---------------------------------------------------------------- SMTP */
 
-static int smtp_line(struct conn *c, char *l, size_t len)
+static int
+smtp_line(struct conn *c, char *l, size_t len)
 {
 	int code;
 
-	if (len < 3 || l[0] < '1' || l[0] > '5' || l[1] < '0' || l[1] > '9' ||
-	    l[2] < '0' || l[2] > '9' || (len > 3 && l[3] != ' ' && l[3] != '-'))
+	if (len < 3 || l[0] < '1' || l[0] > '5' || l[1] < '0' || l[1] > '9' || l[2] < '0' ||
+	    l[2] > '9' || (len > 3 && l[3] != ' ' && l[3] != '-'))
 		return conn_fail(c, PAUSE_NS, "malformed reply in state %s: \"%.100s\"",
 				 state_name[c->st], l);
 	if (len > 3 && l[3] == '-')
-		return 0;	/* the final line of the reply decides */
+		return 0; /* the final line of the reply decides */
 	code = (l[0] - '0') * 100 + (l[1] - '0') * 10 + (l[2] - '0');
 	/* smtp-sink offers AUTH and answers it, like most commands, with 250 */
 	if (code != smtp_code[c->st] && !(c->st == S_AUTH && code == 250))
 		return conn_fail(c, PAUSE_NS, "unexpected reply to %s: \"%.100s\"",
 				 state_name[c->st], l);
 	switch (c->st) {
-	case S_GREETING: return send_cmd(c, &cmd_ehlo, S_EHLO);
-	case S_EHLO: if (cmd_auth.n) return send_cmd(c, &cmd_auth, S_AUTH);
+	case S_GREETING:
+		return send_cmd(c, &cmd_ehlo, S_EHLO);
+	case S_EHLO:
+		if (cmd_auth.n)
+			return send_cmd(c, &cmd_auth, S_AUTH);
 		return send_cmd(c, &cmd_mail, S_MAIL);
-	case S_AUTH: return send_cmd(c, &cmd_mail, S_MAIL);
-	case S_MAIL: return send_cmd(c, &cmd_rcpt, S_RCPT);
-	case S_RCPT: return send_cmd(c, &cmd_data, S_DATA);
-	case S_DATA: return send_cmd(c, &cmd_body, S_BODY);
-	case S_BODY: return send_cmd(c, &cmd_quit, S_QUIT);
-	default:	/* S_QUIT: one message done */
+	case S_AUTH:
+		return send_cmd(c, &cmd_mail, S_MAIL);
+	case S_MAIL:
+		return send_cmd(c, &cmd_rcpt, S_RCPT);
+	case S_RCPT:
+		return send_cmd(c, &cmd_data, S_DATA);
+	case S_DATA:
+		return send_cmd(c, &cmd_body, S_BODY);
+	case S_BODY:
+		return send_cmd(c, &cmd_quit, S_QUIT);
+	default: /* S_QUIT: one message done */
 		op_done(c->op_start);
 		return cycle_restart(c);
 	}
@@ -570,7 +622,8 @@ static int smtp_line(struct conn *c, char *l, size_t len)
 
 /* Parses what is in the input buffer: literal bytes are skipped (and
  * counted), complete lines go to the protocol. */
-static int parse_input(struct conn *c)
+static int
+parse_input(struct conn *c)
 {
 	size_t pos = 0, len, take;
 	char *l, *nl;
@@ -594,7 +647,7 @@ static int parse_input(struct conn *c)
 		len = (size_t)(nl - l);
 		if (len && l[len - 1] == '\r')
 			len--;
-		l[len] = '\0';	/* over the CR or LF: lines are C strings */
+		l[len] = '\0'; /* over the CR or LF: lines are C strings */
 		if ((opt.mode == M_SUBMIT ? smtp_line(c, l, len) : imap_line(c, l, len)) < 0)
 			return -1;
 	}
@@ -605,7 +658,8 @@ static int parse_input(struct conn *c)
 	return 0;
 }
 
-static int do_read(struct conn *c)
+static int
+do_read(struct conn *c)
 {
 	const char *why = "";
 	size_t room;
@@ -620,16 +674,17 @@ static int do_read(struct conn *c)
 		if (skip && c->lit_left < room)
 			room = (size_t)c->lit_left;
 		if (!room)
-			return conn_fail(c, PAUSE_NS, "reply line longer than %zu bytes in state %s",
-					 in_cap, state_name[c->st]);
+			return conn_fail(c, PAUSE_NS,
+					 "reply line longer than %zu bytes in state %s", in_cap,
+					 state_name[c->st]);
 		r = io_recv(c, c->in + c->in_len, room, skip, &why);
 		if (r == IO_AGAIN)
 			return 0;
 		if (r == IO_EOF)
 			return conn_lost(c, *why ? why : "connection closed by server");
 		if (r < 0)
-			return conn_fail(c, PAUSE_NS, "receive in state %s: %s",
-					 state_name[c->st], why);
+			return conn_fail(c, PAUSE_NS, "receive in state %s: %s", state_name[c->st],
+					 why);
 		if (skip) {
 			c->lit_left -= (uint64_t)r;
 			if (counting())
@@ -647,7 +702,8 @@ static int do_read(struct conn *c)
 	}
 }
 
-static int handshake(struct conn *c)
+static int
+handshake(struct conn *c)
 {
 	int r;
 
@@ -667,7 +723,8 @@ static int handshake(struct conn *c)
 	return do_read(c);
 }
 
-static int connected(struct conn *c)
+static int
+connected(struct conn *c)
 {
 	int r;
 
@@ -686,13 +743,14 @@ static int connected(struct conn *c)
 		return conn_fail(c, PAUSE_NS, "TLS setup: %s", gnutls_strerror(r));
 	/* no verification: test servers have self-signed certificates */
 	gnutls_transport_set_int(c->tls, c->fd);
-	gnutls_handshake_set_timeout(c->tls, 0);	/* ours covers it */
+	gnutls_handshake_set_timeout(c->tls, 0); /* ours covers it */
 	c->st = S_HANDSHAKE;
 	return handshake(c);
 }
 
 /* A new connection for c (unless the window is over). */
-static void conn_start(struct conn *c)
+static void
+conn_start(struct conn *c)
 {
 	int one = 1, r;
 
@@ -722,7 +780,8 @@ static void conn_start(struct conn *c)
 		conn_fail_errno(c, errno, "connect");
 }
 
-static void conn_event(struct conn *c, uint32_t ev)
+static void
+conn_event(struct conn *c, uint32_t ev)
 {
 	socklen_t el = sizeof(int);
 	int err = 0;
@@ -743,7 +802,8 @@ static void conn_event(struct conn *c, uint32_t ev)
 }
 
 /* A deadline passed: a pause or an interval ended, or a step timed out. */
-static void conn_timer(struct conn *c)
+static void
+conn_timer(struct conn *c)
 {
 	if (c->st == S_PAUSE)
 		conn_start(c);
@@ -756,7 +816,8 @@ static void conn_timer(struct conn *c)
 
 /* A linear scan, but only when the earliest deadline is due; deadlines that
  * moved later leave next_due early, which costs one extra scan. */
-static void run_timers(void)
+static void
+run_timers(void)
 {
 	struct conn *c;
 
@@ -771,7 +832,8 @@ static void run_timers(void)
 	}
 }
 
-static void idle_ramp(void)
+static void
+idle_ramp(void)
 {
 	while (idle_started < nconns && pending < MAX_INFLIGHT) {
 		pending++;
@@ -780,9 +842,10 @@ static void idle_ramp(void)
 }
 
 /* Until the window ends (imap-idle: until stdin's EOF), or a signal. */
-static void run(void)
+static void
+run(void)
 {
-	struct epoll_event evs[MAX_EVENTS], e = { .events = EPOLLIN };
+	struct epoll_event evs[MAX_EVENTS], e = {.events = EPOLLIN};
 	bool ready = false, stop = false;
 	uint64_t wake, key;
 	uint32_t idx, i;
@@ -813,9 +876,11 @@ static void run(void)
 		wake = opt.mode != M_IDLE && t_end < next_due ? t_end : next_due;
 		if (wake == UINT64_MAX)
 			tmo = -1;
-		else	/* rounded up: waking early only spins */
-			tmo = wake <= now ? 0 : (wake - now + MS - 1) / MS > 60000 ? 60000 :
-				(int)((wake - now + MS - 1) / MS);
+		else /* rounded up: waking early only spins */
+			tmo = wake <= now ? 0
+			      : (wake - now + MS - 1) / MS > 60000
+				  ? 60000
+				  : (int)((wake - now + MS - 1) / MS);
 		n = epoll_wait(epfd, evs, MAX_EVENTS, tmo);
 		if (n < 0 && errno != EINTR) {
 			perror("ghload: epoll_wait");
@@ -840,35 +905,36 @@ static void run(void)
 			run_timers();
 	}
 	if ((opt.mode == M_IDLE && !ready) || (opt.mode != M_IDLE && now < t_end))
-		t_end = now;	/* stopped early */
+		t_end = now; /* stopped early */
 }
 
 /* ------------------------------------------------------------ setting up */
 
-static void usage(FILE *f)
+static void
+usage(FILE *f)
 {
-	fprintf(f,
-"usage: ghload MODE --port N [--host 127.0.0.1] [--clients C] [--duration S]\n"
-"              [--warmup S] [--user U] [--password P] [--tls] [--no-auth]\n"
-"              [--count M] [--interval-ms I] [--from ADDR] [--rcpt ADDR]\n"
-"              [--size BYTES] [--timeout S]\n"
-"modes (C clients each, M connections for imap-idle):\n"
-"  imap-login   connect, greeting, LOGIN, NOOP, LOGOUT, close; again\n"
-"  imap-tls     implicit TLS: connect, handshake, greeting, LOGOUT; again\n"
-"  imap-noop    LOGIN once, then NOOP every --interval-ms (default 10)\n"
-"  imap-fetch   LOGIN, SELECT INBOX, then FETCH 1 BODY.PEEK[] over and over\n"
-"  imap-idle    M (--count, default 100) logged-in sessions; prints\n"
-"               'ready OK FAILED', holds them until stdin's EOF or SIGTERM\n"
-"  smtp-submit  EHLO, AUTH PLAIN (unless --no-auth or no --user), MAIL, RCPT,\n"
-"               DATA of --size bytes (default 1024), QUIT; again\n"
-"defaults: --clients 10 --duration 10 --warmup 1 --timeout 10\n"
-"          --from bench@example.com --rcpt test@example.com\n"
-"Only 127.0.0.0/8 hosts are accepted.  One JSON line on stdout at the end.\n");
+	fprintf(f, "usage: ghload MODE --port N [--host 127.0.0.1] [--clients C] [--duration S]\n"
+		   "              [--warmup S] [--user U] [--password P] [--tls] [--no-auth]\n"
+		   "              [--count M] [--interval-ms I] [--from ADDR] [--rcpt ADDR]\n"
+		   "              [--size BYTES] [--timeout S]\n"
+		   "modes (C clients each, M connections for imap-idle):\n"
+		   "  imap-login   connect, greeting, LOGIN, NOOP, LOGOUT, close; again\n"
+		   "  imap-tls     implicit TLS: connect, handshake, greeting, LOGOUT; again\n"
+		   "  imap-noop    LOGIN once, then NOOP every --interval-ms (default 10)\n"
+		   "  imap-fetch   LOGIN, SELECT INBOX, then FETCH 1 BODY.PEEK[] over and over\n"
+		   "  imap-idle    M (--count, default 100) logged-in sessions; prints\n"
+		   "               'ready OK FAILED', holds them until stdin's EOF or SIGTERM\n"
+		   "  smtp-submit  EHLO, AUTH PLAIN (unless --no-auth or no --user), MAIL, RCPT,\n"
+		   "               DATA of --size bytes (default 1024), QUIT; again\n"
+		   "defaults: --clients 10 --duration 10 --warmup 1 --timeout 10\n"
+		   "          --from bench@example.com --rcpt test@example.com\n"
+		   "Only 127.0.0.0/8 hosts are accepted.  One JSON line on stdout at the end.\n");
 }
 
 static void die_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
-static void die_usage(const char *fmt, ...)
+static void
+die_usage(const char *fmt, ...)
 {
 	va_list ap;
 
@@ -881,24 +947,25 @@ static void die_usage(const char *fmt, ...)
 	exit(64);
 }
 
-static const char *arg_name;	/* the option num_arg() is parsing */
+static const char *arg_name; /* the option num_arg() is parsing */
 
 /* A number in [min, max]; whole unless seconds. */
-static double num_arg(const char *s, double min, double max, bool seconds)
+static double
+num_arg(const char *s, double min, double max, bool seconds)
 {
 	char *end;
 	double v;
 
 	errno = 0;
 	v = strtod(s, &end);
-	if (errno || end == s || *end || !(v >= min && v <= max) ||
-	    (!seconds && v != floor(v)))
+	if (errno || end == s || *end || !(v >= min && v <= max) || (!seconds && v != floor(v)))
 		die_usage("bad value for --%s", arg_name);
 	return v;
 }
 
 /* An IMAP quoted string: "..." with \ before " and \. */
-static char *imap_quote(const char *s)
+static char *
+imap_quote(const char *s)
 {
 	char *q = oom(malloc(2 * strlen(s) + 3)), *p = q;
 
@@ -915,10 +982,11 @@ static char *imap_quote(const char *s)
 
 /* The message: a few headers, then lines of 70 x's up to --size bytes,
  * then the final dot. */
-static void build_body(void)
+static void
+build_body(void)
 {
-	struct str h = str_printf("From: <%s>\r\nTo: <%s>\r\nSubject: bench\r\n\r\n",
-				  opt.from, opt.rcpt);
+	struct str h =
+	    str_printf("From: <%s>\r\nTo: <%s>\r\nSubject: bench\r\n\r\n", opt.from, opt.rcpt);
 	size_t size = (size_t)opt.size, len = h.n, line;
 	char *b = oom(malloc((size > len ? size : len) + 80));
 
@@ -935,7 +1003,8 @@ static void build_body(void)
 	cmd_body.n = len + 3;
 }
 
-static void build_commands(void)
+static void
+build_commands(void)
 {
 	char *qu = imap_quote(opt.user), *qp = imap_quote(opt.password);
 	size_t ul = strlen(opt.user), pl = strlen(opt.password);
@@ -961,18 +1030,19 @@ static void build_commands(void)
 	build_body();
 }
 
-static void parse_args(int argc, char **argv)
+static void
+parse_args(int argc, char **argv)
 {
 	static const struct option lopts[] = {
-		{ "port", 1, NULL, 'p' }, { "host", 1, NULL, 'H' },
-		{ "clients", 1, NULL, 'c' }, { "duration", 1, NULL, 'd' },
-		{ "warmup", 1, NULL, 'w' }, { "user", 1, NULL, 'u' },
-		{ "password", 1, NULL, 'P' }, { "users-count", 1, NULL, 'K' },
-		{ "tls", 0, NULL, 't' }, { "no-auth", 0, NULL, 'A' },
-		{ "count", 1, NULL, 'm' }, { "interval-ms", 1, NULL, 'i' },
-		{ "from", 1, NULL, 'f' }, { "rcpt", 1, NULL, 'r' },
-		{ "size", 1, NULL, 's' }, { "timeout", 1, NULL, 'T' },
-		{ "help", 0, NULL, 'h' }, { NULL, 0, NULL, 0 },
+	    {"port", 1, NULL, 'p'},     {"host", 1, NULL, 'H'},
+	    {"clients", 1, NULL, 'c'},  {"duration", 1, NULL, 'd'},
+	    {"warmup", 1, NULL, 'w'},   {"user", 1, NULL, 'u'},
+	    {"password", 1, NULL, 'P'}, {"users-count", 1, NULL, 'K'},
+	    {"tls", 0, NULL, 't'},      {"no-auth", 0, NULL, 'A'},
+	    {"count", 1, NULL, 'm'},    {"interval-ms", 1, NULL, 'i'},
+	    {"from", 1, NULL, 'f'},     {"rcpt", 1, NULL, 'r'},
+	    {"size", 1, NULL, 's'},     {"timeout", 1, NULL, 'T'},
+	    {"help", 0, NULL, 'h'},     {NULL, 0, NULL, 0},
 	};
 	const char *host = "127.0.0.1", *mode;
 	long port = 0;
@@ -981,24 +1051,60 @@ static void parse_args(int argc, char **argv)
 	while ((ch = getopt_long(argc, argv, "h", lopts, &li)) != -1) {
 		arg_name = lopts[li].name;
 		switch (ch) {
-		case 'p': port = (long)num_arg(optarg, 1, 65535, false); break;
-		case 'H': host = optarg; break;
-		case 'c': opt.clients = (int)num_arg(optarg, 1, 100000, false); break;
-		case 'd': opt.duration = num_arg(optarg, 0.001, 1e6, true); break;
-		case 'w': opt.warmup = num_arg(optarg, 0, 1e6, true); break;
-		case 'u': opt.user = optarg; break;
-		case 'P': opt.password = optarg; break;
-		case 'K': num_arg(optarg, 0, INT_MAX, false); break; /* ignored */
-		case 't': opt.tls = true; break;
-		case 'A': opt.no_auth = true; break;
-		case 'm': opt.count = (int)num_arg(optarg, 1, 1000000, false); break;
-		case 'i': opt.interval_ms = (int)num_arg(optarg, 0, 3600000, false); break;
-		case 'f': opt.from = optarg; break;
-		case 'r': opt.rcpt = optarg; break;
-		case 's': opt.size = (long)num_arg(optarg, 0, 1 << 30, false); break;
-		case 'T': opt.timeout = num_arg(optarg, 0.001, 1e6, true); break;
-		case 'h': usage(stdout); exit(0);
-		default: usage(stderr); exit(64);
+		case 'p':
+			port = (long)num_arg(optarg, 1, 65535, false);
+			break;
+		case 'H':
+			host = optarg;
+			break;
+		case 'c':
+			opt.clients = (int)num_arg(optarg, 1, 100000, false);
+			break;
+		case 'd':
+			opt.duration = num_arg(optarg, 0.001, 1e6, true);
+			break;
+		case 'w':
+			opt.warmup = num_arg(optarg, 0, 1e6, true);
+			break;
+		case 'u':
+			opt.user = optarg;
+			break;
+		case 'P':
+			opt.password = optarg;
+			break;
+		case 'K':
+			num_arg(optarg, 0, INT_MAX, false);
+			break; /* ignored */
+		case 't':
+			opt.tls = true;
+			break;
+		case 'A':
+			opt.no_auth = true;
+			break;
+		case 'm':
+			opt.count = (int)num_arg(optarg, 1, 1000000, false);
+			break;
+		case 'i':
+			opt.interval_ms = (int)num_arg(optarg, 0, 3600000, false);
+			break;
+		case 'f':
+			opt.from = optarg;
+			break;
+		case 'r':
+			opt.rcpt = optarg;
+			break;
+		case 's':
+			opt.size = (long)num_arg(optarg, 0, 1 << 30, false);
+			break;
+		case 'T':
+			opt.timeout = num_arg(optarg, 0.001, 1e6, true);
+			break;
+		case 'h':
+			usage(stdout);
+			exit(0);
+		default:
+			usage(stderr);
+			exit(64);
 		}
 	}
 	if (optind != argc - 1)
@@ -1028,7 +1134,8 @@ static void parse_args(int argc, char **argv)
 
 /* Many idle sessions need many descriptors; 0-2 must be open so that no
  * socket lands on stdin. */
-static void setup_fds(void)
+static void
+setup_fds(void)
 {
 	struct rlimit rl;
 	struct stat st;
@@ -1049,9 +1156,10 @@ static void setup_fds(void)
 
 /* SIGTERM and SIGINT through epoll: no race with the wait.  (A shell starts
  * background jobs with SIGINT ignored, which would discard it.) */
-static int setup_signals(void)
+static int
+setup_signals(void)
 {
-	struct epoll_event e = { .events = EPOLLIN, .data.u64 = KEY_SIGNAL };
+	struct epoll_event e = {.events = EPOLLIN, .data.u64 = KEY_SIGNAL};
 	sigset_t sigs;
 	int fd;
 
@@ -1070,30 +1178,32 @@ static int setup_signals(void)
 	return fd;
 }
 
-static void report(void)
+static void
+report(void)
 {
 	double window = t_end > t_warm ? (double)(t_end - t_warm) / 1e9 : 0;
 
 	if (nlat)
 		qsort(lat, nlat, sizeof(*lat), cmp_u32);
 	if (all_errors > MAX_ERR_PRINT)
-		fprintf(stderr, "ghload: %" PRIu64 " errors in all, %" PRIu64
-			" in the counted window\n", all_errors, errors);
+		fprintf(stderr,
+			"ghload: %" PRIu64 " errors in all, %" PRIu64 " in the counted window\n",
+			all_errors, errors);
 	printf("{\"mode\":\"%s\",\"clients\":%u,\"window_s\":%.2f,\"ops\":%" PRIu64
 	       ",\"errors\":%" PRIu64 ",\"rate\":%.1f,\"p50_ms\":%.3f,\"p90_ms\":%.3f"
 	       ",\"p99_ms\":%.3f,\"max_ms\":%.3f,\"bytes\":%" PRIu64 ",\"mb_s\":%.2f"
 	       ",\"connects\":%" PRIu64 ",\"dropped\":%" PRIu64 "}\n",
 	       mode_name[opt.mode], nconns, window, ops, errors,
-	       window > 0 ? (double)ops / window : 0.0,
-	       pct(0.50), pct(0.90), pct(0.99), nlat ? lat[nlat - 1] / 1000.0 : 0.0,
-	       bytes, window > 0 ? (double)bytes / 1e6 / window : 0.0, connects,
-	       dropped);
+	       window > 0 ? (double)ops / window : 0.0, pct(0.50), pct(0.90), pct(0.99),
+	       nlat ? lat[nlat - 1] / 1000.0 : 0.0, bytes,
+	       window > 0 ? (double)bytes / 1e6 / window : 0.0, connects, dropped);
 	fflush(stdout);
 }
 
-int main(int argc, char **argv)
+int
+main(int argc, char **argv)
 {
-	struct str *built[] = { &cmd_login, &cmd_auth, &cmd_mail, &cmd_rcpt, &cmd_body };
+	struct str *built[] = {&cmd_login, &cmd_auth, &cmd_mail, &cmd_rcpt, &cmd_body};
 	int sigfd, r;
 	uint32_t i;
 
