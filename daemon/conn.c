@@ -162,7 +162,12 @@ gh_conn_free(GhConn *c)
 		gnutls_deinit(c->tls);
 	}
 	g_free(c->tls_error);
-	/* closing the descriptor also takes it out of the epoll set */
+	/* Out of the epoll set first: close() alone removes the record only
+	 * when no other descriptor shares the socket, and a forked child (PAM's
+	 * pam_exec, between fork and exec) may hold one for a moment; the
+	 * record would then outlive c and hand its pointer to the next batch. */
+	if (c->registered != 0)
+		conn_register(c, 0);
 	if (c->fd >= 0)
 		close(c->fd);
 	c->fd = -1;

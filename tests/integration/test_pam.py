@@ -16,6 +16,7 @@ import pwd
 import re
 import secrets
 import shutil
+import socket
 import subprocess
 import threading
 import time
@@ -708,3 +709,67 @@ def test_real_pam_unix_unprivileged(tmp, real_user, real_service):
                        timeout=60)
     out = parse_auth_test(r.stdout)
     assert (r.returncode, out.get('verdict')) == (2, 'tempfail'), r.stdout + r.stderr
+
+
+def test_sessions_closing_while_pam_forks(tmp, pw, daemons, smtp_backend):
+    """pam_exec forks for every login; a child holds copies of the daemon's
+    sockets until it execs.  Sessions that end in that window must leave the
+    I/O loop's watch list even so (a socket only left there by close(2) once
+    outlived its session: the daemon crashed on the next event).  Logins that
+    fork, and short sessions that open and close, side by side for a few
+    seconds: the daemon stays up and answers."""
+    users = {'u%02d' % i: 'pw-%02d-Secret' % i for i in range(20)}
+    pw.matrix_service('gatehouse', users, before=['auth required pam_exec.so quiet /bin/true'])
+    port = free_port()
+    conf, _ = write_conf(tmp / 'gh.conf', {'sub': smtp_listener(port)},
+                         {'pam': {'module': 'pam', 'max_concurrent': '64', 'timeout': '30'}},
+                         gatehouse={'auth_workers': '64', 'auth_cache_size': '0',
+                                    'workers': '2'},
+                         backends={'smtp': {'protocol': 'smtp', 'login': 'none',
+                                            'servers': '127.0.0.1:%d' % smtp_backend.port}})
+    gw = start_gatehoused(tmp, daemons, conf, pw.env(), debug=False, valgrind=False)
+    stop_at = time.monotonic() + 4.0
+    counts = {'logins': 0, 'short': 0, 'errors': []}
+    lock = threading.Lock()
+
+    def logins(i):
+        user = 'u%02d' % i
+        while time.monotonic() < stop_at:
+            try:
+                with SmtpClient(port) as c:
+                    c.cmd('EHLO forks.test')
+                    got = c.auth_plain(user, users[user], timeout=30)
+                with lock:
+                    if got == AUTH_OK:
+                        counts['logins'] += 1
+                    else:
+                        counts['errors'].append(got)
+            except OSError as e:
+                with lock:
+                    counts['errors'].append(repr(e))
+                return
+
+    def short(_):
+        while time.monotonic() < stop_at:
+            try:
+                s = socket.create_connection(('127.0.0.1', port), timeout=10)
+                s.recv(512)  # the banner; then close while logins fork
+                s.close()
+                with lock:
+                    counts['short'] += 1
+            except OSError as e:
+                with lock:
+                    counts['errors'].append(repr(e))
+                return
+
+    threads = [threading.Thread(target=logins, args=(i,), daemon=True) for i in range(20)]
+    threads += [threading.Thread(target=short, args=(i,), daemon=True) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not counts['errors'], counts['errors'][:5]
+    assert counts['logins'] > 50 and counts['short'] > 200, counts
+    with SmtpClient(port) as c:
+        assert c.cmd('EHLO after.test')[0].startswith('250')
+    assert gw.stop() == 0
