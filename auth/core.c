@@ -27,6 +27,9 @@
 #include "secret.h"
 
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 struct _GhAuthCore {
 	GThreadPool *pool;
@@ -331,11 +334,29 @@ run_chain(GhAuthPending *p)
 	pending_set_outcome(p, GH_AUTH_UNKNOWN_USER, last, NULL, NULL, g_strdup("no auth module"));
 }
 
+/* Verification threads run at a lower CPU priority than the I/O threads:
+ * a storm of logins that each burn 20 ms of yescrypt must not delay the
+ * bytes of sessions already proxied.  Linux applies nice per thread. */
+#define GH_AUTH_THREAD_NICE 10
+
+static void
+lower_own_priority(void)
+{
+	static __thread gboolean done;
+	if (done)
+		return;
+	done = TRUE;
+	(void)setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid),
+			  MIN(getpriority(PRIO_PROCESS, 0) + GH_AUTH_THREAD_NICE, 19));
+}
+
 static void
 pool_func(gpointer data, gpointer user_data)
 {
 	Job *job = data;
 	GhAuthCore *core = user_data;
+
+	lower_own_priority();
 
 	if (job->kind == JOB_VERIFY) {
 		GhAuthPending *p = job->pending;
