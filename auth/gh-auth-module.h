@@ -15,6 +15,7 @@
 #pragma once
 
 #include <glib.h>
+#include <string.h>
 #include <gmodule.h>
 
 G_BEGIN_DECLS
@@ -129,6 +130,39 @@ gh_auth_secure_equal(const void *a, gsize a_len, const void *b, gsize b_len)
 	for (gsize i = 0; i < n; i++)
 		diff |= pa[i] ^ pb[i];
 	return diff == 0;
+}
+
+/* Key values as the modules' groups take them: "yes"/"true" or
+ * "no"/"false" (any case).  FALSE, *out untouched, for anything else. */
+static inline gboolean
+gh_auth_parse_bool(const char *value, gboolean *out)
+{
+	if (g_ascii_strcasecmp(value, "yes") == 0 || g_ascii_strcasecmp(value, "true") == 0) {
+		*out = TRUE;
+		return TRUE;
+	}
+	if (g_ascii_strcasecmp(value, "no") == 0 || g_ascii_strcasecmp(value, "false") == 0) {
+		*out = FALSE;
+		return TRUE;
+	}
+	return FALSE;
+}
+
+/* Digits only (no sign, unit or blanks), within [min, max]. */
+static inline gboolean
+gh_auth_parse_uint(const char *value, guint min, guint max, guint *out)
+{
+	guint64 v;
+	if (*value == '\0' || strlen(value) > 10)
+		return FALSE;
+	for (const char *p = value; *p != '\0'; p++)
+		if (!g_ascii_isdigit(*p))
+			return FALSE;
+	v = g_ascii_strtoull(value, NULL, 10);
+	if (v < min || v > max)
+		return FALSE;
+	*out = (guint)v;
+	return TRUE;
 }
 
 G_END_DECLS

@@ -992,38 +992,6 @@ ldap_verify(gpointer state, const GhAuthRequest *req, GhAuthResult *res)
 
 /* ------------------------------------------------------------ keys */
 
-static gboolean
-parse_bool(const char *value, gboolean *out)
-{
-	if (g_ascii_strcasecmp(value, "yes") == 0 || g_ascii_strcasecmp(value, "true") == 0) {
-		*out = TRUE;
-		return TRUE;
-	}
-	if (g_ascii_strcasecmp(value, "no") == 0 || g_ascii_strcasecmp(value, "false") == 0) {
-		*out = FALSE;
-		return TRUE;
-	}
-	return FALSE;
-}
-
-/* Digits only: no sign, no unit, no blanks inside. */
-static gboolean
-parse_uint(const char *value, guint min, guint max, guint *out)
-{
-	guint64 v;
-
-	if (*value == '\0' || strlen(value) > 10)
-		return FALSE;
-	for (const char *p = value; *p != '\0'; p++)
-		if (!g_ascii_isdigit(*p))
-			return FALSE;
-	v = g_ascii_strtoull(value, NULL, 10);
-	if (v < min || v > max)
-		return FALSE;
-	*out = (guint)v;
-	return TRUE;
-}
-
 /* The key's value, stripped, or NULL when the key is absent (or its
  * escapes are bad: check_escapes reports that first).  Values follow the
  * file's syntax: \\ is one backslash, so an LDAP escape such as "\2a" in a
@@ -1430,7 +1398,7 @@ ldap_init(const GhAuthHost *host, GKeyFile *kf, const char *group, GError **erro
 	if (!parse_uris(st, host, group, uri != NULL ? uri : "", error))
 		return NULL;
 
-	if (start_tls != NULL && !parse_bool(start_tls, &st->start_tls)) {
+	if (start_tls != NULL && !gh_auth_parse_bool(start_tls, &st->start_tls)) {
 		host->config_error(host, error, group, "start_tls",
 				   "bad value '%s': expected yes or no", start_tls);
 		return NULL;
@@ -1465,7 +1433,7 @@ ldap_init(const GhAuthHost *host, GKeyFile *kf, const char *group, GError **erro
 	g_ptr_array_add(attrs, NULL);
 	st->attrs = (char **)g_ptr_array_free(attrs, FALSE);
 
-	if (timeout != NULL && !parse_uint(timeout, 1, MAX_TIMEOUT, &st->timeout)) {
+	if (timeout != NULL && !gh_auth_parse_uint(timeout, 1, MAX_TIMEOUT, &st->timeout)) {
 		host->config_error(host, error, group, "timeout",
 				   "bad value '%s': expected a whole number of seconds from 1 "
 				   "to %u",
@@ -1473,14 +1441,14 @@ ldap_init(const GhAuthHost *host, GKeyFile *kf, const char *group, GError **erro
 		return NULL;
 	}
 	if (network_timeout != NULL &&
-	    !parse_uint(network_timeout, 1, MAX_TIMEOUT, &st->network_timeout)) {
+	    !gh_auth_parse_uint(network_timeout, 1, MAX_TIMEOUT, &st->network_timeout)) {
 		host->config_error(host, error, group, "network_timeout",
 				   "bad value '%s': expected a whole number of seconds from 1 "
 				   "to %u",
 				   network_timeout, MAX_TIMEOUT);
 		return NULL;
 	}
-	if (pool_size != NULL && !parse_uint(pool_size, 1, MAX_POOL_SIZE, &st->pool_size)) {
+	if (pool_size != NULL && !gh_auth_parse_uint(pool_size, 1, MAX_POOL_SIZE, &st->pool_size)) {
 		host->config_error(host, error, group, "pool_size",
 				   "bad value '%s': expected 1 (one connection per worker thread) "
 				   "or 2 (one more for the users' binds)",

@@ -70,43 +70,6 @@ typedef struct {
 
 /* ------------------------------------------------------------ keys */
 
-static gboolean
-parse_bool(const char *value, gboolean *out)
-{
-	static const char *const yes[] = {"yes", "true", NULL};
-	static const char *const no[] = {"no", "false", NULL};
-
-	for (guint i = 0; yes[i] != NULL; i++) {
-		if (g_ascii_strcasecmp(value, yes[i]) == 0) {
-			*out = TRUE;
-			return TRUE;
-		}
-		if (g_ascii_strcasecmp(value, no[i]) == 0) {
-			*out = FALSE;
-			return TRUE;
-		}
-	}
-	return FALSE;
-}
-
-/* Digits only: no sign, no unit, no blanks inside. */
-static gboolean
-parse_uint(const char *value, guint min, guint max, guint *out)
-{
-	guint64 v;
-
-	if (*value == '\0' || strlen(value) > 10)
-		return FALSE;
-	for (const char *p = value; *p != '\0'; p++)
-		if (!g_ascii_isdigit(*p))
-			return FALSE;
-	v = g_ascii_strtoull(value, NULL, 10);
-	if (v < min || v > max)
-		return FALSE;
-	*out = (guint)v;
-	return TRUE;
-}
-
 /* A PAM service is a file name in /etc/pam.d. */
 static gboolean
 valid_service(const char *s)
@@ -219,7 +182,7 @@ pam_init(const GhAuthHost *host, GKeyFile *kf, const char *group, GError **error
 	account = get_value(host, kf, group, "account", error, &bad);
 	if (bad)
 		return NULL;
-	if (account != NULL && !parse_bool(account, &st->account)) {
+	if (account != NULL && !gh_auth_parse_bool(account, &st->account)) {
 		host->config_error(host, error, group, "account",
 				   "bad value '%s': expected yes or no", account);
 		return NULL;
@@ -229,7 +192,7 @@ pam_init(const GhAuthHost *host, GKeyFile *kf, const char *group, GError **error
 	if (bad)
 		return NULL;
 	if (max_concurrent != NULL &&
-	    !parse_uint(max_concurrent, 1, MAX_MAX_CONCURRENT, &st->max_concurrent)) {
+	    !gh_auth_parse_uint(max_concurrent, 1, MAX_MAX_CONCURRENT, &st->max_concurrent)) {
 		host->config_error(host, error, group, "max_concurrent",
 				   "bad value '%s': expected a whole number from 1 to %u",
 				   max_concurrent, MAX_MAX_CONCURRENT);
@@ -239,7 +202,7 @@ pam_init(const GhAuthHost *host, GKeyFile *kf, const char *group, GError **error
 	timeout = get_value(host, kf, group, "timeout", error, &bad);
 	if (bad)
 		return NULL;
-	if (timeout != NULL && !parse_uint(timeout, 0, MAX_TIMEOUT, &st->timeout)) {
+	if (timeout != NULL && !gh_auth_parse_uint(timeout, 0, MAX_TIMEOUT, &st->timeout)) {
 		host->config_error(host, error, group, "timeout",
 				   "bad value '%s': expected a whole number of seconds from 0 "
 				   "to %u",
