@@ -174,46 +174,32 @@ on_timeout(gpointer data)
 	return G_SOURCE_REMOVE;
 }
 
-/* "192.0.2.1:143" or "[2001:db8::1]:143" as a socket address. */
+/* "192.0.2.1:143" or "[2001:db8::1]:143" as a socket address; FALSE for a
+ * host name (or anything gh_host_port_parse refuses). */
 static gboolean
 numeric_address(const char *server, struct sockaddr_storage *ss, socklen_t *len)
 {
-	g_autofree char *host = NULL;
-	const char *port, *end;
-	char *rest = NULL;
-	guint64 p;
-	if (server[0] == '[') {
-		end = strchr(server, ']');
-		if (end == NULL || end[1] != ':')
-			return FALSE;
-		host = g_strndup(server + 1, (gsize)(end - server - 1));
-		port = end + 2;
-	} else {
-		end = strrchr(server, ':');
-		if (end == NULL)
-			return FALSE;
-		host = g_strndup(server, (gsize)(end - server));
-		port = end + 1;
-	}
-	p = g_ascii_strtoull(port, &rest, 10);
-	if (*port == '\0' || *rest != '\0' || p == 0 || p > 65535)
-		return FALSE;
-	memset(ss, 0, sizeof *ss);
+	GhHostPort hp = {0};
 	struct sockaddr_in *v4 = (struct sockaddr_in *)ss;
 	struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)ss;
-	if (inet_pton(AF_INET, host, &v4->sin_addr) == 1) {
+	gboolean ok = FALSE;
+
+	if (!gh_host_port_parse(server, &hp, NULL))
+		return FALSE;
+	memset(ss, 0, sizeof *ss);
+	if (inet_pton(AF_INET, hp.host, &v4->sin_addr) == 1) {
 		v4->sin_family = AF_INET;
-		v4->sin_port = htons((guint16)p);
+		v4->sin_port = htons(hp.port);
 		*len = sizeof *v4;
-		return TRUE;
-	}
-	if (inet_pton(AF_INET6, host, &v6->sin6_addr) == 1) {
+		ok = TRUE;
+	} else if (inet_pton(AF_INET6, hp.host, &v6->sin6_addr) == 1) {
 		v6->sin6_family = AF_INET6;
-		v6->sin6_port = htons((guint16)p);
+		v6->sin6_port = htons(hp.port);
 		*len = sizeof *v6;
-		return TRUE;
+		ok = TRUE;
 	}
-	return FALSE;
+	gh_host_port_clear(&hp);
+	return ok;
 }
 
 /* Start a plain non-blocking connect; FALSE when server is a host name. */
