@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 
+from backends import postfix  # noqa: F401  (the real Postfix behind the gateway)
 from conftest import GATEHOUSECTL, SRCDIR, free_port
 from pamfix import (ImapBackend, ImapClient, PamWrapper, SmtpBackend, SmtpClient,
                     assert_no_secrets, auth_test, find_pam_wrapper, parse_auth_test,
@@ -711,7 +712,7 @@ def test_real_pam_unix_unprivileged(tmp, real_user, real_service):
     assert (r.returncode, out.get('verdict')) == (2, 'tempfail'), r.stdout + r.stderr
 
 
-def test_sessions_closing_while_pam_forks(tmp, pw, daemons, smtp_backend):
+def test_sessions_closing_while_pam_forks(tmp, pw, daemons, postfix):
     """pam_exec forks for every login; a child holds copies of the daemon's
     sockets until it execs.  Sessions that end in that window must leave the
     I/O loop's watch list even so (a socket only left there by close(2) once
@@ -725,8 +726,8 @@ def test_sessions_closing_while_pam_forks(tmp, pw, daemons, smtp_backend):
                          {'pam': {'module': 'pam', 'max_concurrent': '64', 'timeout': '30'}},
                          gatehouse={'auth_workers': '64', 'auth_cache_size': '0',
                                     'workers': '2'},
-                         backends={'smtp': {'protocol': 'smtp', 'login': 'none',
-                                            'servers': '127.0.0.1:%d' % smtp_backend.port}})
+                         backends={'smtp': {'protocol': 'smtp', 'login': 'xclient',
+                                            'servers': '127.0.0.1:%d' % postfix.port}})
     gw = start_gatehoused(tmp, daemons, conf, pw.env(), debug=False, valgrind=False)
     stop_at = time.monotonic() + 4.0
     counts = {'logins': 0, 'short': 0, 'errors': []}
