@@ -125,6 +125,12 @@ epoll_for(GMainContext *context)
 		ep->context = context;
 		ep->dead = g_ptr_array_new_with_free_func((GDestroyNotify)conn_release);
 		g_source_set_name((GSource *)ep, "gatehouse connections");
+		/* GLib blocks a source that cannot recurse while it dispatches:
+		 * it takes the source's fds out of the context's poll set and
+		 * puts them back, and each of those changes writes the
+		 * context's eventfd, so the next poll() returns at once for
+		 * nothing.  Nothing here runs a nested loop, so skip that. */
+		g_source_set_can_recurse((GSource *)ep, TRUE);
 		(void)g_source_add_unix_fd((GSource *)ep, epfd, G_IO_IN);
 		g_hash_table_insert(epoll_by_context, context, ep);
 		g_source_attach((GSource *)ep, context);

@@ -181,6 +181,9 @@ worker_accept_start(GhWorker *worker)
 			w->worker = worker;
 			w->listener = l;
 			g_source_set_callback(src, G_SOURCE_FUNC(on_accept), w, g_free);
+			/* as the connections' epoll source (conn.c): no blocking
+			 * around dispatch, which would wake the loop twice */
+			g_source_set_can_recurse(src, TRUE);
 			g_source_attach(src, worker->context);
 			g_ptr_array_add(worker->accept_sources, src);
 		}
