@@ -425,8 +425,28 @@ gh_conn_queue(GhConn *c, const void *data, gsize len)
 	if (c->out->len + len > c->out_max)
 		return FALSE;
 	g_byte_array_append(c->out, data, (guint)len);
-	(void)gh_conn_flush(c);
+	if (!c->corked || c->out->len >= GH_CONN_CORK_MAX)
+		(void)gh_conn_flush(c);
 	return TRUE;
+}
+
+void
+gh_conn_cork(GhConn *c)
+{
+	c->corked = TRUE;
+}
+
+void
+gh_conn_uncork(GhConn *c)
+{
+	c->corked = FALSE;
+	/* From GH_CONN_CORK_MAX on, the last gh_conn_queue has tried the
+	 * socket already and what is left is what it refused: leave it to the
+	 * writable event, exactly as if nothing had been corked (trying again
+	 * here could empty the queue after the owner stopped reading for it,
+	 * and then nothing would wake the owner for the input it left). */
+	if (c->out->len > 0 && c->out->len < GH_CONN_CORK_MAX)
+		(void)gh_conn_flush(c);
 }
 
 gboolean

@@ -41,6 +41,7 @@ struct _GhConn {
 	gboolean tls_handshaking; /* between gh_conn_tls_start and a finished handshake */
 	char *tls_error;          /* why TLS failed, for the log */
 	gboolean plain_data;      /* no credentials flow any more: skip wiping buffers */
+	gboolean corked;          /* gh_conn_queue only appends, until gh_conn_uncork */
 	/* private */
 	GMainContext *context;
 	gpointer epoll;          /* the context's epoll source */
@@ -79,13 +80,24 @@ void gh_conn_trim(GhConn *conn);
 /* Drop the first n bytes of `in`. */
 void gh_conn_consume(GhConn *conn, gsize n);
 
-/* Append to `out` and try to write at once.  Returns FALSE (and queues
- * nothing) when that would pass out_max. */
+/* Append to `out` and try to write at once (unless corked).  Returns FALSE
+ * (and queues nothing) when that would pass out_max. */
 gboolean gh_conn_queue(GhConn *conn, const void *data, gsize len);
 gboolean gh_conn_queue_printf(GhConn *conn, const char *format, ...) G_GNUC_PRINTF(2, 3);
 /* Write as much of `out` as the socket takes.  Returns TRUE when `out` is
  * empty afterwards; sets conn->error on failure. */
 gboolean gh_conn_flush(GhConn *conn);
+/* While corked, gh_conn_queue only appends, up to GH_CONN_CORK_MAX bytes:
+ * the replies to a batch of pipelined commands (or the lines of one
+ * multi-line reply) leave in one send(2), that is one TCP segment and one
+ * wake-up of the peer, instead of one per line.  Past GH_CONN_CORK_MAX it
+ * writes as uncorked, so that what stays queued is only what the socket
+ * refused (the sessions' back-pressure rule).  Uncorking writes what was
+ * queued.  gh_conn_flush still writes at once (STARTTLS needs its "go
+ * ahead" out before the handshake). */
+#define GH_CONN_CORK_MAX 4096
+void gh_conn_cork(GhConn *conn);
+void gh_conn_uncork(GhConn *conn);
 /* Bytes of `out` still to write. */
 gsize gh_conn_pending(GhConn *conn);
 

@@ -580,6 +580,8 @@ process(Imap *m)
 {
 	GhConn *c = m->s->conn;
 
+	/* the replies to what this read brought leave together */
+	gh_conn_cork(c);
 	while (reading(m) && c->in->len > 0 && gh_conn_pending(c) < GH_SESSION_OUT_SOFT) {
 		GhImapCommand cmd = {0};
 		gsize used = 0;
@@ -619,6 +621,7 @@ process(Imap *m)
 		}
 		gh_imap_command_clear(&cmd);
 	}
+	gh_conn_uncork(c);
 	(void)update_watch(m);
 }
 

@@ -22,6 +22,8 @@
 /* Replies queued beyond this wait until the client reads (a client that
  * pipelines thousands of commands and reads nothing stalls, not grows). */
 #define GH_SESSION_OUT_SOFT (16 * 1024)
+/* a corked reply batch must not reach the soft limit (conn.h) */
+G_STATIC_ASSERT(GH_CONN_CORK_MAX < GH_SESSION_OUT_SOFT);
 /* A client that does not read our last words is not waited for longer. */
 #define GH_SESSION_CLOSE_TIMEOUT 10
 /* After the last words: how long to drop what the client still sends. */

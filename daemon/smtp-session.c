@@ -565,6 +565,8 @@ process(Smtp *m)
 {
 	GhConn *c = m->s->conn;
 
+	/* the replies to what this read brought leave together */
+	gh_conn_cork(c);
 	while (reading(m) && c->in->len > 0 && gh_conn_pending(c) < GH_SESSION_OUT_SOFT) {
 		const char *buf = (const char *)c->in->data;
 		gsize line_len = 0, used = 0;
@@ -608,6 +610,7 @@ process(Smtp *m)
 		}
 		gh_conn_consume(c, used);
 	}
+	gh_conn_uncork(c);
 	(void)update_watch(m);
 }
 
