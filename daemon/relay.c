@@ -303,6 +303,12 @@ gh_relay_start(GhConn *client, GhConn *backend, GhRelayDone done, gpointer user_
 	gh_conn_trim(backend);
 	gh_conn_set_callback(client, on_io, r);
 	gh_conn_set_callback(backend, on_io, r);
+	/* watch at once: the client stopped reading while its login was
+	 * checked, and its record is still in the epoll set (narrowing is
+	 * lazy); a command it sent meanwhile must not take it out only for
+	 * the first pump to put it back */
+	gh_conn_want(client, want(&r->up, &r->down));
+	gh_conn_want(backend, want(&r->down, &r->up));
 	/* pump from the loop: the caller may not expect `done` inside start */
 	schedule_kick(r);
 	return r;
