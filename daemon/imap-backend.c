@@ -58,7 +58,7 @@ struct _GhImapBackend {
 	char *cap_tag;
 	char *id_tag;
 	char *tls_tag;
-	char **caps; /* upper-case capability atoms */
+	char *caps; /* the capability atoms, separated by single spaces */
 	/* the parts of the login still to send, one per continuation ("+")
 	 * the server asks for; secrets, wiped */
 	GPtrArray *pending_parts;
@@ -105,7 +105,7 @@ backend_free(GhImapBackend *b)
 	g_free(b->cap_tag);
 	g_free(b->id_tag);
 	g_free(b->tls_tag);
-	g_strfreev(b->caps);
+	g_free(b->caps);
 	g_ptr_array_unref(b->pending_parts);
 	g_byte_array_unref(b->reply);
 	g_free(b->error);
@@ -159,8 +159,7 @@ server_failed(GhImapBackend *b, gboolean retry, const char *format, ...)
 	stop_timer(b);
 	gh_conn_free(b->conn);
 	b->conn = NULL;
-	g_strfreev(b->caps);
-	b->caps = NULL;
+	g_clear_pointer(&b->caps, g_free);
 	if (!retry || !gh_connector_next(b->connector, on_connected, b))
 		finish(b, GH_IMAP_BACKEND_FAILED);
 }
@@ -198,9 +197,17 @@ send_text(GhImapBackend *b, const char *text, gsize len)
 static gboolean
 has_cap(GhImapBackend *b, const char *cap)
 {
-	for (guint i = 0; b->caps != NULL && b->caps[i] != NULL; i++)
-		if (g_ascii_strcasecmp(b->caps[i], cap) == 0)
+	/* scanned in place: a login asks for two or three atoms, and a split
+	 * list of Dovecot's thirty would cost an allocation each */
+	gsize n = strlen(cap);
+	const char *p = b->caps;
+	while (p != NULL && *p != '\0') {
+		const char *end = strchr(p, ' ');
+		gsize len = end != NULL ? (gsize)(end - p) : strlen(p);
+		if (len == n && g_ascii_strncasecmp(p, cap, n) == 0)
 			return TRUE;
+		p = end != NULL ? end + 1 : NULL;
+	}
 	return FALSE;
 }
 
@@ -209,25 +216,39 @@ has_cap(GhImapBackend *b, const char *cap)
 static void
 set_caps(GhImapBackend *b, const char *text, gsize len)
 {
-	g_autofree char *copy = g_strndup(text, len);
-	char *end = strchr(copy, ']');
+	const char *end = memchr(text, ']', len);
+	GString *caps;
 	if (end != NULL)
-		*end = '\0';
-	g_strfreev(b->caps);
-	b->caps = g_strsplit(g_strstrip(copy), " ", -1);
+		len = (gsize)(end - text);
+	caps = g_string_sized_new(len + 1);
+	/* one space between atoms, none at either end */
+	for (gsize i = 0; i < len; i++) {
+		if (g_ascii_isspace(text[i])) {
+			if (caps->len > 0 && caps->str[caps->len - 1] != ' ')
+				g_string_append_c(caps, ' ');
+		} else {
+			g_string_append_c(caps, text[i]);
+		}
+	}
+	if (caps->len > 0 && caps->str[caps->len - 1] == ' ')
+		g_string_truncate(caps, caps->len - 1);
+	g_free(b->caps);
+	b->caps = g_string_free(caps, FALSE);
 }
 
 /* "[CAPABILITY ...]" inside a status line, if any */
 static gboolean
 caps_from_code(GhImapBackend *b, const char *line, gsize len)
 {
-	g_autofree char *copy = g_strndup(line, len);
-	char *p = strstr(copy, "[CAPABILITY ");
-	if (p == NULL)
-		return FALSE;
-	p += strlen("[CAPABILITY ");
-	set_caps(b, p, strlen(p));
-	return TRUE;
+	static const char code[] = "[CAPABILITY ";
+	const gsize n = sizeof(code) - 1;
+	for (gsize i = 0; i + n <= len; i++) {
+		if (line[i] == '[' && memcmp(line + i, code, n) == 0) {
+			set_caps(b, line + i + n, len - i - n);
+			return TRUE;
+		}
+	}
+	return FALSE;
 }
 
 static char *
@@ -368,8 +389,7 @@ handshake(GhImapBackend *b)
 		start_timer(b);
 		gh_conn_want(b->conn, G_IO_IN);
 	} else {
-		g_strfreev(b->caps);
-		b->caps = NULL;
+		g_clear_pointer(&b->caps, g_free);
 		ask_capabilities(b);
 	}
 }
@@ -432,11 +452,20 @@ status_is(const char *line, gsize len, gsize skip, const char *status)
 	       (len == skip + n || line[skip + n] == ' ');
 }
 
+/* The line as the log may show it: made only when a failure names it. */
+static const char *
+shown(char **text, const char *line, gsize len)
+{
+	if (*text == NULL)
+		*text = gh_log_escape(line, MIN(len, 200), 200);
+	return *text;
+}
+
 /* One line from the server (without its line end); `raw` with it. */
 static void
 on_line(GhImapBackend *b, const char *line, gsize len, const char *raw, gsize raw_len)
 {
-	g_autofree char *shown = gh_log_escape(line, MIN(len, 200), 200);
+	g_autofree char *shown_text = NULL; /* see shown() */
 
 	switch (b->state) {
 	case ST_GREETING:
@@ -448,7 +477,8 @@ on_line(GhImapBackend *b, const char *line, gsize len, const char *raw, gsize ra
 			return;
 		}
 		/* PREAUTH: the server would hand us someone's session unasked */
-		server_failed(b, status_is(line, len, 2, "BYE"), "greeting \"%s\"", shown);
+		server_failed(b, status_is(line, len, 2, "BYE"), "greeting \"%s\"",
+			      shown(&shown_text, line, len));
 		return;
 	case ST_CAPABILITY:
 		if (starts_with_word(line, len, "* CAPABILITY")) {
@@ -457,7 +487,8 @@ on_line(GhImapBackend *b, const char *line, gsize len, const char *raw, gsize ra
 		}
 		if (starts_with_tag(line, len, b->cap_tag)) {
 			if (!status_is(line, len, strlen(b->cap_tag) + 1, "OK")) {
-				server_failed(b, FALSE, "CAPABILITY failed: \"%s\"", shown);
+				server_failed(b, FALSE, "CAPABILITY failed: \"%s\"",
+					      shown(&shown_text, line, len));
 				return;
 			}
 			after_caps(b);
@@ -467,7 +498,8 @@ on_line(GhImapBackend *b, const char *line, gsize len, const char *raw, gsize ra
 	case ST_STARTTLS:
 		if (starts_with_tag(line, len, b->tls_tag)) {
 			if (!status_is(line, len, strlen(b->tls_tag) + 1, "OK")) {
-				server_failed(b, FALSE, "STARTTLS refused: \"%s\"", shown);
+				server_failed(b, FALSE, "STARTTLS refused: \"%s\"",
+					      shown(&shown_text, line, len));
 				return;
 			}
 			start_tls(b);
@@ -477,7 +509,8 @@ on_line(GhImapBackend *b, const char *line, gsize len, const char *raw, gsize ra
 		if (line[0] == '+') {
 			char *part;
 			if (b->pending_parts->len == 0) {
-				server_failed(b, FALSE, "unexpected continuation \"%s\"", shown);
+				server_failed(b, FALSE, "unexpected continuation \"%s\"",
+					      shown(&shown_text, line, len));
 				return;
 			}
 			part = g_ptr_array_steal_index(b->pending_parts, 0);
@@ -498,12 +531,13 @@ on_line(GhImapBackend *b, const char *line, gsize len, const char *raw, gsize ra
 				finish(b, GH_IMAP_BACKEND_OK);
 			} else if (status_is(line, len, skip, "NO")) {
 				g_free(b->error);
-				b->error =
-				    g_strdup_printf("%s: login refused: \"%s\"",
-						    gh_connector_server(b->connector), shown);
+				b->error = g_strdup_printf("%s: login refused: \"%s\"",
+							   gh_connector_server(b->connector),
+							   shown(&shown_text, line, len));
 				finish(b, GH_IMAP_BACKEND_REFUSED);
 			} else {
-				server_failed(b, FALSE, "login failed: \"%s\"", shown);
+				server_failed(b, FALSE, "login failed: \"%s\"",
+					      shown(&shown_text, line, len));
 			}
 			return;
 		}
