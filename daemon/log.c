@@ -153,9 +153,11 @@ gh_log_escape(const char *text, gsize len, gsize max)
 	out = g_string_sized_new(n + 8);
 	for (gsize i = 0; i < n; i++) {
 		guchar c = (guchar)text[i];
-		if (c < 0x20 || c >= 0x7f || c == '"' || c == '\\')
-			g_string_append_printf(out, "\\x%02x", c);
-		else
+		if (c < 0x20 || c >= 0x7f || c == '"' || c == '\\') {
+			static const char hex[] = "0123456789abcdef";
+			char e[4] = {'\\', 'x', hex[c >> 4], hex[c & 0xf]};
+			g_string_append_len(out, e, sizeof(e));
+		} else
 			g_string_append_c(out, (char)c);
 	}
 	if (len > max)
@@ -176,7 +178,10 @@ gh_log_login(const GhLoginLog *l)
 	    l->user != NULL ? gh_log_escape(l->user, strlen(l->user), 256) : g_strdup("-");
 	g_autofree char *reason =
 	    l->reason != NULL ? gh_log_escape(l->reason, strlen(l->reason), 512) : g_strdup("-");
-	g_autofree char *elapsed = g_strdup_printf("%.1f", l->elapsed_us / 1000.0);
+	/* milliseconds with one decimal, rounded, without floating point */
+	guint64 tenths = ((guint64)MAX(l->elapsed_us, 0) + 50) / 100;
+	g_autofree char *elapsed =
+	    g_strdup_printf("%" G_GUINT64_FORMAT ".%u", tenths / 10, (guint)(tenths % 10));
 	g_autofree char *msg = NULL;
 
 	msg = g_strdup_printf(

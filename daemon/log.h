@@ -14,6 +14,15 @@
 /* Install the writer.  `program` names the process in stderr lines. */
 void gh_log_init(const char *program, gboolean debug);
 gboolean gh_log_debug_enabled(void);
+/* g_debug() formats its message before the writer can drop it: on the
+ * per-session paths, ask first. */
+#define gh_debug(...)                                                                              \
+	G_STMT_START                                                                               \
+	{                                                                                          \
+		if (G_UNLIKELY(gh_log_debug_enabled()))                                            \
+			g_debug(__VA_ARGS__);                                                      \
+	}                                                                                          \
+	G_STMT_END
 
 /* Make client-supplied text safe for a log line: bytes outside printable
  * ASCII, and '"' and '\\', become \xHH escapes; the result is cut at

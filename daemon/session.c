@@ -77,7 +77,7 @@ gh_session_free(GhSession *s)
 	gh_worker_session_removed(s->worker, s);
 	gh_conn_free(s->conn);
 	g_atomic_int_add(&s->listener->n_sessions, -1);
-	g_debug("session %s: closed", s->id);
+	gh_debug("session %s: closed", s->id);
 	gh_tls_unref(s->tls);
 	g_free(s->tls_desc);
 	gh_config_unref(s->config);
@@ -118,12 +118,12 @@ gh_session_start(
 
 	if (s->lc == NULL) {
 		/* the listener was removed by a reload; its socket stays until restart */
-		g_debug("session %s: listener %s is no longer configured", s->id, listener->name);
+		gh_debug("session %s: listener %s is no longer configured", s->id, listener->name);
 		gh_session_free(s);
 		return;
 	}
-	g_debug("session %s: connect from %s port %u on listener %s", s->id, s->remote,
-		s->remote_port, listener->name);
+	gh_debug("session %s: connect from %s port %u on listener %s", s->id, s->remote,
+		 s->remote_port, listener->name);
 	if (s->lc->max_connections > 0 && (guint)n > s->lc->max_connections) {
 		g_message(
 		    "session %s: refusing %s on listener %s: %u connections open (max_connections)",
@@ -278,7 +278,7 @@ handshake(GhSession *s)
 	}
 	s->secure = TRUE;
 	s->tls_desc = gh_tls_describe(c->tls);
-	g_debug("session %s: %s: %s", s->id, s->remote, s->tls_desc);
+	gh_debug("session %s: %s: %s", s->id, s->remote, s->tls_desc);
 	gh_session_set_timer(s, 0, NULL);
 	s->tls_done(s, NULL);
 	return TRUE;
@@ -325,7 +325,7 @@ gh_session_update_watch(GhSession *s)
 	if (c->tls_handshaking || s->tls_start_pending)
 		return TRUE; /* the handshake decides what to wait for */
 	if (c->error != 0) {
-		g_debug("session %s: %s: %s", s->id, s->remote, g_strerror(c->error));
+		gh_debug("session %s: %s: %s", s->id, s->remote, g_strerror(c->error));
 		gh_session_free(s);
 		return FALSE;
 	}
@@ -334,7 +334,7 @@ gh_session_update_watch(GhSession *s)
 		/* (below the soft limit, process() has served every whole line)
 		 * the client closed, or half-closed after its last command:
 		 * answer what it sent, then close; an unfinished login is dropped */
-		g_debug("session %s: %s closed the connection", s->id, s->remote);
+		gh_debug("session %s: %s closed the connection", s->id, s->remote);
 		gh_session_close_after_flush(s);
 	}
 	if (s->closing) {
