@@ -27,6 +27,7 @@
 #include "penalty.h"
 #include "gh-auth-module.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <gio/gio.h>
 #include <string.h>
@@ -98,24 +99,50 @@ is_ipv4_mapped(const guint8 *b)
 	return memcmp(b, prefix, sizeof prefix) == 0;
 }
 
+/* "4:a.b.c.d" for the IPv4 address in b[0..3] (transfer full): on every
+ * login, so without printf */
+static char *
+ipv4_key(const guint8 *b)
+{
+	char buf[sizeof "4:255.255.255.255"];
+	char *p = buf;
+	*p++ = '4';
+	*p++ = ':';
+	for (int i = 0; i < 4; i++) {
+		guint v = b[i];
+		if (i > 0)
+			*p++ = '.';
+		if (v >= 100)
+			*p++ = (char)('0' + v / 100);
+		if (v >= 10)
+			*p++ = (char)('0' + v / 10 % 10);
+		*p++ = (char)('0' + v % 10);
+	}
+	return g_strndup(buf, (gsize)(p - buf));
+}
+
 /* The table key for a remote address (transfer full). */
 static char *
 address_key(const char *remote)
 {
 	g_autoptr(GInetAddress) addr = NULL;
+	guint8 raw[16];
 	const guint8 *b;
 
 	if (remote == NULL)
 		remote = "";
+	/* the common case, a plain IPv4 address, without a GObject */
+	if (inet_pton(AF_INET, remote, raw) == 1)
+		return ipv4_key(raw);
 	addr = g_inet_address_new_from_string(remote);
 	if (addr == NULL)
 		return g_strconcat("?:", remote, NULL);
 	b = g_inet_address_to_bytes(addr);
 	if (g_inet_address_get_family(addr) == G_SOCKET_FAMILY_IPV4)
-		return g_strdup_printf("4:%u.%u.%u.%u", b[0], b[1], b[2], b[3]);
+		return ipv4_key(b);
 	/* ::ffff:a.b.c.d (RFC 4291 2.5.5.2) is an IPv4 client. */
 	if (is_ipv4_mapped(b))
-		return g_strdup_printf("4:%u.%u.%u.%u", b[12], b[13], b[14], b[15]);
+		return ipv4_key(b + 12);
 	/* A /48 is what one site usually gets: a client can hop across the
 	 * /64s inside it at will, so they share one counter. */
 	return g_strdup_printf("6:%02x%02x:%02x%02x:%02x%02x::/48", b[0], b[1], b[2], b[3], b[4],
