@@ -309,8 +309,16 @@ gh_relay_start(GhConn *client, GhConn *backend, GhRelayDone done, gpointer user_
 	 * the first pump to put it back */
 	gh_conn_want(client, want(&r->up, &r->down));
 	gh_conn_want(backend, want(&r->down, &r->up));
-	/* pump from the loop: the caller may not expect `done` inside start */
-	schedule_kick(r);
+	/* Pump from the loop (the caller may not expect `done` inside start),
+	 * but only if the sockets cannot say it themselves: bytes read before
+	 * the relay (pipelined behind the login), records GnuTLS holds, or an
+	 * end already seen.  Otherwise the watches just set will wake us, and
+	 * a login costs no idle source and no reads into EAGAIN. */
+	if (client->in->len > 0 || backend->in->len > 0 || client->eof || backend->eof ||
+	    client->error != 0 || backend->error != 0 ||
+	    (client->tls != NULL && gnutls_record_check_pending(client->tls) > 0) ||
+	    (backend->tls != NULL && gnutls_record_check_pending(backend->tls) > 0))
+		schedule_kick(r);
 	return r;
 }
 
