@@ -1,0 +1,200 @@
+/*
+ * test-conn.c: a connection's output queue as its peer sees it: queued
+ * replies go out at once, a corked batch leaves in one piece when uncorked,
+ * a batch past GH_CONN_CORK_MAX goes out without waiting, and uncorking
+ * leaves alone what the socket refused (the writable event's job).
+ */
+#include "gh-build.h"
+
+#include "conn.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+typedef struct {
+	GMainContext *context;
+	GhConn *conn; /* our side of the pair */
+	int peer;     /* the other side, non-blocking */
+} Fixture;
+
+static void
+set_nonblocking(int fd)
+{
+	int flags = fcntl(fd, F_GETFL);
+	g_assert_cmpint(flags, >=, 0);
+	g_assert_cmpint(fcntl(fd, F_SETFL, flags | O_NONBLOCK), ==, 0);
+}
+
+static void
+fixture_set_up(Fixture *f, gconstpointer data)
+{
+	int fds[2];
+	(void)data;
+	g_assert_cmpint(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds), ==, 0);
+	set_nonblocking(fds[0]);
+	set_nonblocking(fds[1]);
+	f->context = g_main_context_new();
+	f->conn = gh_conn_new(fds[0], f->context, 64 * 1024, 1024 * 1024);
+	f->peer = fds[1];
+}
+
+static void
+fixture_tear_down(Fixture *f, gconstpointer data)
+{
+	(void)data;
+	gh_conn_free(f->conn);
+	close(f->peer);
+	g_main_context_unref(f->context);
+}
+
+/* Everything the peer can read right now (no waiting). */
+static GString *
+peer_read_all(Fixture *f)
+{
+	GString *got = g_string_new(NULL);
+	char buf[8192];
+	for (;;) {
+		ssize_t n = recv(f->peer, buf, sizeof buf, 0);
+		if (n > 0) {
+			g_string_append_len(got, buf, n);
+			continue;
+		}
+		g_assert_true(n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK));
+		return got;
+	}
+}
+
+/* One recv(2): what a single read of the peer returns. */
+static GString *
+peer_read_once(Fixture *f)
+{
+	char buf[8192];
+	ssize_t n = recv(f->peer, buf, sizeof buf, 0);
+	g_assert_cmpint(n, >, 0);
+	return g_string_new_len(buf, n);
+}
+
+static void
+queue(Fixture *f, const char *text)
+{
+	g_assert_true(gh_conn_queue(f->conn, text, strlen(text)));
+}
+
+static void
+test_uncorked_goes_at_once(Fixture *f, gconstpointer data)
+{
+	g_autoptr(GString) got = NULL;
+	(void)data;
+	queue(f, "250 2.0.0 OK\r\n");
+	g_assert_cmpuint(gh_conn_pending(f->conn), ==, 0);
+	got = peer_read_all(f);
+	g_assert_cmpstr(got->str, ==, "250 2.0.0 OK\r\n");
+}
+
+static void
+test_cork_sends_one_batch(Fixture *f, gconstpointer data)
+{
+	static const char *lines[] = {"250-gw.example\r\n", "250-PIPELINING\r\n", "250-SIZE\r\n",
+				      "250 ENHANCEDSTATUSCODES\r\n"};
+	g_autoptr(GString) before = NULL;
+	g_autoptr(GString) got = NULL;
+	g_autoptr(GString) after = NULL;
+	GString *want = g_string_new(NULL);
+	(void)data;
+
+	gh_conn_cork(f->conn);
+	for (guint i = 0; i < G_N_ELEMENTS(lines); i++) {
+		queue(f, lines[i]);
+		g_string_append(want, lines[i]);
+	}
+	/* nothing on the wire while corked */
+	before = peer_read_all(f);
+	g_assert_cmpuint(before->len, ==, 0);
+	g_assert_cmpuint(gh_conn_pending(f->conn), ==, want->len);
+
+	gh_conn_uncork(f->conn);
+	g_assert_cmpuint(gh_conn_pending(f->conn), ==, 0);
+	/* the whole reply in a single read: it left in one write */
+	got = peer_read_once(f);
+	g_assert_cmpstr(got->str, ==, want->str);
+	g_string_free(want, TRUE);
+
+	/* and uncorked again afterwards */
+	queue(f, "221 2.0.0 Bye\r\n");
+	after = peer_read_all(f);
+	g_assert_cmpstr(after->str, ==, "221 2.0.0 Bye\r\n");
+}
+
+static void
+test_cork_limit_writes_through(Fixture *f, gconstpointer data)
+{
+	g_autoptr(GString) early = NULL;
+	g_autoptr(GString) rest = NULL;
+	gsize total = 0;
+	(void)data;
+
+	gh_conn_cork(f->conn);
+	/* replies to many pipelined NOOPs: past GH_CONN_CORK_MAX they go out
+	 * without waiting for the uncork */
+	while (total < GH_CONN_CORK_MAX + 1000) {
+		queue(f, "250 2.0.0 OK\r\n");
+		total += strlen("250 2.0.0 OK\r\n");
+	}
+	early = peer_read_all(f);
+	g_assert_cmpuint(early->len, >=, GH_CONN_CORK_MAX);
+	gh_conn_uncork(f->conn);
+	rest = peer_read_all(f);
+	g_assert_cmpuint(early->len + rest->len, ==, total);
+	g_assert_cmpuint(gh_conn_pending(f->conn), ==, 0);
+}
+
+static void
+test_uncork_leaves_refused_bytes(Fixture *f, gconstpointer data)
+{
+	char block[4096];
+	g_autoptr(GString) drained = NULL;
+	gsize pending;
+	(void)data;
+
+	/* fill the socket until it refuses */
+	memset(block, 'x', sizeof block);
+	gh_conn_cork(f->conn);
+	while (gh_conn_pending(f->conn) < GH_CONN_CORK_MAX)
+		g_assert_true(gh_conn_queue(f->conn, block, sizeof block));
+	pending = gh_conn_pending(f->conn);
+	g_assert_cmpuint(pending, >=, GH_CONN_CORK_MAX);
+
+	/* the peer reads everything meanwhile: the socket could take more now,
+	 * but the bytes it refused are the writable event's to send, so that
+	 * the owner's back-pressure (stop reading while replies wait) is
+	 * lifted by that event, which wakes it */
+	drained = peer_read_all(f);
+	g_assert_cmpuint(drained->len, >, 0);
+	gh_conn_uncork(f->conn);
+	g_assert_cmpuint(gh_conn_pending(f->conn), ==, pending);
+
+	/* and a flush sends them */
+	while (!gh_conn_flush(f->conn)) {
+		g_autoptr(GString) more = peer_read_all(f);
+		g_assert_cmpint(f->conn->error, ==, 0);
+	}
+	g_assert_cmpuint(gh_conn_pending(f->conn), ==, 0);
+}
+
+int
+main(int argc, char **argv)
+{
+	g_test_init(&argc, &argv, NULL);
+	g_test_add("/conn/uncorked-goes-at-once", Fixture, NULL, fixture_set_up,
+		   test_uncorked_goes_at_once, fixture_tear_down);
+	g_test_add("/conn/cork-sends-one-batch", Fixture, NULL, fixture_set_up,
+		   test_cork_sends_one_batch, fixture_tear_down);
+	g_test_add("/conn/cork-limit-writes-through", Fixture, NULL, fixture_set_up,
+		   test_cork_limit_writes_through, fixture_tear_down);
+	g_test_add("/conn/uncork-leaves-refused-bytes", Fixture, NULL, fixture_set_up,
+		   test_uncork_leaves_refused_bytes, fixture_tear_down);
+	return g_test_run();
+}
