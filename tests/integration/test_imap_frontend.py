@@ -18,9 +18,9 @@ import time
 
 import pytest
 
+from clients import TIMEOUT, RawClient
 from conftest import GATEHOUSED, MODULE_DIR, VALGRIND, Daemon, free_port, wait_for
 
-TIMEOUT = 10.0  # every socket operation of a test client
 CLOSED = '<connection closed>'  # response() got EOF before the tagged line
 
 USERS = {
@@ -81,68 +81,13 @@ def t(tag, text):
 
 # ------------------------------------------------------------ test client
 
-class Client:
+class Client(RawClient):
     """A raw-socket IMAP client: exact bytes out, lines in (CRLF stripped; a
     line ending in a bare LF keeps its '\\n' so that it shows)."""
 
     def __init__(self, port, secrets=None, greet=True):
-        self.sock = socket.create_connection(('127.0.0.1', port), timeout=TIMEOUT)
-        self.sock.settimeout(TIMEOUT)
-        self.buf = b''
-        self.secrets = secrets if secrets is not None else []
+        super().__init__(port, secrets)
         self.greeting = self.read_line() if greet else None
-
-    def close(self):
-        self.sock.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def send(self, data):
-        if isinstance(data, str):
-            data = data.encode('latin-1')
-        self.sock.sendall(data)
-
-    def line(self, text, eol='\r\n'):
-        self.send(text + eol)
-
-    def secret(self, *texts):
-        """Remember what must never show in the daemon's log."""
-        self.secrets.extend(texts)
-
-    def _fill(self, deadline):
-        """More bytes into self.buf; False on EOF/reset."""
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise socket.timeout()
-        self.sock.settimeout(left)
-        try:
-            chunk = self.sock.recv(65536)
-        except ConnectionResetError:
-            chunk = b''
-        finally:
-            self.sock.settimeout(TIMEOUT)
-        if not chunk:
-            return False
-        self.buf += chunk
-        return True
-
-    def read_line(self, timeout=TIMEOUT, got=()):
-        deadline = time.monotonic() + timeout
-        while b'\n' not in self.buf:
-            try:
-                if not self._fill(deadline):
-                    raise AssertionError('connection closed by the server; lines so far: %r; '
-                                         'partial: %r' % (list(got), self.buf))
-            except socket.timeout:
-                raise AssertionError('no complete line within %.0f s; lines so far: %r; '
-                                     'partial: %r' % (timeout, list(got), self.buf)) from None
-        raw, self.buf = self.buf.split(b'\n', 1)
-        text = raw.decode('latin-1')
-        return text[:-1] if text.endswith('\r') else text + '\n'
 
     def response(self, tag, timeout=TIMEOUT):
         """Lines up to and including the one tagged `tag`, or a continuation
@@ -172,8 +117,7 @@ class Client:
         while True:
             while b'\n' in self.buf:
                 raw, self.buf = self.buf.split(b'\n', 1)
-                text = raw.decode('latin-1')
-                got.append(text[:-1] if text.endswith('\r') else text + '\n')
+                got.append(self._text(raw))
             try:
                 if not self._fill(deadline):
                     if self.buf:
@@ -182,17 +126,6 @@ class Client:
             except socket.timeout:
                 raise AssertionError('server did not close within %.0f s; lines got: %r; '
                                      'partial: %r' % (timeout, got, self.buf)) from None
-
-    def nothing_pending(self, wait=0.3):
-        """No reply arrives within `wait` seconds."""
-        self.sock.settimeout(wait)
-        try:
-            chunk = self.sock.recv(65536)
-        except socket.timeout:
-            chunk = None
-        finally:
-            self.sock.settimeout(TIMEOUT)
-        assert chunk is None and self.buf == b'', 'unexpected data: %r' % (self.buf + (chunk or b''))
 
 
 # ------------------------------------------------------------ fake backend

@@ -16,9 +16,9 @@ import time
 
 import pytest
 
+from clients import TIMEOUT, RawClient
 from conftest import GATEHOUSED, MODULE_DIR, VALGRIND, Daemon, free_port, wait_for
 
-TIMEOUT = 10.0  # every socket operation of a test client
 
 USERS = {
     'alice': 'alice-Secret.1',
@@ -61,68 +61,20 @@ def plain_blob(user, password, authzid=''):
 
 # ------------------------------------------------------------ test client
 
-class Client:
+class Client(RawClient):
     """A raw-socket SMTP client: exact bytes out, replies in as lists of lines
     (CRLF stripped; a line ending in a bare LF keeps its '\\n' so that it shows)."""
 
     def __init__(self, port, secrets=None, greet=True):
-        self.sock = socket.create_connection(('127.0.0.1', port), timeout=TIMEOUT)
-        self.sock.settimeout(TIMEOUT)
-        self.buf = b''
-        self.secrets = secrets if secrets is not None else []
+        super().__init__(port, secrets)
         self.greeting = self.reply() if greet else None
-
-    def close(self):
-        self.sock.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def send(self, data):
-        if isinstance(data, str):
-            data = data.encode('latin-1')
-        self.sock.sendall(data)
-
-    def line(self, text, eol='\r\n'):
-        self.send(text + eol)
-
-    def secret(self, *texts):
-        """Remember what must never show in the daemon's log."""
-        self.secrets.extend(texts)
-
-    def _read_line(self, timeout=TIMEOUT):
-        deadline = time.monotonic() + timeout
-        while b'\n' not in self.buf:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise AssertionError('no complete reply line within %.0f s; received so far: %r'
-                                     % (timeout, self.buf))
-            self.sock.settimeout(left)
-            try:
-                chunk = self.sock.recv(65536)
-            except socket.timeout:
-                continue
-            except ConnectionResetError:
-                chunk = b''
-            finally:
-                self.sock.settimeout(TIMEOUT)
-            if not chunk:
-                raise AssertionError('connection closed by the server; received so far: %r'
-                                     % self.buf)
-            self.buf += chunk
-        raw, self.buf = self.buf.split(b'\n', 1)
-        text = raw.decode('latin-1')
-        return text[:-1] if text.endswith('\r') else text + '\n'
 
     def reply(self, timeout=TIMEOUT):
         """One reply: lines until one whose 4th character is a space (or that
         is only a code)."""
         lines = []
         while True:
-            line = self._read_line(timeout)
+            line = self.read_line(timeout, lines)
             lines.append(line)
             if len(line) < 4 or line[3] != '-':
                 return lines
@@ -151,17 +103,6 @@ class Client:
                 assert extra == b'', 'data after the last reply before close: %r' % extra
                 return
             extra += chunk
-
-    def nothing_pending(self, wait=0.3):
-        """No reply arrives within `wait` seconds."""
-        self.sock.settimeout(wait)
-        try:
-            chunk = self.sock.recv(65536)
-        except socket.timeout:
-            chunk = None
-        finally:
-            self.sock.settimeout(TIMEOUT)
-        assert chunk is None and self.buf == b'', 'unexpected data: %r' % (self.buf + (chunk or b''))
 
 
 # ------------------------------------------------------------ fake backend
