@@ -147,25 +147,18 @@ on_timeout(gpointer data)
 	GhConnector *c = data;
 	g_source_unref(c->timer);
 	c->timer = NULL;
-	if (c->cancellable == NULL && c->fd >= 0) {
-		/* a numeric connect under way: hand the socket over now.  The
-		 * backend's first step is to wait for its greeting (or to send
-		 * a TLS hello, which waits for the connect), under the
-		 * backend's own connect_timeout; a refused connect shows up
-		 * there as a read error.  No writability watch, no getsockopt. */
+	if (c->cancellable == NULL) {
+		/* A numeric connect: hand over the socket under way, or say
+		 * why there is none.  The backend's first step is to wait for
+		 * its greeting (or to send a TLS hello, which waits for the
+		 * connect), under the backend's own connect_timeout; a refused
+		 * connect shows up there as a read error.  No writability
+		 * watch, no getsockopt. */
 		int fd = c->fd;
+		g_autofree char *why = fd < 0 ? g_strdup_printf("connect: %s", c->early) : NULL;
 		c->fd = -1;
 		stop_attempt(c);
-		c->func(fd, c->server, NULL, c->user_data);
-		return G_SOURCE_REMOVE;
-	}
-	if (c->cancellable == NULL) {
-		/* a numeric connect that failed at once */
-		g_autofree char *why =
-		    c->early != NULL ? g_strdup_printf("connect: %s", c->early)
-				     : g_strdup("connect: no answer within the connect_timeout");
-		stop_attempt(c);
-		c->func(-1, c->server, why, c->user_data);
+		c->func(fd, c->server, why, c->user_data);
 		return G_SOURCE_REMOVE;
 	}
 	/* the connect callback reports the cancellation as a timeout */
@@ -212,25 +205,19 @@ connect_numeric(GhConnector *c)
 	if (!numeric_address(c->server, &ss, &len))
 		return FALSE;
 	c->fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (c->fd >= 0) {
+	if (c->fd < 0) {
+		c->early = g_strdup(g_strerror(errno));
+	} else {
 		/* the login dialogue is small writes answered one by one */
 		(void)setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-		if (connect(c->fd, (struct sockaddr *)&ss, len) == 0 || errno == EINPROGRESS) {
-			/* handed over from the loop (on_timeout), never from
-			 * inside gh_connector_next */
-			c->timer = g_timeout_source_new(0);
-			g_source_set_callback(c->timer, on_timeout, c, NULL);
-			g_source_attach(c->timer, c->context);
-			return TRUE;
+		if (connect(c->fd, (struct sockaddr *)&ss, len) != 0 && errno != EINPROGRESS) {
+			c->early = g_strdup(g_strerror(errno)); /* refused at once */
+			close(c->fd);
+			c->fd = -1;
 		}
 	}
-	/* refused at once (or no descriptor): report it from the loop, never
-	 * from inside gh_connector_next */
-	c->early = g_strdup(g_strerror(errno));
-	if (c->fd >= 0) {
-		close(c->fd);
-		c->fd = -1;
-	}
+	/* the socket, or why there is none, goes to the caller from the loop
+	 * (on_timeout), never from inside gh_connector_next */
 	c->timer = g_timeout_source_new(0);
 	g_source_set_callback(c->timer, on_timeout, c, NULL);
 	g_source_attach(c->timer, c->context);
