@@ -17,7 +17,7 @@
 static gboolean log_debug;
 static gboolean log_journal;
 static char *log_program;
-static int log_pid;
+static char log_pid[24]; /* "[PID]: ", made once: gatehoused never forks */
 
 gboolean
 gh_log_debug_enabled(void)
@@ -84,11 +84,10 @@ writer(GLogLevelFlags level, const GLogField *fields, gsize n_fields, gpointer u
 	{
 		/* "STAMP PROGRAM[PID]: LEVEL: DOMAIN: MESSAGE\n", joined by hand:
 		 * this runs twice per login, printf is most of its cost */
-		char pid[24];
 		const char *parts[] = {stamp,
 				       " ",
 				       log_program != NULL ? log_program : "gatehouse",
-				       pid,
+				       log_pid,
 				       level_name(level),
 				       ": ",
 				       domain != NULL ? domain : "",
@@ -97,7 +96,6 @@ writer(GLogLevelFlags level, const GLogField *fields, gsize n_fields, gpointer u
 				       "\n"};
 		gsize lens[G_N_ELEMENTS(parts)];
 		gsize total = 0;
-		g_snprintf(pid, sizeof pid, "[%d]: ", log_pid);
 		for (gsize i = 0; i < G_N_ELEMENTS(parts); i++)
 			total += lens[i] = strlen(parts[i]);
 		line = g_malloc(total + 1);
@@ -127,9 +125,17 @@ gh_log_init(const char *program, gboolean debug)
 	g_free(log_program);
 	log_program = g_strdup(program);
 	log_debug = debug;
-	log_pid = (int)getpid(); /* gatehoused never forks */
+	g_snprintf(log_pid, sizeof log_pid, "[%d]: ", (int)getpid());
 	log_journal = g_log_writer_is_journald(fileno(stderr));
 	g_log_set_writer_func(writer, NULL, NULL);
+}
+
+/* What the log shows as \xNN: controls, non-ASCII, and the quote and
+ * backslash that would make a quoted field ambiguous. */
+static inline gboolean
+must_escape(guchar c)
+{
+	return c < 0x20 || c >= 0x7f || c == '"' || c == '\\';
 }
 
 char *
@@ -144,8 +150,7 @@ gh_log_escape(const char *text, gsize len, gsize max)
 	{
 		/* nearly always nothing to escape: one copy */
 		gsize i = 0;
-		while (i < n && (guchar)text[i] >= 0x20 && (guchar)text[i] < 0x7f &&
-		       text[i] != '"' && text[i] != '\\')
+		while (i < n && !must_escape((guchar)text[i]))
 			i++;
 		if (i == n && len <= max)
 			return g_strndup(text, n);
@@ -153,7 +158,7 @@ gh_log_escape(const char *text, gsize len, gsize max)
 	out = g_string_sized_new(n + 8);
 	for (gsize i = 0; i < n; i++) {
 		guchar c = (guchar)text[i];
-		if (c < 0x20 || c >= 0x7f || c == '"' || c == '\\') {
+		if (must_escape(c)) {
 			static const char hex[] = "0123456789abcdef";
 			char e[4] = {'\\', 'x', hex[c >> 4], hex[c & 0xf]};
 			g_string_append_len(out, e, sizeof(e));
