@@ -73,6 +73,18 @@ def simple_conf(tmp, auths, auth='pam', name='gh.conf', gatehouse=None):
                       gatehouse=gatehouse)
 
 
+def smtp_gateway_conf(tmp, port, backend_port, pam=None, gatehouse=None, login='none'):
+    """gh.conf for an SMTP listener `sub` on `port` with `auth = pam` (the
+    [auth pam] keys beyond `module` in `pam`), proxying to one SMTP
+    backend on 127.0.0.1:`backend_port`."""
+    conf, _ = write_conf(tmp / 'gh.conf', {'sub': smtp_listener(port)},
+                         {'pam': dict({'module': 'pam'}, **(pam or {}))},
+                         gatehouse=gatehouse,
+                         backends={'smtp': {'protocol': 'smtp', 'login': login,
+                                            'servers': '127.0.0.1:%d' % backend_port}})
+    return conf
+
+
 def run(conf, user, password, env, **kw):
     r = auth_test(conf, user, password, env, **kw)
     out = parse_auth_test(r.stdout)
@@ -441,11 +453,7 @@ def test_password_never_logged(tmp, pw, daemons, smtp_backend):
     pw.matrix_service('gatehouse', USERS, before=[
         'auth optional %s num_lines=3 error' % pw.chatty])
     port = free_port()
-    conf, _ = write_conf(tmp / 'gh.conf', {'sub': smtp_listener(port)},
-                         {'pam': {'module': 'pam'}},
-                         gatehouse={'auth_cache_size': '0'},
-                         backends={'smtp': {'protocol': 'smtp', 'login': 'none',
-                                            'servers': '127.0.0.1:%d' % smtp_backend.port}})
+    conf = smtp_gateway_conf(tmp, port, smtp_backend.port, gatehouse={'auth_cache_size': '0'})
     gw = start_gatehoused(tmp, daemons, conf, pw.env())
     tried = []
     for user, password in list(USERS.items()) + [('alice', 'wrong-alice-pw'),
@@ -485,12 +493,10 @@ def test_200_concurrent_logins_with_slow_pam(tmp, pw, daemons, smtp_backend):
     users = {'u%03d' % i: 'pw-%03d-Secret' % i for i in range(50)}
     pw.matrix_service('gatehouse', users, before=['auth required pam_exec.so quiet /bin/sleep 1'])
     port = free_port()
-    conf, _ = write_conf(tmp / 'gh.conf', {'sub': smtp_listener(port)},
-                         {'pam': {'module': 'pam', 'max_concurrent': '256', 'timeout': '30'}},
-                         gatehouse={'auth_workers': '256', 'auth_cache_size': '0',
-                                    'workers': '2'},
-                         backends={'smtp': {'protocol': 'smtp', 'login': 'none',
-                                            'servers': '127.0.0.1:%d' % smtp_backend.port}})
+    conf = smtp_gateway_conf(tmp, port, smtp_backend.port,
+                             pam={'max_concurrent': '256', 'timeout': '30'},
+                             gatehouse={'auth_workers': '256', 'auth_cache_size': '0',
+                                        'workers': '2'})
     gw = start_gatehoused(tmp, daemons, conf, pw.env(), debug=False, valgrind=False)
 
     plan = []
@@ -542,11 +548,9 @@ def test_max_concurrent_and_timeout(tmp, pw, daemons, smtp_backend):
     get "try later"; the warning about busy slots is logged once."""
     pw.matrix_service('gatehouse', USERS, before=['auth required pam_exec.so quiet /bin/sleep 2'])
     port = free_port()
-    conf, _ = write_conf(tmp / 'gh.conf', {'sub': smtp_listener(port)},
-                         {'pam': {'module': 'pam', 'max_concurrent': '2', 'timeout': '1'}},
-                         gatehouse={'auth_workers': '8', 'auth_cache_size': '0'},
-                         backends={'smtp': {'protocol': 'smtp', 'login': 'none',
-                                            'servers': '127.0.0.1:%d' % smtp_backend.port}})
+    conf = smtp_gateway_conf(tmp, port, smtp_backend.port,
+                             pam={'max_concurrent': '2', 'timeout': '1'},
+                             gatehouse={'auth_workers': '8', 'auth_cache_size': '0'})
     gw = start_gatehoused(tmp, daemons, conf, pw.env(), debug=False, valgrind=False)
     n = 5
     results = [None] * n
@@ -722,12 +726,11 @@ def test_sessions_closing_while_pam_forks(tmp, pw, daemons, postfix):
     users = {'u%02d' % i: 'pw-%02d-Secret' % i for i in range(20)}
     pw.matrix_service('gatehouse', users, before=['auth required pam_exec.so quiet /bin/true'])
     port = free_port()
-    conf, _ = write_conf(tmp / 'gh.conf', {'sub': smtp_listener(port)},
-                         {'pam': {'module': 'pam', 'max_concurrent': '64', 'timeout': '30'}},
-                         gatehouse={'auth_workers': '64', 'auth_cache_size': '0',
-                                    'workers': '2'},
-                         backends={'smtp': {'protocol': 'smtp', 'login': 'xclient',
-                                            'servers': '127.0.0.1:%d' % postfix.port}})
+    conf = smtp_gateway_conf(tmp, port, postfix.port,
+                             pam={'max_concurrent': '64', 'timeout': '30'},
+                             gatehouse={'auth_workers': '64', 'auth_cache_size': '0',
+                                        'workers': '2'},
+                             login='xclient')
     gw = start_gatehoused(tmp, daemons, conf, pw.env(), debug=False, valgrind=False)
     stop_at = time.monotonic() + 4.0
     counts = {'logins': 0, 'short': 0, 'errors': []}
