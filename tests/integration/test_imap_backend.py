@@ -1293,6 +1293,13 @@ def fake_bad_login(conn):
 def relay_without_greeting_caps(dovecot_port):
     """A handler relaying to Dovecot, its greeting replaced by a plain
     '* OK fake ready.' (no [CAPABILITY]): the gateway must ask CAPABILITY."""
+    return relay_with_greeting(dovecot_port, b'* OK fake ready.\r\n')
+
+
+def relay_with_greeting(dovecot_port, new_greeting, sent=None):
+    """A handler relaying to Dovecot with its greeting replaced by
+    new_greeting; what the gateway sends is appended to `sent` (a list of
+    byte strings), if given."""
     def handler(conn):
         up = socket.create_connection(('127.0.0.1', dovecot_port), timeout=15)
         try:
@@ -1302,14 +1309,16 @@ def relay_without_greeting_caps(dovecot_port):
                 if not ch:
                     return
                 greeting += ch
-            conn.sendall(b'* OK fake ready.\r\n')
+            conn.sendall(new_greeting)
 
-            def pump(src, dst):
+            def pump(src, dst, record=None):
                 try:
                     while True:
                         data = src.recv(65536)
                         if not data:
                             break
+                        if record is not None:
+                            record.append(data)
                         dst.sendall(data)
                 except OSError:
                     pass
@@ -1320,7 +1329,7 @@ def relay_without_greeting_caps(dovecot_port):
                         pass
             t = threading.Thread(target=pump, args=(up, conn), daemon=True)
             t.start()
-            pump(conn, up)
+            pump(conn, up, sent)
             t.join(15)
         finally:
             up.close()
@@ -1407,6 +1416,50 @@ def test_backend_greeting_without_capabilities(gateway, dovecot, fake_backend):
     finally:
         c.close()
     dovecot.wait_log(r'Login: user=<carol>', mark)
+
+
+def test_backend_capabilities_oddly_written(gateway, dovecot, fake_backend):
+    """A greeting whose [CAPABILITY] code has lower-case atoms, runs of
+    spaces and tabs and a blank before the bracket: the gateway still reads
+    SASL-IR and AUTH=PLAIN from it (it logs in with AUTHENTICATE PLAIN and
+    an initial response, and asks no CAPABILITY)."""
+    sent = []
+    fb = fake_backend(relay_with_greeting(
+        dovecot.imap_port,
+        b'* OK [CAPABILITY  imap4rev1 \t sasl-ir   id\tauth=plain  ] fake ready.\r\n', sent))
+    gw = gateway({'imap': dict(backend='r')},
+                 {'r': dc_backend(dovecot, servers='127.0.0.1:%d' % fb.port, connect_timeout=3)})
+    c = Client(gw.port(), gw=gw)
+    try:
+        greet(c)
+        login_ok(c, 'a001 LOGIN carol carolpw')
+        logout(c)
+    finally:
+        c.close()
+    commands = b''.join(sent)
+    assert b' AUTHENTICATE PLAIN %s\r\n' % b64('\0carol\0carolpw').encode() in commands, commands
+    assert b' CAPABILITY' not in commands.upper(), commands
+
+
+def test_backend_logindisabled_oddly_written(gateway, dovecot, fake_backend):
+    """A greeting offering only `logindisabled` (lower case, tab-separated),
+    no AUTH=PLAIN: the gateway must not send the password in a LOGIN; the
+    client gets the temporary failure."""
+    sent = []
+    fb = fake_backend(relay_with_greeting(
+        dovecot.imap_port, b'* OK [CAPABILITY imap4rev1\tlogindisabled] fake ready.\r\n', sent))
+    gw = gateway({'imap': dict(backend='r')},
+                 {'r': dc_backend(dovecot, servers='127.0.0.1:%d' % fb.port, connect_timeout=3)})
+    c = Client(gw.port(), gw=gw)
+    try:
+        greet(c)
+        c.expect('a001 LOGIN carol carolpw', TEMPFAIL)
+    finally:
+        c.close()
+    commands = b''.join(sent)
+    assert b'carolpw' not in commands and b64('\0carol\0carolpw').encode() not in commands, \
+        commands
+    assert 'LOGINDISABLED' in gw.log(), gw.log()[-2000:]
 
 
 @pytest.mark.parametrize('backend', ['dovecot', 'dovecot-no-id', 'no-greeting-caps'])
