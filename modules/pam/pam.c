@@ -351,13 +351,18 @@ conversation(int n, const struct pam_message **msg, struct pam_response **resp, 
 	return PAM_SUCCESS;
 }
 
-/* The PAM_FAIL_DELAY item: PAM calls it instead of sleeping. */
+/* The PAM_FAIL_DELAY item: PAM calls it instead of sleeping (appdata is
+ * the conversation's).  The debug line lets an admin see that a module
+ * asked for a delay, and which one, though nobody sleeps it. */
 static void
 no_fail_delay(int retval, unsigned usec_delay, void *appdata)
 {
-	(void)retval;
-	(void)usec_delay;
-	(void)appdata;
+	const ConvData *cd = appdata;
+
+	if (retval != PAM_SUCCESS && usec_delay > 0)
+		g_debug("session %s: PAM asked for a failure delay of %u ms: not slept, "
+			"failure_delay applies instead",
+			cd->req->session_id, usec_delay / 1000);
 }
 
 /* ------------------------------------------------------------ verify */
