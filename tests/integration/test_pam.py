@@ -11,6 +11,7 @@ failure delay of pam_unix taken over; `max_concurrent` and `timeout`; 200
 concurrent logins against a PAM stack that takes 1 s while another session
 is served at once; the password never in a log; valgrind.
 """
+import fcntl
 import os
 import pwd
 import re
@@ -299,10 +300,12 @@ def test_message_holding_the_password_is_withheld(tmp, pw):
 
 
 def test_pam_fail_delay_taken_over(tmp, pw):
-    """pam_faildelay asks PAM to sleep 2-4 s after a failure (pamtester
-    waits that long); the module's PAM_FAIL_DELAY function answers at once,
-    the core applies its own failure_delay instead."""
-    pw.matrix_service('gatehouse', USERS, before=['auth optional pam_faildelay.so delay=3000000'])
+    """pam_faildelay asks PAM to sleep 40 s after a failure (Linux-PAM makes
+    it 30-50 s; pamtester waits that long); the module's PAM_FAIL_DELAY
+    function answers at once and says so at debug level, the core applies
+    its own failure_delay instead.  The delay is long so that "at once" can
+    be asserted with a bound a busy machine keeps (15 s)."""
+    pw.matrix_service('gatehouse', USERS, before=['auth optional pam_faildelay.so delay=40000000'])
     conf, _ = simple_conf(tmp, {'pam': {'module': 'pam'}})
     for user, password, code in [('alice', 'wrong-alice-pw', 1), ('nobody', 'nobody-pw-x', 1),
                                  ('alice', USERS['alice'], 0)]:
@@ -310,7 +313,12 @@ def test_pam_fail_delay_taken_over(tmp, pw):
         r, out = run(conf, user, password, pw.env())
         elapsed = time.monotonic() - t0
         assert r.returncode == code, r.stdout + r.stderr
-        assert elapsed < 1.0, '%s took %.1f s' % (user, elapsed)
+        assert elapsed < 15, '%s took %.1f s: PAM slept its delay' % (user, elapsed)
+        asked = re.findall(r'PAM asked for a failure delay of (\d+) ms: not slept', r.stderr)
+        if code == 0:
+            assert asked == [], r.stderr
+        else:
+            assert len(asked) == 1 and 20000 <= int(asked[0]) <= 60000, r.stderr
 
 
 def test_conversation_refuses_echo_on_prompt(tmp, pw):
@@ -473,25 +481,59 @@ def test_password_never_logged(tmp, pw, daemons, smtp_backend):
 
 def _login_worker(port, user, password, barrier, results, i):
     try:
-        with SmtpClient(port, timeout=60) as c:
+        with SmtpClient(port, timeout=150) as c:
             c.cmd('EHLO c%d.test' % i)
-            barrier.wait(30)
-            start = time.monotonic()
-            got = c.auth_plain(user, password, timeout=60)
-            results[i] = (got, time.monotonic() - start, time.monotonic())
+            barrier.wait(60)
+            got = c.auth_plain(user, password, timeout=150)
+            results[i] = (got, time.monotonic())
             c.send_line('QUIT')
     except Exception as e:  # noqa: BLE001 - reported by the test
-        results[i] = ('error: %r' % e, 0, time.monotonic())
+        results[i] = ('error: %r' % e, time.monotonic())
+
+
+class PamGate:
+    """A PAM stack that holds every conversation until the test lets go:
+    pam_exec runs a script that appends a line to `entered`, then waits for a
+    shared flock on `lock`, which the test holds exclusively until release().
+    No polling, no clock: the test orders events by what has happened."""
+
+    def __init__(self, directory):
+        self.entered = directory / 'gate-entered'
+        self.lock = directory / 'gate-lock'
+        self.script = directory / 'gate.sh'
+        self.entered.write_text('')
+        self.lock.write_text('')
+        # flock -w: a gate the test never opens still ends (and fails the login)
+        self.script.write_text('#!/bin/sh\necho x >> %s\nexec flock -s -w 120 %s true\n'
+                               % (self.entered, self.lock))
+        self.script.chmod(0o755)
+        self._fd = os.open(self.lock, os.O_RDONLY)
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+
+    def pam_line(self):
+        return 'auth required pam_exec.so quiet %s' % self.script
+
+    def count(self):
+        return len(self.entered.read_text().split())
+
+    def release(self):
+        if self._fd is not None:
+            os.close(self._fd)  # drops the lock: every waiting flock goes on
+            self._fd = None
 
 
 def test_200_concurrent_logins_with_slow_pam(tmp, pw, daemons, smtp_backend):
-    """200 logins at once against a stack that takes 1 s (pam_exec sleep 1),
-    3 of 4 right: every answer right, all done in a few seconds (the workers
-    and slots let them overlap), and meanwhile another session gets its NOOP
-    answered at once: PAM never blocks an I/O thread."""
+    """200 logins at once against a stack that holds every conversation until
+    the test lets go (pam_exec forks a waiting script for each): all 200 are
+    inside PAM at the same time (the workers and slots let them overlap), and
+    meanwhile another session gets its NOOPs answered while not one login has
+    been: PAM never blocks an I/O thread.  Then every answer is right.  Shown
+    by order of events, not by a clock (bench/run measures the NOOP latency
+    during such a storm)."""
     n = 200
     users = {'u%03d' % i: 'pw-%03d-Secret' % i for i in range(50)}
-    pw.matrix_service('gatehouse', users, before=['auth required pam_exec.so quiet /bin/sleep 1'])
+    gate = PamGate(tmp)
+    pw.matrix_service('gatehouse', users, before=[gate.pam_line()])
     port = free_port()
     conf = smtp_gateway_conf(tmp, port, smtp_backend.port,
                              pam={'max_concurrent': '256', 'timeout': '30'},
@@ -509,35 +551,38 @@ def test_200_concurrent_logins_with_slow_pam(tmp, pw, daemons, smtp_backend):
     threads = [threading.Thread(target=_login_worker, daemon=True,
                                 args=(port, plan[i][0], plan[i][1], barrier, results, i))
                for i in range(n)]
-    with SmtpClient(port) as probe:
-        probe.cmd('EHLO probe.test')
-        for t in threads:
-            t.start()
-        barrier.wait(30)
-        fired = time.monotonic()
-        noop_times = []
-        answered_at_noop = []
-        for _ in range(3):
-            time.sleep(0.2)
-            t0 = time.monotonic()
-            assert probe.cmd('NOOP', timeout=5) == ['250 2.0.0 OK']
-            noop_times.append(time.monotonic() - t0)
-            answered_at_noop.append(sum(r is not None for r in results))
-        for t in threads:
-            t.join(max(1, 50 - (time.monotonic() - fired)))
-        total = time.monotonic() - fired
-        assert probe.cmd('NOOP') == ['250 2.0.0 OK']
+    try:
+        with SmtpClient(port, timeout=30) as probe:
+            probe.cmd('EHLO probe.test')
+            for t in threads:
+                t.start()
+            barrier.wait(60)
+            # NOOPs are answered while the conversations pile up in PAM...
+            noops = 0
+            while gate.count() < n:
+                assert probe.cmd('NOOP', timeout=30) == ['250 2.0.0 OK']
+                noops += 1
+                assert noops < 3000, 'only %d of %d logins reached PAM' % (gate.count(), n)
+                time.sleep(0.02)
+            # ... and once all 200 are in it, with not one login answered
+            for _ in range(3):
+                assert probe.cmd('NOOP', timeout=30) == ['250 2.0.0 OK']
+            answered = [r for r in results if r is not None]
+            assert answered == [], 'answered before PAM let go: %r' % answered[:5]
+            released = time.monotonic()
+            gate.release()
+            for t in threads:
+                t.join(150)
+            assert probe.cmd('NOOP') == ['250 2.0.0 OK']
+    finally:
+        gate.release()
 
     assert all(r is not None for r in results), 'some logins got no answer in time'
     wrong = [(i, plan[i], results[i][0]) for i in range(n)
              if results[i][0] != (AUTH_OK if plan[i][2] else BAD_CREDS)]
     assert not wrong, 'wrong answers: %r' % wrong[:10]
-    fastest = min(r[1] for r in results)
-    assert fastest >= 0.9, 'the PAM stack did not delay: %.2f s' % fastest
-    assert total < 30, 'the 200 logins took %.1f s' % total
-    assert max(noop_times) < 0.5, 'NOOP took %r s during the PAM wait' % noop_times
-    # the NOOPs were answered while most logins were still waiting
-    assert answered_at_noop[0] < n // 2, answered_at_noop
+    assert min(r[1] for r in results) >= released
+    assert gate.count() == n  # one conversation each: no retry, no cache
     assert gw.stop() == 0
     assert_no_secrets(gw.text(), [(u, p) for u, p, _ in plan], 'daemon log')
 
@@ -671,13 +716,13 @@ def test_real_pam_unix(tmp, real_user, real_service):
     assert (r.returncode, out['verdict']) == (0, 'ok'), r.stdout + r.stderr
     assert 'no file /etc/pam.d' not in r.stderr
 
-    # pam_unix asks for a ~2 s failure delay: PAM_FAIL_DELAY takes it over
-    t0 = time.monotonic()
+    # pam_unix asks for a ~2 s failure delay (1.5-2.5 s): PAM_FAIL_DELAY
+    # takes it over, and Linux-PAM never sleeps when that function is set
+    # (test_pam_fail_delay_taken_over times it with a longer delay)
     r, out = run(conf, user, 'wrong-' + password, env)
-    elapsed = time.monotonic() - t0
     assert (r.returncode, out['verdict']) == (1, 'wrong-password'), r.stdout + r.stderr
-    assert elapsed < 1.5, 'a wrong password took %.1f s: the PAM delay was not taken over' \
-        % elapsed
+    asked = re.findall(r'PAM asked for a failure delay of (\d+) ms: not slept', r.stderr)
+    assert len(asked) == 1 and 1000 <= int(asked[0]) <= 3000, r.stderr
 
     r, out = run(conf, 'ghpamnosuchuser%s' % secrets.token_hex(3), 'x-pw', env)
     assert (r.returncode, out['verdict']) == (1, 'unknown-user'), r.stdout + r.stderr
