@@ -43,7 +43,7 @@ def wait_for(predicate, timeout=10.0, interval=0.02, what='condition'):
         time.sleep(interval)
 
 
-def read_line(host, port, timeout=5.0):
+def read_line(host, port, timeout=10.0):
     """Connect and return the first line the server sends (bytes, with CRLF)."""
     with socket.create_connection((host, port), timeout=timeout) as c:
         buf = b''

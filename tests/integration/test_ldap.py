@@ -701,7 +701,10 @@ def test_good_config_checks(env, tmp):
 # ------------------------------------------------------------ fault tolerance
 
 def test_server_down_is_tempfail_quickly(env, tmp, own_slapd):
-    timeout, net = 2, 1
+    """slapd stopped: the refused connect is a TEMPFAIL at once, not after a
+    timeout.  The timeouts are long so that "at once" can be asserted with
+    a bound a busy machine keeps: less than network_timeout (15 s)."""
+    timeout, net = 30, 15
     conf = write_conf(tmp / 'gh.conf', auth_group(own_slapd.uri, base=slapdfix.SUFFIX,
                                                   timeout=timeout, network_timeout=net))
     assert auth_test(conf, 'alice', USERS['alice']).rc == 0
@@ -709,25 +712,29 @@ def test_server_down_is_tempfail_quickly(env, tmp, own_slapd):
     out = auth_test(conf, 'alice', USERS['alice'])
     print('\n[timing] slapd stopped, auth-test: %.3f s (rc %d)' % (out.elapsed, out.rc))
     assert out.rc == 2 and out.fields['verdict'] == 'tempfail', out
-    assert out.elapsed < net + timeout, out
+    assert out.elapsed < net, out
     own_slapd.start()
     assert auth_test(conf, 'alice', USERS['alice']).rc == 0
 
 
 def test_dead_first_uri_fails_over(env, tmp):
+    """A refused first server costs no timeout: the next one answers, and two
+    refused ones are a TEMPFAIL in less than one network_timeout (15 s, long
+    so that the bound holds on a busy machine)."""
+    net = 15
     dead = 'ldap://127.0.0.1:%d' % free_port()
     conf = write_conf(tmp / 'gh.conf', auth_group('%s %s' % (dead, env.slapd.uri),
-                                                  base=slapdfix.SUFFIX, network_timeout=1))
+                                                  base=slapdfix.SUFFIX, network_timeout=net))
     out = auth_test(conf, 'alice', USERS['alice'])
     print('\n[timing] dead first URI, then a live one: %.3f s' % out.elapsed)
     assert out.rc == 0, out
     assert 'LDAP server %s: cannot connect' % dead in out.stderr
     # all dead: TEMPFAIL
     conf = write_conf(tmp / 'gh2.conf', auth_group('%s ldap://127.0.0.1:%d' % (
-        dead, free_port()), base=slapdfix.SUFFIX, network_timeout=1))
+        dead, free_port()), base=slapdfix.SUFFIX, network_timeout=net))
     out = auth_test(conf, 'alice', USERS['alice'])
     print('[timing] two dead URIs: %.3f s' % out.elapsed)
-    assert out.rc == 2 and out.elapsed < 2, out
+    assert out.rc == 2 and out.elapsed < net, out
 
 
 @pytest.fixture
@@ -773,7 +780,9 @@ def test_silent_server_is_bounded(env, tmp, silent_server, how):
           % (how, timeout, net, out.elapsed))
     assert out.rc == 2, out
     bound = {'ldap': timeout, 'starttls': timeout, 'ldaps': 2 * net}[how]
-    assert bound - 0.2 < out.elapsed < bound + 1.5, out
+    # not before the bound (tight); after it, anything short of check()'s
+    # 30 s (a busy machine is slow, "for ever" is what this guards against)
+    assert out.elapsed > bound - 0.2, out
 
 
 def test_silent_first_server_then_live(env, tmp, silent_server):
@@ -782,8 +791,9 @@ def test_silent_first_server_then_live(env, tmp, silent_server):
         timeout=1, network_timeout=1))
     out = auth_test(conf, 'alice', USERS['alice'])
     print('\n[timing] silent first server, live second: %.3f s' % out.elapsed)
-    # the first try times out on the silent server, the retry goes to the next
-    assert out.rc == 0 and 1 <= out.elapsed < 3, out
+    # the first try times out on the silent server (so not before 1 s), the
+    # retry goes to the next (auth_test's 60 s bounds it from above)
+    assert out.rc == 0 and out.elapsed >= 1, out
 
 
 # ------------------------------------------------------------ through the daemon
@@ -851,7 +861,9 @@ def test_daemon_survives_slapd_restart(env, tmp, daemons, gw_parts, own_slapd):
     """slapd stops: 454 / NO [UNAVAILABLE] promptly, the daemon lives on;
     slapd starts again on the same port and data: logins work without a
     restart of gatehoused (its pooled connections died with slapd)."""
-    auth = auth_group(own_slapd.uri, **search_keys(env, timeout=2, network_timeout=1,
+    # long timeouts: "promptly" is then "before any timeout could have run
+    # out", a bound that holds on a busy machine
+    auth = auth_group(own_slapd.uri, **search_keys(env, timeout=30, network_timeout=15,
                                                    pool_size=2))
     gw = Gateway(tmp, daemons, auth, gw_parts['smtp'], gw_parts['imap'],
                  gatehouse={'auth_cache_size': '0', 'auth_workers': '2'})
@@ -869,7 +881,7 @@ def test_daemon_survives_slapd_restart(env, tmp, daemons, gw_parts, own_slapd):
     imap_s = time.monotonic() - t0
     print('\n[timing] slapd stopped, through the daemon: SMTP 454 in %.4f s, IMAP NO in '
           '%.4f s' % (smtp_s, imap_s))
-    assert smtp_s < 3 and imap_s < 3
+    assert smtp_s < 15 and imap_s < 15
     assert gw.alive()
     own_slapd.start()
     t0 = time.monotonic()
