@@ -291,8 +291,13 @@ class Dovecot:
     no failure delay, and submission relaying to Postfix on 127.0.0.1:relay_port
     (relay trusted: Dovecot passes the login on with XCLIENT)."""
 
-    def __init__(self, relay_port, directory=None, imap_port=None, submission_port=None):
+    def __init__(self, relay_port, directory=None, imap_port=None, submission_port=None,
+                 maildirs=None):
+        """maildirs: read each user's mail from maildirs/<user> (a Postfix's
+        `mail` folder, so that what it delivers is in the user's INBOX)
+        instead of a store of Dovecot's own."""
         self.own_dir = directory is None
+        self.maildirs = maildirs
         self.dir = Path(directory) if directory else make_tmpdir('gh-dovecot-')
         self.relay_port = relay_port
         self.imap_port = imap_port or free_port()
@@ -327,7 +332,7 @@ auth_mechanisms = plain login
 auth_master_user_separator = *
 login_trusted_networks = 127.0.0.0/8
 hostname = backend.example.test
-mail_location = maildir:~/Maildir
+mail_location = {location}
 first_valid_uid = 1
 mail_uid = nobody
 mail_gid = nogroup
@@ -370,7 +375,8 @@ service anvil {{
     mode = 0
   }}
 }}
-'''.format(d=d, imap=self.imap_port, subm=self.submission_port, relay=self.relay_port))
+'''.format(d=d, imap=self.imap_port, subm=self.submission_port, relay=self.relay_port,
+           location='maildir:%s/%%u' % self.maildirs if self.maildirs else 'maildir:~/Maildir'))
 
     def start(self):
         self.write_config()
@@ -470,8 +476,9 @@ def main(argv):
 
         backends.py POSTFIX_PORT DOVECOT_IMAP_PORT DOVECOT_SUBMISSION_PORT
 
-    starts the private Postfix and a Dovecot relaying to it, prints where
-    their mail goes, and stops both (by PID) on SIGTERM or SIGINT."""
+    starts the private Postfix and a Dovecot relaying to it that reads the
+    maildirs Postfix delivers to (mail sent to bob is in bob's INBOX), prints
+    where their mail goes, and stops both (by PID) on SIGTERM or SIGINT."""
     if len(argv) != 4:
         import sys
         print('usage: backends.py POSTFIX_PORT IMAP_PORT SUBMISSION_PORT', file=sys.stderr)
@@ -482,8 +489,9 @@ def main(argv):
     pf = Postfix(port=int(argv[1])).start()
     dc = None
     try:
-        dc = Dovecot(pf.port, imap_port=int(argv[2]), submission_port=int(argv[3])).start()
-        print('backends ready: Postfix on 127.0.0.1:%d (mail in %s/<user>/new), '
+        dc = Dovecot(pf.port, imap_port=int(argv[2]), submission_port=int(argv[3]),
+                     maildirs=pf.mail).start()
+        print('backends ready: Postfix on 127.0.0.1:%d (mail in %s/<user>), '
               'Dovecot IMAP on 127.0.0.1:%d, submission on 127.0.0.1:%d'
               % (pf.port, pf.mail, dc.imap_port, dc.submission_port), flush=True)
         while not stop:
