@@ -766,8 +766,8 @@ def test_sessions_closing_while_pam_forks(tmp, pw, daemons, postfix):
     sockets until it execs.  Sessions that end in that window must leave the
     I/O loop's watch list even so (a socket only left there by close(2) once
     outlived its session: the daemon crashed on the next event).  Logins that
-    fork, and short sessions that open and close, side by side for a few
-    seconds: the daemon stays up and answers."""
+    fork (60), and short sessions that open and close (200 or more), side by
+    side: the daemon stays up and answers."""
     users = {'u%02d' % i: 'pw-%02d-Secret' % i for i in range(20)}
     pw.matrix_service('gatehouse', users, before=['auth required pam_exec.so quiet /bin/true'])
     port = free_port()
@@ -777,13 +777,20 @@ def test_sessions_closing_while_pam_forks(tmp, pw, daemons, postfix):
                                         'workers': '2'},
                              login='xclient')
     gw = start_gatehoused(tmp, daemons, conf, pw.env(), debug=False, valgrind=False)
-    stop_at = time.monotonic() + 4.0
+    # counted, not timed: 3 logins per thread, and short sessions side by side
+    # until the logins are done and at least 200 were made; the deadline only
+    # keeps a hang from hanging the suite
+    logins_each, short_min = 3, 200
+    deadline = time.monotonic() + 300
     counts = {'logins': 0, 'short': 0, 'errors': []}
     lock = threading.Lock()
+    logins_done = threading.Event()
 
     def logins(i):
         user = 'u%02d' % i
-        while time.monotonic() < stop_at:
+        for _ in range(logins_each):
+            if time.monotonic() > deadline:
+                return
             try:
                 with SmtpClient(port) as c:
                     c.cmd('EHLO forks.test')
@@ -799,7 +806,10 @@ def test_sessions_closing_while_pam_forks(tmp, pw, daemons, postfix):
                 return
 
     def short(_):
-        while time.monotonic() < stop_at:
+        while time.monotonic() < deadline:
+            with lock:
+                if logins_done.is_set() and counts['short'] >= short_min:
+                    return
             try:
                 s = socket.create_connection(('127.0.0.1', port), timeout=10)
                 s.recv(512)  # the banner; then close while logins fork
@@ -811,14 +821,17 @@ def test_sessions_closing_while_pam_forks(tmp, pw, daemons, postfix):
                     counts['errors'].append(repr(e))
                 return
 
-    threads = [threading.Thread(target=logins, args=(i,), daemon=True) for i in range(20)]
-    threads += [threading.Thread(target=short, args=(i,), daemon=True) for i in range(8)]
-    for t in threads:
+    login_threads = [threading.Thread(target=logins, args=(i,), daemon=True) for i in range(20)]
+    short_threads = [threading.Thread(target=short, args=(i,), daemon=True) for i in range(8)]
+    for t in login_threads + short_threads:
         t.start()
-    for t in threads:
-        t.join(60)
+    for t in login_threads:
+        t.join(max(1, deadline - time.monotonic()))
+    logins_done.set()
+    for t in short_threads:
+        t.join(max(1, deadline - time.monotonic()))
     assert not counts['errors'], counts['errors'][:5]
-    assert counts['logins'] > 50 and counts['short'] > 200, counts
+    assert counts['logins'] == 20 * logins_each and counts['short'] >= short_min, counts
     with SmtpClient(port) as c:
         assert c.cmd('EHLO after.test')[0].startswith('250')
     assert gw.stop() == 0
