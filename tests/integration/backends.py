@@ -44,7 +44,7 @@ def make_tmpdir(prefix='gh-'):
     return d
 
 
-def wait_port(port, timeout=10.0, proc=None, what='server'):
+def wait_port(port, timeout=30.0, proc=None, what='server'):
     """Until 127.0.0.1:port accepts a connection; fails early if proc died."""
     deadline = time.monotonic() + timeout
     while True:

@@ -10,7 +10,9 @@ its own notion of a reply on top.
 import socket
 import time
 
-TIMEOUT = 10.0  # every socket operation of a test client
+# every socket operation of a test client: generous, since only a failing
+# test waits it out, and a busy machine (valgrind, a second check) is slow
+TIMEOUT = 30.0
 
 
 class RawClient:

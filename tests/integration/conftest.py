@@ -32,7 +32,7 @@ def free_port():
         return s.getsockname()[1]
 
 
-def wait_for(predicate, timeout=10.0, interval=0.02, what='condition'):
+def wait_for(predicate, timeout=30.0, interval=0.02, what='condition'):
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
@@ -43,7 +43,7 @@ def wait_for(predicate, timeout=10.0, interval=0.02, what='condition'):
         time.sleep(interval)
 
 
-def read_line(host, port, timeout=10.0):
+def read_line(host, port, timeout=30.0):
     """Connect and return the first line the server sends (bytes, with CRLF)."""
     with socket.create_connection((host, port), timeout=timeout) as c:
         buf = b''
@@ -95,7 +95,7 @@ class Daemon:
     def text(self):
         return self.log_path.read_text(errors='replace')
 
-    def wait_log(self, needle, timeout=10.0, count=1):
+    def wait_log(self, needle, timeout=30.0, count=1):
         return wait_for(lambda: self.text().count(needle) >= count, timeout,
                         what='%r in %s:\n%s' % (needle, self.log_path, self.text()[-3000:]))
 

@@ -32,7 +32,9 @@ from pathlib import Path
 
 from conftest import GATEHOUSECTL, GATEHOUSED, MODULE_DIR, SRCDIR, VALGRIND, Daemon, free_port
 
-TIMEOUT = 10.0  # every socket operation of a test client
+# every socket operation of a test client: generous, since only a failing
+# test waits it out, and a busy machine (valgrind, a second check) is slow
+TIMEOUT = 30.0
 
 _MULTIARCH_DIRS = ['/usr/lib/x86_64-linux-gnu', '/usr/lib/aarch64-linux-gnu', '/usr/lib64',
                    '/usr/lib']
@@ -296,7 +298,7 @@ def start_gatehoused(tmp, daemons, conf, env, name='gw', debug=True, valgrind=No
     argv = [str(GATEHOUSED), '-c', str(conf)] + (['-d'] if debug else [])
     d = PamDaemon(argv, Path(tmp) / ('%s.log' % name), env, valgrind)
     daemons.append(d)
-    d.wait_log('ready', timeout=60 if valgrind else 10)
+    d.wait_log('ready', timeout=60 if valgrind else 30)
     return d
 
 

@@ -204,7 +204,7 @@ class Slapd:
         subprocess.run([_sbin('slapadd'), '-q', '-f', str(self.conf_path), '-l', str(ldif)],
                        check=True, capture_output=True, timeout=30)
 
-    def start(self, timeout=10.0):
+    def start(self, timeout=30.0):
         assert self.proc is None or self.proc.poll() is not None
         urls = self.uri + '/'
         if self.ldaps_uri:

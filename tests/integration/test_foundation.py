@@ -215,7 +215,7 @@ class Notify:
             except (socket.timeout, BlockingIOError):
                 return self.messages
 
-    def wait(self, needle, timeout=10.0):
+    def wait(self, needle, timeout=30.0):
         return wait_for(lambda: any(needle in m.split('\n') for m in self.poll()), timeout,
                         what='%s in %r' % (needle, self.messages))
 
@@ -250,7 +250,7 @@ def run_lifecycle(tmp, conf, users, daemons, valgrind=False):
     d, notify = start_activated(tmp, conf, 'smtp', port, daemons, valgrind=valgrind)
     try:
         # the connection that woke it up is served once gatehoused runs
-        notify.wait('READY=1', timeout=60 if valgrind else 10)
+        notify.wait('READY=1', timeout=60 if valgrind else 30)
         assert read_line('127.0.0.1', port) == b'220 gw.test ESMTP\r\n'
         assert any(m.startswith('STATUS=') for m in notify.messages)
         d.wait_log('listener smtp: systemd fd 3')
@@ -282,7 +282,7 @@ def run_lifecycle(tmp, conf, users, daemons, valgrind=False):
 
         # SIGTERM: clean stop, exit 0
         d.signal(signal.SIGTERM)
-        assert d.proc.wait(60 if valgrind else 10) == 0, d.text()
+        assert d.proc.wait(60 if valgrind else 30) == 0, d.text()
         notify.wait('STOPPING=1')
         assert 'stopped' in d.text()
     finally:

@@ -36,7 +36,9 @@ from backends import (MASTER_PASSWORD, MASTER_USER, USERS, Dovecot, gateway_conf
                       make_tmpdir, postfix, users_file)
 from conftest import GATEHOUSED, Daemon, free_port, wait_for
 
-TIMEOUT = 10.0
+# every socket operation of a test client: generous, since only a failing
+# test waits it out, and a busy machine (valgrind, a second check) is slow
+TIMEOUT = 30.0
 # a password that needs quoting and escaping in IMAP: spaces, " and \
 DAVE, DAVE_PW = 'dave', 's3 cr"et\\pw x'
 GW_USERS = dict(USERS, dave=DAVE_PW)
@@ -83,7 +85,7 @@ class ImapDovecot(Dovecot):
     def since(self, mark):
         return self.log_text()[mark:]
 
-    def wait_log(self, pattern, after=0, timeout=10.0):
+    def wait_log(self, pattern, after=0, timeout=30.0):
         """The first match of the regular expression pattern in the log
         written after `after` (a mark())."""
         rx = re.compile(pattern)
@@ -1366,7 +1368,7 @@ def test_backend_misbehaves(gateway, dovecot, fake_backend, kind):
     c = Client(gw.port('fake'), gw=gw)
     try:
         greet(c)
-        # bounded by the client's read timeout (10 s, five times the
+        # bounded by the client's read timeout (30 s, fifteen times the
         # connect_timeout): without the gateway's timer a silent server
         # would hold the login for ever
         c.expect('a001 LOGIN alice alicepw', TEMPFAIL)

@@ -28,7 +28,9 @@ import slapdfix
 from conftest import GATEHOUSECTL, GATEHOUSED, MODULE_DIR, SRCDIR, VALGRIND, Daemon, free_port
 from slapdfix import DAVE_PW, SEARCH_DN, SEARCH_PW, USERS, Slapd, make_pki, user_dn
 
-TIMEOUT = 10.0  # every socket operation of a test client
+# every socket operation of a test client: generous, since only a failing
+# test waits it out, and a busy machine (valgrind, a second check) is slow
+TIMEOUT = 30.0
 LDAP_SUPP = SRCDIR / 'tests' / 'valgrind-ldap.supp'
 VALGRIND_LDAP = VALGRIND + ['--suppressions=%s' % LDAP_SUPP]
 
@@ -358,7 +360,7 @@ class Gateway:
             argv = VALGRIND_LDAP + argv
         self.daemon = Daemon(argv, tmp / ('%s.log' % name))
         daemons.append(self.daemon)
-        self.daemon.wait_log('ready', timeout=60 if valgrind or self.daemon.valgrind else 10)
+        self.daemon.wait_log('ready', timeout=60 if valgrind or self.daemon.valgrind else 30)
 
     def smtp(self):
         return Smtp(self.smtp_port)

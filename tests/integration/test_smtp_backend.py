@@ -19,7 +19,9 @@ from backends import (MASTER_PASSWORD, MASTER_USER, gateway_config, make_tmpdir,
                       dovecot, postfix, users_file)
 from conftest import GATEHOUSED, Daemon, ctl, free_port, wait_for
 
-TIMEOUT = 10.0
+# every socket operation of a test client: generous, since only a failing
+# test waits it out, and a busy machine (valgrind, a second check) is slow
+TIMEOUT = 30.0
 USER123_PW = 'user123-pw'
 GW_USERS = {'alice': 'alicepw', 'bob': 'bobpw', 'carol': 'carolpw', 'user123': USER123_PW}
 

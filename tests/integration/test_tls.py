@@ -39,7 +39,9 @@ from conftest import GATEHOUSED, VALGRIND, Daemon, free_port, wait_for
 from tlsutil import (client_context, dovecot_tls, dovecot_tls_other, fingerprint,  # noqa: F401
                      pki, postfix_tls)
 
-TIMEOUT = 10.0
+# every socket operation of a test client: generous, since only a failing
+# test waits it out, and a busy machine (valgrind, a second check) is slow
+TIMEOUT = 30.0
 GW_USERS = {'alice': 'alicepw', 'bob': 'bobpw', 'carol': 'carolpw'}
 
 SMTP_GREETING = ['220 gw.test ESMTP']
@@ -103,7 +105,7 @@ class Gateway:
     def alive(self):
         return self.daemon.proc.poll() is None
 
-    def wait_since(self, mark, pattern, timeout=10.0):
+    def wait_since(self, mark, pattern, timeout=30.0):
         """The first match of the regular expression in the log after mark."""
         rx = re.compile(pattern)
         try:
@@ -114,7 +116,7 @@ class Gateway:
 
 
 def start_gateway(d, listeners, backends, pki, tls=None, extra_gatehouse='', users=None,
-                  valgrind=False, ready_timeout=10.0):
+                  valgrind=False, ready_timeout=30.0):
     """A gatehoused in directory d; listeners {name: keys} without listen (a
     free port each; protocol defaults to smtp); tls: the [tls] keys (default:
     the pki's server certificate and key)."""
