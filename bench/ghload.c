@@ -5,13 +5,24 @@
  *   ghload MODE --port N [--host 127.0.0.1] [--clients C] [--duration S]
  *          [--warmup S] [--user U] [--password P] [--tls] [--no-auth]
  *          [--count M] [--interval-ms I] [--from ADDR] [--rcpt ADDR]
- *          [--size BYTES] [--timeout S]
+ *          [--size BYTES] [--timeout S] [--min-ops N]
  *
  * MODE is imap-login, imap-tls, imap-noop, imap-fetch, imap-idle or
  * smtp-submit (see usage()).  Each client is a small state machine; all of
  * them share one thread, one epoll set and non-blocking sockets, so that the
  * tool takes little CPU from the servers it measures.  At the end one JSON
  * line goes to stdout (imap-idle prints "ready OK FAILED" first).
+ *
+ * imap-noop measures logged-in sessions only: its warm-up starts when every
+ * client has logged in (it then prints "ready N"), and the counted window
+ * after the warm-up.  If they are not all logged in within the patience
+ * (60 s, or 3 x --timeout if longer), it stops and reports an empty window,
+ * with "logged_in" saying how many were.
+ *
+ * --min-ops N (all modes but imap-idle) keeps the counted window open past
+ * --duration until N operations are counted in it, for at most the patience
+ * more: a check that something was measured does not then depend on how
+ * busy the machine is.
  *
  * Only loopback addresses are accepted: this tool must never load a machine
  * other than the one it runs on.
@@ -53,6 +64,7 @@
 #define PAUSE_NS (10 * MS)       /* before restarting a failed client */
 #define PORTS_PAUSE_NS (50 * MS) /* ... when ephemeral ports ran out */
 #define MAX_INFLIGHT 200         /* imap-idle: logins under way at once */
+#define PATIENCE (60 * SEC)      /* at least, for the logins of imap-noop (and --min-ops) */
 #define LINE_BUF 4096
 #define FETCH_BUF (256 * 1024)
 #define MAX_ERR_PRINT 5
@@ -143,12 +155,13 @@ struct conn {
 	uint64_t lit_left;   /* IMAP literal bytes still to skip */
 	bool cont;           /* next line continues one that carried a literal */
 	bool got_body;       /* imap-fetch: this FETCH returned a literal */
+	bool logged_in;      /* imap-noop: LOGIN done on this connection */
 };
 
 static struct {
 	enum mode mode;
 	struct sockaddr_in addr;
-	int clients, count, interval_ms;
+	int clients, count, interval_ms, min_ops;
 	double duration, warmup, timeout;
 	const char *user, *password, *from, *rcpt;
 	long size;
@@ -182,6 +195,9 @@ static int epfd = -1;
 static gnutls_certificate_credentials_t xcred;
 
 static uint64_t now, t_start, t_warm, t_end, timeout_ns;
+static uint64_t patience_ns;           /* max(PATIENCE, 3 x --timeout) */
+static uint64_t t_ready_limit;         /* imap-noop: give up waiting for the logins */
+static bool extended;                  /* --min-ops kept the window open past t_end */
 static uint64_t next_due = UINT64_MAX; /* no deadline is earlier than this */
 
 /* results */
@@ -191,6 +207,11 @@ static size_t nlat, lat_cap;
 
 /* imap-idle */
 static uint32_t idle_started, pending, logged, failed;
+
+/* imap-noop: connections logged in now, and when the loop ended; whether
+ * all of them were, once */
+static uint32_t noop_in, noop_in_at_end;
+static bool noop_ready;
 
 static uint64_t
 mono_ns(void)
@@ -230,12 +251,26 @@ str_printf(const char *fmt, ...)
 
 /* ---------------------------------------------------------------- results */
 
+/* Whether the counted window (or, before it, the warm-up) is still on:
+ * until t_end, and past it while fewer than --min-ops operations were
+ * counted, for at most the patience.  Not for imap-idle. */
+static bool
+window_open(void)
+{
+	if (now < t_end)
+		return true;
+	if (ops >= (uint64_t)opt.min_ops || t_end == UINT64_MAX || now - t_end >= patience_ns)
+		return false;
+	extended = true;
+	return true;
+}
+
 /* Whether something that happens now is counted: imap-idle counts
  * everything, the other modes only the window after the warm-up. */
 static bool
 counting(void)
 {
-	return opt.mode == M_IDLE || (now >= t_warm && now < t_end);
+	return opt.mode == M_IDLE || (now >= t_warm && window_open());
 }
 
 static void
@@ -306,6 +341,10 @@ conn_close(struct conn *c)
 	if (c->fd >= 0) {
 		close(c->fd); /* also leaves the epoll set */
 		c->fd = -1;
+	}
+	if (c->logged_in) {
+		c->logged_in = false;
+		noop_in--;
 	}
 	c->gen++;
 	c->ev = 0;
@@ -518,8 +557,11 @@ imap_ok(struct conn *c)
 			return send_cmd(c, &cmd_noop1, S_NOOP1);
 		if (opt.mode == M_FETCH)
 			return send_cmd(c, &cmd_select, S_SELECT);
-		if (opt.mode == M_NOOP)
+		if (opt.mode == M_NOOP) {
+			c->logged_in = true;
+			noop_in++;
 			return send_cmd(c, &cmd_noop, S_NOOP);
+		}
 		c->st = S_HOLD; /* imap-idle */
 		c->deadline = 0;
 		logged++;
@@ -754,7 +796,7 @@ conn_start(struct conn *c)
 {
 	int one = 1, r;
 
-	if (opt.mode != M_IDLE && now >= t_end) {
+	if (opt.mode != M_IDLE && !window_open()) {
 		c->st = S_IDLE;
 		return;
 	}
@@ -870,10 +912,34 @@ run(void)
 				if (epoll_ctl(epfd, EPOLL_CTL_ADD, 0, &e) < 0)
 					break;
 			}
-		} else if (now >= t_end) {
+		} else if (opt.mode == M_NOOP && !noop_ready) {
+			if (noop_in == nconns) {
+				/* every NOOP session is in: warm-up, then the window */
+				noop_ready = true;
+				t_warm = now + (uint64_t)(opt.warmup * SEC);
+				t_end = t_warm + (uint64_t)(opt.duration * SEC);
+				printf("ready %u\n", nconns);
+				fflush(stdout);
+			} else if (now >= t_ready_limit) {
+				fprintf(stderr,
+					"ghload: only %u of %u clients logged in after %.0f s: "
+					"no window counted\n",
+					noop_in, nconns, (double)patience_ns / 1e9);
+				break;
+			}
+		} else if (!window_open()) {
+			if (ops < (uint64_t)opt.min_ops)
+				fprintf(stderr,
+					"ghload: %" PRIu64 " of --min-ops %d operations counted "
+					"%.0f s after the window's nominal end: stopping\n",
+					ops, opt.min_ops, (double)patience_ns / 1e9);
 			break;
 		}
 		wake = opt.mode != M_IDLE && t_end < next_due ? t_end : next_due;
+		if (opt.mode != M_IDLE && now >= t_end && t_end + patience_ns < wake)
+			wake = t_end + patience_ns; /* --min-ops: the longest extension */
+		if (opt.mode == M_NOOP && !noop_ready && t_ready_limit < wake)
+			wake = t_ready_limit;
 		if (wake == UINT64_MAX)
 			tmo = -1;
 		else /* rounded up: waking early only spins */
@@ -904,8 +970,13 @@ run(void)
 		if (now >= next_due)
 			run_timers();
 	}
-	if ((opt.mode == M_IDLE && !ready) || (opt.mode != M_IDLE && now < t_end))
+	noop_in_at_end = noop_in;
+	if (opt.mode == M_NOOP && !noop_ready)
+		t_warm = t_end = now; /* never ready: an empty window */
+	else if ((opt.mode == M_IDLE && !ready) || (opt.mode != M_IDLE && now < t_end))
 		t_end = now; /* stopped early */
+	else if (extended)
+		t_end = now; /* --min-ops made it longer */
 }
 
 /* ------------------------------------------------------------ setting up */
@@ -916,17 +987,23 @@ usage(FILE *f)
 	fprintf(f, "usage: ghload MODE --port N [--host 127.0.0.1] [--clients C] [--duration S]\n"
 		   "              [--warmup S] [--user U] [--password P] [--tls] [--no-auth]\n"
 		   "              [--count M] [--interval-ms I] [--from ADDR] [--rcpt ADDR]\n"
-		   "              [--size BYTES] [--timeout S]\n"
+		   "              [--size BYTES] [--timeout S] [--min-ops N]\n"
 		   "modes (C clients each, M connections for imap-idle):\n"
 		   "  imap-login   connect, greeting, LOGIN, NOOP, LOGOUT, close; again\n"
 		   "  imap-tls     implicit TLS: connect, handshake, greeting, LOGOUT; again\n"
-		   "  imap-noop    LOGIN once, then NOOP every --interval-ms (default 10)\n"
+		   "  imap-noop    LOGIN once, then NOOP every --interval-ms (default 10);\n"
+		   "               prints 'ready C' once all C are logged in; the warm-up\n"
+		   "               starts then (all must be in within the patience, or the\n"
+		   "               window is empty)\n"
 		   "  imap-fetch   LOGIN, SELECT INBOX, then FETCH 1 BODY.PEEK[] over and over\n"
 		   "  imap-idle    M (--count, default 100) logged-in sessions; prints\n"
 		   "               'ready OK FAILED', holds them until stdin's EOF or SIGTERM\n"
 		   "  smtp-submit  EHLO, AUTH PLAIN (unless --no-auth or no --user), MAIL, RCPT,\n"
 		   "               DATA of --size bytes (default 1024), QUIT; again\n"
-		   "defaults: --clients 10 --duration 10 --warmup 1 --timeout 10\n"
+		   "--min-ops N: the window goes on past --duration until N operations are\n"
+		   "  counted (not imap-idle), for at most the patience more\n"
+		   "patience: max(60, 3 x --timeout) seconds\n"
+		   "defaults: --clients 10 --duration 10 --warmup 1 --timeout 10 --min-ops 0\n"
 		   "          --from bench@example.com --rcpt test@example.com\n"
 		   "Only 127.0.0.0/8 hosts are accepted.  One JSON line on stdout at the end.\n");
 }
@@ -1042,7 +1119,8 @@ parse_args(int argc, char **argv)
 	    {"count", 1, NULL, 'm'},    {"interval-ms", 1, NULL, 'i'},
 	    {"from", 1, NULL, 'f'},     {"rcpt", 1, NULL, 'r'},
 	    {"size", 1, NULL, 's'},     {"timeout", 1, NULL, 'T'},
-	    {"help", 0, NULL, 'h'},     {NULL, 0, NULL, 0},
+	    {"min-ops", 1, NULL, 'o'},  {"help", 0, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
 	const char *host = "127.0.0.1", *mode;
 	long port = 0;
@@ -1098,6 +1176,9 @@ parse_args(int argc, char **argv)
 			break;
 		case 'T':
 			opt.timeout = num_arg(optarg, 0.001, 1e6, true);
+			break;
+		case 'o':
+			opt.min_ops = (int)num_arg(optarg, 0, INT_MAX, false);
 			break;
 		case 'h':
 			usage(stdout);
@@ -1192,11 +1273,15 @@ report(void)
 	printf("{\"mode\":\"%s\",\"clients\":%u,\"window_s\":%.2f,\"ops\":%" PRIu64
 	       ",\"errors\":%" PRIu64 ",\"rate\":%.1f,\"p50_ms\":%.3f,\"p90_ms\":%.3f"
 	       ",\"p99_ms\":%.3f,\"max_ms\":%.3f,\"bytes\":%" PRIu64 ",\"mb_s\":%.2f"
-	       ",\"connects\":%" PRIu64 ",\"dropped\":%" PRIu64 "}\n",
+	       ",\"connects\":%" PRIu64 ",\"dropped\":%" PRIu64,
 	       mode_name[opt.mode], nconns, window, ops, errors,
 	       window > 0 ? (double)ops / window : 0.0, pct(0.50), pct(0.90), pct(0.99),
 	       nlat ? lat[nlat - 1] / 1000.0 : 0.0, bytes,
 	       window > 0 ? (double)bytes / 1e6 / window : 0.0, connects, dropped);
+	if (opt.mode == M_NOOP)
+		printf(",\"logged_in\":%u,\"ready\":%s", noop_ready ? nconns : noop_in_at_end,
+		       noop_ready ? "true" : "false");
+	printf("}\n");
 	fflush(stdout);
 }
 
@@ -1211,6 +1296,7 @@ main(int argc, char **argv)
 	setup_fds();
 	build_commands();
 	timeout_ns = (uint64_t)(opt.timeout * SEC);
+	patience_ns = 3 * timeout_ns > PATIENCE ? 3 * timeout_ns : PATIENCE;
 	in_cap = opt.mode == M_FETCH ? FETCH_BUF : LINE_BUF;
 	if (opt.tls) {
 		r = gnutls_global_init();
@@ -1237,6 +1323,11 @@ main(int argc, char **argv)
 	t_start = mono_ns();
 	t_warm = opt.mode == M_IDLE ? t_start : t_start + (uint64_t)(opt.warmup * SEC);
 	t_end = t_warm + (uint64_t)(opt.duration * SEC);
+	if (opt.mode == M_NOOP) {
+		/* the window is set when every client is logged in */
+		t_warm = t_end = UINT64_MAX;
+		t_ready_limit = t_start + patience_ns;
+	}
 
 	run();
 
