@@ -43,6 +43,15 @@ def wait_for(predicate, timeout=30.0, interval=0.02, what='condition'):
         time.sleep(interval)
 
 
+def connectable(port, host='127.0.0.1', timeout=1.0):
+    """True when something accepts TCP connections on host:port now."""
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
 def read_line(host, port, timeout=30.0):
     """Connect and return the first line the server sends (bytes, with CRLF)."""
     with socket.create_connection((host, port), timeout=timeout) as c:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BUILDDIR, SRCDIR, free_port, wait_for
+from conftest import BUILDDIR, SRCDIR, connectable, free_port, wait_for
 
 READ_TIMEOUT = 120  # the demo builds first (a no-op after quickstart's build)
 
@@ -127,13 +127,7 @@ def test_demo_round_trip():
         assert 'Send on %d, read on %d (both through gatehouse):' % (sub, imap) in text
 
         # gatehoused starts after the text; wait for its listeners
-        def listening(port):
-            try:
-                socket.create_connection(('127.0.0.1', port), timeout=5).close()
-                return True
-            except OSError:
-                return False
-        wait_for(lambda: listening(imap) and listening(sub), timeout=60,
+        wait_for(lambda: connectable(imap) and connectable(sub), timeout=60,
                  what='the demo gatehoused listening')
 
         swaks = printed_swaks(text)
@@ -161,7 +155,7 @@ def test_demo_round_trip():
         # gatehoused, Postfix and Dovecot are gone with it (Postfix's smtpd
         # children leave a moment after their master)
         for port in (sub, imap, demo.ports['POSTFIX'], demo.ports['DOVECOT_IMAP']):
-            wait_for(lambda: not listening(port), timeout=30,
+            wait_for(lambda: not connectable(port), timeout=30,
                      what='port %d closed after Ctrl-C' % port)
     finally:
         if demo.proc.poll() is None:

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import (GATEHOUSED, MODULE_DIR, SRCDIR, VALGRIND, Daemon, ctl, free_port,
-                      read_line, wait_for, write_config)
+from conftest import (GATEHOUSED, MODULE_DIR, SRCDIR, VALGRIND, Daemon, connectable, ctl,
+                      free_port, read_line, wait_for, write_config)
 
 PASSWORDS = {
     'yes': 'yes-pw with spaces',
@@ -240,16 +240,8 @@ def start_activated(tmp, conf, fdname, port, daemons, valgrind=False):
     d = Daemon(argv, tmp / 'gatehoused.log', env=env)
     daemons.append(d)
     # systemd-socket-activate binds at once and execs gatehoused on the first connection
-    wait_for(lambda: _connectable(port), what='port %d bound' % port)
+    wait_for(lambda: connectable(port), what='port %d bound' % port)
     return d, notify
-
-
-def _connectable(port):
-    try:
-        socket.create_connection(('127.0.0.1', port), timeout=1).close()
-        return True
-    except OSError:
-        return False
 
 
 def run_lifecycle(tmp, conf, users, daemons, valgrind=False):
