@@ -3,7 +3,7 @@
  * line a problem is on.
  *
  * gatehouse.conf is a GLib key file with two additions that admins expect from
- * the samples in DESIGN.md: a ';' or '#' preceded by white space starts a
+ * sample configurations: a ';' or '#' preceded by white space starts a
  * comment that runs to the end of the line (GKeyFile alone would keep it as
  * part of the value), and lines starting with ';' are comments too.  The
  * loader strips these before GKeyFile sees the text, keeping line numbers.

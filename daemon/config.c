@@ -1,5 +1,5 @@
 /*
- * config.c: gatehouse.conf (DESIGN.md section 3) read into a GhConfig (see
+ * config.c: gatehouse.conf (gatehouse.conf(5)) read into a GhConfig (see
  * config.h), plus the small address parsers the config and the daemon share
  * (CIDR networks, host:port).
  *

@@ -1,5 +1,5 @@
 /*
- * config.h: gatehouse.conf (DESIGN.md section 3) read into typed, validated
+ * config.h: gatehouse.conf (gatehouse.conf(5)) read into typed, validated
  * structs.
  *
  * gh_config_load() reads the whole file, checks every group and key it knows,

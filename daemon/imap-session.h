@@ -1,7 +1,7 @@
 /*
- * imap-session.h: the IMAP front end (DESIGN.md section 5): the pre-login
- * dialogue with the client, verification through the auth core, the login
- * on the backend (imap-backend.h), then the relay (relay.h).
+ * imap-session.h: the IMAP front end (gatehoused(8), CLIENT REPLIES): the
+ * pre-login dialogue with the client, verification through the auth core,
+ * the login on the backend (imap-backend.h), then the relay (relay.h).
  */
 #pragma once
 

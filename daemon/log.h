@@ -29,7 +29,7 @@ gboolean gh_log_debug_enabled(void);
  * `max` input bytes with "..." appended.  (transfer full) */
 char *gh_log_escape(const char *text, gsize len, gsize max);
 
-/* One log line per login attempt (DESIGN.md section 6).  Fields may be NULL
+/* One log line per login attempt (gatehoused(8), LOGGING).  Fields may be NULL
  * ("-" is logged).  Logged at INFO with structured fields for the journal. */
 typedef struct {
 	const char *session_id;

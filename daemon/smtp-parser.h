@@ -4,7 +4,7 @@
  * xtext.  Nothing here touches a socket, a clock or global state, so every
  * function is tested byte by byte without a network (tests/unit/test-smtp-parser.c).
  *
- * Leniency (DESIGN.md section 5): commands are case-insensitive, a bare LF
+ * Leniency (gatehoused(8), CLIENT REPLIES): commands are case-insensitive, a bare LF
  * ends a line like CRLF, `MAIL FROM: user@example.com` (space after the colon,
  * no angle brackets) is accepted.  Strictness: line length is bounded, and a
  * NUL byte or a bare CR inside a line makes it invalid.

@@ -1,7 +1,7 @@
 /*
- * smtp-session.h: the SMTP front end (DESIGN.md section 5): the pre-login
- * dialogue with the client, verification through the auth core, joining the
- * backend (smtp-backend.h), then the relay (relay.h).
+ * smtp-session.h: the SMTP front end (gatehoused(8), CLIENT REPLIES): the
+ * pre-login dialogue with the client, verification through the auth core,
+ * joining the backend (smtp-backend.h), then the relay (relay.h).
  */
 #pragma once
 

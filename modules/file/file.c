@@ -1,6 +1,6 @@
 /*
  * file.c: the `file` auth module: checks logins against a users file
- * (DESIGN.md section 4), configured with one key:
+ * (gatehouse.conf(5), USERS FILE), configured with one key:
  *
  *   [auth users]
  *   module = file

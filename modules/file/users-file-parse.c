@@ -1,6 +1,7 @@
 /*
- * users-file-parse.c: turns the text of a users file (DESIGN.md section 4)
- * into a table of GhUserEntry, or into the first problem with its line.
+ * users-file-parse.c: turns the text of a users file (gatehouse.conf(5),
+ * USERS FILE) into a table of GhUserEntry, or into the first problem with
+ * its line.
  *
  * A line is `name:hash[:attributes]`, split on its first two colons only, so
  * that route values may hold colons (route=[::1]:143).  Blank lines and lines

@@ -1,6 +1,6 @@
 /*
- * users-file-parse.h: the users file of the `file` module (DESIGN.md
- * section 4), parsed from text in memory.  Pure: includes only <glib.h>.
+ * users-file-parse.h: the users file of the `file` module (gatehouse.conf(5),
+ * USERS FILE), parsed from text in memory.  Pure: includes only <glib.h>.
  *
  *   name:hash[:attributes]
  *

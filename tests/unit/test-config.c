@@ -127,7 +127,7 @@ assert_host_port(const GArray *a, guint i, const char *host, guint port)
 /* ------------------------------------------------------------ a full config */
 
 static const char full_config[] =
-    "# like DESIGN.md section 3\n"
+    "# like gatehouse.conf(5) and etc/gatehouse.conf.sample\n"
     "[gatehouse]\n"
     "hostname = mail.example.com        ; banner name\n"
     "user = gatehouse\n"
