@@ -56,7 +56,10 @@ struct _GhAuthSet {
 	GhAuthCore *core;
 	char *config_path;
 	GPtrArray *instances; /* of GhAuthInstance*, file order */
+	char *cache_prefix;   /* "SERIAL ": cache keys of this set only */
 };
+
+static gint set_serial; /* numbers the sets, for their cache keys */
 
 struct _GhAuthPending {
 	gint ref_count;
@@ -590,6 +593,9 @@ gh_auth_set_new(GhAuthCore *core,
 	set->ref_count = 1;
 	set->core = core;
 	set->config_path = g_strdup(config_path);
+	/* a verdict is cached for the set that gave it: a session of an older
+	 * generation (accepted before a reload) never answers a newer one's */
+	set->cache_prefix = g_strdup_printf("%d ", g_atomic_int_add(&set_serial, 1));
 	set->instances = g_ptr_array_new_with_free_func(instance_free);
 	for (guint i = 0; groups[i] != NULL; i++) {
 		GhAuthInstance *inst;
@@ -622,6 +628,7 @@ gh_auth_set_unref(GhAuthSet *set)
 		return;
 	g_ptr_array_unref(set->instances);
 	g_free(set->config_path);
+	g_free(set->cache_prefix);
 	g_free(set);
 }
 
@@ -673,7 +680,10 @@ gh_auth_verify_async(GhAuthSet *set,
 	p->ref_count = 1; /* the owner's */
 	p->set = gh_auth_set_ref(set);
 	p->chain = g_strdupv((char **)chain);
-	p->chain_key = g_strjoinv(" ", p->chain);
+	{
+		g_autofree char *chain_text = g_strjoinv(" ", p->chain);
+		p->chain_key = g_strconcat(set->cache_prefix, chain_text, NULL);
+	}
 	p->flags = flags;
 	p->user = g_strdup(request->user);
 	p->service = g_strdup(request->service);
