@@ -207,6 +207,8 @@ on_backend_done(GhImapBackendResult result,
 	 * names (idle proxied sessions are the bulk of our memory) */
 	g_clear_pointer(&m->parser, gh_imap_parser_free);
 	g_clear_pointer(&m->client_id, g_ptr_array_unref);
+	/* the login is over: the auth set of its generation is not needed */
+	g_clear_pointer(&s->auth_set, gh_auth_set_unref);
 	m->relay = gh_relay_start(s->conn, backend, on_relay_done, m);
 	s->conn = NULL;
 }

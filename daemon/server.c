@@ -2,8 +2,9 @@
  * server.c: the running daemon (see server.h).
  *
  * Invariants:
- *  - `config` and `auth_set` change together, under `lock`, only on the main
- *    thread (reload); everyone else takes references through the getters.
+ *  - `config`, `tls` and `auth_set` (a generation) change together, under
+ *    `lock`, only on the main thread (reload); everyone else takes
+ *    references through the getters, a session all three at once.
  *  - The listening sockets never change after start.
  *  - Every worker's loop is quit only after its sessions are gone (closed by
  *    the client, by the shutdown notice, or aborted at shutdown_timeout).
@@ -64,14 +65,14 @@ gh_server_get_auth_set(GhServer *server)
 	return set;
 }
 
-GhTls *
-gh_server_get_tls(GhServer *server)
+void
+gh_server_get_generation(GhServer *server, GhConfig **config, GhTls **tls, GhAuthSet **auth_set)
 {
-	GhTls *tls;
 	g_mutex_lock(&server->lock);
-	tls = gh_tls_ref(server->tls);
+	*config = gh_config_ref(server->config);
+	*tls = gh_tls_ref(server->tls);
+	*auth_set = gh_auth_set_ref(server->auth_set);
 	g_mutex_unlock(&server->lock);
-	return tls;
 }
 
 GhAuthCore *

@@ -47,8 +47,13 @@ void gh_server_free(GhServer *server);
 GhConfig *gh_server_get_config(GhServer *server);
 GhAuthSet *gh_server_get_auth_set(GhServer *server);
 GhAuthCore *gh_server_get_auth_core(GhServer *server);
-/* The TLS credentials of the configuration in force now (transfer full). */
-GhTls *gh_server_get_tls(GhServer *server);
+/* One generation: the configuration in force now, its TLS credentials and
+ * its auth set, taken together under the lock a reload swaps them under
+ * (transfer full, each).  A session takes these once, when it is accepted,
+ * and keeps them: a reload never changes a session's chain or certificates
+ * halfway. */
+void
+gh_server_get_generation(GhServer *server, GhConfig **config, GhTls **tls, GhAuthSet **auth_set);
 
 /* The auth core's settings as a config asks for them. */
 void gh_server_settings_from_config(const GhConfig *cfg, GhAuthSettings *out);

@@ -57,6 +57,8 @@ struct _GhSession {
 	guint16 local_port;
 	gboolean trusted;           /* the client's address is in trusted_networks */
 	GhTls *tls;                 /* the credentials in force when the client came */
+	GhAuthSet *auth_set;        /* the auth set of the same generation, until the
+				     * login is over (NULL once the relay runs) */
 	gboolean secure;            /* the client connection is encrypted */
 	char *tls_desc;             /* "TLS1.3/AES-256-GCM" once secure, for the log */
 	GFunc tls_done;             /* what to do once the handshake is done */

@@ -79,6 +79,7 @@ gh_session_free(GhSession *s)
 	g_atomic_int_add(&s->listener->n_sessions, -1);
 	gh_debug("session %s: closed", s->id);
 	gh_tls_unref(s->tls);
+	gh_auth_set_unref(s->auth_set);
 	g_free(s->tls_desc);
 	gh_config_unref(s->config);
 	g_free(s);
@@ -99,8 +100,7 @@ gh_session_start(
 	s->listener = listener;
 	s->conn = gh_conn_new(fd, worker->context, GH_SESSION_IN_MAX, GH_SESSION_OUT_MAX);
 	s->started_us = g_get_monotonic_time();
-	s->config = gh_server_get_config(worker->server);
-	s->tls = gh_server_get_tls(worker->server);
+	gh_server_get_generation(worker->server, &s->config, &s->tls, &s->auth_set);
 	s->lc = gh_config_listener(s->config, listener->name);
 	(void)peer_len;
 	peer_to_text(peer, s->remote, sizeof s->remote, &s->remote_port);
@@ -449,7 +449,7 @@ gh_login_verify(GhSession *s, GhLogin *l, const char *service, GhAuthDone done, 
 	gh_session_set_timer(s, 0, NULL);
 	/* a new attempt: the server an earlier one tried is not this one's */
 	g_clear_pointer(&l->backend_server, g_free);
-	l->auth_set = gh_server_get_auth_set(s->worker->server);
+	l->auth_set = gh_auth_set_ref(s->auth_set);
 	l->pending = gh_auth_verify_async(l->auth_set, (const char *const *)s->lc->auth, &req, 0,
 					  s->worker->context, done, data);
 }

@@ -182,6 +182,8 @@ on_backend_ready(GhConn *backend, const char *server, const char *error, gpointe
 	g_clear_pointer(&m->login.password, gh_secret_free);
 	m->phase = P_RELAY;
 	/* the relay owns both sockets now; the session keeps only its record */
+	/* the login is over: the auth set of its generation is not needed */
+	g_clear_pointer(&s->auth_set, gh_auth_set_unref);
 	m->relay = gh_relay_start(s->conn, backend, on_relay_done, m);
 	s->conn = NULL;
 }

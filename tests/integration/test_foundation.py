@@ -16,6 +16,7 @@ import pytest
 
 from conftest import (GATEHOUSED, MODULE_DIR, SRCDIR, VALGRIND, Daemon, connectable, ctl,
                       free_port, read_line, wait_for, write_config)
+from pamfix import SmtpClient
 
 PASSWORDS = {
     'yes': 'yes-pw with spaces',
@@ -351,3 +352,44 @@ def test_auth_test_under_valgrind(setup, user):
     r = ctl('auth-test', user, stdin=pw + '\n', config=conf, valgrind=True, timeout=120)
     assert r.returncode == (0 if user != 'nobody' else 1), r.stderr
     assert '==' not in r.stderr, r.stderr
+
+
+def test_reload_keeps_each_session_on_its_generation(tmp, daemons):
+    """A session takes the configuration, its TLS credentials and its auth
+    set together when it is accepted.  Reloaded meanwhile to a config whose
+    [auth users] reads another users file, a session accepted before logs in
+    against the file it came under; a new session against the new one, and
+    the verdict the older session left in the cache is not the newer
+    session's answer."""
+    old_users = tmp / 'users-old'
+    new_users = tmp / 'users-new'
+    old_users.write_text('alice:{PLAIN}old-secret\n')
+    new_users.write_text('alice:{PLAIN}new-secret\n')
+    port = free_port()
+    conf = write_config(tmp / 'gatehouse.conf', old_users, [('smtp', 'smtp', '127.0.0.1:%d' % port)])
+    d = Daemon([GATEHOUSED, '-c', conf], tmp / 'gatehoused.log')
+    daemons.append(d)
+    d.wait_log('ready', timeout=60 if d.valgrind else 30)
+    bad = '535 5.7.8 Authentication credentials invalid'
+    # the password accepted, then "try later": write_config's backend is down
+    accepted = 'user="alice" mech=PLAIN tls=no module=users(file) verdict=tempfail ' \
+        'reason="backend unavailable'
+    with SmtpClient(port) as before:
+        before.cmd('EHLO before.test')
+        conf.write_text(conf.read_text().replace(str(old_users), str(new_users)))
+        d.signal(signal.SIGHUP)
+        d.wait_log('configuration reloaded from')
+        with SmtpClient(port) as after:
+            after.cmd('EHLO after.test')
+            # the old session: the old file's password
+            assert before.auth_plain('alice', 'old-secret') != bad
+            d.wait_log(accepted)
+            # the new session: the old password is wrong, cache or not
+            assert after.auth_plain('alice', 'old-secret') == bad
+            assert after.auth_plain('alice', 'new-secret') != bad
+            d.wait_log(accepted, count=2)
+    log = d.text()
+    assert log.count(accepted) == 2, log
+    assert log.count('module=users(file) verdict=wrong-password') == 1, log
+    assert d.stop() == 0
+    assert 'old-secret' not in log and 'new-secret' not in log
