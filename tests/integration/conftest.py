@@ -5,6 +5,8 @@ starts is a child of pytest and is stopped by its PID.  The binaries come from
 the build directory ($GH_BUILDDIR, default _build/ next to the sources).
 """
 import os
+import random
+import re
 import shutil
 import signal
 import socket
@@ -25,11 +27,42 @@ VALGRIND = ['valgrind', '--quiet', '--error-exitcode=99', '--leak-check=full',
             '--suppressions=%s' % (SRCDIR / 'tests' / 'valgrind.supp')]
 
 
+def _ephemeral_low():
+    try:
+        return int(Path('/proc/sys/net/ipv4/ip_local_port_range').read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+_EPHEMERAL_LOW = _ephemeral_low()
+_given_ports = set()
+
+
 def free_port():
-    """A TCP port free on 127.0.0.1 right now."""
-    with socket.socket() as s:
+    """A TCP port free on 127.0.0.1 right now, for a server a test starts.
+    Chosen at random below the kernel's ephemeral range, so that no outgoing
+    connection and no bind to port 0 (this suite's, or a second check's on
+    the same machine) can take it before that server binds it; never the
+    same one twice in this process."""
+    for _ in range(1000):
+        port = random.randint(10000, _EPHEMERAL_LOW - 1)
+        if port in _given_ports:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(('127.0.0.1', port))
+            except OSError:
+                continue
+        _given_ports.add(port)
+        return port
+    with socket.socket() as s:  # a crowded range: let the kernel choose
         s.bind(('127.0.0.1', 0))
         return s.getsockname()[1]
+
+
+# what gatehoused logs once it serves (not "ready" alone: "Address already in
+# use" holds that too)
+READY_LINE = re.compile(r'gatehoused \S+ ready: ')
 
 
 def wait_for(predicate, timeout=30.0, interval=0.02, what='condition'):
@@ -107,6 +140,21 @@ class Daemon:
     def wait_log(self, needle, timeout=30.0, count=1):
         return wait_for(lambda: self.text().count(needle) >= count, timeout,
                         what='%r in %s:\n%s' % (needle, self.log_path, self.text()[-3000:]))
+
+    def wait_ready(self, timeout=None):
+        """Until gatehoused logs "gatehoused VERSION ready: ..."; fails at once,
+        with the log, if it exits first (a listener that cannot bind, say).
+        Default: 30 s, 60 under valgrind."""
+        if timeout is None:
+            timeout = 60 if self.valgrind else 30
+        def ready():
+            if READY_LINE.search(self.text()):
+                return True
+            if self.proc.poll() is not None:
+                raise AssertionError('gatehoused exited with %s before it was ready:\n%s'
+                                     % (self.proc.returncode, self.text()[-3000:]))
+            return False
+        wait_for(ready, timeout, what='gatehoused ready in %s' % self.log_path)
 
     def signal(self, sig):
         self.proc.send_signal(sig)

@@ -298,7 +298,7 @@ def start_gatehoused(tmp, daemons, conf, env, name='gw', debug=True, valgrind=No
     argv = [str(GATEHOUSED), '-c', str(conf)] + (['-d'] if debug else [])
     d = PamDaemon(argv, Path(tmp) / ('%s.log' % name), env, valgrind)
     daemons.append(d)
-    d.wait_log('ready', timeout=60 if valgrind else 30)
+    d.wait_ready(timeout=60 if valgrind else 30)
     return d
 
 

@@ -324,7 +324,7 @@ def test_binds_its_own_listeners(tmp, daemons):
                          ('imap', 'imap', '127.0.0.1:%d' % pi)])
     d = Daemon([str(GATEHOUSED), '-c', str(conf)], tmp / 'd.log')
     daemons.append(d)
-    d.wait_log('ready')
+    d.wait_ready()
     assert read_line('127.0.0.1', p4) == b'220 gw.test ESMTP\r\n'
     greeting = read_line('127.0.0.1', pi)
     assert greeting.startswith(b'* OK [CAPABILITY IMAP4rev1 ') and greeting.endswith(b'] gw.test ready.\r\n')
@@ -369,7 +369,7 @@ def test_reload_keeps_each_session_on_its_generation(tmp, daemons):
     conf = write_config(tmp / 'gatehouse.conf', old_users, [('smtp', 'smtp', '127.0.0.1:%d' % port)])
     d = Daemon([GATEHOUSED, '-c', conf], tmp / 'gatehoused.log')
     daemons.append(d)
-    d.wait_log('ready', timeout=60 if d.valgrind else 30)
+    d.wait_ready(timeout=60 if d.valgrind else 30)
     bad = '535 5.7.8 Authentication credentials invalid'
     # the password accepted, then "try later": write_config's backend is down
     accepted = 'user="alice" mech=PLAIN tls=no module=users(file) verdict=tempfail ' \

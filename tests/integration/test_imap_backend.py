@@ -149,16 +149,17 @@ def gateway():
         daemon = Daemon([str(GATEHOUSED), '-c', str(conf)], d / 'gatehoused.log')
         gw = Gateway(daemon, ports, d)
         started.append(gw)
-        daemon.wait_log('ready')
+        daemon.wait_ready()
         return gw
 
     yield start
     crashed = [gw for gw in started if not gw.alive()]
     for gw in started:
         gw.daemon.stop()
+    crash_log = crashed[0].log()[-3000:] if crashed else ''  # before its folder goes
     for d in dirs:
         shutil.rmtree(d, ignore_errors=True)
-    assert not crashed, 'gatehoused died during the test:\n%s' % crashed[0].log()[-3000:]
+    assert not crashed, 'gatehoused died during the test:\n%s' % crash_log
 
 
 def dc_backend(dovecot, **extra):

@@ -360,7 +360,7 @@ class Gateway:
             argv = VALGRIND_LDAP + argv
         self.daemon = Daemon(argv, tmp / ('%s.log' % name))
         daemons.append(self.daemon)
-        self.daemon.wait_log('ready', timeout=60 if valgrind or self.daemon.valgrind else 30)
+        self.daemon.wait_ready(timeout=60 if valgrind or self.daemon.valgrind else 30)
 
     def smtp(self):
         return Smtp(self.smtp_port)

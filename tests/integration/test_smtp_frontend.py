@@ -201,7 +201,7 @@ class Gateway:
             argv = VALGRIND + argv
         self.daemon = Daemon(argv, tmp / ('%s.log' % name))
         daemons.append(self.daemon)
-        self.daemon.wait_log('ready', timeout=60 if valgrind else 30)
+        self.daemon.wait_ready(timeout=60 if valgrind else 30)
 
     def client(self, greet=True):
         c = Client(self.port, self.secrets, greet=greet)

@@ -141,7 +141,7 @@ def start_gateway(d, listeners, backends, pki, tls=None, extra_gatehouse='', use
     gw = Gateway(daemon, ports, d)
     gw.conf = conf
     try:
-        daemon.wait_log('ready', timeout=ready_timeout)
+        daemon.wait_ready(timeout=ready_timeout)
     except AssertionError:
         daemon.stop()
         raise
@@ -167,10 +167,11 @@ def gateway(pki):
     crashed = [gw for gw in started if not gw.alive()]
     for gw in started:
         gw.daemon.stop()
+    crash_log = crashed[0].log()[-3000:] if crashed else ''  # before its folder goes
     for d in dirs:
         shutil.rmtree(d, ignore_errors=True)
     assert not crashed, 'gatehoused died during the test (rc %s):\n%s' % (
-        crashed[0].daemon.proc.returncode, crashed[0].log()[-3000:])
+        crashed[0].daemon.proc.returncode, crash_log)
 
 
 def shared_listeners():
