@@ -1,5 +1,6 @@
 #!/bin/sh
-# check-includes.sh: the dependency rules of CONVENTIONS.md, as a TAP test.
+# check-includes.sh: which folder may include which, as a TAP test (the rules
+# are stated here, in full):
 #   daemon -> auth (gh-auth.h) -> gh-auth-module.h <- modules
 # - auth/ never includes a daemon header;
 # - modules include only gh-auth-module.h and their own headers (plus system ones);

@@ -704,9 +704,9 @@ def test_good_config_checks(env, tmp):
 
 def test_server_down_is_tempfail_quickly(env, tmp, own_slapd):
     """slapd stopped: the refused connect is a TEMPFAIL at once, not after a
-    timeout.  The timeouts are long so that "at once" can be asserted with
-    a bound a busy machine keeps: less than network_timeout (15 s)."""
-    timeout, net = 30, 15
+    timeout.  Shown without a stopwatch: both timeouts are 600 s, ten times
+    auth_test's 60 s guard, so an answer at all is one that waited for none."""
+    timeout = net = 600
     conf = write_conf(tmp / 'gh.conf', auth_group(own_slapd.uri, base=slapdfix.SUFFIX,
                                                   timeout=timeout, network_timeout=net))
     assert auth_test(conf, 'alice', USERS['alice']).rc == 0
@@ -714,16 +714,15 @@ def test_server_down_is_tempfail_quickly(env, tmp, own_slapd):
     out = auth_test(conf, 'alice', USERS['alice'])
     print('\n[timing] slapd stopped, auth-test: %.3f s (rc %d)' % (out.elapsed, out.rc))
     assert out.rc == 2 and out.fields['verdict'] == 'tempfail', out
-    assert out.elapsed < net, out
     own_slapd.start()
     assert auth_test(conf, 'alice', USERS['alice']).rc == 0
 
 
 def test_dead_first_uri_fails_over(env, tmp):
     """A refused first server costs no timeout: the next one answers, and two
-    refused ones are a TEMPFAIL in less than one network_timeout (15 s, long
-    so that the bound holds on a busy machine)."""
-    net = 15
+    refused ones are a TEMPFAIL.  network_timeout is 600 s, ten times
+    auth_test's 60 s guard: an answer at all is one that waited for none."""
+    net = 600
     dead = 'ldap://127.0.0.1:%d' % free_port()
     conf = write_conf(tmp / 'gh.conf', auth_group('%s %s' % (dead, env.slapd.uri),
                                                   base=slapdfix.SUFFIX, network_timeout=net))
@@ -736,7 +735,7 @@ def test_dead_first_uri_fails_over(env, tmp):
         dead, free_port()), base=slapdfix.SUFFIX, network_timeout=net))
     out = auth_test(conf, 'alice', USERS['alice'])
     print('[timing] two dead URIs: %.3f s' % out.elapsed)
-    assert out.rc == 2 and out.elapsed < net, out
+    assert out.rc == 2, out
 
 
 @pytest.fixture
@@ -863,9 +862,9 @@ def test_daemon_survives_slapd_restart(env, tmp, daemons, gw_parts, own_slapd):
     """slapd stops: 454 / NO [UNAVAILABLE] promptly, the daemon lives on;
     slapd starts again on the same port and data: logins work without a
     restart of gatehoused (its pooled connections died with slapd)."""
-    # long timeouts: "promptly" is then "before any timeout could have run
-    # out", a bound that holds on a busy machine
-    auth = auth_group(own_slapd.uri, **search_keys(env, timeout=30, network_timeout=15,
+    # "promptly" without a stopwatch: the timeouts are 600 s, twenty times the
+    # clients' 30 s read, so an answer at all is one that waited for none
+    auth = auth_group(own_slapd.uri, **search_keys(env, timeout=600, network_timeout=600,
                                                    pool_size=2))
     gw = Gateway(tmp, daemons, auth, gw_parts['smtp'], gw_parts['imap'],
                  gatehouse={'auth_cache_size': '0', 'auth_workers': '2'})
@@ -883,7 +882,6 @@ def test_daemon_survives_slapd_restart(env, tmp, daemons, gw_parts, own_slapd):
     imap_s = time.monotonic() - t0
     print('\n[timing] slapd stopped, through the daemon: SMTP 454 in %.4f s, IMAP NO in '
           '%.4f s' % (smtp_s, imap_s))
-    assert smtp_s < 15 and imap_s < 15
     assert gw.alive()
     own_slapd.start()
     t0 = time.monotonic()
