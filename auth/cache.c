@@ -21,11 +21,11 @@
 #include "gh-build.h"
 
 #include "cache.h"
+#include "common/random.h"
 
 #include <errno.h>
 #include <nettle/hmac.h>
 #include <string.h>
-#include <sys/random.h>
 
 #define GH_CACHE_MAC_LEN 32
 
@@ -51,26 +51,6 @@ struct _GhCache {
 	struct hmac_sha256_ctx id_mac;
 	struct hmac_sha256_ctx pw_mac;
 };
-
-/* Fill buf from the kernel's CSPRNG.  getrandom(2) blocks only until the
- * pool is first seeded; GRand is the last resort on a kernel without it. */
-static void
-random_fill(guint8 *buf, gsize len)
-{
-	gsize got = 0;
-
-	while (got < len) {
-		ssize_t n = getrandom(buf + got, len - got, 0);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;
-		got += (gsize)n;
-	}
-	for (; got < len; got++)
-		buf[got] = (guint8)g_random_int();
-}
 
 static void
 hmac_sha256(const struct hmac_sha256_ctx *keyed, const void *data, gsize len, guint8 *out)
@@ -216,8 +196,8 @@ gh_cache_new(guint max_entries, guint positive_ttl_s, guint negative_ttl_s)
 	cache->max_entries = max_entries;
 	cache->positive_ttl_s = positive_ttl_s;
 	cache->negative_ttl_s = negative_ttl_s;
-	random_fill(cache->id_key, sizeof cache->id_key);
-	random_fill(cache->pw_key, sizeof cache->pw_key);
+	gh_random_fill(cache->id_key, sizeof cache->id_key);
+	gh_random_fill(cache->pw_key, sizeof cache->pw_key);
 	hmac_sha256_set_key(&cache->id_mac, sizeof cache->id_key, cache->id_key);
 	hmac_sha256_set_key(&cache->pw_mac, sizeof cache->pw_key, cache->pw_key);
 	return cache;

@@ -21,7 +21,7 @@
 
 #include "gh-auth.h"
 #include "cache.h"
-#include "keyfile.h"
+#include "common/keyfile.h"
 #include "module-loader.h"
 #include "penalty.h"
 #include "secret.h"

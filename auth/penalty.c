@@ -25,13 +25,13 @@
 #include "gh-build.h"
 
 #include "penalty.h"
+#include "common/random.h"
 #include "gh-auth-module.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
 #include <gio/gio.h>
 #include <string.h>
-#include <sys/random.h>
 
 #define GH_PENALTY_MAC_LEN 32
 /* An address with no failure for this long starts afresh. */
@@ -57,26 +57,6 @@ struct _GhPenalty {
 	guint max_addresses;
 	guint8 pw_key[GH_PENALTY_MAC_LEN];
 };
-
-/* Fill buf from the kernel's CSPRNG.  getrandom(2) blocks only until the
- * pool is first seeded; GRand is the last resort on a kernel without it. */
-static void
-random_fill(guint8 *buf, gsize len)
-{
-	gsize got = 0;
-
-	while (got < len) {
-		ssize_t n = getrandom(buf + got, len - got, 0);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;
-		got += (gsize)n;
-	}
-	for (; got < len; got++)
-		buf[got] = (guint8)g_random_int();
-}
 
 static void
 password_mac(const GhPenalty *penalty, const char *password, gsize len, guint8 *out)
@@ -196,7 +176,7 @@ gh_penalty_new(guint base_delay_s, guint max_addresses)
 	g_queue_init(&penalty->order);
 	penalty->base_s = base_delay_s;
 	penalty->max_addresses = max_addresses;
-	random_fill(penalty->pw_key, sizeof penalty->pw_key);
+	gh_random_fill(penalty->pw_key, sizeof penalty->pw_key);
 	return penalty;
 }
 

@@ -6,7 +6,7 @@ if ! command -v clang-format > /dev/null 2>&1; then
 	echo "1..0 # SKIP clang-format is not installed (apt-get install clang-format)"
 	exit 0
 fi
-files=$(ls auth/*.[ch] daemon/*.[ch] modules/*/*.[ch] tests/unit/*.c tests/unit/modules/*.c 2> /dev/null)
+files=$(ls common/*.[ch] auth/*.[ch] daemon/*/*.[ch] ctl/*.c modules/*/*.[ch] tests/unit/*.c tests/unit/modules/*.c 2> /dev/null)
 n=0
 for f in $files; do
 	n=$((n + 1))

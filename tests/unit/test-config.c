@@ -9,7 +9,7 @@
  */
 #include "gh-build.h"
 
-#include "config.h"
+#include "config/config.h"
 
 #include <errno.h>
 #include <glib/gstdio.h>

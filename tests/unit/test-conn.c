@@ -6,7 +6,7 @@
  */
 #include "gh-build.h"
 
-#include "conn.h"
+#include "net/conn.h"
 
 #include <errno.h>
 #include <fcntl.h>

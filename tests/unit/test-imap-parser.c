@@ -1,6 +1,6 @@
 /*
  * test-imap-parser.c: the incremental IMAP command parser of
- * daemon/imap-parser.c.  One table of inputs and the events they must give
+ * daemon/imap/imap-parser.c.  One table of inputs and the events they must give
  * (command, continuation, error, fatal, each at an input offset): LOGIN
  * with atoms, quoted strings and literals ({n} and {n+}, binary, empty),
  * AUTHENTICATE with an initial response, ID with lists and NIL, nested
@@ -21,11 +21,11 @@
  *
  * The line limit counts every byte but literal contents, terminators
  * included (CRLF 2, LF 1); the byte that takes the count past max_line is
- * the FATAL point (see daemon/imap-parser.c).
+ * the FATAL point (see daemon/imap/imap-parser.c).
  */
 #include "gh-build.h"
 
-#include "imap-parser.h"
+#include "imap/imap-parser.h"
 
 #include <string.h>
 

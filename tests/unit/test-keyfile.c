@@ -5,7 +5,7 @@
  */
 #include "gh-build.h"
 
-#include "keyfile.h"
+#include "common/keyfile.h"
 
 #include <errno.h>
 #include <glib/gstdio.h>

@@ -5,7 +5,7 @@
  */
 #include "gh-build.h"
 
-#include "sasl.h"
+#include "session/sasl.h"
 
 #include <string.h>
 

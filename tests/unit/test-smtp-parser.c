@@ -1,5 +1,5 @@
 /*
- * test-smtp-parser.c: the pure SMTP parsers of daemon/smtp-parser.c: line
+ * test-smtp-parser.c: the pure SMTP parsers of daemon/smtp/smtp-parser.c and common/line.c: line
  * framing (CRLF, bare LF, the 512-octet limit, over-long lines and skipping
  * them, a 100 KB line), every input fed whole, one byte at a time and in
  * chunks; command classification; MAIL/RCPT paths; AUTH arguments; server
@@ -11,7 +11,7 @@
  */
 #include "gh-build.h"
 
-#include "smtp-parser.h"
+#include "smtp/smtp-parser.h"
 
 #include <string.h>
 
@@ -28,7 +28,7 @@ exact(const char *buf, gsize len)
 /* ---- line framing ---- */
 
 typedef struct {
-	GhSmtpLineStatus st;
+	GhLineStatus st;
 	gsize line_len;
 	gsize consumed;
 	gboolean terminated;
@@ -39,9 +39,9 @@ next_line(const char *buf, gsize len, gsize max)
 {
 	g_autofree char *copy = exact(buf, len);
 	/* poison: every out parameter must be set, whatever the answer */
-	LineResult r = {GH_SMTP_LINE_OK, 12345, 12345, 7};
+	LineResult r = {GH_LINE_OK, 12345, 12345, 7};
 
-	r.st = gh_smtp_next_line(copy, len, max, &r.line_len, &r.consumed, &r.terminated);
+	r.st = gh_line_next(copy, len, max, &r.line_len, &r.consumed, &r.terminated);
 	return r;
 }
 
@@ -65,12 +65,12 @@ check_line(const char *buf, gsize len, gsize max, LineResult want)
 
 	for (gsize k = 0; k <= len; k++) {
 		LineResult got = next_line(buf, k, max);
-		LineResult expect = {GH_SMTP_LINE_NEED_MORE, 0, 0, FALSE};
+		LineResult expect = {GH_LINE_NEED_MORE, 0, 0, FALSE};
 
-		if (want.st == GH_SMTP_LINE_OK && k >= want.consumed) {
+		if (want.st == GH_LINE_OK && k >= want.consumed) {
 			expect = want;
-		} else if (want.st == GH_SMTP_LINE_TOO_LONG && k >= max && k > 0) {
-			expect.st = GH_SMTP_LINE_TOO_LONG;
+		} else if (want.st == GH_LINE_TOO_LONG && k >= max && k > 0) {
+			expect.st = GH_LINE_TOO_LONG;
 			expect.terminated = k >= want.consumed && want.terminated;
 			expect.consumed = expect.terminated ? want.consumed : k;
 		}
@@ -84,7 +84,7 @@ check_line(const char *buf, gsize len, gsize max, LineResult want)
 		g_autofree char *copy = exact(buf, len);
 		gsize line_len = 0, consumed = 0;
 
-		g_assert_cmpint(gh_smtp_next_line(copy, len, max, &line_len, &consumed, NULL), ==,
+		g_assert_cmpint(gh_line_next(copy, len, max, &line_len, &consumed, NULL), ==,
 				want.st);
 		g_assert_cmpuint(consumed, ==, want.consumed);
 	}
@@ -100,44 +100,44 @@ test_next_line(void)
 		LineResult want;
 	} cases[] = {
 	    /* CRLF and bare LF */
-	    {BYTES("HELO a\r\n"), 512, {GH_SMTP_LINE_OK, 6, 8, TRUE}},
-	    {BYTES("HELO a\n"), 512, {GH_SMTP_LINE_OK, 6, 7, TRUE}},
-	    {BYTES("\r\n"), 512, {GH_SMTP_LINE_OK, 0, 2, TRUE}},
-	    {BYTES("\n"), 512, {GH_SMTP_LINE_OK, 0, 1, TRUE}},
+	    {BYTES("HELO a\r\n"), 512, {GH_LINE_OK, 6, 8, TRUE}},
+	    {BYTES("HELO a\n"), 512, {GH_LINE_OK, 6, 7, TRUE}},
+	    {BYTES("\r\n"), 512, {GH_LINE_OK, 0, 2, TRUE}},
+	    {BYTES("\n"), 512, {GH_LINE_OK, 0, 1, TRUE}},
 	    /* only the first line; the rest stays */
-	    {BYTES("HELO a\r\nNOOP\r\n"), 512, {GH_SMTP_LINE_OK, 6, 8, TRUE}},
-	    {BYTES("HELO a\nNOOP"), 512, {GH_SMTP_LINE_OK, 6, 7, TRUE}},
-	    {BYTES("\n\n"), 512, {GH_SMTP_LINE_OK, 0, 1, TRUE}},
+	    {BYTES("HELO a\r\nNOOP\r\n"), 512, {GH_LINE_OK, 6, 8, TRUE}},
+	    {BYTES("HELO a\nNOOP"), 512, {GH_LINE_OK, 6, 7, TRUE}},
+	    {BYTES("\n\n"), 512, {GH_LINE_OK, 0, 1, TRUE}},
 	    /* one CR before the LF is the terminator; any other is line data
 	     * (the command parser calls it invalid) */
-	    {BYTES("a\r\r\n"), 512, {GH_SMTP_LINE_OK, 2, 4, TRUE}},
-	    {BYTES("a\rb\n"), 512, {GH_SMTP_LINE_OK, 3, 4, TRUE}},
-	    {BYTES("\ra\r\n"), 512, {GH_SMTP_LINE_OK, 2, 4, TRUE}},
+	    {BYTES("a\r\r\n"), 512, {GH_LINE_OK, 2, 4, TRUE}},
+	    {BYTES("a\rb\n"), 512, {GH_LINE_OK, 3, 4, TRUE}},
+	    {BYTES("\ra\r\n"), 512, {GH_LINE_OK, 2, 4, TRUE}},
 	    /* NUL is line data too */
-	    {BYTES("a\0b\r\n"), 512, {GH_SMTP_LINE_OK, 3, 5, TRUE}},
+	    {BYTES("a\0b\r\n"), 512, {GH_LINE_OK, 3, 5, TRUE}},
 	    /* partial lines */
-	    {BYTES(""), 512, {GH_SMTP_LINE_NEED_MORE, 0, 0, FALSE}},
-	    {BYTES("HELO a"), 512, {GH_SMTP_LINE_NEED_MORE, 0, 0, FALSE}},
-	    {BYTES("HELO a\r"), 512, {GH_SMTP_LINE_NEED_MORE, 0, 0, FALSE}},
-	    {BYTES("\r"), 512, {GH_SMTP_LINE_NEED_MORE, 0, 0, FALSE}},
+	    {BYTES(""), 512, {GH_LINE_NEED_MORE, 0, 0, FALSE}},
+	    {BYTES("HELO a"), 512, {GH_LINE_NEED_MORE, 0, 0, FALSE}},
+	    {BYTES("HELO a\r"), 512, {GH_LINE_NEED_MORE, 0, 0, FALSE}},
+	    {BYTES("\r"), 512, {GH_LINE_NEED_MORE, 0, 0, FALSE}},
 	    /* small limits: the terminator counts, CRLF 2 and LF 1 */
-	    {BYTES("123456\r\n"), 8, {GH_SMTP_LINE_OK, 6, 8, TRUE}},
-	    {BYTES("1234567\n"), 8, {GH_SMTP_LINE_OK, 7, 8, TRUE}},
-	    {BYTES("1234567\r\n"), 8, {GH_SMTP_LINE_TOO_LONG, 0, 9, TRUE}},
-	    {BYTES("12345678\n"), 8, {GH_SMTP_LINE_TOO_LONG, 0, 9, TRUE}},
-	    {BYTES("1234567"), 8, {GH_SMTP_LINE_NEED_MORE, 0, 0, FALSE}},
+	    {BYTES("123456\r\n"), 8, {GH_LINE_OK, 6, 8, TRUE}},
+	    {BYTES("1234567\n"), 8, {GH_LINE_OK, 7, 8, TRUE}},
+	    {BYTES("1234567\r\n"), 8, {GH_LINE_TOO_LONG, 0, 9, TRUE}},
+	    {BYTES("12345678\n"), 8, {GH_LINE_TOO_LONG, 0, 9, TRUE}},
+	    {BYTES("1234567"), 8, {GH_LINE_NEED_MORE, 0, 0, FALSE}},
 	    /* 8 bytes without LF: whatever comes, the line is over 8 */
-	    {BYTES("1234567\r"), 8, {GH_SMTP_LINE_TOO_LONG, 0, 8, FALSE}},
-	    {BYTES("12345678"), 8, {GH_SMTP_LINE_TOO_LONG, 0, 8, FALSE}},
-	    {BYTES("1234567890"), 8, {GH_SMTP_LINE_TOO_LONG, 0, 10, FALSE}},
+	    {BYTES("1234567\r"), 8, {GH_LINE_TOO_LONG, 0, 8, FALSE}},
+	    {BYTES("12345678"), 8, {GH_LINE_TOO_LONG, 0, 8, FALSE}},
+	    {BYTES("1234567890"), 8, {GH_LINE_TOO_LONG, 0, 10, FALSE}},
 	    /* TOO_LONG with the LF in the buffer: dropped up to it */
-	    {BYTES("1234567890\r\nNOOP\r\n"), 8, {GH_SMTP_LINE_TOO_LONG, 0, 12, TRUE}},
-	    {BYTES("1234567890\nNOOP"), 8, {GH_SMTP_LINE_TOO_LONG, 0, 11, TRUE}},
+	    {BYTES("1234567890\r\nNOOP\r\n"), 8, {GH_LINE_TOO_LONG, 0, 12, TRUE}},
+	    {BYTES("1234567890\nNOOP"), 8, {GH_LINE_TOO_LONG, 0, 11, TRUE}},
 	    /* degenerate limits */
-	    {BYTES("\n"), 1, {GH_SMTP_LINE_OK, 0, 1, TRUE}},
-	    {BYTES("\r\n"), 1, {GH_SMTP_LINE_TOO_LONG, 0, 2, TRUE}},
-	    {BYTES("x"), 0, {GH_SMTP_LINE_TOO_LONG, 0, 1, FALSE}},
-	    {BYTES(""), 0, {GH_SMTP_LINE_NEED_MORE, 0, 0, FALSE}},
+	    {BYTES("\n"), 1, {GH_LINE_OK, 0, 1, TRUE}},
+	    {BYTES("\r\n"), 1, {GH_LINE_TOO_LONG, 0, 2, TRUE}},
+	    {BYTES("x"), 0, {GH_LINE_TOO_LONG, 0, 1, FALSE}},
+	    {BYTES(""), 0, {GH_LINE_NEED_MORE, 0, 0, FALSE}},
 	};
 
 	for (gsize i = 0; i < G_N_ELEMENTS(cases); i++) {
@@ -153,13 +153,13 @@ test_limit(void)
 	static const struct {
 		gsize text; /* bytes before the terminator */
 		gboolean crlf;
-		GhSmtpLineStatus st;
+		GhLineStatus st;
 	} cases[] = {
-	    {510, TRUE, GH_SMTP_LINE_OK},        /* 512 with CRLF */
-	    {511, TRUE, GH_SMTP_LINE_TOO_LONG},  /* 513 with CRLF */
-	    {511, FALSE, GH_SMTP_LINE_OK},       /* 512 with LF */
-	    {512, FALSE, GH_SMTP_LINE_TOO_LONG}, /* 513 with LF */
-	    {509, TRUE, GH_SMTP_LINE_OK},        {600, TRUE, GH_SMTP_LINE_TOO_LONG},
+	    {510, TRUE, GH_LINE_OK},        /* 512 with CRLF */
+	    {511, TRUE, GH_LINE_TOO_LONG},  /* 513 with CRLF */
+	    {511, FALSE, GH_LINE_OK},       /* 512 with LF */
+	    {512, FALSE, GH_LINE_TOO_LONG}, /* 513 with LF */
+	    {509, TRUE, GH_LINE_OK},        {600, TRUE, GH_LINE_TOO_LONG},
 	};
 
 	g_assert_cmpuint(GH_SMTP_MAX_LINE, ==, 512);
@@ -173,7 +173,7 @@ test_limit(void)
 		want.st = cases[i].st;
 		want.terminated = TRUE;
 		want.consumed = s->len;
-		want.line_len = cases[i].st == GH_SMTP_LINE_OK ? cases[i].text : 0;
+		want.line_len = cases[i].st == GH_LINE_OK ? cases[i].text : 0;
 		g_test_message("case %zu: %zu octets", i, s->len);
 		check_line(s->str, s->len, GH_SMTP_MAX_LINE, want);
 	}
@@ -190,12 +190,12 @@ test_too_long_skip(void)
 	/* Without the LF: all of it goes, and skip_line keeps dropping. */
 	g_string_append_len(s, "0123456789", 10);
 	r = next_line(s->str, s->len, 8);
-	assert_line_result(r, (LineResult){GH_SMTP_LINE_TOO_LONG, 0, 10, FALSE});
+	assert_line_result(r, (LineResult){GH_LINE_TOO_LONG, 0, 10, FALSE});
 	g_string_assign(s, "abcdef");
 	{
 		g_autofree char *copy = exact(s->str, s->len);
 
-		g_assert_cmpuint(gh_smtp_skip_line(copy, s->len, &terminated), ==, 6);
+		g_assert_cmpuint(gh_line_skip(copy, s->len, &terminated), ==, 6);
 		g_assert_false(terminated);
 	}
 	/* ... until the LF comes; then the next line is read as usual. */
@@ -203,40 +203,40 @@ test_too_long_skip(void)
 	{
 		g_autofree char *copy = exact(s->str, s->len);
 
-		g_assert_cmpuint(gh_smtp_skip_line(copy, s->len, &terminated), ==, 4);
+		g_assert_cmpuint(gh_line_skip(copy, s->len, &terminated), ==, 4);
 		g_assert_true(terminated);
 	}
 	off = 4;
 	r = next_line(s->str + off, s->len - off, 8);
-	assert_line_result(r, (LineResult){GH_SMTP_LINE_OK, 4, 6, TRUE});
+	assert_line_result(r, (LineResult){GH_LINE_OK, 4, 6, TRUE});
 
 	/* With the LF: dropped up to and including it, no skipping needed. */
 	g_string_assign(s, "0123456789\nQUIT\r\n");
 	r = next_line(s->str, s->len, 8);
-	assert_line_result(r, (LineResult){GH_SMTP_LINE_TOO_LONG, 0, 11, TRUE});
+	assert_line_result(r, (LineResult){GH_LINE_TOO_LONG, 0, 11, TRUE});
 	r = next_line(s->str + r.consumed, s->len - r.consumed, 8);
-	assert_line_result(r, (LineResult){GH_SMTP_LINE_OK, 4, 6, TRUE});
+	assert_line_result(r, (LineResult){GH_LINE_OK, 4, 6, TRUE});
 
 	/* skip_line edge cases: nothing, a lone LF, the LF first */
 	terminated = TRUE;
-	g_assert_cmpuint(gh_smtp_skip_line(NULL, 0, &terminated), ==, 0);
+	g_assert_cmpuint(gh_line_skip(NULL, 0, &terminated), ==, 0);
 	g_assert_false(terminated);
 	{
 		g_autofree char *copy = exact("\n", 1);
 
-		g_assert_cmpuint(gh_smtp_skip_line(copy, 1, &terminated), ==, 1);
+		g_assert_cmpuint(gh_line_skip(copy, 1, &terminated), ==, 1);
 		g_assert_true(terminated);
 	}
 	{
 		g_autofree char *copy = exact("\nabc\n", 5);
 
-		g_assert_cmpuint(gh_smtp_skip_line(copy, 5, &terminated), ==, 1);
+		g_assert_cmpuint(gh_line_skip(copy, 5, &terminated), ==, 1);
 		g_assert_true(terminated);
 	}
 	{
 		g_autofree char *copy = exact("a\0b", 3);
 
-		g_assert_cmpuint(gh_smtp_skip_line(copy, 3, &terminated), ==, 3);
+		g_assert_cmpuint(gh_line_skip(copy, 3, &terminated), ==, 3);
 		g_assert_false(terminated);
 	}
 }
@@ -257,23 +257,23 @@ stream(const char *in, gsize len, gsize chunk, gsize max)
 			g_autofree char *copy = exact((const char *)buf->data, buf->len);
 			gsize line_len = 99, used = 99;
 			gboolean terminated = FALSE;
-			GhSmtpLineStatus st;
+			GhLineStatus st;
 
 			if (discarding) {
-				used = gh_smtp_skip_line(copy, buf->len, &terminated);
+				used = gh_line_skip(copy, buf->len, &terminated);
 				g_assert_cmpuint(used, >, 0);
 				g_byte_array_remove_range(buf, 0, (guint)used);
 				discarding = !terminated;
 				continue;
 			}
-			st = gh_smtp_next_line(copy, buf->len, max, &line_len, &used, &terminated);
-			if (st == GH_SMTP_LINE_NEED_MORE) {
+			st = gh_line_next(copy, buf->len, max, &line_len, &used, &terminated);
+			if (st == GH_LINE_NEED_MORE) {
 				g_assert_cmpuint(used, ==, 0);
 				g_assert_cmpuint(buf->len, <, max);
 				break;
 			}
 			g_assert_cmpuint(used, >, 0);
-			if (st == GH_SMTP_LINE_OK) {
+			if (st == GH_LINE_OK) {
 				g_ptr_array_add(events, g_strndup(copy, line_len));
 			} else {
 				g_assert_cmpuint(line_len, ==, 0);
@@ -341,14 +341,14 @@ test_huge_line(void)
 	g_string_append(in, "\r\nNOOP\r\n");
 
 	r = next_line(in->str, in->len, GH_SMTP_MAX_LINE);
-	assert_line_result(r, (LineResult){GH_SMTP_LINE_TOO_LONG, 0, n + 2, TRUE});
+	assert_line_result(r, (LineResult){GH_LINE_TOO_LONG, 0, n + 2, TRUE});
 	r = next_line(in->str, in->len, GH_SMTP_MAX_AUTH_LINE);
-	assert_line_result(r, (LineResult){GH_SMTP_LINE_TOO_LONG, 0, n + 2, TRUE});
+	assert_line_result(r, (LineResult){GH_LINE_TOO_LONG, 0, n + 2, TRUE});
 	r = next_line(in->str, n, GH_SMTP_MAX_LINE);
-	assert_line_result(r, (LineResult){GH_SMTP_LINE_TOO_LONG, 0, n, FALSE});
+	assert_line_result(r, (LineResult){GH_LINE_TOO_LONG, 0, n, FALSE});
 	/* a limit above it takes it whole */
 	r = next_line(in->str, in->len, 2 * n);
-	assert_line_result(r, (LineResult){GH_SMTP_LINE_OK, n, n + 2, TRUE});
+	assert_line_result(r, (LineResult){GH_LINE_OK, n, n + 2, TRUE});
 
 	for (gsize i = 0; i < G_N_ELEMENTS(chunks); i++) {
 		g_autoptr(GPtrArray) got = stream(in->str, in->len, chunks[i], GH_SMTP_MAX_LINE);
@@ -506,8 +506,8 @@ test_line_to_command(void)
 		GhSmtpCommand cmd;
 
 		g_assert_cmpint(
-		    gh_smtp_next_line(copy, cases[i].len, GH_SMTP_MAX_LINE, &line_len, &used, NULL),
-		    ==, GH_SMTP_LINE_OK);
+		    gh_line_next(copy, cases[i].len, GH_SMTP_MAX_LINE, &line_len, &used, NULL), ==,
+		    GH_LINE_OK);
 		g_assert_cmpuint(used, ==, cases[i].len);
 		gh_smtp_parse_command(copy, line_len, &cmd);
 		g_assert_cmpint(cmd.verb, ==, cases[i].verb);

@@ -1,0 +1,396 @@
+/*
+ * gatehousectl.c: the admin tool.
+ *
+ *   gatehousectl [-c FILE] [-d] auth-test USER [--service smtp|imap] [--remote IP] [--listener
+ * NAME] gatehousectl hash-password [--scheme yescrypt|sha512|bcrypt]
+ *
+ * auth-test runs a listener's auth chain through the same auth core and
+ * modules as gatehoused (no cache, no failure delay) and prints the verdict;
+ * exit 0 ok, 1 failed, 2 temporary failure, 64 usage, 78 configuration.
+ *
+ * Passwords are read from the terminal without echo, or as one line from
+ * standard input, held in wiped buffers, and never printed.
+ */
+#include "gh-build.h"
+
+#include "config/config.h"
+#include "gh-auth.h"
+#include "config/log.h"
+#include "secret.h"
+
+#include <crypt.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <termios.h>
+#include <unistd.h>
+
+#define EXIT_USAGE 64
+#define EXIT_CONFIG 78
+#define GH_MAX_PASSWORD 4096
+
+static void
+usage(FILE *out)
+{
+	fprintf(out,
+		"usage: gatehousectl [-c FILE] [-d] COMMAND ...\n"
+		"\n"
+		"commands:\n"
+		"  auth-test USER [--service smtp|imap] [--remote IP] [--listener NAME]\n"
+		"      check USER's password (from the terminal or stdin) against the auth\n"
+		"      chain of a listener; exit 0 ok, 1 failed, 2 temporary failure\n"
+		"  hash-password [--scheme yescrypt|sha512|bcrypt]\n"
+		"      print a crypt(3) hash of a password for a users file\n"
+		"\n"
+		"options:\n"
+		"  -c FILE   configuration file (default %s)\n"
+		"  -d        debug logging\n",
+		GH_CONFIG_FILE);
+}
+
+/* Read one password: from the terminal with echo off (prompting on it), or
+ * one line from stdin.  Returns NULL on EOF or error.  (transfer full) */
+static GhSecret *
+read_password(const char *prompt)
+{
+	char *buf = g_malloc0(GH_MAX_PASSWORD + 2);
+	gboolean tty = isatty(STDIN_FILENO);
+	struct termios old, noecho;
+	gboolean restored = TRUE;
+	gsize len;
+
+	if (tty) {
+		fprintf(stderr, "%s", prompt);
+		fflush(stderr);
+		if (tcgetattr(STDIN_FILENO, &old) == 0) {
+			noecho = old;
+			noecho.c_lflag &= ~(tcflag_t)ECHO;
+			restored = tcsetattr(STDIN_FILENO, TCSAFLUSH, &noecho) != 0;
+		}
+	}
+	if (fgets(buf, GH_MAX_PASSWORD + 2, stdin) == NULL) {
+		if (!restored)
+			(void)tcsetattr(STDIN_FILENO, TCSAFLUSH, &old);
+		if (tty)
+			fprintf(stderr, "\n");
+		gh_secret_wipe_free(buf, GH_MAX_PASSWORD + 2);
+		return NULL;
+	}
+	if (tty) {
+		if (!restored)
+			(void)tcsetattr(STDIN_FILENO, TCSAFLUSH, &old);
+		fprintf(stderr, "\n");
+	}
+	len = strlen(buf);
+	if (len > 0 && buf[len - 1] == '\n')
+		buf[--len] = '\0';
+	if (len > 0 && buf[len - 1] == '\r')
+		buf[--len] = '\0';
+	if (len > GH_MAX_PASSWORD) {
+		fprintf(stderr, "gatehousectl: password longer than %d bytes\n", GH_MAX_PASSWORD);
+		gh_secret_wipe_free(buf, GH_MAX_PASSWORD + 2);
+		return NULL;
+	}
+	{
+		GhSecret *s = gh_secret_new(buf, len);
+		gh_secret_wipe_free(buf, GH_MAX_PASSWORD + 2);
+		return s;
+	}
+}
+
+/* ------------------------------------------------------------ auth-test */
+
+typedef struct {
+	GMainLoop *loop;
+	int exit_code;
+	const char *user;
+	const GhListenerConfig *lc;
+	const char *remote;
+	const char *service;
+} AuthTest;
+
+static void
+on_auth_done(const GhAuthOutcome *o, gpointer data)
+{
+	AuthTest *t = data;
+	GhLoginLog log = {
+	    .session_id = "auth-test",
+	    .protocol = t->service,
+	    .listener = t->lc->name,
+	    .remote = t->remote,
+	    .user = t->user,
+	    .mechanism = "auth-test",
+	    .tls = "no",
+	    .instance = o->instance,
+	    .module = o->module,
+	    .verdict = gh_auth_verdict_to_string(o->verdict),
+	    .reason = o->reason,
+	    .cached = o->cached,
+	    .elapsed_us = o->elapsed_us,
+	};
+	g_autofree char *user = gh_log_escape(o->canonical_user, strlen(o->canonical_user), 256);
+
+	gh_log_login(&log);
+	printf("verdict:  %s\n", gh_auth_verdict_to_string(o->verdict));
+	if (o->instance != NULL)
+		printf("module:   %s (%s)\n", o->instance, o->module);
+	else
+		printf("module:   -\n");
+	printf("user:     %s\n", o->verdict == GH_AUTH_OK ? user : "-");
+	printf("route:    %s\n", o->route != NULL ? o->route : "-");
+	printf("reason:   %s\n", o->reason);
+	printf("time:     %.1f ms\n", o->elapsed_us / 1000.0);
+	fflush(stdout);
+	switch (o->verdict) {
+	case GH_AUTH_OK:
+		t->exit_code = 0;
+		break;
+	case GH_AUTH_WRONG_PASSWORD:
+	case GH_AUTH_UNKNOWN_USER:
+		t->exit_code = 1;
+		break;
+	default:
+		t->exit_code = 2;
+	}
+	g_main_loop_quit(t->loop);
+}
+
+static const GhListenerConfig *
+pick_listener(const GhConfig *cfg, const char *name, const char *service)
+{
+	if (name != NULL)
+		return gh_config_listener(cfg, name);
+	for (guint i = 0; i < cfg->listeners->len; i++) {
+		const GhListenerConfig *lc = g_ptr_array_index(cfg->listeners, i);
+		if (service == NULL || g_strcmp0(gh_protocol_to_string(lc->protocol), service) == 0)
+			return lc;
+	}
+	return NULL;
+}
+
+static int
+cmd_auth_test(const char *config_path, int argc, char **argv)
+{
+	g_autofree char *service = NULL;
+	g_autofree char *remote = NULL;
+	g_autofree char *listener = NULL;
+	GOptionEntry entries[] = {
+	    {"service", 's', 0, G_OPTION_ARG_STRING, &service, "smtp or imap", "SERVICE"},
+	    {"remote", 'r', 0, G_OPTION_ARG_STRING, &remote, "Client address to test as", "IP"},
+	    {"listener", 'l', 0, G_OPTION_ARG_STRING, &listener, "Listener whose chain to use",
+	     "NAME"},
+	    {NULL}};
+	g_autoptr(GOptionContext) octx = g_option_context_new("USER");
+	g_autoptr(GError) error = NULL;
+	g_autoptr(GPtrArray) problems = g_ptr_array_new_with_free_func(g_free);
+	g_autoptr(GhConfig) cfg = NULL;
+	g_autoptr(GhSecret) password = NULL;
+	g_autoptr(GMainLoop) loop = NULL;
+	const GhListenerConfig *lc;
+	GhAuthSettings settings = {.workers = 1, .queue_max = 16};
+	GhAuthCore *core;
+	GhAuthSet *set;
+	AuthTest t = {0};
+	GhAuthRequest req = {0};
+	gsize pw_len;
+
+	g_option_context_add_main_entries(octx, entries, NULL);
+	if (!g_option_context_parse(octx, &argc, &argv, &error)) {
+		fprintf(stderr, "gatehousectl auth-test: %s\n", error->message);
+		return EXIT_USAGE;
+	}
+	if (argc != 2 || *argv[1] == '\0') {
+		fprintf(stderr, "usage: gatehousectl auth-test USER [--service smtp|imap] "
+				"[--remote IP] [--listener NAME]\n");
+		return EXIT_USAGE;
+	}
+	if (service != NULL && g_strcmp0(service, "smtp") != 0 && g_strcmp0(service, "imap") != 0) {
+		fprintf(stderr, "gatehousectl auth-test: --service is smtp or imap\n");
+		return EXIT_USAGE;
+	}
+	if (remote != NULL && !g_hostname_is_ip_address(remote)) {
+		fprintf(stderr, "gatehousectl auth-test: --remote wants an IP address\n");
+		return EXIT_USAGE;
+	}
+	cfg = gh_config_load(config_path, problems);
+	if (cfg == NULL) {
+		for (guint i = 0; i < problems->len; i++)
+			fprintf(stderr, "%s\n", (char *)g_ptr_array_index(problems, i));
+		return EXIT_CONFIG;
+	}
+	lc = pick_listener(cfg, listener, service);
+	if (lc == NULL) {
+		fprintf(stderr, "gatehousectl auth-test: %s has no %s%s listener\n", config_path,
+			listener != NULL  ? "such"
+			: service != NULL ? service
+					  : "",
+			listener != NULL ? "" : "");
+		return EXIT_CONFIG;
+	}
+	core = gh_auth_core_new(&settings);
+	set = gh_auth_set_new(core, cfg->kf, cfg->path, cfg->module_dir, problems);
+	if (set == NULL) {
+		for (guint i = 0; i < problems->len; i++)
+			fprintf(stderr, "%s\n", (char *)g_ptr_array_index(problems, i));
+		gh_auth_core_free(core);
+		return EXIT_CONFIG;
+	}
+	password = read_password("Password: ");
+	if (password == NULL) {
+		fprintf(stderr, "gatehousectl auth-test: no password given\n");
+		gh_auth_set_unref(set);
+		gh_auth_core_free(core);
+		return EXIT_USAGE;
+	}
+
+	loop = g_main_loop_new(NULL, FALSE);
+	t.loop = loop;
+	t.exit_code = 2;
+	t.user = argv[1];
+	t.lc = lc;
+	t.remote = remote != NULL ? remote : "127.0.0.1";
+	t.service = service != NULL ? service : gh_protocol_to_string(lc->protocol);
+	req.user = argv[1];
+	req.password = gh_secret_get(password, &pw_len);
+	req.password_len = pw_len;
+	req.service = t.service;
+	req.listener = lc->name;
+	req.remote_addr = t.remote;
+	req.local_addr = "127.0.0.1";
+	req.session_id = "auth-test";
+	gh_auth_verify_async(set, (const char *const *)lc->auth, &req,
+			     GH_AUTH_VERIFY_NO_CACHE | GH_AUTH_VERIFY_NO_DELAY, NULL, on_auth_done,
+			     &t);
+	g_main_loop_run(loop);
+	gh_auth_set_unref(set);
+	gh_auth_core_free(core);
+	return t.exit_code;
+}
+
+/* -------------------------------------------------------- hash-password */
+
+static int
+cmd_hash_password(int argc, char **argv)
+{
+	g_autofree char *scheme = NULL;
+	GOptionEntry entries[] = {{"scheme", 's', 0, G_OPTION_ARG_STRING, &scheme,
+				   "yescrypt (default), sha512 or bcrypt", "SCHEME"},
+				  {NULL}};
+	g_autoptr(GOptionContext) octx = g_option_context_new("");
+	g_autoptr(GError) error = NULL;
+	g_autoptr(GhSecret) password = NULL;
+	const char *prefix;
+	char salt[CRYPT_GENSALT_OUTPUT_SIZE];
+	struct crypt_data *data;
+	const char *hash;
+	int rc = 0;
+
+	g_option_context_add_main_entries(octx, entries, NULL);
+	if (!g_option_context_parse(octx, &argc, &argv, &error) || argc != 1) {
+		fprintf(stderr,
+			"usage: gatehousectl hash-password [--scheme yescrypt|sha512|bcrypt]%s%s\n",
+			error != NULL ? "\n" : "", error != NULL ? error->message : "");
+		return EXIT_USAGE;
+	}
+	if (scheme == NULL || g_strcmp0(scheme, "yescrypt") == 0)
+		prefix = "$y$";
+	else if (g_strcmp0(scheme, "sha512") == 0)
+		prefix = "$6$";
+	else if (g_strcmp0(scheme, "bcrypt") == 0)
+		prefix = "$2b$";
+	else {
+		fprintf(stderr, "gatehousectl hash-password: unknown scheme '%s'\n", scheme);
+		return EXIT_USAGE;
+	}
+	password = read_password("Password: ");
+	if (password == NULL) {
+		fprintf(stderr, "gatehousectl hash-password: no password given\n");
+		return EXIT_USAGE;
+	}
+	if (isatty(STDIN_FILENO)) {
+		g_autoptr(GhSecret) again = read_password("Again: ");
+		gsize a, b;
+		const char *pa = gh_secret_get(password, &a);
+		const char *pb = again != NULL ? gh_secret_get(again, &b) : NULL;
+		if (pb == NULL || !gh_auth_secure_equal(pa, a, pb, b)) {
+			fprintf(stderr, "gatehousectl hash-password: the passwords differ\n");
+			return 1;
+		}
+	}
+	if (gh_secret_len(password) == 0) {
+		fprintf(stderr, "gatehousectl hash-password: refusing an empty password\n");
+		return 1;
+	}
+	if (crypt_gensalt_rn(prefix, 0, NULL, 0, salt, sizeof salt) == NULL) {
+		fprintf(stderr, "gatehousectl hash-password: crypt_gensalt: %s\n",
+			g_strerror(errno));
+		return 1;
+	}
+	data = g_malloc0(sizeof *data);
+	hash = crypt_rn(gh_secret_get(password, NULL), salt, data, sizeof *data);
+	if (hash == NULL || hash[0] == '*') {
+		fprintf(stderr, "gatehousectl hash-password: crypt failed: %s\n",
+			g_strerror(errno));
+		rc = 1;
+	} else {
+		printf("%s\n", hash);
+	}
+	gh_secret_wipe_free(data, sizeof *data);
+	return rc;
+}
+
+int
+main(int argc, char **argv)
+{
+	const char *config_path = GH_CONFIG_FILE;
+	gboolean debug = FALSE;
+	int i = 1;
+
+	/* global options come before the command; each command parses its own */
+	while (i < argc && argv[i][0] == '-') {
+		if ((strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--config") == 0) &&
+		    i + 1 < argc) {
+			config_path = argv[i + 1];
+			i += 2;
+		} else if (g_str_has_prefix(argv[i], "--config=")) {
+			config_path = argv[i] + strlen("--config=");
+			i++;
+		} else if (strcmp(argv[i], "-d") == 0 || strcmp(argv[i], "--debug") == 0) {
+			debug = TRUE;
+			i++;
+		} else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+			usage(stdout);
+			return 0;
+		} else if (strcmp(argv[i], "--version") == 0) {
+			printf("gatehousectl %s\n", PACKAGE_VERSION);
+			return 0;
+		} else {
+			fprintf(stderr, "gatehousectl: unknown option '%s'\n", argv[i]);
+			usage(stderr);
+			return EXIT_USAGE;
+		}
+	}
+	if (i >= argc) {
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+	gh_log_init("gatehousectl", debug);
+	if (strcmp(argv[i], "auth-test") == 0)
+		return cmd_auth_test(config_path, argc - i, argv + i);
+	if (strcmp(argv[i], "hash-password") == 0)
+		return cmd_hash_password(argc - i, argv + i);
+	if (strcmp(argv[i], "stats") == 0 || strcmp(argv[i], "sessions") == 0 ||
+	    strcmp(argv[i], "kick") == 0 || strcmp(argv[i], "flush-cache") == 0 ||
+	    strcmp(argv[i], "reload") == 0) {
+		fprintf(stderr,
+			"gatehousectl: '%s' needs the control socket, which this version of "
+			"gatehoused does not have yet; to reload, send SIGHUP (systemctl reload "
+			"gatehouse)\n",
+			argv[i]);
+		return EXIT_USAGE;
+	}
+	fprintf(stderr, "gatehousectl: unknown command '%s'\n", argv[i]);
+	usage(stderr);
+	return EXIT_USAGE;
+}

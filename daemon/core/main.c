@@ -1,0 +1,192 @@
+/*
+ * main.c: gatehoused's command line and start-up order.
+ *
+ *   gatehoused [-c FILE] [-t] [-d] [--version]
+ *
+ * Start-up: read and check the config (all of it, or nothing runs); take the
+ * sockets systemd passed or bind the listeners; drop to `user`/`group` when
+ * started as root; load the auth modules (after the drop, so that what works
+ * at start also works at reload); run.  `-t` stops after the checks and the
+ * module loading and says what is wrong, with file and line.
+ */
+#include "gh-build.h"
+
+#include "config/config.h"
+#include "gh-auth.h"
+#include "core/listener.h"
+#include "config/log.h"
+#include "core/server.h"
+
+#include <errno.h>
+#include <grp.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+static gboolean
+drop_privileges(const GhConfig *cfg, GError **error)
+{
+	struct passwd *pw;
+	gid_t gid;
+
+	if (cfg->user == NULL)
+		return TRUE;
+	errno = 0;
+	pw = getpwnam(cfg->user);
+	if (pw == NULL) {
+		g_set_error(error, G_IO_ERROR, G_IO_ERROR_NOT_FOUND,
+			    "[gatehouse] user = %s: no such user", cfg->user);
+		return FALSE;
+	}
+	gid = pw->pw_gid;
+	if (cfg->group != NULL) {
+		struct group *gr = getgrnam(cfg->group);
+		if (gr == NULL) {
+			g_set_error(error, G_IO_ERROR, G_IO_ERROR_NOT_FOUND,
+				    "[gatehouse] group = %s: no such group", cfg->group);
+			return FALSE;
+		}
+		gid = gr->gr_gid;
+	}
+	if (geteuid() != 0) {
+		if (geteuid() != pw->pw_uid)
+			g_message("not started as root: staying uid %u instead of user %s",
+				  (guint)geteuid(), cfg->user);
+		return TRUE;
+	}
+	if (initgroups(pw->pw_name, gid) < 0 || setgid(gid) < 0 || setuid(pw->pw_uid) < 0) {
+		g_set_error(error, G_IO_ERROR, g_io_error_from_errno(errno),
+			    "cannot switch to user %s: %s", cfg->user, g_strerror(errno));
+		return FALSE;
+	}
+	if (setuid(0) == 0) {
+		g_set_error(error, G_IO_ERROR, G_IO_ERROR_FAILED, "privileges could be regained");
+		return FALSE;
+	}
+	/* setuid() cleared it; core dumps could hold passwords anyway */
+	(void)prctl(PR_SET_DUMPABLE, 0);
+	g_message("running as user %s, group id %u", cfg->user, (guint)gid);
+	return TRUE;
+}
+
+static void
+print_problems(GPtrArray *problems, gboolean to_log)
+{
+	for (guint i = 0; i < problems->len; i++) {
+		const char *p = g_ptr_array_index(problems, i);
+		if (to_log)
+			g_critical("%s", p);
+		else
+			fprintf(stderr, "%s\n", p);
+	}
+}
+
+int
+main(int argc, char **argv)
+{
+	g_autofree char *config_path = NULL;
+	gboolean test_only = FALSE, debug = FALSE, version = FALSE;
+	GOptionEntry entries[] = {
+	    {"config", 'c', 0, G_OPTION_ARG_FILENAME, &config_path, "Configuration file", "FILE"},
+	    {"test", 't', 0, G_OPTION_ARG_NONE, &test_only, "Check the configuration and exit",
+	     NULL},
+	    {"debug", 'd', 0, G_OPTION_ARG_NONE, &debug, "Log debug messages", NULL},
+	    {"version", 0, 0, G_OPTION_ARG_NONE, &version, "Print the version and exit", NULL},
+	    {NULL}};
+	g_autoptr(GOptionContext) octx = g_option_context_new("- the gatehouse mail gateway");
+	g_autoptr(GError) error = NULL;
+	g_autoptr(GPtrArray) problems = g_ptr_array_new_with_free_func(g_free);
+	g_autoptr(GhConfig) cfg = NULL;
+	g_autoptr(GPtrArray) listeners = NULL;
+	g_autoptr(GhTls) tls = NULL;
+	GhAuthCore *core;
+	GhAuthSet *set;
+	GhAuthSettings settings;
+	GhServer *server;
+	int rc;
+
+	g_option_context_add_main_entries(octx, entries, NULL);
+	g_option_context_set_summary(octx,
+				     "Accepts SMTP and IMAP clients, checks their credentials "
+				     "against auth modules,\nand proxies them to backend mail "
+				     "servers.");
+	if (!g_option_context_parse(octx, &argc, &argv, &error)) {
+		fprintf(stderr, "gatehoused: %s (try --help)\n", error->message);
+		return 64;
+	}
+	if (argc > 1) {
+		fprintf(stderr, "gatehoused: unexpected argument '%s' (try --help)\n", argv[1]);
+		return 64;
+	}
+	if (version) {
+		printf("gatehoused %s\n", PACKAGE_VERSION);
+		return 0;
+	}
+	if (config_path == NULL)
+		config_path = g_strdup(GH_CONFIG_FILE);
+	gh_log_init("gatehoused", debug);
+
+	cfg = gh_config_load(config_path, problems);
+	if (test_only) {
+		if (cfg != NULL) {
+			GhAuthSettings s;
+			gh_server_settings_from_config(cfg, &s);
+			s.workers = 1;
+			core = gh_auth_core_new(&s);
+			set = gh_auth_set_new(core, cfg->kf, cfg->path, cfg->module_dir, problems);
+			gh_auth_set_unref(set);
+			gh_auth_core_free(core);
+			/* certificates and keys are read as at start */
+			gh_tls_unref(gh_tls_new(cfg, problems));
+		}
+		print_problems(problems, FALSE);
+		if (problems->len > 0) {
+			fprintf(stderr, "%s: %u problem%s\n", config_path, problems->len,
+				problems->len == 1 ? "" : "s");
+			return 1;
+		}
+		printf("%s: configuration OK\n", config_path);
+		return 0;
+	}
+	if (cfg == NULL) {
+		print_problems(problems, TRUE);
+		g_critical("%s: %u problem%s; not starting", config_path, problems->len,
+			   problems->len == 1 ? "" : "s");
+		return 1;
+	}
+
+	/* before dropping privileges: a key file is often readable by root only */
+	tls = gh_tls_new(cfg, problems);
+	if (tls == NULL) {
+		print_problems(problems, TRUE);
+		g_critical("cannot load the TLS certificates; not starting");
+		return 1;
+	}
+	listeners = gh_listeners_open(cfg, &error);
+	if (listeners == NULL) {
+		g_critical("%s; not starting", error->message);
+		return 1;
+	}
+	if (!drop_privileges(cfg, &error)) {
+		g_critical("%s; not starting", error->message);
+		return 1;
+	}
+	gh_server_settings_from_config(cfg, &settings);
+	core = gh_auth_core_new(&settings);
+	set = gh_auth_set_new(core, cfg->kf, cfg->path, cfg->module_dir, problems);
+	if (set == NULL) {
+		print_problems(problems, TRUE);
+		g_critical("cannot set up the auth modules; not starting");
+		gh_auth_core_free(core);
+		return 1;
+	}
+
+	server = gh_server_new(cfg, core, set, tls, listeners);
+	gh_auth_set_unref(set);
+	rc = gh_server_run(server);
+	gh_server_free(server);
+	gh_auth_core_free(core);
+	return rc;
+}

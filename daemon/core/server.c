@@ -1,0 +1,565 @@
+/*
+ * server.c: the running daemon (see server.h).
+ *
+ * Invariants:
+ *  - `config`, `tls` and `auth_set` (a generation) change together, under
+ *    `lock`, only on the main thread (reload); everyone else takes
+ *    references through the getters, a session all three at once.
+ *  - The listening sockets never change after start.
+ *  - Every worker's loop is quit only after its sessions are gone (closed by
+ *    the client, by the shutdown notice, or aborted at shutdown_timeout).
+ */
+#include "gh-build.h"
+
+#include "core/server.h"
+#include "session/session.h"
+
+#include <errno.h>
+#include <glib-unix.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <systemd/sd-daemon.h>
+#include <time.h>
+#include <unistd.h>
+
+#define GH_ACCEPT_BURST 64
+#define GH_ACCEPT_PAUSE_MS 100
+
+struct _GhServer {
+	GMutex lock;
+	GhConfig *config;
+	GhAuthSet *auth_set;
+	GhTls *tls;
+	GhAuthCore *core;
+	GPtrArray *listeners; /* of GhListener* */
+	GPtrArray *workers;   /* of GhWorker* */
+	GMainLoop *main_loop;
+	guint last_status;
+	gboolean status_sent;
+	gboolean stopping;
+	gint64 stop_deadline;
+};
+
+typedef struct {
+	GhWorker *worker;
+	GhListener *listener;
+} AcceptWatch;
+
+GhConfig *
+gh_server_get_config(GhServer *server)
+{
+	GhConfig *cfg;
+	g_mutex_lock(&server->lock);
+	cfg = gh_config_ref(server->config);
+	g_mutex_unlock(&server->lock);
+	return cfg;
+}
+
+GhAuthSet *
+gh_server_get_auth_set(GhServer *server)
+{
+	GhAuthSet *set;
+	g_mutex_lock(&server->lock);
+	set = gh_auth_set_ref(server->auth_set);
+	g_mutex_unlock(&server->lock);
+	return set;
+}
+
+void
+gh_server_get_generation(GhServer *server, GhConfig **config, GhTls **tls, GhAuthSet **auth_set)
+{
+	g_mutex_lock(&server->lock);
+	*config = gh_config_ref(server->config);
+	*tls = gh_tls_ref(server->tls);
+	*auth_set = gh_auth_set_ref(server->auth_set);
+	g_mutex_unlock(&server->lock);
+}
+
+GhAuthCore *
+gh_server_get_auth_core(GhServer *server)
+{
+	return server->core;
+}
+
+void
+gh_worker_session_added(GhWorker *worker, GhSession *session)
+{
+	g_queue_push_tail(&worker->sessions, session);
+	g_atomic_int_inc(&worker->n_sessions);
+}
+
+void
+gh_worker_session_removed(GhWorker *worker, GhSession *session)
+{
+	if (g_queue_remove(&worker->sessions, session))
+		g_atomic_int_add(&worker->n_sessions, -1);
+}
+
+static guint
+server_session_count(GhServer *server)
+{
+	guint n = 0;
+	for (guint i = 0; i < server->workers->len; i++) {
+		GhWorker *w = g_ptr_array_index(server->workers, i);
+		n += (guint)g_atomic_int_get(&w->n_sessions);
+	}
+	return n;
+}
+
+/* ------------------------------------------------------------- accepting */
+
+static void worker_accept_start(GhWorker *worker);
+static void worker_accept_stop(GhWorker *worker);
+
+static gboolean
+on_accept_resume(gpointer data)
+{
+	GhWorker *worker = data;
+	if (!worker->stopping)
+		worker_accept_start(worker);
+	return G_SOURCE_REMOVE;
+}
+
+static void
+pause_accepting(GhWorker *worker, int err)
+{
+	gint64 now = g_get_monotonic_time();
+	GSource *t;
+
+	/* Out of descriptors: spinning on accept would burn the CPU and starve
+	 * the sessions that could free some. */
+	if (now - worker->last_emfile_log > 10 * G_USEC_PER_SEC) {
+		worker->last_emfile_log = now;
+		g_warning("cannot accept connections: %s; pausing for %d ms (raise "
+			  "LimitNOFILE= or lower max_connections)",
+			  g_strerror(err), GH_ACCEPT_PAUSE_MS);
+	}
+	worker_accept_stop(worker);
+	t = g_timeout_source_new(GH_ACCEPT_PAUSE_MS);
+	g_source_set_callback(t, on_accept_resume, worker, NULL);
+	g_source_attach(t, worker->context);
+	g_source_unref(t);
+}
+
+static gboolean
+on_accept(gint fd, GIOCondition condition, gpointer data)
+{
+	AcceptWatch *w = data;
+
+	for (int i = 0; i < GH_ACCEPT_BURST; i++) {
+		struct sockaddr_storage ss;
+		socklen_t len = sizeof ss;
+		int c = accept4(fd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (c < 0) {
+			if (errno == EINTR || errno == ECONNABORTED || errno == EPROTO)
+				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				break;
+			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
+			    errno == ENOMEM) {
+				pause_accepting(w->worker, errno);
+				return G_SOURCE_REMOVE;
+			}
+			g_warning("accept on listener %s: %s", w->listener->name,
+				  g_strerror(errno));
+			break;
+		}
+		gh_session_start(w->worker, w->listener, c, (struct sockaddr *)&ss, len);
+	}
+	return G_SOURCE_CONTINUE;
+}
+
+static void
+worker_accept_start(GhWorker *worker)
+{
+	GhServer *server = worker->server;
+	worker_accept_stop(worker);
+	for (guint i = 0; i < server->listeners->len; i++) {
+		GhListener *l = g_ptr_array_index(server->listeners, i);
+		for (guint j = 0; j < l->fds->len; j++) {
+			AcceptWatch *w = g_new0(AcceptWatch, 1);
+			GSource *src = g_unix_fd_source_new(g_array_index(l->fds, int, j), G_IO_IN);
+			w->worker = worker;
+			w->listener = l;
+			g_source_set_callback(src, G_SOURCE_FUNC(on_accept), w, g_free);
+			/* as the connections' epoll source (conn.c): no blocking
+			 * around dispatch, which would wake the loop twice */
+			g_source_set_can_recurse(src, TRUE);
+			g_source_attach(src, worker->context);
+			g_ptr_array_add(worker->accept_sources, src);
+		}
+	}
+}
+
+static void
+worker_accept_stop(GhWorker *worker)
+{
+	for (guint i = 0; i < worker->accept_sources->len; i++)
+		g_source_destroy(g_ptr_array_index(worker->accept_sources, i));
+	g_ptr_array_set_size(worker->accept_sources, 0);
+}
+
+/* ---------------------------------------------------------------- workers */
+
+static gpointer
+worker_thread(gpointer data)
+{
+	GhWorker *worker = data;
+	g_main_context_push_thread_default(worker->context);
+	g_main_loop_run(worker->loop);
+	g_main_context_pop_thread_default(worker->context);
+	return NULL;
+}
+
+static gboolean
+worker_begin(gpointer data)
+{
+	worker_accept_start(data);
+	return G_SOURCE_REMOVE;
+}
+
+/* Stop accepting; sessions in login state say goodbye, proxied ones drain. */
+static gboolean
+worker_stop(gpointer data)
+{
+	GhWorker *worker = data;
+	GList *copy;
+
+	worker->stopping = TRUE;
+	worker_accept_stop(worker);
+	copy = g_list_copy(worker->sessions.head);
+	for (GList *l = copy; l != NULL; l = l->next)
+		gh_session_shutdown(l->data);
+	g_list_free(copy);
+	return G_SOURCE_REMOVE;
+}
+
+/* The end: abort what is left and leave the loop. */
+static gboolean
+worker_finish(gpointer data)
+{
+	GhWorker *worker = data;
+	worker->stopping = TRUE;
+	worker_accept_stop(worker);
+	while (!g_queue_is_empty(&worker->sessions))
+		gh_session_abort(g_queue_peek_head(&worker->sessions));
+	g_main_loop_quit(worker->loop);
+	return G_SOURCE_REMOVE;
+}
+
+static GhWorker *
+worker_new(GhServer *server, guint index)
+{
+	GhWorker *w = g_new0(GhWorker, 1);
+	w->index = index;
+	w->server = server;
+	w->context = g_main_context_new();
+	w->loop = g_main_loop_new(w->context, FALSE);
+	w->accept_sources = g_ptr_array_new_with_free_func((GDestroyNotify)g_source_unref);
+	g_queue_init(&w->sessions);
+	return w;
+}
+
+static void
+worker_free(GhWorker *w)
+{
+	if (w->thread != NULL)
+		g_thread_join(w->thread);
+	/* run what the worker left queued (idle sources from the auth pool)
+	 * so that their destroy notifies free what they carry */
+	while (g_main_context_iteration(w->context, FALSE))
+		;
+	g_ptr_array_unref(w->accept_sources);
+	g_main_loop_unref(w->loop);
+	g_main_context_unref(w->context);
+	g_free(w);
+}
+
+/* ---------------------------------------------------------------- systemd */
+
+static void
+notify_status(GhServer *server, gboolean force)
+{
+	guint n = server_session_count(server);
+	if (!force && server->status_sent && n == server->last_status)
+		return;
+	server->last_status = n;
+	server->status_sent = TRUE;
+	sd_notifyf(0, "STATUS=%u session%s", n, n == 1 ? "" : "s");
+}
+
+static gboolean
+on_status_timer(gpointer data)
+{
+	notify_status(data, FALSE);
+	return G_SOURCE_CONTINUE;
+}
+
+static gboolean
+on_watchdog(gpointer data)
+{
+	sd_notify(0, "WATCHDOG=1");
+	return G_SOURCE_CONTINUE;
+}
+
+static gboolean
+on_refresh_timer(gpointer data)
+{
+	GhServer *server = data;
+	g_autoptr(GhAuthSet) set = gh_server_get_auth_set(server);
+	gh_auth_set_refresh(set, FALSE);
+	return G_SOURCE_CONTINUE;
+}
+
+/* ----------------------------------------------------------------- reload */
+
+static gboolean
+listen_changed(const GhListenerConfig *a, const GhListenerConfig *b)
+{
+	if (a->listen->len != b->listen->len)
+		return TRUE;
+	for (guint i = 0; i < a->listen->len; i++) {
+		const GhHostPort *x = &g_array_index(a->listen, GhHostPort, i);
+		const GhHostPort *y = &g_array_index(b->listen, GhHostPort, i);
+		if (x->port != y->port || g_strcmp0(x->host, y->host) != 0)
+			return TRUE;
+	}
+	return FALSE;
+}
+
+static void
+warn_listener_changes(GhServer *server, const GhConfig *old, const GhConfig *cfg)
+{
+	for (guint i = 0; i < cfg->listeners->len; i++) {
+		const GhListenerConfig *lc = g_ptr_array_index(cfg->listeners, i);
+		const GhListenerConfig *prev = gh_config_listener(old, lc->name);
+		GhListener *l = gh_listeners_find(server->listeners, lc->name);
+		if (l == NULL)
+			g_warning(
+			    "reload: new [listener %s] gets no socket until gatehoused restarts",
+			    lc->name);
+		else if (prev != NULL && !l->from_systemd && listen_changed(prev, lc))
+			g_warning("reload: [listener %s] listen = changed; the old addresses stay "
+				  "until gatehoused restarts",
+				  lc->name);
+	}
+	for (guint i = 0; i < old->listeners->len; i++) {
+		const GhListenerConfig *lc = g_ptr_array_index(old->listeners, i);
+		if (gh_config_listener(cfg, lc->name) == NULL)
+			g_warning("reload: [listener %s] was removed; its socket refuses new "
+				  "sessions until gatehoused restarts",
+				  lc->name);
+	}
+	if (old->workers != cfg->workers)
+		g_warning("reload: workers = changes only when gatehoused restarts");
+	if (g_strcmp0(old->user, cfg->user) != 0 || g_strcmp0(old->group, cfg->group) != 0)
+		g_warning("reload: user = and group = change only when gatehoused restarts");
+}
+
+void
+gh_server_settings_from_config(const GhConfig *cfg, GhAuthSettings *out)
+{
+	out->workers = cfg->auth_workers;
+	out->queue_max = cfg->auth_queue_max;
+	out->cache_size = cfg->auth_cache_size;
+	out->cache_ttl = cfg->auth_cache_ttl;
+	out->cache_negative_ttl = cfg->auth_cache_negative_ttl;
+	out->failure_delay = cfg->failure_delay;
+}
+
+static void
+notify_reloading(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	/* MONOTONIC_USEC is what Type=notify-reload (systemd >= 253) wants */
+	sd_notifyf(0,
+		   "RELOADING=1\nSTATUS=reloading configuration\nMONOTONIC_USEC=%" G_GUINT64_FORMAT,
+		   (guint64)ts.tv_sec * G_USEC_PER_SEC + (guint64)ts.tv_nsec / 1000);
+}
+
+static void
+server_reload(GhServer *server)
+{
+	g_autoptr(GPtrArray) problems = g_ptr_array_new_with_free_func(g_free);
+	g_autoptr(GhConfig) old = gh_server_get_config(server);
+	g_autoptr(GhConfig) cfg = NULL;
+	GhAuthSet *set = NULL;
+	GhAuthSet *old_set;
+	GhTls *tls = NULL;
+	GhTls *old_tls;
+	GhAuthSettings settings;
+
+	notify_reloading();
+	g_message("reloading configuration from %s", old->path);
+	cfg = gh_config_load(old->path, problems);
+	if (cfg != NULL)
+		set = gh_auth_set_new(server->core, cfg->kf, cfg->path, cfg->module_dir, problems);
+	if (cfg != NULL)
+		tls = gh_tls_new(cfg, problems); /* new certificates for new sessions */
+	if (cfg == NULL || set == NULL || tls == NULL) {
+		if (set != NULL)
+			gh_auth_set_unref(set);
+		gh_tls_unref(tls);
+		for (guint i = 0; i < problems->len; i++)
+			g_warning("%s", (const char *)g_ptr_array_index(problems, i));
+		g_warning(
+		    "reload failed with %u problem%s: the running configuration stays in force",
+		    problems->len, problems->len == 1 ? "" : "s");
+		sd_notify(0, "READY=1");
+		notify_status(server, TRUE);
+		return;
+	}
+	warn_listener_changes(server, old, cfg);
+	gh_server_settings_from_config(cfg, &settings);
+	g_mutex_lock(&server->lock);
+	gh_config_unref(server->config);
+	server->config = gh_config_ref(cfg);
+	old_set = server->auth_set;
+	server->auth_set = set;
+	old_tls = server->tls;
+	server->tls = tls;
+	g_mutex_unlock(&server->lock);
+	gh_auth_set_unref(old_set);
+	gh_tls_unref(old_tls);
+	gh_auth_core_update(server->core, &settings);
+	gh_auth_core_flush_cache(server->core);
+	g_message("configuration reloaded from %s", cfg->path);
+	sd_notify(0, "READY=1");
+	notify_status(server, TRUE);
+}
+
+static gboolean
+on_sighup(gpointer data)
+{
+	GhServer *server = data;
+	if (!server->stopping)
+		server_reload(server);
+	return G_SOURCE_CONTINUE;
+}
+
+/* --------------------------------------------------------------- stopping */
+
+static gboolean
+on_stop_check(gpointer data)
+{
+	GhServer *server = data;
+	guint n = server_session_count(server);
+
+	if (n > 0 && g_get_monotonic_time() < server->stop_deadline)
+		return G_SOURCE_CONTINUE;
+	if (n > 0)
+		g_message("shutdown_timeout reached: closing %u session%s", n, n == 1 ? "" : "s");
+	for (guint i = 0; i < server->workers->len; i++) {
+		GhWorker *w = g_ptr_array_index(server->workers, i);
+		g_main_context_invoke(w->context, worker_finish, w);
+	}
+	g_main_loop_quit(server->main_loop);
+	return G_SOURCE_REMOVE;
+}
+
+static gboolean
+on_stop_signal(gpointer data)
+{
+	GhServer *server = data;
+	g_autoptr(GhConfig) cfg = NULL;
+
+	if (server->stopping)
+		return G_SOURCE_CONTINUE;
+	server->stopping = TRUE;
+	cfg = gh_server_get_config(server);
+	sd_notify(0, "STOPPING=1\nSTATUS=stopping");
+	g_message("stopping: %u session%s open, waiting up to %u s for proxied sessions",
+		  server_session_count(server), server_session_count(server) == 1 ? "" : "s",
+		  cfg->shutdown_timeout);
+	server->stop_deadline =
+	    g_get_monotonic_time() + (gint64)cfg->shutdown_timeout * G_USEC_PER_SEC;
+	for (guint i = 0; i < server->workers->len; i++) {
+		GhWorker *w = g_ptr_array_index(server->workers, i);
+		g_main_context_invoke(w->context, worker_stop, w);
+	}
+	g_timeout_add(50, on_stop_check, server);
+	return G_SOURCE_CONTINUE;
+}
+
+/* ------------------------------------------------------------------ public */
+
+GhServer *
+gh_server_new(GhConfig *cfg, GhAuthCore *core, GhAuthSet *set, GhTls *tls, GPtrArray *listeners)
+{
+	GhServer *server = g_new0(GhServer, 1);
+	g_mutex_init(&server->lock);
+	server->config = gh_config_ref(cfg);
+	server->auth_set = gh_auth_set_ref(set);
+	server->tls = gh_tls_ref(tls);
+	server->core = core;
+	server->listeners = g_ptr_array_ref(listeners);
+	server->workers = g_ptr_array_new();
+	server->main_loop = g_main_loop_new(NULL, FALSE);
+	return server;
+}
+
+int
+gh_server_run(GhServer *server)
+{
+	g_autoptr(GhConfig) cfg = gh_server_get_config(server);
+	guint64 watchdog_usec = 0;
+	guint sig_ids[3];
+	guint timers[3] = {0};
+
+	signal(SIGPIPE, SIG_IGN);
+	sig_ids[0] = g_unix_signal_add(SIGHUP, on_sighup, server);
+	sig_ids[1] = g_unix_signal_add(SIGTERM, on_stop_signal, server);
+	sig_ids[2] = g_unix_signal_add(SIGINT, on_stop_signal, server);
+
+	for (guint i = 0; i < cfg->workers; i++) {
+		GhWorker *w = worker_new(server, i);
+		g_autofree char *name = g_strdup_printf("gh-io-%u", i);
+		g_ptr_array_add(server->workers, w);
+		g_main_context_invoke(w->context, worker_begin, w);
+		w->thread = g_thread_new(name, worker_thread, w);
+	}
+	for (guint i = 0; i < server->listeners->len; i++) {
+		GhListener *l = g_ptr_array_index(server->listeners, i);
+		g_autofree char *where = g_strjoinv(" ", (char **)l->labels->pdata);
+		g_message("listener %s: %s", l->name, where);
+	}
+	timers[0] = g_timeout_add_seconds(1, on_status_timer, server);
+	timers[1] = g_timeout_add_seconds(1, on_refresh_timer, server);
+	if (sd_watchdog_enabled(0, &watchdog_usec) > 0 && watchdog_usec > 0)
+		timers[2] = g_timeout_add(MAX(watchdog_usec / 2000, 1), on_watchdog, server);
+
+	g_message("gatehoused %s ready: %u I/O worker%s, %u listener%s", PACKAGE_VERSION,
+		  cfg->workers, cfg->workers == 1 ? "" : "s", server->listeners->len,
+		  server->listeners->len == 1 ? "" : "s");
+	sd_notify(0, "READY=1");
+	notify_status(server, TRUE);
+
+	g_main_loop_run(server->main_loop);
+
+	for (guint i = 0; i < G_N_ELEMENTS(timers); i++)
+		if (timers[i] != 0)
+			g_source_remove(timers[i]);
+	for (guint i = 0; i < G_N_ELEMENTS(sig_ids); i++)
+		g_source_remove(sig_ids[i]);
+	for (guint i = 0; i < server->workers->len; i++)
+		worker_free(g_ptr_array_index(server->workers, i));
+	g_ptr_array_set_size(server->workers, 0);
+	g_message("stopped");
+	return 0;
+}
+
+void
+gh_server_free(GhServer *server)
+{
+	if (server == NULL)
+		return;
+	g_ptr_array_unref(server->workers);
+	g_ptr_array_unref(server->listeners);
+	gh_auth_set_unref(server->auth_set);
+	gh_tls_unref(server->tls);
+	gh_config_unref(server->config);
+	g_main_loop_unref(server->main_loop);
+	g_mutex_clear(&server->lock);
+	g_free(server);
+}

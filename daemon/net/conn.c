@@ -1,0 +1,556 @@
+/*
+ * conn.c: a non-blocking socket with bounded buffers (see conn.h).
+ *
+ * Reads are bounded by in_max so a peer can never make us hold more than
+ * that; writes go straight to the socket when it takes them and are queued
+ * only for the part it does not.
+ */
+#include "gh-build.h"
+
+#include "net/conn.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+/*
+ * Readiness comes from one epoll set per main context, itself one GSource
+ * watching the epoll descriptor.  Changing what a connection waits for is
+ * one epoll_ctl(2); GLib's own fd watches would wake the loop through its
+ * eventfd on every change and hand poll(2) every descriptor of every idle
+ * session on every iteration.
+ */
+typedef struct {
+	GSource source;
+	int epfd;
+	GMainContext *context;
+	gboolean dispatching;
+	GPtrArray *dead; /* connections freed during a dispatch, freed after it */
+} EpollSource;
+
+#define GH_EPOLL_BATCH 64
+
+static void conn_register(GhConn *c, GIOCondition events);
+
+static GMutex epoll_lock;
+static GHashTable *epoll_by_context; /* GMainContext * -> EpollSource * */
+
+static void
+conn_release(GhConn *c)
+{
+	g_byte_array_unref(c->in);
+	g_byte_array_unref(c->out);
+	g_free(c);
+}
+
+static gboolean
+epoll_dispatch(GSource *source, GSourceFunc callback, gpointer data)
+{
+	EpollSource *ep = (EpollSource *)source;
+	struct epoll_event events[GH_EPOLL_BATCH];
+	int n;
+	(void)callback;
+	(void)data;
+
+	do {
+		n = epoll_wait(ep->epfd, events, GH_EPOLL_BATCH, 0);
+	} while (n < 0 && errno == EINTR);
+	ep->dispatching = TRUE;
+	for (int i = 0; i < n; i++) {
+		GhConn *c = events[i].data.ptr;
+		GIOCondition cond = 0;
+		if (c->dead)
+			continue; /* freed by an earlier callback of this batch */
+		if (events[i].events & EPOLLIN)
+			cond |= G_IO_IN;
+		if (events[i].events & EPOLLOUT)
+			cond |= G_IO_OUT;
+		if (events[i].events & EPOLLHUP)
+			cond |= G_IO_HUP;
+		if (events[i].events & EPOLLERR)
+			cond |= G_IO_ERR;
+		/* an event we stopped wanting (lazily left in the set): narrow
+		 * the record now, or level-triggered epoll reports it again */
+		if ((cond & ~(c->watching | G_IO_HUP | G_IO_ERR)) != 0 || c->watching == 0)
+			conn_register(c, c->watching);
+		if (c->watching == 0)
+			continue;
+		cond &= c->watching | G_IO_HUP | G_IO_ERR;
+		if (cond != 0 && c->func != NULL)
+			c->func(c, cond, c->user_data);
+	}
+	ep->dispatching = FALSE;
+	if (ep->dead->len > 0)
+		g_ptr_array_set_size(ep->dead, 0); /* frees them */
+	return G_SOURCE_CONTINUE;
+}
+
+static void
+epoll_finalize(GSource *source)
+{
+	EpollSource *ep = (EpollSource *)source;
+	g_mutex_lock(&epoll_lock);
+	if (epoll_by_context != NULL && g_hash_table_lookup(epoll_by_context, ep->context) == ep)
+		g_hash_table_remove(epoll_by_context, ep->context);
+	g_mutex_unlock(&epoll_lock);
+	g_ptr_array_unref(ep->dead);
+	close(ep->epfd);
+}
+
+static GSourceFuncs epoll_funcs = {
+    .dispatch = epoll_dispatch,
+    .finalize = epoll_finalize,
+};
+
+/* The epoll source of context, made on first use; it lives as long as the
+ * context (which holds the only reference). */
+static EpollSource *
+epoll_for(GMainContext *context)
+{
+	EpollSource *ep;
+	if (context == NULL)
+		context = g_main_context_default();
+	g_mutex_lock(&epoll_lock);
+	if (epoll_by_context == NULL)
+		epoll_by_context = g_hash_table_new(NULL, NULL);
+	ep = g_hash_table_lookup(epoll_by_context, context);
+	if (ep == NULL) {
+		int epfd = epoll_create1(EPOLL_CLOEXEC);
+		if (epfd < 0)
+			g_error("epoll_create1: %s", g_strerror(errno));
+		ep = (EpollSource *)g_source_new(&epoll_funcs, sizeof(EpollSource));
+		ep->epfd = epfd;
+		ep->context = context;
+		ep->dead = g_ptr_array_new_with_free_func((GDestroyNotify)conn_release);
+		g_source_set_name((GSource *)ep, "gatehouse connections");
+		/* GLib blocks a source that cannot recurse while it dispatches:
+		 * it takes the source's fds out of the context's poll set and
+		 * puts them back, and each of those changes writes the
+		 * context's eventfd, so the next poll() returns at once for
+		 * nothing.  Nothing here runs a nested loop, so skip that. */
+		g_source_set_can_recurse((GSource *)ep, TRUE);
+		(void)g_source_add_unix_fd((GSource *)ep, epfd, G_IO_IN);
+		g_hash_table_insert(epoll_by_context, context, ep);
+		g_source_attach((GSource *)ep, context);
+		g_source_unref((GSource *)ep);
+	}
+	g_mutex_unlock(&epoll_lock);
+	return ep;
+}
+
+GhConn *
+gh_conn_new(int fd, GMainContext *context, gsize in_max, gsize out_max)
+{
+	GhConn *c = g_new0(GhConn, 1);
+	c->fd = fd;
+	c->context = context;
+	c->epoll = epoll_for(context);
+	c->in_max = in_max;
+	c->out_max = out_max;
+	c->in = g_byte_array_new();
+	c->out = g_byte_array_new();
+	return c;
+}
+
+void
+gh_conn_free(GhConn *c)
+{
+	EpollSource *ep;
+	if (c == NULL)
+		return;
+	ep = c->epoll;
+	if (c->tls != NULL) {
+		/* tell the peer we are done, if the socket takes it now; never wait */
+		if (!c->tls_handshaking && c->error == 0)
+			(void)gnutls_bye(c->tls, GNUTLS_SHUT_WR);
+		gnutls_deinit(c->tls);
+	}
+	g_free(c->tls_error);
+	/* Out of the epoll set first: close() alone removes the record only
+	 * when no other descriptor shares the socket, and a forked child (PAM's
+	 * pam_exec, between fork and exec) may hold one for a moment; the
+	 * record would then outlive c and hand its pointer to the next batch. */
+	if (c->registered != 0)
+		conn_register(c, 0);
+	if (c->fd >= 0)
+		close(c->fd);
+	c->fd = -1;
+	c->watching = c->registered = 0;
+	c->func = NULL;
+	/* buffers may hold credentials on their way to a backend */
+	if (c->in->len > 0)
+		explicit_bzero(c->in->data, c->in->len);
+	if (c->out->len > 0)
+		explicit_bzero(c->out->data, c->out->len);
+	if (ep->dispatching) {
+		/* an event for c may still be in the batch being dispatched */
+		c->dead = TRUE;
+		g_ptr_array_add(ep->dead, c);
+		return;
+	}
+	conn_release(c);
+}
+
+void
+gh_conn_set_callback(GhConn *c, GhConnFunc func, gpointer user_data)
+{
+	c->func = func;
+	c->user_data = user_data;
+}
+
+/* Bring the epoll set's record of c to `events` (0: out of the set). */
+static void
+conn_register(GhConn *c, GIOCondition events)
+{
+	EpollSource *ep = c->epoll;
+	struct epoll_event ev = {0};
+	int op;
+	if (events == c->registered)
+		return;
+	if (events == 0)
+		op = EPOLL_CTL_DEL; /* a record with no events would still report hang-ups */
+	else
+		op = c->registered == 0 ? EPOLL_CTL_ADD : EPOLL_CTL_MOD;
+	ev.events = ((events & G_IO_IN) ? EPOLLIN : 0) | ((events & G_IO_OUT) ? EPOLLOUT : 0);
+	ev.data.ptr = c;
+	if (epoll_ctl(ep->epfd, op, c->fd, &ev) != 0 && op != EPOLL_CTL_DEL) {
+		/* out of kernel memory for watches: fail the connection rather
+		 * than leave it waiting for an event that cannot come */
+		g_warning("epoll_ctl on fd %d: %s", c->fd, g_strerror(errno));
+		c->error = errno;
+		return;
+	}
+	c->registered = events;
+}
+
+void
+gh_conn_want(GhConn *c, GIOCondition condition)
+{
+	if (condition != 0)
+		condition |= c->tls_want;
+	if (c->fd < 0)
+		return;
+	c->watching = condition;
+	/* Narrowing is lazy: an event we no longer want is dropped, and the
+	 * record fixed, only if it comes.  A session that stops reading while
+	 * its login is checked and then reads again costs no syscall. */
+	if ((condition & ~c->registered) != 0)
+		conn_register(c, condition);
+}
+
+static void
+tls_failed(GhConn *c, const char *what, int rc)
+{
+	if (c->tls_error == NULL)
+		c->tls_error = g_strdup_printf("%s: %s", what, gnutls_strerror(rc));
+	c->error = ECONNRESET;
+}
+
+static gsize
+tls_fill(GhConn *c)
+{
+	gsize added = 0;
+	c->tls_want = 0;
+	while (!c->eof && c->error == 0 &&
+	       (c->in->len < c->in_max || gnutls_record_check_pending(c->tls) > 0)) {
+		guint8 buf[16384];
+		ssize_t n = gnutls_record_recv(c->tls, buf, sizeof buf);
+		if (n > 0) {
+			g_byte_array_append(c->in, buf, (guint)n);
+			added += (gsize)n;
+			c->bytes_in += (guint64)n;
+			if (!c->plain_data)
+				explicit_bzero(buf, (gsize)n);
+		} else if (n == 0 || n == GNUTLS_E_PREMATURE_TERMINATION) {
+			/* close-notify, or a peer that just closed: both are an end */
+			c->eof = TRUE;
+		} else if (n == GNUTLS_E_INTERRUPTED) {
+			continue;
+		} else if (n == GNUTLS_E_AGAIN) {
+			if (gnutls_record_get_direction(c->tls) == 1)
+				c->tls_want = G_IO_OUT;
+			break;
+		} else if (!gnutls_error_is_fatal((int)n)) {
+			continue; /* a warning alert is not an end */
+		} else {
+			tls_failed(c, "TLS read", (int)n);
+		}
+	}
+	return added;
+}
+
+static gboolean
+tls_flush(GhConn *c)
+{
+	c->tls_want = 0;
+	while (c->out->len > 0 && c->error == 0) {
+		/* after E_AGAIN the same record must be offered again */
+		gsize len = c->tls_send_len != 0 ? c->tls_send_len : MIN(c->out->len, 16384);
+		ssize_t n = gnutls_record_send(c->tls, c->out->data, len);
+		if (n > 0) {
+			c->tls_send_len = 0;
+			c->bytes_out += (guint64)n;
+			if (!c->plain_data)
+				explicit_bzero(c->out->data, (gsize)n);
+			g_byte_array_remove_range(c->out, 0, (guint)n);
+		} else if (n == GNUTLS_E_INTERRUPTED) {
+			continue;
+		} else if (n == GNUTLS_E_AGAIN) {
+			c->tls_send_len = len;
+			if (gnutls_record_get_direction(c->tls) == 0)
+				c->tls_want = G_IO_IN;
+			break;
+		} else {
+			tls_failed(c, "TLS write", (int)n);
+		}
+	}
+	return c->out->len == 0;
+}
+
+void
+gh_conn_tls_start(GhConn *c, gnutls_session_t session)
+{
+	c->tls = session;
+	c->tls_handshaking = TRUE;
+}
+
+int
+gh_conn_tls_handshake(GhConn *c)
+{
+	int rc;
+	c->tls_want = 0;
+	do {
+		rc = gnutls_handshake(c->tls);
+	} while (rc < 0 && rc != GNUTLS_E_AGAIN && !gnutls_error_is_fatal(rc));
+	if (rc == 0) {
+		c->tls_handshaking = FALSE;
+		return 1;
+	}
+	if (rc == GNUTLS_E_AGAIN) {
+		c->tls_want = gnutls_record_get_direction(c->tls) == 1 ? G_IO_OUT : G_IO_IN;
+		return 0;
+	}
+	if (rc == GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR) {
+		gnutls_datum_t text = {NULL, 0};
+		unsigned status = gnutls_session_get_verify_cert_status(c->tls);
+		gnutls_certificate_verification_status_print(
+		    status, gnutls_certificate_type_get(c->tls), &text, 0);
+		c->tls_error = g_strdup_printf("TLS handshake: certificate not trusted: %s",
+					       text.data != NULL ? (char *)text.data : "?");
+		gnutls_free(text.data);
+	} else if (rc == GNUTLS_E_FATAL_ALERT_RECEIVED) {
+		c->tls_error = g_strdup_printf("TLS handshake: the peer sent alert \"%s\"",
+					       gnutls_alert_get_name(gnutls_alert_get(c->tls)));
+	} else {
+		c->tls_error = g_strdup_printf("TLS handshake: %s", gnutls_strerror(rc));
+	}
+	c->error = ECONNRESET;
+	return -1;
+}
+
+gsize
+gh_conn_fill(GhConn *c)
+{
+	gsize added = 0;
+	if (c->tls != NULL)
+		return c->tls_handshaking ? 0 : tls_fill(c);
+	while (c->in->len < c->in_max && !c->eof && c->error == 0) {
+		guint8 buf[16384];
+		gsize room = MIN(sizeof buf, c->in_max - c->in->len);
+		ssize_t n = recv(c->fd, buf, room, 0);
+		if (n > 0) {
+			g_byte_array_append(c->in, buf, (guint)n);
+			added += (gsize)n;
+			c->bytes_in += (guint64)n;
+			if (!c->plain_data)
+				explicit_bzero(buf, (gsize)n);
+			if ((gsize)n < room)
+				break;
+		} else if (n == 0) {
+			c->eof = TRUE;
+		} else if (errno == EINTR) {
+			continue;
+		} else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+			break;
+		} else {
+			c->error = errno;
+		}
+	}
+	return added;
+}
+
+void
+gh_conn_consume(GhConn *c, gsize n)
+{
+	n = MIN(n, c->in->len);
+	if (n == 0)
+		return;
+	if (!c->plain_data)
+		explicit_bzero(c->in->data, n);
+	g_byte_array_remove_range(c->in, 0, (guint)n);
+}
+
+gboolean
+gh_conn_flush(GhConn *c)
+{
+	gsize off = 0;
+	if (c->tls != NULL)
+		return c->tls_handshaking ? c->out->len == 0 : tls_flush(c);
+	while (off < c->out->len && c->error == 0) {
+		ssize_t n = send(c->fd, c->out->data + off, c->out->len - off, MSG_NOSIGNAL);
+		if (n > 0) {
+			off += (gsize)n;
+			c->bytes_out += (guint64)n;
+		} else if (n < 0 && errno == EINTR) {
+			continue;
+		} else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			break;
+		} else {
+			c->error = n < 0 ? errno : EPIPE;
+		}
+	}
+	if (off > 0) {
+		if (!c->plain_data)
+			explicit_bzero(c->out->data, off);
+		g_byte_array_remove_range(c->out, 0, (guint)off);
+	}
+	return c->out->len == 0;
+}
+
+gboolean
+gh_conn_queue(GhConn *c, const void *data, gsize len)
+{
+	if (c->out->len + len > c->out_max)
+		return FALSE;
+	g_byte_array_append(c->out, data, (guint)len);
+	if (!c->corked || c->out->len >= GH_CONN_CORK_MAX)
+		(void)gh_conn_flush(c);
+	return TRUE;
+}
+
+void
+gh_conn_cork(GhConn *c)
+{
+	c->corked = TRUE;
+}
+
+void
+gh_conn_uncork(GhConn *c)
+{
+	c->corked = FALSE;
+	/* From GH_CONN_CORK_MAX on, the last gh_conn_queue has tried the
+	 * socket already and what is left is what it refused: leave it to the
+	 * writable event, exactly as if nothing had been corked (trying again
+	 * here could empty the queue after the owner stopped reading for it,
+	 * and then nothing would wake the owner for the input it left). */
+	if (c->out->len > 0 && c->out->len < GH_CONN_CORK_MAX)
+		(void)gh_conn_flush(c);
+}
+
+gboolean
+gh_conn_queue_printf(GhConn *c, const char *format, ...)
+{
+	va_list ap;
+	g_autofree char *text = NULL;
+	va_start(ap, format);
+	text = g_strdup_vprintf(format, ap);
+	va_end(ap);
+	return gh_conn_queue(c, text, strlen(text));
+}
+
+gsize
+gh_conn_pending(GhConn *c)
+{
+	return c->out->len;
+}
+
+gsize
+gh_conn_recv(GhConn *c, void *buf, gsize len)
+{
+	if (c->eof || c->error != 0 || len == 0)
+		return 0;
+	if (c->tls != NULL) {
+		if (c->tls_handshaking)
+			return 0;
+		c->tls_want = 0;
+		for (;;) {
+			ssize_t n = gnutls_record_recv(c->tls, buf, len);
+			if (n > 0) {
+				c->bytes_in += (guint64)n;
+				return (gsize)n;
+			}
+			if (n == 0 || n == GNUTLS_E_PREMATURE_TERMINATION) {
+				c->eof = TRUE;
+			} else if (n == GNUTLS_E_INTERRUPTED) {
+				continue;
+			} else if (n == GNUTLS_E_AGAIN) {
+				if (gnutls_record_get_direction(c->tls) == 1)
+					c->tls_want = G_IO_OUT;
+			} else if (!gnutls_error_is_fatal((int)n)) {
+				continue;
+			} else {
+				tls_failed(c, "TLS read", (int)n);
+			}
+			return 0;
+		}
+	}
+	for (;;) {
+		ssize_t n = recv(c->fd, buf, len, 0);
+		if (n > 0) {
+			c->bytes_in += (guint64)n;
+			return (gsize)n;
+		}
+		if (n == 0)
+			c->eof = TRUE;
+		else if (errno == EINTR)
+			continue;
+		else if (errno != EAGAIN && errno != EWOULDBLOCK)
+			c->error = errno;
+		return 0;
+	}
+}
+
+void
+gh_conn_write(GhConn *c, const void *data, gsize len)
+{
+	gsize off = 0;
+	if (c->out->len > 0 || c->tls != NULL || c->error != 0) {
+		/* TLS keeps its record-resend rule in tls_flush; queued bytes
+		 * go first */
+		g_byte_array_append(c->out, data, (guint)len);
+		(void)gh_conn_flush(c);
+		return;
+	}
+	while (off < len) {
+		ssize_t n = send(c->fd, (const char *)data + off, len - off, MSG_NOSIGNAL);
+		if (n > 0) {
+			off += (gsize)n;
+			c->bytes_out += (guint64)n;
+		} else if (n < 0 && errno == EINTR) {
+			continue;
+		} else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			break;
+		} else {
+			c->error = n < 0 ? errno : EPIPE;
+			return;
+		}
+	}
+	if (off < len)
+		g_byte_array_append(c->out, (const guint8 *)data + off, (guint)(len - off));
+}
+
+void
+gh_conn_trim(GhConn *c)
+{
+	/* a GByteArray keeps its capacity; an empty new one holds no data */
+	if (c->in->len == 0) {
+		g_byte_array_unref(c->in);
+		c->in = g_byte_array_new();
+	}
+	if (c->out->len == 0) {
+		g_byte_array_unref(c->out);
+		c->out = g_byte_array_new();
+	}
+}

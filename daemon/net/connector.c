@@ -1,0 +1,333 @@
+/*
+ * backend-connect.c: server order and non-blocking connects (see
+ * backend-connect.h).
+ *
+ * A server given as an IP address and port (the usual case) is connected
+ * with a plain non-blocking connect(2) whose socket is handed over at once,
+ * from the loop: the backend handshake waits for the greeting anyway, and a
+ * refused connect shows up there.  No objects, no resolver, no watch.  A
+ * host name goes through GIO's GSocketClient, which resolves it.  GIO calls a connect
+ * callback even after cancellation, when the connector may be gone; each
+ * such attempt therefore carries a ticket that says whether anyone still
+ * waits for it, and the callback frees the ticket.
+ */
+#include "gh-build.h"
+
+#include "net/connector.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <gio/gio.h>
+#include <glib-unix.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+typedef struct {
+	GhConnector *c; /* NULL once the connector gave up on this attempt */
+} Ticket;
+
+struct _GhConnector {
+	GMainContext *context;
+	guint timeout;
+	GPtrArray *servers; /* of char* "host:port", in the order to try */
+	guint next;
+	const char *server;
+	GSocketClient *client;
+	GCancellable *cancellable;
+	Ticket *ticket;
+	GSource *timer;
+	int fd;      /* a numeric connect in progress, or -1 */
+	char *early; /* a numeric connect that failed at once: why */
+	gboolean timed_out;
+	GhConnectorFunc func;
+	gpointer user_data;
+};
+
+guint
+gh_backend_first_server(const char *key, guint n)
+{
+	guint32 h = 2166136261u;
+	if (n == 0)
+		return 0;
+	for (const char *p = key != NULL ? key : ""; *p != '\0'; p++) {
+		h ^= (guint8)*p;
+		h *= 16777619u;
+	}
+	return h % n;
+}
+
+GhConnector *
+gh_connector_new(const GhBackendConfig *bc,
+		 const char *route,
+		 const char *hash_key,
+		 GMainContext *context)
+{
+	GhConnector *c = g_new0(GhConnector, 1);
+	c->context = context;
+	c->fd = -1;
+	c->timeout = MAX(bc->connect_timeout, 1);
+	c->servers = g_ptr_array_new_with_free_func(g_free);
+	if (route != NULL && *route != '\0') {
+		g_ptr_array_add(c->servers, g_strdup(route));
+	} else {
+		guint n = bc->servers->len;
+		guint first = gh_backend_first_server(hash_key, n);
+		for (guint i = 0; i < n; i++) {
+			const GhHostPort *hp =
+			    &g_array_index(bc->servers, GhHostPort, (first + i) % n);
+			g_ptr_array_add(c->servers,
+					strchr(hp->host, ':') != NULL
+					    ? g_strdup_printf("[%s]:%u", hp->host, hp->port)
+					    : g_strdup_printf("%s:%u", hp->host, hp->port));
+		}
+	}
+	return c;
+}
+
+static void
+stop_attempt(GhConnector *c)
+{
+	if (c->timer != NULL) {
+		g_source_destroy(c->timer);
+		g_source_unref(c->timer);
+		c->timer = NULL;
+	}
+	if (c->fd >= 0) {
+		close(c->fd);
+		c->fd = -1;
+	}
+	g_clear_pointer(&c->early, g_free);
+	if (c->ticket != NULL) {
+		c->ticket->c = NULL;
+		c->ticket = NULL;
+	}
+	if (c->cancellable != NULL) {
+		g_cancellable_cancel(c->cancellable);
+		g_clear_object(&c->cancellable);
+	}
+}
+
+void
+gh_connector_free(GhConnector *c)
+{
+	if (c == NULL)
+		return;
+	stop_attempt(c);
+	g_clear_object(&c->client);
+	g_ptr_array_unref(c->servers);
+	g_free(c);
+}
+
+const char *
+gh_connector_server(const GhConnector *c)
+{
+	return c->server;
+}
+
+char *
+gh_connector_host(const GhConnector *c)
+{
+	const char *server = c->server != NULL ? c->server : "";
+	const char *colon;
+	if (server[0] == '[') {
+		const char *end = strchr(server, ']');
+		return g_strndup(server + 1,
+				 end != NULL ? (gsize)(end - server - 1) : strlen(server) - 1);
+	}
+	colon = strrchr(server, ':');
+	return g_strndup(server, colon != NULL ? (gsize)(colon - server) : strlen(server));
+}
+
+static gboolean
+on_timeout(gpointer data)
+{
+	GhConnector *c = data;
+	g_source_unref(c->timer);
+	c->timer = NULL;
+	if (c->cancellable == NULL) {
+		/* A numeric connect: hand over the socket under way, or say
+		 * why there is none.  The backend's first step is to wait for
+		 * its greeting (or to send a TLS hello, which waits for the
+		 * connect), under the backend's own connect_timeout; a refused
+		 * connect shows up there as a read error.  No writability
+		 * watch, no getsockopt. */
+		int fd = c->fd;
+		g_autofree char *why = fd < 0 ? g_strdup_printf("connect: %s", c->early) : NULL;
+		c->fd = -1;
+		stop_attempt(c);
+		c->func(fd, c->server, why, c->user_data);
+		return G_SOURCE_REMOVE;
+	}
+	/* the connect callback reports the cancellation as a timeout */
+	c->timed_out = TRUE;
+	g_cancellable_cancel(c->cancellable);
+	return G_SOURCE_REMOVE;
+}
+
+/* "192.0.2.1:143" or "[2001:db8::1]:143" as a socket address; FALSE for a
+ * host name (or anything gh_host_port_parse refuses). */
+static gboolean
+numeric_address(const char *server, struct sockaddr_storage *ss, socklen_t *len)
+{
+	GhHostPort hp = {0};
+	struct sockaddr_in *v4 = (struct sockaddr_in *)ss;
+	struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)ss;
+	gboolean ok = FALSE;
+
+	if (!gh_host_port_parse(server, &hp, NULL))
+		return FALSE;
+	memset(ss, 0, sizeof *ss);
+	if (inet_pton(AF_INET, hp.host, &v4->sin_addr) == 1) {
+		v4->sin_family = AF_INET;
+		v4->sin_port = htons(hp.port);
+		*len = sizeof *v4;
+		ok = TRUE;
+	} else if (inet_pton(AF_INET6, hp.host, &v6->sin6_addr) == 1) {
+		v6->sin6_family = AF_INET6;
+		v6->sin6_port = htons(hp.port);
+		*len = sizeof *v6;
+		ok = TRUE;
+	}
+	gh_host_port_clear(&hp);
+	return ok;
+}
+
+/* Start a plain non-blocking connect; FALSE when server is a host name. */
+static gboolean
+connect_numeric(GhConnector *c)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+	int one = 1;
+	if (!numeric_address(c->server, &ss, &len))
+		return FALSE;
+	c->fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (c->fd < 0) {
+		c->early = g_strdup(g_strerror(errno));
+	} else {
+		/* the login dialogue is small writes answered one by one */
+		(void)setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+		if (connect(c->fd, (struct sockaddr *)&ss, len) != 0 && errno != EINPROGRESS) {
+			c->early = g_strdup(g_strerror(errno)); /* refused at once */
+			close(c->fd);
+			c->fd = -1;
+		}
+	}
+	/* the socket, or why there is none, goes to the caller from the loop
+	 * (on_timeout), never from inside gh_connector_next */
+	c->timer = g_timeout_source_new(0);
+	g_source_set_callback(c->timer, on_timeout, c, NULL);
+	g_source_attach(c->timer, c->context);
+	return TRUE;
+}
+
+static void
+on_connected(GObject *source, GAsyncResult *result, gpointer data)
+{
+	g_autoptr(GError) error = NULL;
+	g_autoptr(GSocketConnection) sc =
+	    g_socket_client_connect_to_host_finish(G_SOCKET_CLIENT(source), result, &error);
+	Ticket *ticket = data;
+	GhConnector *c = ticket->c;
+	int fd = -1;
+	g_autofree char *why = NULL;
+
+	g_free(ticket);
+	if (c == NULL)
+		return; /* nobody waits any more */
+	c->ticket = NULL;
+	stop_attempt(c);
+	if (sc == NULL) {
+		why = g_strdup_printf("connect: %s", c->timed_out
+							 ? "no answer within the connect_timeout"
+							 : error->message);
+	} else {
+		/* the session relays on a plain fd; GIO's objects are done with */
+		fd = dup(g_socket_get_fd(g_socket_connection_get_socket(sc)));
+		(void)g_io_stream_close(G_IO_STREAM(sc), NULL, NULL);
+		if (fd < 0)
+			why = g_strdup_printf("dup: %s", g_strerror(errno));
+		else
+			(void)g_unix_set_fd_nonblocking(fd, TRUE, NULL);
+	}
+	c->func(fd, c->server, why, c->user_data);
+}
+
+gboolean
+gh_connector_next(GhConnector *c, GhConnectorFunc func, gpointer user_data)
+{
+	if (c->next >= c->servers->len)
+		return FALSE;
+	stop_attempt(c);
+	c->server = g_ptr_array_index(c->servers, c->next++);
+	c->func = func;
+	c->user_data = user_data;
+	c->timed_out = FALSE;
+	if (connect_numeric(c))
+		return TRUE;
+	c->cancellable = g_cancellable_new();
+	c->ticket = g_new0(Ticket, 1);
+	c->ticket->c = c;
+	if (c->client == NULL) {
+		c->client = g_socket_client_new();
+		g_socket_client_set_enable_proxy(c->client, FALSE);
+	}
+	c->timer = g_timeout_source_new(c->timeout * 1000);
+	g_source_set_callback(c->timer, on_timeout, c, NULL);
+	g_source_attach(c->timer, c->context);
+	/* port 0: every configured server names its port */
+	g_socket_client_connect_to_host_async(c->client, c->server, 0, c->cancellable, on_connected,
+					      c->ticket);
+	return TRUE;
+}
+
+GhSecret *
+gh_backend_master_password(const GhBackendConfig *bc, GError **error)
+{
+	char *text = NULL;
+	gsize len = 0;
+	if (!g_file_get_contents(bc->master_password_file, &text, &len, error))
+		return NULL;
+	while (len > 0 && (text[len - 1] == '\n' || text[len - 1] == '\r'))
+		text[--len] = '\0';
+	return gh_secret_new_take(text, len);
+}
+
+gboolean
+gh_backend_tls_start(
+    GhConnector *c, GhConn *conn, GhTls *tls, const GhBackendConfig *bc, char **error)
+{
+	g_autofree char *host = gh_connector_host(c);
+	if (conn->in->len > 0) {
+		*error = g_strdup("sent data after its STARTTLS reply");
+		return FALSE;
+	}
+	gh_conn_tls_start(conn, gh_tls_client_session(tls, bc, host, conn->fd));
+	return TRUE;
+}
+
+int
+gh_backend_tls_handshake(GhConnector *c, GhConn *conn, const GhBackendConfig *bc, char **error)
+{
+	int rc = gh_conn_tls_handshake(conn);
+	if (rc < 0) {
+		*error = g_strdup(conn->tls_error);
+		return -1;
+	}
+	if (rc == 0) {
+		gh_conn_want(conn, conn->tls_want);
+		return 0;
+	}
+	if (bc->verify) {
+		g_autofree char *host = gh_connector_host(c);
+		g_autofree char *why = NULL;
+		if (!gh_tls_verify_peer(conn->tls, host, &why)) {
+			*error = g_strdup_printf("TLS: %s", why);
+			return -1;
+		}
+	}
+	return 1;
+}

@@ -1,0 +1,57 @@
+/*
+ * backend-connect.h: choosing and connecting to a backend server, shared by
+ * the SMTP and IMAP backend handshakes.
+ *
+ * The servers of a [backend NAME] group are tried starting at one picked by
+ * a stable hash of a key (the user), then the following ones in turn; a
+ * route from the auth module replaces the list.  Each attempt is a
+ * non-blocking connect on the session's worker context with a timeout.
+ */
+#pragma once
+
+#include <glib.h>
+#include "config/config.h"
+#include "net/conn.h"
+#include "secret.h"
+#include "net/tls.h"
+
+typedef struct _GhConnector GhConnector;
+
+/* fd: the connected socket (non-blocking, transfer full), or -1 with
+ * `error` saying why (for the log).  `server` is "host:port". */
+typedef void (*GhConnectorFunc)(int fd, const char *server, const char *error, gpointer user_data);
+
+GhConnector *gh_connector_new(const GhBackendConfig *backend,
+			      const char *route,
+			      const char *hash_key,
+			      GMainContext *context);
+/* Start connecting to the next server; the callback runs once, later, on
+ * the context.  Returns FALSE (and never calls back) when every server has
+ * been tried. */
+gboolean gh_connector_next(GhConnector *c, GhConnectorFunc func, gpointer user_data);
+/* The server being (or last) tried, or NULL before the first. */
+const char *gh_connector_server(const GhConnector *c);
+/* The host part of the server being tried ("mx1.example.com",
+ * "10.0.0.5", "::1"): the name its certificate must carry.  (transfer full) */
+char *gh_connector_host(const GhConnector *c);
+/* Put client TLS on `conn`, towards the server being tried.  FALSE (with
+ * *error) when the server already sent more plaintext: after STARTTLS that
+ * must not pass for TLS data. */
+gboolean gh_backend_tls_start(
+    GhConnector *c, GhConn *conn, GhTls *tls, const GhBackendConfig *bc, char **error);
+/* Drive the handshake and, once it is done, check the certificate (unless
+ * verify = no).  1: done; 0: call again (the watch is set); -1: failed,
+ * *error says why (another server may do better). */
+int gh_backend_tls_handshake(GhConnector *c, GhConn *conn, const GhBackendConfig *bc, char **error);
+/* Cancel a connect in flight (its callback will not run) and free. NULL allowed. */
+void gh_connector_free(GhConnector *c);
+
+/* Read `login = master`'s password from master_password_file (one line;
+ * the line end an editor adds is not part of it).  Read at each login, so a
+ * changed file takes effect without a reload.  (transfer full) or NULL with
+ * *error set. */
+GhSecret *gh_backend_master_password(const GhBackendConfig *backend, GError **error);
+
+/* The first server of n to try for `key`: a stable hash (FNV-1a), so one
+ * user lands on one server while it is up.  Exposed for tests. */
+guint gh_backend_first_server(const char *key, guint n);

@@ -1,0 +1,339 @@
+/*
+ * relay.c: the byte pump between a client and its backend (see relay.h).
+ *
+ * Each direction is a flow from one connection to the other.  Bytes go
+ * straight from a read into the other side's socket; only what that socket
+ * does not take is queued, and nothing more is read for that direction until
+ * the queue is out (back-pressure: at most one read per direction is ever
+ * held).  Where both sides are plaintext and a read comes back full (a bulk
+ * transfer, not commands), the flow switches to splice(2) through a pipe of
+ * its own, so the bytes never enter user space.  `done` runs once, after
+ * which nothing is read or written.
+ */
+#include "gh-build.h"
+
+#include "net/relay.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define GH_RELAY_CHUNK (16 * 1024)   /* one read through user space */
+#define GH_RELAY_SPLICE (256 * 1024) /* one splice into the pipe */
+#define GH_RELAY_ROUNDS 16           /* reads per flow per wake-up (fairness) */
+
+typedef struct {
+	GhConn *src;
+	GhConn *dst;
+	int pipe_r; /* -1 until the flow turns to splice */
+	int pipe_w;
+	gsize piped;   /* bytes in the pipe, not yet in dst's socket */
+	gboolean more; /* stopped for fairness with input left: come back */
+} Flow;
+
+struct _GhRelay {
+	GhConn *client;
+	GhConn *backend;
+	Flow up;   /* client to backend */
+	Flow down; /* backend to client */
+	GhRelayDone done;
+	gpointer user_data;
+	guint64 client_start;  /* client->bytes_in when the relay started */
+	guint64 backend_start; /* backend->bytes_in when the relay started */
+	gboolean finished;
+	gboolean client_closed; /* its EOF was passed on to the backend */
+	GSource *kick;          /* runs a pump from the loop */
+};
+
+static void
+flow_init(Flow *f, GhConn *src, GhConn *dst)
+{
+	f->src = src;
+	f->dst = dst;
+	f->pipe_r = f->pipe_w = -1;
+}
+
+static void
+flow_close(Flow *f)
+{
+	if (f->pipe_r >= 0)
+		close(f->pipe_r);
+	if (f->pipe_w >= 0)
+		close(f->pipe_w);
+	f->pipe_r = f->pipe_w = -1;
+}
+
+/* Bytes of this flow not yet handed to dst's socket. */
+static gsize
+flow_pending(const Flow *f)
+{
+	return gh_conn_pending(f->dst) + f->piped;
+}
+
+/* Pipe to dst's socket; FALSE while some stay in the pipe. */
+static gboolean
+flow_drain_pipe(Flow *f)
+{
+	while (f->piped > 0) {
+		ssize_t n = splice(f->pipe_r, NULL, f->dst->fd, NULL, f->piped,
+				   SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+		if (n > 0) {
+			f->piped -= (gsize)n;
+			f->dst->bytes_out += (guint64)n;
+		} else if (n < 0 && errno == EINTR) {
+			continue;
+		} else if (n < 0 && errno == EAGAIN) {
+			return FALSE;
+		} else {
+			f->dst->error = n < 0 ? errno : EPIPE;
+			return FALSE;
+		}
+	}
+	return TRUE;
+}
+
+/* Splice from src's socket into the (empty) pipe: bytes moved, 0 when none
+ * (would block, EOF or error, flagged on src). */
+static gsize
+flow_splice_in(Flow *f)
+{
+	for (;;) {
+		ssize_t n = splice(f->src->fd, NULL, f->pipe_w, NULL, GH_RELAY_SPLICE,
+				   SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+		if (n > 0) {
+			f->piped += (gsize)n;
+			f->src->bytes_in += (guint64)n;
+			return (gsize)n;
+		}
+		if (n == 0)
+			f->src->eof = TRUE;
+		else if (errno == EINTR)
+			continue;
+		else if (errno != EAGAIN)
+			f->src->error = errno;
+		return 0;
+	}
+}
+
+static void
+flow_try_splice(Flow *f)
+{
+	int fds[2];
+	if (f->pipe_r >= 0 || f->src->tls != NULL || f->dst->tls != NULL)
+		return;
+	if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) != 0)
+		return; /* out of descriptors: keep copying */
+	/* a bigger pipe means fewer round trips per megabyte; best effort */
+	(void)fcntl(fds[1], F_SETPIPE_SZ, GH_RELAY_SPLICE);
+	f->pipe_r = fds[0];
+	f->pipe_w = fds[1];
+}
+
+/* Move what can move from src to dst now. */
+static void
+flow_run(Flow *f)
+{
+	GhConn *src = f->src, *dst = f->dst;
+
+	f->more = FALSE;
+	/* what was read before the relay started (pipelined behind a login) */
+	if (src->in->len > 0 && gh_conn_pending(dst) == 0 && f->piped == 0) {
+		gh_conn_write(dst, src->in->data, src->in->len);
+		gh_conn_consume(src, src->in->len);
+		gh_conn_trim(src);
+	}
+	for (int round = 0; round < GH_RELAY_ROUNDS; round++) {
+		if (dst->error != 0 || src->error != 0)
+			return;
+		if (gh_conn_pending(dst) > 0) {
+			if (!gh_conn_flush(dst))
+				return; /* dst is full: its G_IO_OUT brings us back */
+			gh_conn_trim(dst);
+		}
+		if (f->piped > 0 && !flow_drain_pipe(f))
+			return;
+		if (src->eof)
+			return;
+		if (f->pipe_r >= 0) {
+			if (flow_splice_in(f) == 0)
+				return;
+			continue;
+		}
+		guint8 buf[GH_RELAY_CHUNK];
+		gsize n = gh_conn_recv(src, buf, sizeof buf);
+		if (n == 0)
+			return;
+		gh_conn_write(dst, buf, n);
+		if (n == sizeof buf)
+			flow_try_splice(f); /* a bulk transfer: no more copies */
+		else if (src->tls == NULL)
+			return; /* a short read emptied the socket; poll says when more comes */
+	}
+	f->more = TRUE;
+}
+
+static GIOCondition
+want(const Flow *in, const Flow *out)
+{
+	/* `in` reads from this connection, `out` writes to it */
+	GIOCondition cond = 0;
+	if (!in->src->eof && flow_pending(in) == 0 && !in->more)
+		cond |= G_IO_IN;
+	if (flow_pending(out) > 0)
+		cond |= G_IO_OUT;
+	return cond;
+}
+
+static void
+finish(GhRelay *r, const char *why)
+{
+	if (r->finished)
+		return;
+	r->finished = TRUE;
+	gh_conn_want(r->client, 0);
+	gh_conn_want(r->backend, 0);
+	r->done(r, why, r->client->bytes_in - r->client_start,
+		r->backend->bytes_in - r->backend_start, r->user_data);
+}
+
+static void schedule_kick(GhRelay *r);
+
+/* Run the flows: both, or (conn != NULL) those an event on conn concerns:
+ * a plaintext socket that became readable feeds its own flow, one that
+ * became writable drains the other's.  TLS reads may need writes and the
+ * other way round, so a TLS side runs both. */
+static void
+pump(GhRelay *r, GhConn *conn, GIOCondition cond)
+{
+	GhConn *c = r->client, *b = r->backend;
+	gboolean up = TRUE, down = TRUE;
+
+	if (conn != NULL && c->tls == NULL && b->tls == NULL) {
+		gboolean readable = (cond & (G_IO_IN | G_IO_HUP | G_IO_ERR)) != 0;
+		gboolean writable = (cond & (G_IO_OUT | G_IO_ERR)) != 0;
+		up = conn == c ? readable : writable;
+		down = conn == b ? readable : writable;
+	}
+	if (up)
+		flow_run(&r->up);
+	if (down)
+		flow_run(&r->down);
+	if (c->error != 0) {
+		g_autofree char *why = g_strdup_printf("client: %s", g_strerror(c->error));
+		finish(r, why);
+		return;
+	}
+	if (b->error != 0) {
+		g_autofree char *why = g_strdup_printf("backend: %s", g_strerror(b->error));
+		finish(r, why);
+		return;
+	}
+	/* The backend closed: deliver what it sent, then end.  The client
+	 * closed (or half-closed, as `socat` and scripts do after their last
+	 * command): pass the half-close on and keep delivering the backend's
+	 * replies until the backend closes in turn. */
+	if (b->eof && flow_pending(&r->down) == 0) {
+		finish(r, r->client_closed ? "client closed" : "backend closed");
+		return;
+	}
+	if (c->eof && flow_pending(&r->up) == 0 && !r->client_closed) {
+		r->client_closed = TRUE;
+		(void)shutdown(b->fd, SHUT_WR);
+	}
+	gh_conn_want(c, want(&r->up, &r->down));
+	gh_conn_want(b, want(&r->down, &r->up));
+	/* Input that no watch would wake us for: a flow stopped for fairness,
+	 * or records GnuTLS has already decrypted while the socket is empty. */
+	if (r->kick == NULL && (r->up.more || r->down.more ||
+				(c->tls != NULL && flow_pending(&r->up) == 0 && !c->eof &&
+				 gnutls_record_check_pending(c->tls) > 0) ||
+				(b->tls != NULL && flow_pending(&r->down) == 0 && !b->eof &&
+				 gnutls_record_check_pending(b->tls) > 0)))
+		schedule_kick(r);
+}
+
+static void
+on_io(GhConn *conn, GIOCondition cond, gpointer data)
+{
+	GhRelay *r = data;
+	if (!r->finished)
+		pump(r, conn, cond);
+}
+
+static gboolean
+on_kick(gpointer data)
+{
+	GhRelay *r = data;
+	g_source_unref(r->kick);
+	r->kick = NULL;
+	if (!r->finished)
+		pump(r, NULL, 0);
+	return G_SOURCE_REMOVE;
+}
+
+static void
+schedule_kick(GhRelay *r)
+{
+	r->kick = g_idle_source_new();
+	/* as urgent as socket events, so a busy worker cannot starve it */
+	g_source_set_priority(r->kick, G_PRIORITY_DEFAULT);
+	g_source_set_callback(r->kick, on_kick, r, NULL);
+	g_source_attach(r->kick, r->client->context);
+}
+
+GhRelay *
+gh_relay_start(GhConn *client, GhConn *backend, GhRelayDone done, gpointer user_data)
+{
+	GhRelay *r = g_new0(GhRelay, 1);
+	r->client = client;
+	r->backend = backend;
+	r->done = done;
+	r->user_data = user_data;
+	flow_init(&r->up, client, backend);
+	flow_init(&r->down, backend, client);
+	/* what the client pipelined behind its login was read before; count it */
+	r->client_start = client->bytes_in - client->in->len;
+	r->backend_start = backend->bytes_in - backend->in->len;
+	/* from here on the bytes are the user's mail, not credentials */
+	client->plain_data = TRUE;
+	backend->plain_data = TRUE;
+	gh_conn_trim(client);
+	gh_conn_trim(backend);
+	gh_conn_set_callback(client, on_io, r);
+	gh_conn_set_callback(backend, on_io, r);
+	/* watch at once: the client stopped reading while its login was
+	 * checked, and its record is still in the epoll set (narrowing is
+	 * lazy); a command it sent meanwhile must not take it out only for
+	 * the first pump to put it back */
+	gh_conn_want(client, want(&r->up, &r->down));
+	gh_conn_want(backend, want(&r->down, &r->up));
+	/* Pump from the loop (the caller may not expect `done` inside start),
+	 * but only if the sockets cannot say it themselves: bytes read before
+	 * the relay (pipelined behind the login), records GnuTLS holds, or an
+	 * end already seen.  Otherwise the watches just set will wake us, and
+	 * a login costs no idle source and no reads into EAGAIN. */
+	if (client->in->len > 0 || backend->in->len > 0 || client->eof || backend->eof ||
+	    client->error != 0 || backend->error != 0 ||
+	    (client->tls != NULL && gnutls_record_check_pending(client->tls) > 0) ||
+	    (backend->tls != NULL && gnutls_record_check_pending(backend->tls) > 0))
+		schedule_kick(r);
+	return r;
+}
+
+void
+gh_relay_free(GhRelay *r)
+{
+	if (r == NULL)
+		return;
+	if (r->kick != NULL) {
+		g_source_destroy(r->kick);
+		g_source_unref(r->kick);
+	}
+	flow_close(&r->up);
+	flow_close(&r->down);
+	gh_conn_free(r->client);
+	gh_conn_free(r->backend);
+	g_free(r);
+}

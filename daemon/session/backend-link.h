@@ -1,0 +1,119 @@
+/*
+ * backend-link.h: the one backend link every backend dialogue runs on.
+ *
+ * A link is one attempt to bring a backend server's session to the point
+ * where it stands for the client: connect (the connector picks the server,
+ * the next one on a failure another server may not have), TLS (implicit
+ * from the first byte, or after the dialogue's STARTTLS), one timer
+ * (connect_timeout, re-armed at every step), the error text for the log,
+ * and the done callback.  A protocol's backend dialogue (smtp/smtp-backend.c,
+ * imap/imap-backend.c) fills a GhBackendDialogue with its own steps only
+ * (greeting, capabilities, XCLIENT/ID, the login) and drives them through
+ * the functions below.
+ *
+ * Invariants: everything runs on the session's worker context; the done
+ * callback runs there exactly once, from the loop, unless the link is
+ * cancelled first; the timer is stopped before it runs; the link's copy of
+ * the client's password is wiped as soon as the dialogue says it has been
+ * sent (gh_backend_link_forget_password), or when the link is freed.
+ */
+#pragma once
+
+#include <glib.h>
+#include "config/config.h"
+#include "net/conn.h"
+#include "net/tls.h"
+#include "secret.h"
+
+typedef struct _GhBackendLink GhBackendLink;
+
+/* What every backend dialogue is given about the session (the link keeps
+ * its own copies). */
+typedef struct {
+	const GhBackendConfig *backend;
+	const char *route;        /* from the auth result, replaces the servers; or NULL */
+	const char *hash_key;     /* picks the first server: the user, or the client's address */
+	const char *user;         /* the canonical user; NULL when not logged in (SMTP MX role) */
+	const GhSecret *password; /* the client's password (login = passthrough), or NULL */
+	const char *client_addr;  /* textual */
+	guint16 client_port;
+	const char *local_addr; /* the address the client connected to */
+	guint16 local_port;
+	const char *hostname;   /* our own name */
+	const char *session_id; /* for log lines */
+	GhTls *tls;             /* client credentials for backends with tls != none */
+} GhBackendParams;
+
+typedef enum {
+	GH_BACKEND_OK,      /* the backend session stands for the client */
+	GH_BACKEND_REFUSED, /* the backend said no to this user's login */
+	GH_BACKEND_FAILED,  /* unreachable, timed out, or not usable */
+} GhBackendResult;
+
+/* conn: on OK the backend connection, ready for the relay (transfer full),
+ * else NULL.  reply: on OK what the client must see of the backend's answer
+ * to the login (IMAP forwards its tagged OK), or NULL.  server: the server
+ * used or last tried ("host:port"), or NULL when none was.  error: why, for
+ * the log, on REFUSED and FAILED. */
+typedef void (*GhBackendDone)(GhBackendResult result,
+			      GhConn *conn,
+			      GBytes *reply,
+			      const char *server,
+			      const char *error,
+			      gpointer user_data);
+
+typedef enum {
+	GH_BACKEND_STEP_MORE, /* one unit (reply, line) handled: call again if bytes remain */
+	GH_BACKEND_STEP_WAIT, /* no whole unit in the input buffer yet */
+	GH_BACKEND_STEP_STOP, /* the dialogue failed or finished the attempt: stop reading */
+} GhBackendStep;
+
+/* A protocol's backend steps.  `d` is the dialogue's own state, given at
+ * start and freed by `free` when the link goes. */
+typedef struct {
+	/* A server is connected (and TLS is up when tls = implicit): start
+	 * (usually: wait for the greeting with gh_backend_link_expect). */
+	void (*connected)(GhBackendLink *l, gpointer d);
+	/* Handle at most one unit from gh_backend_link_conn(l)->in. */
+	GhBackendStep (*input)(GhBackendLink *l, gpointer d);
+	/* TLS after the dialogue's STARTTLS is up: go on inside it. */
+	void (*tls_ready)(GhBackendLink *l, gpointer d);
+	/* This server failed; forget what was learnt of it before the next. */
+	void (*reset)(gpointer d);
+	void (*free)(gpointer d);
+} GhBackendDialogue;
+
+GhBackendLink *gh_backend_link_start(const GhBackendParams *params,
+				     const GhBackendDialogue *dialogue,
+				     gpointer d,
+				     GMainContext *context,
+				     GhBackendDone done,
+				     gpointer user_data);
+/* The done callback will not run; everything is freed and wiped.  NULL allowed. */
+void gh_backend_link_cancel(GhBackendLink *l);
+
+/* ---- for dialogues ---- */
+
+GhConn *gh_backend_link_conn(GhBackendLink *l);
+/* The link's copies of the parameters (password: see below). */
+const GhBackendParams *gh_backend_link_params(GhBackendLink *l);
+/* The server being tried, "host:port". */
+const char *gh_backend_link_server(GhBackendLink *l);
+/* The client's password while the link still has it, else NULL. */
+const GhSecret *gh_backend_link_password(GhBackendLink *l);
+/* The password has been sent: wipe the link's copy. */
+void gh_backend_link_forget_password(GhBackendLink *l);
+/* Queue `text` for the server, re-arm the timer, wait for its answer.
+ * FALSE when this failed the server (the dialogue returns STEP_STOP). */
+gboolean gh_backend_link_send(GhBackendLink *l, const char *text, gsize len);
+/* Re-arm the timer and wait for the server to speak (the greeting). */
+void gh_backend_link_expect(GhBackendLink *l);
+/* The server said yes to STARTTLS: start TLS; tls_ready runs once it is up. */
+void gh_backend_link_start_tls(GhBackendLink *l);
+/* This server did not work out: log it, and try the next one when `retry`
+ * (a failure another server may not have), else finish FAILED. */
+void gh_backend_link_fail(GhBackendLink *l, gboolean retry, const char *format, ...)
+    G_GNUC_PRINTF(3, 4);
+/* The attempt is over: OK (reply may be NULL) or REFUSED (error says why). */
+void
+gh_backend_link_finish(GhBackendLink *l, GhBackendResult result, GBytes *reply, const char *error);
