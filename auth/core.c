@@ -22,6 +22,7 @@
 #include "gh-auth.h"
 #include "cache.h"
 #include "common/keyfile.h"
+#include "common/route.h"
 #include "module-loader.h"
 #include "penalty.h"
 #include "secret.h"
@@ -564,6 +565,7 @@ instance_new(
 	inst->host.config_error = host_config_error;
 	inst->host.data_changed = host_data_changed;
 	inst->host.priv = inst;
+	inst->host.route_valid = gh_route_valid;
 	inst->state = mod->init(&inst->host, kf, group, &error);
 	if (inst->state == NULL && error != NULL) {
 		/* a module that used host->config_error already says where */

@@ -75,7 +75,23 @@ struct _GhAuthHost {
 	 * the core drops cached verdicts. */
 	void (*data_changed)(const GhAuthHost *host);
 	gpointer priv; /* the core's own; modules leave it alone */
+
+	/* Members after priv are appended as the interface grows (the ABI
+	 * version stays): a core older than this header stops short of them,
+	 * so a module checks GH_AUTH_HOST_HAS(host, member) before it uses one. */
+
+	/* TRUE when the `len` bytes at `route` are a route the core can dial:
+	 * HOST:PORT, HOST a name or an IPv4 address (letters, digits, '.', '-',
+	 * '_', not beginning with '.' or '-'), or [IPV6]:PORT; PORT 1..65535.
+	 * The rule of route= in a users file, gatehouse.conf(5); a module checks
+	 * every route it returns in GhAuthResult with this.  Pure. */
+	gboolean (*route_valid)(const char *route, gsize len);
 };
+
+/* TRUE when `host` (const GhAuthHost *) is new enough to have `member`:
+ * struct_size tells how much of the struct the core filled in. */
+#define GH_AUTH_HOST_HAS(host, member)                                                             \
+	((host)->struct_size >= G_STRUCT_OFFSET(GhAuthHost, member) + sizeof((host)->member))
 
 typedef enum {
 	GH_AUTH_MODULE_THREAD_SAFE = 1 << 0, /* verify() may run on several threads at once */

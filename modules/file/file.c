@@ -209,7 +209,8 @@ buffer_wipe_free(char *buf, gsize cap)
  * *id_out is set in every case; *line_out to the failing line or 0.
  * Errors do not name the path (the callers do). */
 static GhUsersFile *
-users_file_read(const char *path, FileId *id_out, guint *line_out, GError **error)
+users_file_read(
+    const GhAuthHost *host, const char *path, FileId *id_out, guint *line_out, GError **error)
 {
 	struct stat sb;
 	GhUsersFile *uf;
@@ -264,7 +265,7 @@ users_file_read(const char *path, FileId *id_out, guint *line_out, GError **erro
 		len += (gsize)n;
 	}
 	close(fd);
-	uf = gh_users_file_parse(buf, len, line_out, error);
+	uf = gh_users_file_parse(buf, len, host->route_valid, line_out, error);
 	buffer_wipe_free(buf, cap);
 	return uf;
 }
@@ -372,12 +373,17 @@ file_init(const GhAuthHost *host, GKeyFile *kf, const char *group, GError **erro
 				   "missing: module 'file' needs the path of a users file");
 		return NULL;
 	}
+	if (!GH_AUTH_HOST_HAS(host, route_valid)) {
+		host->config_error(host, error, group, NULL,
+				   "module 'file' needs a newer gatehouse (no route check)");
+		return NULL;
+	}
 	dummy = make_dummy_hash(&local);
 	if (dummy == NULL) {
 		host->config_error(host, error, group, NULL, "%s", local->message);
 		return NULL;
 	}
-	uf = users_file_read(path, &id, &line, &local);
+	uf = users_file_read(host, path, &id, &line, &local);
 	if (uf == NULL) {
 		/* A parse error already reads "line N: reason". */
 		host->config_error(host, error, group, "path", "users file %s%s%s", path,
@@ -411,7 +417,7 @@ file_refresh(gpointer state, gboolean force, GError **error)
 		       (st->has_failed && file_id_equal(&id, &st->failed))))
 		return 0;
 
-	uf = users_file_read(st->path, &id, &line, &local);
+	uf = users_file_read(st->host, st->path, &id, &line, &local);
 	if (uf == NULL) {
 		g_autoptr(Snapshot) in_force = state_get_snapshot(st);
 

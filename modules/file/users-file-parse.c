@@ -18,7 +18,8 @@
  *    in the returned entries, and every entry's hash is wiped when freed;
  *  - the table owns its entries; the key of each is the entry's own name.
  *
- * Pure: includes only <glib.h> and <string.h>; no I/O, no logging.
+ * Pure: includes only <glib.h> and <string.h>; no I/O, no logging.  Whether
+ * a route= value is HOST:PORT is the caller's route check's to say.
  */
 #include "gh-build.h"
 
@@ -112,58 +113,6 @@ entry_free(gpointer data)
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(GhUserEntry, entry_free)
 
-static gboolean
-port_valid(const char *p, gsize len)
-{
-	guint port = 0;
-
-	if (len == 0 || len > 5)
-		return FALSE;
-	for (gsize i = 0; i < len; i++) {
-		if (!g_ascii_isdigit(p[i]))
-			return FALSE;
-		port = port * 10 + (guint)(p[i] - '0');
-	}
-	return port >= 1 && port <= 65535;
-}
-
-static gboolean
-host_name_valid(const char *p, gsize len)
-{
-	if (len == 0 || p[0] == '-' || p[0] == '.')
-		return FALSE;
-	for (gsize i = 0; i < len; i++)
-		if (!(g_ascii_isalnum(p[i]) || p[i] == '.' || p[i] == '-' || p[i] == '_'))
-			return FALSE;
-	return TRUE;
-}
-
-/* HOST:PORT with HOST a name, an IPv4 address or a bracketed IPv6 address
- * (RFC 3986 section 3.2.2: an IPv6 literal needs brackets, else its colons
- * cannot be told from the port separator). */
-static gboolean
-route_valid(Span v)
-{
-	if (v.len > 0 && v.p[0] == '[') {
-		const char *close = memchr(v.p, ']', v.len);
-		const char *end = v.p + v.len;
-		g_autofree char *host = NULL;
-
-		if (close == NULL || close + 1 >= end || close[1] != ':')
-			return FALSE;
-		host = g_strndup(v.p + 1, (gsize)(close - v.p - 1));
-		if (strchr(host, ':') == NULL || !g_hostname_is_ip_address(host))
-			return FALSE;
-		return port_valid(close + 2, (gsize)(end - close - 2));
-	}
-	for (gsize i = v.len; i > 0; i--) {
-		if (v.p[i - 1] != ':')
-			continue;
-		return host_name_valid(v.p, i - 1) && port_valid(v.p + i, v.len - i);
-	}
-	return FALSE;
-}
-
 /* The crypt(3) strings libxcrypt can check all look like "$id$...": we only
  * make sure of that shape here and leave the method to crypt_rn(), which
  * tells the module at login whether this system supports it. */
@@ -191,7 +140,7 @@ check_crypt_hash(Span h)
 /* Parse the attributes of entry `e` (the text after the second colon).
  * Returns NULL, or the reason (transfer full). */
 static char *
-parse_attributes(GhUserEntry *e, Span attrs)
+parse_attributes(GhUserEntry *e, Span attrs, GhUsersFileRouteCheck route_valid)
 {
 	/* After a {PLAIN} password the words may be the rest of a password
 	 * that held a ':': never quote them. */
@@ -223,7 +172,7 @@ parse_attributes(GhUserEntry *e, Span attrs)
 		if (span_eq(key, "route")) {
 			if (e->route != NULL)
 				return g_strdup("attribute 'route' given twice");
-			if (!route_valid(value)) {
+			if (!route_valid(value.p, value.len)) {
 				g_autofree char *q = quote(value, may_quote);
 				return g_strdup_printf("bad route%s (want HOST:PORT)", q);
 			}
@@ -250,7 +199,7 @@ parse_attributes(GhUserEntry *e, Span attrs)
 /* Parse one line (without its '\n') into uf.  Returns NULL, or the reason
  * (transfer full). */
 static char *
-parse_line(GhUsersFile *uf, Span line, guint line_no)
+parse_line(GhUsersFile *uf, Span line, guint line_no, GhUsersFileRouteCheck route_valid)
 {
 	g_autoptr(GhUserEntry) e = NULL;
 	const GhUserEntry *first;
@@ -305,7 +254,7 @@ parse_line(GhUsersFile *uf, Span line, guint line_no)
 	}
 	e->hash = g_strndup(hash.p, hash.len);
 
-	reason = parse_attributes(e, attrs);
+	reason = parse_attributes(e, attrs, route_valid);
 	if (reason != NULL)
 		return reason;
 
@@ -322,13 +271,18 @@ parse_line(GhUsersFile *uf, Span line, guint line_no)
 }
 
 GhUsersFile *
-gh_users_file_parse(const char *text, gsize len, guint *error_line_out, GError **error)
+gh_users_file_parse(const char *text,
+		    gsize len,
+		    GhUsersFileRouteCheck route_valid,
+		    guint *error_line_out,
+		    GError **error)
 {
 	g_autoptr(GhUsersFile) uf = g_new0(GhUsersFile, 1);
 	gsize pos = 0;
 	guint line_no = 0;
 
 	g_return_val_if_fail(text != NULL || len == 0, NULL);
+	g_return_val_if_fail(route_valid != NULL, NULL);
 
 	if (error_line_out != NULL)
 		*error_line_out = 0;
@@ -341,7 +295,7 @@ gh_users_file_parse(const char *text, gsize len, guint *error_line_out, GError *
 
 		pos += line.len + (nl != NULL ? 1 : 0);
 		line_no++;
-		reason = parse_line(uf, line, line_no);
+		reason = parse_line(uf, line, line_no, route_valid);
 		if (reason != NULL) {
 			if (error_line_out != NULL)
 				*error_line_out = line_no;

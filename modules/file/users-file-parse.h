@@ -8,6 +8,9 @@
  * $6$, $5$, $2b$/$2a$/$2y$) or {PLAIN}password.  attributes are space-separated
  * key=value pairs; known keys: route=HOST:PORT, user=NAME; any other key is an
  * error.  '#' lines and blank lines are skipped; CRLF line ends are accepted.
+ * Whether a route is HOST:PORT is asked of a function the caller passes (the
+ * module passes the core's GhAuthHost.route_valid), so that the rule is
+ * written once, in the core.
  */
 #pragma once
 
@@ -33,12 +36,19 @@ typedef struct {
 	guint n_users;
 } GhUsersFile;
 
-/* Parse the whole text.  On the first bad line returns NULL and sets *error
- * (domain G_KEY_FILE_ERROR, code G_KEY_FILE_ERROR_PARSE) to "line N: reason"
- * and *error_line_out (may be NULL) to N.  The reason never quotes the hash or
- * the password.  A name given twice is an error.  (transfer full) */
-GhUsersFile *
-gh_users_file_parse(const char *text, gsize len, guint *error_line_out, GError **error);
+/* TRUE when the `len` bytes at `route` are a valid HOST:PORT. */
+typedef gboolean (*GhUsersFileRouteCheck)(const char *route, gsize len);
+
+/* Parse the whole text, checking each route= value with route_valid.  On the
+ * first bad line returns NULL and sets *error (domain G_KEY_FILE_ERROR, code
+ * G_KEY_FILE_ERROR_PARSE) to "line N: reason" and *error_line_out (may be
+ * NULL) to N.  The reason never quotes the hash or the password.  A name
+ * given twice is an error.  (transfer full) */
+GhUsersFile *gh_users_file_parse(const char *text,
+				 gsize len,
+				 GhUsersFileRouteCheck route_valid,
+				 guint *error_line_out,
+				 GError **error);
 void gh_users_file_free(GhUsersFile *uf);
 const GhUserEntry *gh_users_file_lookup(const GhUsersFile *uf, const char *name);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(GhUsersFile, gh_users_file_free)

@@ -94,6 +94,7 @@ typedef enum {
 } WarnKind;
 
 typedef struct {
+	const GhAuthHost *host; /* outlives the state; route_valid checks route_attribute values */
 	Server *servers;
 	guint n_servers;
 	gboolean start_tls;
@@ -269,49 +270,6 @@ attribute_valid(const char *a)
 		if (!g_ascii_isalnum(*p) && *p != '-' && *p != '.' && *p != ';')
 			return FALSE;
 	return TRUE;
-}
-
-static gboolean
-port_valid(const char *p, gsize len)
-{
-	guint port = 0;
-
-	if (len == 0 || len > 5)
-		return FALSE;
-	for (gsize i = 0; i < len; i++) {
-		if (!g_ascii_isdigit(p[i]))
-			return FALSE;
-		port = port * 10 + (guint)(p[i] - '0');
-	}
-	return port >= 1 && port <= 65535;
-}
-
-/* HOST:PORT, HOST a name or an IPv4 address, or [IPv6]:PORT: what the core
- * hands to the backend connector (the same rule as route= in a users file). */
-static gboolean
-route_valid(const char *v)
-{
-	gsize len = strlen(v);
-	const char *colon;
-
-	if (v[0] == '[') {
-		const char *close = strchr(v, ']');
-		g_autofree char *host = NULL;
-
-		if (close == NULL || close[1] != ':')
-			return FALSE;
-		host = g_strndup(v + 1, (gsize)(close - v - 1));
-		if (strchr(host, ':') == NULL || !g_hostname_is_ip_address(host))
-			return FALSE;
-		return port_valid(close + 2, strlen(close + 2));
-	}
-	colon = strrchr(v, ':');
-	if (colon == NULL || colon == v || v[0] == '-' || v[0] == '.')
-		return FALSE;
-	for (const char *p = v; p < colon; p++)
-		if (!g_ascii_isalnum(*p) && *p != '.' && *p != '-' && *p != '_')
-			return FALSE;
-	return port_valid(colon + 1, (gsize)(v + len - colon - 1));
 }
 
 /* A name to log in to the backend with: UTF-8, no control characters. */
@@ -751,7 +709,7 @@ read_attributes(Try *t, LDAP *ld, LDAPMessage *entry, char **route_out, char **u
 	if (st->route_attribute != NULL) {
 		g_autofree char *v = first_value(ld, entry, st->route_attribute, &bad);
 
-		if (bad || (v != NULL && !route_valid(v))) {
+		if (bad || (v != NULL && !st->host->route_valid(v, strlen(v)))) {
 			g_autofree char *clean = sanitize(v != NULL ? v : "");
 			g_autofree char *what = g_strdup_printf(
 			    "session %s: the %s value of the user's entry is not HOST:PORT",
@@ -1386,6 +1344,7 @@ ldap_init(const GhAuthHost *host, GKeyFile *kf, const char *group, GError **erro
 	GPtrArray *attrs;
 
 	g_mutex_init(&st->lock);
+	st->host = host;
 	if (!check_escapes(host, kf, group, error))
 		return NULL;
 	st->idle_search = g_ptr_array_new_with_free_func(conn_free);
@@ -1413,6 +1372,11 @@ ldap_init(const GhAuthHost *host, GKeyFile *kf, const char *group, GError **erro
 	if (st->route_attribute != NULL && !attribute_valid(st->route_attribute)) {
 		host->config_error(host, error, group, "route_attribute",
 				   "'%s' is not an attribute name", st->route_attribute);
+		return NULL;
+	}
+	if (st->route_attribute != NULL && !GH_AUTH_HOST_HAS(host, route_valid)) {
+		host->config_error(host, error, group, "route_attribute",
+				   "needs a newer gatehouse (no route check)");
 		return NULL;
 	}
 	st->user_attribute = get_nonempty(kf, group, "user_attribute");

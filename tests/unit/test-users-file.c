@@ -10,10 +10,12 @@
  * $GH_MODULE_BUILD_DIR/file/.libs/file.so (set by `make check`); with neither
  * variable set the module tests are skipped.  The hashes below were made with
  * crypt_gensalt_rn() + crypt_rn() (libxcrypt) and `openssl passwd -6`, so this
- * program needs no -lcrypt.
+ * program needs no -lcrypt.  Routes are checked with gh_route_valid, the
+ * function the core hands the module as GhAuthHost.route_valid.
  */
 #include "gh-build.h"
 
+#include "common/route.h"
 #include "gh-auth-module.h"
 #include "users-file-parse.h"
 
@@ -48,7 +50,7 @@
 static GhUsersFile *
 parse(const char *text, guint *line_out, GError **error)
 {
-	return gh_users_file_parse(text, strlen(text), line_out, error);
+	return gh_users_file_parse(text, strlen(text), gh_route_valid, line_out, error);
 }
 
 static void
@@ -221,7 +223,8 @@ test_parse_nul(void)
 	static const char text[] = "alice:" HASH_YES "\nbob:{PLAIN}a\0b\n";
 	g_autoptr(GError) error = NULL;
 	guint line = 0;
-	g_autoptr(GhUsersFile) uf = gh_users_file_parse(text, sizeof text - 1, &line, &error);
+	g_autoptr(GhUsersFile) uf =
+	    gh_users_file_parse(text, sizeof text - 1, gh_route_valid, &line, &error);
 
 	g_assert_null(uf);
 	g_assert_error(error, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_PARSE);
@@ -297,7 +300,7 @@ test_parse_empty(void)
 {
 	g_autoptr(GError) error = NULL;
 	guint line = 7;
-	g_autoptr(GhUsersFile) uf = gh_users_file_parse(NULL, 0, &line, &error);
+	g_autoptr(GhUsersFile) uf = gh_users_file_parse(NULL, 0, gh_route_valid, &line, &error);
 
 	g_assert_no_error(error);
 	g_assert_nonnull(uf);
@@ -312,8 +315,8 @@ test_parse_length(void)
 {
 	static const char text[] = "alice:" HASH_YES "\nbob:garbage";
 	g_autoptr(GError) error = NULL;
-	g_autoptr(GhUsersFile) uf =
-	    gh_users_file_parse(text, strlen(text) - strlen("bob:garbage"), NULL, &error);
+	g_autoptr(GhUsersFile) uf = gh_users_file_parse(text, strlen(text) - strlen("bob:garbage"),
+							gh_route_valid, NULL, &error);
 
 	g_assert_no_error(error);
 	g_assert_nonnull(uf);
@@ -392,6 +395,7 @@ test_host_init(TestHost *th)
 	th->host.config_error = test_host_config_error;
 	th->host.data_changed = test_host_data_changed;
 	th->host.priv = th;
+	th->host.route_valid = gh_route_valid;
 }
 
 static void
@@ -678,6 +682,30 @@ test_module_init_errors(void)
 				       t.path);
 		g_assert_cmpstr(error->message, ==, want);
 		g_assert_null(strstr(error->message, "7KlJ0"));
+	}
+	{
+		/* routes are checked with the host's route_valid */
+		g_autoptr(GError) error = NULL;
+		g_clear_pointer(&th.error_key, g_free);
+		tmp_users_write(&t, "alice:" HASH_YES ":route=[::1]:0\n");
+		g_assert_null(module_init(m, &th, t.path, &error));
+		g_assert_error(error, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_INVALID_VALUE);
+		g_free(want);
+		want = g_strdup_printf("test.conf:3: [auth users] path: users file %s line 1: "
+				       "bad route '[::1]:0' (want HOST:PORT)",
+				       t.path);
+		g_assert_cmpstr(error->message, ==, want);
+	}
+	{
+		/* a core older than route_valid: refused, not called */
+		g_autoptr(GError) error = NULL;
+		g_clear_pointer(&th.error_key, g_free);
+		tmp_users_write(&t, "alice:" HASH_YES "\n");
+		th.host.struct_size = G_STRUCT_OFFSET(GhAuthHost, route_valid);
+		th.host.route_valid = NULL;
+		g_assert_null(module_init(m, &th, t.path, &error));
+		g_assert_error(error, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_INVALID_VALUE);
+		g_assert_nonnull(strstr(error->message, "needs a newer gatehouse"));
 	}
 	test_host_clear(&th);
 }
