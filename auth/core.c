@@ -8,7 +8,9 @@
  *    runs under its instance's mutex.
  *  - A pending request is reference counted.  One reference belongs to the
  *    requester until the callback has run or the request was cancelled
- *    ("owner"); each job or GSource carrying the request holds another.
+ *    ("owner"); each job or GSource carrying the request holds another, and
+ *    so does the failure-delay timer while it runs: taken when it starts,
+ *    dropped by its function or by gh_auth_pending_cancel() that stops it.
  *    `finished` (read and written on the requester's context only) says the
  *    owner reference is gone, so callback and cancel cannot both release it.
  *  - The password is copied into a GhSecret when the request is made and
@@ -23,6 +25,7 @@
 #include "cache.h"
 #include "common/keyfile.h"
 #include "common/route.h"
+#include "common/timer.h"
 #include "module-loader.h"
 #include "penalty.h"
 #include "secret.h"
@@ -80,7 +83,7 @@ struct _GhAuthPending {
 	gpointer user_data;
 	gint cancelled;    /* atomic; set on the context's thread */
 	gboolean finished; /* context thread only: owner reference released */
-	GSource *timer;    /* context thread only: failure-delay timer */
+	GhTimer timer;     /* context thread only: failure delay; holds a reference */
 
 	/* the outcome, written by the worker (or on a cache hit) before the
 	 * hand-back, read on the context afterwards */
@@ -146,8 +149,7 @@ pending_unref(gpointer data)
 	g_free(p->canonical_user);
 	g_free(p->route);
 	g_free(p->reason);
-	if (p->timer != NULL)
-		g_source_unref(p->timer);
+	/* p->timer is stopped: while it runs it holds a reference */
 	g_main_context_unref(p->context);
 	gh_auth_set_unref(p->set);
 	g_free(p);
@@ -181,7 +183,6 @@ pending_deliver(gpointer data)
 	GhAuthPending *p = data;
 	GhAuthOutcome out = {0};
 
-	g_clear_pointer(&p->timer, g_source_unref);
 	if (p->finished || g_atomic_int_get(&p->cancelled))
 		return G_SOURCE_REMOVE;
 	out.verdict = p->verdict;
@@ -199,6 +200,16 @@ pending_deliver(gpointer data)
 	return G_SOURCE_REMOVE;
 }
 
+/* The failure delay is over: deliver, then drop the timer's reference. */
+static void
+pending_delay_over(gpointer data)
+{
+	GhAuthPending *p = data;
+
+	pending_deliver(p);
+	pending_unref(p);
+}
+
 /* Runs on the requester's context once the verdict is known: apply the
  * failure delay as a timer of that context, never as a sleep. */
 static gboolean
@@ -208,9 +219,8 @@ pending_arrived(gpointer data)
 	if (p->finished || g_atomic_int_get(&p->cancelled))
 		return G_SOURCE_REMOVE;
 	if (p->delay_ms > 0) {
-		p->timer = g_timeout_source_new(p->delay_ms);
-		g_source_set_callback(p->timer, pending_deliver, pending_ref(p), pending_unref);
-		g_source_attach(p->timer, p->context);
+		gh_timer_start(&p->timer, p->context, p->delay_ms, pending_delay_over,
+			       pending_ref(p));
 		return G_SOURCE_REMOVE;
 	}
 	return pending_deliver(p);
@@ -740,9 +750,9 @@ gh_auth_pending_cancel(GhAuthPending *p)
 		return;
 	g_atomic_int_set(&p->cancelled, 1);
 	p->finished = TRUE;
-	if (p->timer != NULL) {
-		g_source_destroy(p->timer); /* its destroy notify drops its reference */
-		g_clear_pointer(&p->timer, g_source_unref);
+	if (gh_timer_running(&p->timer)) {
+		gh_timer_stop(&p->timer);
+		pending_unref(p); /* the timer's */
 	}
 	pending_unref(p); /* the owner reference */
 }
