@@ -1,0 +1,265 @@
+/*
+ * test-timer.c: GhTimer (common/timer.c): it fires once, on the context it
+ * was started on, not before its time; a restart replaces what it was set
+ * to, also from inside its function; a stop or a start with ms = 0 keeps it
+ * from firing; its function may free the struct that embeds it.
+ *
+ * Each test iterates a GMainContext of its own and asserts what happened
+ * and in which order, never how soon: "did not fire" is shown by a later
+ * source of the same context that did ("the marker"), since a due timer
+ * would have been dispatched no later than the marker.  The only upper
+ * bound is the guard that keeps a hang from hanging the suite.
+ */
+#include "gh-build.h"
+
+#include "common/timer.h"
+
+#define GUARD_MS (60 * 1000)
+
+/* What a timer's function saw. */
+typedef struct {
+	guint calls;
+	gboolean done;         /* it ran and did not restart the timer */
+	guint seen_running;    /* calls that found the timer running on entry */
+	GMainContext *context; /* the context it last ran on */
+	GhTimer *timer;        /* for seen_running and restarts; may be NULL */
+	guint restarts;        /* it restarts the timer this many times more */
+} Record;
+
+static void
+on_fire(gpointer data)
+{
+	Record *r = data;
+	GSource *current = g_main_current_source();
+
+	r->calls++;
+	r->context = current != NULL ? g_source_get_context(current) : NULL;
+	if (r->timer != NULL && gh_timer_running(r->timer))
+		r->seen_running++;
+	if (r->timer != NULL && r->restarts > 0) {
+		r->restarts--;
+		gh_timer_start(r->timer, r->context, 1, on_fire, r);
+		g_assert_true(gh_timer_running(r->timer));
+		return;
+	}
+	r->done = TRUE;
+}
+
+static gboolean
+set_flag(gpointer data)
+{
+	*(gboolean *)data = TRUE;
+	return G_SOURCE_REMOVE;
+}
+
+/* Iterate ctx until *done, or fail after the guard. */
+static void
+run_until(GMainContext *ctx, const gboolean *done)
+{
+	gboolean guard_hit = FALSE;
+	GSource *guard = g_timeout_source_new(GUARD_MS);
+
+	g_source_set_callback(guard, set_flag, &guard_hit, NULL);
+	g_source_attach(guard, ctx);
+	while (!*done && !guard_hit)
+		g_main_context_iteration(ctx, TRUE);
+	g_source_destroy(guard);
+	g_source_unref(guard);
+	g_assert_false(guard_hit);
+}
+
+/* Run ctx until a plain timeout of `ms` (the marker) has fired: any source
+ * of ctx due before it has been dispatched by then. */
+static void
+run_past(GMainContext *ctx, guint ms)
+{
+	gboolean marker = FALSE;
+	GSource *source = g_timeout_source_new(ms);
+
+	g_source_set_callback(source, set_flag, &marker, NULL);
+	g_source_attach(source, ctx);
+	g_source_unref(source);
+	run_until(ctx, &marker);
+}
+
+static void
+test_fires_once(void)
+{
+	g_autoptr(GMainContext) ctx = g_main_context_new();
+	GhTimer t = {0};
+	Record r = {0};
+	gint64 start;
+
+	r.timer = &t;
+	g_assert_false(gh_timer_running(&t));
+	start = g_get_monotonic_time();
+	gh_timer_start(&t, ctx, 30, on_fire, &r);
+	g_assert_true(gh_timer_running(&t));
+
+	/* not on the default context: its marker comes and goes, no call */
+	run_past(NULL, 50);
+	g_assert_cmpuint(r.calls, ==, 0);
+	g_assert_true(gh_timer_running(&t));
+
+	run_until(ctx, &r.done);
+	g_assert_cmpint(g_get_monotonic_time() - start, >=, 30 * 1000);
+	g_assert_cmpuint(r.calls, ==, 1);
+	g_assert_true(r.context == ctx);
+	g_assert_cmpuint(r.seen_running, ==, 0); /* stopped before func runs */
+	g_assert_false(gh_timer_running(&t));
+
+	/* once: a marker well past a second period finds no second call */
+	run_past(ctx, 100);
+	g_assert_cmpuint(r.calls, ==, 1);
+}
+
+/* A NULL context is the default one. */
+static void
+test_default_context(void)
+{
+	GhTimer t = {0};
+	Record r = {0};
+
+	gh_timer_start(&t, NULL, 1, on_fire, &r);
+	run_until(NULL, &r.done);
+	g_assert_cmpuint(r.calls, ==, 1);
+	g_assert_true(r.context == g_main_context_default());
+	g_assert_false(gh_timer_running(&t));
+}
+
+static void
+test_restart_replaces(void)
+{
+	g_autoptr(GMainContext) ctx = g_main_context_new();
+	GhTimer t = {0};
+	Record first = {0}, second = {0};
+
+	/* a restart before it fires: only the new time, function and data
+	 * count; the first setting would have been due before the second */
+	gh_timer_start(&t, ctx, 1, on_fire, &first);
+	gh_timer_start(&t, ctx, 30, on_fire, &second);
+	g_assert_true(gh_timer_running(&t));
+	run_until(ctx, &second.done);
+	g_assert_cmpuint(first.calls, ==, 0);
+	g_assert_cmpuint(second.calls, ==, 1);
+	run_past(ctx, 100);
+	g_assert_cmpuint(first.calls, ==, 0);
+	g_assert_cmpuint(second.calls, ==, 1);
+}
+
+/* func restarts its own timer: each start fires once more. */
+static void
+test_restart_from_func(void)
+{
+	g_autoptr(GMainContext) ctx = g_main_context_new();
+	GhTimer t = {0};
+	Record r = {0};
+
+	r.timer = &t;
+	r.restarts = 2;
+	gh_timer_start(&t, ctx, 1, on_fire, &r);
+	run_until(ctx, &r.done);
+	g_assert_cmpuint(r.calls, ==, 3);
+	g_assert_cmpuint(r.restarts, ==, 0);
+	g_assert_cmpuint(r.seen_running, ==, 0);
+	g_assert_true(r.context == ctx);
+	g_assert_false(gh_timer_running(&t));
+	run_past(ctx, 50);
+	g_assert_cmpuint(r.calls, ==, 3);
+}
+
+static void
+test_stop_prevents(void)
+{
+	g_autoptr(GMainContext) ctx = g_main_context_new();
+	GhTimer t = {0};
+	Record r = {0};
+
+	/* stopping a timer never started, twice: no effect */
+	gh_timer_stop(&t);
+	gh_timer_stop(&t);
+	g_assert_false(gh_timer_running(&t));
+
+	gh_timer_start(&t, ctx, 1, on_fire, &r);
+	gh_timer_stop(&t);
+	g_assert_false(gh_timer_running(&t));
+	gh_timer_stop(&t);
+	run_past(ctx, 50);
+	g_assert_cmpuint(r.calls, ==, 0);
+
+	/* stopped, it can start again */
+	gh_timer_start(&t, ctx, 1, on_fire, &r);
+	run_until(ctx, &r.done);
+	g_assert_cmpuint(r.calls, ==, 1);
+	/* and a stop after it fired changes nothing */
+	gh_timer_stop(&t);
+	g_assert_cmpuint(r.calls, ==, 1);
+}
+
+/* ms = 0 stops it; on a stopped timer it does nothing (no call "at once"). */
+static void
+test_zero_stops(void)
+{
+	g_autoptr(GMainContext) ctx = g_main_context_new();
+	GhTimer t = {0};
+	Record r = {0};
+
+	gh_timer_start(&t, ctx, 1, on_fire, &r);
+	gh_timer_start(&t, ctx, 0, on_fire, &r);
+	g_assert_false(gh_timer_running(&t));
+	run_past(ctx, 50);
+	g_assert_cmpuint(r.calls, ==, 0);
+
+	gh_timer_start(&t, ctx, 0, on_fire, &r);
+	g_assert_false(gh_timer_running(&t));
+	run_past(ctx, 20);
+	g_assert_cmpuint(r.calls, ==, 0);
+}
+
+/* The struct that embeds the timer, freed by the timer's own function. */
+typedef struct {
+	GhTimer timer;
+	char *name;
+	gboolean *freed;
+} Owner;
+
+static void
+owner_fire_and_free(gpointer data)
+{
+	Owner *o = data;
+
+	g_assert_false(gh_timer_running(&o->timer));
+	*o->freed = TRUE;
+	g_free(o->name);
+	g_free(o);
+}
+
+static void
+test_func_frees_owner(void)
+{
+	g_autoptr(GMainContext) ctx = g_main_context_new();
+	gboolean freed = FALSE;
+	Owner *o = g_new0(Owner, 1);
+
+	o->name = g_strdup("owner");
+	o->freed = &freed;
+	gh_timer_start(&o->timer, ctx, 1, owner_fire_and_free, o);
+	run_until(ctx, &freed);
+	g_assert_true(freed);
+	/* nothing of the timer is left to touch the freed struct */
+	run_past(ctx, 50);
+}
+
+int
+main(int argc, char **argv)
+{
+	g_test_init(&argc, &argv, NULL);
+	g_test_add_func("/gatehouse/timer/fires-once", test_fires_once);
+	g_test_add_func("/gatehouse/timer/default-context", test_default_context);
+	g_test_add_func("/gatehouse/timer/restart-replaces", test_restart_replaces);
+	g_test_add_func("/gatehouse/timer/restart-from-func", test_restart_from_func);
+	g_test_add_func("/gatehouse/timer/stop-prevents", test_stop_prevents);
+	g_test_add_func("/gatehouse/timer/zero-stops", test_zero_stops);
+	g_test_add_func("/gatehouse/timer/func-frees-owner", test_func_frees_owner);
+	return g_test_run();
+}
