@@ -1,19 +1,20 @@
 /*
- * backend-connect.c: server order and non-blocking connects (see
- * backend-connect.h).
+ * connector.c: server order and non-blocking connects (see connector.h).
  *
  * A server given as an IP address and port (the usual case) is connected
  * with a plain non-blocking connect(2) whose socket is handed over at once,
  * from the loop: the backend handshake waits for the greeting anyway, and a
  * refused connect shows up there.  No objects, no resolver, no watch.  A
- * host name goes through GIO's GSocketClient, which resolves it.  GIO calls a connect
- * callback even after cancellation, when the connector may be gone; each
- * such attempt therefore carries a ticket that says whether anyone still
- * waits for it, and the callback frees the ticket.
+ * host name goes through GIO's GSocketClient, which resolves it, under the
+ * connector's own timer (connect_timeout).  GIO calls a connect callback
+ * even after cancellation, when the connector may be gone; each such
+ * attempt therefore carries a ticket that says whether anyone still waits
+ * for it, and the callback frees the ticket.
  */
 #include "gh-build.h"
 
 #include "net/connector.h"
+#include "common/timer.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -38,9 +39,10 @@ struct _GhConnector {
 	GSocketClient *client;
 	GCancellable *cancellable;
 	Ticket *ticket;
-	GSource *timer;
-	int fd;      /* a numeric connect in progress, or -1 */
-	char *early; /* a numeric connect that failed at once: why */
+	GhTimer timer;     /* a host name's connect: connect_timeout */
+	GSource *handover; /* a numeric connect: its socket, from the loop */
+	int fd;            /* a numeric connect in progress, or -1 */
+	char *early;       /* a numeric connect that failed at once: why */
 	gboolean timed_out;
 	GhConnectorFunc func;
 	gpointer user_data;
@@ -90,10 +92,11 @@ gh_connector_new(const GhBackendConfig *bc,
 static void
 stop_attempt(GhConnector *c)
 {
-	if (c->timer != NULL) {
-		g_source_destroy(c->timer);
-		g_source_unref(c->timer);
-		c->timer = NULL;
+	gh_timer_stop(&c->timer);
+	if (c->handover != NULL) {
+		g_source_destroy(c->handover);
+		g_source_unref(c->handover);
+		c->handover = NULL;
 	}
 	if (c->fd >= 0) {
 		close(c->fd);
@@ -141,30 +144,33 @@ gh_connector_host(const GhConnector *c)
 	return g_strndup(server, colon != NULL ? (gsize)(colon - server) : strlen(server));
 }
 
+/* A numeric connect: hand over the socket under way, or say why there is
+ * none.  The backend's first step is to wait for its greeting (or to send a
+ * TLS hello, which waits for the connect), under the backend's own
+ * connect_timeout; a refused connect shows up there as a read error.  No
+ * writability watch, no getsockopt. */
 static gboolean
+on_handover(gpointer data)
+{
+	GhConnector *c = data;
+	int fd = c->fd;
+	g_autofree char *why = fd < 0 ? g_strdup_printf("connect: %s", c->early) : NULL;
+	g_source_unref(c->handover);
+	c->handover = NULL;
+	c->fd = -1;
+	stop_attempt(c);
+	c->func(fd, c->server, why, c->user_data);
+	return G_SOURCE_REMOVE;
+}
+
+/* A host name's connect took too long: the connect callback reports the
+ * cancellation as a timeout. */
+static void
 on_timeout(gpointer data)
 {
 	GhConnector *c = data;
-	g_source_unref(c->timer);
-	c->timer = NULL;
-	if (c->cancellable == NULL) {
-		/* A numeric connect: hand over the socket under way, or say
-		 * why there is none.  The backend's first step is to wait for
-		 * its greeting (or to send a TLS hello, which waits for the
-		 * connect), under the backend's own connect_timeout; a refused
-		 * connect shows up there as a read error.  No writability
-		 * watch, no getsockopt. */
-		int fd = c->fd;
-		g_autofree char *why = fd < 0 ? g_strdup_printf("connect: %s", c->early) : NULL;
-		c->fd = -1;
-		stop_attempt(c);
-		c->func(fd, c->server, why, c->user_data);
-		return G_SOURCE_REMOVE;
-	}
-	/* the connect callback reports the cancellation as a timeout */
 	c->timed_out = TRUE;
 	g_cancellable_cancel(c->cancellable);
-	return G_SOURCE_REMOVE;
 }
 
 /* "192.0.2.1:143" or "[2001:db8::1]:143" as a socket address; FALSE for a
@@ -217,10 +223,10 @@ connect_numeric(GhConnector *c)
 		}
 	}
 	/* the socket, or why there is none, goes to the caller from the loop
-	 * (on_timeout), never from inside gh_connector_next */
-	c->timer = g_timeout_source_new(0);
-	g_source_set_callback(c->timer, on_timeout, c, NULL);
-	g_source_attach(c->timer, c->context);
+	 * (on_handover), never from inside gh_connector_next */
+	c->handover = g_timeout_source_new(0);
+	g_source_set_callback(c->handover, on_handover, c, NULL);
+	g_source_attach(c->handover, c->context);
 	return TRUE;
 }
 
@@ -275,9 +281,7 @@ gh_connector_next(GhConnector *c, GhConnectorFunc func, gpointer user_data)
 		c->client = g_socket_client_new();
 		g_socket_client_set_enable_proxy(c->client, FALSE);
 	}
-	c->timer = g_timeout_source_new(c->timeout * 1000);
-	g_source_set_callback(c->timer, on_timeout, c, NULL);
-	g_source_attach(c->timer, c->context);
+	gh_timer_start(&c->timer, c->context, c->timeout * 1000, on_timeout, c);
 	/* port 0: every configured server names its port */
 	g_socket_client_connect_to_host_async(c->client, c->server, 0, c->cancellable, on_connected,
 					      c->ticket);

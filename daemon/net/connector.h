@@ -1,6 +1,6 @@
 /*
- * backend-connect.h: choosing and connecting to a backend server, shared by
- * the SMTP and IMAP backend handshakes.
+ * connector.h: choosing and connecting to a backend server, for the
+ * backend link (session/backend-link.h).
  *
  * The servers of a [backend NAME] group are tried starting at one picked by
  * a stable hash of a key (the user), then the following ones in turn; a

@@ -4,7 +4,8 @@
  * A link is one attempt to bring a backend server's session to the point
  * where it stands for the client: connect (the connector picks the server,
  * the next one on a failure another server may not have), TLS (implicit
- * from the first byte, or after the dialogue's STARTTLS), one timer
+ * from the first byte, or after the dialogue's STARTTLS; the certificate is
+ * checked against the server's name unless verify = no), one timer
  * (connect_timeout, re-armed at every step), the error text for the log,
  * and the done callback.  A protocol's backend dialogue (smtp/smtp-backend.c,
  * imap/imap-backend.c) fills a GhBackendDialogue with its own steps only
@@ -114,6 +115,7 @@ void gh_backend_link_start_tls(GhBackendLink *l);
  * (a failure another server may not have), else finish FAILED. */
 void gh_backend_link_fail(GhBackendLink *l, gboolean retry, const char *format, ...)
     G_GNUC_PRINTF(3, 4);
-/* The attempt is over: OK (reply may be NULL) or REFUSED (error says why). */
+/* The attempt is over: OK (reply may be NULL) or REFUSED (error says why;
+ * the link puts "host:port: " in front, as for a failure). */
 void
 gh_backend_link_finish(GhBackendLink *l, GhBackendResult result, GBytes *reply, const char *error);

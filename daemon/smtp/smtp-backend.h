@@ -1,7 +1,8 @@
 /*
  * smtp-backend.h: the gateway as an SMTP client of a backend MTA, up to the
- * point where the backend session stands for the client: connect (next
- * server on failure), greeting, EHLO, then by `login =`:
+ * point where the backend session stands for the client.  The SMTP steps
+ * only; connecting, TLS, the timer and fail-over are the backend link's
+ * (session/backend-link.h).  Greeting, EHLO, then by `login =`:
  *   xclient      XCLIENT LOGIN= ADDR= PORT= NAME= HELO= (what the backend
  *                advertises), the new greeting, EHLO again with the client's
  *                HELO name (Postfix takes the HELO of that EHLO);
@@ -10,52 +11,23 @@
  *   none         nothing (the backend trusts the gateway's address).
  * With forward_client = yes and a backend that offers XCLIENT, passthrough,
  * master and none send XCLIENT ADDR/PORT/HELO (without LOGIN) first.
- * For an unauthenticated session (MX role) only the XCLIENT part is done.
- * TLS: tls = implicit speaks TLS from the first byte; tls = starttls sends
- * STARTTLS after the first EHLO (RFC 3207) and starts over with EHLO inside
- * TLS; the certificate is checked against the server's name unless
- * verify = no.
+ * For an unauthenticated session (MX role, params->user NULL) only the
+ * XCLIENT part is done.  tls = starttls sends STARTTLS after the first EHLO
+ * (RFC 3207) and starts over with EHLO inside TLS.
  *
- * Everything runs on the session's worker context; the callback runs there
- * exactly once unless the handshake is cancelled first.
+ * The done callback gets OK (reply NULL: the backend's 235 is not the
+ * client's to see) or FAILED; never REFUSED.
  */
 #pragma once
 
 #include <glib.h>
-#include "config/config.h"
-#include "net/conn.h"
-#include "secret.h"
-#include "net/tls.h"
+#include "session/backend-link.h"
 
-typedef struct _GhSmtpBackend GhSmtpBackend;
-
-typedef struct {
-	const GhBackendConfig *backend;
-	const char *route;      /* "host:port" from the auth result, overrides servers; or NULL */
-	const char *user;       /* canonical user (LOGIN=, authzid), NULL when not authenticated */
-	const char *login_user; /* passthrough: the name to log in with (the canonical user) */
-	const GhSecret *password; /* the client's password (passthrough), copied */
-	const char *client_addr;  /* textual address */
-	guint16 client_port;
-	const char *client_helo; /* the client's HELO/EHLO argument, or NULL */
-	gboolean client_esmtp;   /* the client said EHLO */
-	const char *hostname;    /* our own name, for EHLO when the client gave none */
-	const char *session_id;  /* for log lines */
-	const char *hash_key;    /* picks the first server (user, or address) */
-	GhTls *tls;              /* client credentials for backends with tls != none */
-} GhSmtpBackendParams;
-
-/* conn: the backend socket, handshake done, ready for the client's next
- * command (transfer full), or NULL on failure with `error` saying why (for
- * the log).  `server` names the server used or last tried. */
-typedef void (*GhSmtpBackendDone)(GhConn *conn,
-				  const char *server,
-				  const char *error,
-				  gpointer user_data);
-
-GhSmtpBackend *gh_smtp_backend_connect(const GhSmtpBackendParams *params,
+/* client_helo: the client's HELO/EHLO argument, or NULL; client_esmtp: it
+ * said EHLO.  Cancel with gh_backend_link_cancel. */
+GhBackendLink *gh_smtp_backend_connect(const GhBackendParams *p,
+				       const char *client_helo,
+				       gboolean client_esmtp,
 				       GMainContext *context,
-				       GhSmtpBackendDone callback,
+				       GhBackendDone done,
 				       gpointer user_data);
-/* The callback will not run; everything is freed.  Worker thread. */
-void gh_smtp_backend_cancel(GhSmtpBackend *backend);

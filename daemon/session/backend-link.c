@@ -1,0 +1,439 @@
+/*
+ * backend-link.c: the backend link: connect, TLS, timer, fail-over and the
+ * done callback for every backend dialogue (see backend-link.h).
+ *
+ * The link is entered from the loop only: the connector's callback, the
+ * connection's callback and the timer.  Each entry counts itself in
+ * `depth`; a dialogue may end the attempt (finish, a fail without a next
+ * server) or the session may cancel while the link is on the stack, so the
+ * end is only recorded there (`over`), and the link lets go of everything,
+ * runs the done callback and frees itself when the outermost entry
+ * returns.  `attempt` counts the connections: the read loop stops as soon
+ * as a fail-over has freed the connection it was reading.
+ *
+ * Invariants: at most one connection and one timer at a time; the timer
+ * runs while the link waits for the server (connect, TLS, a reply) and is
+ * stopped before any end; after `over` no dialogue step runs again and no
+ * byte is read; the done callback runs at most once and never after
+ * cancel; every error handed on reads "host:port: why".
+ */
+#include "gh-build.h"
+
+#include "session/backend-link.h"
+#include "common/timer.h"
+#include "net/connector.h"
+
+#include <string.h>
+
+#define GH_BACKEND_IN_MAX (64 * 1024)
+#define GH_BACKEND_OUT_MAX (64 * 1024)
+
+struct _GhBackendLink {
+	GMainContext *context;
+	GhBackendDone done;
+	gpointer user_data;
+	GhBackendDialogue dialogue;
+	gpointer d;
+
+	GhBackendParams params; /* its strings point at the copies below */
+	char *route;
+	char *hash_key;
+	char *user;
+	GhSecret *password;
+	char *client_addr;
+	char *local_addr;
+	char *hostname;
+	char *session_id;
+	GhTls *tls;
+
+	GhConnector *connector;
+	GhConn *conn;
+	GhTimer timer;
+	guint attempt; /* one more at each connection given up */
+
+	guint depth;        /* link entries (and the done callback) on the stack */
+	gboolean over;      /* the attempt is over: only freeing is left */
+	gboolean cancelled; /* by the owner: no done callback */
+	GhBackendResult result;
+	GhConn *result_conn; /* on OK, handed over */
+	GBytes *reply;
+	char *error; /* "host:port: why" of the last failure, or the refusal */
+};
+
+static void on_connected(int fd, const char *server, const char *error, gpointer data);
+
+/* Everything but the struct itself; the dialogue's state goes first (it
+ * may still point into what the link owns). */
+static void
+release(GhBackendLink *l)
+{
+	if (l->dialogue.free != NULL && l->d != NULL)
+		l->dialogue.free(l->d);
+	l->d = NULL;
+	gh_timer_stop(&l->timer);
+	g_clear_pointer(&l->connector, gh_connector_free);
+	g_clear_pointer(&l->conn, gh_conn_free);
+	g_clear_pointer(&l->result_conn, gh_conn_free);
+	g_clear_pointer(&l->reply, g_bytes_unref);
+	g_clear_pointer(&l->tls, gh_tls_unref);
+	g_clear_pointer(&l->password, gh_secret_free);
+	l->params.password = NULL;
+	g_clear_pointer(&l->route, g_free);
+	g_clear_pointer(&l->hash_key, g_free);
+	g_clear_pointer(&l->user, g_free);
+	g_clear_pointer(&l->client_addr, g_free);
+	g_clear_pointer(&l->local_addr, g_free);
+	g_clear_pointer(&l->hostname, g_free);
+	g_clear_pointer(&l->session_id, g_free);
+	g_clear_pointer(&l->error, g_free);
+}
+
+/* The outermost entry is returning: end the link if it is over. */
+static void
+settle(GhBackendLink *l)
+{
+	GhBackendResult result = l->result;
+	GhConn *conn;
+	g_autoptr(GBytes) reply = NULL;
+	g_autofree char *server = NULL;
+	g_autofree char *error = NULL;
+
+	if (l->cancelled) {
+		release(l);
+		g_free(l);
+		return;
+	}
+	if (!l->over)
+		return;
+	conn = g_steal_pointer(&l->result_conn);
+	reply = g_steal_pointer(&l->reply);
+	if (l->connector != NULL && gh_connector_server(l->connector) != NULL)
+		server = g_strdup(gh_connector_server(l->connector));
+	if (result != GH_BACKEND_OK)
+		error = g_steal_pointer(&l->error);
+	release(l);
+	/* a cancel from inside the callback finds the link on the stack */
+	l->depth++;
+	l->done(result, conn, reply, server, error, l->user_data);
+	g_free(l);
+}
+
+static void
+enter(GhBackendLink *l)
+{
+	l->depth++;
+}
+
+static void
+leave(GhBackendLink *l)
+{
+	if (--l->depth == 0)
+		settle(l);
+}
+
+/* Is the connection of `attempt` still the one to talk to? */
+static gboolean
+current(GhBackendLink *l, guint attempt)
+{
+	return !l->over && !l->cancelled && l->attempt == attempt && l->conn != NULL;
+}
+
+static void
+end(GhBackendLink *l, GhBackendResult result)
+{
+	l->over = TRUE;
+	l->result = result;
+	gh_timer_stop(&l->timer);
+	if (l->depth == 0)
+		settle(l);
+}
+
+static void
+on_timeout(gpointer data)
+{
+	GhBackendLink *l = data;
+	enter(l);
+	gh_backend_link_fail(l, TRUE, "no reply within %u s", l->params.backend->connect_timeout);
+	leave(l);
+}
+
+static void
+arm_timer(GhBackendLink *l)
+{
+	gh_timer_start(&l->timer, l->context, MAX(l->params.backend->connect_timeout, 1) * 1000,
+		       on_timeout, l);
+}
+
+static void
+want_reply(GhBackendLink *l)
+{
+	gh_conn_want(l->conn, gh_conn_pending(l->conn) > 0 ? G_IO_IN | G_IO_OUT : G_IO_IN);
+}
+
+void
+gh_backend_link_fail(GhBackendLink *l, gboolean retry, const char *format, ...)
+{
+	va_list ap;
+	g_autofree char *msg = NULL;
+
+	if (l->over || l->cancelled)
+		return;
+	va_start(ap, format);
+	msg = g_strdup_vprintf(format, ap);
+	va_end(ap);
+	g_free(l->error);
+	l->error = g_strdup_printf("%s: %s", gh_connector_server(l->connector), msg);
+	g_message("session %s: backend %s", l->session_id, l->error);
+	gh_timer_stop(&l->timer);
+	g_clear_pointer(&l->conn, gh_conn_free);
+	l->attempt++;
+	if (l->dialogue.reset != NULL)
+		l->dialogue.reset(l->d);
+	if (!retry || !gh_connector_next(l->connector, on_connected, l))
+		end(l, GH_BACKEND_FAILED);
+}
+
+void
+gh_backend_link_finish(GhBackendLink *l, GhBackendResult result, GBytes *reply, const char *error)
+{
+	if (l->over || l->cancelled)
+		return;
+	if (result == GH_BACKEND_OK) {
+		/* the connection goes to the owner as it is, early bytes and all */
+		l->result_conn = g_steal_pointer(&l->conn);
+		gh_conn_set_callback(l->result_conn, NULL, NULL);
+		gh_conn_want(l->result_conn, 0);
+		l->reply = reply != NULL ? g_bytes_ref(reply) : NULL;
+	} else {
+		g_free(l->error);
+		l->error = g_strdup_printf("%s: %s", gh_connector_server(l->connector),
+					   error != NULL ? error : "failed");
+		g_clear_pointer(&l->conn, gh_conn_free);
+	}
+	end(l, result);
+}
+
+/* Drive the TLS handshake; once it is up, the dialogue goes on: from the
+ * start (implicit TLS) or inside TLS (after its STARTTLS). */
+static void
+handshake(GhBackendLink *l)
+{
+	g_autofree char *why = NULL;
+	int rc = gh_backend_tls_handshake(l->connector, l->conn, l->params.backend, &why);
+	if (rc < 0) {
+		/* another server may have the right certificate */
+		gh_backend_link_fail(l, TRUE, "%s", why);
+		return;
+	}
+	if (rc == 0)
+		return;
+	if (l->params.backend->tls == GH_TLS_IMPLICIT)
+		l->dialogue.connected(l, l->d);
+	else
+		l->dialogue.tls_ready(l, l->d);
+}
+
+void
+gh_backend_link_start_tls(GhBackendLink *l)
+{
+	g_autofree char *why = NULL;
+	if (!current(l, l->attempt))
+		return;
+	if (!gh_backend_tls_start(l->connector, l->conn, l->tls, l->params.backend, &why)) {
+		gh_backend_link_fail(l, FALSE, "%s", why);
+		return;
+	}
+	arm_timer(l);
+	handshake(l);
+}
+
+gboolean
+gh_backend_link_send(GhBackendLink *l, const char *text, gsize len)
+{
+	if (!current(l, l->attempt))
+		return FALSE;
+	if (!gh_conn_queue(l->conn, text, len)) {
+		gh_backend_link_fail(l, FALSE, "login too long for the output buffer");
+		return FALSE;
+	}
+	if (l->conn->error != 0) {
+		gh_backend_link_fail(l, TRUE, "write failed: %s", g_strerror(l->conn->error));
+		return FALSE;
+	}
+	arm_timer(l);
+	want_reply(l);
+	return TRUE;
+}
+
+void
+gh_backend_link_expect(GhBackendLink *l)
+{
+	if (!current(l, l->attempt))
+		return;
+	arm_timer(l);
+	want_reply(l);
+}
+
+static void
+on_conn(GhConn *conn, GIOCondition cond, gpointer data)
+{
+	GhBackendLink *l = data;
+	guint attempt = l->attempt;
+	GhBackendStep step = GH_BACKEND_STEP_MORE;
+	(void)cond;
+
+	enter(l);
+	if (conn->tls_handshaking) {
+		handshake(l);
+		goto out;
+	}
+	if (gh_conn_pending(conn) > 0)
+		(void)gh_conn_flush(conn);
+	(void)gh_conn_fill(conn);
+	while (step == GH_BACKEND_STEP_MORE && conn->in->len > 0) {
+		step = l->dialogue.input(l, l->d);
+		/* a step may have ended the attempt or failed over to another
+		 * server (conn freed): look no further at this connection */
+		if (!current(l, attempt))
+			goto out;
+	}
+	if (step == GH_BACKEND_STEP_STOP || conn->tls_handshaking)
+		goto out; /* the handshake watches what it waits for */
+	if (conn->error != 0)
+		gh_backend_link_fail(l, TRUE, "%s", g_strerror(conn->error));
+	else if (conn->eof)
+		gh_backend_link_fail(l, TRUE, "closed the connection");
+	else
+		want_reply(l);
+out:
+	leave(l);
+}
+
+static void
+on_connected(int fd, const char *server, const char *error, gpointer data)
+{
+	GhBackendLink *l = data;
+	(void)server;
+
+	enter(l);
+	if (fd < 0) {
+		gh_backend_link_fail(l, TRUE, "%s", error);
+	} else {
+		l->conn = gh_conn_new(fd, l->context, GH_BACKEND_IN_MAX, GH_BACKEND_OUT_MAX);
+		gh_conn_set_callback(l->conn, on_conn, l);
+		if (l->params.backend->tls == GH_TLS_IMPLICIT)
+			gh_backend_link_start_tls(l);
+		else
+			l->dialogue.connected(l, l->d);
+	}
+	leave(l);
+}
+
+/* A server list that was empty after all (the configuration allows none):
+ * failed, from the loop like any other end. */
+static void
+on_no_server(gpointer data)
+{
+	GhBackendLink *l = data;
+	enter(l);
+	g_message("session %s: backend: no server to try", l->session_id);
+	l->error = g_strdup("no server to try");
+	end(l, GH_BACKEND_FAILED);
+	leave(l);
+}
+
+GhBackendLink *
+gh_backend_link_start(const GhBackendParams *p,
+		      const GhBackendDialogue *dialogue,
+		      gpointer d,
+		      GMainContext *context,
+		      GhBackendDone done,
+		      gpointer user_data)
+{
+	GhBackendLink *l = g_new0(GhBackendLink, 1);
+	l->context = context;
+	l->done = done;
+	l->user_data = user_data;
+	l->dialogue = *dialogue;
+	l->d = d;
+
+	l->route = g_strdup(p->route);
+	l->hash_key = g_strdup(p->hash_key);
+	l->user = g_strdup(p->user);
+	if (p->password != NULL) {
+		gsize len;
+		const char *pw = gh_secret_get(p->password, &len);
+		l->password = gh_secret_new(pw, len);
+	}
+	l->client_addr = g_strdup(p->client_addr);
+	l->local_addr = g_strdup(p->local_addr);
+	l->hostname = g_strdup(p->hostname);
+	l->session_id = g_strdup(p->session_id);
+	l->tls = p->tls != NULL ? gh_tls_ref(p->tls) : NULL;
+	l->params = (GhBackendParams){
+	    .backend = p->backend,
+	    .route = l->route,
+	    .hash_key = l->hash_key,
+	    .user = l->user,
+	    .password = l->password,
+	    .client_addr = l->client_addr,
+	    .client_port = p->client_port,
+	    .local_addr = l->local_addr,
+	    .local_port = p->local_port,
+	    .hostname = l->hostname,
+	    .session_id = l->session_id,
+	    .tls = l->tls,
+	};
+
+	l->connector = gh_connector_new(p->backend, l->route, l->hash_key, context);
+	if (!gh_connector_next(l->connector, on_connected, l))
+		gh_timer_start(&l->timer, context, 1, on_no_server, l);
+	return l;
+}
+
+void
+gh_backend_link_cancel(GhBackendLink *l)
+{
+	if (l == NULL)
+		return;
+	if (l->depth > 0) {
+		/* on the stack (a step, the done callback): the outermost
+		 * entry frees it on its way out */
+		l->cancelled = TRUE;
+		gh_timer_stop(&l->timer);
+		return;
+	}
+	release(l);
+	g_free(l);
+}
+
+GhConn *
+gh_backend_link_conn(GhBackendLink *l)
+{
+	return l->conn;
+}
+
+const GhBackendParams *
+gh_backend_link_params(GhBackendLink *l)
+{
+	return &l->params;
+}
+
+const char *
+gh_backend_link_server(GhBackendLink *l)
+{
+	return gh_connector_server(l->connector);
+}
+
+const GhSecret *
+gh_backend_link_password(GhBackendLink *l)
+{
+	return l->password;
+}
+
+void
+gh_backend_link_forget_password(GhBackendLink *l)
+{
+	g_clear_pointer(&l->password, gh_secret_free);
+	l->params.password = NULL;
+}
