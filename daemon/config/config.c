@@ -92,7 +92,7 @@ enum_to_string(const EnumName *names, int value)
 }
 
 const char *
-gh_protocol_to_string(GhProtocol p)
+gh_protocol_to_string(GhProtocolKind p)
 {
 	return enum_to_string(protocol_names, p);
 }

@@ -16,7 +16,7 @@
 #include <glib.h>
 #include <gio/gio.h>
 
-typedef enum { GH_PROTO_SMTP, GH_PROTO_IMAP } GhProtocol;
+typedef enum { GH_PROTO_SMTP, GH_PROTO_IMAP } GhProtocolKind;
 typedef enum { GH_TLS_NONE, GH_TLS_STARTTLS, GH_TLS_IMPLICIT } GhTlsMode;
 typedef enum { GH_PLAINTEXT_ALWAYS, GH_PLAINTEXT_TLS, GH_PLAINTEXT_TRUSTED } GhPlaintextAuth;
 typedef enum {
@@ -26,7 +26,7 @@ typedef enum {
 	GH_LOGIN_NONE,
 } GhBackendLogin;
 
-const char *gh_protocol_to_string(GhProtocol p);
+const char *gh_protocol_to_string(GhProtocolKind p);
 const char *gh_tls_mode_to_string(GhTlsMode m);
 const char *gh_plaintext_auth_to_string(GhPlaintextAuth p);
 const char *gh_backend_login_to_string(GhBackendLogin l);
@@ -60,7 +60,7 @@ void gh_host_port_clear(GhHostPort *hp);
 
 typedef struct {
 	char *name; /* the NAME of [listener NAME]; also the systemd FileDescriptorName */
-	GhProtocol protocol;
+	GhProtocolKind protocol;
 	GArray *listen; /* of GhHostPort; may be empty (sockets from systemd) */
 	GhTlsMode tls;
 	GhPlaintextAuth plaintext_auth;
@@ -81,7 +81,7 @@ typedef struct {
 
 typedef struct {
 	char *name;
-	GhProtocol protocol;
+	GhProtocolKind protocol;
 	GArray *servers; /* of GhHostPort, at least one */
 	GhTlsMode tls;
 	GhBackendLogin login;

@@ -12,7 +12,10 @@
 #include "gh-build.h"
 
 #include "core/server.h"
+#include "config/log.h"
+#include "imap/imap-session.h"
 #include "session/session.h"
+#include "smtp/smtp-session.h"
 
 #include <errno.h>
 #include <glib-unix.h>
@@ -40,8 +43,29 @@ struct _GhServer {
 	gint64 stop_deadline;
 };
 
+/* What a worker lends the sessions of one listener (session.h). */
 typedef struct {
+	GhSessionHost host; /* first: the session hands back &host as data */
 	GhWorker *worker;
+	GhListener *listener;
+} SessionHost;
+
+struct _GhWorker {
+	guint index;
+	GhServer *server;
+	GThread *thread;
+	GMainContext *context;
+	GMainLoop *loop;
+	GPtrArray *accept_sources; /* worker thread only */
+	GQueue sessions;           /* of GhSession*, worker thread only */
+	gint n_sessions;           /* atomic copy of sessions.length, for status */
+	gboolean stopping;         /* worker thread only */
+	gint64 last_emfile_log;
+	SessionHost *hosts; /* one per listener, in server->listeners order */
+};
+
+typedef struct {
+	SessionHost *host; /* the worker's for this listener */
 	GhListener *listener;
 } AcceptWatch;
 
@@ -81,18 +105,46 @@ gh_server_get_auth_core(GhServer *server)
 	return server->core;
 }
 
-void
-gh_worker_session_added(GhWorker *worker, GhSession *session)
+/* A session is being freed: it no longer counts. */
+static void
+on_session_ended(GhSession *session, gpointer data)
 {
-	g_queue_push_tail(&worker->sessions, session);
-	g_atomic_int_inc(&worker->n_sessions);
+	SessionHost *h = data;
+	if (g_queue_remove(&h->worker->sessions, session))
+		g_atomic_int_add(&h->worker->n_sessions, -1);
+	g_atomic_int_add(&h->listener->n_sessions, -1);
 }
 
-void
-gh_worker_session_removed(GhWorker *worker, GhSession *session)
+/* A connection came on listener `h->listener`: make it a session of the
+ * generation in force, in the protocol of its listener. */
+static void
+accept_session(SessionHost *h, int fd, const struct sockaddr *peer, socklen_t peer_len)
 {
-	if (g_queue_remove(&worker->sessions, session))
-		g_atomic_int_add(&worker->n_sessions, -1);
+	GhWorker *worker = h->worker;
+	GhGeneration gen;
+	const GhListenerConfig *lc;
+	GhSession *session;
+	guint n;
+
+	gh_server_get_generation(worker->server, &gen.config, &gen.tls, &gen.auth_set);
+	lc = gh_config_listener(gen.config, h->listener->name);
+	if (lc == NULL) {
+		/* the listener was removed by a reload; its socket stays until restart */
+		gh_debug("listener %s is no longer configured: closing a new connection",
+			 h->listener->name);
+		(void)close(fd);
+		gh_config_unref(gen.config);
+		gh_tls_unref(gen.tls);
+		gh_auth_set_unref(gen.auth_set);
+		return;
+	}
+	session = gh_session_new(
+	    &h->host, lc->protocol == GH_PROTO_SMTP ? &gh_smtp_protocol : &gh_imap_protocol, &gen,
+	    lc->name, fd, peer, peer_len);
+	g_queue_push_tail(&worker->sessions, session);
+	g_atomic_int_inc(&worker->n_sessions);
+	n = (guint)g_atomic_int_add(&h->listener->n_sessions, 1) + 1;
+	gh_session_begin(session, n);
 }
 
 static guint
@@ -157,14 +209,14 @@ on_accept(gint fd, GIOCondition condition, gpointer data)
 				break;
 			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
 			    errno == ENOMEM) {
-				pause_accepting(w->worker, errno);
+				pause_accepting(w->host->worker, errno);
 				return G_SOURCE_REMOVE;
 			}
 			g_warning("accept on listener %s: %s", w->listener->name,
 				  g_strerror(errno));
 			break;
 		}
-		gh_session_start(w->worker, w->listener, c, (struct sockaddr *)&ss, len);
+		accept_session(w->host, c, (struct sockaddr *)&ss, len);
 	}
 	return G_SOURCE_CONTINUE;
 }
@@ -179,7 +231,7 @@ worker_accept_start(GhWorker *worker)
 		for (guint j = 0; j < l->fds->len; j++) {
 			AcceptWatch *w = g_new0(AcceptWatch, 1);
 			GSource *src = g_unix_fd_source_new(g_array_index(l->fds, int, j), G_IO_IN);
-			w->worker = worker;
+			w->host = &worker->hosts[i];
 			w->listener = l;
 			g_source_set_callback(src, G_SOURCE_FUNC(on_accept), w, g_free);
 			/* as the connections' epoll source (conn.c): no blocking
@@ -257,6 +309,14 @@ worker_new(GhServer *server, guint index)
 	w->loop = g_main_loop_new(w->context, FALSE);
 	w->accept_sources = g_ptr_array_new_with_free_func((GDestroyNotify)g_source_unref);
 	g_queue_init(&w->sessions);
+	w->hosts = g_new0(SessionHost, server->listeners->len);
+	for (guint i = 0; i < server->listeners->len; i++) {
+		w->hosts[i].host.context = w->context;
+		w->hosts[i].host.ended = on_session_ended;
+		w->hosts[i].host.data = &w->hosts[i];
+		w->hosts[i].worker = w;
+		w->hosts[i].listener = g_ptr_array_index(server->listeners, i);
+	}
 	return w;
 }
 
@@ -272,6 +332,7 @@ worker_free(GhWorker *w)
 	g_ptr_array_unref(w->accept_sources);
 	g_main_loop_unref(w->loop);
 	g_main_context_unref(w->context);
+	g_free(w->hosts);
 	g_free(w);
 }
 

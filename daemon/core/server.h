@@ -19,20 +19,6 @@
 
 typedef struct _GhServer GhServer;
 typedef struct _GhWorker GhWorker;
-typedef struct _GhSession GhSession;
-
-struct _GhWorker {
-	guint index;
-	GhServer *server;
-	GThread *thread;
-	GMainContext *context;
-	GMainLoop *loop;
-	GPtrArray *accept_sources; /* worker thread only */
-	GQueue sessions;           /* of GhSession*, worker thread only */
-	gint n_sessions;           /* atomic copy of sessions.length, for status */
-	gboolean stopping;         /* worker thread only */
-	gint64 last_emfile_log;
-};
 
 /* Create a server from a checked config and auth set (both referenced). */
 GhServer *
@@ -57,7 +43,3 @@ gh_server_get_generation(GhServer *server, GhConfig **config, GhTls **tls, GhAut
 
 /* The auth core's settings as a config asks for them. */
 void gh_server_settings_from_config(const GhConfig *cfg, GhAuthSettings *out);
-
-/* Sessions call these on their worker thread. */
-void gh_worker_session_added(GhWorker *worker, GhSession *session);
-void gh_worker_session_removed(GhWorker *worker, GhSession *session);

@@ -1,15 +1,13 @@
 /*
- * imap-session.h: the IMAP front end (gatehoused(8), CLIENT REPLIES): the
- * pre-login dialogue with the client, verification through the auth core,
- * the login on the backend (imap-backend.h), then the relay (relay.h).
+ * imap-session.h: the IMAP client dialogue (gatehoused(8), CLIENT REPLIES):
+ * IMAP's entry in the protocol table.  The session core (session/protocol.h)
+ * runs the life cycle; this file words it in IMAP and reads IMAP commands.
  */
 #pragma once
 
-#include "session/session-private.h"
+#include "session/protocol.h"
 
-/* Greet the client and run the session to its end; the session frees itself.
- * Worker thread. */
-void gh_imap_session_begin(GhSession *s);
+extern const GhProtocol gh_imap_protocol;
 
 /* Limits before login (RFC 9051 leaves them to the server): a command line
  * (without literal contents) and one literal. */

@@ -1,15 +1,13 @@
 /*
- * smtp-session.h: the SMTP front end (gatehoused(8), CLIENT REPLIES): the
- * pre-login dialogue with the client, verification through the auth core,
- * joining the backend (smtp-backend.h), then the relay (relay.h).
+ * smtp-session.h: the SMTP client dialogue (gatehoused(8), CLIENT REPLIES):
+ * SMTP's entry in the protocol table.  The session core (session/protocol.h)
+ * runs the life cycle; this file words it in SMTP and reads SMTP commands.
  */
 #pragma once
 
-#include "session/session-private.h"
+#include "session/protocol.h"
 
-/* Greet the client and run the session to its end; the session frees itself.
- * Worker thread. */
-void gh_smtp_session_begin(GhSession *s);
+extern const GhProtocol gh_smtp_protocol;
 
 /* Errors (replies 500-504) one connection may cause before it is closed. */
 #define GH_SMTP_MAX_ERRORS 10

@@ -1,0 +1,405 @@
+/*
+ * login.c: a session's login, the same for every protocol (see protocol.h):
+ * the SASL steps of PLAIN and LOGIN (RFC 4616, draft-murchison-sasl-login),
+ * the verify call into the auth core, counting failed logins, the backend
+ * hand-off, the relay, and the two log lines: one per login attempt, one per
+ * proxied session when it ends.
+ *
+ * Invariants: at most one of a verification (login.pending) and a backend
+ * link (s->backend) is in flight, and neither reads client input; the
+ * password is wiped as soon as the backend link has its copy or the attempt
+ * is over; a verification runs against the auth set the session was
+ * accepted with, never a newer one.
+ */
+#include "gh-build.h"
+
+#include "session/session-internal.h"
+#include "config/log.h"
+#include "session/sasl.h"
+
+#include <string.h>
+
+void
+gh_login_clear(GhLogin *l)
+{
+	if (l->pending != NULL) {
+		gh_auth_pending_cancel(l->pending);
+		l->pending = NULL;
+	}
+	g_clear_pointer(&l->tag, g_free);
+	g_clear_pointer(&l->user, g_free);
+	g_clear_pointer(&l->password, gh_secret_free);
+	g_clear_pointer(&l->canonical, g_free);
+	g_clear_pointer(&l->route, g_free);
+	g_clear_pointer(&l->module, g_free);
+	g_clear_pointer(&l->instance, g_free);
+	g_clear_pointer(&l->auth_set, gh_auth_set_unref);
+	l->mech = NULL;
+	l->cached = FALSE;
+}
+
+void
+gh_login_free(GhLogin *l)
+{
+	gh_login_clear(l);
+	g_clear_pointer(&l->backend_server, g_free);
+}
+
+/* ------------------------------------------------------------ log lines */
+
+static void
+log_login(GhSession *s, const char *verdict, const char *reason, gint64 elapsed_us)
+{
+	const GhLogin *l = &s->login;
+	GhLoginLog line = {
+	    .session_id = s->id,
+	    .protocol = s->protocol->name,
+	    .listener = s->lc->name,
+	    .remote = s->remote,
+	    .user = l->user,
+	    .mechanism = l->mech,
+	    .tls = s->tls_desc != NULL ? s->tls_desc : "no",
+	    .instance = l->instance,
+	    .module = l->module,
+	    .verdict = verdict,
+	    .reason = reason,
+	    .backend = l->backend_server,
+	    .cached = l->cached,
+	    .elapsed_us = elapsed_us,
+	};
+	gh_log_login(&line);
+}
+
+static void
+log_end(GhSession *s, const char *why, guint64 client_bytes, guint64 backend_bytes)
+{
+	const GhLogin *l = &s->login;
+	g_autofree char *user = l->canonical != NULL
+				    ? gh_log_escape(l->canonical, strlen(l->canonical), 256)
+				    : g_strdup("-");
+	g_message("session end: session=%s proto=%s listener=%s remote=%s user=\"%s\" "
+		  "backend=%s client_bytes=%" G_GUINT64_FORMAT " backend_bytes=%" G_GUINT64_FORMAT
+		  " duration=%.1fs reason=\"%s\"",
+		  s->id, s->protocol->name, s->lc->name, s->remote, user,
+		  l->backend_server != NULL ? l->backend_server : "-", client_bytes, backend_bytes,
+		  (double)(g_get_monotonic_time() - s->started_us) / G_USEC_PER_SEC, why);
+}
+
+/* ------------------------------------------------------------ outcomes */
+
+/* Bad credentials: answer, count, maybe close; the login is forgotten. */
+static void
+login_failed(GhSession *s)
+{
+	s->protocol->say(s, GH_SAY_AUTH_FAILED, NULL);
+	gh_login_clear(&s->login);
+	s->phase = GH_PHASE_COMMAND;
+	if (++s->auth_failures >= s->lc->max_auth_failures) {
+		g_message("session %s: %s failed to log in %u times; closing", s->id, s->remote,
+			  s->auth_failures);
+		s->protocol->say(s, GH_SAY_TOO_MANY_AUTH_FAILS, NULL);
+		gh_session_close(s);
+	}
+}
+
+static void
+login_tempfail(GhSession *s)
+{
+	s->protocol->say(s, GH_SAY_AUTH_TEMPFAIL, NULL);
+	gh_login_clear(&s->login);
+}
+
+/* ------------------------------------------------------------ relay */
+
+static void
+on_relay_done(GhRelay *relay, const char *why, guint64 up, guint64 down, gpointer data)
+{
+	GhSession *s = data;
+	(void)relay;
+	log_end(s, why, up, down);
+	gh_session_free(s);
+}
+
+static void
+on_backend_done(GhBackendResult result,
+		GhConn *backend,
+		GBytes *reply,
+		const char *server,
+		const char *error,
+		gpointer data)
+{
+	GhSession *s = data;
+	GhLogin *l = &s->login;
+	gboolean mx_join = s->mx_join;
+
+	s->backend = NULL;
+	s->mx_join = FALSE;
+	g_free(l->backend_server);
+	l->backend_server = g_strdup(server);
+	if (result != GH_BACKEND_OK) {
+		if (mx_join) {
+			g_message("session %s: %s: backend unavailable: %s", s->id, s->remote,
+				  error);
+			s->protocol->say(s, GH_SAY_BACKEND_UNAVAILABLE, NULL);
+			gh_login_clear(l);
+		} else if (result == GH_BACKEND_REFUSED) {
+			/* we said yes, the backend no: its users and ours differ */
+			log_login(s, "backend-refused", error, l->auth_us);
+			login_failed(s);
+		} else {
+			g_autofree char *reason = g_strdup_printf("backend unavailable: %s", error);
+			log_login(s, "tempfail", reason, l->auth_us);
+			login_tempfail(s);
+		}
+		gh_session_back_to_commands(s);
+		return;
+	}
+	gh_session_stop_timer(s);
+	if (mx_join) {
+		g_message("session %s: %s joined to backend %s without a login", s->id, s->remote,
+			  server);
+	} else {
+		log_login(s, "ok", "", l->auth_us);
+		/* the backend's own answer to the login, if the client sees it */
+		if (reply != NULL) {
+			gsize len = 0;
+			const guint8 *bytes = g_bytes_get_data(reply, &len);
+			(void)gh_conn_queue(s->conn, bytes, len);
+		}
+		s->protocol->say(s, GH_SAY_LOGGED_IN, NULL);
+	}
+	g_clear_pointer(&l->password, gh_secret_free);
+	s->phase = GH_PHASE_RELAY;
+	if (s->protocol->relay_started != NULL)
+		s->protocol->relay_started(s);
+	/* the login is over: the auth set of its generation is not needed */
+	g_clear_pointer(&s->auth_set, gh_auth_set_unref);
+	/* the relay owns both connections now; the session keeps its record */
+	s->relay = gh_relay_start(s->conn, backend, on_relay_done, s);
+	s->conn = NULL;
+}
+
+static void
+connect_backend(GhSession *s, gboolean logged_in)
+{
+	GhLogin *l = &s->login;
+	GhBackendParams p = {
+	    .backend = gh_config_backend(s->config, s->lc->backend),
+	    .route = logged_in ? l->route : NULL,
+	    .hash_key = logged_in ? l->canonical : s->remote,
+	    .user = logged_in ? l->canonical : NULL,
+	    .password = l->password,
+	    .client_addr = s->remote,
+	    .client_port = s->remote_port,
+	    .local_addr = s->local,
+	    .local_port = s->local_port,
+	    .hostname = s->config->hostname,
+	    .session_id = s->id,
+	    .tls = s->tls,
+	};
+	s->phase = GH_PHASE_BACKEND;
+	s->mx_join = !logged_in;
+	gh_session_stop_timer(s);
+	s->backend = s->protocol->backend_connect(s, &p, on_backend_done, s);
+	/* the link has its own copy where it needs one */
+	g_clear_pointer(&l->password, gh_secret_free);
+	(void)gh_session_update_watch(s);
+}
+
+void
+gh_session_join_backend(GhSession *s)
+{
+	connect_backend(s, FALSE);
+}
+
+/* ------------------------------------------------------------ verification */
+
+static void
+on_verified(const GhAuthOutcome *o, gpointer data)
+{
+	GhSession *s = data;
+	GhLogin *l = &s->login;
+
+	l->pending = NULL;
+	l->instance = g_strdup(o->instance);
+	l->module = g_strdup(o->module);
+	l->cached = o->cached;
+	l->auth_us = o->elapsed_us;
+	if (o->verdict == GH_AUTH_OK) {
+		l->canonical = g_strdup(o->canonical_user);
+		l->route = g_strdup(o->route);
+		connect_backend(s, TRUE);
+		return;
+	}
+	log_login(s, gh_auth_verdict_to_string(o->verdict), o->reason, o->elapsed_us);
+	if (o->verdict == GH_AUTH_TEMPFAIL)
+		login_tempfail(s);
+	else
+		login_failed(s);
+	gh_session_back_to_commands(s);
+}
+
+/* user and password are known: ask the auth chain of the listener */
+static void
+verify(GhSession *s)
+{
+	GhLogin *l = &s->login;
+	gsize pw_len = 0;
+	const char *pw = gh_secret_get(l->password, &pw_len);
+	GhAuthRequest req = {
+	    .user = l->user,
+	    .password = pw,
+	    .password_len = pw_len,
+	    .service = s->protocol->name,
+	    .listener = s->lc->name,
+	    .remote_addr = s->remote,
+	    .remote_port = s->remote_port,
+	    .local_addr = s->local,
+	    .local_port = s->local_port,
+	    .tls = s->secure,
+	    .session_id = s->id,
+	};
+	s->phase = GH_PHASE_VERIFYING;
+	gh_session_stop_timer(s);
+	/* a new attempt: the server an earlier one reached is not this one's */
+	g_clear_pointer(&l->backend_server, g_free);
+	l->auth_set = gh_auth_set_ref(s->auth_set);
+	l->pending = gh_auth_verify_async(l->auth_set, (const char *const *)s->lc->auth, &req, 0,
+					  s->host->context, on_verified, s);
+}
+
+/* A new attempt: forget the last one; `mech` is a static string. */
+static GhLogin *
+login_begin(GhSession *s, const char *tag, const char *mech)
+{
+	GhLogin *l = &s->login;
+	gh_login_clear(l);
+	l->tag = g_strdup(tag);
+	l->mech = mech;
+	return l;
+}
+
+void
+gh_session_login_refused(
+    GhSession *s, const char *tag, const char *mech, const char *user, const char *reason)
+{
+	GhLogin *l = login_begin(s, tag, mech);
+	l->user = g_strdup(user);
+	log_login(s, "refused", reason, 0);
+	login_failed(s);
+}
+
+void
+gh_session_login(
+    GhSession *s, const char *tag, const char *user, const char *password, gsize password_len)
+{
+	GhLogin *l = login_begin(s, tag, "LOGIN-CMD");
+	l->user = g_strdup(user);
+	l->password = gh_secret_new(password, password_len);
+	verify(s);
+}
+
+/* ------------------------------------------------------------ SASL steps */
+
+/* A response that cannot be decoded ends the exchange: answered, counted. */
+static void
+sasl_failed(GhSession *s, GhSaslStatus st)
+{
+	s->protocol->say(s, st == GH_SASL_CANCELLED ? GH_SAY_SASL_CANCELLED : GH_SAY_SASL_MALFORMED,
+			 NULL);
+	gh_login_clear(&s->login);
+	s->phase = GH_PHASE_COMMAND;
+	(void)gh_session_count_error(s);
+}
+
+static void
+plain_response(GhSession *s, const char *b64, gsize len)
+{
+	GhLogin *l = &s->login;
+	g_autofree char *authzid = NULL;
+	g_autofree char *authcid = NULL;
+	GhSecret *password = NULL;
+	GhSaslStatus st = gh_sasl_plain_decode(b64, len, &authzid, &authcid, &password);
+	if (st != GH_SASL_OK) {
+		sasl_failed(s, st);
+		return;
+	}
+	l->user = g_steal_pointer(&authcid);
+	l->password = password;
+	/* RFC 4616 2: acting for someone else is for proxies, not clients */
+	if (authzid[0] != '\0' && strcmp(authzid, l->user) != 0) {
+		log_login(s, "refused", "authzid differs from the user", 0);
+		login_failed(s);
+		return;
+	}
+	verify(s);
+}
+
+static void
+login_user(GhSession *s, const char *b64, gsize len)
+{
+	g_autoptr(GhSecret) user = NULL;
+	GhSaslStatus st = gh_sasl_login_decode(b64, len, FALSE, &user);
+	if (st != GH_SASL_OK) {
+		sasl_failed(s, st);
+		return;
+	}
+	s->login.user = g_strdup(gh_secret_get(user, NULL));
+	s->phase = GH_PHASE_SASL_LOGIN_PASS;
+	s->protocol->say(s, GH_SAY_SASL_CHALLENGE, "UGFzc3dvcmQ6"); /* "Password:" */
+}
+
+static void
+login_pass(GhSession *s, const char *b64, gsize len)
+{
+	GhSecret *pw = NULL;
+	GhSaslStatus st = gh_sasl_login_decode(b64, len, TRUE, &pw);
+	if (st != GH_SASL_OK) {
+		sasl_failed(s, st);
+		return;
+	}
+	s->login.password = pw;
+	verify(s);
+}
+
+void
+gh_session_sasl_start(
+    GhSession *s, const char *tag, const char *mech, const char *initial, gsize initial_len)
+{
+	if (strcmp(mech, "PLAIN") == 0) {
+		login_begin(s, tag, "PLAIN");
+		if (initial != NULL) {
+			plain_response(s, initial, initial_len);
+		} else {
+			s->phase = GH_PHASE_SASL_PLAIN;
+			s->protocol->say(s, GH_SAY_SASL_CHALLENGE, "");
+		}
+	} else {
+		login_begin(s, tag, "LOGIN");
+		if (initial != NULL) {
+			login_user(s, initial, initial_len);
+		} else {
+			s->phase = GH_PHASE_SASL_LOGIN_USER;
+			s->protocol->say(s, GH_SAY_SASL_CHALLENGE,
+					 "VXNlcm5hbWU6"); /* "Username:" */
+		}
+	}
+}
+
+void
+gh_login_sasl_line(GhSession *s, const char *line, gsize len)
+{
+	switch (s->phase) {
+	case GH_PHASE_SASL_PLAIN:
+		plain_response(s, line, len);
+		break;
+	case GH_PHASE_SASL_LOGIN_USER:
+		login_user(s, line, len);
+		break;
+	case GH_PHASE_SASL_LOGIN_PASS:
+		login_pass(s, line, len);
+		break;
+	default:
+		break;
+	}
+}

@@ -1,0 +1,30 @@
+/*
+ * session-internal.h: what session.c (the connection's life cycle) and
+ * login.c (SASL steps, verification, backend hand-off, relay) share.
+ * Nothing outside daemon/session/ includes this.
+ */
+#pragma once
+
+#include "session/protocol.h"
+
+/* session.c */
+void gh_session_free(GhSession *s);
+/* Serve what is in the client's input buffer, then update the watch. */
+void gh_session_process(GhSession *s);
+/* Decide what to wait for next; end the session when it is over.  FALSE
+ * when the session was freed. */
+gboolean gh_session_update_watch(GhSession *s);
+/* (Re)arm the idle timer (idle_timeout). */
+void gh_session_restart_idle(GhSession *s);
+void gh_session_stop_timer(GhSession *s);
+/* Back to reading commands: idle timer (unless closing), then serve what
+ * the client pipelined meanwhile. */
+void gh_session_back_to_commands(GhSession *s);
+
+/* login.c */
+/* A SASL response line (without its line end) in a SASL phase. */
+void gh_login_sasl_line(GhSession *s, const char *line, gsize len);
+/* Forget the login (wiping the password; cancelling a verification). */
+void gh_login_clear(GhLogin *l);
+/* Forget everything of the login, the server it reached included. */
+void gh_login_free(GhLogin *l);
