@@ -346,6 +346,41 @@ test_chain_failure_delay(void)
 	fixture_teardown(&f);
 }
 
+/* Cancelled while its failure delay runs: the answer never comes, and the
+ * timer's reference is given back (valgrind sees the leak otherwise). */
+static void
+test_chain_cancel_in_failure_delay(void)
+{
+	Fixture f = {0};
+	Result r = {0};
+	GhAuthSettings s = {.workers = 2, .queue_max = 8, .failure_delay = 60};
+	GhAuthRequest req = {
+	    .user = "alice",
+	    .password = "bad",
+	    .password_len = 3,
+	    .service = "imap",
+	    .remote_addr = "192.0.2.7",
+	};
+	const char *chain[] = {"a", NULL};
+	GhAuthPending *p;
+	gint64 until = g_get_monotonic_time() + 10 * G_USEC_PER_SEC;
+
+	fixture_setup_text(&f, two_modules, &s);
+	p = gh_auth_verify_async(f.set, chain, &req, 0, NULL, on_done, &r);
+	/* the verdict is back on our context once the pool is idle and nothing
+	 * is left to dispatch: it now waits on its 60 s timer */
+	while (gh_auth_core_busy(f.core) > 0 || g_main_context_pending(NULL)) {
+		g_assert_cmpint(g_get_monotonic_time(), <, until);
+		g_main_context_iteration(NULL, FALSE);
+	}
+	g_assert_false(r.done);
+	gh_auth_pending_cancel(p);
+	while (g_main_context_iteration(NULL, FALSE))
+		;
+	g_assert_false(r.done);
+	fixture_teardown(&f);
+}
+
 static void
 test_module_abi(void)
 {
@@ -460,6 +495,8 @@ main(int argc, char **argv)
 	g_test_add_func("/gatehouse/chain/queue-full", test_chain_queue_full);
 	g_test_add_func("/gatehouse/chain/cancel", test_chain_cancel);
 	g_test_add_func("/gatehouse/chain/failure-delay", test_chain_failure_delay);
+	g_test_add_func("/gatehouse/chain/cancel-in-failure-delay",
+			test_chain_cancel_in_failure_delay);
 	g_test_add_func("/gatehouse/chain/concurrent", test_many_concurrent);
 	g_test_add_func("/gatehouse/module/abi", test_module_abi);
 	g_test_add_func("/gatehouse/module/set-problems", test_set_problems);
