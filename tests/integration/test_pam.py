@@ -25,7 +25,6 @@ from pathlib import Path
 
 import pytest
 
-from backends import postfix  # noqa: F401  (the real Postfix behind the gateway)
 from lib.clients import ImapClient, SmtpClient, assert_no_secrets
 from lib.config import line_of, write_config
 from lib.gateway import auth_test_fields
