@@ -5,28 +5,29 @@ chosen at run time, run in the foreground as a child of pytest and stopped by
 its PID.  Needs root (both daemons drop privileges themselves) and the Debian
 packages postfix, dovecot-imapd and dovecot-submissiond.
 
-    from backends import postfix, dovecot  # noqa: F401  (pytest fixtures)
+    pf = Postfix().start()
+    ... send to 127.0.0.1:pf.port ...
+    text = pf.wait_message('alice', b'Subject: ' + marker('x').encode())
+    pf.cleanup()
 
-    def test_x(postfix):
-        ... send to 127.0.0.1:postfix.port ...
-        text = postfix.wait_message('alice', b'Subject: unique-marker')
-
-Module helpers for gatehoused configurations: gateway_config(), users_file().
+(conftest.py has them as the fixtures postfix and dovecot, with running().)  TlsPostfix and
+TlsDovecot are the same with TLS (fixtures postfix_tls, dovecot_tls,
+dovecot_tls_other): certificates from a lib.pki.Pki.  received(), header()
+and headers_and_body() read a delivered message.
 """
 import glob
 import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
-import tempfile
 import time
+import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
-import pytest
-
-from conftest import MODULE_DIR, free_port
+from lib.net import free_port, wait_port
+from lib.proc import make_tmpdir, stop_process
 
 POSTFIX_MASTER = '/usr/lib/postfix/sbin/master'
 USERS = {'alice': 'alicepw', 'bob': 'bobpw', 'carol': 'carolpw'}
@@ -36,41 +37,38 @@ MASTER_USER, MASTER_PASSWORD = 'proxy', 'proxypw'
 MAILBOXES = sorted(USERS) + ['test']
 
 
-def make_tmpdir(prefix='gh-'):
-    """A temp dir in /tmp that the daemons' unprivileged users can traverse
-    (not tmp_path: /tmp/pytest-of-root is 0700)."""
-    d = Path(tempfile.mkdtemp(prefix=prefix, dir='/tmp'))
-    os.chmod(d, 0o755)
-    return d
+@contextmanager
+def running(server):
+    """A Postfix or Dovecot started, and cleaned up after (a fixture's
+    `with running(Postfix()) as pf: yield pf`)."""
+    try:
+        yield server.start()
+    finally:
+        server.cleanup()
 
 
-def wait_port(port, timeout=30.0, proc=None, what='server'):
-    """Until 127.0.0.1:port accepts a connection; fails early if proc died."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            socket.create_connection(('127.0.0.1', port), timeout=1).close()
-            return
-        except OSError:
-            if proc is not None and proc.poll() is not None:
-                raise RuntimeError('%s exited with %s before listening on %d'
-                                   % (what, proc.returncode, port))
-            if time.monotonic() > deadline:
-                raise RuntimeError('%s: port %d not up after %.0f s' % (what, port, timeout))
-            time.sleep(0.02)
+def marker(what):
+    """A unique word, for a subject or a mailbox name."""
+    return 'gh-%s-%s' % (what, uuid.uuid4().hex[:12])
 
 
-def _stop_proc(proc, timeout=10.0):
-    if proc is None:
-        return None
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    return proc.returncode
+def headers_and_body(msg):
+    head, _, body = msg.partition(b'\n\n')
+    return head, body
+
+
+def received(msg):
+    """Postfix's Received header (the first), unfolded."""
+    head, _ = headers_and_body(msg)
+    m = re.search(rb'^Received: .*?(?=^\S)', head + b'\nX:', re.M | re.S)
+    assert m, msg[:1000]
+    return re.sub(rb'\s+', b' ', m.group(0))
+
+
+def header(msg, name):
+    head, _ = headers_and_body(msg)
+    m = re.search(rb'^%s: (.*)$' % name.encode(), head, re.M | re.I)
+    return m.group(1) if m else None
 
 
 def _backdate(*paths):
@@ -189,7 +187,7 @@ postlog   unix-dgram n  -       n       -       1       postlogd
         return self
 
     def stop(self):
-        rc = _stop_proc(self.proc)
+        rc = stop_process(self.proc)
         self.proc = None
         if self._out:
             self._out.close()
@@ -394,7 +392,7 @@ service anvil {{
         return self
 
     def stop(self):
-        rc = _stop_proc(self.proc)
+        rc = stop_process(self.proc)
         self.proc = None
         if self._out:
             self._out.close()
@@ -413,62 +411,87 @@ service anvil {{
             return ''
 
 
-@pytest.fixture(scope='module')
-def postfix():
-    pf = Postfix()
-    try:
-        pf.start()
-        yield pf
-    finally:
-        pf.cleanup()
+class TlsPostfix(Postfix):
+    """backends.Postfix with TLS: STARTTLS (security level may) on port,
+    implicit TLS on smtps_port, and both again with the other-name
+    certificate on other_port / other_smtps_port."""
+
+    def __init__(self, pki, **kw):
+        super().__init__(**kw)
+        self.pki = pki
+        self.smtps_port = free_port()
+        self.other_port = free_port()
+        self.other_smtps_port = free_port()
+        self.notls_port = free_port()
+
+    def write_config(self):
+        super().write_config()
+        p = self.pki
+        with open(self.etc / 'main.cf', 'a') as f:
+            f.write('''\
+# TLS (backends.TlsPostfix)
+smtpd_tls_cert_file = {crt}
+smtpd_tls_key_file = {key}
+smtpd_tls_security_level = may
+smtpd_tls_loglevel = 1
+smtpd_tls_received_header = yes
+smtpd_tls_session_cache_database =
+tls_random_source = dev:/dev/urandom
+# room for the 10 MB messages of test_tls.py
+message_size_limit = 52428800
+virtual_mailbox_limit = 104857600
+'''.format(crt=p.server_crt, key=p.server_key))
+        other = '-o smtpd_tls_cert_file={crt} -o smtpd_tls_key_file={key}'.format(
+            crt=p.other_crt, key=p.other_key)
+        with open(self.etc / 'master.cf', 'a') as f:
+            f.write('''\
+127.0.0.1:{smtps} inet n - n - - smtpd -o smtpd_tls_wrappermode=yes
+127.0.0.1:{op} inet n - n - - smtpd {other}
+127.0.0.1:{osmtps} inet n - n - - smtpd -o smtpd_tls_wrappermode=yes {other}
+127.0.0.1:{notls} inet n - n - - smtpd -o smtpd_tls_security_level=none
+tlsmgr    unix  -       -       n       1000?   1       tlsmgr
+'''.format(smtps=self.smtps_port, op=self.other_port, osmtps=self.other_smtps_port, notls=self.notls_port,
+                   other=other))
+        _backdate(self.etc / 'main.cf', self.etc / 'master.cf')
+
+    def start(self):
+        super().start()
+        for port in (self.smtps_port, self.other_port, self.other_smtps_port, self.notls_port):
+            wait_port(port, 20, self.proc, 'postfix master (TLS listeners)')
+        return self
 
 
-@pytest.fixture(scope='module')
-def dovecot(postfix):
-    dc = Dovecot(postfix.port)
-    try:
-        dc.start()
-        yield dc
-    finally:
-        dc.cleanup()
+class TlsDovecot(Dovecot):
+    """backends.Dovecot with ssl = yes (STARTTLS on imap_port; plaintext
+    logins still allowed) and the imaps listener on imaps_port."""
 
+    def __init__(self, relay_port, pki, cert=None, **kw):
+        super().__init__(relay_port, **kw)
+        self.pki = pki
+        self.cert, self.key = cert or (pki.server_crt, pki.server_key)
+        self.imaps_port = free_port()
 
-# ---------- gatehoused configuration helpers ----------
+    def write_config(self):
+        super().write_config()
+        text = self.conf.read_text()
+        disabled = 'inet_listener imaps {\n    port = 0\n  }'
+        assert disabled in text, 'backends.Dovecot no longer disables imaps as expected:\n' + text
+        text = text.replace(disabled, 'inet_listener imaps {\n    address = 127.0.0.1\n'
+                                      '    port = %d\n    ssl = yes\n  }' % self.imaps_port)
+        assert '\nssl = no\n' in text
+        text = text.replace('\nssl = no\n', '\nssl = yes\n')
+        text += '''\
+# TLS (backends.TlsDovecot)
+ssl_cert = <{crt}
+ssl_key = <{key}
+ssl_min_protocol = TLSv1.2
+'''.format(crt=self.cert, key=self.key)
+        self.conf.write_text(text)
 
-def users_file(path, users):
-    """A gatehouse users file from {name: password} ({PLAIN} hashes) or
-    {name: 'hash-or-{PLAIN}...'} when the value already starts with $ or {."""
-    lines = []
-    for name, pw in users.items():
-        h = pw if pw.startswith(('$', '{')) else '{PLAIN}' + pw
-        lines.append('%s:%s\n' % (name, h))
-    Path(path).write_text(''.join(lines))
-    return Path(path)
-
-
-def gateway_config(path, users_path, listeners, backends, hostname='gw.test', extra_gatehouse=''):
-    """A gatehouse.conf with the file module ([auth users]).
-    listeners: {name: dict(protocol=, listen=, require_auth=, backend=, ...)}
-    backends: {name: dict(protocol=, servers=, login=, ...)}; every value is
-    written as given (lists are joined with spaces)."""
-    parts = ['[gatehouse]', 'hostname = %s' % hostname, 'module_dir = %s' % MODULE_DIR,
-             'failure_delay = 0', 'workers = 2', extra_gatehouse, '']
-    for kind, groups in (('listener', listeners), ('backend', backends)):
-        for name, keys in groups.items():
-            parts.append('[%s %s]' % (kind, name))
-            keys = dict(keys)
-            if kind == 'listener':
-                keys.setdefault('auth', 'users')
-            for k, v in keys.items():
-                if isinstance(v, (list, tuple)):
-                    v = ' '.join(str(x) for x in v)
-                elif isinstance(v, bool):
-                    v = 'yes' if v else 'no'
-                parts.append('%s = %s' % (k, v))
-            parts.append('')
-    parts += ['[auth users]', 'module = file', 'path = %s' % users_path, '']
-    Path(path).write_text('\n'.join(parts))
-    return Path(path)
+    def start(self):
+        super().start()
+        wait_port(self.imaps_port, 20, self.proc, 'dovecot (imaps)')
+        return self
 
 
 def main(argv):

@@ -1,10 +1,11 @@
 """A private OpenLDAP slapd for the `ldap` module's tests.
 
 Slapd(workdir, port, tls_port, pki) writes a slapd.conf (back_mdb, suffix
-dc=example,dc=com, schemas core/cosine/inetorgperson/nis/misc), loads the
-directory below with slapadd, and runs `slapd -d 256` in the foreground as a
-child of the test (stopped by its PID), listening on ldap://127.0.0.1:PORT/
-(StartTLS too) and ldaps://127.0.0.1:TLS_PORT/.  -d 256 is loglevel `stats`:
+dc=example,dc=com, schemas core/cosine/inetorgperson/nis/misc, the server
+certificate of pki, a lib.pki.Pki), loads the directory below with slapadd,
+and runs `slapd -d 256` in the foreground as a child of the test (stopped by
+its PID), listening on ldap://127.0.0.1:PORT/ (StartTLS too) and
+ldaps://127.0.0.1:TLS_PORT/.  -d 256 is loglevel `stats`:
 one line per operation, in workdir/slapd.log, so a test can count the BINDs
 that reached the server.  stop() and start() again keep the data and ports.
 
@@ -26,19 +27,19 @@ The directory (every password is NAME-pw unless said otherwise):
   ou=system
     cn=gatehouse     the search account, password search-pw
 
-make_pki(dir) makes a test CA and a server certificate for 127.0.0.1 with
-openssl (EC P-256).  Only 127.0.0.1; nothing outside the repository and the
-temporary directory is needed.
+Only 127.0.0.1; nothing outside the repository and the temporary directory
+is needed.
 """
 import base64
 import hashlib
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
+
+from lib.net import connectable
+from lib.proc import stop_process
 
 SUFFIX = 'dc=example,dc=com'
 ROOT_DN = 'cn=admin,' + SUFFIX
@@ -116,47 +117,9 @@ def directory_ldif():
     return '\n'.join(parts)
 
 
-def make_pki(d):
-    """CA and server certificate for 127.0.0.1 in directory d.  Returns
-    {'ca': ..., 'cert': ..., 'key': ...} paths."""
-    d = Path(d)
-    d.mkdir(parents=True, exist_ok=True)
-    ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '30']
-    subprocess.run(['openssl', 'req', '-x509'] + ec +
-                   ['-subj', '/CN=gatehouse test CA', '-keyout', str(d / 'ca.key'),
-                    '-out', str(d / 'ca.crt')],
-                   check=True, capture_output=True, timeout=30)
-    subprocess.run(['openssl', 'req', '-x509', '-CA', str(d / 'ca.crt'),
-                    '-CAkey', str(d / 'ca.key')] + ec +
-                   ['-subj', '/CN=127.0.0.1',
-                    '-addext', 'subjectAltName=IP:127.0.0.1,DNS:localhost',
-                    '-addext', 'basicConstraints=critical,CA:FALSE',
-                    '-addext', 'extendedKeyUsage=serverAuth',
-                    '-keyout', str(d / 'server.key'), '-out', str(d / 'server.crt')],
-                   check=True, capture_output=True, timeout=30)
-    # a second CA that signed nothing here: a client trusting only it must
-    # refuse the server
-    subprocess.run(['openssl', 'req', '-x509'] + ec +
-                   ['-subj', '/CN=some other CA', '-keyout', str(d / 'other-ca.key'),
-                    '-out', str(d / 'other-ca.crt')],
-                   check=True, capture_output=True, timeout=30)
-    for f in d.iterdir():
-        os.chmod(f, 0o644)
-    return {'ca': d / 'ca.crt', 'cert': d / 'server.crt', 'key': d / 'server.key',
-            'other_ca': d / 'other-ca.crt'}
-
-
 def _sbin(name):
     """slapd and slapadd live in /usr/sbin, which a non-root PATH may lack."""
     return shutil.which(name) or shutil.which(name, path='/usr/sbin:/usr/local/sbin') or name
-
-
-def _port_open(port):
-    try:
-        with socket.create_connection(('127.0.0.1', port), timeout=0.5):
-            return True
-    except OSError:
-        return False
 
 
 class Slapd:
@@ -181,9 +144,9 @@ class Slapd:
         conf += ['pidfile %s/slapd.pid' % self.dir, 'argsfile %s/slapd.args' % self.dir,
                  'modulepath /usr/lib/ldap', 'moduleload back_mdb']
         if self.pki:
-            conf += ['TLSCertificateFile %s' % self.pki['cert'],
-                     'TLSCertificateKeyFile %s' % self.pki['key'],
-                     'TLSCACertificateFile %s' % self.pki['ca']]
+            conf += ['TLSCertificateFile %s' % self.pki.server_crt,
+                     'TLSCertificateKeyFile %s' % self.pki.server_key,
+                     'TLSCACertificateFile %s' % self.pki.ca_crt]
         conf += [
             'database mdb',
             'maxsize 10485760',
@@ -216,7 +179,7 @@ class Slapd:
                                      stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout
         ports = [self.port] + ([self.tls_port] if self.tls_port else [])
-        while not all(_port_open(p) for p in ports):
+        while not all(connectable(p, timeout=0.5) for p in ports):
             if self.proc.poll() is not None:
                 raise AssertionError('slapd exited with %s:\n%s'
                                      % (self.proc.returncode, self.text()[-3000:]))
@@ -226,13 +189,7 @@ class Slapd:
         return self
 
     def stop(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, 10)
         if self.log is not None and not self.log.closed:
             self.log.close()
 

@@ -11,7 +11,6 @@ import re
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -19,7 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BUILDDIR, SRCDIR, connectable, free_port, wait_for
+from lib.clients import RawClient
+from lib.net import connectable, free_port, wait_for
+from lib.paths import BUILDDIR, SRCDIR
 
 READ_TIMEOUT = 120  # the demo builds first (a no-op after quickstart's build)
 
@@ -99,14 +100,13 @@ def printed_imap(lines, port):
 
 def imap_dialogue(port, cmds):
     """Type cmds one by one as telnet would; the whole transcript."""
-    with socket.create_connection(('127.0.0.1', port), timeout=30) as s:
-        f = s.makefile('rb')
-        seen = [f.readline().decode()]
+    with RawClient(port) as c:
+        seen = [c.raw_line().decode()]
         for cmd in cmds:
-            s.sendall(cmd.encode() + b'\r\n')
+            c.line(cmd)
             tag = cmd.split()[0]
             while True:
-                line = f.readline().decode()
+                line = c.raw_line().decode()
                 assert line, 'connection closed after %r:\n%s' % (cmd, ''.join(seen))
                 seen.append(line)
                 if line.startswith(tag + ' '):

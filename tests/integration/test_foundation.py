@@ -14,9 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import (GATEHOUSED, MODULE_DIR, SRCDIR, VALGRIND, Daemon, connectable, ctl,
-                      free_port, read_line, wait_for, write_config)
-from pamfix import SmtpClient
+from lib.clients import SmtpClient
+from lib.config import file_auth, write_config
+from lib.gateway import VALGRIND, Daemon, auth_test_fields, ctl
+from lib.net import connectable, free_port, read_line, wait_for
+from lib.paths import GATEHOUSED, MODULE_DIR, SRCDIR
 
 PASSWORDS = {
     'yes': 'yes-pw with spaces',
@@ -47,18 +49,29 @@ def make_users(tmp):
     return users
 
 
+def gateway_conf(path, users, listeners):
+    """gatehouse.conf with the file module reading `users` and the
+    listeners {name: (protocol, listen)}, each with that module and a
+    backend of its protocol (down)."""
+    return write_config(
+        path, {name: {'protocol': proto, 'listen': listen, 'auth': 'users', 'backend': proto}
+               for name, (proto, listen) in listeners.items()},
+        {'users': file_auth(users)},
+        {'smtp': {'protocol': 'smtp', 'servers': '127.0.0.1:1', 'login': 'xclient'},
+         'imap': {'protocol': 'imap', 'servers': '127.0.0.1:1'}})
+
+
 @pytest.fixture
 def setup(tmp):
     users = make_users(tmp)
-    conf = write_config(tmp / 'gatehouse.conf', users,
-                        [('smtp', 'smtp', '127.0.0.1:%d' % free_port()),
-                         ('imap', 'imap', '127.0.0.1:%d' % free_port())])
+    conf = gateway_conf(tmp / 'gatehouse.conf', users,
+                        {'smtp': ('smtp', '127.0.0.1:%d' % free_port()),
+                         'imap': ('imap', '127.0.0.1:%d' % free_port())})
     return tmp, users, conf
 
 
 def field(out, name):
-    m = re.search(r'^%s:\s+(.*)$' % name, out, re.M)
-    return m.group(1) if m else None
+    return auth_test_fields(out).get(name)
 
 
 @pytest.mark.parametrize('scheme,prefix', [('yescrypt', '$y$'), ('sha512', '$6$'),
@@ -319,9 +332,9 @@ def test_binds_its_own_listeners(tmp, daemons):
             listen6 = ' [::1]:%d' % p6
         except OSError:
             pass
-    conf = write_config(tmp / 'gatehouse.conf', users,
-                        [('submission', 'smtp', '127.0.0.1:%d%s' % (p4, listen6)),
-                         ('imap', 'imap', '127.0.0.1:%d' % pi)])
+    conf = gateway_conf(tmp / 'gatehouse.conf', users,
+                        {'submission': ('smtp', '127.0.0.1:%d%s' % (p4, listen6)),
+                         'imap': ('imap', '127.0.0.1:%d' % pi)})
     d = Daemon([str(GATEHOUSED), '-c', str(conf)], tmp / 'd.log')
     daemons.append(d)
     d.wait_ready()
@@ -366,20 +379,20 @@ def test_reload_keeps_each_session_on_its_generation(tmp, daemons):
     old_users.write_text('alice:{PLAIN}old-secret\n')
     new_users.write_text('alice:{PLAIN}new-secret\n')
     port = free_port()
-    conf = write_config(tmp / 'gatehouse.conf', old_users, [('smtp', 'smtp', '127.0.0.1:%d' % port)])
+    conf = gateway_conf(tmp / 'gatehouse.conf', old_users, {'smtp': ('smtp', '127.0.0.1:%d' % port)})
     d = Daemon([GATEHOUSED, '-c', conf], tmp / 'gatehoused.log')
     daemons.append(d)
     d.wait_ready(timeout=60 if d.valgrind else 30)
     bad = '535 5.7.8 Authentication credentials invalid'
-    # the password accepted, then "try later": write_config's backend is down
+    # the password accepted, then "try later": gateway_conf's backend is down
     accepted = 'user="alice" mech=PLAIN tls=no module=users(file) verdict=tempfail ' \
         'reason="backend unavailable'
-    with SmtpClient(port) as before:
+    with SmtpClient(port, greet=True) as before:
         before.cmd('EHLO before.test')
         conf.write_text(conf.read_text().replace(str(old_users), str(new_users)))
         d.signal(signal.SIGHUP)
         d.wait_log('configuration reloaded from')
-        with SmtpClient(port) as after:
+        with SmtpClient(port, greet=True) as after:
             after.cmd('EHLO after.test')
             # the old session: the old file's password
             assert before.auth_plain('alice', 'old-secret') != bad

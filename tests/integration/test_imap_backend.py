@@ -18,7 +18,6 @@ Dovecot's.  Dovecot's users are bare names (alice, bob, carol); this module's
 own Dovecot (a subclass of backends.Dovecot) adds a user "dave" whose password
 holds spaces, a double quote and a backslash, and logs the ID fields clients
 send (imap_id_log = *)."""
-import base64
 import hashlib
 import imaplib
 import re
@@ -27,41 +26,23 @@ import socket
 import subprocess
 import threading
 import time
-import uuid
 from pathlib import Path
 
 import pytest
 
-from backends import (MASTER_PASSWORD, MASTER_USER, USERS, Dovecot, gateway_config,  # noqa: F401
-                      make_tmpdir, postfix, users_file)
-from conftest import GATEHOUSED, Daemon, free_port, wait_for
-
-# every socket operation of a test client: generous, since only a failing
-# test waits it out, and a busy machine (valgrind, a second check) is slow
-TIMEOUT = 30.0
+from backends import MASTER_PASSWORD, MASTER_USER, USERS, Dovecot, marker, running
+from lib.clients import ImapClient, b64, imap_quote
+from lib.net import TIMEOUT, free_port, wait_for
+from lib.proc import make_tmpdir
+from lib.scripted import Relay, Server, lines_of, silent
 # a password that needs quoting and escaping in IMAP: spaces, " and \
 DAVE, DAVE_PW = 'dave', 's3 cr"et\\pw x'
 GW_USERS = dict(USERS, dave=DAVE_PW)
 
-GREETING = (b'* OK [CAPABILITY IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE LITERAL+ '
-            b'AUTH=PLAIN AUTH=LOGIN] gw.test ready.')
-AUTH_FAILED = b'NO [AUTHENTICATIONFAILED] Authentication failed.'
-TEMPFAIL = b'NO [UNAVAILABLE] Temporary authentication failure.'
-
-
-def b64(s):
-    if isinstance(s, str):
-        s = s.encode()
-    return base64.b64encode(s).decode()
-
-
-def marker(what):
-    return 'gh-%s-%s' % (what, uuid.uuid4().hex[:12])
-
-
-def quote(s):
-    """An IMAP quoted string."""
-    return '"%s"' % s.replace('\\', '\\\\').replace('"', '\\"')
+GREETING = ('* OK [CAPABILITY IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE LITERAL+ '
+            'AUTH=PLAIN AUTH=LOGIN] gw.test ready.')
+AUTH_FAILED = 'NO [AUTHENTICATIONFAILED] Authentication failed.'
+TEMPFAIL = 'NO [UNAVAILABLE] Temporary authentication failure.'
 
 
 # ---------- this module's Dovecot ----------
@@ -101,65 +82,22 @@ class ImapDovecot(Dovecot):
 
 @pytest.fixture(scope='module')
 def dovecot(postfix):
-    dc = ImapDovecot(postfix.port)
-    try:
-        dc.start()
+    with running(ImapDovecot(postfix.port)) as dc:
         yield dc
-    finally:
-        dc.cleanup()
 
 
 # ---------- the gateway ----------
 
-class Gateway:
-    def __init__(self, daemon, ports, directory):
-        self.daemon = daemon
-        self.ports = ports
-        self.dir = directory
-
-    def port(self, listener='imap'):
-        return self.ports[listener]
-
-    def log(self):
-        return self.daemon.text()
-
-    def alive(self):
-        return self.daemon.proc.poll() is None
-
-
 @pytest.fixture
-def gateway():
-    """gateway(listeners, backends, users=None) -> a running gatehoused.
-    listeners: {name: {key: value}} without listen (a free port is chosen;
-    protocol defaults to imap); backends: {name: {key: value}}.  Stopped (and
-    checked to be still alive) at the end of the test."""
-    started = []
-    dirs = []
-
+def gateway(gateways):
+    """gateway(listeners, backends, users=None) -> a running gatehoused
+    (lib.gateway.start_gateway(): listeners without listen, protocol imap
+    unless given); stopped, and checked to be still alive, at the end of
+    the test."""
     def start(listeners, backends, users=None):
-        d = make_tmpdir('gh-gw-')
-        dirs.append(d)
-        upath = users_file(d / 'users', GW_USERS if users is None else users)
-        ports = {}
-        for name, keys in listeners.items():
-            ports[name] = free_port()
-            keys.setdefault('protocol', 'imap')
-            keys['listen'] = '127.0.0.1:%d' % ports[name]
-        conf = gateway_config(d / 'gatehouse.conf', upath, listeners, backends)
-        daemon = Daemon([str(GATEHOUSED), '-c', str(conf)], d / 'gatehoused.log')
-        gw = Gateway(daemon, ports, d)
-        started.append(gw)
-        daemon.wait_ready()
-        return gw
-
-    yield start
-    crashed = [gw for gw in started if not gw.alive()]
-    for gw in started:
-        gw.daemon.stop()
-    crash_log = crashed[0].log()[-3000:] if crashed else ''  # before its folder goes
-    for d in dirs:
-        shutil.rmtree(d, ignore_errors=True)
-    assert not crashed, 'gatehoused died during the test:\n%s' % crash_log
+        return gateways.start(listeners, backends, users=GW_USERS if users is None else users,
+                              protocol='imap')
+    return start
 
 
 def dc_backend(dovecot, **extra):
@@ -174,158 +112,54 @@ def gw(gateway, dovecot):
     return gateway({'imap': dict(backend='dc')}, {'dc': dc_backend(dovecot)})
 
 
-# ---------- a raw IMAP client ----------
+# ---------- checks on a raw IMAP client (lib.clients.ImapClient) ----------
 
-class Client:
-    """A raw IMAP client: sends exactly what it is given (lines with the
-    chosen line end) and reads server lines (CRLF checked)."""
-
-    # what Dovecot's post-login tagged OK holds (its post-login capabilities,
-    # not the gateway's pre-login list)
-    login_reply_has = (b'UIDPLUS', b'NAMESPACE')
-    # True when the backend's greeting had no [CAPABILITY] (see backend_login_ok)
-    caps_untagged = False
-
-    def __init__(self, port, eol=b'\r\n', gw=None, nodelay=False):
-        self.sock = socket.create_connection(('127.0.0.1', port), timeout=TIMEOUT)
-        if nodelay:
-            self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.file = self.sock.makefile('rb')
-        self.eol = eol
-        self.gw = gw
-        self.transcript = []
-
-    @property
-    def local_port(self):
-        return self.sock.getsockname()[1]
-
-    def ctx(self):
-        log = self.gw.log()[-2500:] if self.gw else ''
-        return '\n'.join(self.transcript[-40:]) + '\n--- gatehoused log:\n' + log
-
-    def line(self):
-        """The next line the server sends, without its CRLF."""
-        try:
-            line = self.file.readline()
-        except socket.timeout:
-            raise AssertionError('nothing within %.0f s\n%s' % (TIMEOUT, self.ctx()))
-        self.transcript.append('S: %r' % (line if len(line) < 300 else line[:300] + b'...'))
-        assert line, 'connection closed, no reply\n%s' % self.ctx()
-        assert line.endswith(b'\r\n'), 'line not ended by CRLF: %r\n%s' % (line, self.ctx())
-        return line[:-2]
-
-    def raw(self, data):
-        if isinstance(data, str):
-            data = data.encode()
-        self.transcript.append('C: %r' % (data if len(data) < 300 else data[:300] + b'...'))
-        self.sock.sendall(data)
-
-    def send(self, line):
-        if isinstance(line, str):
-            line = line.encode()
-        self.raw(line + self.eol)
-
-    def tagged(self, tag):
-        """(untagged lines, the tagged line) up to the reply tagged `tag`."""
-        tag = tag.encode() if isinstance(tag, str) else tag
-        untagged = []
-        while True:
-            line = self.line()
-            if line.startswith(tag + b' '):
-                return untagged, line
-            assert line.startswith(b'* '), \
-                'waiting for %r: unexpected line %r\n%s' % (tag, line, self.ctx())
-            untagged.append(line)
-
-    def expect(self, line, want, tag=None):
-        """Send line (unless None); the reply tagged `tag` (default: the
-        line's first word) must be `want` (bytes: exactly, after the tag; a
-        compiled regex: matching the whole tagged line).  Returns (untagged,
-        tagged)."""
-        if line is not None:
-            self.send(line)
-            tag = tag or (line.split(' ', 1)[0] if isinstance(line, str) else line.split(b' ', 1)[0])
-        tag = tag.encode() if isinstance(tag, str) else tag
-        untagged, tagged = self.tagged(tag)
-        if hasattr(want, 'match'):
-            assert want.match(tagged), 'after %r: got %r, want /%s/\n%s' % (
-                line, tagged, want.pattern, self.ctx())
-        else:
-            assert tagged == tag + b' ' + want, 'after %r: got %r, want %r\n%s' % (
-                line, tagged, tag + b' ' + want, self.ctx())
-        return untagged, tagged
-
-    def continuation(self, exact=None):
-        """The next line must be a continuation request ("+ ...")."""
-        line = self.line()
-        if exact is not None:
-            assert line == exact, 'want continuation %r, got %r\n%s' % (exact, line, self.ctx())
-        else:
-            assert line.startswith(b'+'), 'want a continuation "+ ...", got %r\n%s' % (line, self.ctx())
-        return line
-
-    def eof(self):
-        """True once the server has closed the connection."""
-        try:
-            data = self.file.read(1)
-        except socket.timeout:
-            return False
-        except ConnectionResetError:
-            return True
-        if data:
-            self.transcript.append('S: %r (expected EOF)' % data)
-        return data == b''
-
-    def close(self, reset=False):
-        try:
-            if reset:
-                self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b'\1\0\0\0\0\0\0\0')
-            self.file.close()
-            self.sock.close()
-        except OSError:
-            pass
+# what Dovecot's post-login tagged OK holds (its post-login capabilities,
+# not the gateway's pre-login list)
+LOGIN_REPLY_HAS = ('UIDPLUS', 'NAMESPACE')
 
 
-def backend_login_ok(c, tag, untagged, tagged):
+def backend_login_ok(c, tag, untagged, tagged, has=LOGIN_REPLY_HAS, caps_untagged=False):
     """The login's reply is Dovecot's own tagged OK under the client's tag, with
     nothing before it (no untagged lines leaked from the gateway's backend
-    handshake, e.g. Dovecot's '* ID' or '* CAPABILITY')."""
-    tag = tag.encode() if isinstance(tag, str) else tag
-    assert tagged.startswith(tag + b' OK') and b'Logged in' in tagged, \
+    handshake, e.g. Dovecot's '* ID' or '* CAPABILITY'), and `has` in it.
+    caps_untagged: the backend's greeting had no [CAPABILITY]."""
+    assert tagged.startswith(tag + ' OK') and 'Logged in' in tagged, \
         'want Dovecot\'s %r OK [CAPABILITY ...] Logged in, got %r\n%s' % (tag, tagged, c.ctx())
-    if c.caps_untagged:
+    if caps_untagged:
         # the gateway asked Dovecot CAPABILITY before the login, so Dovecot
         # sends its post-login capabilities untagged instead of in the OK
-        assert tagged == tag + b' OK Logged in', '%r\n%s' % (tagged, c.ctx())
-        assert len(untagged) == 1 and untagged[0].startswith(b'* CAPABILITY IMAP4rev1 ') and \
-            all(w in untagged[0] for w in c.login_reply_has), \
+        assert tagged == tag + ' OK Logged in', '%r\n%s' % (tagged, c.ctx())
+        assert len(untagged) == 1 and untagged[0].startswith('* CAPABILITY IMAP4rev1 ') and \
+            all(w in untagged[0] for w in has), \
             'want Dovecot\'s untagged post-login CAPABILITY, got %r\n%s' % (untagged, c.ctx())
         return
-    assert all(w in tagged for w in c.login_reply_has), \
-        'not Dovecot\'s post-login reply (want %r in it): %r\n%s' % (c.login_reply_has, tagged, c.ctx())
+    assert all(w in tagged for w in has), \
+        'not Dovecot\'s post-login reply (want %r in it): %r\n%s' % (has, tagged, c.ctx())
     assert untagged == [], 'untagged lines before the login reply: %r\n%s' % (untagged, c.ctx())
 
 
-def login_ok(c, line, tag=None):
+def login_ok(c, line, tag=None, **kw):
     """Send line (unless None) and check that the reply tagged `tag` (default:
-    the line's first word) is Dovecot's login OK."""
+    the line's first word) is Dovecot's login OK (backend_login_ok(), with
+    kw)."""
     if line is not None:
-        c.send(line)
+        c.line(line)
     if tag is None:
-        tag = (line if isinstance(line, str) else line.decode()).split(' ', 1)[0]
+        tag = line.split(' ', 1)[0]
     untagged, tagged = c.tagged(tag)
-    backend_login_ok(c, tag, untagged, tagged)
+    backend_login_ok(c, tag, untagged, tagged, **kw)
     return tagged
 
 
-SELECT_OK = re.compile(rb'^\S+ OK \[READ-WRITE\] Select completed')
-LOGOUT_OK = re.compile(rb'^\S+ OK Logout completed')
+SELECT_OK = re.compile(r'^\S+ OK \[READ-WRITE\] Select completed')
+LOGOUT_OK = re.compile(r'^\S+ OK Logout completed')
 
 
 def select_inbox(c, tag='a002'):
     untagged, _ = c.expect('%s select INBOX' % tag, SELECT_OK)
-    assert any(re.match(rb'^\* \d+ EXISTS$', u) for u in untagged), untagged
-    assert any(u.startswith(b'* OK [UIDVALIDITY ') for u in untagged), untagged
+    assert any(re.match(r'^\* \d+ EXISTS$', u) for u in untagged), untagged
+    assert any(u.startswith('* OK [UIDVALIDITY ') for u in untagged), untagged
     return untagged
 
 
@@ -333,12 +167,12 @@ def logout(c, tag='a003'):
     """Dovecot's logout: '* BYE Logging out', 'TAG OK Logout completed...',
     then the connection closes."""
     untagged, _ = c.expect('%s logout' % tag, LOGOUT_OK)
-    assert untagged == [b'* BYE Logging out'], '%r\n%s' % (untagged, c.ctx())
+    assert untagged == ['* BYE Logging out'], '%r\n%s' % (untagged, c.ctx())
     assert c.eof(), 'connection not closed after LOGOUT\n%s' % c.ctx()
 
 
 def greet(c):
-    g = c.line()
+    g = c.read_line()
     assert g == GREETING, 'greeting %r, want %r\n%s' % (g, GREETING, c.ctx())
 
 
@@ -366,10 +200,10 @@ def imap_session_works(port, user='alice', pw=None, ctx=lambda: ''):
 def test_backend_dovecot_direct(dovecot, eol):
     """Dovecot's own replies: the quoted-password login (dave), select, logout,
     also with bare LF line ends."""
-    c = Client(dovecot.imap_port, eol)
+    c = ImapClient(dovecot.imap_port, eol=eol)
     try:
-        assert c.line().startswith(b'* OK [CAPABILITY IMAP4rev1 ')
-        login_ok(c, 'a001 LOGIN %s %s' % (DAVE, quote(DAVE_PW)))
+        assert c.read_line().startswith('* OK [CAPABILITY IMAP4rev1 ')
+        login_ok(c, 'a001 LOGIN %s %s' % (DAVE, imap_quote(DAVE_PW)))
         select_inbox(c)
         logout(c)
     finally:
@@ -380,11 +214,11 @@ def test_backend_dovecot_master_and_id(dovecot):
     """The master user (SASL PLAIN authzid) and the trusted ID fields work
     against Dovecot directly, and show in its log as the tests expect."""
     mark = dovecot.mark()
-    c = Client(dovecot.imap_port)
+    c = ImapClient(dovecot.imap_port)
     try:
-        c.line()
+        c.read_line()
         untagged, _ = c.expect('g1 ID ("x-originating-ip" "127.0.0.1" "x-originating-port" "4711" '
-                               '"x-session-id" "abcdefgh2345" "name" "direct")', re.compile(rb'^g1 OK'))
+                               '"x-session-id" "abcdefgh2345" "name" "direct")', re.compile(r'^g1 OK'))
         login_ok(c, 'g2 AUTHENTICATE PLAIN ' + b64('bob\0%s\0%s' % (MASTER_USER, MASTER_PASSWORD)))
         logout(c, 'g3')
     finally:
@@ -400,12 +234,12 @@ def test_backend_dovecot_master_and_id(dovecot):
 @EOLS
 def test_telnet_login_logout(gw, dovecot, eol):
     """a001 login alice alicepw / a001 logout, one line at a time."""
-    c = Client(gw.port(), eol, gw)
+    c = ImapClient(gw.port(), eol=eol, gw=gw)
     try:
         greet(c)
         login_ok(c, 'a001 login alice alicepw')
         untagged, tagged = c.expect('a001 logout', LOGOUT_OK)
-        assert untagged == [b'* BYE Logging out'], '%r\n%s' % (untagged, c.ctx())
+        assert untagged == ['* BYE Logging out'], '%r\n%s' % (untagged, c.ctx())
         assert c.eof(), 'connection not closed after logout\n%s' % c.ctx()
     finally:
         c.close()
@@ -413,12 +247,12 @@ def test_telnet_login_logout(gw, dovecot, eol):
 
 @EOLS
 def test_telnet_select(gw, dovecot, eol):
-    c = Client(gw.port(), eol, gw)
+    c = ImapClient(gw.port(), eol=eol, gw=gw)
     try:
         greet(c)
         login_ok(c, 'a001 login alice alicepw')
         untagged = select_inbox(c)
-        assert untagged[0].startswith(b'* FLAGS ('), untagged
+        assert untagged[0].startswith('* FLAGS ('), untagged
         logout(c)
     finally:
         c.close()
@@ -427,7 +261,7 @@ def test_telnet_select(gw, dovecot, eol):
 @EOLS
 def test_wrong_password_then_right(gw, dovecot, eol):
     mark = dovecot.mark()
-    c = Client(gw.port(), eol, gw)
+    c = ImapClient(gw.port(), eol=eol, gw=gw)
     try:
         greet(c)
         c.expect('a001 LOGIN alice wrongpw', AUTH_FAILED)
@@ -445,17 +279,17 @@ def test_wrong_password_then_right(gw, dovecot, eol):
 
 def test_prelogin_commands(gw, dovecot):
     """CAPABILITY, NOOP and ID before login are the gateway's, then LOGOUT."""
-    c = Client(gw.port(), gw=gw)
+    c = ImapClient(gw.port(), gw=gw)
     try:
         greet(c)
-        untagged, _ = c.expect('c1 CAPABILITY', re.compile(rb'^c1 OK'))
-        assert len(untagged) == 1 and untagged[0].startswith(b'* CAPABILITY IMAP4rev1 '), untagged
-        assert b'AUTH=PLAIN' in untagged[0] and b'LITERAL+' in untagged[0], untagged
-        untagged, _ = c.expect('c2 NOOP', re.compile(rb'^c2 OK'))
-        untagged, _ = c.expect('c3 ID ("name" "mytestclient")', re.compile(rb'^c3 OK'))
-        assert len(untagged) == 1 and untagged[0].startswith(b'* ID ('), untagged
-        untagged, _ = c.expect('c4 LOGOUT', re.compile(rb'^c4 OK'))
-        assert len(untagged) == 1 and untagged[0].startswith(b'* BYE'), untagged
+        untagged, _ = c.expect('c1 CAPABILITY', re.compile(r'^c1 OK'))
+        assert len(untagged) == 1 and untagged[0].startswith('* CAPABILITY IMAP4rev1 '), untagged
+        assert 'AUTH=PLAIN' in untagged[0] and 'LITERAL+' in untagged[0], untagged
+        untagged, _ = c.expect('c2 NOOP', re.compile(r'^c2 OK'))
+        untagged, _ = c.expect('c3 ID ("name" "mytestclient")', re.compile(r'^c3 OK'))
+        assert len(untagged) == 1 and untagged[0].startswith('* ID ('), untagged
+        untagged, _ = c.expect('c4 LOGOUT', re.compile(r'^c4 OK'))
+        assert len(untagged) == 1 and untagged[0].startswith('* BYE'), untagged
         assert c.eof()
     finally:
         c.close()
@@ -466,11 +300,11 @@ def test_prelogin_commands(gw, dovecot):
 def test_login_quoted_password(gw, dovecot):
     """A password with spaces, " and \\ as a quoted string: the gateway
     unescapes it, checks it, and logs in to Dovecot with it."""
-    c = Client(gw.port(), gw=gw)
+    c = ImapClient(gw.port(), gw=gw)
     try:
         greet(c)
-        c.expect('a000 LOGIN "%s" %s' % (DAVE, quote(DAVE_PW + 'x')), AUTH_FAILED)
-        login_ok(c, 'a001 LOGIN "%s" %s' % (DAVE, quote(DAVE_PW)))
+        c.expect('a000 LOGIN "%s" %s' % (DAVE, imap_quote(DAVE_PW + 'x')), AUTH_FAILED)
+        login_ok(c, 'a001 LOGIN "%s" %s' % (DAVE, imap_quote(DAVE_PW)))
         select_inbox(c)
         logout(c)
     finally:
@@ -480,15 +314,15 @@ def test_login_quoted_password(gw, dovecot):
 @EOLS
 def test_login_sync_literals(gw, dovecot, eol):
     """{n} literals for both arguments; each waits for the + continuation."""
-    c = Client(gw.port(), eol, gw)
+    c = ImapClient(gw.port(), eol=eol, gw=gw)
     pw = DAVE_PW.encode()
     try:
         greet(c)
-        c.raw(b'a001 LOGIN {%d}' % len(DAVE) + eol)
+        c.send(b'a001 LOGIN {%d}' % len(DAVE) + eol)
         c.continuation()
-        c.raw(DAVE.encode() + b' {%d}' % len(pw) + eol)
+        c.send(DAVE.encode() + b' {%d}' % len(pw) + eol)
         c.continuation()
-        c.raw(pw + eol)
+        c.send(pw + eol)
         login_ok(c, None, 'a001')
         select_inbox(c)
         logout(c)
@@ -498,11 +332,11 @@ def test_login_sync_literals(gw, dovecot, eol):
 
 def test_login_nonsync_literals(gw, dovecot):
     """{n+} literals (LITERAL+): everything in one write, no continuation."""
-    c = Client(gw.port(), gw=gw)
+    c = ImapClient(gw.port(), gw=gw)
     pw = DAVE_PW.encode()
     try:
         greet(c)
-        c.raw(b'a001 LOGIN {%d+}\r\n%s {%d+}\r\n%s\r\n' % (len(DAVE), DAVE.encode(), len(pw), pw))
+        c.send(b'a001 LOGIN {%d+}\r\n%s {%d+}\r\n%s\r\n' % (len(DAVE), DAVE.encode(), len(pw), pw))
         login_ok(c, None, 'a001')     # no '+' line first
         select_inbox(c)
         logout(c)
@@ -512,14 +346,14 @@ def test_login_nonsync_literals(gw, dovecot):
 
 def test_login_mixed_literal_and_quoted(gw, dovecot):
     """User as a {n+} literal, password quoted; then user quoted, password {n}."""
-    c = Client(gw.port(), gw=gw)
+    c = ImapClient(gw.port(), gw=gw)
     try:
         greet(c)
-        c.raw(b'a001 LOGIN {5+}\r\nalice "wrong"\r\n')
+        c.send(b'a001 LOGIN {5+}\r\nalice "wrong"\r\n')
         c.expect(None, AUTH_FAILED, 'a001')
-        c.raw(b'a002 LOGIN "alice" {7}\r\n')
+        c.send(b'a002 LOGIN "alice" {7}\r\n')
         c.continuation()
-        c.raw(b'alicepw\r\n')
+        c.send(b'alicepw\r\n')
         login_ok(c, None, 'a002')
         logout(c)
     finally:
@@ -527,10 +361,10 @@ def test_login_mixed_literal_and_quoted(gw, dovecot):
 
 
 def test_login_one_byte_writes(gw, dovecot):
-    c = Client(gw.port(), gw=gw, nodelay=True)
+    c = ImapClient(gw.port(), gw=gw, nodelay=True)
     try:
         greet(c)
-        cmd = ('a001 LOGIN %s %s\r\n' % (DAVE, quote(DAVE_PW))).encode()
+        cmd = ('a001 LOGIN %s %s\r\n' % (DAVE, imap_quote(DAVE_PW))).encode()
         c.transcript.append('C: %r (one byte per write)' % cmd)
         for i in range(len(cmd)):
             c.sock.sendall(cmd[i:i + 1])
@@ -546,16 +380,16 @@ def test_login_one_byte_writes(gw, dovecot):
 def test_login_pipelined(gw, dovecot, eol):
     """LOGIN, SELECT and LOGOUT in one write: the bytes after LOGIN go to
     Dovecot once the backend login is done; all three replies, in order."""
-    c = Client(gw.port(), eol, gw)
+    c = ImapClient(gw.port(), eol=eol, gw=gw)
     try:
         greet(c)
-        c.raw(eol.join([b'a001 LOGIN alice alicepw', b'a002 SELECT INBOX', b'a003 LOGOUT', b'']))
+        c.send(eol.join([b'a001 LOGIN alice alicepw', b'a002 SELECT INBOX', b'a003 LOGOUT', b'']))
         untagged, tagged = c.tagged('a001')
         backend_login_ok(c, 'a001', untagged, tagged)
         untagged, tagged = c.tagged('a002')
         assert SELECT_OK.match(tagged), '%r\n%s' % (tagged, c.ctx())
         untagged, tagged = c.tagged('a003')
-        assert LOGOUT_OK.match(tagged) and untagged == [b'* BYE Logging out'], \
+        assert LOGOUT_OK.match(tagged) and untagged == ['* BYE Logging out'], \
             '%r %r\n%s' % (untagged, tagged, c.ctx())
         assert c.eof()
     finally:
@@ -567,15 +401,15 @@ def test_login_pipelined_failed_login(gw, dovecot):
     are the gateway's again (SELECT refused before login, LOGOUT answered),
     nothing reaches Dovecot."""
     mark = dovecot.mark()
-    c = Client(gw.port(), gw=gw)
+    c = ImapClient(gw.port(), gw=gw)
     try:
         greet(c)
-        c.raw(b'a001 LOGIN alice wrong\r\na002 SELECT INBOX\r\na003 LOGOUT\r\n')
+        c.send(b'a001 LOGIN alice wrong\r\na002 SELECT INBOX\r\na003 LOGOUT\r\n')
         c.expect(None, AUTH_FAILED, 'a001')
         untagged, tagged = c.tagged('a002')
-        assert untagged == [] and re.match(rb'^a002 (BAD|NO) ', tagged), '%r\n%s' % (tagged, c.ctx())
+        assert untagged == [] and re.match(r'^a002 (BAD|NO) ', tagged), '%r\n%s' % (tagged, c.ctx())
         untagged, tagged = c.tagged('a003')
-        assert tagged.startswith(b'a003 OK') and len(untagged) == 1 and untagged[0].startswith(b'* BYE'), \
+        assert tagged.startswith('a003 OK') and len(untagged) == 1 and untagged[0].startswith('* BYE'), \
             '%r %r\n%s' % (untagged, tagged, c.ctx())
         assert c.eof()
     finally:
@@ -594,7 +428,7 @@ def test_login_pipelined_with_big_append(gw, dovecot):
     msg = b'Subject: %s\r\n\r\n' % subj.encode() + body
     data = (b'a001 LOGIN alice alicepw\r\na002 APPEND INBOX {%d+}\r\n' % len(msg) + msg +
             b'\r\na003 LOGOUT\r\n')
-    c = Client(gw.port(), gw=gw)
+    c = ImapClient(gw.port(), gw=gw)
     errors = []
 
     def send():
@@ -610,7 +444,7 @@ def test_login_pipelined_with_big_append(gw, dovecot):
         untagged, tagged = c.tagged('a001')
         backend_login_ok(c, 'a001', untagged, tagged)
         untagged, tagged = c.tagged('a002')
-        assert re.match(rb'^a002 OK \[APPENDUID \d+ \d+\] Append completed', tagged), '%r\n%s' % (tagged, c.ctx())
+        assert re.match(r'^a002 OK \[APPENDUID \d+ \d+\] Append completed', tagged), '%r\n%s' % (tagged, c.ctx())
         untagged, tagged = c.tagged('a003')
         assert LOGOUT_OK.match(tagged), '%r\n%s' % (tagged, c.ctx())
         assert c.eof()
@@ -631,7 +465,7 @@ def test_login_pipelined_with_big_append(gw, dovecot):
 # ---------- AUTHENTICATE ----------
 
 def test_authenticate_plain_sasl_ir(gw, dovecot):
-    c = Client(gw.port(), gw=gw)
+    c = ImapClient(gw.port(), gw=gw)
     try:
         greet(c)
         login_ok(c, 'x1 AUTHENTICATE PLAIN ' + b64('\0alice\0alicepw'))
@@ -643,12 +477,12 @@ def test_authenticate_plain_sasl_ir(gw, dovecot):
 
 @EOLS
 def test_authenticate_plain_continuation(gw, dovecot, eol):
-    c = Client(gw.port(), eol, gw)
+    c = ImapClient(gw.port(), eol=eol, gw=gw)
     try:
         greet(c)
-        c.send('A1 authenticate plain')
-        c.continuation(b'+ ')
-        c.send(b64('\0%s\0%s' % (DAVE, DAVE_PW)))
+        c.line('A1 authenticate plain')
+        c.continuation('+ ')
+        c.line(b64('\0%s\0%s' % (DAVE, DAVE_PW)))
         login_ok(c, None, 'A1')
         select_inbox(c, 'A2')
         logout(c, 'A3')
@@ -658,14 +492,14 @@ def test_authenticate_plain_continuation(gw, dovecot, eol):
 
 @EOLS
 def test_authenticate_login(gw, dovecot, eol):
-    c = Client(gw.port(), eol, gw)
+    c = ImapClient(gw.port(), eol=eol, gw=gw)
     try:
         greet(c)
-        c.send('a001 AUTHENTICATE LOGIN')
-        c.continuation(b'+ VXNlcm5hbWU6')
-        c.send(b64('bob'))
-        c.continuation(b'+ UGFzc3dvcmQ6')
-        c.send(b64('bobpw'))
+        c.line('a001 AUTHENTICATE LOGIN')
+        c.continuation('+ VXNlcm5hbWU6')
+        c.line(b64('bob'))
+        c.continuation('+ UGFzc3dvcmQ6')
+        c.line(b64('bobpw'))
         login_ok(c, None, 'a001')
         select_inbox(c)
         logout(c)
@@ -676,12 +510,12 @@ def test_authenticate_login(gw, dovecot, eol):
 def test_authenticate_login_initial_response(gw, dovecot):
     """AUTHENTICATE LOGIN with the user name as SASL-IR (what curl sends):
     only the password is asked for."""
-    c = Client(gw.port(), gw=gw)
+    c = ImapClient(gw.port(), gw=gw)
     try:
         greet(c)
-        c.send('a001 AUTHENTICATE LOGIN ' + b64('carol'))
-        c.continuation(b'+ UGFzc3dvcmQ6')
-        c.send(b64('carolpw'))
+        c.line('a001 AUTHENTICATE LOGIN ' + b64('carol'))
+        c.continuation('+ UGFzc3dvcmQ6')
+        c.line(b64('carolpw'))
         login_ok(c, None, 'a001')
         logout(c, 'a002')
     finally:
@@ -689,15 +523,15 @@ def test_authenticate_login_initial_response(gw, dovecot):
 
 
 def test_authenticate_wrong_password_then_right(gw, dovecot):
-    c = Client(gw.port(), gw=gw)
+    c = ImapClient(gw.port(), gw=gw)
     try:
         greet(c)
         c.expect('a1 AUTHENTICATE PLAIN ' + b64('\0carol\0nope'), AUTH_FAILED)
-        c.send('a2 AUTHENTICATE LOGIN')
-        c.continuation(b'+ VXNlcm5hbWU6')
-        c.send(b64('carol'))
-        c.continuation(b'+ UGFzc3dvcmQ6')
-        c.send(b64('nope'))
+        c.line('a2 AUTHENTICATE LOGIN')
+        c.continuation('+ VXNlcm5hbWU6')
+        c.line(b64('carol'))
+        c.continuation('+ UGFzc3dvcmQ6')
+        c.line(b64('nope'))
         c.expect(None, AUTH_FAILED, 'a2')
         login_ok(c, 'a3 AUTHENTICATE PLAIN ' + b64('\0carol\0carolpw'))
         logout(c, 'a4')
@@ -863,7 +697,7 @@ def test_login_master(gateway, dovecot, master_pwfile):
                                    master_password_file=str(master_pwfile))},
                  users={'bob': 'bob-gateway-only-pw', 'carol': 'carol-gateway-only-pw'})
     mark = dovecot.mark()
-    c = Client(gw.port(), gw=gw)
+    c = ImapClient(gw.port(), gw=gw)
     try:
         greet(c)
         c.expect('m1 LOGIN bob bobpw', AUTH_FAILED)    # Dovecot's password is not the gateway's
@@ -876,7 +710,7 @@ def test_login_master(gateway, dovecot, master_pwfile):
     dovecot.wait_log(r'Login: user=<bob>, method=PLAIN, rip=127\.0\.0\.1', mark)
     # AUTHENTICATE PLAIN from the client, master login to Dovecot
     mark = dovecot.mark()
-    c = Client(gw.port(), gw=gw)
+    c = ImapClient(gw.port(), gw=gw)
     try:
         greet(c)
         login_ok(c, 'm1 AUTHENTICATE PLAIN ' + b64('\0carol\0carol-gateway-only-pw'))
@@ -894,7 +728,7 @@ def test_backend_refuses_login(gateway, dovecot):
     gw = gateway({'imap': dict(backend='dc')}, {'dc': dc_backend(dovecot)},
                  users=dict(GW_USERS, alice='alice-gateway-only-pw'))
     mark = dovecot.mark()
-    c = Client(gw.port(), gw=gw)
+    c = ImapClient(gw.port(), gw=gw)
     try:
         greet(c)
         c.expect('a001 LOGIN alice alice-gateway-only-pw', AUTH_FAILED)
@@ -909,7 +743,7 @@ def test_backend_refuses_login(gateway, dovecot):
 def test_authenticate_plain_authzid(gw, dovecot):
     """SASL PLAIN with an authzid: another user's is refused (the gateway
     does not let alice's password log in as bob); the user's own is fine."""
-    c = Client(gw.port(), gw=gw)
+    c = ImapClient(gw.port(), gw=gw)
     try:
         greet(c)
         c.expect('z1 AUTHENTICATE PLAIN ' + b64('bob\0alice\0alicepw'), AUTH_FAILED)
@@ -922,13 +756,13 @@ def test_authenticate_plain_authzid(gw, dovecot):
 def test_too_many_failures(gw, dovecot):
     """max_auth_failures (default 3): the third failure is answered, then
     '* BYE Too many authentication failures.' and the connection closes."""
-    c = Client(gw.port(), gw=gw)
+    c = ImapClient(gw.port(), gw=gw)
     try:
         greet(c)
         c.expect('t1 LOGIN bob wrong1', AUTH_FAILED)
         c.expect('t2 AUTHENTICATE PLAIN ' + b64('\0bob\0wrong2'), AUTH_FAILED)
         c.expect('t3 LOGIN bob wrong3', AUTH_FAILED)
-        assert c.line() == b'* BYE Too many authentication failures.', c.ctx()
+        assert c.read_line() == '* BYE Too many authentication failures.', c.ctx()
         assert c.eof(), c.ctx()
     finally:
         c.close()
@@ -940,7 +774,7 @@ def test_login_log_backend_field(gateway, dovecot):
     gateway itself (unknown user, wrong password) logs backend=-."""
     gw = gateway({'imap': dict(backend='dc')}, {'dc': dc_backend(dovecot)},
                  users=dict(GW_USERS, alice='alice-gateway-only-pw'))
-    c = Client(gw.port(), gw=gw)
+    c = ImapClient(gw.port(), gw=gw)
     try:
         greet(c)
         c.expect('a001 LOGIN alice alice-gateway-only-pw', AUTH_FAILED)    # refused by Dovecot
@@ -973,12 +807,12 @@ def test_id_forwarding(gateway, dovecot):
     session id.  The client's own pre-login ID is answered by the gateway."""
     gw = gateway({'imap': dict(backend='dc')}, {'dc': dc_backend(dovecot, forward_client=True)})
     mark = dovecot.mark()
-    c = Client(gw.port(), gw=gw)
+    c = ImapClient(gw.port(), gw=gw)
     cport = c.local_port
     try:
         greet(c)
-        untagged, _ = c.expect('a0 ID ("name" "mytestclient")', re.compile(rb'^a0 OK'))
-        assert len(untagged) == 1 and untagged[0].startswith(b'* ID ('), '%r\n%s' % (untagged, c.ctx())
+        untagged, _ = c.expect('a0 ID ("name" "mytestclient")', re.compile(r'^a0 OK'))
+        assert len(untagged) == 1 and untagged[0].startswith('* ID ('), '%r\n%s' % (untagged, c.ctx())
         login_ok(c, 'a001 LOGIN alice alicepw')
         logout(c, 'a002')
     finally:
@@ -1005,13 +839,13 @@ def test_id_client_fields_reach_dovecot(gateway, dovecot):
     client cannot pass for another address or session."""
     gw = gateway({'imap': dict(backend='dc')}, {'dc': dc_backend(dovecot, forward_client=True)})
     mark = dovecot.mark()
-    c = Client(gw.port(), gw=gw)
+    c = ImapClient(gw.port(), gw=gw)
     cport = c.local_port
     try:
         greet(c)
         untagged, _ = c.expect('a0 ID ("name" "mytestclient" "x-originating-ip" "192.0.2.66" '
-                               '"x-session-id" "spoofed2345" "version" "1.2")', re.compile(rb'^a0 OK'))
-        assert len(untagged) == 1 and untagged[0].startswith(b'* ID ('), '%r\n%s' % (untagged, c.ctx())
+                               '"x-session-id" "spoofed2345" "version" "1.2")', re.compile(r'^a0 OK'))
+        assert len(untagged) == 1 and untagged[0].startswith('* ID ('), '%r\n%s' % (untagged, c.ctx())
         login_ok(c, 'a001 LOGIN alice alicepw')
         logout(c, 'a002')
     finally:
@@ -1031,7 +865,7 @@ def test_id_not_forwarded(gateway, dovecot):
     session id."""
     gw = gateway({'imap': dict(backend='dc')}, {'dc': dc_backend(dovecot, forward_client=False)})
     mark = dovecot.mark()
-    c = Client(gw.port(), gw=gw)
+    c = ImapClient(gw.port(), gw=gw)
     cport = c.local_port
     try:
         greet(c)
@@ -1052,21 +886,21 @@ def test_backend_down(gateway, dovecot):
     gw = gateway({'down': dict(backend='dead'), 'up': dict(backend='dc')},
                  {'dead': dict(protocol='imap', servers='127.0.0.1:%d' % dead, login='passthrough'),
                   'dc': dc_backend(dovecot)})
-    c = Client(gw.port('down'), gw=gw)
+    c = ImapClient(gw.port('down'), gw=gw)
     try:
         greet(c)
         c.expect('a001 LOGIN alice alicepw', TEMPFAIL)
         # the password is checked before the backend is tried
         c.expect('a002 LOGIN alice wrong', AUTH_FAILED)
         c.expect('a003 AUTHENTICATE PLAIN ' + b64('\0bob\0bobpw'), TEMPFAIL)
-        c.send('a004 AUTHENTICATE LOGIN')
-        c.continuation(b'+ VXNlcm5hbWU6')
-        c.send(b64('carol'))
-        c.continuation(b'+ UGFzc3dvcmQ6')
-        c.send(b64('carolpw'))
+        c.line('a004 AUTHENTICATE LOGIN')
+        c.continuation('+ VXNlcm5hbWU6')
+        c.line(b64('carol'))
+        c.continuation('+ UGFzc3dvcmQ6')
+        c.line(b64('carolpw'))
         c.expect(None, TEMPFAIL, 'a004')
-        untagged, _ = c.expect('a005 LOGOUT', re.compile(rb'^a005 OK'))
-        assert len(untagged) == 1 and untagged[0].startswith(b'* BYE'), untagged
+        untagged, _ = c.expect('a005 LOGOUT', re.compile(r'^a005 OK'))
+        assert len(untagged) == 1 and untagged[0].startswith('* BYE'), untagged
         assert c.eof()
     finally:
         c.close()
@@ -1085,10 +919,10 @@ def test_first_server_down_next_is_used(gateway, dovecot):
                   'ba': dc_backend(dovecot, servers='%s 127.0.0.1:%d' % (dc, dead))})
     for listener in ('ab', 'ba'):
         for user in ('alice', 'bob', 'carol', DAVE):
-            c = Client(gw.port(listener), gw=gw)
+            c = ImapClient(gw.port(listener), gw=gw)
             try:
                 greet(c)
-                login_ok(c, 'f1 LOGIN %s %s' % (user, quote(GW_USERS[user])))
+                login_ok(c, 'f1 LOGIN %s %s' % (user, imap_quote(GW_USERS[user])))
                 select_inbox(c, 'f2')
                 logout(c, 'f3')
             finally:
@@ -1100,25 +934,25 @@ def test_first_server_down_next_is_used(gateway, dovecot):
 def vanish_scenarios():
     """(name, steps): steps(c) talks to the gateway, then the client closes."""
     def mid_sync_literal(c):
-        c.raw(b'v1 LOGIN {5}\r\n')
+        c.send(b'v1 LOGIN {5}\r\n')
         c.continuation()
-        c.raw(b'ali')
+        c.send(b'ali')
 
     def mid_nonsync_literal(c):
-        c.raw(b'v1 LOGIN alice {7+}\r\nalic')
+        c.send(b'v1 LOGIN alice {7+}\r\nalic')
 
     def mid_line(c):
-        c.raw(b'v1 LOGIN alice "alic')
+        c.send(b'v1 LOGIN alice "alic')
 
     def mid_login(c):
-        c.raw(b'v1 LOGIN alice alicepw\r\n')
+        c.send(b'v1 LOGIN alice alicepw\r\n')
 
     def mid_authenticate(c):
-        c.raw(b'v1 AUTHENTICATE PLAIN\r\n')
+        c.send(b'v1 AUTHENTICATE PLAIN\r\n')
         c.continuation()
 
     def after_login_pipelined(c):
-        c.raw(b'v1 LOGIN alice alicepw\r\nv2 SELECT INBOX\r\nv3 NOOP\r\n')
+        c.send(b'v1 LOGIN alice alicepw\r\nv2 SELECT INBOX\r\nv3 NOOP\r\n')
 
     return [mid_sync_literal, mid_nonsync_literal, mid_line, mid_login, mid_authenticate,
             after_login_pipelined]
@@ -1130,7 +964,7 @@ def test_client_vanishes(gw, dovecot, reset):
     backend connection being set up) or an AUTHENTICATE exchange: the gateway
     goes on serving the next session."""
     for steps in vanish_scenarios():
-        c = Client(gw.port(), gw=gw)
+        c = ImapClient(gw.port(), gw=gw)
         try:
             greet(c)
             steps(c)
@@ -1168,25 +1002,20 @@ class RestrictedDovecot(ImapDovecot):
 @pytest.fixture(scope='module', params=['IMAP4rev1 ID', 'IMAP4rev1 ID LITERAL+'],
                 ids=['no-sasl-ir-no-literal-plus', 'no-sasl-ir-literal-plus'])
 def dovecot_caps(request, postfix):
-    dc = RestrictedDovecot(postfix.port, request.param)
-    try:
-        dc.start()
+    with running(RestrictedDovecot(postfix.port, request.param)) as dc:
         yield dc
-    finally:
-        dc.cleanup()
 
 
 def test_restricted_backend_passthrough(gateway, dovecot_caps):
     dc = dovecot_caps
     gw = gateway({'imap': dict(backend='dc')}, {'dc': dc_backend(dc)})
     mark = dc.mark()
-    for user, cmd in ((DAVE, 'a001 LOGIN %s %s' % (DAVE, quote(DAVE_PW))),
+    for user, cmd in ((DAVE, 'a001 LOGIN %s %s' % (DAVE, imap_quote(DAVE_PW))),
                       ('alice', 'a001 AUTHENTICATE PLAIN ' + b64('\0alice\0alicepw'))):
-        c = Client(gw.port(), gw=gw)
-        c.login_reply_has = (b'[CAPABILITY %s] Logged in' % dc.caps.encode(),)
+        c = ImapClient(gw.port(), gw=gw)
         try:
             greet(c)
-            login_ok(c, cmd)
+            login_ok(c, cmd, has=('[CAPABILITY %s] Logged in' % dc.caps,))
             select_inbox(c)
             logout(c)
         finally:
@@ -1202,74 +1031,17 @@ def test_restricted_backend_master(gateway, dovecot_caps, master_pwfile):
                                    master_password_file=str(master_pwfile))},
                  users={'bob': 'bob-gateway-only-pw'})
     mark = dc.mark()
-    c = Client(gw.port(), gw=gw)
-    c.login_reply_has = (b'[CAPABILITY %s] Logged in' % dc.caps.encode(),)
+    c = ImapClient(gw.port(), gw=gw)
     try:
         greet(c)
-        login_ok(c, 'a001 LOGIN bob bob-gateway-only-pw')
+        login_ok(c, 'a001 LOGIN bob bob-gateway-only-pw',
+                 has=('[CAPABILITY %s] Logged in' % dc.caps,))
         select_inbox(c)
         logout(c)
     finally:
         c.close()
     dc.wait_log(r'Master user logging in as bob', mark)
     dc.wait_log(r'Login: user=<bob>, ', mark)
-
-
-class FakeBackend:
-    """A TCP server on 127.0.0.1 run by a thread: handler(conn) for each
-    connection (then closed).  Stopped by close()."""
-
-    def __init__(self, handler):
-        self.handler = handler
-        self.sock = socket.socket()
-        self.sock.bind(('127.0.0.1', 0))
-        self.sock.listen(16)
-        self.sock.settimeout(0.2)
-        self.port = self.sock.getsockname()[1]
-        self.conns = 0
-        self.stopped = False
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self):
-        while not self.stopped:
-            try:
-                conn, _ = self.sock.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            self.conns += 1
-            threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
-
-    def _handle(self, conn):
-        conn.settimeout(15)
-        try:
-            self.handler(conn)
-        except OSError:
-            pass
-        finally:
-            conn.close()
-
-    def close(self):
-        self.stopped = True
-        self.thread.join(5)
-        self.sock.close()
-
-
-def _lines(conn):
-    f = conn.makefile('rb')
-    while True:
-        line = f.readline()
-        if not line:
-            return
-        yield line
-
-
-def fake_silent(conn):
-    """Accepts, never says a word."""
-    for _ in _lines(conn):
-        pass
 
 
 def fake_bye(conn):
@@ -1282,69 +1054,31 @@ def fake_hangup(conn):
 
 def fake_preauth(conn):
     conn.sendall(b'* PREAUTH [CAPABILITY IMAP4rev1] someone is logged in already\r\n')
-    fake_silent(conn)
+    silent(conn)
 
 
 def fake_bad_login(conn):
     """Greets, then answers every command with BAD."""
     conn.sendall(b'* OK [CAPABILITY IMAP4rev1 SASL-IR ID AUTH=PLAIN] fake ready.\r\n')
-    for line in _lines(conn):
+    for line in lines_of(conn):
         tag = line.split(b' ', 1)[0]
         conn.sendall(tag + b' BAD Not today.\r\n')
 
 
 def relay_without_greeting_caps(dovecot_port):
-    """A handler relaying to Dovecot, its greeting replaced by a plain
-    '* OK fake ready.' (no [CAPABILITY]): the gateway must ask CAPABILITY."""
-    return relay_with_greeting(dovecot_port, b'* OK fake ready.\r\n')
-
-
-def relay_with_greeting(dovecot_port, new_greeting, sent=None):
-    """A handler relaying to Dovecot with its greeting replaced by
-    new_greeting; what the gateway sends is appended to `sent` (a list of
-    byte strings), if given."""
-    def handler(conn):
-        up = socket.create_connection(('127.0.0.1', dovecot_port), timeout=15)
-        try:
-            greeting = b''
-            while not greeting.endswith(b'\n'):      # byte by byte: nothing read ahead
-                ch = up.recv(1)
-                if not ch:
-                    return
-                greeting += ch
-            conn.sendall(new_greeting)
-
-            def pump(src, dst, record=None):
-                try:
-                    while True:
-                        data = src.recv(65536)
-                        if not data:
-                            break
-                        if record is not None:
-                            record.append(data)
-                        dst.sendall(data)
-                except OSError:
-                    pass
-                finally:
-                    try:
-                        dst.shutdown(socket.SHUT_WR)
-                    except OSError:
-                        pass
-            t = threading.Thread(target=pump, args=(up, conn), daemon=True)
-            t.start()
-            pump(conn, up, sent)
-            t.join(15)
-        finally:
-            up.close()
-    return handler
+    """A relay to Dovecot, its greeting replaced by a plain '* OK fake
+    ready.' (no [CAPABILITY]): the gateway must ask CAPABILITY."""
+    return Relay(dovecot_port, greeting=b'* OK fake ready.\r\n')
 
 
 @pytest.fixture
 def fake_backend():
+    """fake_backend(handler) -> a lib.scripted.Server running handler(conn)
+    for each connection (15 s socket timeout), closed at the end."""
     started = []
 
     def start(handler):
-        fb = FakeBackend(handler)
+        fb = Server(handler, timeout=15)
         started.append(fb)
         return fb
     yield start
@@ -1352,7 +1086,7 @@ def fake_backend():
         fb.close()
 
 
-FAKES = {'silent': fake_silent, 'bye': fake_bye, 'hangup': fake_hangup,
+FAKES = {'silent': silent, 'bye': fake_bye, 'hangup': fake_hangup,
          'preauth': fake_preauth, 'bad-login': fake_bad_login}
 
 
@@ -1366,18 +1100,18 @@ def test_backend_misbehaves(gateway, dovecot, fake_backend, kind):
     gw = gateway({'fake': dict(backend='fake'), 'up': dict(backend='dc')},
                  {'fake': dc_backend(dovecot, servers='127.0.0.1:%d' % fb.port, connect_timeout=2),
                   'dc': dc_backend(dovecot)})
-    c = Client(gw.port('fake'), gw=gw)
+    c = ImapClient(gw.port('fake'), gw=gw)
     try:
         greet(c)
         # bounded by the client's read timeout (30 s, fifteen times the
         # connect_timeout): without the gateway's timer a silent server
         # would hold the login for ever
         c.expect('a001 LOGIN alice alicepw', TEMPFAIL)
-        logout_pre = c.expect('a002 LOGOUT', re.compile(rb'^a002 OK'))
-        assert logout_pre[0] and logout_pre[0][0].startswith(b'* BYE'), logout_pre
+        logout_pre = c.expect('a002 LOGOUT', re.compile(r'^a002 OK'))
+        assert logout_pre[0] and logout_pre[0][0].startswith('* BYE'), logout_pre
     finally:
         c.close()
-    assert fb.conns >= 1
+    assert fb.connections >= 1
     imap_session_works(gw.port('up'), 'bob', ctx=gw.log)
 
 
@@ -1393,14 +1127,14 @@ def test_failover_from_misbehaving_server(gateway, dovecot, fake_backend, kind):
                   'ba': dc_backend(dovecot, servers='%s %s' % (dc, fake), connect_timeout=2)})
     for listener in ('ab', 'ba'):
         for user in ('alice', 'bob', 'carol', DAVE):
-            c = Client(gw.port(listener), gw=gw)
+            c = ImapClient(gw.port(listener), gw=gw)
             try:
                 greet(c)
-                login_ok(c, 'f1 LOGIN %s %s' % (user, quote(GW_USERS[user])))
+                login_ok(c, 'f1 LOGIN %s %s' % (user, imap_quote(GW_USERS[user])))
                 logout(c, 'f2')
             finally:
                 c.close()
-    assert fb.conns >= 1, 'the fake server was never tried'
+    assert fb.connections >= 1, 'the fake server was never tried'
 
 
 def test_backend_greeting_without_capabilities(gateway, dovecot, fake_backend):
@@ -1410,11 +1144,10 @@ def test_backend_greeting_without_capabilities(gateway, dovecot, fake_backend):
     gw = gateway({'imap': dict(backend='r')},
                  {'r': dc_backend(dovecot, servers='127.0.0.1:%d' % fb.port, connect_timeout=3)})
     mark = dovecot.mark()
-    c = Client(gw.port(), gw=gw)
-    c.caps_untagged = True
+    c = ImapClient(gw.port(), gw=gw)
     try:
         greet(c)
-        login_ok(c, 'a001 LOGIN carol carolpw')
+        login_ok(c, 'a001 LOGIN carol carolpw', caps_untagged=True)
         select_inbox(c)
         logout(c)
     finally:
@@ -1428,12 +1161,13 @@ def test_backend_capabilities_oddly_written(gateway, dovecot, fake_backend):
     SASL-IR and AUTH=PLAIN from it (it logs in with AUTHENTICATE PLAIN and
     an initial response, and asks no CAPABILITY)."""
     sent = []
-    fb = fake_backend(relay_with_greeting(
+    fb = fake_backend(Relay(
         dovecot.imap_port,
-        b'* OK [CAPABILITY  imap4rev1 \t sasl-ir   id\tauth=plain  ] fake ready.\r\n', sent))
+        greeting=b'* OK [CAPABILITY  imap4rev1 \t sasl-ir   id\tauth=plain  ] fake ready.\r\n',
+        sent=sent))
     gw = gateway({'imap': dict(backend='r')},
                  {'r': dc_backend(dovecot, servers='127.0.0.1:%d' % fb.port, connect_timeout=3)})
-    c = Client(gw.port(), gw=gw)
+    c = ImapClient(gw.port(), gw=gw)
     try:
         greet(c)
         login_ok(c, 'a001 LOGIN carol carolpw')
@@ -1450,11 +1184,12 @@ def test_backend_logindisabled_oddly_written(gateway, dovecot, fake_backend):
     no AUTH=PLAIN: the gateway must not send the password in a LOGIN; the
     client gets the temporary failure."""
     sent = []
-    fb = fake_backend(relay_with_greeting(
-        dovecot.imap_port, b'* OK [CAPABILITY imap4rev1\tlogindisabled] fake ready.\r\n', sent))
+    fb = fake_backend(Relay(
+        dovecot.imap_port, greeting=b'* OK [CAPABILITY imap4rev1\tlogindisabled] fake ready.\r\n',
+        sent=sent))
     gw = gateway({'imap': dict(backend='r')},
                  {'r': dc_backend(dovecot, servers='127.0.0.1:%d' % fb.port, connect_timeout=3)})
-    c = Client(gw.port(), gw=gw)
+    c = ImapClient(gw.port(), gw=gw)
     try:
         greet(c)
         c.expect('a001 LOGIN carol carolpw', TEMPFAIL)
@@ -1481,11 +1216,10 @@ def test_client_tag_like_the_gateways(gateway, dovecot, fake_backend, tag, backe
     gw = gateway({'imap': dict(backend='dc')},
                  {'dc': dc_backend(dovecot, servers=servers, connect_timeout=3,
                                    forward_client=backend != 'dovecot-no-id')})
-    c = Client(gw.port(), gw=gw)
-    c.caps_untagged = relay
+    c = ImapClient(gw.port(), gw=gw)
     try:
         greet(c)
-        login_ok(c, '%s LOGIN alice alicepw' % tag)
+        login_ok(c, '%s LOGIN alice alicepw' % tag, caps_untagged=relay)
         logout(c, tag + 'x')
     finally:
         c.close()
@@ -1493,59 +1227,15 @@ def test_client_tag_like_the_gateways(gateway, dovecot, fake_backend, tag, backe
 
 # ---------- after the login: either side going away ----------
 
-class CuttableRelay:
-    """A FakeBackend handler relaying to Dovecot unchanged; cut() closes
-    every relayed connection (both sides), as a backend crash would."""
-
-    def __init__(self, dovecot_port):
-        self.port = dovecot_port
-        self.socks = []
-        self.lock = threading.Lock()
-
-    def __call__(self, conn):
-        up = socket.create_connection(('127.0.0.1', self.port), timeout=15)
-        with self.lock:
-            self.socks += [conn, up]
-
-        def pump(src, dst):
-            try:
-                while True:
-                    data = src.recv(65536)
-                    if not data:
-                        break
-                    dst.sendall(data)
-            except OSError:
-                pass
-            finally:
-                for sk in (src, dst):
-                    try:
-                        sk.shutdown(socket.SHUT_RDWR)
-                    except OSError:
-                        pass
-        t = threading.Thread(target=pump, args=(up, conn), daemon=True)
-        t.start()
-        pump(conn, up)
-        t.join(15)
-        up.close()
-
-    def cut(self):
-        with self.lock:
-            for sk in self.socks:
-                try:
-                    sk.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-
-
 def test_backend_goes_away_after_login(gateway, dovecot, fake_backend):
     """The backend connection breaks in the middle of a session: the client's
     connection is closed too (at most after a '* BYE' line), and the gateway
     goes on serving."""
-    relay = CuttableRelay(dovecot.imap_port)
+    relay = Relay(dovecot.imap_port)
     fb = fake_backend(relay)
     gw = gateway({'imap': dict(backend='r')},
                  {'r': dc_backend(dovecot, servers='127.0.0.1:%d' % fb.port)})
-    c = Client(gw.port(), gw=gw)
+    c = ImapClient(gw.port(), gw=gw)
     try:
         greet(c)
         login_ok(c, 'a001 LOGIN alice alicepw')
@@ -1555,7 +1245,7 @@ def test_backend_goes_away_after_login(gateway, dovecot, fake_backend):
         deadline = time.monotonic() + TIMEOUT
         while time.monotonic() < deadline:
             try:
-                line = c.file.readline()
+                line = c.raw_line()
             except (socket.timeout, ConnectionResetError):
                 break
             if not line:
@@ -1589,14 +1279,14 @@ def test_client_vanishes_mid_fetch(gw, dovecot, big_mailbox, reset):
     """A client that goes away while Dovecot is sending it 8 MB: the gateway
     ends the session (both connections) and goes on serving."""
     mark = dovecot.mark()
-    c = Client(gw.port(), gw=gw)
+    c = ImapClient(gw.port(), gw=gw)
     try:
         greet(c)
         login_ok(c, 'a001 LOGIN carol carolpw')
         c.expect('a002 SELECT %s' % big_mailbox, SELECT_OK)
-        c.send('a003 FETCH 1 BODY.PEEK[]')
-        assert c.line().startswith(b'* 1 FETCH (BODY[] {')
-        c.file.read(65536)
+        c.line('a003 FETCH 1 BODY.PEEK[]')
+        assert c.read_line().startswith('* 1 FETCH (BODY[] {')
+        c.read_bytes(65536)
     finally:
         c.close(reset=reset)
     # Dovecot sees its connection close: the gateway did not keep it open

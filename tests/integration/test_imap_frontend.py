@@ -6,10 +6,9 @@ auth failures, connections); shutdown; and a short session under valgrind.
 The daemon log never holds a password.
 
 Each test starts its own gatehoused on 127.0.0.1 with a config written here.
-Where a login must succeed, a tiny IMAP server (FakeBackend) in the test
+Where a login must succeed, a tiny IMAP server (lib.scripted.ImapServer)
 stands in for the backend; where the backend must be down, the config points
 at a port with nothing listening."""
-import base64
 import re
 import signal
 import socket
@@ -18,10 +17,12 @@ import time
 
 import pytest
 
-from clients import TIMEOUT, RawClient
-from conftest import GATEHOUSED, MODULE_DIR, VALGRIND, Daemon, free_port, wait_for
-
-CLOSED = '<connection closed>'  # response() got EOF before the tagged line
+from lib.clients import ImapClient, assert_no_secrets, b64, imap_quote, plain_blob
+from lib.config import file_auth, users_file, write_config
+from lib.gateway import Daemon
+from lib.net import free_port, wait_for
+from lib.paths import GATEHOUSED
+from lib.scripted import ImapServer
 
 USERS = {
     'alice': 'alice-Secret.1',
@@ -61,224 +62,8 @@ ID_REPLY = '* ID ("name" "gatehouse")'
 MAX_LINE = 8192
 
 
-def b64(s):
-    if isinstance(s, str):
-        s = s.encode()
-    return base64.b64encode(s).decode()
-
-
-def plain_blob(user, password, authzid=''):
-    return b64('%s\0%s\0%s' % (authzid, user, password))
-
-
-def quote(s):
-    return '"%s"' % s.replace('\\', '\\\\').replace('"', '\\"')
-
-
 def t(tag, text):
     return '%s %s' % (tag, text)
-
-
-# ------------------------------------------------------------ test client
-
-class Client(RawClient):
-    """A raw-socket IMAP client: exact bytes out, lines in (CRLF stripped; a
-    line ending in a bare LF keeps its '\\n' so that it shows)."""
-
-    def __init__(self, port, secrets=None, greet=True):
-        super().__init__(port, secrets)
-        self.greeting = self.read_line() if greet else None
-
-    def response(self, tag, timeout=TIMEOUT):
-        """Lines up to and including the one tagged `tag`, or a continuation
-        request ('+ ...').  If the server closes first, the lines got and
-        CLOSED."""
-        got = []
-        while True:
-            try:
-                line = self.read_line(timeout, got)
-            except AssertionError as e:
-                if 'connection closed' in str(e) and not self.buf:
-                    return got + [CLOSED]
-                raise
-            got.append(line)
-            if line.startswith(tag + ' ') or line == tag or line.startswith('+'):
-                return got
-
-    def cmd(self, text, eol='\r\n', timeout=TIMEOUT):
-        self.line(text, eol)
-        return self.response(text.split(' ', 1)[0], timeout)
-
-    def until_close(self, timeout=TIMEOUT):
-        """Every line until the server closes; a last line without its line
-        end is kept as '<no line end: b'...'>'."""
-        got = []
-        deadline = time.monotonic() + timeout
-        while True:
-            while b'\n' in self.buf:
-                raw, self.buf = self.buf.split(b'\n', 1)
-                got.append(self._text(raw))
-            try:
-                if not self._fill(deadline):
-                    if self.buf:
-                        got.append('<no line end: %r>' % self.buf)
-                    return got
-            except socket.timeout:
-                raise AssertionError('server did not close within %.0f s; lines got: %r; '
-                                     'partial: %r' % (timeout, got, self.buf)) from None
-
-
-# ------------------------------------------------------------ fake backend
-
-def _tokens(text):
-    """A rough IMAP tokenizer: atoms, quoted strings (unescaped), parens as
-    atoms.  bytes in, list of bytes out."""
-    out, i, n = [], 0, len(text)
-    while i < n:
-        ch = text[i:i + 1]
-        if ch == b' ':
-            i += 1
-        elif ch == b'"':
-            i += 1
-            v = b''
-            while i < n and text[i:i + 1] != b'"':
-                if text[i:i + 1] == b'\\' and i + 1 < n:
-                    i += 1
-                v += text[i:i + 1]
-                i += 1
-            i += 1
-            out.append(v)
-        else:
-            j = i
-            while j < n and text[j:j + 1] != b' ':
-                j += 1
-            out.append(text[i:j])
-            i = j
-    return out
-
-
-class FakeBackend:
-    """A minimal IMAP server.  Greets with SASL-IR, LITERAL+, AUTH=PLAIN, ID;
-    answers ID, CAPABILITY, NOOP, LOGIN and AUTHENTICATE PLAIN (with or
-    without an initial response) before login, refusing the users in
-    `refuse`; after login answers 'TAG OK fake <line>' to anything and BYE +
-    OK to LOGOUT.  Records logins as (method, authzid, user, password) and
-    every command line after login."""
-
-    GREETING = b'* OK [CAPABILITY IMAP4rev1 SASL-IR LITERAL+ AUTH=PLAIN ID] fake ready\r\n'
-
-    def __init__(self, refuse=()):
-        self.refuse = set(refuse)
-        self.srv = socket.socket()
-        self.srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.srv.bind(('127.0.0.1', 0))
-        self.srv.listen(64)
-        self.srv.settimeout(0.2)
-        self.port = self.srv.getsockname()[1]
-        self.logins = []
-        self.received = []   # every raw first line, before and after login
-        self.after_login = []
-        self.connections = 0
-        self.stopping = False
-        self.thread = threading.Thread(target=self._accept, daemon=True)
-        self.thread.start()
-
-    def _accept(self):
-        while not self.stopping:
-            try:
-                conn, _ = self.srv.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            self.connections += 1
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
-
-    @staticmethod
-    def _read_command(f, conn):
-        """(first line text, tokens) of one command, literals included."""
-        tokens, first = [], None
-        while True:
-            raw = f.readline()
-            if not raw:
-                return None, None
-            line = raw.rstrip(b'\r\n')
-            if first is None:
-                first = line
-            m = re.search(rb'\{(\d+)(\+?)\}$', line)
-            tokens += _tokens(line[:m.start()] if m else line)
-            if not m:
-                return first.decode('latin-1'), tokens
-            if not m.group(2):
-                conn.sendall(b'+ OK\r\n')
-            tokens.append(f.read(int(m.group(1))))
-
-    def _check(self, conn, tag, method, authzid, user, password):
-        self.logins.append((method, authzid, user, password))
-        if user.decode('latin-1') in self.refuse:
-            conn.sendall(b'%s NO [AUTHENTICATIONFAILED] fake refuses\r\n' % tag)
-            return False
-        conn.sendall(b'%s OK [CAPABILITY IMAP4rev1 IDLE] Logged in\r\n' % tag)
-        return True
-
-    def _serve(self, conn):
-        conn.settimeout(60)
-        authed = False
-        try:
-            f = conn.makefile('rb')
-            conn.sendall(self.GREETING)
-            while True:
-                first, toks = self._read_command(f, conn)
-                if first is None:
-                    break
-                self.received.append(first)
-                if len(toks) < 2:
-                    conn.sendall(b'* BAD fake: no command\r\n')
-                    continue
-                tag, name, args = toks[0], toks[1].upper(), toks[2:]
-                rest = first.split(' ', 1)[1] if ' ' in first else ''
-                if authed:
-                    self.after_login.append(first)
-                    if name == b'LOGOUT':
-                        conn.sendall(b'* BYE fake bye\r\n%s OK fake LOGOUT\r\n' % tag)
-                        break
-                    conn.sendall(b'%s OK fake %s\r\n' % (tag, rest.encode('latin-1')))
-                    continue
-                if name == b'CAPABILITY':
-                    conn.sendall(b'* CAPABILITY IMAP4rev1 SASL-IR LITERAL+ AUTH=PLAIN ID\r\n'
-                                 b'%s OK CAPABILITY done\r\n' % tag)
-                elif name == b'ID':
-                    conn.sendall(b'* ID NIL\r\n%s OK ID done\r\n' % tag)
-                elif name == b'NOOP':
-                    conn.sendall(b'%s OK NOOP done\r\n' % tag)
-                elif name == b'LOGOUT':
-                    conn.sendall(b'* BYE fake bye\r\n%s OK LOGOUT done\r\n' % tag)
-                    break
-                elif name == b'LOGIN' and len(args) == 2:
-                    authed = self._check(conn, tag, 'LOGIN', b'', args[0], args[1])
-                elif name == b'AUTHENTICATE' and args and args[0].upper() == b'PLAIN':
-                    if len(args) >= 2:
-                        blob = args[1]
-                    else:
-                        conn.sendall(b'+ \r\n')
-                        blob = f.readline().rstrip(b'\r\n')
-                    try:
-                        authzid, user, password = base64.b64decode(blob, validate=True).split(b'\0')
-                    except Exception:
-                        conn.sendall(b'%s BAD fake: bad PLAIN\r\n' % tag)
-                        continue
-                    authed = self._check(conn, tag, 'PLAIN', authzid, user, password)
-                else:
-                    conn.sendall(b'%s BAD fake: not before login\r\n' % tag)
-        except OSError:
-            pass
-        finally:
-            conn.close()
-
-    def close(self):
-        self.stopping = True
-        self.srv.close()
-        self.thread.join(5)
 
 
 # ------------------------------------------------------------ gateway under test
@@ -288,31 +73,23 @@ class Gateway:
         self.tmp = tmp
         self.port = free_port()
         self.secrets = []
-        users = tmp / ('%s.users' % name)
-        users.write_text(''.join('%s:{PLAIN}%s\n' % kv for kv in USERS.items()))
-        lst = {'plaintext_auth': 'always', 'idle_timeout': '30'}
+        users = users_file(tmp / ('%s.users' % name), USERS)
+        lst = {'protocol': 'imap', 'listen': '127.0.0.1:%d' % self.port,
+               'plaintext_auth': 'always', 'idle_timeout': '30'}
         lst.update(listener)
-        gh = {'hostname': 'gw.test', 'module_dir': str(MODULE_DIR), 'failure_delay': '0',
-              'workers': '2'}
-        gh.update(gatehouse)
-        parts = ['[gatehouse]'] + ['%s = %s' % kv for kv in gh.items()] + ['']
-        parts += ['[listener imap]', 'protocol = imap', 'listen = 127.0.0.1:%d' % self.port]
-        parts += ['%s = %s' % kv for kv in lst.items() if kv[1] is not None]
-        parts += ['auth = users', 'backend = b', '']
-        parts += ['[auth users]', 'module = file', 'path = %s' % users, '']
-        parts += ['[backend b]', 'protocol = imap', 'servers = 127.0.0.1:%d' % backend_port,
-                  'login = passthrough', '']
-        self.conf = tmp / ('%s.conf' % name)
-        self.conf.write_text('\n'.join(parts))
-        argv = [str(GATEHOUSED), '-c', str(self.conf)]
-        if valgrind:
-            argv = VALGRIND + argv
-        self.daemon = Daemon(argv, tmp / ('%s.log' % name))
+        lst.update(auth='users', backend='b')
+        self.conf = write_config(
+            tmp / ('%s.conf' % name), {'imap': lst}, {'users': file_auth(users)},
+            {'b': {'protocol': 'imap', 'servers': '127.0.0.1:%d' % backend_port,
+                   'login': 'passthrough'}},
+            gatehouse=gatehouse)
+        argv = [GATEHOUSED, '-c', self.conf]
+        self.daemon = Daemon(argv, tmp / ('%s.log' % name), valgrind=True if valgrind else None)
         daemons.append(self.daemon)
-        self.daemon.wait_ready(timeout=60 if valgrind or self.daemon.valgrind else 30)
+        self.daemon.wait_ready()
 
     def client(self, greet=True, greeting=GREETING):
-        c = Client(self.port, self.secrets, greet=greet)
+        c = ImapClient(self.port, self.secrets, greet=greet)
         if greet:
             assert c.greeting == greeting
         return c
@@ -328,20 +105,13 @@ class Gateway:
             assert c.until_close() == []
 
     def assert_no_secrets(self):
-        log = self.daemon.text()
-        forms = set()
-        for s in self.secrets:
-            if s:
-                forms |= {s, b64(s)}
-        for user, pw in USERS.items():
-            forms |= {pw, b64(pw), plain_blob(user, pw), plain_blob(user, pw, user)}
-        for f in sorted(forms):
-            assert f not in log, 'the daemon log holds a secret %r:\n%s' % (f, log[-3000:])
+        secrets = [form for s in self.secrets if s for form in (s, b64(s))]
+        assert_no_secrets(self.daemon.text(), USERS.items(), secrets=secrets)
 
 
 @pytest.fixture
 def backend():
-    b = FakeBackend(refuse={'carol'})
+    b = ImapServer(refuse={'carol'})
     yield b
     b.close()
 
@@ -382,7 +152,7 @@ def login_exchange(c, how, user, password, tag='a', authzid=''):
     if how == 'login-atoms':
         return c.cmd('%s LOGIN %s %s' % (tag, user, password))
     if how == 'login-quoted':
-        return c.cmd('%s LOGIN %s %s' % (tag, quote(user), quote(password)))
+        return c.cmd('%s LOGIN %s %s' % (tag, imap_quote(user), imap_quote(password)))
     if how == 'login-literal':
         assert c.cmd('%s LOGIN {%d}' % (tag, len(user))) == [CONTINUE]
         c.line('%s {%d}' % (user, len(password.encode())))
@@ -453,7 +223,7 @@ def test_max_connections(start_gw):
     gw = start_gw(listener={'max_connections': '2'})
     c1, c2 = gw.client(), gw.client()
     try:
-        with Client(gw.port, greet=False) as c3:
+        with ImapClient(gw.port) as c3:
             assert c3.until_close() == [TOO_MANY_CONN]
         # the two admitted sessions still work
         assert c1.cmd('a NOOP') == [t('a', NOOP_OK)]
@@ -464,7 +234,7 @@ def test_max_connections(start_gw):
         c1.close()
 
     def admitted():
-        with Client(gw.port, greet=False) as c:
+        with ImapClient(gw.port) as c:
             if c.read_line() == GREETING:
                 assert c.cmd('z LOGOUT')[-1] == 'z OK LOGOUT completed.'
                 return True
@@ -563,7 +333,7 @@ def test_login_good(gw_up, backend, user, how):
 def test_login_escapes(start_gw, how):
     """carol's password holds '"' and '\\': it takes quoted-string escapes or
     a literal.  The backend here refuses nobody."""
-    b = FakeBackend()
+    b = ImapServer()
     try:
         gw = start_gw(backend_port=b.port)
         with gw.client() as c:
@@ -1039,7 +809,7 @@ def test_bare_lf(gw_up):
         assert c.response('d') == [t('d', AUTH_FAILED)]
         assert c.cmd('e LOGIN {5}', eol='\n') == [CONTINUE]
         c.secret(USERS['alice'])
-        c.send('alice %s\n' % quote(USERS['alice']))
+        c.send('alice %s\n' % imap_quote(USERS['alice']))
         assert c.response('e') == [t('e', BACKEND_LOGIN_OK)]
 
 
@@ -1102,7 +872,7 @@ def test_pipelined_after_login_goes_to_backend(gw_up, backend, how):
     with gw_up.client() as c:
         c.secret(USERS['bob'])
         if how == 'login':
-            first = 'a LOGIN bob %s\r\n' % quote(USERS['bob'])
+            first = 'a LOGIN bob %s\r\n' % imap_quote(USERS['bob'])
         elif how == 'literal+':
             first = 'a LOGIN {3+}\r\nbob {%d+}\r\n%s\r\n' % (len(USERS['bob']), USERS['bob'])
         else:

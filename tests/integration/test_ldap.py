@@ -10,29 +10,29 @@ cache, counted in slapd's `stats` log; concurrent logins; valgrind.
 Every process is a child of the test, on 127.0.0.1 ports from free_port(),
 and every wait is bounded.  The timings of the down-server cases are printed
 (run pytest with -s to see them)."""
-import base64
 import os
 import re
 import shutil
-import socket
 import subprocess
-import tempfile
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 
 import slapdfix
-from conftest import GATEHOUSECTL, GATEHOUSED, MODULE_DIR, SRCDIR, VALGRIND, Daemon, free_port
-from slapdfix import DAVE_PW, SEARCH_DN, SEARCH_PW, USERS, Slapd, make_pki, user_dn
+from lib.clients import ImapClient, SmtpClient, assert_no_secrets
+from lib.config import write_config
+from lib.gateway import Daemon, auth_test_fields, ctl
+from lib.net import free_port
+from lib.paths import GATEHOUSED, SRCDIR
+from lib.pki import Pki
+from lib.proc import make_tmpdir
+from lib.scripted import ImapServer, Server, SmtpServer, silent
+from slapdfix import DAVE_PW, SEARCH_DN, SEARCH_PW, USERS, Slapd, user_dn
 
-# every socket operation of a test client: generous, since only a failing
-# test waits it out, and a busy machine (valgrind, a second check) is slow
-TIMEOUT = 30.0
 LDAP_SUPP = SRCDIR / 'tests' / 'valgrind-ldap.supp'
-VALGRIND_LDAP = VALGRIND + ['--suppressions=%s' % LDAP_SUPP]
+# beyond lib.gateway.VALGRIND
+LDAP_VALGRIND_ARGS = ['--suppressions=%s' % LDAP_SUPP]
 
 SMTP_OK = '235 2.7.0 Authentication successful'
 SMTP_BAD = '535 5.7.8 Authentication credentials invalid'
@@ -45,10 +45,6 @@ HOSTILE_LOGINS = ['*', '*)(uid=*', 'admin)(|(uid=*', 'alice*', '*)(|(objectClass
                   'alice,ou=people', '#alice', 'alice\\']
 
 
-def b64(s):
-    return base64.b64encode(s.encode() if isinstance(s, str) else s).decode()
-
-
 # ------------------------------------------------------------ fixtures
 
 class Env:
@@ -59,17 +55,11 @@ class Env:
         os.chmod(self.pwfile, 0o600)
 
 
-def _tmpdir(prefix):
-    d = Path(tempfile.mkdtemp(prefix=prefix, dir='/tmp'))
-    os.chmod(d, 0o755)
-    return d
-
-
 @pytest.fixture(scope='module')
 def env():
     """A test CA and one slapd for the tests that only read the directory."""
-    root = _tmpdir('gh-ldap-')
-    pki = make_pki(root / 'pki')
+    root = make_tmpdir('gh-ldap-')
+    pki = Pki(root / 'pki')
     slapd = Slapd(root / 'slapd', free_port(), free_port(), pki).start()
     try:
         yield Env(root, pki, slapd)
@@ -87,9 +77,8 @@ def own_slapd(env, tmp):
 
 
 def auth_group(uri, **keys):
-    lines = ['[auth ldap]', 'module = ldap', 'uri = %s' % uri]
-    lines += ['%s = %s' % (k, v) for k, v in keys.items() if v is not None]
-    return '\n'.join(lines) + '\n'
+    """The keys of [auth ldap] (a key of None is left out, uri too)."""
+    return dict({'module': 'ldap', 'uri': uri}, **keys)
 
 
 def search_keys(env, **keys):
@@ -99,27 +88,20 @@ def search_keys(env, **keys):
     return d
 
 
-def write_conf(path, auth, listeners=None, gatehouse=None, backends=None):
-    """gatehouse.conf with the [auth ldap] group `auth` (text), listeners
-    [(name, protocol, port, backend)], backends {name: {key: value}}."""
-    gh = {'hostname': 'gw.test', 'module_dir': MODULE_DIR, 'failure_delay': '0',
-          'workers': '2'}
-    gh.update(gatehouse or {})
-    parts = ['[gatehouse]'] + ['%s = %s' % kv for kv in gh.items()] + ['']
+def ldap_conf(path, auth, listeners=None, gatehouse=None, backends=None):
+    """gatehouse.conf with the [auth ldap] group `auth` (auth_group()),
+    listeners [(name, protocol, port, backend)], backends {name: {key: value}}
+    over ones that are down."""
     if not listeners:
         listeners = [('sub', 'smtp', free_port(), 'smtp')]
-    for name, proto, port, backend in listeners:
-        parts += ['[listener %s]' % name, 'protocol = %s' % proto,
-                  'listen = 127.0.0.1:%d' % port, 'plaintext_auth = always',
-                  'auth = ldap', 'backend = %s' % backend, '']
-    parts.append(auth)
     be = {'smtp': {'protocol': 'smtp', 'servers': '127.0.0.1:1', 'login': 'none'},
           'imap': {'protocol': 'imap', 'servers': '127.0.0.1:1'}}
     be.update(backends or {})
-    for name, keys in be.items():
-        parts += ['[backend %s]' % name] + ['%s = %s' % kv for kv in keys.items()] + ['']
-    Path(path).write_text('\n'.join(parts))
-    return Path(path)
+    return write_config(
+        path, {name: {'protocol': proto, 'listen': '127.0.0.1:%d' % port,
+                      'plaintext_auth': 'always', 'auth': 'ldap', 'backend': backend}
+               for name, proto, port, backend in listeners},
+        {'ldap': auth}, be, gatehouse=gatehouse)
 
 
 class Outcome:
@@ -128,208 +110,31 @@ class Outcome:
         self.stdout = proc.stdout
         self.stderr = proc.stderr
         self.elapsed = elapsed
-        # "verdict:  ok": names padded to 10 columns; a value may begin with spaces
-        self.fields = {m.group(1): m.group(2)
-                       for m in re.finditer(r'^(\w+):\s*?(?<=^.{10})(.*)$', proc.stdout, re.M)}
+        self.fields = auth_test_fields(proc.stdout)
 
     def __repr__(self):
         return 'rc=%s %.2fs\n%s%s' % (self.rc, self.elapsed, self.stdout, self.stderr[-3000:])
 
 
 def auth_test(conf, user, password, valgrind=False, timeout=60):
-    argv = (VALGRIND_LDAP if valgrind else []) + [str(GATEHOUSECTL), '-c', str(conf),
-                                                  'auth-test', user]
     t0 = time.monotonic()
-    p = subprocess.run(argv, input=password + '\n', capture_output=True, text=True,
-                       timeout=timeout)
+    p = ctl('auth-test', user, stdin=password + '\n', config=conf, valgrind=valgrind,
+            valgrind_args=LDAP_VALGRIND_ARGS, timeout=timeout)
     return Outcome(p, time.monotonic() - t0)
 
 
 def check(tmp, env, auth, user, password, name='gh.conf', **kw):
-    return auth_test(write_conf(tmp / name, auth), user, password, **kw)
+    return auth_test(ldap_conf(tmp / name, auth), user, password, **kw)
 
 
 # ------------------------------------------------------------ in-test backends
-
-class _Server:
-    def __init__(self, name):
-        self.name = name
-        self.srv = socket.socket()
-        self.srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.srv.bind(('127.0.0.1', 0))
-        self.srv.listen(64)
-        self.srv.settimeout(0.2)
-        self.port = self.srv.getsockname()[1]
-        self.connections = 0
-        self.lines = []
-        self.stopping = False
-        self.thread = threading.Thread(target=self._accept, daemon=True)
-        self.thread.start()
-
-    def _accept(self):
-        while not self.stopping:
-            try:
-                conn, _ = self.srv.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            self.connections += 1
-            threading.Thread(target=self._run, args=(conn,), daemon=True).start()
-
-    def _run(self, conn):
-        conn.settimeout(30)
-        try:
-            self.serve(conn, conn.makefile('rb'))
-        except OSError:
-            pass
-        finally:
-            conn.close()
-
-    def close(self):
-        self.stopping = True
-        self.srv.close()
-        self.thread.join(5)
-
-
-class SmtpBackend(_Server):
-    """220, EHLO with XCLIENT, 220 after XCLIENT (as Postfix), 250 to the rest;
-    NOOP answers with the backend's name."""
-
-    def serve(self, conn, f):
-        conn.sendall(b'220 %s ESMTP\r\n' % self.name.encode())
-        for raw in f:
-            line = raw.decode('latin-1').rstrip('\r\n')
-            self.lines.append(line)
-            verb = line.split(' ', 1)[0].upper()
-            if verb == 'EHLO':
-                conn.sendall(b'250-%s\r\n250 XCLIENT NAME ADDR PORT PROTO HELO LOGIN\r\n'
-                             % self.name.encode())
-            elif verb == 'XCLIENT':
-                conn.sendall(b'220 %s ESMTP after XCLIENT\r\n' % self.name.encode())
-            elif verb == 'NOOP':
-                conn.sendall(b'250 2.0.0 %s NOOP\r\n' % self.name.encode())
-            elif verb == 'QUIT':
-                conn.sendall(b'221 2.0.0 bye\r\n')
-                return
-            else:
-                conn.sendall(b'250 2.0.0 OK\r\n')
-
-    def xclient_login(self):
-        for line in self.lines:
-            m = re.search(r'^XCLIENT .*\bLOGIN=(\S+)', line)
-            if m:
-                return m.group(1)
-        return None
-
-
-class ImapBackend(_Server):
-    """Accepts AUTHENTICATE PLAIN (SASL-IR) and LOGIN with atoms or quoted
-    strings for anyone; records the user names; NOOP answers with its name."""
-
-    def serve(self, conn, f):
-        conn.sendall(b'* OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=PLAIN] %s ready\r\n'
-                     % self.name.encode())
-        for raw in f:
-            line = raw.decode('latin-1').rstrip('\r\n')
-            self.lines.append(line)
-            parts = line.split(' ')
-            if len(parts) < 2:
-                continue
-            tag, cmd = parts[0], parts[1].upper()
-            if cmd == 'AUTHENTICATE' and len(parts) == 4:
-                _, user, _ = base64.b64decode(parts[3]).split(b'\0')
-                self.lines.append('USER ' + user.decode())
-                conn.sendall(b'%s OK [CAPABILITY IMAP4rev1] %s logged in\r\n'
-                             % (tag.encode(), self.name.encode()))
-            elif cmd == 'LOGIN':
-                self.lines.append('USER ' + parts[2].strip('"'))
-                conn.sendall(b'%s OK [CAPABILITY IMAP4rev1] %s logged in\r\n'
-                             % (tag.encode(), self.name.encode()))
-            elif cmd == 'CAPABILITY':
-                conn.sendall(b'* CAPABILITY IMAP4rev1 SASL-IR AUTH=PLAIN\r\n%s OK done\r\n'
-                             % tag.encode())
-            elif cmd == 'LOGOUT':
-                conn.sendall(b'* BYE bye\r\n%s OK LOGOUT\r\n' % tag.encode())
-                return
-            else:
-                conn.sendall(b'%s OK %s %s\r\n' % (tag.encode(), self.name.encode(),
-                                                   cmd.encode()))
-
-    def users(self):
-        return [l[5:] for l in self.lines if l.startswith('USER ')]
-
-
-class LineClient:
-    def __init__(self, port):
-        self.sock = socket.create_connection(('127.0.0.1', port), timeout=TIMEOUT)
-        self.f = self.sock.makefile('rb')
-
-    def line(self):
-        raw = self.f.readline()
-        if not raw:
-            raise AssertionError('connection closed by the gateway')
-        return raw.decode('latin-1').rstrip('\r\n')
-
-    def send(self, text):
-        self.sock.sendall(text.encode('latin-1') + b'\r\n')
-
-    def close(self):
-        # the file object holds the descriptor open too
-        self.f.close()
-        self.sock.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-
-class Smtp(LineClient):
-    def __init__(self, port):
-        super().__init__(port)
-        assert self.reply()[0].startswith('220 ')
-        self.cmd('EHLO client.test')
-
-    def reply(self):
-        lines = []
-        while True:
-            line = self.line()
-            lines.append(line)
-            if len(line) < 4 or line[3] != '-':
-                return lines
-
-    def cmd(self, text):
-        self.send(text)
-        return self.reply()
-
-    def auth(self, user, password):
-        return self.cmd('AUTH PLAIN ' + b64('\0%s\0%s' % (user, password)))[-1]
-
-
-class Imap(LineClient):
-    def __init__(self, port):
-        super().__init__(port)
-        assert self.line().startswith('* OK')
-
-    def cmd(self, tag, text):
-        self.send('%s %s' % (tag, text))
-        while True:
-            line = self.line()
-            if line.startswith(tag + ' '):
-                return line[len(tag) + 1:]
-
-    def auth(self, user, password, tag='a'):
-        return self.cmd(tag, 'AUTHENTICATE PLAIN ' + b64('\0%s\0%s' % (user, password)))
-
 
 @pytest.fixture
 def backends():
     made = []
 
     def make(kind, name):
-        b = (SmtpBackend if kind == 'smtp' else ImapBackend)(name)
+        b = SmtpServer(name, xclient=True) if kind == 'smtp' else ImapServer(name)
         made.append(b)
         return b
     yield make
@@ -344,7 +149,7 @@ class Gateway:
     def __init__(self, tmp, daemons, auth, smtp_backend, imap_backend, gatehouse=None,
                  name='gw', valgrind=False):
         self.smtp_port, self.imap_port = free_port(), free_port()
-        self.conf = write_conf(
+        self.conf = ldap_conf(
             tmp / ('%s.conf' % name), auth,
             listeners=[('sub', 'smtp', self.smtp_port, 'smtp'),
                        ('imap', 'imap', self.imap_port, 'imap')],
@@ -355,26 +160,30 @@ class Gateway:
                       'imap': {'protocol': 'imap',
                                'servers': '127.0.0.1:%d' % imap_backend.port,
                                'login': 'passthrough', 'forward_client': 'no'}})
-        argv = [str(GATEHOUSED), '-c', str(self.conf)]
-        if valgrind:
-            argv = VALGRIND_LDAP + argv
-        self.daemon = Daemon(argv, tmp / ('%s.log' % name))
+        argv = [GATEHOUSED, '-c', self.conf]
+        log = tmp / ('%s.log' % name)
+        self.daemon = Daemon(argv, log, valgrind=True, valgrind_args=LDAP_VALGRIND_ARGS) \
+            if valgrind else Daemon(argv, log)
         daemons.append(self.daemon)
-        self.daemon.wait_ready(timeout=60 if valgrind or self.daemon.valgrind else 30)
+        self.daemon.wait_ready()
 
     def smtp(self):
-        return Smtp(self.smtp_port)
+        """An SMTP client past its EHLO."""
+        c = SmtpClient(self.smtp_port, greet=True)
+        assert c.greeting[0].startswith('220 ')
+        c.cmd('EHLO client.test')
+        return c
 
     def imap(self):
-        return Imap(self.imap_port)
+        c = ImapClient(self.imap_port, greet=True)
+        assert c.greeting.startswith('* OK')
+        return c
 
     def alive(self):
         return self.daemon.proc.poll() is None
 
     def assert_no_secrets(self, passwords=slapdfix.ALL_PASSWORDS):
-        log = self.daemon.text()
-        for pw in passwords:
-            assert pw not in log, 'the daemon log holds the password %r' % pw
+        assert_no_secrets(self.daemon.text(), secrets=passwords)
 
 
 # ------------------------------------------------------------ search-then-bind
@@ -382,7 +191,7 @@ class Gateway:
 @pytest.mark.parametrize('mode', ['anonymous', 'search-account'])
 def test_search_then_bind_right_wrong_unknown(env, tmp, mode):
     keys = search_keys(env) if mode == 'search-account' else {'base': slapdfix.SUFFIX}
-    conf = write_conf(tmp / 'gh.conf', auth_group(env.slapd.uri, **keys))
+    conf = ldap_conf(tmp / 'gh.conf', auth_group(env.slapd.uri, **keys))
     ok = auth_test(conf, 'alice', USERS['alice'])
     assert ok.rc == 0 and ok.fields['verdict'] == 'ok', ok
     assert ok.fields['user'] == 'alice' and ok.fields['route'] == '-', ok
@@ -453,7 +262,7 @@ def test_hostile_logins_search(env, tmp, login):
 
 
 def test_filter_specials_are_escaped_on_the_wire(env, tmp):
-    conf = write_conf(tmp / 'gh.conf', auth_group(env.slapd.uri, base=slapdfix.SUFFIX))
+    conf = ldap_conf(tmp / 'gh.conf', auth_group(env.slapd.uri, base=slapdfix.SUFFIX))
     assert auth_test(conf, '*)(uid=*', USERS['alice']).rc == 1
     assert 'filter="(uid=\\2A\\29\\28uid=\\2A)"' in env.slapd.text()
     # and a real uid made of specials logs in
@@ -463,7 +272,7 @@ def test_filter_specials_are_escaped_on_the_wire(env, tmp):
 
 
 def test_dn_special_login_search(env, tmp):
-    conf = write_conf(tmp / 'gh.conf', auth_group(env.slapd.uri, base=slapdfix.SUFFIX))
+    conf = ldap_conf(tmp / 'gh.conf', auth_group(env.slapd.uri, base=slapdfix.SUFFIX))
     out = auth_test(conf, 'comma,user', USERS['comma,user'])
     assert out.rc == 0 and out.fields['user'] == 'comma,user', out
     assert auth_test(conf, 'comma,user', 'wrong').rc == 1
@@ -487,7 +296,7 @@ def test_directory_spelling_of_the_login(env, tmp, mode):
 def test_empty_password_is_refused_before_ldap(env, tmp):
     """auth-test reads an empty line as an empty password: the module must
     refuse it without a bind (an empty simple bind is an anonymous bind)."""
-    conf = write_conf(tmp / 'gh.conf', auth_group(env.slapd.uri, base=slapdfix.SUFFIX))
+    conf = ldap_conf(tmp / 'gh.conf', auth_group(env.slapd.uri, base=slapdfix.SUFFIX))
     before = env.slapd.binds(user_dn('alice'))
     out = auth_test(conf, 'alice', '')
     if out.rc == 64:
@@ -502,7 +311,7 @@ TEMPLATE = 'uid=%u,ou=people,dc=example,dc=com'
 
 
 def test_template_bind(env, tmp):
-    conf = write_conf(tmp / 'gh.conf', auth_group(env.slapd.uri, bind_dn_template=TEMPLATE))
+    conf = ldap_conf(tmp / 'gh.conf', auth_group(env.slapd.uri, bind_dn_template=TEMPLATE))
     ok = auth_test(conf, 'alice', USERS['alice'])
     assert ok.rc == 0 and ok.fields['user'] == 'alice', ok
     wrong = auth_test(conf, 'alice', 'nope')
@@ -529,7 +338,7 @@ def test_hostile_logins_template(env, tmp, login):
 
 def test_template_reads_attributes_after_the_bind(env, tmp):
     env.slapd.set_route('bob', '127.0.0.1:4711')
-    conf = write_conf(tmp / 'gh.conf', auth_group(env.slapd.uri, bind_dn_template=TEMPLATE,
+    conf = ldap_conf(tmp / 'gh.conf', auth_group(env.slapd.uri, bind_dn_template=TEMPLATE,
                                                   route_attribute='mailHost',
                                                   user_attribute='mail'))
     bob = auth_test(conf, 'bob', USERS['bob'])
@@ -545,7 +354,7 @@ def test_template_reads_attributes_after_the_bind(env, tmp):
 
 def test_route_and_user_attributes(env, tmp):
     env.slapd.set_route('bob', '127.0.0.1:4712')
-    conf = write_conf(tmp / 'gh.conf', auth_group(env.slapd.uri, **search_keys(
+    conf = ldap_conf(tmp / 'gh.conf', auth_group(env.slapd.uri, **search_keys(
         env, route_attribute='mailHost', user_attribute='mail')))
     bob = auth_test(conf, 'bob', USERS['bob'])
     assert bob.rc == 0 and bob.fields['route'] == '127.0.0.1:4712', bob
@@ -557,7 +366,7 @@ def test_route_and_user_attributes(env, tmp):
 
 
 def test_bad_route_value_is_tempfail(env, tmp):
-    conf = write_conf(tmp / 'gh.conf', auth_group(env.slapd.uri, base=slapdfix.SUFFIX,
+    conf = ldap_conf(tmp / 'gh.conf', auth_group(env.slapd.uri, base=slapdfix.SUFFIX,
                                                   route_attribute='mailHost'))
     out = auth_test(conf, 'badroute', USERS['badroute'])
     assert out.rc == 2 and 'is not HOST:PORT' in out.fields['reason'], out
@@ -568,7 +377,7 @@ def test_bad_route_value_is_tempfail(env, tmp):
 @pytest.mark.parametrize('how', ['starttls', 'ldaps'])
 def test_tls_with_ca_file(env, tmp, how):
     uri = env.slapd.uri if how == 'starttls' else env.slapd.ldaps_uri
-    keys = search_keys(env, ca_file=env.pki['ca'], user_attribute='mail')
+    keys = search_keys(env, ca_file=env.pki.ca_crt, user_attribute='mail')
     if how == 'starttls':
         keys['start_tls'] = 'yes'
     out = check(tmp, env, auth_group(uri, **keys), 'alice', USERS['alice'])
@@ -584,7 +393,7 @@ def test_tls_with_ca_file(env, tmp, how):
 @pytest.mark.parametrize('how', ['starttls', 'ldaps'])
 def test_tls_wrong_ca_is_refused(env, tmp, how):
     uri = env.slapd.uri if how == 'starttls' else env.slapd.ldaps_uri
-    keys = search_keys(env, ca_file=env.pki['other_ca'])
+    keys = search_keys(env, ca_file=env.pki.untrusted_ca())
     if how == 'starttls':
         keys['start_tls'] = 'yes'
     out = check(tmp, env, auth_group(uri, **keys), 'alice', USERS['alice'])
@@ -601,7 +410,7 @@ def test_starttls_to_plain_only_server_does_not_fall_back(env, tmp):
     s = Slapd(tmp / 'plain', free_port()).start()
     try:
         out = check(tmp, env, auth_group(s.uri, base=slapdfix.SUFFIX, start_tls='yes',
-                                         ca_file=env.pki['ca']), 'alice', USERS['alice'])
+                                         ca_file=env.pki.ca_crt), 'alice', USERS['alice'])
         assert out.rc == 2, out
         assert s.binds(user_dn('alice')) == 0
     finally:
@@ -662,10 +471,7 @@ def test_config_errors_name_the_key(env, tmp, keys, key):
     d = {'uri': env.slapd.uri, 'base': slapdfix.SUFFIX}
     for k, v in keys.items():
         d[k] = files[v[1:]] if isinstance(v, str) and v.startswith('@') else v
-    uri = d.pop('uri')
-    text = auth_group(uri, **d) if uri is not None else \
-        auth_group('x', **d).replace('uri = x\n', '')
-    conf = write_conf(tmp / 'gh.conf', text)
+    conf = ldap_conf(tmp / 'gh.conf', auth_group(**d))
     out = auth_test(conf, 'alice', USERS['alice'])
     assert out.rc == 78, out
     assert re.search(r'gh\.conf:\d+: \[auth ldap\] %s: ' % key, out.stderr), out
@@ -689,10 +495,10 @@ def test_backslashes_follow_the_file_syntax(env, tmp):
 
 
 def test_good_config_checks(env, tmp):
-    conf = write_conf(tmp / 'gh.conf', auth_group(
+    conf = ldap_conf(tmp / 'gh.conf', auth_group(
         '%s %s' % (env.slapd.uri, env.slapd.ldaps_uri), **search_keys(
             env, scope='sub', filter='(&(objectClass=inetOrgPerson)(uid=%u))',
-            start_tls='yes', ca_file=env.pki['ca'], tls_require_cert='demand',
+            start_tls='yes', ca_file=env.pki.ca_crt, tls_require_cert='demand',
             route_attribute='mailHost', user_attribute='uid', timeout=5, network_timeout=3,
             pool_size=2)))
     t = subprocess.run([str(GATEHOUSED), '-t', '-c', str(conf)], capture_output=True,
@@ -707,7 +513,7 @@ def test_server_down_is_tempfail_quickly(env, tmp, own_slapd):
     timeout.  Shown without a stopwatch: both timeouts are 600 s, ten times
     auth_test's 60 s guard, so an answer at all is one that waited for none."""
     timeout = net = 600
-    conf = write_conf(tmp / 'gh.conf', auth_group(own_slapd.uri, base=slapdfix.SUFFIX,
+    conf = ldap_conf(tmp / 'gh.conf', auth_group(own_slapd.uri, base=slapdfix.SUFFIX,
                                                   timeout=timeout, network_timeout=net))
     assert auth_test(conf, 'alice', USERS['alice']).rc == 0
     own_slapd.stop()
@@ -724,14 +530,14 @@ def test_dead_first_uri_fails_over(env, tmp):
     auth_test's 60 s guard: an answer at all is one that waited for none."""
     net = 600
     dead = 'ldap://127.0.0.1:%d' % free_port()
-    conf = write_conf(tmp / 'gh.conf', auth_group('%s %s' % (dead, env.slapd.uri),
+    conf = ldap_conf(tmp / 'gh.conf', auth_group('%s %s' % (dead, env.slapd.uri),
                                                   base=slapdfix.SUFFIX, network_timeout=net))
     out = auth_test(conf, 'alice', USERS['alice'])
     print('\n[timing] dead first URI, then a live one: %.3f s' % out.elapsed)
     assert out.rc == 0, out
     assert 'LDAP server %s: cannot connect' % dead in out.stderr
     # all dead: TEMPFAIL
-    conf = write_conf(tmp / 'gh2.conf', auth_group('%s ldap://127.0.0.1:%d' % (
+    conf = ldap_conf(tmp / 'gh2.conf', auth_group('%s ldap://127.0.0.1:%d' % (
         dead, free_port()), base=slapdfix.SUFFIX, network_timeout=net))
     out = auth_test(conf, 'alice', USERS['alice'])
     print('[timing] two dead URIs: %.3f s' % out.elapsed)
@@ -741,28 +547,9 @@ def test_dead_first_uri_fails_over(env, tmp):
 @pytest.fixture
 def silent_server():
     """Accepts TCP connections and never sends a byte."""
-    srv = socket.socket()
-    srv.bind(('127.0.0.1', 0))
-    srv.listen(16)
-    srv.settimeout(0.2)
-    held, stop = [], threading.Event()
-
-    def run():
-        while not stop.is_set():
-            try:
-                held.append(srv.accept()[0])
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-    t = threading.Thread(target=run, daemon=True)
-    t.start()
-    yield srv.getsockname()[1]
-    stop.set()
-    t.join(5)
-    srv.close()
-    for c in held:
-        c.close()
+    s = Server(silent)
+    yield s.port
+    s.close()
 
 
 @pytest.mark.parametrize('how', ['ldap', 'starttls', 'ldaps'])
@@ -773,7 +560,7 @@ def test_silent_server_is_bounded(env, tmp, silent_server, how):
     timeout, net = 2, 1
     scheme = 'ldaps' if how == 'ldaps' else 'ldap'
     keys = {'base': slapdfix.SUFFIX, 'timeout': timeout, 'network_timeout': net,
-            'ca_file': env.pki['ca'] if how != 'ldap' else None,
+            'ca_file': env.pki.ca_crt if how != 'ldap' else None,
             'start_tls': 'yes' if how == 'starttls' else None}
     out = check(tmp, env, auth_group('%s://127.0.0.1:%d' % (scheme, silent_server), **keys),
                 'alice', USERS['alice'], timeout=30)
@@ -787,7 +574,7 @@ def test_silent_server_is_bounded(env, tmp, silent_server, how):
 
 
 def test_silent_first_server_then_live(env, tmp, silent_server):
-    conf = write_conf(tmp / 'gh.conf', auth_group(
+    conf = ldap_conf(tmp / 'gh.conf', auth_group(
         'ldap://127.0.0.1:%d %s' % (silent_server, env.slapd.uri), base=slapdfix.SUFFIX,
         timeout=1, network_timeout=1))
     out = auth_test(conf, 'alice', USERS['alice'])
@@ -816,15 +603,15 @@ def test_daemon_smtp_and_imap_verdicts(env, tmp, daemons, gw_parts):
             ('*', USERS['alice'], SMTP_BAD, IMAP_BAD),
             ('admin)(|(uid=*', USERS['alice'], SMTP_BAD, IMAP_BAD)]:
         with gw.smtp() as c:
-            assert c.auth(user, pw) == smtp_reply, (user, pw)
+            assert c.auth_plain(user, pw) == smtp_reply, (user, pw)
         with gw.imap() as c:
-            assert c.auth(user, pw) == imap_reply, (user, pw)
+            assert c.authenticate_plain(user, pw) == imap_reply, (user, pw)
     with gw.smtp() as c:
-        assert c.auth('alice', USERS['alice']) == SMTP_OK
+        assert c.auth_plain('alice', USERS['alice']) == SMTP_OK
         assert c.cmd('NOOP') == ['250 2.0.0 default-smtp NOOP']
     with gw.imap() as c:
-        assert c.auth('comma,user', USERS['comma,user']).startswith('OK ')
-        assert c.cmd('b', 'NOOP') == 'OK default-imap NOOP'
+        assert c.authenticate_plain('comma,user', USERS['comma,user']).startswith('OK ')
+        assert c.command('b NOOP') == 'OK default-imap NOOP'
     assert gw_parts['imap'].users() == ['comma,user']
     # the empty password never reached slapd as a bind
     assert 'BIND dn="%s" method=128' % user_dn('alice') in env.slapd.text()
@@ -837,11 +624,11 @@ def test_daemon_route_and_canonical_user(env, tmp, daemons, gw_parts):
                                                    user_attribute='mail'))
     gw = Gateway(tmp, daemons, auth, gw_parts['smtp'], gw_parts['imap'])
     with gw.smtp() as c:
-        assert c.auth('bob', USERS['bob']) == SMTP_OK
+        assert c.auth_plain('bob', USERS['bob']) == SMTP_OK
         assert c.cmd('NOOP') == ['250 2.0.0 routed-smtp NOOP']
     assert gw_parts['smtp_routed'].connections == 1 and gw_parts['smtp'].connections == 0
     with gw.smtp() as c:
-        assert c.auth('carol', USERS['carol']) == SMTP_OK
+        assert c.auth_plain('carol', USERS['carol']) == SMTP_OK
         assert c.cmd('NOOP') == ['250 2.0.0 default-smtp NOOP']
     assert gw_parts['smtp'].xclient_login() == 'carol.canonical@example.com'
 
@@ -849,10 +636,10 @@ def test_daemon_route_and_canonical_user(env, tmp, daemons, gw_parts):
     gw.daemon.signal(__import__('signal').SIGHUP)  # a fresh cache: the route changed
     gw.daemon.wait_log('configuration reloaded', timeout=10)
     with gw.imap() as c:
-        assert c.auth('bob', USERS['bob']).startswith('OK ')
-        assert c.cmd('b', 'NOOP') == 'OK routed-imap NOOP'
+        assert c.authenticate_plain('bob', USERS['bob']).startswith('OK ')
+        assert c.command('b NOOP') == 'OK routed-imap NOOP'
     with gw.imap() as c:
-        assert c.auth('carol', USERS['carol']).startswith('OK ')
+        assert c.authenticate_plain('carol', USERS['carol']).startswith('OK ')
     assert gw_parts['imap'].users() == ['carol.canonical@example.com']
     assert gw_parts['imap_routed'].users() == ['bob']
     gw.assert_no_secrets()
@@ -870,15 +657,15 @@ def test_daemon_survives_slapd_restart(env, tmp, daemons, gw_parts, own_slapd):
                  gatehouse={'auth_cache_size': '0', 'auth_workers': '2'})
     for _ in range(3):  # fill the pool
         with gw.smtp() as c:
-            assert c.auth('alice', USERS['alice']) == SMTP_OK
+            assert c.auth_plain('alice', USERS['alice']) == SMTP_OK
     own_slapd.stop()
     t0 = time.monotonic()
     with gw.smtp() as c:
-        assert c.auth('alice', USERS['alice']) == SMTP_TEMP
+        assert c.auth_plain('alice', USERS['alice']) == SMTP_TEMP
     smtp_s = time.monotonic() - t0
     t0 = time.monotonic()
     with gw.imap() as c:
-        assert c.auth('alice', USERS['alice']) == IMAP_TEMP
+        assert c.authenticate_plain('alice', USERS['alice']) == IMAP_TEMP
     imap_s = time.monotonic() - t0
     print('\n[timing] slapd stopped, through the daemon: SMTP 454 in %.4f s, IMAP NO in '
           '%.4f s' % (smtp_s, imap_s))
@@ -886,9 +673,9 @@ def test_daemon_survives_slapd_restart(env, tmp, daemons, gw_parts, own_slapd):
     own_slapd.start()
     t0 = time.monotonic()
     with gw.smtp() as c:
-        assert c.auth('alice', USERS['alice']) == SMTP_OK
+        assert c.auth_plain('alice', USERS['alice']) == SMTP_OK
     with gw.imap() as c:
-        assert c.auth('alice', USERS['alice']).startswith('OK ')
+        assert c.authenticate_plain('alice', USERS['alice']).startswith('OK ')
     print('[timing] slapd back: first login %.3f s' % (time.monotonic() - t0))
     assert 'connected again' in gw.daemon.text()
     gw.assert_no_secrets()
@@ -906,7 +693,7 @@ def test_daemon_concurrent_logins(env, tmp, daemons, gw_parts):
     def one(job):
         user, pw = job
         with gw.smtp() as c:
-            return c.auth(user, pw)
+            return c.auth_plain(user, pw)
     with ThreadPoolExecutor(16) as ex:
         replies = list(ex.map(one, jobs))
     for (user, pw), reply in zip(jobs, replies):
@@ -924,25 +711,25 @@ def test_cache_spares_slapd_and_password_change(env, tmp, daemons, gw_parts, own
                  gatehouse={'auth_cache_ttl': '300', 'auth_cache_negative_ttl': '60'})
     dn = user_dn('alice')
     with gw.smtp() as c:
-        assert c.auth('alice', USERS['alice']) == SMTP_OK
+        assert c.auth_plain('alice', USERS['alice']) == SMTP_OK
     assert own_slapd.binds(dn) == 1
     with gw.smtp() as c:
-        assert c.auth('alice', USERS['alice']) == SMTP_OK
+        assert c.auth_plain('alice', USERS['alice']) == SMTP_OK
     assert own_slapd.binds(dn) == 1, 'the second login reached slapd'
     assert 'cached=yes' in gw.daemon.text()
 
     own_slapd.set_password(dn, 'alice-new-pw')
     # old password, still in the cache: served without asking slapd
     with gw.smtp() as c:
-        assert c.auth('alice', USERS['alice']) == SMTP_OK
+        assert c.auth_plain('alice', USERS['alice']) == SMTP_OK
     assert own_slapd.binds(dn) == 1
     # the new one: a miss, checked by slapd, accepted
     with gw.smtp() as c:
-        assert c.auth('alice', 'alice-new-pw') == SMTP_OK
+        assert c.auth_plain('alice', 'alice-new-pw') == SMTP_OK
     assert own_slapd.binds(dn) == 2
     # that replaced the cache entry: the old password now goes to slapd and fails
     with gw.smtp() as c:
-        assert c.auth('alice', USERS['alice']) == SMTP_BAD
+        assert c.auth_plain('alice', USERS['alice']) == SMTP_BAD
     assert own_slapd.binds(dn) == 3
     gw.assert_no_secrets(slapdfix.ALL_PASSWORDS + ['alice-new-pw'])
 
@@ -953,16 +740,16 @@ def test_auth_test_under_valgrind(env, tmp):
     """Search account, StartTLS, attributes, a good and a wrong password, and
     a server that is down: no memory errors, no definite or indirect leaks
     (libldap/GnuTLS exceptions, if any, in tests/valgrind-ldap.supp)."""
-    conf = write_conf(tmp / 'gh.conf', auth_group(
+    conf = ldap_conf(tmp / 'gh.conf', auth_group(
         'ldap://127.0.0.1:%d %s' % (free_port(), env.slapd.uri), **search_keys(
-            env, start_tls='yes', ca_file=env.pki['ca'], route_attribute='mailHost',
+            env, start_tls='yes', ca_file=env.pki.ca_crt, route_attribute='mailHost',
             user_attribute='mail', network_timeout=2)))
     for user, pw, rc in [('carol', USERS['carol'], 0), ('alice', 'wrong', 1)]:
         out = auth_test(conf, user, pw, valgrind=True, timeout=120)
         assert out.rc == rc, out
-    conf = write_conf(tmp / 'gh2.conf', auth_group(env.slapd.ldaps_uri,
+    conf = ldap_conf(tmp / 'gh2.conf', auth_group(env.slapd.ldaps_uri,
                                                    bind_dn_template=TEMPLATE,
-                                                   ca_file=env.pki['ca']))
+                                                   ca_file=env.pki.ca_crt))
     out = auth_test(conf, 'alice', USERS['alice'], valgrind=True, timeout=120)
     assert out.rc == 0, out
 
@@ -971,16 +758,16 @@ def test_daemon_under_valgrind(env, tmp, daemons, gw_parts):
     """gatehoused with the module: pooled connections on worker threads, a
     SIGHUP (old instance freed with its pool), SIGTERM: valgrind-clean."""
     auth = auth_group(env.slapd.uri, **search_keys(env, pool_size=2, start_tls='yes',
-                                                   ca_file=env.pki['ca']))
+                                                   ca_file=env.pki.ca_crt))
     gw = Gateway(tmp, daemons, auth, gw_parts['smtp'], gw_parts['imap'],
                  gatehouse={'auth_cache_size': '0'}, valgrind=True)
     for user, pw, reply in [('alice', USERS['alice'], SMTP_OK), ('bob', 'x', SMTP_BAD)]:
         with gw.smtp() as c:
-            assert c.auth(user, pw) == reply
+            assert c.auth_plain(user, pw) == reply
     gw.daemon.signal(__import__('signal').SIGHUP)
     gw.daemon.wait_log('configuration reloaded', timeout=30)
     with gw.smtp() as c:
-        assert c.auth('alice', USERS['alice']) == SMTP_OK
+        assert c.auth_plain('alice', USERS['alice']) == SMTP_OK
     rc = gw.daemon.stop(timeout=60)
     assert rc != 99, 'valgrind found errors:\n%s' % gw.daemon.text()[-6000:]
     assert rc == 0, gw.daemon.text()[-3000:]

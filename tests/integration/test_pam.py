@@ -25,11 +25,13 @@ from pathlib import Path
 
 import pytest
 
-from backends import postfix  # noqa: F401  (the real Postfix behind the gateway)
-from conftest import GATEHOUSECTL, SRCDIR, free_port, wait_for
-from pamfix import (ImapBackend, ImapClient, PamWrapper, SmtpBackend, SmtpClient,
-                    assert_no_secrets, auth_test, find_pam_wrapper, parse_auth_test,
-                    start_gatehoused, write_conf)
+from lib.clients import ImapClient, SmtpClient, assert_no_secrets
+from lib.config import line_of, write_config
+from lib.gateway import auth_test_fields
+from lib.net import free_port, wait_for
+from lib.paths import GATEHOUSECTL, SRCDIR
+from lib.scripted import ImapServer, SmtpServer
+from pamfix import PamWrapper, auth_test, find_pam_wrapper, start_gatehoused
 
 pytestmark = pytest.mark.skipif(find_pam_wrapper() is None,
                                 reason='pam_wrapper is not installed (libpam-wrapper)')
@@ -67,28 +69,34 @@ def imap_listener(port, auth='pam'):
             'auth': auth, 'backend': 'imap'}
 
 
+# backends that are down: the tests through auth-test never reach them
+DOWN_BACKENDS = {
+    'smtp': {'protocol': 'smtp', 'servers': '127.0.0.1:1', 'login': 'none'},
+    'imap': {'protocol': 'imap', 'servers': '127.0.0.1:1', 'login': 'passthrough'},
+}
+
+
 def simple_conf(tmp, auths, auth='pam', name='gh.conf', gatehouse=None):
     """An SMTP listener `sub` (port 1: auth-test never binds it) using
     `auth`, and the given [auth NAME] groups."""
-    return write_conf(tmp / name, {'sub': smtp_listener(1, auth)}, auths,
-                      gatehouse=gatehouse)
+    return write_config(tmp / name, {'sub': smtp_listener(1, auth)}, auths, DOWN_BACKENDS,
+                        gatehouse=gatehouse)
 
 
 def smtp_gateway_conf(tmp, port, backend_port, pam=None, gatehouse=None, login='none'):
     """gh.conf for an SMTP listener `sub` on `port` with `auth = pam` (the
     [auth pam] keys beyond `module` in `pam`), proxying to one SMTP
     backend on 127.0.0.1:`backend_port`."""
-    conf, _ = write_conf(tmp / 'gh.conf', {'sub': smtp_listener(port)},
-                         {'pam': dict({'module': 'pam'}, **(pam or {}))},
-                         gatehouse=gatehouse,
-                         backends={'smtp': {'protocol': 'smtp', 'login': login,
-                                            'servers': '127.0.0.1:%d' % backend_port}})
-    return conf
+    return write_config(tmp / 'gh.conf', {'sub': smtp_listener(port)},
+                        {'pam': dict({'module': 'pam'}, **(pam or {}))},
+                        {'smtp': {'protocol': 'smtp', 'login': login,
+                                  'servers': '127.0.0.1:%d' % backend_port}},
+                        gatehouse=gatehouse)
 
 
 def run(conf, user, password, env, **kw):
     r = auth_test(conf, user, password, env, **kw)
-    out = parse_auth_test(r.stdout)
+    out = auth_test_fields(r.stdout)
     return r, out
 
 
@@ -111,7 +119,7 @@ def run(conf, user, password, env, **kw):
 def test_auth_test(tmp, pw, user, password, code, verdict, reason):
     # no `service` key: the default service is "gatehouse"
     pw.matrix_service('gatehouse', USERS)
-    conf, _ = simple_conf(tmp, {'pam': {'module': 'pam'}})
+    conf = simple_conf(tmp, {'pam': {'module': 'pam'}})
     r, out = run(conf, user, password, pw.env())
     assert r.returncode == code, r.stdout + r.stderr
     assert r.stdout.splitlines()[0] == 'verdict:  %s' % verdict, r.stdout
@@ -125,7 +133,7 @@ def test_empty_password_never_reaches_pam(tmp, pw):
     """A stack that would let anyone in (pam_permit) still refuses an empty
     password; a non-empty one gets in without being asked for (logged)."""
     pw.service('permissive', ['auth required pam_permit.so', 'account required pam_permit.so'])
-    conf, _ = simple_conf(tmp, {'pam': {'module': 'pam', 'service': 'permissive'}})
+    conf = simple_conf(tmp, {'pam': {'module': 'pam', 'service': 'permissive'}})
     r, out = run(conf, 'anyone', '', pw.env())
     assert (r.returncode, out['verdict'], out['reason']) == (1, 'wrong-password',
                                                               'empty password'), r.stdout
@@ -144,7 +152,7 @@ def test_account_stage(tmp, pw, value, code):
     users = dict(USERS)
     users['bob'] = (USERS['bob'], 'some-other-service')
     pw.matrix_service('mail', users)
-    conf, _ = simple_conf(tmp, {'pam': {'module': 'pam', 'service': 'mail', 'account': value}})
+    conf = simple_conf(tmp, {'pam': {'module': 'pam', 'service': 'mail', 'account': value}})
     r, out = run(conf, 'bob', USERS['bob'], pw.env())
     assert r.returncode == code, r.stdout + r.stderr
     if code:
@@ -211,7 +219,7 @@ def test_result_mapping(tmp, pw):
                                 'account required pam_debug.so acct=acct_expired'])
     listeners['skipped'] = smtp_listener(1, 'skipped')
     auths['skipped'] = {'module': 'pam', 'service': 'acct-skipped', 'account': 'no'}
-    conf, _ = write_conf(tmp / 'gh.conf', listeners, auths)
+    conf = write_config(tmp / 'gh.conf', listeners, auths, DOWN_BACKENDS)
 
     failures = []
     for name, stage, code, verdict, why in cases:
@@ -229,7 +237,7 @@ def test_result_mapping(tmp, pw):
 def test_tempfail_is_logged(tmp, pw):
     """A TEMPFAIL is the admin's business: logged without -d."""
     pw.service('broken', ['auth required pam_debug.so auth=authinfo_unavail'])
-    conf, _ = simple_conf(tmp, {'pam': {'module': 'pam', 'service': 'broken'}})
+    conf = simple_conf(tmp, {'pam': {'module': 'pam', 'service': 'broken'}})
     r, out = run(conf, 'alice', USERS['alice'], pw.env(), debug=False)
     assert r.returncode == 2 and out['verdict'] == 'tempfail', r.stdout + r.stderr
     assert "gh-auth-pam: session auth-test: PAM service 'broken': pam_authenticate: " \
@@ -238,7 +246,7 @@ def test_tempfail_is_logged(tmp, pw):
 
 def test_missing_service_file_uses_other(tmp, pw):
     """Linux-PAM falls back to the service `other` (here: pam_deny)."""
-    conf, _ = simple_conf(tmp, {'pam': {'module': 'pam', 'service': 'no-such-service'}})
+    conf = simple_conf(tmp, {'pam': {'module': 'pam', 'service': 'no-such-service'}})
     r, out = run(conf, 'alice', USERS['alice'], pw.env())
     assert r.returncode == 1 and out['verdict'] == 'wrong-password', r.stdout + r.stderr
 
@@ -252,7 +260,7 @@ def test_missing_service_file_warned(tmp):
     service = 'ghpamtest-missing-%s' % secrets.token_hex(4)
     env = {k: v for k, v in os.environ.items()
            if not k.startswith('PAM_') and k != 'LD_PRELOAD'}
-    conf, _ = simple_conf(tmp, {'pam': {'module': 'pam', 'service': service}})
+    conf = simple_conf(tmp, {'pam': {'module': 'pam', 'service': service}})
     r, out = run(conf, 'nobody', 'nobody-pw-x', env, debug=False)
     assert r.returncode in (1, 2), r.stdout + r.stderr
     assert "warning: gh-auth-pam: PAM service '%s': no file /etc/pam.d/%s; PAM will apply " \
@@ -268,7 +276,7 @@ def test_conversation_messages_logged_at_debug(tmp, pw):
         'auth optional %s num_lines=2 error' % pw.chatty,
         'auth optional %s num_lines=1 info' % pw.chatty,
     ])
-    conf, _ = simple_conf(tmp, {'pam': {'module': 'pam', 'service': 'chatty'}})
+    conf = simple_conf(tmp, {'pam': {'module': 'pam', 'service': 'chatty'}})
     r, out = run(conf, 'alice', USERS['alice'], pw.env())
     assert r.returncode == 0, r.stdout + r.stderr
     # (pam_chatty's num_lines= does not do what its name says in 1.1.4: the
@@ -290,7 +298,7 @@ def test_message_holding_the_password_is_withheld(tmp, pw):
     password is just that, the message is not logged."""
     users = {'alice': USERS['alice'], 'mallory': 'auth=ignore'}
     pw.matrix_service('gatehouse', users, before=['auth optional pam_debug.so auth=ignore'])
-    conf, _ = simple_conf(tmp, {'pam': {'module': 'pam'}})
+    conf = simple_conf(tmp, {'pam': {'module': 'pam'}})
     r, out = run(conf, 'alice', USERS['alice'], pw.env())
     assert r.returncode == 0 and 'PAM info message: "auth=ignore"' in r.stderr, r.stderr
     r, out = run(conf, 'mallory', 'auth=ignore', pw.env())
@@ -305,7 +313,7 @@ def test_pam_fail_delay_taken_over(tmp, pw):
     function is called instead, which Linux-PAM then never sleeps, and says
     so at debug level; the core applies its own failure_delay instead."""
     pw.matrix_service('gatehouse', USERS, before=['auth optional pam_faildelay.so delay=3000000'])
-    conf, _ = simple_conf(tmp, {'pam': {'module': 'pam'}})
+    conf = simple_conf(tmp, {'pam': {'module': 'pam'}})
     for user, password, code in [('alice', 'wrong-alice-pw', 1), ('nobody', 'nobody-pw-x', 1),
                                  ('alice', USERS['alice'], 0)]:
         r, out = run(conf, user, password, pw.env())
@@ -321,7 +329,7 @@ def test_conversation_refuses_echo_on_prompt(tmp, pw):
     """pam_matrix `echo` asks for the password with echo on: refused with
     PAM_CONV_ERR, which pam_matrix turns into PAM_AUTHINFO_UNAVAIL."""
     pw.matrix_service('echo', USERS, matrix_args='echo')
-    conf, _ = simple_conf(tmp, {'pam': {'module': 'pam', 'service': 'echo'}})
+    conf = simple_conf(tmp, {'pam': {'module': 'pam', 'service': 'echo'}})
     r, out = run(conf, 'alice', USERS['alice'], pw.env())
     assert r.returncode == 2 and out['verdict'] == 'tempfail', r.stdout + r.stderr
     assert 'PAM prompt with echo refused: "Password: "' in r.stderr, r.stderr
@@ -345,17 +353,16 @@ def test_conversation_refuses_echo_on_prompt(tmp, pw):
     ('servce', 'gatehouse', "unknown key for module 'pam'"),
 ])
 def test_bad_keys(tmp, pw, key, value, message):
-    conf, where = simple_conf(tmp, {'pam': {'module': 'pam', 'service': 'gatehouse',
-                                            key: value}})
+    conf = simple_conf(tmp, {'pam': {'module': 'pam', 'service': 'gatehouse', key: value}})
     r, out = run(conf, 'alice', USERS['alice'], pw.env())
     assert r.returncode == 78, r.stdout + r.stderr
-    want = '%s:%d: [auth pam] %s: %s' % (conf, where[('auth pam', key)], key, message)
+    want = '%s:%d: [auth pam] %s: %s' % (conf, line_of(conf, 'auth pam', key), key, message)
     assert want in r.stderr, r.stderr
 
 
 def test_good_keys(tmp, pw):
     pw.matrix_service('mail-gw.test_1', USERS)
-    conf, _ = simple_conf(tmp, {'pam': {'module': 'pam', 'service': ' mail-gw.test_1 ',
+    conf = simple_conf(tmp, {'pam': {'module': 'pam', 'service': ' mail-gw.test_1 ',
                                         'account': 'TRUE', 'max_concurrent': '1024',
                                         'timeout': '0'}})
     r, out = run(conf, 'alice', USERS['alice'], pw.env())
@@ -382,7 +389,7 @@ def test_chain(tmp, pw, chain, user, password, code, module):
     pam_users = dict(USERS)
     pam_users.update(PAM_ONLY)
     pw.matrix_service('gatehouse', pam_users)
-    conf, _ = simple_conf(tmp, {'users': {'module': 'file', 'path': str(users_file)},
+    conf = simple_conf(tmp, {'users': {'module': 'file', 'path': str(users_file)},
                                 'pam': {'module': 'pam'}}, auth=chain)
     r, out = run(conf, user, password, pw.env())
     assert (r.returncode, out['module']) == (code, module), r.stdout + r.stderr
@@ -392,14 +399,14 @@ def test_chain(tmp, pw, chain, user, password, code, module):
 
 @pytest.fixture
 def smtp_backend():
-    b = SmtpBackend()
+    b = SmtpServer()
     yield b
     b.close()
 
 
 @pytest.fixture
 def imap_backend():
-    b = ImapBackend()
+    b = ImapServer()
     yield b
     b.close()
 
@@ -409,36 +416,36 @@ def test_smtp_and_imap_logins(tmp, pw, daemons, smtp_backend, imap_backend):
     users_file = tmp / 'users'
     users_file.write_text(''.join('%s:{PLAIN}%s\n' % kv for kv in FILE_USERS.items()))
     sport, iport = free_port(), free_port()
-    conf, _ = write_conf(
+    conf = write_config(
         tmp / 'gh.conf',
         {'sub': smtp_listener(sport, 'users pam'), 'imap': imap_listener(iport, 'users pam')},
         {'users': {'module': 'file', 'path': str(users_file)}, 'pam': {'module': 'pam'}},
-        gatehouse={'auth_cache_size': '0'},
-        backends={'smtp': {'protocol': 'smtp', 'servers': '127.0.0.1:%d' % smtp_backend.port,
-                           'login': 'none'},
-                  'imap': {'protocol': 'imap', 'servers': '127.0.0.1:%d' % imap_backend.port,
-                           'login': 'passthrough'}})
+        {'smtp': {'protocol': 'smtp', 'servers': '127.0.0.1:%d' % smtp_backend.port,
+                  'login': 'none'},
+         'imap': {'protocol': 'imap', 'servers': '127.0.0.1:%d' % imap_backend.port,
+                  'login': 'passthrough'}},
+        gatehouse={'auth_cache_size': '0'})
     gw = start_gatehoused(tmp, daemons, conf, pw.env())
 
     cases = [('alice', USERS['alice'], True), ('carol', USERS['carol'], True),
              ('dave', FILE_USERS['dave'], True),       # the file module's user
              ('alice', 'wrong-alice-pw', False), ('nobody', 'nobody-pw-x', False)]
     for user, password, good in cases:
-        with SmtpClient(sport) as c:
+        with SmtpClient(sport, greet=True) as c:
             assert c.cmd('EHLO client.test')[0] == '250-gw.test'
             got = c.auth_plain(user, password)
             assert got == (AUTH_OK if good else BAD_CREDS), (user, got)
             if good:
                 assert c.cmd('NOOP') == ['250 2.0.0 backend NOOP']
             c.cmd('QUIT')
-        with ImapClient(iport) as c:
-            got = c.login(user, password)
+        with ImapClient(iport, greet=True) as c:
+            got = c.login(user, password, tag='a1')
             if good:
                 assert got.startswith('OK'), (user, got)
             else:
                 assert got == IMAP_FAILED, (user, got)
-            c.cmd('LOGOUT')
-    assert sorted(imap_backend.logins) == ['alice', 'carol', 'dave']
+            c.cmd('a2 LOGOUT')
+    assert sorted(imap_backend.users()) == ['alice', 'carol', 'dave']
 
     # the login log line names the module that decided, with PAM's reason
     log = gw.text()
@@ -464,7 +471,7 @@ def test_password_never_logged(tmp, pw, daemons, smtp_backend):
                                                  ('nobody', 'nobody-pw-x'),
                                                  ('bob', USERS['carol'])]:
         tried.append((user, password))
-        with SmtpClient(port) as c:
+        with SmtpClient(port, greet=True) as c:
             c.cmd('EHLO client.test')
             c.auth_plain(user, password)
     assert gw.stop() == 0
@@ -477,7 +484,7 @@ def test_password_never_logged(tmp, pw, daemons, smtp_backend):
 
 def _login_worker(port, user, password, barrier, results, i):
     try:
-        with SmtpClient(port, timeout=150) as c:
+        with SmtpClient(port, greet=True, timeout=150) as c:
             c.cmd('EHLO c%d.test' % i)
             barrier.wait(60)
             sent = time.monotonic()
@@ -485,7 +492,7 @@ def _login_worker(port, user, password, barrier, results, i):
             answered = time.monotonic()
             # (reply, when it came, how long after the AUTH)
             results[i] = (got, answered, answered - sent)
-            c.send_line('QUIT')
+            c.line('QUIT')
     except Exception as e:  # noqa: BLE001 - reported by the test
         results[i] = ('error: %r' % e, time.monotonic(), 0)
 
@@ -551,7 +558,7 @@ def test_200_concurrent_logins_with_slow_pam(tmp, pw, daemons, smtp_backend):
                                 args=(port, plan[i][0], plan[i][1], barrier, results, i))
                for i in range(n)]
     try:
-        with SmtpClient(port, timeout=30) as probe:
+        with SmtpClient(port, greet=True, timeout=30) as probe:
             probe.cmd('EHLO probe.test')
             for t in threads:
                 t.start()
@@ -644,8 +651,9 @@ def test_valgrind_auth_test(tmp, pw):
     pw.matrix_service('gatehouse', USERS, before=['auth optional %s num_lines=1 info'
                                                   % pw.chatty])
     pw.service('broken', ['auth required pam_debug.so auth=system_err'])
-    conf, _ = write_conf(tmp / 'gh.conf', {'sub': smtp_listener(1), 'b': smtp_listener(1, 'b')},
-                         {'pam': {'module': 'pam'}, 'b': {'module': 'pam', 'service': 'broken'}})
+    conf = write_config(tmp / 'gh.conf', {'sub': smtp_listener(1), 'b': smtp_listener(1, 'b')},
+                        {'pam': {'module': 'pam'}, 'b': {'module': 'pam', 'service': 'broken'}},
+                        DOWN_BACKENDS)
     for user, password, listener, code in [('alice', USERS['alice'], 'sub', 0),
                                            ('alice', 'wrong-alice-pw', 'sub', 1),
                                            ('nobody', 'nobody-pw-x', 'sub', 1),
@@ -720,7 +728,7 @@ def test_real_pam_unix(tmp, real_user, real_service):
     user, password = real_user
     env = {k: v for k, v in os.environ.items()
            if not k.startswith('PAM_') and k != 'LD_PRELOAD'}
-    conf, _ = simple_conf(tmp, {'pam': {'module': 'pam', 'service': real_service}})
+    conf = simple_conf(tmp, {'pam': {'module': 'pam', 'service': real_service}})
 
     r, out = run(conf, user, password, env)
     assert (r.returncode, out['verdict']) == (0, 'ok'), r.stdout + r.stderr
@@ -745,7 +753,7 @@ def test_real_pam_unix(tmp, real_user, real_service):
     r, out = run(conf, user, password, env)
     assert (r.returncode, out['verdict']) == (1, 'wrong-password'), r.stdout + r.stderr
     assert out['reason'].startswith('account expired (pam_acct_mgmt: '), out
-    conf_no_acct, _ = simple_conf(tmp, {'pam': {'module': 'pam', 'service': real_service,
+    conf_no_acct = simple_conf(tmp, {'pam': {'module': 'pam', 'service': real_service,
                                                 'account': 'no'}}, name='noacct.conf')
     r, out = run(conf_no_acct, user, password, env)
     assert (r.returncode, out['verdict']) == (0, 'ok'), r.stdout + r.stderr
@@ -760,13 +768,13 @@ def test_real_pam_unix_unprivileged(tmp, real_user, real_service):
     user, password = real_user
     env = {k: v for k, v in os.environ.items()
            if not k.startswith('PAM_') and k != 'LD_PRELOAD'}
-    conf, _ = simple_conf(tmp, {'pam': {'module': 'pam', 'service': real_service}})
+    conf = simple_conf(tmp, {'pam': {'module': 'pam', 'service': real_service}})
     argv = ['setpriv', '--reuid=nobody', '--regid=nogroup', '--clear-groups',
             str(GATEHOUSECTL),
             '-c', str(conf), 'auth-test', user, '--service', 'smtp']
     r = subprocess.run(argv, input=password + '\n', capture_output=True, text=True, env=env,
                        timeout=60)
-    out = parse_auth_test(r.stdout)
+    out = auth_test_fields(r.stdout)
     assert (r.returncode, out.get('verdict')) == (2, 'tempfail'), r.stdout + r.stderr
 
 
@@ -801,7 +809,7 @@ def test_sessions_closing_while_pam_forks(tmp, pw, daemons, postfix):
             if time.monotonic() > deadline:
                 return
             try:
-                with SmtpClient(port) as c:
+                with SmtpClient(port, greet=True) as c:
                     c.cmd('EHLO forks.test')
                     got = c.auth_plain(user, users[user], timeout=30)
                 with lock:
@@ -841,6 +849,6 @@ def test_sessions_closing_while_pam_forks(tmp, pw, daemons, postfix):
         t.join(max(1, deadline - time.monotonic()))
     assert not counts['errors'], counts['errors'][:5]
     assert counts['logins'] == 20 * logins_each and counts['short'] >= short_min, counts
-    with SmtpClient(port) as c:
+    with SmtpClient(port, greet=True) as c:
         assert c.cmd('EHLO after.test')[0].startswith('250')
     assert gw.stop() == 0

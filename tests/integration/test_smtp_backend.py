@@ -8,36 +8,25 @@ import base64
 import re
 import shutil
 import smtplib
-import socket
 import subprocess
 import time
-import uuid
 
 import pytest
 
-from backends import (MASTER_PASSWORD, MASTER_USER, gateway_config, make_tmpdir,  # noqa: F401
-                      dovecot, postfix, users_file)
-from conftest import GATEHOUSED, Daemon, ctl, free_port, wait_for
+from backends import MASTER_PASSWORD, MASTER_USER, header, headers_and_body, marker, received
+from lib.clients import SmtpClient, b64
+from lib.gateway import ctl
+from lib.net import TIMEOUT, free_port, wait_for
+from lib.proc import make_tmpdir
 
-# every socket operation of a test client: generous, since only a failing
-# test waits it out, and a busy machine (valgrind, a second check) is slow
-TIMEOUT = 30.0
 USER123_PW = 'user123-pw'
 GW_USERS = {'alice': 'alicepw', 'bob': 'bobpw', 'carol': 'carolpw', 'user123': USER123_PW}
 
-GREETING = b'220 gw.test ESMTP'
-AUTH_OK = b'235 2.7.0 Authentication successful'
-AUTH_BAD = b'535 5.7.8 Authentication credentials invalid'
-AUTH_NEEDED = b'530 5.7.0 Authentication required'
-AUTH_TEMPFAIL = b'454 4.7.0 Temporary authentication failure'
-
-
-def b64(s):
-    return base64.b64encode(s.encode()).decode()
-
-
-def marker(what):
-    return 'gh-%s-%s' % (what, uuid.uuid4().hex[:12])
+GREETING = '220 gw.test ESMTP'
+AUTH_OK = '235 2.7.0 Authentication successful'
+AUTH_BAD = '535 5.7.8 Authentication credentials invalid'
+AUTH_NEEDED = '530 5.7.0 Authentication required'
+AUTH_TEMPFAIL = '454 4.7.0 Temporary authentication failure'
 
 
 @pytest.fixture(scope='module')
@@ -48,57 +37,17 @@ def user123_hash():
     return r.stdout.strip()
 
 
-class Gateway:
-    def __init__(self, daemon, ports, directory):
-        self.daemon = daemon
-        self.ports = ports
-        self.dir = directory
-
-    def port(self, listener):
-        return self.ports[listener]
-
-    def log(self):
-        return self.daemon.text()
-
-    def alive(self):
-        return self.daemon.proc.poll() is None
-
-
 @pytest.fixture
-def gateway(user123_hash):
-    """gateway(listeners, backends, users=None) -> a running gatehoused.
-    listeners: {name: {key: value}} without listen (a free port is chosen);
-    backends: {name: {key: value}}.  Stopped (and checked to be still alive)
-    at the end of the test."""
-    started = []
-    dirs = []
-
+def gateway(gateways, user123_hash):
+    """gateway(listeners, backends, users=None) -> a running gatehoused
+    (lib.gateway.start_gateway(): listeners without listen, protocol smtp
+    unless given); stopped, and checked to be still alive, at the end of
+    the test."""
     def start(listeners, backends, users=None):
-        d = make_tmpdir('gh-gw-')
-        dirs.append(d)
         if users is None:
             users = dict(GW_USERS, user123=user123_hash)
-        upath = users_file(d / 'users', users)
-        ports = {}
-        for name, keys in listeners.items():
-            ports[name] = free_port()
-            keys.setdefault('protocol', 'smtp')
-            keys['listen'] = '127.0.0.1:%d' % ports[name]
-        conf = gateway_config(d / 'gatehouse.conf', upath, listeners, backends)
-        daemon = Daemon([str(GATEHOUSED), '-c', str(conf)], d / 'gatehoused.log')
-        gw = Gateway(daemon, ports, d)
-        started.append(gw)
-        daemon.wait_ready()
-        return gw
-
-    yield start
-    crashed = [gw for gw in started if not gw.alive()]
-    for gw in started:
-        gw.daemon.stop()
-    crash_log = crashed[0].log()[-3000:] if crashed else ''  # before its folder goes
-    for d in dirs:
-        shutil.rmtree(d, ignore_errors=True)
-    assert not crashed, 'gatehoused died during the test:\n%s' % crash_log
+        return gateways.start(listeners, backends, users=users, protocol='smtp')
+    return start
 
 
 def xclient_backend(postfix, **extra):
@@ -112,90 +61,6 @@ def gw(gateway, postfix):
     return gateway({'mx': dict(require_auth=False, backend='pf'),
                     'submission': dict(require_auth=True, backend='pf')},
                    {'pf': xclient_backend(postfix)})
-
-
-class Client:
-    """A raw SMTP client: sends lines exactly as given (with the chosen line
-    end) and reads whole (multi-line) replies."""
-
-    def __init__(self, port, eol=b'\r\n', gw=None):
-        self.sock = socket.create_connection(('127.0.0.1', port), timeout=TIMEOUT)
-        self.file = self.sock.makefile('rb')
-        self.eol = eol
-        self.gw = gw
-        self.transcript = []
-
-    def _ctx(self):
-        log = self.gw.log()[-2500:] if self.gw else ''
-        return '\n'.join(self.transcript) + '\n--- gatehoused log:\n' + log
-
-    def reply(self):
-        """The last line of the next reply (without CRLF); asserts CRLF endings."""
-        lines = []
-        while True:
-            try:
-                line = self.file.readline()
-            except socket.timeout:
-                raise AssertionError('no reply within %.0f s\n%s' % (TIMEOUT, self._ctx()))
-            self.transcript.append('S: %r' % line)
-            assert line, 'connection closed, no reply\n%s' % self._ctx()
-            assert line.endswith(b'\r\n'), 'reply not ended by CRLF: %r\n%s' % (line, self._ctx())
-            lines.append(line[:-2])
-            if line[3:4] != b'-':
-                return lines[-1]
-
-    def send(self, line):
-        if isinstance(line, str):
-            line = line.encode()
-        self.transcript.append('C: %r' % line)
-        self.sock.sendall(line + self.eol)
-
-    def cmd(self, line):
-        self.send(line)
-        return self.reply()
-
-    def expect(self, line, code):
-        """Send line, check the reply's code (int) or exact text (bytes)."""
-        r = self.cmd(line) if line is not None else self.reply()
-        if isinstance(code, bytes):
-            assert r == code, 'after %r: got %r, want %r\n%s' % (line, r, code, self._ctx())
-        else:
-            assert r[:3] == str(code).encode() and r[3:4] in (b' ', b''), \
-                'after %r: got %r, want %d\n%s' % (line, r, code, self._ctx())
-        return r
-
-    def eof(self):
-        """True once the server has closed the connection."""
-        try:
-            return self.file.read(1) == b''
-        except socket.timeout:
-            return False
-
-    def close(self):
-        try:
-            self.file.close()
-            self.sock.close()
-        except OSError:
-            pass
-
-
-def headers_and_body(msg):
-    head, _, body = msg.partition(b'\n\n')
-    return head, body
-
-
-def received(msg):
-    """Postfix's Received header (the first), unfolded."""
-    head, _ = headers_and_body(msg)
-    m = re.search(rb'^Received: .*?(?=^\S)', head + b'\nX:', re.M | re.S)
-    assert m, msg[:1000]
-    return re.sub(rb'\s+', b' ', m.group(0))
-
-
-def header(msg, name):
-    head, _ = headers_and_body(msg)
-    m = re.search(rb'^%s: (.*)$' % name.encode(), head, re.M | re.I)
-    return m.group(1) if m else None
 
 
 EOLS = pytest.mark.parametrize('eol', [b'\r\n', b'\n'], ids=['crlf', 'lf'])
@@ -241,15 +106,15 @@ def test_backend_dovecot_submission(postfix, dovecot):
 @EOLS
 def test_telnet_mx_unauthenticated(gw, postfix, eol):
     """Session 1: require_auth = no; the backend session starts at MAIL."""
-    c = Client(gw.port('mx'), eol, gw)
+    c = SmtpClient(gw.port('mx'), eol=eol, gw=gw)
     try:
         c.expect(None, GREETING)
         c.expect('HELO user123.example.com', 250)
         c.expect('MAIL FROM: user123@example.com', 250)
         c.expect('RCPT TO: test@example.com', 250)
         c.expect('DATA', 354)
-        c.send('Hello')
-        queued = c.expect('.', 250)
+        c.line('Hello')
+        queued = c.expect('.', 250)[-1]
         c.expect('QUIT', 221)
         assert c.eof()
     finally:
@@ -269,17 +134,17 @@ def test_telnet_mx_unauthenticated(gw, postfix, eol):
 @EOLS
 def test_telnet_submission_auth_login(gw, postfix, eol):
     """Session 2: require_auth = yes, AUTH LOGIN (lower case, no EHLO)."""
-    c = Client(gw.port('submission'), eol, gw)
+    c = SmtpClient(gw.port('submission'), eol=eol, gw=gw)
     try:
         c.expect(None, GREETING)
-        c.expect('auth login', b'334 VXNlcm5hbWU6')
-        c.expect(b64('user123'), b'334 UGFzc3dvcmQ6')
+        c.expect('auth login', '334 VXNlcm5hbWU6')
+        c.expect(b64('user123'), '334 UGFzc3dvcmQ6')
         c.expect(b64(USER123_PW), AUTH_OK)
         c.expect('MAIL FROM: user123@example.com', 250)
         c.expect('RCPT TO: test@example.com', 250)
         c.expect('DATA', 354)
-        c.send('Hello')
-        queued = c.expect('.', 250)
+        c.line('Hello')
+        queued = c.expect('.', 250)[-1]
         c.expect('quit', 221)
         assert c.eof()
     finally:
@@ -297,11 +162,11 @@ def test_telnet_submission_auth_login(gw, postfix, eol):
 @EOLS
 def test_telnet_submission_wrong_password(gw, postfix, eol):
     """Session 3: a wrong password is refused, and so is MAIL after it."""
-    c = Client(gw.port('submission'), eol, gw)
+    c = SmtpClient(gw.port('submission'), eol=eol, gw=gw)
     try:
         c.expect(None, GREETING)
-        c.expect('auth login', b'334 VXNlcm5hbWU6')
-        c.expect(b64('user123'), b'334 UGFzc3dvcmQ6')
+        c.expect('auth login', '334 VXNlcm5hbWU6')
+        c.expect(b64('user123'), '334 UGFzc3dvcmQ6')
         c.expect(b64(USER123_PW + 'x'), AUTH_BAD)
         c.expect('MAIL FROM: user123@example.com', AUTH_NEEDED)
         c.expect('QUIT', 221)
@@ -468,15 +333,15 @@ def test_backend_down(gateway, postfix):
                  {'dead': dict(protocol='smtp', servers='127.0.0.1:%d' % dead, login='xclient'),
                   'pf': xclient_backend(postfix)})
     for mech in ('PLAIN', 'LOGIN'):
-        c = Client(gw.port('down'), gw=gw)
+        c = SmtpClient(gw.port('down'), gw=gw)
         try:
             c.expect(None, GREETING)
             c.expect('EHLO client.example.org', 250)
             if mech == 'PLAIN':
                 c.expect('AUTH PLAIN ' + b64('\0alice\0alicepw'), AUTH_TEMPFAIL)
             else:
-                c.expect('AUTH LOGIN', b'334 VXNlcm5hbWU6')
-                c.expect(b64('alice'), b'334 UGFzc3dvcmQ6')
+                c.expect('AUTH LOGIN', '334 VXNlcm5hbWU6')
+                c.expect(b64('alice'), '334 UGFzc3dvcmQ6')
                 c.expect(b64('alicepw'), AUTH_TEMPFAIL)
             c.expect('MAIL FROM:<alice@example.com>', AUTH_NEEDED)
             c.expect('QUIT', 221)
@@ -520,7 +385,7 @@ def test_client_vanishes_mid_data(gw, postfix):
     lost = re.compile(r'lost connection after DATA \(\d+ bytes\)')
     lost_before = len(lost.findall(postfix.log_text()))
     subj = marker('vanish')
-    c = Client(gw.port('submission'), gw=gw)
+    c = SmtpClient(gw.port('submission'), gw=gw)
     try:
         c.expect(None, GREETING)
         c.expect('EHLO v.example.org', 250)

@@ -5,10 +5,9 @@ the session limits (idle, errors, auth failures, connections); shutdown; and a
 short session under valgrind.  The daemon log never holds a password.
 
 Each test starts its own gatehoused on 127.0.0.1 with a config written here.
-Where a login must succeed, a tiny SMTP responder (FakeBackend) in the test
+Where a login must succeed, a tiny SMTP responder (lib.scripted.SmtpServer)
 stands in for the backend MTA; where the backend must be down, the config
 points at a port with nothing listening."""
-import base64
 import signal
 import socket
 import threading
@@ -16,8 +15,12 @@ import time
 
 import pytest
 
-from clients import TIMEOUT, RawClient
-from conftest import GATEHOUSED, MODULE_DIR, VALGRIND, Daemon, free_port, wait_for
+from lib.clients import SmtpClient, assert_no_secrets, b64, plain_blob
+from lib.config import file_auth, users_file, write_config
+from lib.gateway import Daemon
+from lib.net import free_port, wait_for
+from lib.paths import GATEHOUSED
+from lib.scripted import SmtpServer
 
 
 USERS = {
@@ -49,130 +52,6 @@ EHLO_KEYWORDS_AUTH = {'PIPELINING', 'SIZE', '8BITMIME', 'AUTH PLAIN LOGIN', 'ENH
 EHLO_KEYWORDS_NOAUTH = EHLO_KEYWORDS_AUTH - {'AUTH PLAIN LOGIN'}
 
 
-def b64(s):
-    if isinstance(s, str):
-        s = s.encode()
-    return base64.b64encode(s).decode()
-
-
-def plain_blob(user, password, authzid=''):
-    return b64('%s\0%s\0%s' % (authzid, user, password))
-
-
-# ------------------------------------------------------------ test client
-
-class Client(RawClient):
-    """A raw-socket SMTP client: exact bytes out, replies in as lists of lines
-    (CRLF stripped; a line ending in a bare LF keeps its '\\n' so that it shows)."""
-
-    def __init__(self, port, secrets=None, greet=True):
-        super().__init__(port, secrets)
-        self.greeting = self.reply() if greet else None
-
-    def reply(self, timeout=TIMEOUT):
-        """One reply: lines until one whose 4th character is a space (or that
-        is only a code)."""
-        lines = []
-        while True:
-            line = self.read_line(timeout, lines)
-            lines.append(line)
-            if len(line) < 4 or line[3] != '-':
-                return lines
-
-    def cmd(self, text, eol='\r\n'):
-        self.line(text, eol)
-        return self.reply()
-
-    def expect_close(self, timeout=TIMEOUT):
-        """The server closes the connection without sending anything more."""
-        deadline = time.monotonic() + timeout
-        extra = self.buf
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise AssertionError('server did not close within %.0f s; extra data: %r'
-                                     % (timeout, extra))
-            self.sock.settimeout(left)
-            try:
-                chunk = self.sock.recv(65536)
-            except socket.timeout:
-                continue
-            except ConnectionResetError:
-                chunk = b''
-            if not chunk:
-                assert extra == b'', 'data after the last reply before close: %r' % extra
-                return
-            extra += chunk
-
-
-# ------------------------------------------------------------ fake backend
-
-class FakeBackend:
-    """A minimal SMTP server: 220 greeting, 250 to EHLO and to everything
-    else, 221 to QUIT.  Records the lines it receives."""
-
-    def __init__(self):
-        self.srv = socket.socket()
-        self.srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.srv.bind(('127.0.0.1', 0))
-        self.srv.listen(16)
-        self.srv.settimeout(0.2)
-        self.port = self.srv.getsockname()[1]
-        self.received = []
-        self.connections = 0
-        self.stopping = False
-        self.thread = threading.Thread(target=self._accept, daemon=True)
-        self.thread.start()
-
-    def _accept(self):
-        while not self.stopping:
-            try:
-                conn, _ = self.srv.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            self.connections += 1
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
-
-    def _serve(self, conn):
-        conn.settimeout(60)
-        try:
-            f = conn.makefile('rb')
-            conn.sendall(b'220 fake.backend ESMTP\r\n')
-            in_data = False
-            for raw in f:
-                line = raw.decode('latin-1').rstrip('\r\n')
-                self.received.append(line)
-                if in_data:
-                    if line == '.':
-                        in_data = False
-                        conn.sendall(b'250 2.0.0 queued\r\n')
-                    continue
-                verb = line.split(' ', 1)[0].upper()
-                if verb == 'EHLO':
-                    conn.sendall(b'250-fake.backend\r\n250 8BITMIME\r\n')
-                elif verb == 'QUIT':
-                    conn.sendall(b'221 2.0.0 fake Bye\r\n')
-                    break
-                elif verb == 'DATA':
-                    in_data = True
-                    conn.sendall(b'354 go ahead\r\n')
-                elif verb == 'NOOP':
-                    conn.sendall(b'250 2.0.0 backend NOOP\r\n')
-                else:
-                    conn.sendall(b'250 2.0.0 backend OK\r\n')
-        except OSError:
-            pass
-        finally:
-            conn.close()
-
-    def close(self):
-        self.stopping = True
-        self.srv.close()
-        self.thread.join(5)
-
-
 # ------------------------------------------------------------ gateway under test
 
 class Gateway:
@@ -180,31 +59,23 @@ class Gateway:
         self.tmp = tmp
         self.port = free_port()
         self.secrets = []
-        users = tmp / ('%s.users' % name)
-        users.write_text(''.join('%s:{PLAIN}%s\n' % kv for kv in USERS.items()))
-        lst = {'require_auth': 'yes', 'plaintext_auth': 'always', 'idle_timeout': '30'}
+        users = users_file(tmp / ('%s.users' % name), USERS)
+        lst = {'protocol': 'smtp', 'listen': '127.0.0.1:%d' % self.port, 'require_auth': 'yes',
+               'plaintext_auth': 'always', 'idle_timeout': '30'}
         lst.update(listener)
-        gh = {'hostname': 'gw.test', 'module_dir': str(MODULE_DIR), 'failure_delay': '0',
-              'workers': '2'}
-        gh.update(gatehouse)
-        parts = ['[gatehouse]'] + ['%s = %s' % kv for kv in gh.items()] + ['']
-        parts += ['[listener sub]', 'protocol = smtp', 'listen = 127.0.0.1:%d' % self.port]
-        parts += ['%s = %s' % kv for kv in lst.items() if kv[1] is not None]
-        parts += ['auth = users', 'backend = b', '']
-        parts += ['[auth users]', 'module = file', 'path = %s' % users, '']
-        parts += ['[backend b]', 'protocol = smtp', 'servers = 127.0.0.1:%d' % backend_port,
-                  'login = none', '']
-        self.conf = tmp / ('%s.conf' % name)
-        self.conf.write_text('\n'.join(parts))
-        argv = [str(GATEHOUSED), '-c', str(self.conf)]
-        if valgrind:
-            argv = VALGRIND + argv
-        self.daemon = Daemon(argv, tmp / ('%s.log' % name))
+        lst.update(auth='users', backend='b')
+        self.conf = write_config(
+            tmp / ('%s.conf' % name), {'sub': lst}, {'users': file_auth(users)},
+            {'b': {'protocol': 'smtp', 'servers': '127.0.0.1:%d' % backend_port,
+                   'login': 'none'}},
+            gatehouse=gatehouse)
+        argv = [GATEHOUSED, '-c', self.conf]
+        self.daemon = Daemon(argv, tmp / ('%s.log' % name), valgrind=True if valgrind else None)
         daemons.append(self.daemon)
-        self.daemon.wait_ready(timeout=60 if valgrind else 30)
+        self.daemon.wait_ready()
 
     def client(self, greet=True):
-        c = Client(self.port, self.secrets, greet=greet)
+        c = SmtpClient(self.port, self.secrets, greet=greet)
         if greet:
             assert c.greeting == GREETING
         return c
@@ -219,19 +90,12 @@ class Gateway:
             c.expect_close()
 
     def assert_no_secrets(self):
-        log = self.daemon.text()
-        forms = set()
-        for s in self.secrets:
-            forms.add(s)
-        for user, pw in USERS.items():
-            forms |= {pw, b64(pw), plain_blob(user, pw), plain_blob(user, pw, user)}
-        for f in sorted(forms):
-            assert f not in log, 'the daemon log holds a secret %r:\n%s' % (f, log[-3000:])
+        assert_no_secrets(self.daemon.text(), USERS.items(), secrets=self.secrets)
 
 
 @pytest.fixture
 def backend():
-    b = FakeBackend()
+    b = SmtpServer()
     yield b
     b.close()
 
@@ -283,7 +147,7 @@ def test_max_connections(start_gw):
     gw = start_gw(listener={'max_connections': '2'})
     c1, c2 = gw.client(), gw.client()
     try:
-        with Client(gw.port, greet=False) as c3:
+        with SmtpClient(gw.port) as c3:
             assert c3.reply() == ['421 4.7.0 gw.test Too many connections']
             c3.expect_close()
         # the two admitted sessions still work
@@ -296,7 +160,7 @@ def test_max_connections(start_gw):
     # a slot is free again once the server has seen the close
 
     def admitted():
-        with Client(gw.port, greet=False) as c:
+        with SmtpClient(gw.port) as c:
             r = c.reply()
             if r == GREETING:
                 assert c.cmd('QUIT') == BYE

@@ -10,16 +10,14 @@ certificate checks with the test CA: good name, wrong name, verify = no),
 garbage, stopped half way, 200 at once), SNI, a new certificate picked up on
 SIGHUP, and a short TLS session under valgrind.
 
-The backends are the TLS variants of backends.py (tlsutil.TlsPostfix,
-tlsutil.TlsDovecot), one of each for the module; the certificates come from
-tlsutil's throw-away PKI.  Most front-end tests share one gatehoused (the
+The backends are the TLS variants of backends.py (backends.TlsPostfix,
+backends.TlsDovecot), one of each for the module; the certificates come from
+a throw-away PKI (lib.pki).  Most front-end tests share one gatehoused (the
 `gw` fixture, restarted if a test killed it) with a listener for each
 combination; tests that need their own configuration start their own
 (the `gateway` fixture)."""
-import base64
 import hashlib
 import imaplib
-import os
 import queue
 import re
 import shutil
@@ -30,18 +28,16 @@ import ssl
 import subprocess
 import threading
 import time
-import uuid
 
 import pytest
 
-from backends import Dovecot, gateway_config, make_tmpdir, users_file
-from conftest import GATEHOUSED, VALGRIND, Daemon, free_port, wait_for
-from tlsutil import (client_context, dovecot_tls, dovecot_tls_other, fingerprint,  # noqa: F401
-                     pki, postfix_tls)
+from backends import Dovecot, marker, received, running
+from lib.clients import ImapClient, RawClient, SmtpClient, b64, plain_blob
+from lib.gateway import start_gateway
+from lib.net import TIMEOUT, wait_for
+from lib.pki import client_context, fingerprint
+from lib.proc import make_tmpdir
 
-# every socket operation of a test client: generous, since only a failing
-# test waits it out, and a busy machine (valgrind, a second check) is slow
-TIMEOUT = 30.0
 GW_USERS = {'alice': 'alicepw', 'bob': 'bobpw', 'carol': 'carolpw'}
 
 SMTP_GREETING = ['220 gw.test ESMTP']
@@ -68,110 +64,24 @@ IMAP_TEMPFAIL = 'NO [UNAVAILABLE] Temporary authentication failure.'
 TLS_LOG = re.compile(r'tls=TLS1\.3/\S+')
 
 
-def b64(s):
-    if isinstance(s, str):
-        s = s.encode()
-    return base64.b64encode(s).decode()
-
-
-def plain_blob(user, password, authzid=''):
-    return b64('%s\0%s\0%s' % (authzid, user, password))
-
-
-def marker(what):
-    return 'gh-%s-%s' % (what, uuid.uuid4().hex[:12])
-
-
 # ------------------------------------------------------------ the gateway
 
-class Gateway:
-    def __init__(self, daemon, ports, directory):
-        self.daemon = daemon
-        self.ports = ports
-        self.dir = directory
-
-    def port(self, listener):
-        return self.ports[listener]
-
-    def log(self):
-        return self.daemon.text()
-
-    def mark(self):
-        return len(self.log())
-
-    def since(self, mark):
-        return self.log()[mark:]
-
-    def alive(self):
-        return self.daemon.proc.poll() is None
-
-    def wait_since(self, mark, pattern, timeout=30.0):
-        """The first match of the regular expression in the log after mark."""
-        rx = re.compile(pattern)
-        try:
-            return wait_for(lambda: rx.search(self.since(mark)), timeout, what=pattern)
-        except AssertionError:
-            raise AssertionError('no %r in the gatehoused log within %.0f s; log since mark:\n%s'
-                                 % (pattern, timeout, self.since(mark)[-3000:]))
-
-
-def start_gateway(d, listeners, backends, pki, tls=None, extra_gatehouse='', users=None,
-                  valgrind=False, ready_timeout=30.0):
-    """A gatehoused in directory d; listeners {name: keys} without listen (a
-    free port each; protocol defaults to smtp); tls: the [tls] keys (default:
-    the pki's server certificate and key)."""
-    upath = users_file(d / 'users', GW_USERS if users is None else users)
-    ports = {}
-    for name, keys in listeners.items():
-        ports[name] = free_port()
-        keys.setdefault('protocol', 'smtp')
-        keys['listen'] = '127.0.0.1:%d' % ports[name]
-    conf = gateway_config(d / 'gatehouse.conf', upath, listeners, backends,
-                          extra_gatehouse=extra_gatehouse)
-    if tls is None:
-        tls = dict(certificate=pki.server_crt, key=pki.server_key)
-    with open(conf, 'a') as f:
-        f.write('[tls]\n' + ''.join('%s = %s\n' % kv for kv in tls.items()) + '\n')
-    argv = [str(GATEHOUSED), '-c', str(conf)]
-    if valgrind:
-        argv = VALGRIND + argv
-    elif os.environ.get('GH_IT_VALGRIND'):
-        ready_timeout = max(ready_timeout, 60)      # conftest.Daemon wraps it in valgrind
-    daemon = Daemon(argv, d / 'gatehoused.log')
-    gw = Gateway(daemon, ports, d)
-    gw.conf = conf
-    try:
-        daemon.wait_ready(timeout=ready_timeout)
-    except AssertionError:
-        daemon.stop()
-        raise
-    return gw
+def server_tls(pki):
+    """The [tls] keys of a gateway with the PKI's server certificate."""
+    return dict(certificate=pki.server_crt, key=pki.server_key)
 
 
 @pytest.fixture
-def gateway(pki):
-    """gateway(listeners, backends, tls=None, extra_gatehouse='', users=None)
-    -> a running gatehoused of its own; stopped at the end of the test, which
-    fails if the daemon died meanwhile."""
-    started = []
-    dirs = []
-
-    def start(listeners, backends, **kw):
-        d = make_tmpdir('gh-tls-gw-')
-        dirs.append(d)
-        gw = start_gateway(d, listeners, backends, pki, **kw)
-        started.append(gw)
-        return gw
-
-    yield start
-    crashed = [gw for gw in started if not gw.alive()]
-    for gw in started:
-        gw.daemon.stop()
-    crash_log = crashed[0].log()[-3000:] if crashed else ''  # before its folder goes
-    for d in dirs:
-        shutil.rmtree(d, ignore_errors=True)
-    assert not crashed, 'gatehoused died during the test (rc %s):\n%s' % (
-        crashed[0].daemon.proc.returncode, crash_log)
+def gateway(gateways, pki):
+    """gateway(listeners, backends, tls=None) -> a running gatehoused of its
+    own (lib.gateway.start_gateway(): listeners without listen, protocol
+    smtp unless given; tls: the [tls] keys, by default server_tls(pki));
+    stopped at the end of the test, which fails if the daemon died
+    meanwhile."""
+    def start(listeners, backends, tls=None):
+        return gateways.start(listeners, backends, users=GW_USERS,
+                              tls=server_tls(pki) if tls is None else tls)
+    return start
 
 
 def shared_listeners():
@@ -215,8 +125,9 @@ class SharedGateway:
             d = self.dir / ('g%d' % self.generation)
             d.mkdir()
             d.chmod(0o755)
-            self.gw = start_gateway(d, shared_listeners(), shared_backends(pf, dc), pki,
-                                    extra_gatehouse='trusted_networks = 127.0.0.1/32')
+            self.gw = start_gateway(d, shared_listeners(), shared_backends(pf, dc), GW_USERS,
+                                    gatehouse={'trusted_networks': '127.0.0.1/32'},
+                                    tls=server_tls(pki))
         return self.gw
 
     def close(self):
@@ -247,206 +158,10 @@ def gw(shared_gw):
         raise AssertionError('gatehoused died during the test (rc %s):\n%s' % (rc, g.log()[-3000:]))
 
 
-# ------------------------------------------------------------ raw clients
-
-class Conn:
-    """A raw line client over TCP that can switch to TLS (STARTTLS) or start
-    with it (implicit).  SMTP replies come as lists of lines, IMAP responses
-    as lists of lines up to the tagged one; CRLF is checked and stripped."""
-
-    def __init__(self, port, gw=None, implicit=False, ctx=None, source=None,
-                 server_hostname='127.0.0.1', timeout=TIMEOUT):
-        self.gw = gw
-        self.mark = gw.mark() if gw else 0
-        self.timeout = timeout
-        self.transcript = []
-        self.buf = b''
-        src = (source, 0) if source else None
-        self.raw = socket.create_connection(('127.0.0.1', port), timeout=timeout, source_address=src)
-        self.sock = self.raw
-        self.tls = False
-        if implicit:
-            self.starttls(ctx, server_hostname)
-
-    # -- diagnostics
-    def ctx(self):
-        out = '\n'.join(self.transcript)
-        if self.gw:
-            out += '\n--- gatehoused log since the connection:\n' + self.gw.since(self.mark)[-3000:]
-        return out
-
-    def fail(self, msg):
-        raise AssertionError('%s\n--- transcript:\n%s' % (msg, self.ctx()))
-
-    # -- TLS
-    def starttls(self, ctx, server_hostname='127.0.0.1'):
-        if self.buf:
-            self.fail('plaintext received before the TLS handshake, not yet read: %r' % self.buf)
-        try:
-            self.sock = ctx.wrap_socket(self.raw, server_hostname=server_hostname)
-        except (ssl.SSLError, OSError) as e:
-            self.fail('TLS handshake failed: %r' % e)
-        self.sock.settimeout(self.timeout)
-        self.tls = True
-        self.transcript.append('-- TLS %s %s' % (self.sock.version(), self.sock.cipher()[0]))
-
-    def peer_fingerprint(self):
-        return fingerprint(self.sock.getpeercert(True))
-
-    # -- I/O
-    def send(self, data):
-        if isinstance(data, str):
-            data = data.encode()
-        self.transcript.append('C: %r' % data)
-        self.sock.sendall(data)
-
-    def line(self, text):
-        self.send(text + '\r\n')
-
-    def read_line(self, timeout=None):
-        timeout = timeout or self.timeout
-        deadline = time.monotonic() + timeout
-        while b'\n' not in self.buf:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                self.fail('no complete line within %.0f s; received so far: %r' % (timeout, self.buf))
-            self.sock.settimeout(left)
-            try:
-                chunk = self.sock.recv(65536)
-            except socket.timeout:
-                continue
-            except (ConnectionResetError, ssl.SSLError) as e:
-                self.fail('connection failed (%r); received so far: %r' % (e, self.buf))
-            finally:
-                self.sock.settimeout(self.timeout)
-            if not chunk:
-                self.fail('connection closed by the server; received so far: %r' % self.buf)
-            self.buf += chunk
-        raw, self.buf = self.buf.split(b'\n', 1)
-        self.transcript.append('S: %r' % (raw + b'\n'))
-        if not raw.endswith(b'\r'):
-            self.fail('line not ended by CRLF: %r' % raw)
-        return raw[:-1].decode('latin-1')
-
-    def nothing_pending(self, wait=1.0):
-        """Nothing arrives within `wait` seconds."""
-        self.sock.settimeout(wait)
-        try:
-            chunk = self.sock.recv(65536)
-        except socket.timeout:
-            chunk = None
-        except (ConnectionResetError, ssl.SSLError) as e:
-            self.fail('connection failed while expecting silence: %r' % e)
-        finally:
-            self.sock.settimeout(self.timeout)
-        if chunk is not None or self.buf:
-            self.fail('unexpected data, nothing was asked: %r' % (self.buf + (chunk or b'')))
-
-    def closed_within(self, timeout):
-        """Seconds until the server closed (EOF or reset); data received before
-        is kept in self.drained.  Fails when still open after timeout."""
-        start = time.monotonic()
-        deadline = start + timeout
-        self.drained = self.buf
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                self.fail('server did not close within %.0f s; received %r' % (timeout, self.drained))
-            self.sock.settimeout(left)
-            try:
-                chunk = self.sock.recv(65536)
-            except socket.timeout:
-                continue
-            except (ConnectionResetError, BrokenPipeError, ssl.SSLError):
-                chunk = b''
-            if not chunk:
-                return time.monotonic() - start
-            self.drained += chunk
-
-    def close(self):
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-        try:
-            self.raw.close()
-        except OSError:
-            pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    # -- SMTP
-    def reply(self, timeout=None):
-        lines = []
-        while True:
-            ln = self.read_line(timeout)
-            lines.append(ln)
-            if len(ln) < 4 or ln[3] != '-':
-                return lines
-
-    def cmd(self, text):
-        self.line(text)
-        return self.reply()
-
-    def expect(self, text, want):
-        """want: a list of lines (exact) or a 3-digit int (the code of the last line)."""
-        got = self.cmd(text) if text is not None else self.reply()
-        if isinstance(want, int):
-            ok = got[-1][:3] == str(want) and got[-1][3:4] in ('', ' ')
-        else:
-            ok = got == want
-        if not ok:
-            self.fail('after %r: got %r, want %r' % (text, got, want))
-        return got
-
-    def ehlo(self, name='client.example.org'):
-        lines = self.expect('EHLO ' + name, 250)
-        if lines[0] != '250-gw.test' and lines != ['250 gw.test']:
-            self.fail('EHLO: first line %r, want 250-gw.test' % lines[0])
-        return {ln[4:] for ln in lines[1:]}
-
-    # -- IMAP
-    def tagged(self, tag, timeout=None):
-        """Lines up to and including the one tagged `tag`."""
-        lines = []
-        while True:
-            ln = self.read_line(timeout)
-            lines.append(ln)
-            if ln.startswith(tag + ' '):
-                return lines
-
-    def icmd(self, tag, text):
-        self.line('%s %s' % (tag, text))
-        return self.tagged(tag)
-
-    def iexpect(self, tag, text, want):
-        got = self.icmd(tag, text)
-        if got != ['%s %s' % (tag, w) for w in want]:
-            self.fail('after %s %r: got %r, want %r' % (tag, text, got,
-                                                        ['%s %s' % (tag, w) for w in want]))
-        return got
-
-    def capability(self, tag='c'):
-        lines = self.icmd(tag, 'CAPABILITY')
-        if len(lines) != 2 or not lines[0].startswith('* CAPABILITY ') \
-                or lines[1] != '%s OK Capability completed.' % tag:
-            self.fail('CAPABILITY: got %r' % lines)
-        return lines[0][len('* CAPABILITY '):].split()
-
-    def imap_greeting(self):
-        g = self.read_line()
-        m = re.fullmatch(r'\* OK \[CAPABILITY ([^\]]*)\] gw\.test ready\.', g)
-        if not m:
-            self.fail('greeting %r, want "* OK [CAPABILITY ...] gw.test ready."' % g)
-        return m.group(1).split()
-
+# ------------------------------------------------------------ helpers
 
 def smtp_send_mail(c, sender, rcpt, subject, body='body\r\n'):
-    """MAIL/RCPT/DATA on an authenticated SMTP Conn; the queue reply."""
+    """MAIL/RCPT/DATA on an authenticated SmtpClient; the queue reply."""
     c.expect('MAIL FROM:<%s>' % sender, 250)
     c.expect('RCPT TO:<%s>' % rcpt, 250)
     c.expect('DATA', 354)
@@ -460,13 +175,6 @@ def imap_close(m):
         m.shutdown()
     except OSError:
         pass
-
-
-def received(msg):
-    head = msg.partition(b'\n\n')[0]
-    m = re.search(rb'^Received: .*?(?=^\S)', head + b'\nX:', re.M | re.S)
-    assert m, msg[:1000]
-    return re.sub(rb'\s+', b' ', m.group(0))
 
 
 def login_lines(gw, mark, user):
@@ -537,13 +245,13 @@ def test_fixture_dovecot_tls(pki, dovecot_tls):
 # ------------------------------------------------------------ SMTP front end
 
 def test_smtp_ehlo_before_tls(gw):
-    with Conn(gw.port('s_tls'), gw) as c:
+    with SmtpClient(gw.port('s_tls'), gw=gw) as c:
         c.expect(None, SMTP_GREETING)
         kw = c.ehlo()
         if kw != EHLO_BASE | {'STARTTLS'}:
             c.fail('plaintext_auth = tls, before TLS: EHLO keywords %r, want %r'
                    % (sorted(kw), sorted(EHLO_BASE | {'STARTTLS'})))
-    with Conn(gw.port('s_always'), gw) as c:
+    with SmtpClient(gw.port('s_always'), gw=gw) as c:
         c.expect(None, SMTP_GREETING)
         kw = c.ehlo()
         if kw != EHLO_BASE | {'STARTTLS', 'AUTH PLAIN LOGIN'}:
@@ -552,7 +260,7 @@ def test_smtp_ehlo_before_tls(gw):
 
 def test_smtp_starttls_session(gw, pki, postfix_tls):
     subj = marker('starttls')
-    with Conn(gw.port('s_tls'), gw) as c:
+    with SmtpClient(gw.port('s_tls'), gw=gw) as c:
         c.expect(None, SMTP_GREETING)
         c.ehlo('pre-tls.example.org')
         c.expect('AUTH PLAIN ' + plain_blob('alice', 'alicepw'), NEED_TLS)
@@ -573,7 +281,7 @@ def test_smtp_starttls_session(gw, pki, postfix_tls):
 
 
 def test_smtp_starttls_with_argument(gw, pki):
-    with Conn(gw.port('s_tls'), gw) as c:
+    with SmtpClient(gw.port('s_tls'), gw=gw) as c:
         c.expect(None, SMTP_GREETING)
         c.ehlo()
         c.expect('STARTTLS x', STARTTLS_SYNTAX)
@@ -584,7 +292,7 @@ def test_smtp_starttls_with_argument(gw, pki):
 
 
 def test_smtp_starttls_not_available(gw):
-    with Conn(gw.port('s_none'), gw) as c:
+    with SmtpClient(gw.port('s_none'), gw=gw) as c:
         c.expect(None, SMTP_GREETING)
         kw = c.ehlo()
         if kw != EHLO_BASE | {'AUTH PLAIN LOGIN'}:
@@ -598,7 +306,7 @@ def test_smtp_starttls_not_available(gw):
 def test_smtp_auth_needs_tls(gw, mech):
     line = {'PLAIN-IR': 'AUTH PLAIN ' + plain_blob('alice', 'alicepw'), 'PLAIN': 'AUTH PLAIN',
             'LOGIN': 'AUTH LOGIN', 'LOGIN-IR': 'AUTH LOGIN ' + b64('alice')}[mech]
-    with Conn(gw.port('s_tls'), gw) as c:
+    with SmtpClient(gw.port('s_tls'), gw=gw) as c:
         c.expect(None, SMTP_GREETING)
         c.ehlo()
         c.expect(line, NEED_TLS)
@@ -609,7 +317,7 @@ def test_smtp_helo_forgotten_after_starttls(gw, pki, postfix_tls):
     """After STARTTLS no EHLO is needed to go on (AUTH and MAIL work), but the
     pre-TLS EHLO name is forgotten: it must not reach the backend."""
     subj = marker('forgotten')
-    with Conn(gw.port('s_tls'), gw) as c:
+    with SmtpClient(gw.port('s_tls'), gw=gw) as c:
         c.expect(None, SMTP_GREETING)
         c.ehlo('before-tls.example.org')
         c.expect('STARTTLS', READY_TLS)
@@ -630,7 +338,7 @@ def test_smtp_starttls_injection(gw, pki, listener, injected):
     comes back in plaintext, and the injected command is never answered,
     neither in plaintext nor inside TLS, nor acted on (no login)."""
     line = 'RSET' if injected == 'RSET' else 'AUTH PLAIN ' + plain_blob('alice', 'alicepw')
-    with Conn(gw.port(listener), gw) as c:
+    with SmtpClient(gw.port(listener), gw=gw) as c:
         c.expect(None, SMTP_GREETING)
         c.ehlo()
         c.send('STARTTLS\r\n%s\r\n' % line)
@@ -646,7 +354,7 @@ def test_smtp_starttls_injection(gw, pki, listener, injected):
 
 def test_smtp_implicit(gw, pki, postfix_tls):
     subj = marker('implicit')
-    with Conn(gw.port('s_implicit'), gw, implicit=True, ctx=client_context(pki)) as c:
+    with SmtpClient(gw.port('s_implicit'), gw=gw, tls=client_context(pki)) as c:
         assert c.peer_fingerprint() == fingerprint(pki.server_crt)
         c.expect(None, SMTP_GREETING)
         kw = c.ehlo('implicit.example.org')
@@ -665,24 +373,24 @@ def test_smtp_implicit(gw, pki, postfix_tls):
 def test_smtp_implicit_never_plaintext(gw):
     """On an implicit-TLS port the server says nothing before the client's
     ClientHello (no plaintext greeting)."""
-    with Conn(gw.port('s_implicit'), gw) as c:
+    with RawClient(gw.port('s_implicit'), gw=gw) as c:
         c.nothing_pending(1.0)
 
 
 # ------------------------------------------------------------ IMAP front end
 
 def test_imap_greeting_before_tls(gw):
-    with Conn(gw.port('i_tls'), gw) as c:
-        caps = c.imap_greeting()
+    with ImapClient(gw.port('i_tls'), gw=gw) as c:
+        caps = c.greeting_caps()
         want = IMAP_CAPS_BASE | {'STARTTLS', 'LOGINDISABLED'}
         if set(caps) != want:
             c.fail('plaintext_auth = tls, greeting caps %r, want %r' % (caps, sorted(want)))
         caps = c.capability('a')
         if set(caps) != want:
             c.fail('plaintext_auth = tls, CAPABILITY %r, want %r' % (caps, sorted(want)))
-    with Conn(gw.port('i_always'), gw) as c:
+    with ImapClient(gw.port('i_always'), gw=gw) as c:
         want = IMAP_CAPS_BASE | {'STARTTLS'} | IMAP_AUTH
-        caps = c.imap_greeting()
+        caps = c.greeting_caps()
         if set(caps) != want:
             c.fail('plaintext_auth = always, greeting caps %r, want %r' % (caps, sorted(want)))
         if set(c.capability('a')) != want:
@@ -690,66 +398,66 @@ def test_imap_greeting_before_tls(gw):
 
 
 def test_imap_starttls_session(gw, pki):
-    with Conn(gw.port('i_tls'), gw) as c:
-        c.imap_greeting()
-        c.iexpect('a', 'LOGIN alice alicepw', [IMAP_PRIVACY])
-        c.iexpect('b', 'STARTTLS', [IMAP_BEGIN_TLS])
+    with ImapClient(gw.port('i_tls'), gw=gw) as c:
+        c.greeting_caps()
+        c.expect('a LOGIN alice alicepw', IMAP_PRIVACY, untagged=[])
+        c.expect('b STARTTLS', IMAP_BEGIN_TLS, untagged=[])
         c.starttls(client_context(pki))
         assert c.peer_fingerprint() == fingerprint(pki.server_crt)
         caps = c.capability('c')
         want = IMAP_CAPS_BASE | IMAP_AUTH
         if set(caps) != want:
             c.fail('inside TLS: CAPABILITY %r, want %r' % (caps, sorted(want)))
-        c.iexpect('d', 'STARTTLS', [IMAP_TLS_ACTIVE])
-        got = c.icmd('e', 'LOGIN alice wrongpw')
+        c.expect('d STARTTLS', IMAP_TLS_ACTIVE, untagged=[])
+        got = c.cmd('e LOGIN alice wrongpw')
         if got != ['e ' + IMAP_AUTH_FAILED]:
             c.fail('wrong password inside TLS: %r' % got)
-        got = c.icmd('f', 'LOGIN alice alicepw')
+        got = c.cmd('f LOGIN alice alicepw')
         if not got[-1].startswith('f OK '):
             c.fail('LOGIN inside TLS: %r' % got)
-        got = c.icmd('g', 'SELECT INBOX')
+        got = c.cmd('g SELECT INBOX')
         if not got[-1].startswith('g OK '):
             c.fail('SELECT after TLS login: %r' % got)
         c.line('h LOGOUT')
-        c.tagged('h')
+        c.response('h')
 
 
 def test_imap_starttls_syntax(gw, pki):
-    with Conn(gw.port('i_tls'), gw) as c:
-        c.imap_greeting()
-        c.iexpect('a', 'STARTTLS x', ['BAD Syntax error.'])
-        c.iexpect('b', 'STARTTLS', [IMAP_BEGIN_TLS])
+    with ImapClient(gw.port('i_tls'), gw=gw) as c:
+        c.greeting_caps()
+        c.expect('a STARTTLS x', 'BAD Syntax error.', untagged=[])
+        c.expect('b STARTTLS', IMAP_BEGIN_TLS, untagged=[])
         c.starttls(client_context(pki))
-        c.iexpect('c', 'NOOP', ['OK NOOP completed.'])
+        c.expect('c NOOP', 'OK NOOP completed.', untagged=[])
 
 
 def test_imap_starttls_not_available(gw):
-    with Conn(gw.port('i_none'), gw) as c:
-        caps = c.imap_greeting()
+    with ImapClient(gw.port('i_none'), gw=gw) as c:
+        caps = c.greeting_caps()
         if 'STARTTLS' in caps:
             c.fail('tls = none, but the greeting offers STARTTLS: %r' % caps)
-        c.iexpect('a', 'STARTTLS', [IMAP_NO_TLS])
+        c.expect('a STARTTLS', IMAP_NO_TLS, untagged=[])
         if 'STARTTLS' in c.capability('b'):
             c.fail('tls = none, but CAPABILITY offers STARTTLS')
-        c.iexpect('c', 'NOOP', ['OK NOOP completed.'])
+        c.expect('c NOOP', 'OK NOOP completed.', untagged=[])
 
 
 @pytest.mark.parametrize('line', ['LOGIN alice alicepw', 'AUTHENTICATE PLAIN',
                                   'AUTHENTICATE PLAIN IR', 'AUTHENTICATE LOGIN'])
 def test_imap_login_needs_tls(gw, line):
     line = line.replace('PLAIN IR', 'PLAIN ' + plain_blob('alice', 'alicepw'))
-    with Conn(gw.port('i_tls'), gw) as c:
-        c.imap_greeting()
-        c.iexpect('a', line, [IMAP_PRIVACY])
-        c.iexpect('b', 'NOOP', ['OK NOOP completed.'])
+    with ImapClient(gw.port('i_tls'), gw=gw) as c:
+        c.greeting_caps()
+        c.expect('a ' + line, IMAP_PRIVACY, untagged=[])
+        c.expect('b NOOP', 'OK NOOP completed.', untagged=[])
 
 
 @pytest.mark.parametrize('injected', ['CAPABILITY', 'LOGIN alice alicepw'])
 def test_imap_starttls_injection(gw, pki, injected):
-    with Conn(gw.port('i_always'), gw) as c:
-        c.imap_greeting()
+    with ImapClient(gw.port('i_always'), gw=gw) as c:
+        c.greeting_caps()
         c.send('a STARTTLS\r\nb %s\r\n' % injected)
-        got = c.tagged('a')
+        got = c.response('a')
         if got != ['a ' + IMAP_BEGIN_TLS]:
             c.fail('STARTTLS + CAPABILITY in one write: got %r before the handshake' % got)
         c.nothing_pending(0.5)
@@ -757,27 +465,27 @@ def test_imap_starttls_injection(gw, pki, injected):
         c.nothing_pending(1.5)       # "b ..." is never answered
         caps = c.capability('c')
         assert 'STARTTLS' not in caps, caps
-        c.iexpect('d', 'SELECT INBOX', ['BAD Command not allowed before login.'])   # no login
+        c.expect('d SELECT INBOX', 'BAD Command not allowed before login.', untagged=[])   # no login
 
 
 def test_imap_implicit(gw, pki):
-    with Conn(gw.port('i_implicit'), gw, implicit=True, ctx=client_context(pki)) as c:
+    with ImapClient(gw.port('i_implicit'), gw=gw, tls=client_context(pki)) as c:
         assert c.peer_fingerprint() == fingerprint(pki.server_crt)
-        caps = c.imap_greeting()
+        caps = c.greeting_caps()
         want = IMAP_CAPS_BASE | IMAP_AUTH
         if set(caps) != want:
             c.fail('implicit TLS greeting caps %r, want %r' % (caps, sorted(want)))
-        c.iexpect('a', 'STARTTLS', [IMAP_TLS_ACTIVE])
-        got = c.icmd('b', 'AUTHENTICATE PLAIN ' + plain_blob('bob', 'bobpw'))
+        c.expect('a STARTTLS', IMAP_TLS_ACTIVE, untagged=[])
+        got = c.cmd('b AUTHENTICATE PLAIN ' + plain_blob('bob', 'bobpw'))
         if not got[-1].startswith('b OK '):
             c.fail('AUTHENTICATE PLAIN over implicit TLS: %r' % got)
-        got = c.icmd('c', 'SELECT INBOX')
+        got = c.cmd('c SELECT INBOX')
         if not got[-1].startswith('c OK '):
             c.fail('SELECT: %r' % got)
 
 
 def test_imap_implicit_never_plaintext(gw):
-    with Conn(gw.port('i_implicit'), gw) as c:
+    with RawClient(gw.port('i_implicit'), gw=gw) as c:
         c.nothing_pending(1.0)
 
 
@@ -794,7 +502,7 @@ def test_policy_smtp(gw, pki, policy, where):
     the TLS case connects from 127.0.0.2."""
     allowed = where in ALLOWED[policy]
     src = '127.0.0.1' if where == 'trusted' else '127.0.0.2'
-    with Conn(gw.port('s_' + policy), gw, source=src) as c:
+    with SmtpClient(gw.port('s_' + policy), gw=gw, source=src) as c:
         c.expect(None, SMTP_GREETING)
         if where == 'tls':
             c.ehlo()
@@ -820,10 +528,10 @@ def test_policy_smtp(gw, pki, policy, where):
 def test_policy_imap(gw, pki, policy, where):
     allowed = where in ALLOWED[policy]
     src = '127.0.0.1' if where == 'trusted' else '127.0.0.2'
-    with Conn(gw.port('i_' + policy), gw, source=src) as c:
-        greeting_caps = c.imap_greeting()
+    with ImapClient(gw.port('i_' + policy), gw=gw, source=src) as c:
+        greeting_caps = c.greeting_caps()
         if where == 'tls':
-            c.iexpect('t', 'STARTTLS', [IMAP_BEGIN_TLS])
+            c.expect('t STARTTLS', IMAP_BEGIN_TLS, untagged=[])
             c.starttls(client_context(pki))
         caps = set(c.capability('a'))
         if where != 'tls' and caps != set(greeting_caps):
@@ -833,31 +541,31 @@ def test_policy_imap(gw, pki, policy, where):
             c.fail('plaintext_auth = %s, %s: capabilities %r, want %r among them (and not the other)'
                    % (policy, where, sorted(caps), sorted(want)))
         if allowed:
-            c.iexpect('b', 'LOGIN alice nope', [IMAP_AUTH_FAILED])
-            got = c.icmd('c', 'LOGIN alice alicepw')
+            c.expect('b LOGIN alice nope', IMAP_AUTH_FAILED, untagged=[])
+            got = c.cmd('c LOGIN alice alicepw')
             if not got[-1].startswith('c OK '):
                 c.fail('LOGIN with the right password: %r' % got)
         else:
-            c.iexpect('b', 'LOGIN alice nope', [IMAP_PRIVACY])
-            c.iexpect('c', 'AUTHENTICATE PLAIN ' + plain_blob('alice', 'alicepw'), [IMAP_PRIVACY])
-            c.iexpect('d', 'LOGIN alice alicepw', [IMAP_PRIVACY])
+            c.expect('b LOGIN alice nope', IMAP_PRIVACY, untagged=[])
+            c.expect('c AUTHENTICATE PLAIN ' + plain_blob('alice', 'alicepw'), IMAP_PRIVACY, untagged=[])
+            c.expect('d LOGIN alice alicepw', IMAP_PRIVACY, untagged=[])
 
 
 # ------------------------------------------------------------ the login log line
 
 def test_login_log_tls(gw, pki):
     mark = gw.mark()
-    with Conn(gw.port('s_always'), gw) as c:      # plain
+    with SmtpClient(gw.port('s_always'), gw=gw) as c:      # plain
         c.expect(None, SMTP_GREETING)
         c.expect('AUTH PLAIN ' + plain_blob('alice', 'alicepw'), AUTH_OK)
-    with Conn(gw.port('s_tls'), gw) as c:         # STARTTLS
+    with SmtpClient(gw.port('s_tls'), gw=gw) as c:         # STARTTLS
         c.expect(None, SMTP_GREETING)
         c.expect('STARTTLS', READY_TLS)
         c.starttls(client_context(pki))
         c.expect('AUTH PLAIN ' + plain_blob('bob', 'bobpw'), AUTH_OK)
-    with Conn(gw.port('i_implicit'), gw, implicit=True, ctx=client_context(pki)) as c:
-        c.imap_greeting()
-        got = c.icmd('a', 'LOGIN carol carolpw')
+    with ImapClient(gw.port('i_implicit'), gw=gw, tls=client_context(pki)) as c:
+        c.greeting_caps()
+        got = c.cmd('a LOGIN carol carolpw')
         assert got[-1].startswith('a OK '), got
     plain = wait_login_line(gw, mark, 'alice')
     assert ' tls=no ' in plain, 'plaintext login, want tls=no: %s' % plain
@@ -1076,7 +784,7 @@ def test_gnutls_cli_starttls(gw, pki, proto):
 def smtp_login_and_send(gw, listener, user, subject, rcpt='bob@example.com'):
     """A plaintext SMTP client (plaintext_auth = always listener) logs in and
     sends; returns the queue reply, or the AUTH reply when it fails."""
-    with Conn(gw.port(listener), gw) as c:
+    with SmtpClient(gw.port(listener), gw=gw) as c:
         c.expect(None, SMTP_GREETING)
         c.ehlo('backend-tls.example.org')
         r = c.cmd('AUTH PLAIN ' + plain_blob(user, GW_USERS[user]))
@@ -1148,12 +856,8 @@ def test_backend_smtp_untrusted_ca(gateway, pki, postfix_tls):
 @pytest.fixture(scope='module')
 def dovecot_plain(postfix_tls):
     """A Dovecot without TLS (backends.Dovecot): no STARTTLS offered."""
-    dc = Dovecot(postfix_tls.port)
-    try:
-        dc.start()
+    with running(Dovecot(postfix_tls.port)) as dc:
         yield dc
-    finally:
-        dc.cleanup()
 
 
 def test_backend_tls_not_offered(gateway, pki, postfix_tls, dovecot_plain):
@@ -1194,10 +898,10 @@ def imap_backend(port, tls, pki=None, **kw):
 
 
 def imap_login(gw, listener, user, tag='a'):
-    """Plaintext IMAP LOGIN; the tagged reply (and the Conn, still open)."""
-    c = Conn(gw.port(listener), gw)
-    c.imap_greeting()
-    got = c.icmd(tag, 'LOGIN %s %s' % (user, GW_USERS[user]))
+    """Plaintext IMAP LOGIN; the tagged reply (and the client, still open)."""
+    c = ImapClient(gw.port(listener), gw=gw)
+    c.greeting_caps()
+    got = c.cmd('%s LOGIN %s %s' % (tag, user, GW_USERS[user]))
     return got[-1], c
 
 
@@ -1215,7 +919,7 @@ def test_backend_imap_tls(gateway, pki, dovecot_tls, mode):
     with c:
         if not reply.startswith('a OK '):
             c.fail('login through a TLS backend (%s): %r' % (mode, reply))
-        got = c.icmd('b', 'SELECT INBOX')
+        got = c.cmd('b SELECT INBOX')
         if not got[-1].startswith('b OK '):
             c.fail('SELECT: %r' % got)
     logins = wait_for(lambda: dovecot_logins(dovecot_tls, 'alice')[before:],
@@ -1419,7 +1123,7 @@ def client_hello(server_hostname=None):
 def test_handshake_silent_client(gw, listener):
     """Connect to an implicit-TLS port (idle_timeout = 2) and say nothing:
     closed after about 2 s, with a log line about the handshake/timeout."""
-    with Conn(gw.port(listener), gw) as c:
+    with RawClient(gw.port(listener), gw=gw) as c:
         # not before idle_timeout (2 s, less GLib's rounding); the upper bound
         # is only closed_within's 30 s, generous for a busy machine and still
         # half the 60 s a listener without idle_timeout would wait
@@ -1432,13 +1136,13 @@ def test_handshake_silent_client(gw, listener):
 @pytest.mark.parametrize('proto', ['smtp', 'imap'])
 def test_handshake_silent_after_starttls(gw, proto):
     """STARTTLS accepted, then no ClientHello: closed after idle_timeout (2 s)."""
-    with Conn(gw.port(proto[0] + '_short_starttls'), gw) as c:
+    with (SmtpClient if proto == 'smtp' else ImapClient)(gw.port(proto[0] + '_short_starttls'), gw=gw) as c:
         if proto == 'smtp':
             c.expect(None, SMTP_GREETING)
             c.expect('STARTTLS', READY_TLS)
         else:
-            c.imap_greeting()
-            c.iexpect('a', 'STARTTLS', [IMAP_BEGIN_TLS])
+            c.greeting_caps()
+            c.expect('a STARTTLS', IMAP_BEGIN_TLS, untagged=[])
         took = c.closed_within(30)  # generous: see test_handshake_silent_client
         assert took >= 1.5, 'closed after %.1f s, before idle_timeout (2 s)\n%s' % (took, c.ctx())
     gw.wait_since(c.mark, r'(?i)handshake|timeout')
@@ -1449,7 +1153,7 @@ def test_handshake_garbage(gw, listener):
     """Plaintext instead of a ClientHello: closed at once (the handshake
     timeout of these listeners is 60 s), no plaintext answer, and the log
     line has GnuTLS's reason."""
-    with Conn(gw.port(listener), gw) as c:
+    with SmtpClient(gw.port(listener), gw=gw) as c:
         if listener == 's_tls':
             c.expect(None, SMTP_GREETING)
             c.expect('STARTTLS', READY_TLS)
@@ -1467,7 +1171,7 @@ def test_handshake_garbage(gw, listener):
 @pytest.mark.parametrize('stop', ['half-hello', 'after-server-flight'])
 def test_handshake_stops_midway(gw, stop):
     hello, state = client_hello()
-    with Conn(gw.port('s_short'), gw) as c:
+    with RawClient(gw.port('s_short'), gw=gw) as c:
         if stop == 'half-hello':
             c.send(hello[:len(hello) // 2])
         else:
@@ -1494,7 +1198,7 @@ def test_many_handshakes(gw, pki, postfix_tls):
                 s.sendall(hello[:40])
             socks.append(s)
         subj = marker('many')
-        with Conn(gw.port('s_implicit'), gw, implicit=True, ctx=client_context(pki)) as c:
+        with SmtpClient(gw.port('s_implicit'), gw=gw, tls=client_context(pki)) as c:
             c.expect(None, SMTP_GREETING)
             c.expect('AUTH PLAIN ' + plain_blob('alice', 'alicepw'), AUTH_OK)
             queued = smtp_send_mail(c, 'alice@example.com', 'carol@example.com', subj)
@@ -1505,9 +1209,9 @@ def test_many_handshakes(gw, pki, postfix_tls):
             s.close()
     time.sleep(0.5)
     assert gw.alive()
-    with Conn(gw.port('i_implicit'), gw, implicit=True, ctx=client_context(pki)) as c:
-        c.imap_greeting()
-        got = c.icmd('a', 'LOGIN bob bobpw')
+    with ImapClient(gw.port('i_implicit'), gw=gw, tls=client_context(pki)) as c:
+        c.greeting_caps()
+        got = c.cmd('a LOGIN bob bobpw')
         assert got[-1].startswith('a OK '), c.ctx()
 
 
@@ -1521,7 +1225,7 @@ def test_priorities(gateway, pki):
                  tls=dict(certificate=pki.server_crt, key=pki.server_key,
                           priorities='NORMAL:-VERS-TLS1.3:-VERS-TLS1.0:-VERS-TLS1.1'))
     mark = gw.mark()
-    with Conn(gw.port('imp'), gw, implicit=True, ctx=client_context(pki)) as c:
+    with SmtpClient(gw.port('imp'), gw=gw, tls=client_context(pki)) as c:
         assert c.sock.version() == 'TLSv1.2', c.ctx()
         c.expect(None, SMTP_GREETING)
         c.expect('AUTH PLAIN ' + plain_blob('alice', 'alicepw'), SMTP_TEMPFAIL)   # backend down
@@ -1548,11 +1252,11 @@ def test_sni_selects_certificate(gateway, pki):
                  tls=dict(certificate='%s %s' % (pki.server_crt, pki.other_crt),
                           key='%s %s' % (pki.server_key, pki.other_key)))
     for name, want in (('other.example', pki.other_crt), ('localhost', pki.server_crt)):
-        with Conn(gw.port('imp'), gw, implicit=True, ctx=client_context(pki), server_hostname=name) as c:
+        with SmtpClient(gw.port('imp'), gw=gw, tls=client_context(pki), server_hostname=name) as c:
             assert c.peer_fingerprint() == fingerprint(want), 'SNI %s: wrong certificate\n%s' % (name, c.ctx())
             c.expect(None, SMTP_GREETING)
     # no SNI (an IP address): the first pair
-    with Conn(gw.port('imp'), gw, implicit=True, ctx=client_context(pki)) as c:
+    with SmtpClient(gw.port('imp'), gw=gw, tls=client_context(pki)) as c:
         assert c.peer_fingerprint() == fingerprint(pki.server_crt), \
             'no SNI: got the certificate %s, want the first pair (server.crt %s)' % (
                 c.peer_fingerprint(), fingerprint(pki.server_crt))
@@ -1577,8 +1281,8 @@ def test_sighup_new_certificate(gateway, pki, postfix_tls):
         old_fp = fingerprint(pki.server_crt)
         ctx = client_context(pki)
         # sessions opened before the reload: one implicit, one after STARTTLS
-        a = Conn(gw.port('imp'), gw, implicit=True, ctx=ctx)
-        b = Conn(gw.port('sub'), gw)
+        a = SmtpClient(gw.port('imp'), gw=gw, tls=ctx)
+        b = SmtpClient(gw.port('sub'), gw=gw)
         try:
             assert a.peer_fingerprint() == old_fp
             a.expect(None, SMTP_GREETING)
@@ -1600,19 +1304,19 @@ def test_sighup_new_certificate(gateway, pki, postfix_tls):
             gw.daemon.signal(signal.SIGHUP)
             gw.wait_since(mark, r'configuration reloaded')
             # new connections see the new certificate
-            with Conn(gw.port('imp'), gw, implicit=True, ctx=ctx) as c:
+            with SmtpClient(gw.port('imp'), gw=gw, tls=ctx) as c:
                 assert c.peer_fingerprint() == new_fp, \
                     'after SIGHUP an implicit-TLS connection still gets the old certificate\n' + c.ctx()
                 c.expect(None, SMTP_GREETING)
-            with Conn(gw.port('sub'), gw) as c:
+            with SmtpClient(gw.port('sub'), gw=gw) as c:
                 c.expect(None, SMTP_GREETING)
                 c.expect('STARTTLS', READY_TLS)
                 c.starttls(ctx)
                 assert c.peer_fingerprint() == new_fp, \
                     'after SIGHUP a STARTTLS connection still gets the old certificate\n' + c.ctx()
-            with Conn(gw.port('imap'), gw, implicit=True, ctx=ctx) as c:
+            with ImapClient(gw.port('imap'), gw=gw, tls=ctx) as c:
                 assert c.peer_fingerprint() == new_fp, c.ctx()
-                c.imap_greeting()
+                c.greeting_caps()
             # the old sessions still work
             sent = []
             for conn, user in ((a, 'alice'), (b, 'bob')):
@@ -1642,10 +1346,10 @@ def test_tls_under_valgrind(pki, postfix_tls, dovecot_tls):
                            {'pf': smtp_backend(postfix_tls.port, 'none'),
                             'pftls': smtp_backend(postfix_tls.port, 'starttls', pki),
                             'dctls': imap_backend(dovecot_tls.imaps_port, 'implicit', pki)},
-                           pki, valgrind=True, ready_timeout=60)
+                           GW_USERS, tls=server_tls(pki), valgrind=True, ready_timeout=60)
         ctx = client_context(pki)
         sent = []
-        with Conn(gw.port('sub'), gw, timeout=30) as c:
+        with SmtpClient(gw.port('sub'), gw=gw, timeout=30) as c:
             c.expect(None, SMTP_GREETING)
             c.ehlo()
             c.expect('STARTTLS', READY_TLS)
@@ -1654,28 +1358,28 @@ def test_tls_under_valgrind(pki, postfix_tls, dovecot_tls):
             c.expect('AUTH PLAIN ' + plain_blob('alice', 'alicepw'), AUTH_OK)
             sent.append(smtp_send_mail(c, 'alice@example.com', 'bob@example.com', marker('vg1')))
             c.expect('QUIT', 221)
-        with Conn(gw.port('imp'), gw, implicit=True, ctx=ctx, timeout=30) as c:
+        with SmtpClient(gw.port('imp'), gw=gw, tls=ctx, timeout=30) as c:
             c.expect(None, SMTP_GREETING)
             c.expect('AUTH PLAIN ' + plain_blob('bob', 'nope'), AUTH_BAD)
             c.expect('AUTH PLAIN ' + plain_blob('bob', 'bobpw'), AUTH_OK)
             sent.append(smtp_send_mail(c, 'bob@example.com', 'alice@example.com', marker('vg2')))
             c.expect('QUIT', 221)
-        with Conn(gw.port('imap'), gw, timeout=30) as c:     # IMAP STARTTLS, backend imaps
-            c.imap_greeting()
-            c.iexpect('a', 'STARTTLS', [IMAP_BEGIN_TLS])
+        with ImapClient(gw.port('imap'), gw=gw, timeout=30) as c:     # IMAP STARTTLS, backend imaps
+            c.greeting_caps()
+            c.expect('a STARTTLS', IMAP_BEGIN_TLS, untagged=[])
             c.starttls(ctx)
-            got = c.icmd('b', 'LOGIN carol carolpw')
+            got = c.cmd('b LOGIN carol carolpw')
             assert got[-1].startswith('b OK '), c.ctx()
-            got = c.icmd('c', 'SELECT INBOX')
+            got = c.cmd('c SELECT INBOX')
             assert got[-1].startswith('c OK '), c.ctx()
             c.line('d LOGOUT')
-            c.tagged('d')
-        with Conn(gw.port('imp'), gw, timeout=30) as c:      # a failed handshake
+            c.response('d')
+        with RawClient(gw.port('imp'), gw=gw, timeout=30) as c:      # a failed handshake
             c.send(b'garbage\r\n')
             c.closed_within(30)
         for q, user in zip(sent, ('bob', 'alice')):
             postfix_tls.wait_queued(user, q)
-        open_one = Conn(gw.port('sub'), gw, timeout=30)        # open at shutdown
+        open_one = SmtpClient(gw.port('sub'), gw=gw, timeout=30)        # open at shutdown
         try:
             open_one.expect(None, SMTP_GREETING)
             gw.daemon.signal(signal.SIGTERM)

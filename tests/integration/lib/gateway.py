@@ -1,0 +1,219 @@
+"""gatehoused and gatehousectl as the tests run them.
+
+Daemon: a gatehoused (or a wrapper that execs it) as a child of the test,
+its output in a log file; under GH_IT_VALGRIND=1 every gatehoused runs under
+valgrind, and one that valgrind finds errors in fails the test when stopped.
+Gateway / start_gateway(): a gatehoused with listeners on ports chosen at
+run time, the file module's users and the given backends, in a folder of
+its own; Gateways: the ones a test starts, stopped at its end, which fails
+if one of them died meanwhile.  ctl(): gatehousectl.
+"""
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+from lib.config import file_auth, users_file, write_config
+from lib.net import free_port, wait_for
+from lib.paths import GATEHOUSECTL, GATEHOUSED, SRCDIR
+from lib.proc import make_tmpdir, stop_process
+
+VALGRIND = ['valgrind', '--quiet', '--error-exitcode=99', '--leak-check=full',
+            '--errors-for-leak-kinds=definite,indirect', '--show-leak-kinds=definite,indirect',
+            '--suppressions=%s' % (SRCDIR / 'tests' / 'valgrind.supp')]
+
+# what gatehoused logs once it serves (not "ready" alone: "Address already in
+# use" holds that too)
+READY_LINE = re.compile(r'gatehoused \S+ ready: ')
+
+
+def ctl(*args, stdin=None, config=None, env=None, valgrind=False, valgrind_args=(), timeout=60):
+    """gatehousectl [-c config] args...; stdin: text for its standard input.
+    valgrind: under VALGRIND and valgrind_args.  A CompletedProcess (text)
+    that also has the child's pid."""
+    argv = [str(GATEHOUSECTL)]
+    if config is not None:
+        argv += ['-c', str(config)]
+    argv += [str(a) for a in args]
+    if valgrind:
+        argv = VALGRIND + list(valgrind_args) + argv
+    with subprocess.Popen(argv, stdin=subprocess.PIPE if stdin is not None else None,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          env=env) as proc:
+        try:
+            out, err = proc.communicate(stdin, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+            raise
+    result = subprocess.CompletedProcess(argv, proc.returncode, out, err)
+    result.pid = proc.pid
+    return result
+
+
+def auth_test_fields(stdout):
+    """{'verdict': ..., 'module': ..., 'user': ..., ...} from the output of
+    gatehousectl auth-test: names padded to 10 columns, and a value (a user
+    name) may begin with spaces."""
+    return {m.group(1): m.group(2)
+            for m in re.finditer(r'^(\w+):\s*?(?<=^.{10})(.*)$', stdout, re.M)}
+
+
+class Daemon:
+    """gatehoused (or a wrapper that execs it) as a child of the test, with its
+    stderr in a log file the test can read.
+
+    valgrind: None follows GH_IT_VALGRIND; True or False decide.  Only argv
+    starting with gatehoused is wrapped (in VALGRIND, then valgrind_args);
+    a memory error or leak makes it exit 99, which stop() turns into a test
+    failure."""
+
+    def __init__(self, argv, log_path, env=None, valgrind=None, valgrind_args=()):
+        argv = [str(a) for a in argv]
+        if valgrind is None:
+            valgrind = bool(os.environ.get('GH_IT_VALGRIND'))
+        self.valgrind = valgrind and argv[0] == str(GATEHOUSED)
+        if self.valgrind:
+            argv = VALGRIND + list(valgrind_args) + argv
+        self.log_path = Path(log_path)
+        self.log = open(self.log_path, 'w')
+        self.proc = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT,
+                                     env=env, stdin=subprocess.DEVNULL)
+
+    def text(self):
+        return self.log_path.read_text(errors='replace')
+
+    def wait_log(self, needle, timeout=30.0, count=1):
+        return wait_for(lambda: self.text().count(needle) >= count, timeout,
+                        what='%r in %s:\n%s' % (needle, self.log_path, self.text()[-3000:]))
+
+    def wait_ready(self, timeout=None):
+        """Until gatehoused logs "gatehoused VERSION ready: ..."; fails at once,
+        with the log, if it exits first (a listener that cannot bind, say).
+        Default: 30 s, 60 under valgrind."""
+        if timeout is None:
+            timeout = 60 if self.valgrind else 30
+
+        def ready():
+            if READY_LINE.search(self.text()):
+                return True
+            if self.proc.poll() is not None:
+                raise AssertionError('gatehoused exited with %s before it was ready:\n%s'
+                                     % (self.proc.returncode, self.text()[-3000:]))
+            return False
+        wait_for(ready, timeout, what='gatehoused ready in %s' % self.log_path)
+
+    def signal(self, sig):
+        self.proc.send_signal(sig)
+
+    def stop(self, timeout=15):
+        stop_process(self.proc, timeout * (4 if self.valgrind else 1))
+        if not self.log.closed:
+            self.log.close()
+        if self.valgrind and self.proc.returncode == 99:
+            raise AssertionError('valgrind found errors in gatehoused:\n%s' % self.text()[-6000:])
+        return self.proc.returncode
+
+
+class Gateway:
+    """A running gatehoused: its Daemon, the port of each listener, its
+    folder and configuration file."""
+
+    def __init__(self, daemon, ports, directory, conf):
+        self.daemon = daemon
+        self.ports = ports
+        self.dir = directory
+        self.conf = conf
+
+    def port(self, listener=None):
+        """The port of `listener`; without a name, of the only listener."""
+        if listener is None:
+            (listener,) = self.ports
+        return self.ports[listener]
+
+    def log(self):
+        return self.daemon.text()
+
+    def mark(self):
+        """The current end of the log, for since() and wait_since()."""
+        return len(self.log())
+
+    def since(self, mark):
+        return self.log()[mark:]
+
+    def wait_since(self, mark, pattern, timeout=30.0):
+        """The first match of the regular expression in the log after mark."""
+        rx = re.compile(pattern)
+        try:
+            return wait_for(lambda: rx.search(self.since(mark)), timeout, what=pattern)
+        except AssertionError:
+            raise AssertionError('no %r in the gatehoused log within %.0f s; log since mark:\n%s'
+                                 % (pattern, timeout, self.since(mark)[-3000:]))
+
+    def alive(self):
+        return self.daemon.proc.poll() is None
+
+
+def start_gateway(directory, listeners, backends, users, protocol='smtp', gatehouse=None,
+                  tls=None, valgrind=None, ready_timeout=None):
+    """gatehoused -c DIRECTORY/gatehouse.conf, once it is ready.  listeners:
+    {name: {key: value}} without listen (a free port each is chosen), the
+    protocol `protocol` unless given, `auth = users` unless given; [auth
+    users] reads DIRECTORY/users, written from `users` (config.users_file);
+    backends, gatehouse, tls: as config.write_config() takes them.  A daemon
+    that never gets ready is stopped."""
+    d = Path(directory)
+    upath = users_file(d / 'users', users)
+    ports, groups = {}, {}
+    for name, keys in listeners.items():
+        keys = dict(keys)
+        ports[name] = free_port()
+        keys.setdefault('protocol', protocol)
+        keys['listen'] = '127.0.0.1:%d' % ports[name]
+        keys.setdefault('auth', 'users')
+        groups[name] = keys
+    conf = write_config(d / 'gatehouse.conf', groups, {'users': file_auth(upath)}, backends,
+                        gatehouse=gatehouse, tls=tls)
+    daemon = Daemon([GATEHOUSED, '-c', conf], d / 'gatehoused.log', valgrind=valgrind)
+    gw = Gateway(daemon, ports, d, conf)
+    try:
+        daemon.wait_ready(timeout=ready_timeout)
+    except AssertionError:
+        daemon.stop()
+        raise
+    return gw
+
+
+class Gateways:
+    """The gatehoused instances one test starts (start() takes what
+    start_gateway() does), each in a folder of its own.  close() stops every
+    one and removes the folders; it fails if one of them had died during the
+    test, with that one's log (read before its folder goes)."""
+
+    def __init__(self):
+        self.started = []
+        self.dirs = []
+
+    def start(self, listeners, backends, **kw):
+        d = make_tmpdir('gh-gw-')
+        self.dirs.append(d)
+        gw = start_gateway(d, listeners, backends, **kw)
+        self.started.append(gw)
+        return gw
+
+    def close(self):
+        crashed = [gw for gw in self.started if not gw.alive()]
+        errors = []
+        for gw in self.started:
+            try:
+                gw.daemon.stop()
+            except AssertionError as e:     # valgrind found errors
+                errors.append(e)
+        crash_log = crashed[0].log()[-3000:] if crashed else ''
+        for d in self.dirs:
+            shutil.rmtree(d, ignore_errors=True)
+        assert not crashed, 'gatehoused died during the test (rc %s):\n%s' % (
+            crashed[0].daemon.proc.returncode, crash_log)
+        if errors:
+            raise errors[0]
