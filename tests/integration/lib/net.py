@@ -1,7 +1,9 @@
 """Ports chosen at run time on 127.0.0.1, and waiting: for a condition, for a
 port to accept connections."""
+import fcntl
 import random
 import socket
+import tempfile
 import time
 from pathlib import Path
 
@@ -18,27 +20,57 @@ def _ephemeral_low():
 
 
 _EPHEMERAL_LOW = _ephemeral_low()
+_FIRST = 10000
+_BLOCK = 500
 _given_ports = set()
+_blocks = []  # [(first port, open lock file)] this process holds
+
+
+def _take_block():
+    """Reserve a block of _BLOCK ports for this process: an flock on a file
+    per block, held until the process ends (the kernel lets go of it even if
+    the process is killed), so that two test processes on one machine (the
+    two passes of ./quickstart check, or two checks) never pick the same
+    port between one's choice and its server's bind."""
+    lock_dir = Path(tempfile.gettempdir()) / 'gatehouse-test-ports'
+    lock_dir.mkdir(mode=0o1777, exist_ok=True)
+    starts = list(range(_FIRST, _EPHEMERAL_LOW - _BLOCK, _BLOCK))
+    random.shuffle(starts)
+    for start in starts:
+        if any(b[0] == start for b in _blocks):
+            continue
+        f = open(lock_dir / ('%d.lock' % start), 'a')
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            f.close()
+            continue
+        _blocks.append((start, f))
+        return start
+    return None
 
 
 def free_port():
     """A TCP port free on 127.0.0.1 right now, for a server a test starts.
-    Chosen at random below the kernel's ephemeral range, so that no outgoing
-    connection and no bind to port 0 (this suite's, or a second check's on
-    the same machine) can take it before that server binds it; never the
-    same one twice in this process."""
-    for _ in range(1000):
-        port = random.randint(10000, _EPHEMERAL_LOW - 1)
-        if port in _given_ports:
-            continue
-        with socket.socket() as s:
-            try:
-                s.bind(('127.0.0.1', port))
-            except OSError:
-                continue
-        _given_ports.add(port)
-        return port
-    with socket.socket() as s:  # a crowded range: let the kernel choose
+    Chosen below the kernel's ephemeral range, so that no outgoing connection
+    and no bind to port 0 can take it before that server binds it; from a
+    block of ports this process holds (_take_block), so that no other test
+    process picks it; never the same one twice in this process."""
+    while True:
+        for start, _ in list(_blocks):
+            free = [p for p in range(start, start + _BLOCK) if p not in _given_ports]
+            random.shuffle(free)
+            for port in free:
+                _given_ports.add(port)
+                with socket.socket() as s:
+                    try:
+                        s.bind(('127.0.0.1', port))
+                    except OSError:
+                        continue  # someone else's (a daemon the machine runs)
+                return port
+        if _take_block() is None:
+            break
+    with socket.socket() as s:  # every block taken: let the kernel choose
         s.bind(('127.0.0.1', 0))
         return s.getsockname()[1]
 
