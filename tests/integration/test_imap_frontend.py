@@ -18,23 +18,20 @@ import time
 import pytest
 
 from lib.clients import ImapClient, assert_no_secrets, b64, imap_quote, plain_blob
-from lib.config import file_auth, users_file, write_config
-from lib.gateway import Daemon
-from lib.net import free_port, wait_for
-from lib.paths import GATEHOUSED
+from lib.gateway import FrontEnd, front_ends
+from lib.net import wait_for
 from lib.scripted import ImapServer
+
 
 USERS = {
     'alice': 'alice-Secret.1',
     'bob': 'bob pw with spaces',
     'carol': 'carol"q\\uote',  # a quote and a backslash: quoted-string escapes
 }
-
 CAPS = 'IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE LITERAL+ AUTH=PLAIN AUTH=LOGIN'
 CAPS_NOAUTH = 'IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE LITERAL+ LOGINDISABLED'
 GREETING = '* OK [CAPABILITY %s] gw.test ready.' % CAPS
 GREETING_NOAUTH = '* OK [CAPABILITY %s] gw.test ready.' % CAPS_NOAUTH
-
 BACKEND_LOGIN_OK = 'OK [CAPABILITY IMAP4rev1 IDLE] Logged in'
 AUTH_FAILED = 'NO [AUTHENTICATIONFAILED] Authentication failed.'
 TEMPFAIL = 'NO [UNAVAILABLE] Temporary authentication failure.'
@@ -68,25 +65,12 @@ def t(tag, text):
 
 # ------------------------------------------------------------ gateway under test
 
-class Gateway:
+class Gateway(FrontEnd):
     def __init__(self, tmp, daemons, name, listener, gatehouse, backend_port, valgrind):
-        self.tmp = tmp
-        self.port = free_port()
-        self.secrets = []
-        users = users_file(tmp / ('%s.users' % name), USERS)
-        lst = {'protocol': 'imap', 'listen': '127.0.0.1:%d' % self.port,
-               'plaintext_auth': 'always', 'idle_timeout': '30'}
-        lst.update(listener)
-        lst.update(auth='users', backend='b')
-        self.conf = write_config(
-            tmp / ('%s.conf' % name), {'imap': lst}, {'users': file_auth(users)},
-            {'b': {'protocol': 'imap', 'servers': '127.0.0.1:%d' % backend_port,
-                   'login': 'passthrough'}},
-            gatehouse=gatehouse)
-        argv = [GATEHOUSED, '-c', self.conf]
-        self.daemon = Daemon(argv, tmp / ('%s.log' % name), valgrind=True if valgrind else None)
-        daemons.append(self.daemon)
-        self.daemon.wait_ready()
+        keys = {'plaintext_auth': 'always', 'idle_timeout': '30'}
+        keys.update(listener)
+        super().__init__(tmp, daemons, name, 'imap', 'imap', USERS, keys, {'login': 'passthrough'}, gatehouse,
+                         backend_port, valgrind)
 
     def client(self, greet=True, greeting=GREETING):
         c = ImapClient(self.port, self.secrets, greet=greet)
@@ -105,6 +89,7 @@ class Gateway:
             assert c.until_close() == []
 
     def assert_no_secrets(self):
+        # a password the client sent in a literal may reach a log in base64
         secrets = [form for s in self.secrets if s for form in (s, b64(s))]
         assert_no_secrets(self.daemon.text(), USERS.items(), secrets=secrets)
 
@@ -120,16 +105,7 @@ def backend():
 def start_gw(tmp, daemons):
     """start_gw(listener={...}, gatehouse={...}, backend_port=N) -> Gateway.
     Without backend_port the backend is a port with nothing listening."""
-    started = []
-
-    def start(listener=None, gatehouse=None, backend_port=None, valgrind=False, name=None):
-        gw = Gateway(tmp, daemons, name or 'gw%d' % len(started), listener or {},
-                     gatehouse or {}, backend_port or free_port(), valgrind)
-        started.append(gw)
-        return gw
-    yield start
-    for gw in started:
-        gw.assert_no_secrets()
+    yield from front_ends(lambda *a: Gateway(tmp, daemons, *a))
 
 
 @pytest.fixture

@@ -15,11 +15,9 @@ import time
 
 import pytest
 
-from lib.clients import SmtpClient, assert_no_secrets, b64, plain_blob
-from lib.config import file_auth, users_file, write_config
-from lib.gateway import Daemon
-from lib.net import free_port, wait_for
-from lib.paths import GATEHOUSED
+from lib.clients import SmtpClient, b64, plain_blob
+from lib.gateway import FrontEnd, front_ends
+from lib.net import wait_for
 from lib.scripted import SmtpServer
 
 
@@ -54,25 +52,12 @@ EHLO_KEYWORDS_NOAUTH = EHLO_KEYWORDS_AUTH - {'AUTH PLAIN LOGIN'}
 
 # ------------------------------------------------------------ gateway under test
 
-class Gateway:
+class Gateway(FrontEnd):
     def __init__(self, tmp, daemons, name, listener, gatehouse, backend_port, valgrind):
-        self.tmp = tmp
-        self.port = free_port()
-        self.secrets = []
-        users = users_file(tmp / ('%s.users' % name), USERS)
-        lst = {'protocol': 'smtp', 'listen': '127.0.0.1:%d' % self.port, 'require_auth': 'yes',
-               'plaintext_auth': 'always', 'idle_timeout': '30'}
-        lst.update(listener)
-        lst.update(auth='users', backend='b')
-        self.conf = write_config(
-            tmp / ('%s.conf' % name), {'sub': lst}, {'users': file_auth(users)},
-            {'b': {'protocol': 'smtp', 'servers': '127.0.0.1:%d' % backend_port,
-                   'login': 'none'}},
-            gatehouse=gatehouse)
-        argv = [GATEHOUSED, '-c', self.conf]
-        self.daemon = Daemon(argv, tmp / ('%s.log' % name), valgrind=True if valgrind else None)
-        daemons.append(self.daemon)
-        self.daemon.wait_ready()
+        keys = {'require_auth': 'yes', 'plaintext_auth': 'always', 'idle_timeout': '30'}
+        keys.update(listener)
+        super().__init__(tmp, daemons, name, 'smtp', 'sub', USERS, keys, {'login': 'none'}, gatehouse,
+                         backend_port, valgrind)
 
     def client(self, greet=True):
         c = SmtpClient(self.port, self.secrets, greet=greet)
@@ -89,9 +74,6 @@ class Gateway:
             assert c.cmd('QUIT') == BYE
             c.expect_close()
 
-    def assert_no_secrets(self):
-        assert_no_secrets(self.daemon.text(), USERS.items(), secrets=self.secrets)
-
 
 @pytest.fixture
 def backend():
@@ -104,16 +86,7 @@ def backend():
 def start_gw(tmp, daemons):
     """start_gw(listener={...}, gatehouse={...}, backend_port=N) -> Gateway.
     Without backend_port the backend is a port with nothing listening."""
-    started = []
-
-    def start(listener=None, gatehouse=None, backend_port=None, valgrind=False, name=None):
-        gw = Gateway(tmp, daemons, name or 'gw%d' % len(started), listener or {},
-                     gatehouse or {}, backend_port or free_port(), valgrind)
-        started.append(gw)
-        return gw
-    yield start
-    for gw in started:
-        gw.assert_no_secrets()
+    yield from front_ends(lambda *a: Gateway(tmp, daemons, *a))
 
 
 @pytest.fixture

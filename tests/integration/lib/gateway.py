@@ -217,3 +217,53 @@ class Gateways:
             crashed[0].daemon.proc.returncode, crash_log)
         if errors:
             raise errors[0]
+
+
+class FrontEnd:
+    """The gateway of the front-end tests: one listener `listener_name` of
+    `protocol` on a port chosen at run time, `auth = users` (the file module
+    with `users`), `backend = b` with one server at backend_port, started in
+    `tmp` under the name `name` and added to `daemons`.  A protocol's test
+    file subclasses it with its client() and assert_alive()."""
+
+    def __init__(self, tmp, daemons, name, protocol, listener_name, users, listener_keys,
+                 backend_keys, gatehouse, backend_port, valgrind):
+        self.tmp = tmp
+        self.port = free_port()
+        self.secrets = []
+        self.users = users
+        upath = users_file(tmp / ('%s.users' % name), users)
+        lst = {'protocol': protocol, 'listen': '127.0.0.1:%d' % self.port}
+        lst.update(listener_keys)
+        lst.update(auth='users', backend='b')
+        backend = {'protocol': protocol, 'servers': '127.0.0.1:%d' % backend_port}
+        backend.update(backend_keys)
+        self.conf = write_config(tmp / ('%s.conf' % name), {listener_name: lst},
+                                 {'users': file_auth(upath)}, {'b': backend},
+                                 gatehouse=gatehouse)
+        self.daemon = Daemon([GATEHOUSED, '-c', self.conf], tmp / ('%s.log' % name),
+                             valgrind=True if valgrind else None)
+        daemons.append(self.daemon)
+        self.daemon.wait_ready()
+
+    def assert_no_secrets(self):
+        from lib.clients import assert_no_secrets
+        assert_no_secrets(self.daemon.text(), self.users.items(), secrets=self.secrets)
+
+
+def front_ends(make):
+    """The body of a `start_gw` fixture: yields start(listener={...},
+    gatehouse={...}, backend_port=N, valgrind=False, name=None), which makes
+    a gateway with make(name, listener, gatehouse, backend_port, valgrind)
+    (without backend_port: a port where nothing listens); at the end checks
+    that no gateway logged a secret."""
+    started = []
+
+    def start(listener=None, gatehouse=None, backend_port=None, valgrind=False, name=None):
+        gw = make(name or 'gw%d' % len(started), listener or {}, gatehouse or {},
+                  backend_port or free_port(), valgrind)
+        started.append(gw)
+        return gw
+    yield start
+    for gw in started:
+        gw.assert_no_secrets()
