@@ -13,9 +13,8 @@
 
 /* ---- line framing: RFC 5321 2.3.8 and 4.5.3.1.4 ---- */
 
-/* The index of the first LF in buf[from..to), or `to` when there is none. */
-static gsize
-find_lf(const char *buf, gsize from, gsize to)
+gsize
+gh_line_find_lf(const char *buf, gsize from, gsize to)
 {
 	const char *p;
 
@@ -43,7 +42,7 @@ gh_line_next(
 
 	/* The line with its LF is lf + 1 bytes (a CR before the LF is one of
 	 * them), so it fits exactly when its LF lies in the first `max` bytes. */
-	lf = find_lf(buf, 0, window);
+	lf = gh_line_find_lf(buf, 0, window);
 	if (lf < window) {
 		*line_len = (lf > 0 && buf[lf - 1] == '\r') ? lf - 1 : lf;
 		*consumed = lf + 1;
@@ -56,7 +55,7 @@ gh_line_next(
 
 	/* `max` bytes and no LF among them: the line cannot fit any more.  Drop
 	 * it up to its LF if that is here already, else all we have. */
-	lf = find_lf(buf, window, len);
+	lf = gh_line_find_lf(buf, window, len);
 	if (lf < len) {
 		*consumed = lf + 1;
 		if (terminated != NULL)
@@ -70,7 +69,7 @@ gh_line_next(
 gsize
 gh_line_skip(const char *buf, gsize len, gboolean *terminated)
 {
-	gsize lf = find_lf(buf, 0, len);
+	gsize lf = gh_line_find_lf(buf, 0, len);
 	gboolean found = lf < len;
 
 	if (terminated != NULL)

@@ -36,3 +36,6 @@ GhLineStatus gh_line_next(
 /* While dropping the rest of an over-long line: returns the number of bytes
  * of buf[0..len) to drop, and sets *terminated when those include the LF. */
 gsize gh_line_skip(const char *buf, gsize len, gboolean *terminated);
+
+/* The index of the first LF in buf[from..to), or `to` when there is none. */
+gsize gh_line_find_lf(const char *buf, gsize from, gsize to);

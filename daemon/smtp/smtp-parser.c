@@ -18,18 +18,6 @@
 
 #include <string.h>
 
-/* The index of the first LF in buf[from..to), or `to` when there is none. */
-static gsize
-find_lf(const char *buf, gsize from, gsize to)
-{
-	const char *p;
-
-	if (from >= to)
-		return to;
-	p = memchr(buf + from, '\n', to - from);
-	return p != NULL ? (gsize)(p - buf) : to;
-}
-
 /* ---- commands: RFC 5321 4.1.1 ---- */
 
 static const struct {
@@ -323,7 +311,7 @@ gh_smtp_parse_reply(const char *buf, gsize len, gsize max, GhSmtpReply *reply, g
 	/* First pass: check every complete line and find the reply's end, so
 	 * nothing is allocated for a reply that is not whole yet. */
 	for (;;) {
-		gsize lf = find_lf(buf, pos, window);
+		gsize lf = gh_line_find_lf(buf, pos, window);
 
 		if (lf == window)
 			/* No line end within reach: wait, unless the reply is
@@ -343,7 +331,7 @@ gh_smtp_parse_reply(const char *buf, gsize len, gsize max, GhSmtpReply *reply, g
 	reply->code = code;
 	reply->lines = g_ptr_array_new_full(nlines, g_free);
 	for (gsize p = 0; p < pos; p = l.next) {
-		gsize lf = find_lf(buf, p, pos);
+		gsize lf = gh_line_find_lf(buf, p, pos);
 
 		(void)reply_line(buf, p, lf, &l);
 		g_ptr_array_add(reply->lines, g_strndup(buf + l.text, l.text_end - l.text));
