@@ -81,6 +81,13 @@ static const EnumName backend_login_names[] = {
     {NULL, 0},
 };
 
+static const EnumName proxy_version_names[] = {
+    {"none", GH_PROXY_NONE},
+    {"v1", GH_PROXY_V1},
+    {"v2", GH_PROXY_V2},
+    {NULL, 0},
+};
+
 static const char *
 enum_to_string(const EnumName *names, int value)
 {
@@ -113,6 +120,12 @@ const char *
 gh_backend_login_to_string(GhBackendLogin l)
 {
 	return enum_to_string(backend_login_names, l);
+}
+
+const char *
+gh_proxy_version_to_string(GhProxyVersion v)
+{
+	return enum_to_string(proxy_version_names, v);
 }
 
 /* ------------------------------------------------------------ CIDR */
@@ -391,6 +404,7 @@ config_new(const char *path)
 	cfg->module_dir = g_strdup(GH_MODULE_DIR);
 	cfg->control_socket = g_strdup(GH_DEFAULT_CONTROL_SOCKET);
 	cfg->trusted_networks = g_array_new(FALSE, TRUE, sizeof(GhCidr));
+	cfg->proxy_trusted_networks = g_array_new(FALSE, TRUE, sizeof(GhCidr));
 	cfg->shutdown_timeout = 30;
 	cfg->workers = 0;
 	cfg->failure_delay = 2;
@@ -427,6 +441,7 @@ gh_config_unref(GhConfig *cfg)
 	g_free(cfg->module_dir);
 	g_free(cfg->control_socket);
 	g_clear_pointer(&cfg->trusted_networks, g_array_unref);
+	g_clear_pointer(&cfg->proxy_trusted_networks, g_array_unref);
 	g_strfreev(cfg->tls.certificates);
 	g_strfreev(cfg->tls.keys);
 	g_free(cfg->tls.priorities);
@@ -705,6 +720,7 @@ static const char *const gatehouse_keys[] = {
     "module_dir",
     "control_socket",
     "trusted_networks",
+    "proxy_trusted_networks",
     "shutdown_timeout",
     "workers",
     "failure_delay",
@@ -716,28 +732,37 @@ static const char *const gatehouse_keys[] = {
     NULL,
 };
 
+/* A list of networks under `key` of `group` (absent: `def`) into `out`. */
 static void
-parse_trusted_networks(Loader *ld, const char *group)
+parse_networks(Loader *ld, const char *group, const char *key, const char *def, GArray *out)
 {
-	GhConfig *cfg = ld->cfg;
 	g_auto(GStrv) nets = NULL;
 
-	if (group != NULL && has_key(ld, group, "trusted_networks"))
-		nets = get_list(ld, group, "trusted_networks");
+	if (group != NULL && has_key(ld, group, key))
+		nets = get_list(ld, group, key);
 	else
-		nets = gh_key_file_split_list(GH_DEFAULT_TRUSTED_NETWORKS);
-	/* an empty value is meaningful: no network is trusted */
+		nets = gh_key_file_split_list(def);
+	/* an empty value is meaningful: no network at all */
 	for (guint i = 0; nets != NULL && nets[i] != NULL; i++) {
 		GhCidr net;
 		if (!gh_cidr_parse(nets[i], &net)) {
-			problem(ld, group, "trusted_networks",
+			problem(ld, group, key,
 				"bad network '%s': expected an address or a network such as "
 				"192.0.2.0/24 or 2001:db8::/32",
 				nets[i]);
 			continue;
 		}
-		g_array_append_val(cfg->trusted_networks, net);
+		g_array_append_val(out, net);
 	}
+}
+
+static void
+parse_trusted_networks(Loader *ld, const char *group)
+{
+	parse_networks(ld, group, "trusted_networks", GH_DEFAULT_TRUSTED_NETWORKS,
+		       ld->cfg->trusted_networks);
+	/* no default: a PROXY header is believed only from balancers named here */
+	parse_networks(ld, group, "proxy_trusted_networks", "", ld->cfg->proxy_trusted_networks);
 }
 
 static void
@@ -828,9 +853,9 @@ parse_tls(Loader *ld, const char *group)
 /* ------------------------------------------------------------ [listener NAME] */
 
 static const char *const listener_keys[] = {
-    "protocol", "listen",  "tls",          "plaintext_auth",  "require_auth",
-    "auth",     "backend", "idle_timeout", "max_connections", "max_auth_failures",
-    NULL,
+    "protocol",       "listen",  "tls",          "plaintext_auth",  "require_auth",
+    "auth",           "backend", "idle_timeout", "max_connections", "max_auth_failures",
+    "proxy_protocol", NULL,
 };
 
 static void
@@ -918,6 +943,7 @@ parse_listener(Loader *ld, const char *group, const char *name)
 		     GH_MAX_SECONDS);
 	lc->max_connections = get_uint(ld, group, "max_connections", 0, 0, 1000000);
 	lc->max_auth_failures = get_uint(ld, group, "max_auth_failures", 3, 1, 1000);
+	lc->proxy_protocol = get_bool(ld, group, "proxy_protocol", FALSE);
 }
 
 /* ------------------------------------------------------------ [auth NAME] */
@@ -939,8 +965,10 @@ parse_auth(Loader *ld, const char *group, const char *name)
 /* ------------------------------------------------------------ [backend NAME] */
 
 static const char *const backend_keys[] = {
-    "protocol",       "servers", "tls",    "login",           "master_user", "master_password_file",
-    "forward_client", "ca_file", "verify", "connect_timeout", NULL,
+    "protocol",        "servers",        "tls",
+    "login",           "master_user",    "master_password_file",
+    "forward_client",  "ca_file",        "verify",
+    "connect_timeout", "proxy_protocol", NULL,
 };
 
 static void
@@ -1001,6 +1029,9 @@ parse_backend(Loader *ld, const char *group, const char *name)
 	bc->ca_file = get_string(ld, group, "ca_file", NULL);
 	bc->verify = get_bool(ld, group, "verify", TRUE);
 	bc->connect_timeout = get_uint(ld, group, "connect_timeout", 10, 1, 3600);
+	v = GH_PROXY_NONE;
+	if (get_enum(ld, group, "proxy_protocol", proxy_version_names, FALSE, &v))
+		bc->proxy_protocol = v;
 
 	/* XCLIENT is a Postfix SMTP extension; IMAP has no equivalent */
 	if (bc->login == GH_LOGIN_XCLIENT && protocol_ok && bc->protocol != GH_PROTO_SMTP)
@@ -1052,6 +1083,10 @@ check_links(Loader *ld)
 					gh_protocol_to_string(bc->protocol),
 					gh_protocol_to_string(lc->protocol));
 		}
+		if (lc->proxy_protocol && cfg->proxy_trusted_networks->len == 0)
+			problem(ld, group, "proxy_protocol",
+				"yes needs [gatehouse] proxy_trusted_networks: the load balancers "
+				"whose PROXY headers are believed");
 		if (lc->tls != GH_TLS_NONE && cfg->tls.certificates == NULL)
 			problem(ld, group, "tls", "tls = %s needs a certificate and key in [tls]",
 				gh_tls_mode_to_string(lc->tls));

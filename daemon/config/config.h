@@ -25,11 +25,14 @@ typedef enum {
 	GH_LOGIN_XCLIENT,
 	GH_LOGIN_NONE,
 } GhBackendLogin;
+/* The PROXY protocol header a backend is sent first (HAProxy's spec). */
+typedef enum { GH_PROXY_NONE, GH_PROXY_V1, GH_PROXY_V2 } GhProxyVersion;
 
 const char *gh_protocol_to_string(GhProtocolKind p);
 const char *gh_tls_mode_to_string(GhTlsMode m);
 const char *gh_plaintext_auth_to_string(GhPlaintextAuth p);
 const char *gh_backend_login_to_string(GhBackendLogin l);
+const char *gh_proxy_version_to_string(GhProxyVersion v);
 
 /* A network in CIDR notation: "127.0.0.0/8", "::1/128", or a bare address
  * (a host route). */
@@ -72,6 +75,8 @@ typedef struct {
 	guint max_connections; /* 0 = no limit */
 	guint
 	    max_auth_failures; /* failed logins on one connection before it is closed; default 3 */
+	gboolean proxy_protocol; /* every connection starts with a PROXY header (from
+				    proxy_trusted_networks); default no */
 } GhListenerConfig;
 
 typedef struct {
@@ -88,9 +93,10 @@ typedef struct {
 	char *master_user;          /* login = master */
 	char *master_password_file; /* login = master */
 	gboolean forward_client;
-	char *ca_file;         /* may be NULL: system trust store */
-	gboolean verify;       /* check the backend's certificate; default yes */
-	guint connect_timeout; /* seconds, default 10 */
+	char *ca_file;                 /* may be NULL: system trust store */
+	gboolean verify;               /* check the backend's certificate; default yes */
+	guint connect_timeout;         /* seconds, default 10 */
+	GhProxyVersion proxy_protocol; /* a PROXY header first; default none */
 } GhBackendConfig;
 
 typedef struct {
@@ -109,14 +115,15 @@ typedef struct {
 	char *group; /* NULL: the user's primary group */
 	char *module_dir;
 	char *control_socket;
-	GArray *trusted_networks; /* of GhCidr */
-	guint shutdown_timeout;   /* seconds, default 30 */
-	guint workers;            /* I/O threads, already resolved: 0 in the file = CPUs */
-	guint failure_delay;      /* seconds, default 2 */
-	guint auth_workers;       /* threads for blocking verification, default 8 */
-	guint auth_queue_max;     /* requests waiting for a worker before TEMPFAIL, default 1024 */
-	guint auth_cache_size;    /* entries, default 10000; 0 = no cache */
-	guint auth_cache_ttl;     /* seconds for OK verdicts, default 300 */
+	GArray *trusted_networks;       /* of GhCidr */
+	GArray *proxy_trusted_networks; /* of GhCidr: may send PROXY headers; default none */
+	guint shutdown_timeout;         /* seconds, default 30 */
+	guint workers;                  /* I/O threads, already resolved: 0 in the file = CPUs */
+	guint failure_delay;            /* seconds, default 2 */
+	guint auth_workers;             /* threads for blocking verification, default 8 */
+	guint auth_queue_max;  /* requests waiting for a worker before TEMPFAIL, default 1024 */
+	guint auth_cache_size; /* entries, default 10000; 0 = no cache */
+	guint auth_cache_ttl;  /* seconds for OK verdicts, default 300 */
 	guint auth_cache_negative_ttl; /* seconds for failed verdicts, default 60 */
 
 	GhTlsConfig tls;

@@ -22,8 +22,11 @@
 #include "session/backend-link.h"
 #include "common/timer.h"
 #include "net/connector.h"
+#include "net/proxy-header.h"
 
+#include <errno.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #define GH_BACKEND_IN_MAX (64 * 1024)
 #define GH_BACKEND_OUT_MAX (64 * 1024)
@@ -309,6 +312,31 @@ out:
 	leave(l);
 }
 
+/* proxy_protocol = v1|v2: the header with the client's address and the one
+ * it connected to goes first, before TLS and before the greeting is read.
+ * Sent straight to the socket: a fresh connection's send buffer takes a few
+ * hundred bytes at once, and nothing may pass through TLS before it. */
+static gboolean
+send_proxy_header(GhBackendLink *l)
+{
+	const GhBackendParams *p = &l->params;
+	g_autoptr(GByteArray) h = NULL;
+	ssize_t n;
+
+	if (p->backend->proxy_protocol == GH_PROXY_NONE)
+		return TRUE;
+	h = gh_proxy_header_build(p->backend->proxy_protocol == GH_PROXY_V2 ? 2 : 1, p->client_addr,
+				  p->client_port, p->local_addr, p->local_port);
+	do
+		n = send(l->conn->fd, h->data, h->len, MSG_NOSIGNAL);
+	while (n < 0 && errno == EINTR);
+	if (n == (ssize_t)h->len)
+		return TRUE;
+	if (n >= 0)
+		errno = EAGAIN;
+	return FALSE;
+}
+
 static void
 on_connected(int fd, const char *server, const char *error, gpointer data)
 {
@@ -321,7 +349,10 @@ on_connected(int fd, const char *server, const char *error, gpointer data)
 	} else {
 		l->conn = gh_conn_new(fd, l->context, GH_BACKEND_IN_MAX, GH_BACKEND_OUT_MAX);
 		gh_conn_set_callback(l->conn, on_conn, l);
-		if (l->params.backend->tls == GH_TLS_IMPLICIT)
+		if (!send_proxy_header(l))
+			gh_backend_link_fail(l, TRUE, "could not send the PROXY header: %s",
+					     g_strerror(errno));
+		else if (l->params.backend->tls == GH_TLS_IMPLICIT)
 			gh_backend_link_start_tls(l);
 		else
 			l->dialogue.connected(l, l->d);

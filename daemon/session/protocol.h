@@ -48,6 +48,9 @@ G_STATIC_ASSERT(GH_CONN_CORK_MAX < GH_SESSION_OUT_SOFT);
 #define GH_SESSION_CLOSE_TIMEOUT 10
 /* After the last words: how long to drop what the client still sends. */
 #define GH_SESSION_LINGER_MS 2000
+/* A balancer sends its PROXY header at once; a connection that does not
+ * within this is closed. */
+#define GH_SESSION_PROXY_TIMEOUT 5
 
 /* The turning points a protocol words; `arg` is given where noted. */
 typedef enum {
@@ -122,6 +125,7 @@ typedef struct {
 } GhLogin;
 
 typedef enum {
+	GH_PHASE_PROXY, /* reading the PROXY header (listener proxy_protocol = yes) */
 	GH_PHASE_COMMAND,
 	GH_PHASE_SASL_PLAIN,
 	GH_PHASE_SASL_LOGIN_USER,
@@ -139,6 +143,9 @@ struct _GhSession {
 	GhConfig *config;
 	const GhListenerConfig *lc;
 	GhConn *conn; /* the client; NULL once handed to the relay */
+	/* remote and local are the client's and the address it connected to;
+	 * behind a balancer (proxy_protocol = yes) the ones its PROXY header
+	 * names, for everything: log lines, penalty, trusted, the backend */
 	char remote[INET6_ADDRSTRLEN];
 	guint16 remote_port;
 	char local[INET6_ADDRSTRLEN];
@@ -160,6 +167,8 @@ struct _GhSession {
 	gboolean lingering;  /* the last words are out; dropping input until EOF or deadline */
 	gboolean discarding; /* dropping the rest of an over-long line */
 	gboolean mx_join;    /* joining the backend without a login (SMTP MX role) */
+	guint8 *proxy_buf;   /* the PROXY header read so far (PROXY phase only) */
+	gsize proxy_have;
 	guint errors;
 	guint auth_failures;
 	gint64 started_us;

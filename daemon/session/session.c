@@ -18,6 +18,7 @@
 #include "session/session-internal.h"
 #include "common/line.h"
 #include "config/log.h"
+#include "net/proxy-header.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -53,6 +54,13 @@ sockaddr_to_text(const struct sockaddr *sa, char *out, gsize size, guint16 *port
 	}
 }
 
+static gboolean
+address_in(const char *text, const GArray *nets)
+{
+	g_autoptr(GInetAddress) addr = g_inet_address_new_from_string(text);
+	return addr != NULL && gh_cidr_list_match(nets, addr);
+}
+
 GhSession *
 gh_session_new(const GhSessionHost *host,
 	       const GhProtocol *protocol,
@@ -65,7 +73,6 @@ gh_session_new(const GhSessionHost *host,
 	GhSession *s = g_new0(GhSession, 1);
 	struct sockaddr_storage local;
 	socklen_t local_len = sizeof local;
-	g_autoptr(GInetAddress) addr = NULL;
 	gint one = 1;
 
 	(void)peer_len;
@@ -86,8 +93,7 @@ gh_session_new(const GhSessionHost *host,
 	if (getsockname(fd, (struct sockaddr *)&local, &local_len) == 0)
 		sockaddr_to_text((struct sockaddr *)&local, s->local, sizeof s->local,
 				 &s->local_port);
-	addr = g_inet_address_new_from_string(s->remote);
-	s->trusted = addr != NULL && gh_cidr_list_match(s->config->trusted_networks, addr);
+	s->trusted = address_in(s->remote, s->config->trusted_networks);
 	s->proto = protocol->new (s);
 	return s;
 }
@@ -105,6 +111,7 @@ gh_session_free(GhSession *s)
 	gh_debug("session %s: closed", s->id);
 	gh_tls_unref(s->tls);
 	gh_auth_set_unref(s->auth_set);
+	g_free(s->proxy_buf);
 	g_free(s->tls_desc);
 	gh_config_unref(s->config);
 	g_free(s);
@@ -228,6 +235,101 @@ greet(GhSession *s)
 static void start_tls(GhSession *s);
 static void on_client(GhConn *c, GIOCondition cond, gpointer data);
 
+/* The connection is the client's now (after a PROXY header, if any):
+ * implicit TLS, then the greeting. */
+static void
+serve(GhSession *s)
+{
+	if (s->lc->tls == GH_TLS_IMPLICIT) {
+		/* RFC 8314 3.3: TLS from the first byte, then the greeting */
+		s->tls_implicit = TRUE;
+		start_tls(s);
+		return;
+	}
+	greet(s);
+}
+
+/* ------------------------------------------------------------ PROXY header */
+
+static void
+on_proxy_timeout(gpointer data)
+{
+	GhSession *s = data;
+	g_message("session %s: %s sent no PROXY header within %u s; closing", s->id, s->remote,
+		  GH_SESSION_PROXY_TIMEOUT);
+	gh_session_free(s);
+}
+
+/* The header is read: its addresses are the session's from now on. */
+static void
+proxy_done(GhSession *s, const GhProxyHeader *h)
+{
+	g_clear_pointer(&s->proxy_buf, g_free);
+	gh_session_stop_timer(s);
+	if (h->local) {
+		/* a health check, or a connection of the balancer's own */
+		gh_debug("session %s: PROXY header from %s: LOCAL", s->id, s->remote);
+	} else {
+		gh_debug("session %s: PROXY header from %s: client %s port %u to %s port %u", s->id,
+			 s->remote, h->src_addr, h->src_port, h->dst_addr, h->dst_port);
+		g_strlcpy(s->remote, h->src_addr, sizeof s->remote);
+		s->remote_port = h->src_port;
+		g_strlcpy(s->local, h->dst_addr, sizeof s->local);
+		s->local_port = h->dst_port;
+		s->trusted = address_in(s->remote, s->config->trusted_networks);
+	}
+	serve(s);
+}
+
+/* Read the PROXY header straight from the socket and never a byte past it:
+ * what follows is the client's (a command, or a TLS ClientHello).  Peek,
+ * then take only what the header holds. */
+static void
+proxy_input(GhSession *s)
+{
+	int fd = s->conn->fd;
+	GhProxyHeader h;
+	gsize consumed = 0, take;
+	const char *why = NULL;
+	GhProxyStatus st;
+	ssize_t n;
+
+	do
+		n = recv(fd, s->proxy_buf + s->proxy_have, GH_PROXY_V2_MAX - s->proxy_have,
+			 MSG_PEEK);
+	while (n < 0 && errno == EINTR);
+	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+		return;
+	if (n <= 0) {
+		g_message("session %s: %s: %s before its PROXY header; closing", s->id, s->remote,
+			  n == 0 ? "connection closed" : g_strerror(errno));
+		gh_session_free(s);
+		return;
+	}
+	st = gh_proxy_header_parse(s->proxy_buf, s->proxy_have + (gsize)n, &h, &consumed, &why);
+	if (st == GH_PROXY_INVALID ||
+	    (st == GH_PROXY_NEED_MORE && s->proxy_have + (gsize)n >= GH_PROXY_V2_MAX)) {
+		g_message("session %s: %s: bad PROXY header (%s); closing", s->id, s->remote,
+			  why != NULL ? why : "too long");
+		gh_session_free(s);
+		return;
+	}
+	/* a valid beginning is all header: take it; a whole one, only it */
+	take = st == GH_PROXY_OK ? consumed - s->proxy_have : (gsize)n;
+	do
+		n = recv(fd, s->proxy_buf + s->proxy_have, take, 0);
+	while (n < 0 && errno == EINTR);
+	if (n != (ssize_t)take) {
+		g_message("session %s: %s: PROXY header lost while read; closing", s->id,
+			  s->remote);
+		gh_session_free(s);
+		return;
+	}
+	s->proxy_have += take;
+	if (st == GH_PROXY_OK)
+		proxy_done(s, &h);
+}
+
 void
 gh_session_begin(GhSession *s, guint n_open)
 {
@@ -245,13 +347,22 @@ gh_session_begin(GhSession *s, guint n_open)
 		return;
 	}
 	gh_conn_set_callback(s->conn, on_client, s);
-	if (s->lc->tls == GH_TLS_IMPLICIT) {
-		/* RFC 8314 3.3: TLS from the first byte, then the greeting */
-		s->tls_implicit = TRUE;
-		start_tls(s);
+	if (s->lc->proxy_protocol) {
+		if (!address_in(s->remote, s->config->proxy_trusted_networks)) {
+			g_message("session %s: %s is not in proxy_trusted_networks: no PROXY "
+				  "header taken from it; closing",
+				  s->id, s->remote);
+			gh_session_free(s);
+			return;
+		}
+		/* the balancer speaks first: wait for its header, from the loop */
+		s->phase = GH_PHASE_PROXY;
+		s->proxy_buf = g_malloc(GH_PROXY_V2_MAX);
+		set_timer(s, GH_SESSION_PROXY_TIMEOUT * 1000, on_proxy_timeout);
+		gh_conn_want(s->conn, G_IO_IN);
 		return;
 	}
-	greet(s);
+	serve(s);
 }
 
 void
@@ -259,6 +370,11 @@ gh_session_shutdown(GhSession *s)
 {
 	if (s->phase == GH_PHASE_RELAY || s->closing)
 		return; /* proxied: runs until it ends or shutdown_timeout */
+	if (s->phase == GH_PHASE_PROXY) {
+		/* not yet the client's connection: nothing to say to it */
+		gh_session_free(s);
+		return;
+	}
 	gh_login_clear(&s->login);
 	g_clear_pointer(&s->backend, gh_backend_link_cancel);
 	s->protocol->say(s, GH_SAY_SHUTDOWN, NULL);
@@ -491,6 +607,10 @@ on_client(GhConn *c, GIOCondition cond, gpointer data)
 	GhSession *s = data;
 	gboolean is_reading;
 	(void)cond;
+	if (s->phase == GH_PHASE_PROXY) {
+		proxy_input(s);
+		return;
+	}
 	if (s->tls_start_pending) {
 		if (!gh_conn_flush(c) && c->error == 0)
 			return;

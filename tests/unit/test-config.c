@@ -431,6 +431,7 @@ test_defaults(void)
 	g_assert_cmpstr(cfg->module_dir, ==, GH_MODULE_DIR);
 	g_assert_cmpstr(cfg->control_socket, ==, "/run/gatehouse/control");
 	g_assert_cmpuint(cfg->trusted_networks->len, ==, 2);
+	g_assert_cmpuint(cfg->proxy_trusted_networks->len, ==, 0);
 	g_assert_true(cidr_list_matches(cfg->trusted_networks, "127.255.0.1"));
 	g_assert_true(cidr_list_matches(cfg->trusted_networks, "::1"));
 	g_assert_true(cidr_list_matches(cfg->trusted_networks, "::ffff:127.0.0.1"));
@@ -458,6 +459,7 @@ test_defaults(void)
 	g_assert_cmpuint(lc->idle_timeout, ==, 300);
 	g_assert_cmpuint(lc->max_connections, ==, 0);
 	g_assert_cmpuint(lc->max_auth_failures, ==, 3);
+	g_assert_false(lc->proxy_protocol);
 	lc = gh_config_listener(cfg, "imap");
 	g_assert_nonnull(lc);
 	g_assert_cmpuint(lc->idle_timeout, ==, 1800);
@@ -473,6 +475,7 @@ test_defaults(void)
 	g_assert_null(bc->master_user);
 	g_assert_null(bc->master_password_file);
 	g_assert_cmpuint(bc->connect_timeout, ==, 10);
+	g_assert_cmpint(bc->proxy_protocol, ==, GH_PROXY_NONE);
 
 	/* reference counting: the config outlives one extra ref */
 	gh_config_unref(gh_config_ref(cfg));
@@ -697,6 +700,19 @@ static const BadCase bad_cases[] = {
      {"@FILE@:11: [backend]: bad backend name ''"}},
     {"no-listener", HEAD, {"@FILE@: no [listener NAME] group"}},
     {"empty-file", "", {"@FILE@: no [listener NAME] group"}},
+    {"proxy-without-balancers",
+     HEAD LISTENER "proxy_protocol = yes\n",
+     {"@FILE@:11: [listener smtp] proxy_protocol: yes needs [gatehouse] proxy_trusted_networks"}},
+    {"proxy-bad-value",
+     HEAD LISTENER "proxy_protocol = v2\n",
+     {"@FILE@:11: [listener smtp] proxy_protocol: bad value 'v2'"}},
+    {"proxy-bad-backend-value",
+     "[auth users]\nmodule = file\n[backend mx]\nprotocol = smtp\nservers = 127.0.0.1:25\n"
+     "proxy_protocol = yes\n" LISTENER,
+     {"@FILE@:6: [backend mx] proxy_protocol: bad value 'yes'"}},
+    {"proxy-bad-network",
+     "[gatehouse]\nproxy_trusted_networks = 10.0.0.0/33\n" HEAD LISTENER,
+     {"@FILE@:2: [gatehouse] proxy_trusted_networks: bad network '10.0.0.0/33'"}},
     {"duplicate-key",
      HEAD LISTENER "backend = mx\n",
      {"@FILE@:11: [listener smtp] backend: given twice (first on line 10)"}},
@@ -831,6 +847,37 @@ test_trusted_empty(void)
 		g_assert_cmpuint(cfg->trusted_networks->len, ==, 0);
 		g_assert_false(cidr_list_matches(cfg->trusted_networks, "127.0.0.1"));
 	}
+	fixture_teardown(&f);
+}
+
+/* The PROXY protocol keys, read as written. */
+static void
+test_proxy_keys(void)
+{
+	Fixture f;
+	g_autoptr(GhConfig) cfg = NULL;
+	const GhListenerConfig *lc;
+	g_autoptr(GInetAddress) balancer = g_inet_address_new_from_string("10.1.2.3");
+	g_autoptr(GInetAddress) other = g_inet_address_new_from_string("10.1.3.3");
+
+	fixture_setup(&f);
+	cfg = fixture_load(&f, "[gatehouse]\n"
+			       "proxy_trusted_networks = 10.1.2.0/24 2001:db8::/32\n" HEAD LISTENER
+			       "proxy_protocol = yes\n"
+			       "[backend imap]\n"
+			       "protocol = imap\n"
+			       "servers = 127.0.0.1:143\n"
+			       "proxy_protocol = v2\n");
+	dump_problems(&f);
+	g_assert_nonnull(cfg);
+	lc = gh_config_listener(cfg, "smtp");
+	g_assert_true(lc->proxy_protocol);
+	g_assert_cmpuint(cfg->proxy_trusted_networks->len, ==, 2);
+	g_assert_true(gh_cidr_list_match(cfg->proxy_trusted_networks, balancer));
+	g_assert_false(gh_cidr_list_match(cfg->proxy_trusted_networks, other));
+	g_assert_cmpint(gh_config_backend(cfg, "mx")->proxy_protocol, ==, GH_PROXY_NONE);
+	g_assert_cmpint(gh_config_backend(cfg, "imap")->proxy_protocol, ==, GH_PROXY_V2);
+	g_assert_cmpstr(gh_proxy_version_to_string(GH_PROXY_V1), ==, "v1");
 	fixture_teardown(&f);
 }
 
@@ -1121,6 +1168,7 @@ main(int argc, char **argv)
 	}
 	g_test_add_func("/gatehouse/config/problem-order", test_problem_order);
 	g_test_add_func("/gatehouse/config/missing-file", test_missing_file);
+	g_test_add_func("/gatehouse/config/proxy-keys", test_proxy_keys);
 	g_test_add_func("/gatehouse/config/sample", test_sample);
 	g_test_add_func("/gatehouse/config/cidr", test_cidr);
 	g_test_add_func("/gatehouse/config/cidr-list", test_cidr_list);

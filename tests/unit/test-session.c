@@ -236,6 +236,7 @@ static const char config_text[] = "[gatehouse]\n"
 				  "hostname = gw.test\n"
 				  "module_dir = %s\n"
 				  "failure_delay = 0\n"
+				  "proxy_trusted_networks = 192.0.2.0/24\n"
 				  "[listener t]\n"
 				  "protocol = smtp\n"
 				  "listen = 127.0.0.1:1\n"
@@ -255,6 +256,13 @@ static const char config_text[] = "[gatehouse]\n"
 				  "plaintext_auth = always\n"
 				  "auth = fake\n"
 				  "backend = dead\n"
+				  "[listener behind]\n"
+				  "protocol = smtp\n"
+				  "listen = 127.0.0.1:5\n"
+				  "plaintext_auth = always\n"
+				  "auth = fake\n"
+				  "backend = b\n"
+				  "proxy_protocol = yes\n"
 				  "[listener small]\n"
 				  "protocol = smtp\n"
 				  "listen = 127.0.0.1:4\n"
@@ -333,9 +341,9 @@ teardown(Fixture *f, gconstpointer data)
 	g_free(f->dir);
 }
 
-/* A session of listener `listener`, greeted (or refused: n_open). */
+/* A session of listener `listener` from `peer_ip` (IPv4, host order). */
 static void
-start_on(Fixture *f, const char *listener, guint n_open)
+start_from(Fixture *f, const char *listener, guint n_open, guint32 peer_ip)
 {
 	int sv[2];
 	struct sockaddr_in peer = {.sin_family = AF_INET, .sin_port = htons(40000)};
@@ -344,15 +352,23 @@ start_on(Fixture *f, const char *listener, guint n_open)
 	    .tls = gh_tls_ref(f->tls),
 	    .auth_set = gh_auth_set_ref(f->set),
 	};
-	peer.sin_addr.s_addr = htonl(0xc0000201); /* 192.0.2.1 */
+	peer.sin_addr.s_addr = htonl(peer_ip);
 	g_assert_cmpint(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), ==,
 			0);
 	f->client = sv[0];
 	f->session = gh_session_new(&f->host, &line_protocol, &gen, listener, sv[1],
 				    (struct sockaddr *)&peer, sizeof peer);
 	g_assert_null(gen.config); /* the references went to the session */
-	g_assert_cmpstr(f->session->remote, ==, "192.0.2.1");
 	gh_session_begin(f->session, n_open);
+}
+
+/* A session of listener `listener` from 192.0.2.1, greeted (or refused: n_open). */
+static void
+start_on(Fixture *f, const char *listener, guint n_open)
+{
+	start_from(f, listener, n_open, 0xc0000201);
+	if (f->session != NULL)
+		g_assert_cmpstr(f->session->remote, ==, "192.0.2.1");
 }
 
 static void
@@ -659,6 +675,79 @@ test_client_gone_mid_login(Fixture *f, gconstpointer data)
 	g_assert_cmpint(n_backend_connects, ==, 0);
 }
 
+/* ---- behind a balancer: proxy_protocol = yes, 192.0.2.0/24 may send headers */
+
+static void
+test_proxy_v1_names_the_client(Fixture *f, gconstpointer data)
+{
+	(void)data;
+	start_on(f, "behind", 1);
+	/* nothing is said before the header */
+	client_send(f, "PROXY TCP4 198.51.100.7 192.0.2.9 40001 25\r\nNOOP\r\n");
+	expect(f, "GREET\r\nOK\r\n");
+	g_assert_cmpstr(f->session->remote, ==, "198.51.100.7");
+	g_assert_cmpuint(f->session->remote_port, ==, 40001);
+	g_assert_cmpstr(f->session->local, ==, "192.0.2.9");
+	g_assert_cmpuint(f->session->local_port, ==, 25);
+	client_send(f, "QUIT\r\n");
+	expect(f, "BYE\r\n");
+	expect_end(f);
+}
+
+static void
+test_proxy_v2_split_and_local(Fixture *f, gconstpointer data)
+{
+	/* v2 LOCAL (a health check): the balancer's own connection */
+	static const guint8 local[] = {0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51,
+				       0x55, 0x49, 0x54, 0x0a, 0x20, 0x00, 0x00, 0x00};
+	(void)data;
+	start_on(f, "behind", 1);
+	/* a byte at a time: nothing is said until the header is whole */
+	for (gsize i = 0; i < sizeof local; i++) {
+		g_assert_cmpint(send(f->client, local + i, 1, MSG_NOSIGNAL), ==, 1);
+		while (g_main_context_iteration(NULL, FALSE))
+			;
+		if (i + 1 < sizeof local) {
+			char buf[16];
+			g_assert_cmpint(recv(f->client, buf, sizeof buf, 0), <, 0);
+			g_assert_cmpint(f->ended, ==, 0);
+		}
+	}
+	expect(f, "GREET\r\n");
+	g_assert_cmpstr(f->session->remote, ==, "192.0.2.1");
+	client_send(f, "QUIT\r\n");
+	expect(f, "BYE\r\n");
+	expect_end(f);
+}
+
+static void
+test_proxy_refused(Fixture *f, gconstpointer data)
+{
+	(void)data;
+	/* from outside proxy_trusted_networks: closed at once, without a word */
+	start_from(f, "behind", 1, 0xcb007105); /* 203.0.113.5 */
+	expect_end(f);
+}
+
+static void
+test_proxy_bad_header(Fixture *f, gconstpointer data)
+{
+	(void)data;
+	start_on(f, "behind", 1);
+	/* a client that speaks first, as if there were no balancer */
+	client_send(f, "EHLO client.test\r\n");
+	expect_end(f);
+}
+
+static void
+test_proxy_bad_address(Fixture *f, gconstpointer data)
+{
+	(void)data;
+	start_on(f, "behind", 1);
+	client_send(f, "PROXY TCP4 198.51.100.777 192.0.2.9 40001 25\r\n");
+	expect_end(f);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -678,6 +767,11 @@ main(int argc, char **argv)
 	T("join-without-login-relays-the-line", test_join_without_login_relays_the_line);
 	T("shutdown-in-login-state", test_shutdown_in_login_state);
 	T("client-gone-mid-login", test_client_gone_mid_login);
+	T("proxy-v1-names-the-client", test_proxy_v1_names_the_client);
+	T("proxy-v2-split-and-local", test_proxy_v2_split_and_local);
+	T("proxy-refused", test_proxy_refused);
+	T("proxy-bad-header", test_proxy_bad_header);
+	T("proxy-bad-address", test_proxy_bad_address);
 #undef T
 	return g_test_run();
 }
