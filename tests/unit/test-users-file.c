@@ -155,8 +155,8 @@ test_parse_errors(void)
 	     "line 1: missing ':' after the user name", NULL},
 	    {"#\n#\n#\n#\n#\n#\n#\n#\nalice:" HASH_SHA ":foo=bar\n", 9,
 	     "line 9: unknown attribute 'foo'", "7KlJ0"},
-	    {"#\n#\n#\n#\n#\n#\n#\n#\nalice:" HASH_SHA ":route=x\n", 9,
-	     "line 9: bad route 'x' (want HOST:PORT)", "7KlJ0"},
+	    {"#\n#\n#\n#\n#\n#\n#\n#\nalice:" HASH_SHA ":route=x:\n", 9,
+	     "line 9: bad route 'x:' (want HOST:PORT)", "7KlJ0"},
 	    {ALICE ":route=host:0\n", 1, ROUTE_ERR("host:0"), NULL},
 	    {ALICE ":route=host:65536\n", 1, ROUTE_ERR("host:65536"), NULL},
 	    {ALICE ":route=host:\n", 1, ROUTE_ERR("host:"), NULL},
@@ -195,7 +195,7 @@ test_parse_errors(void)
 	     "zq9x"},
 	    {"alice:{PLAIN}abc:zq9=x\n", 1,
 	     "line 1: unknown attribute (a {PLAIN} password cannot contain ':')", "zq9"},
-	    {"alice:{PLAIN}abc:route=zq9\n", 1, "line 1: bad route (want HOST:PORT)", "zq9"},
+	    {"alice:{PLAIN}abc:route=zq9:\n", 1, "line 1: bad route (want HOST:PORT)", "zq9"},
 	    /* Unprintable: not quoted. */
 	    {ALICE ":k\001=v\n", 1, "line 1: unknown attribute", NULL},
 	};
