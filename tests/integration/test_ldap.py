@@ -369,7 +369,9 @@ def test_bad_route_value_is_tempfail(env, tmp):
     conf = ldap_conf(tmp / 'gh.conf', auth_group(env.slapd.uri, base=slapdfix.SUFFIX,
                                                   route_attribute='mailHost'))
     out = auth_test(conf, 'badroute', USERS['badroute'])
-    assert out.rc == 2 and 'is not HOST:PORT' in out.fields['reason'], out
+    assert out.rc == 2 and out.fields['reason'] == (
+        "mailHost value 'not a route' is not a route "
+        "(HOST, HOST:PORT, [IPv6] or [IPv6]:PORT)"), out
 
 
 # ------------------------------------------------------------ TLS
