@@ -52,7 +52,7 @@ typedef struct {
  * with g_strdup() (transfer full to the core) or leaves them NULL. */
 typedef struct {
 	char *canonical_user; /* name to log in to the backend with (default: request user) */
-	char *route;          /* "host:port" of the backend server for this user, or NULL */
+	char *route;          /* the backend server for this user (a route, below), or NULL */
 	char *reason;         /* for the log only, never for the client: "unknown user", ... */
 } GhAuthResult;
 
@@ -81,10 +81,14 @@ struct _GhAuthHost {
 	 * so a module checks GH_AUTH_HOST_HAS(host, member) before it uses one. */
 
 	/* TRUE when the `len` bytes at `route` are a route the core can dial:
-	 * HOST:PORT, HOST a name or an IPv4 address (letters, digits, '.', '-',
-	 * '_', not beginning with '.' or '-'), or [IPV6]:PORT; PORT 1..65535.
-	 * The rule of route= in a users file, gatehouse.conf(5); a module checks
-	 * every route it returns in GhAuthResult with this.  Pure. */
+	 * HOST or HOST:PORT, HOST a name or an IPv4 address (letters, digits,
+	 * '.', '-', '_', not beginning with '.' or '-'), or [IPV6] or
+	 * [IPV6]:PORT; PORT 1..65535.  Without a port the backend's own `port`
+	 * is dialled, so one value (a directory's mailHost) can route a user's
+	 * IMAP and SMTP sessions alike.  The rule of route= in a users file,
+	 * gatehouse.conf(5); a module checks every route it returns in
+	 * GhAuthResult with this.  Pure.  (A core older than bare hosts refuses
+	 * a route without a port here, so a module never hands one to it.) */
 	gboolean (*route_valid)(const char *route, gsize len);
 };
 

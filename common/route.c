@@ -1,10 +1,12 @@
 /*
- * route.c: see route.h.  The users file parser and the ldap module both
- * check routes with this (the modules through GhAuthHost.route_valid), so
- * that a route one of them accepts is one the other accepts too.
+ * route.c: see route.h.  The users file parser and the ldap module check
+ * routes with this (the modules through GhAuthHost.route_valid), and the
+ * connector splits them with it, so that a route one of them accepts is one
+ * the others accept and read the same way.
  *
  * Invariants: reads exactly `len` bytes and never past them; a NUL among
- * them makes the text invalid (it could not be the whole of a C string).
+ * them makes the text invalid (it could not be the whole of a C string); the
+ * out parameters are set only when the whole text is valid.
  */
 #include "gh-build.h"
 
@@ -12,20 +14,23 @@
 
 #include <string.h>
 
-/* 1 to 5 digits, value 1 to 65535. */
+/* 1 to 5 digits, value 1 to 65535, into *port. */
 static gboolean
-port_valid(const char *p, gsize len)
+port_parse(const char *p, gsize len, guint *port)
 {
-	guint port = 0;
+	guint v = 0;
 
 	if (len == 0 || len > 5)
 		return FALSE;
 	for (gsize i = 0; i < len; i++) {
 		if (!g_ascii_isdigit(p[i]))
 			return FALSE;
-		port = port * 10 + (guint)(p[i] - '0');
+		v = v * 10 + (guint)(p[i] - '0');
 	}
-	return port >= 1 && port <= 65535;
+	if (v < 1 || v > 65535)
+		return FALSE;
+	*port = v;
+	return TRUE;
 }
 
 /* A name or an IPv4 address: letters, digits, '.', '-', '_', not beginning
@@ -55,23 +60,54 @@ ipv6_valid(const char *p, gsize len)
 }
 
 gboolean
-gh_route_valid(const char *text, gsize len)
+gh_route_parse(const char *text, gsize len, char **host_out, guint *port_out)
 {
 	const char *end = text + len;
+	const char *host = text, *port_text = NULL;
+	gsize host_len = len;
+	guint port = 0;
 
 	if (len == 0 || memchr(text, '\0', len) != NULL)
 		return FALSE;
 	if (text[0] == '[') {
 		const char *close = memchr(text, ']', len);
 
-		if (close == NULL || close + 1 >= end || close[1] != ':')
+		if (close == NULL)
 			return FALSE;
-		return ipv6_valid(text + 1, (gsize)(close - text - 1)) &&
-		       port_valid(close + 2, (gsize)(end - close - 2));
+		host = text + 1;
+		host_len = (gsize)(close - host);
+		if (!ipv6_valid(host, host_len))
+			return FALSE;
+		if (close + 1 < end) {
+			if (close[1] != ':')
+				return FALSE;
+			port_text = close + 2;
+		}
+	} else {
+		/* the last colon: a name has none, so any before it make HOST
+		 * invalid (a bare IPv6 address among them) */
+		for (gsize i = len; i > 0; i--) {
+			if (text[i - 1] == ':') {
+				host_len = i - 1;
+				port_text = text + i;
+				break;
+			}
+		}
+		if (!host_name_valid(host, host_len))
+			return FALSE;
 	}
-	/* the last colon: a name has none, so any before it make HOST invalid */
-	for (gsize i = len; i > 0; i--)
-		if (text[i - 1] == ':')
-			return host_name_valid(text, i - 1) && port_valid(text + i, len - i);
-	return FALSE;
+	/* "HOST:" and "[IPV6]:" name no port: they are mistakes, not HOST */
+	if (port_text != NULL && !port_parse(port_text, (gsize)(end - port_text), &port))
+		return FALSE;
+	if (host_out != NULL)
+		*host_out = g_strndup(host, host_len);
+	if (port_out != NULL)
+		*port_out = port;
+	return TRUE;
+}
+
+gboolean
+gh_route_valid(const char *text, gsize len)
+{
+	return gh_route_parse(text, len, NULL, NULL);
 }

@@ -90,6 +90,7 @@ fi
 # pure parsers: no sockets, no TLS, no GIO, no clock of their own
 n=$((n + 1))
 parsers="common/line.c common/line.h common/keyfile.c common/keyfile.h
+	common/route.c common/route.h
 	daemon/session/sasl.c daemon/session/sasl.h auth/secret.h
 	daemon/smtp/smtp-parser.c daemon/smtp/smtp-parser.h
 	daemon/imap/imap-parser.c daemon/imap/imap-parser.h

@@ -965,10 +965,20 @@ parse_auth(Loader *ld, const char *group, const char *name)
 /* ------------------------------------------------------------ [backend NAME] */
 
 static const char *const backend_keys[] = {
-    "protocol",        "servers",        "tls",
-    "login",           "master_user",    "master_password_file",
-    "forward_client",  "ca_file",        "verify",
-    "connect_timeout", "proxy_protocol", NULL,
+    "protocol",
+    "servers",
+    "port",
+    "follow_route",
+    "tls",
+    "login",
+    "master_user",
+    "master_password_file",
+    "forward_client",
+    "ca_file",
+    "verify",
+    "connect_timeout",
+    "proxy_protocol",
+    NULL,
 };
 
 static void
@@ -1017,6 +1027,11 @@ parse_backend(Loader *ld, const char *group, const char *name)
 	else
 		g_hash_table_add(ld->bad_protocol, g_strdup(group));
 	parse_servers(ld, group, bc);
+	/* a route without a port (a directory's mailHost) dials this one */
+	bc->port = (guint16)get_uint(
+	    ld, group, "port",
+	    bc->servers->len > 0 ? g_array_index(bc->servers, GhHostPort, 0).port : 0, 1, 65535);
+	bc->follow_route = get_bool(ld, group, "follow_route", TRUE);
 	v = GH_TLS_NONE;
 	if (get_enum(ld, group, "tls", tls_mode_names, FALSE, &v))
 		bc->tls = v;

@@ -87,7 +87,9 @@ typedef struct {
 typedef struct {
 	char *name;
 	GhProtocolKind protocol;
-	GArray *servers; /* of GhHostPort, at least one */
+	GArray *servers;       /* of GhHostPort, at least one */
+	guint16 port;          /* for a route without a port; default: the first server's */
+	gboolean follow_route; /* dial the user's route (default yes); no: always servers */
 	GhTlsMode tls;
 	GhBackendLogin login;
 	char *master_user;          /* login = master */

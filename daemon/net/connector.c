@@ -1,19 +1,30 @@
 /*
  * connector.c: server order and non-blocking connects (see connector.h).
  *
- * A server given as an IP address and port (the usual case) is connected
- * with a plain non-blocking connect(2) whose socket is handed over at once,
- * from the loop: the backend handshake waits for the greeting anyway, and a
- * refused connect shows up there.  No objects, no resolver, no watch.  A
- * host name goes through GIO's GSocketClient, which resolves it, under the
- * connector's own timer (connect_timeout).  GIO calls a connect callback
- * even after cancellation, when the connector may be gone; each such
- * attempt therefore carries a ticket that says whether anyone still waits
- * for it, and the callback frees the ticket.
+ * The list to try is made once, at creation, as host and port pairs: the
+ * backend's servers, or the user's route split by gh_route_parse (its port,
+ * or the backend's `port` when it names none).  Each keeps its "host:port"
+ * text for the log, with the port actually dialled.
+ *
+ * A server that is an IP address (the usual case) is connected with a plain
+ * non-blocking connect(2) whose socket is handed over at once, from the
+ * loop: the backend handshake waits for the greeting anyway, and a refused
+ * connect shows up there.  No objects, no resolver, no watch.  A host name
+ * goes through GIO's GSocketClient with a GNetworkAddress, under the
+ * connector's own timer (connect_timeout): the name is resolved by
+ * GResolver's asynchronous lookup (getaddrinfo on GLib's resolver threads,
+ * never on the worker), and the addresses are tried with non-blocking
+ * connects.  GIO delivers all of that on the thread-default context, which
+ * must be the connector's: a worker pushes its own context for its whole
+ * life (core/server.c), and a test that dials a name pushes its own.  GIO
+ * calls a connect callback even after cancellation, when the connector may
+ * be gone; each such attempt therefore carries a ticket that says whether
+ * anyone still waits for it, and the callback frees the ticket.
  */
 #include "gh-build.h"
 
 #include "net/connector.h"
+#include "common/route.h"
 #include "common/timer.h"
 
 #include <arpa/inet.h>
@@ -30,12 +41,19 @@ typedef struct {
 	GhConnector *c; /* NULL once the connector gave up on this attempt */
 } Ticket;
 
+/* One server to try. */
+typedef struct {
+	char *host; /* a name or an address, without brackets */
+	guint16 port;
+	char *text; /* "host:port" or "[v6]:port", for the log */
+} Server;
+
 struct _GhConnector {
 	GMainContext *context;
 	guint timeout;
-	GPtrArray *servers; /* of char* "host:port", in the order to try */
+	GPtrArray *servers; /* of Server*, in the order to try */
 	guint next;
-	const char *server;
+	const Server *current; /* being (or last) tried, NULL before the first */
 	GSocketClient *client;
 	GCancellable *cancellable;
 	Ticket *ticket;
@@ -61,6 +79,27 @@ gh_backend_first_server(const char *key, guint n)
 	return h % n;
 }
 
+static void
+server_free(gpointer data)
+{
+	Server *s = data;
+	g_free(s->host);
+	g_free(s->text);
+	g_free(s);
+}
+
+/* Append host (transfer full) and port to the list. */
+static void
+add_server(GhConnector *c, char *host, guint16 port)
+{
+	Server *s = g_new0(Server, 1);
+	s->host = host;
+	s->port = port;
+	s->text = strchr(host, ':') != NULL ? g_strdup_printf("[%s]:%u", host, port)
+					    : g_strdup_printf("%s:%u", host, port);
+	g_ptr_array_add(c->servers, s);
+}
+
 GhConnector *
 gh_connector_new(const GhBackendConfig *bc,
 		 const char *route,
@@ -71,19 +110,28 @@ gh_connector_new(const GhBackendConfig *bc,
 	c->context = context;
 	c->fd = -1;
 	c->timeout = MAX(bc->connect_timeout, 1);
-	c->servers = g_ptr_array_new_with_free_func(g_free);
-	if (route != NULL && *route != '\0') {
-		g_ptr_array_add(c->servers, g_strdup(route));
+	c->servers = g_ptr_array_new_with_free_func(server_free);
+	if (route != NULL && *route != '\0' && bc->follow_route) {
+		char *host = NULL;
+		guint port = 0;
+
+		/* the modules check routes with the same rule
+		 * (GhAuthHost.route_valid); one that did not leaves nothing to
+		 * try rather than a guess */
+		if (gh_route_parse(route, strlen(route), &host, &port)) {
+			if (port == 0)
+				port = bc->port;
+			if (port != 0)
+				add_server(c, g_steal_pointer(&host), (guint16)port);
+			g_free(host);
+		}
 	} else {
 		guint n = bc->servers->len;
 		guint first = gh_backend_first_server(hash_key, n);
 		for (guint i = 0; i < n; i++) {
 			const GhHostPort *hp =
 			    &g_array_index(bc->servers, GhHostPort, (first + i) % n);
-			g_ptr_array_add(c->servers,
-					strchr(hp->host, ':') != NULL
-					    ? g_strdup_printf("[%s]:%u", hp->host, hp->port)
-					    : g_strdup_printf("%s:%u", hp->host, hp->port));
+			add_server(c, g_strdup(hp->host), hp->port);
 		}
 	}
 	return c;
@@ -127,21 +175,13 @@ gh_connector_free(GhConnector *c)
 const char *
 gh_connector_server(const GhConnector *c)
 {
-	return c->server;
+	return c->current != NULL ? c->current->text : NULL;
 }
 
 char *
 gh_connector_host(const GhConnector *c)
 {
-	const char *server = c->server != NULL ? c->server : "";
-	const char *colon;
-	if (server[0] == '[') {
-		const char *end = strchr(server, ']');
-		return g_strndup(server + 1,
-				 end != NULL ? (gsize)(end - server - 1) : strlen(server) - 1);
-	}
-	colon = strrchr(server, ':');
-	return g_strndup(server, colon != NULL ? (gsize)(colon - server) : strlen(server));
+	return g_strdup(c->current != NULL ? c->current->host : "");
 }
 
 /* A numeric connect: hand over the socket under way, or say why there is
@@ -159,7 +199,7 @@ on_handover(gpointer data)
 	c->handover = NULL;
 	c->fd = -1;
 	stop_attempt(c);
-	c->func(fd, c->server, why, c->user_data);
+	c->func(fd, c->current->text, why, c->user_data);
 	return G_SOURCE_REMOVE;
 }
 
@@ -173,32 +213,28 @@ on_timeout(gpointer data)
 	g_cancellable_cancel(c->cancellable);
 }
 
-/* "192.0.2.1:143" or "[2001:db8::1]:143" as a socket address; FALSE for a
- * host name (or anything gh_host_port_parse refuses). */
+/* 192.0.2.1 or 2001:db8::1 and the port as a socket address; FALSE for a
+ * host name. */
 static gboolean
-numeric_address(const char *server, struct sockaddr_storage *ss, socklen_t *len)
+numeric_address(const Server *s, struct sockaddr_storage *ss, socklen_t *len)
 {
-	GhHostPort hp = {0};
 	struct sockaddr_in *v4 = (struct sockaddr_in *)ss;
 	struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)ss;
-	gboolean ok = FALSE;
 
-	if (!gh_host_port_parse(server, &hp, NULL))
-		return FALSE;
 	memset(ss, 0, sizeof *ss);
-	if (inet_pton(AF_INET, hp.host, &v4->sin_addr) == 1) {
+	if (inet_pton(AF_INET, s->host, &v4->sin_addr) == 1) {
 		v4->sin_family = AF_INET;
-		v4->sin_port = htons(hp.port);
+		v4->sin_port = htons(s->port);
 		*len = sizeof *v4;
-		ok = TRUE;
-	} else if (inet_pton(AF_INET6, hp.host, &v6->sin6_addr) == 1) {
-		v6->sin6_family = AF_INET6;
-		v6->sin6_port = htons(hp.port);
-		*len = sizeof *v6;
-		ok = TRUE;
+		return TRUE;
 	}
-	gh_host_port_clear(&hp);
-	return ok;
+	if (inet_pton(AF_INET6, s->host, &v6->sin6_addr) == 1) {
+		v6->sin6_family = AF_INET6;
+		v6->sin6_port = htons(s->port);
+		*len = sizeof *v6;
+		return TRUE;
+	}
+	return FALSE;
 }
 
 /* Start a plain non-blocking connect; FALSE when server is a host name. */
@@ -208,7 +244,7 @@ connect_numeric(GhConnector *c)
 	struct sockaddr_storage ss;
 	socklen_t len;
 	int one = 1;
-	if (!numeric_address(c->server, &ss, &len))
+	if (!numeric_address(c->current, &ss, &len))
 		return FALSE;
 	c->fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (c->fd < 0) {
@@ -235,7 +271,7 @@ on_connected(GObject *source, GAsyncResult *result, gpointer data)
 {
 	g_autoptr(GError) error = NULL;
 	g_autoptr(GSocketConnection) sc =
-	    g_socket_client_connect_to_host_finish(G_SOCKET_CLIENT(source), result, &error);
+	    g_socket_client_connect_finish(G_SOCKET_CLIENT(source), result, &error);
 	Ticket *ticket = data;
 	GhConnector *c = ticket->c;
 	int fd = -1;
@@ -259,16 +295,26 @@ on_connected(GObject *source, GAsyncResult *result, gpointer data)
 		else
 			(void)g_unix_set_fd_nonblocking(fd, TRUE, NULL);
 	}
-	c->func(fd, c->server, why, c->user_data);
+	c->func(fd, c->current->text, why, c->user_data);
+}
+
+/* The context GIO answers on, from this thread. */
+static GMainContext *
+thread_default(void)
+{
+	GMainContext *context = g_main_context_get_thread_default();
+	return context != NULL ? context : g_main_context_default();
 }
 
 gboolean
 gh_connector_next(GhConnector *c, GhConnectorFunc func, gpointer user_data)
 {
+	g_autoptr(GSocketConnectable) address = NULL;
+
 	if (c->next >= c->servers->len)
 		return FALSE;
 	stop_attempt(c);
-	c->server = g_ptr_array_index(c->servers, c->next++);
+	c->current = g_ptr_array_index(c->servers, c->next++);
 	c->func = func;
 	c->user_data = user_data;
 	c->timed_out = FALSE;
@@ -282,9 +328,11 @@ gh_connector_next(GhConnector *c, GhConnectorFunc func, gpointer user_data)
 		g_socket_client_set_enable_proxy(c->client, FALSE);
 	}
 	gh_timer_start(&c->timer, c->context, c->timeout * 1000, on_timeout, c);
-	/* port 0: every configured server names its port */
-	g_socket_client_connect_to_host_async(c->client, c->server, 0, c->cancellable, on_connected,
-					      c->ticket);
+	/* the lookup and the connects answer on the thread-default context:
+	 * GIO's tasks and sources would land on another loop than ours */
+	g_warn_if_fail(thread_default() == c->context);
+	address = g_network_address_new(c->current->host, c->current->port);
+	g_socket_client_connect_async(c->client, address, c->cancellable, on_connected, c->ticket);
 	return TRUE;
 }
 

@@ -3,9 +3,12 @@
  * backend link (session/backend-link.h).
  *
  * The servers of a [backend NAME] group are tried starting at one picked by
- * a stable hash of a key (the user), then the following ones in turn; a
- * route from the auth module replaces the list.  Each attempt is a
- * non-blocking connect on the session's worker context with a timeout.
+ * a stable hash of a key (the user), then the following ones in turn.  A
+ * route from the auth module (common/route.h) replaces the list, unless the
+ * backend says follow_route = no; a route without a port is dialled on the
+ * backend's `port`.  Each attempt is a non-blocking connect on the
+ * session's worker context with a timeout; a host name is resolved without
+ * blocking that context.
  */
 #pragma once
 
@@ -18,9 +21,13 @@
 typedef struct _GhConnector GhConnector;
 
 /* fd: the connected socket (non-blocking, transfer full), or -1 with
- * `error` saying why (for the log).  `server` is "host:port". */
+ * `error` saying why (for the log).  `server` is "host:port" (or
+ * "[v6]:port"), with the port dialled even when the route named none. */
 typedef void (*GhConnectorFunc)(int fd, const char *server, const char *error, gpointer user_data);
 
+/* `route` may be NULL; an invalid one (a module that skipped route_valid)
+ * leaves no server to try.  `context` must be the thread-default context of
+ * the thread that calls gh_connector_next (GIO answers there). */
 GhConnector *gh_connector_new(const GhBackendConfig *backend,
 			      const char *route,
 			      const char *hash_key,

@@ -19,7 +19,8 @@
  *  - the table owns its entries; the key of each is the entry's own name.
  *
  * Pure: includes only <glib.h> and <string.h>; no I/O, no logging.  Whether
- * a route= value is HOST:PORT is the caller's route check's to say.
+ * a route= value is a route (HOST, HOST:PORT, [IPv6], [IPv6]:PORT) is the
+ * caller's route check's to say.
  */
 #include "gh-build.h"
 
@@ -174,7 +175,10 @@ parse_attributes(GhUserEntry *e, Span attrs, GhUsersFileRouteCheck route_valid)
 				return g_strdup("attribute 'route' given twice");
 			if (!route_valid(value.p, value.len)) {
 				g_autofree char *q = quote(value, may_quote);
-				return g_strdup_printf("bad route%s (want HOST:PORT)", q);
+				return g_strdup_printf(
+				    "bad route%s (want HOST, HOST:PORT, [IPv6] or "
+				    "[IPv6]:PORT)",
+				    q);
 			}
 			e->route = g_strndup(value.p, value.len);
 		} else if (span_eq(key, "user")) {

@@ -6,9 +6,10 @@
  *
  * Split on the first two colons only.  hash is a crypt(3) string ($y$, $7$,
  * $6$, $5$, $2b$/$2a$/$2y$) or {PLAIN}password.  attributes are space-separated
- * key=value pairs; known keys: route=HOST:PORT, user=NAME; any other key is an
- * error.  '#' lines and blank lines are skipped; CRLF line ends are accepted.
- * Whether a route is HOST:PORT is asked of a function the caller passes (the
+ * key=value pairs; known keys: route=ROUTE (HOST, HOST:PORT, [IPv6] or
+ * [IPv6]:PORT), user=NAME; any other key is an error.  '#' lines and blank
+ * lines are skipped; CRLF line ends are accepted.
+ * Whether a route is valid is asked of a function the caller passes (the
  * module passes the core's GhAuthHost.route_valid), so that the rule is
  * written once, in the core.
  */
@@ -36,7 +37,7 @@ typedef struct {
 	guint n_users;
 } GhUsersFile;
 
-/* TRUE when the `len` bytes at `route` are a valid HOST:PORT. */
+/* TRUE when the `len` bytes at `route` are a valid route. */
 typedef gboolean (*GhUsersFileRouteCheck)(const char *route, gsize len);
 
 /* Parse the whole text, checking each route= value with route_valid.  On the

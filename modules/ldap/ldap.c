@@ -712,11 +712,12 @@ read_attributes(Try *t, LDAP *ld, LDAPMessage *entry, char **route_out, char **u
 		if (bad || (v != NULL && !st->host->route_valid(v, strlen(v)))) {
 			g_autofree char *clean = sanitize(v != NULL ? v : "");
 			g_autofree char *what = g_strdup_printf(
-			    "session %s: the %s value of the user's entry is not HOST:PORT",
+			    "session %s: the %s value of the user's entry is not a route",
 			    t->req->session_id, st->route_attribute);
 
 			warn_kind(st, WARN_ATTRIBUTE, what, "login refused");
-			return tempfail(t, g_strdup_printf("%s value '%s' is not HOST:PORT",
+			return tempfail(t, g_strdup_printf("%s value '%s' is not a route (HOST, "
+							   "HOST:PORT, [IPv6] or [IPv6]:PORT)",
 							   st->route_attribute, clean));
 		}
 		*route_out = g_steal_pointer(&v);

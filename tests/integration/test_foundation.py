@@ -42,7 +42,7 @@ def make_users(tmp):
     users.write_text('# test users\n'
                      'yes:%s\n'
                      'sha:%s:route=10.1.2.3:143\n'
-                     'bcr:%s:user=bcr@example.com\n'
+                     'bcr:%s:user=bcr@example.com route=127.0.0.1\n'
                      '\n'
                      'pln:{PLAIN}%s\n' % (yes.stdout.strip(), sha, bcr.stdout.strip(),
                                           PASSWORDS['pln']))
@@ -125,6 +125,7 @@ def test_auth_test_unknown_user_and_attributes(setup):
             stdin=PASSWORDS['bcr'] + '\n', config=conf)
     assert r.returncode == 0
     assert field(r.stdout, 'user') == 'bcr@example.com'
+    assert field(r.stdout, 'route') == '127.0.0.1'  # no port: the backend's
     assert 'proto=imap listener=imap remote=192.0.2.7 ' in r.stderr
     # a route or canonical name never comes with a failure
     r = ctl('auth-test', 'sha', stdin='nope\n', config=conf)

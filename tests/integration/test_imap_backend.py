@@ -931,6 +931,31 @@ def test_first_server_down_next_is_used(gateway, dovecot):
     assert '127.0.0.1:%d' % dead in gw.log(), gw.log()[-3000:]
 
 
+def test_users_file_route_without_port(gateway, dovecot):
+    """route=127.0.0.1 in the users file (no port): the backend's `port` is
+    dialled, not its servers (a dead one here); a user without a route gets
+    the servers.  The login line names the port used."""
+    dead = free_port()
+    users = dict(GW_USERS, alice='{PLAIN}%s:route=127.0.0.1' % GW_USERS['alice'])
+    gw = gateway({'imap': dict(backend='dc')},
+                 {'dc': dc_backend(dovecot, servers='127.0.0.1:%d' % dead,
+                                   port=dovecot.imap_port)},
+                 users=users)
+    imap_session_works(gw.port(), 'alice', ctx=gw.log)
+    c = ImapClient(gw.port(), gw=gw)
+    try:
+        greet(c)
+        c.expect('r1 LOGIN bob bobpw', TEMPFAIL)
+        c.expect('r2 LOGOUT', re.compile(r'^r2 OK'))
+    finally:
+        c.close()
+    lines = wait_for(lambda: re.findall(r'login: session=.* user="(\S+)" .* backend=(\S+) ',
+                                        gw.log()) if 'user="bob"' in gw.log() else None,
+                     what='the login lines of alice and bob')
+    assert ('alice', '127.0.0.1:%d' % dovecot.imap_port) in lines, lines
+    assert ('bob', '127.0.0.1:%d' % dead) in lines, lines
+
+
 def vanish_scenarios():
     """(name, steps): steps(c) talks to the gateway, then the client closes."""
     def mid_sync_literal(c):

@@ -23,7 +23,7 @@ import slapdfix
 from lib.clients import ImapClient, SmtpClient, assert_no_secrets
 from lib.config import write_config
 from lib.gateway import Daemon, auth_test_fields, ctl
-from lib.net import free_port
+from lib.net import free_port, wait_for
 from lib.paths import GATEHOUSED, SRCDIR
 from lib.pki import Pki
 from lib.proc import make_tmpdir
@@ -147,19 +147,22 @@ class Gateway:
     backends of its own (default) whose servers differ from any route."""
 
     def __init__(self, tmp, daemons, auth, smtp_backend, imap_backend, gatehouse=None,
-                 name='gw', valgrind=False):
+                 name='gw', valgrind=False, smtp_keys=None, imap_keys=None):
+        """smtp_keys, imap_keys: more keys of [backend smtp] and [backend
+        imap] (port, follow_route, servers, ...) over these."""
         self.smtp_port, self.imap_port = free_port(), free_port()
         self.conf = ldap_conf(
             tmp / ('%s.conf' % name), auth,
             listeners=[('sub', 'smtp', self.smtp_port, 'smtp'),
                        ('imap', 'imap', self.imap_port, 'imap')],
             gatehouse=gatehouse,
-            backends={'smtp': {'protocol': 'smtp',
-                               'servers': '127.0.0.1:%d' % smtp_backend.port,
-                               'login': 'xclient'},
-                      'imap': {'protocol': 'imap',
-                               'servers': '127.0.0.1:%d' % imap_backend.port,
-                               'login': 'passthrough', 'forward_client': 'no'}})
+            backends={'smtp': dict({'protocol': 'smtp',
+                                    'servers': '127.0.0.1:%d' % smtp_backend.port,
+                                    'login': 'xclient'}, **(smtp_keys or {})),
+                      'imap': dict({'protocol': 'imap',
+                                    'servers': '127.0.0.1:%d' % imap_backend.port,
+                                    'login': 'passthrough', 'forward_client': 'no'},
+                                   **(imap_keys or {}))})
         argv = [GATEHOUSED, '-c', self.conf]
         log = tmp / ('%s.log' % name)
         self.daemon = Daemon(argv, log, valgrind=True, valgrind_args=LDAP_VALGRIND_ARGS) \
@@ -181,6 +184,15 @@ class Gateway:
 
     def alive(self):
         return self.daemon.proc.poll() is None
+
+    def backends_of(self, user, count):
+        """The backend= fields of the login lines of `user`, in order, once
+        there are `count` of them."""
+        def found():
+            got = re.findall(r'login: session=\S+ .*user="%s" .* backend=(\S+) '
+                             % re.escape(user), self.daemon.text())
+            return got if len(got) >= count else None
+        return wait_for(found, what='%d login lines of %s' % (count, user))
 
     def assert_no_secrets(self, passwords=slapdfix.ALL_PASSWORDS):
         assert_no_secrets(self.daemon.text(), secrets=passwords)
@@ -369,7 +381,9 @@ def test_bad_route_value_is_tempfail(env, tmp):
     conf = ldap_conf(tmp / 'gh.conf', auth_group(env.slapd.uri, base=slapdfix.SUFFIX,
                                                   route_attribute='mailHost'))
     out = auth_test(conf, 'badroute', USERS['badroute'])
-    assert out.rc == 2 and 'is not HOST:PORT' in out.fields['reason'], out
+    assert out.rc == 2 and out.fields['reason'] == (
+        "mailHost value 'not a route' is not a route "
+        "(HOST, HOST:PORT, [IPv6] or [IPv6]:PORT)"), out
 
 
 # ------------------------------------------------------------ TLS
@@ -642,6 +656,63 @@ def test_daemon_route_and_canonical_user(env, tmp, daemons, gw_parts):
         assert c.authenticate_plain('carol', USERS['carol']).startswith('OK ')
     assert gw_parts['imap'].users() == ['carol.canonical@example.com']
     assert gw_parts['imap_routed'].users() == ['bob']
+    gw.assert_no_secrets()
+
+
+@pytest.mark.parametrize('port_from', ['port-key', 'first-server'])
+def test_daemon_route_without_port(env, tmp, daemons, gw_parts, port_from):
+    """mailHost holds a host name without a port, as directories keep it
+    (one value for IMAP and SMTP alike): each backend dials it on its own
+    `port` (port-key) or, without one, on its first server's port
+    (first-server: the routed server listed first, the default second, so
+    that only the route's host tells which was dialled).  The name is
+    resolved by the daemon (localhost), and the login line shows the port
+    used."""
+    env.slapd.set_route('bob', 'localhost')
+    smtp_routed, imap_routed = gw_parts['smtp_routed'].port, gw_parts['imap_routed'].port
+    if port_from == 'port-key':
+        smtp_keys, imap_keys = {'port': smtp_routed}, {'port': imap_routed}
+    else:
+        smtp_keys = {'servers': '127.0.0.1:%d 127.0.0.1:%d' % (smtp_routed,
+                                                              gw_parts['smtp'].port)}
+        imap_keys = {'servers': '127.0.0.1:%d 127.0.0.1:%d' % (imap_routed,
+                                                              gw_parts['imap'].port)}
+    auth = auth_group(env.slapd.uri, **search_keys(env, route_attribute='mailHost'))
+    gw = Gateway(tmp, daemons, auth, gw_parts['smtp'], gw_parts['imap'],
+                 smtp_keys=smtp_keys, imap_keys=imap_keys)
+    with gw.smtp() as c:
+        assert c.auth_plain('bob', USERS['bob']) == SMTP_OK
+        assert c.cmd('NOOP') == ['250 2.0.0 routed-smtp NOOP']
+    with gw.imap() as c:
+        assert c.authenticate_plain('bob', USERS['bob']).startswith('OK ')
+        assert c.command('b NOOP') == 'OK routed-imap NOOP'
+    assert gw_parts['imap_routed'].users() == ['bob']
+    assert gw_parts['smtp_routed'].xclient_login() == 'bob'
+    assert gw_parts['smtp'].connections == 0 and gw_parts['imap'].connections == 0
+    assert gw.backends_of('bob', 2) == ['localhost:%d' % smtp_routed,
+                                     'localhost:%d' % imap_routed], gw.daemon.text()[-3000:]
+    gw.assert_no_secrets()
+
+
+def test_daemon_follow_route_no(env, tmp, daemons, gw_parts):
+    """follow_route = no on the SMTP backend (submission to a central MTA)
+    while IMAP follows mailHost: one route, two answers."""
+    env.slapd.set_route('bob', '127.0.0.1')
+    auth = auth_group(env.slapd.uri, **search_keys(env, route_attribute='mailHost'))
+    gw = Gateway(tmp, daemons, auth, gw_parts['smtp'], gw_parts['imap'],
+                 smtp_keys={'port': gw_parts['smtp_routed'].port, 'follow_route': False},
+                 imap_keys={'port': gw_parts['imap_routed'].port})
+    with gw.smtp() as c:
+        assert c.auth_plain('bob', USERS['bob']) == SMTP_OK
+        assert c.cmd('NOOP') == ['250 2.0.0 default-smtp NOOP']
+    with gw.imap() as c:
+        assert c.authenticate_plain('bob', USERS['bob']).startswith('OK ')
+        assert c.command('b NOOP') == 'OK routed-imap NOOP'
+    assert gw_parts['smtp'].xclient_login() == 'bob'
+    assert gw_parts['smtp_routed'].connections == 0 and gw_parts['imap'].connections == 0
+    assert gw_parts['imap_routed'].users() == ['bob']
+    assert gw.backends_of('bob', 2) == ['127.0.0.1:%d' % gw_parts['smtp'].port,
+                                     '127.0.0.1:%d' % gw_parts['imap_routed'].port]
     gw.assert_no_secrets()
 
 

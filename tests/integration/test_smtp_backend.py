@@ -381,6 +381,38 @@ def test_first_server_down_next_is_used(gateway, postfix):
     assert '127.0.0.1:%d' % dead in gw.log(), gw.log()[-3000:]
 
 
+def test_users_file_route_without_port(gateway, postfix):
+    """route=127.0.0.1 in the users file (no port): listener `routed` dials
+    its backend's `port` (Postfix) instead of its servers (a dead one);
+    listener `central` has follow_route = no and reaches Postfix through its
+    servers although its `port` is the dead one."""
+    dead = free_port()
+    users = dict(GW_USERS, alice='{PLAIN}alicepw:route=127.0.0.1')
+    gw = gateway({'routed': dict(require_auth=True, backend='routed'),
+                  'central': dict(require_auth=True, backend='central')},
+                 {'routed': xclient_backend(postfix, port=postfix.port)
+                  | dict(servers='127.0.0.1:%d' % dead),
+                  'central': xclient_backend(postfix, port=dead, follow_route=False)},
+                 users=users)
+    sent = []
+    for listener in ('routed', 'central'):
+        subj = marker('route-%s' % listener)
+        with smtplib.SMTP('127.0.0.1', gw.port(listener), timeout=TIMEOUT) as s:
+            s.ehlo('r.example.org')
+            s.login('alice', 'alicepw')
+            s.sendmail('alice@example.com', ['bob@example.com'], 'Subject: %s\r\n\r\nx\r\n' % subj)
+        sent.append(subj)
+    for subj in sent:
+        assert b'(Authenticated sender: alice)' in received(postfix.wait_message('bob', 'Subject: ' + subj))
+
+    def login_backends():
+        got = re.findall(r'login: session=.* user="alice" .* backend=(\S+) ', gw.log())
+        return got if len(got) == 2 else None
+    backends = wait_for(login_backends, what='two login lines of alice')
+    assert backends == ['127.0.0.1:%d' % postfix.port] * 2, backends
+    assert not re.search(r'127\.0\.0\.1:%d\b' % dead, gw.log()), gw.log()[-3000:]
+
+
 def test_client_vanishes_mid_data(gw, postfix):
     lost = re.compile(r'lost connection after DATA \(\d+ bytes\)')
     lost_before = len(lost.findall(postfix.log_text()))

@@ -206,6 +206,8 @@ static const char full_config[] =
     "[backend imap]\n"
     "protocol = imap\n"
     "servers = 10.0.0.5:143 [2001:db8::6]:993\n"
+    "port = 993\n"
+    "follow_route = no\n"
     "tls = implicit\n"
     "login = master\n"
     "master_user = proxy\n"
@@ -358,6 +360,8 @@ test_full(void)
 	g_assert_cmpuint(bc->servers->len, ==, 2);
 	assert_host_port(bc->servers, 0, "10.0.0.5", 143);
 	assert_host_port(bc->servers, 1, "2001:db8::6", 993);
+	g_assert_cmpuint(bc->port, ==, 993);
+	g_assert_false(bc->follow_route);
 	g_assert_cmpint(bc->tls, ==, GH_TLS_IMPLICIT);
 	g_assert_cmpint(bc->login, ==, GH_LOGIN_MASTER);
 	g_assert_cmpstr(bc->master_user, ==, "proxy");
@@ -375,6 +379,8 @@ test_full(void)
 	g_assert_nonnull(bc);
 	g_assert_cmpint(bc->protocol, ==, GH_PROTO_SMTP);
 	assert_host_port(bc->servers, 0, "smtp.internal.example.com", 587);
+	g_assert_cmpuint(bc->port, ==, 587);
+	g_assert_true(bc->follow_route);
 	g_assert_cmpint(bc->tls, ==, GH_TLS_STARTTLS);
 	g_assert_cmpint(bc->login, ==, GH_LOGIN_XCLIENT);
 	g_assert_null(bc->master_user);
@@ -467,6 +473,8 @@ test_defaults(void)
 	bc = gh_config_backend(cfg, "imap");
 	g_assert_nonnull(bc);
 	assert_host_port(bc->servers, 0, "localhost", 143);
+	g_assert_cmpuint(bc->port, ==, 143); /* the first server's */
+	g_assert_true(bc->follow_route);
 	g_assert_cmpint(bc->tls, ==, GH_TLS_NONE);
 	g_assert_cmpint(bc->login, ==, GH_LOGIN_PASSTHROUGH);
 	g_assert_true(bc->forward_client);
@@ -569,6 +577,24 @@ static const BadCase bad_cases[] = {
      "[auth users]\nmodule = file\n[backend mx]\nprotocol = smtp\nservers = 127.0.0.1:25\n"
      "verify = 2\n" LISTENER,
      {"@FILE@:6: [backend mx] verify: bad value '2'"}},
+    {"bad-port-zero",
+     HEAD "port = 0\n" LISTENER,
+     {"@FILE@:6: [backend mx] port: bad value '0': expected a whole number from 1 to 65535"}},
+    {"bad-port-too-large",
+     HEAD "port = 65536\n" LISTENER,
+     {"@FILE@:6: [backend mx] port: bad value '65536': expected a whole number from 1 to "
+      "65535"}},
+    {"bad-port-not-a-number",
+     HEAD "port = imap\n" LISTENER,
+     {"@FILE@:6: [backend mx] port: bad value 'imap': expected a whole number from 1 to "
+      "65535"}},
+    {"bad-port-empty",
+     HEAD "port =\n" LISTENER,
+     {"@FILE@:6: [backend mx] port: bad value '': expected a whole number from 1 to 65535"}},
+    {"bad-follow-route",
+     HEAD "follow_route = sometimes\n" LISTENER,
+     {"@FILE@:6: [backend mx] follow_route: bad value 'sometimes': expected yes or no"}},
+    {"port-and-follow-route", HEAD "port = 2525\nfollow_route = no\n" LISTENER, {NULL}},
     {"bad-integer-unit",
      HEAD LISTENER "idle_timeout = 30s\n",
      {"@FILE@:11: [listener smtp] idle_timeout: bad value '30s': expected a whole number "

@@ -127,7 +127,8 @@ test_parse_good(void)
 }
 
 #define ALICE "alice:" HASH_SHA
-#define ROUTE_ERR(r) "line 1: bad route '" r "' (want HOST:PORT)"
+#define ROUTE_WANT "(want HOST, HOST:PORT, [IPv6] or [IPv6]:PORT)"
+#define ROUTE_ERR(r) "line 1: bad route '" r "' " ROUTE_WANT
 #define NOT_CRYPT(n) "line " #n ": hash is not a crypt(3) string or {PLAIN}password"
 #define DES_ERR                                                                                    \
 	"line 1: DES crypt(3) hashes are not supported (too weak): make a new hash with "          \
@@ -155,8 +156,8 @@ test_parse_errors(void)
 	     "line 1: missing ':' after the user name", NULL},
 	    {"#\n#\n#\n#\n#\n#\n#\n#\nalice:" HASH_SHA ":foo=bar\n", 9,
 	     "line 9: unknown attribute 'foo'", "7KlJ0"},
-	    {"#\n#\n#\n#\n#\n#\n#\n#\nalice:" HASH_SHA ":route=x\n", 9,
-	     "line 9: bad route 'x' (want HOST:PORT)", "7KlJ0"},
+	    {"#\n#\n#\n#\n#\n#\n#\n#\nalice:" HASH_SHA ":route=x:\n", 9,
+	     "line 9: bad route 'x:' " ROUTE_WANT, "7KlJ0"},
 	    {ALICE ":route=host:0\n", 1, ROUTE_ERR("host:0"), NULL},
 	    {ALICE ":route=host:65536\n", 1, ROUTE_ERR("host:65536"), NULL},
 	    {ALICE ":route=host:\n", 1, ROUTE_ERR("host:"), NULL},
@@ -170,6 +171,11 @@ test_parse_errors(void)
 	    {ALICE ":route=[]:143\n", 1, ROUTE_ERR("[]:143"), NULL},
 	    {ALICE ":route=[10.0.0.1]:143\n", 1, ROUTE_ERR("[10.0.0.1]:143"), NULL},
 	    {ALICE ":route=[zz::1]:143\n", 1, ROUTE_ERR("[zz::1]:143"), NULL},
+	    {ALICE ":route=::1\n", 1, ROUTE_ERR("::1"), NULL},
+	    {ALICE ":route=[::1]x\n", 1, ROUTE_ERR("[::1]x"), NULL},
+	    {ALICE ":route=-host\n", 1, ROUTE_ERR("-host"), NULL},
+	    {ALICE ":route=.host\n", 1, ROUTE_ERR(".host"), NULL},
+	    {ALICE ":route=[10.0.0.1]\n", 1, ROUTE_ERR("[10.0.0.1]"), NULL},
 	    {ALICE ":route=a:1 route=b:2\n", 1, "line 1: attribute 'route' given twice", NULL},
 	    {ALICE ":user=a user=b\n", 1, "line 1: attribute 'user' given twice", NULL},
 	    {ALICE ":user=\n", 1, "line 1: empty value for attribute 'user'", NULL},
@@ -195,7 +201,7 @@ test_parse_errors(void)
 	     "zq9x"},
 	    {"alice:{PLAIN}abc:zq9=x\n", 1,
 	     "line 1: unknown attribute (a {PLAIN} password cannot contain ':')", "zq9"},
-	    {"alice:{PLAIN}abc:route=zq9\n", 1, "line 1: bad route (want HOST:PORT)", "zq9"},
+	    {"alice:{PLAIN}abc:route=zq9:\n", 1, "line 1: bad route " ROUTE_WANT, "zq9"},
 	    /* Unprintable: not quoted. */
 	    {ALICE ":k\001=v\n", 1, "line 1: unknown attribute", NULL},
 	};
@@ -264,6 +270,36 @@ test_parse_colons(void)
 	g_assert_nonnull(e);
 	g_assert_cmpstr(e->hash, ==, "a b c");
 	g_assert_cmpuint(uf->n_plain, ==, 2);
+}
+
+/* Routes without a port, as directories keep mail hosts: kept as written
+ * (the connector adds the backend's port). */
+static void
+test_parse_routes_without_port(void)
+{
+	static const char text[] = "a:" HASH_YES ":route=127.0.0.1\n"
+				   "b:" HASH_SHA ":route=imap2.example.test user=b\n"
+				   "c:{PLAIN}pw:route=[::1]\n"
+				   "d:{PLAIN}pw:route=[2001:db8::7]:993\n";
+	static const struct {
+		const char *name, *route;
+	} want[] = {
+	    {"a", "127.0.0.1"},
+	    {"b", "imap2.example.test"},
+	    {"c", "[::1]"},
+	    {"d", "[2001:db8::7]:993"},
+	};
+	g_autoptr(GError) error = NULL;
+	g_autoptr(GhUsersFile) uf = parse(text, NULL, &error);
+
+	g_assert_no_error(error);
+	g_assert_nonnull(uf);
+	for (guint i = 0; uf != NULL && i < G_N_ELEMENTS(want); i++) {
+		const GhUserEntry *e = gh_users_file_lookup(uf, want[i].name);
+
+		g_assert_nonnull(e);
+		g_assert_cmpstr(e->route, ==, want[i].route);
+	}
 }
 
 static void
@@ -692,7 +728,7 @@ test_module_init_errors(void)
 		g_assert_error(error, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_INVALID_VALUE);
 		g_free(want);
 		want = g_strdup_printf("test.conf:3: [auth users] path: users file %s line 1: "
-				       "bad route '[::1]:0' (want HOST:PORT)",
+				       "bad route '[::1]:0' " ROUTE_WANT,
 				       t.path);
 		g_assert_cmpstr(error->message, ==, want);
 	}
@@ -1014,6 +1050,8 @@ main(int argc, char **argv)
 	g_test_add_func("/gatehouse/users-file/errors", test_parse_errors);
 	g_test_add_func("/gatehouse/users-file/nul", test_parse_nul);
 	g_test_add_func("/gatehouse/users-file/colons", test_parse_colons);
+	g_test_add_func("/gatehouse/users-file/routes-without-port",
+			test_parse_routes_without_port);
 	g_test_add_func("/gatehouse/users-file/plain-count", test_parse_plain_count);
 	g_test_add_func("/gatehouse/users-file/empty", test_parse_empty);
 	g_test_add_func("/gatehouse/users-file/length", test_parse_length);
