@@ -41,6 +41,7 @@ struct _GhServer {
 	gboolean status_sent;
 	gboolean stopping;
 	gint64 stop_deadline;
+	gint accepting; /* atomic: workers that still watch the listening sockets */
 };
 
 /* What a worker lends the sessions of one listener (session.h). */
@@ -270,6 +271,25 @@ worker_begin(gpointer data)
 	return G_SOURCE_REMOVE;
 }
 
+/* Main thread, once no worker watches them any more: the sockets we bound
+ * stop listening, so that a balancer or a client is refused at once and
+ * goes elsewhere instead of waiting in the backlog of a daemon that will
+ * never accept it (shutdown_timeout can be long).  Sockets from systemd are
+ * left alone: systemd holds them, and queues for the next start. */
+static gboolean
+stop_listening(gpointer data)
+{
+	GhServer *server = data;
+	for (guint i = 0; i < server->listeners->len; i++) {
+		GhListener *l = g_ptr_array_index(server->listeners, i);
+		if (l->from_systemd)
+			continue;
+		for (guint j = 0; j < l->fds->len; j++)
+			(void)shutdown(g_array_index(l->fds, int, j), SHUT_RDWR);
+	}
+	return G_SOURCE_REMOVE;
+}
+
 /* Stop accepting; sessions in login state say goodbye, proxied ones drain. */
 static gboolean
 worker_stop(gpointer data)
@@ -279,6 +299,8 @@ worker_stop(gpointer data)
 
 	worker->stopping = TRUE;
 	worker_accept_stop(worker);
+	if (g_atomic_int_dec_and_test(&worker->server->accepting))
+		g_main_context_invoke(NULL, stop_listening, worker->server);
 	copy = g_list_copy(worker->sessions.head);
 	for (GList *l = copy; l != NULL; l = l->next)
 		gh_session_shutdown(l->data);
@@ -535,6 +557,7 @@ on_stop_signal(gpointer data)
 		  cfg->shutdown_timeout);
 	server->stop_deadline =
 	    g_get_monotonic_time() + (gint64)cfg->shutdown_timeout * G_USEC_PER_SEC;
+	g_atomic_int_set(&server->accepting, (gint)server->workers->len);
 	for (guint i = 0; i < server->workers->len; i++) {
 		GhWorker *w = g_ptr_array_index(server->workers, i);
 		g_main_context_invoke(w->context, worker_stop, w);

@@ -736,6 +736,36 @@ def test_shutdown_tells_clients(gw):
             c.close()
 
 
+def test_stop_refuses_new_connections_while_proxied_ones_drain(gw_up):
+    """SIGTERM: the listening socket stops listening at once (a balancer or
+    a client is refused and goes elsewhere, instead of waiting in the
+    backlog until shutdown_timeout), while a proxied session goes on."""
+    c = gw_up.client()
+    try:
+        c.secret(USERS['alice'])
+        assert c.cmd('a LOGIN alice %s' % USERS['alice']) == [t('a', BACKEND_LOGIN_OK)]
+        mark = len(gw_up.daemon.text())
+        gw_up.daemon.signal(signal.SIGTERM)
+        gw_up.daemon.wait_log('stopping: 1 session open')
+
+        def refused():
+            try:
+                socket.create_connection(('127.0.0.1', gw_up.port), timeout=5).close()
+                return False
+            except ConnectionRefusedError:
+                return True
+        wait_for(refused, what='the listener to refuse connections')
+        # the proxied session is still served
+        assert c.cmd('b NOOP') == ['b OK fake NOOP']
+        assert gw_up.daemon.proc.poll() is None
+        assert 'session end' not in gw_up.daemon.text()[mark:]
+        c.line('c LOGOUT')
+        assert c.until_close() == ['* BYE fake bye', 'c OK fake LOGOUT']
+        assert gw_up.daemon.proc.wait(30) == 0, gw_up.daemon.text()[-3000:]
+    finally:
+        c.close()
+
+
 # ------------------------------------------------------------ leniency
 
 def test_lower_case_commands(gw_up):
