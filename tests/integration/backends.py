@@ -26,7 +26,7 @@ import uuid
 from contextlib import contextmanager
 from pathlib import Path
 
-from lib.net import free_port, wait_port
+from lib.net import free_port, wait_for, wait_port
 from lib.proc import make_tmpdir, stop_process
 
 POSTFIX_MASTER = '/usr/lib/postfix/sbin/master'
@@ -492,6 +492,68 @@ ssl_min_protocol = TLSv1.2
         super().start()
         wait_port(self.imaps_port, 20, self.proc, 'dovecot (imaps)')
         return self
+
+
+class ProxyPostfix(Postfix):
+    """backends.Postfix plus a second smtpd on proxy_port that takes a PROXY
+    protocol header first (smtpd_upstream_proxy_protocol = haproxy), as
+    doc/deployment.md sets up Postfix behind gatehouse: it logs the address
+    in the header as the client's ("connect from NAME[ADDR]")."""
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.proxy_port = free_port()
+
+    def write_config(self):
+        super().write_config()
+        with open(self.etc / 'master.cf', 'a') as f:
+            f.write('127.0.0.1:%d inet n - n - - smtpd\n'
+                    '  -o smtpd_upstream_proxy_protocol=haproxy\n' % self.proxy_port)
+        _backdate(self.etc / 'master.cf')
+
+    def start(self):
+        super().start()
+        # not wait_port(): a connection without a header is only noise in
+        # the log; the master binds every listener before the first serves
+        return self
+
+
+class ProxyDovecot(Dovecot):
+    """backends.Dovecot whose IMAP listener takes a PROXY protocol header
+    first (haproxy = yes) from haproxy_trusted_networks (default 127.0.0.1:
+    a gatehoused of the tests), as doc/deployment.md sets up Dovecot behind
+    gatehouse; it logs the address in the header as rip=.  mark(), since()
+    and wait_log() read its log."""
+
+    def __init__(self, relay_port, haproxy_trusted_networks='127.0.0.1', **kw):
+        super().__init__(relay_port, **kw)
+        self.haproxy_trusted_networks = haproxy_trusted_networks
+
+    def write_config(self):
+        super().write_config()
+        text = self.conf.read_text()
+        plain = '    port = %d\n  }' % self.imap_port
+        assert text.count(plain) == 1, 'backends.Dovecot\'s imap listener changed:\n' + text
+        text = text.replace(plain, '    port = %d\n    haproxy = yes\n  }' % self.imap_port)
+        text += 'haproxy_trusted_networks = %s\n' % self.haproxy_trusted_networks
+        self.conf.write_text(text)
+
+    def mark(self):
+        return len(self.log_text())
+
+    def since(self, mark):
+        return self.log_text()[mark:]
+
+    def wait_log(self, pattern, after=0, timeout=30.0):
+        """The first match of the regular expression in the log written
+        after `after` (a mark())."""
+        rx = re.compile(pattern)
+        try:
+            return wait_for(lambda: rx.search(self.since(after)), timeout,
+                            what='dovecot log: %s' % pattern)
+        except AssertionError:
+            raise AssertionError('no %r in the dovecot log after mark %d; log since:\n%s'
+                                 % (pattern, after, self.since(after)[-3000:]))
 
 
 def main(argv):
