@@ -1271,8 +1271,12 @@ def test_backend_goes_away_after_login(gateway, dovecot, fake_backend):
         while time.monotonic() < deadline:
             try:
                 line = c.raw_line()
-            except (socket.timeout, ConnectionResetError):
+            except ConnectionResetError:
                 break
+            except socket.timeout:
+                # silence is not a close: the client would hang
+                raise AssertionError('client connection still open %.0f s after the backend '
+                                     'went away; got %r' % (TIMEOUT, lines))
             if not line:
                 break
             lines.append(line)
