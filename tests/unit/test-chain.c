@@ -363,16 +363,13 @@ test_chain_cancel_in_failure_delay(void)
 	};
 	const char *chain[] = {"a", NULL};
 	GhAuthPending *p;
-	gint64 until = g_get_monotonic_time() + 10 * G_USEC_PER_SEC;
 
 	fixture_setup_text(&f, two_modules, &s);
 	p = gh_auth_verify_async(f.set, chain, &req, 0, NULL, on_done, &r);
 	/* the verdict is back on our context once the pool is idle and nothing
 	 * is left to dispatch: it now waits on its 60 s timer */
-	while (gh_auth_core_busy(f.core) > 0 || g_main_context_pending(NULL)) {
-		g_assert_cmpint(g_get_monotonic_time(), <, until);
+	while (gh_auth_core_busy(f.core) > 0 || g_main_context_pending(NULL))
 		g_main_context_iteration(NULL, FALSE);
-	}
 	g_assert_false(r.done);
 	gh_auth_pending_cancel(p);
 	while (g_main_context_iteration(NULL, FALSE))
