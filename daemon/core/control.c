@@ -23,6 +23,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#define GH_CONTROL_SNDBUF (64 * 1024)
+
 struct _GhControl {
 	GhServer *server;
 	char *path;
@@ -339,6 +341,10 @@ on_incoming(GSocketService *service, GSocketConnection *conn, GObject *source, g
 		g_message("control: %d clients already; one more refused", GH_CONTROL_MAX_CLIENTS);
 		return TRUE; /* the service closes it with its last reference */
 	}
+	/* what the kernel holds for a client that does not read stays small;
+	 * the rest waits in our answer, and the write deadline drops it */
+	(void)g_socket_set_option(g_socket_connection_get_socket(conn), SOL_SOCKET, SO_SNDBUF,
+				  GH_CONTROL_SNDBUF, NULL);
 	c = g_new0(Client, 1);
 	c->ref = 1;
 	c->control = control;
