@@ -265,24 +265,6 @@ json_int(JsonBuilder *b, const char *member, gint64 value)
 /* ------------------------------------------------------------ stats */
 
 void
-gh_control_stats_view(GhServer *server,
-		      const GhSnapshot *snap,
-		      const GhAuthCoreStats *auth,
-		      GhStatsView *out)
-{
-	memset(out, 0, sizeof *out);
-	out->version = PACKAGE_VERSION;
-	out->started = gh_server_started(server);
-	out->now = g_get_real_time() / G_USEC_PER_SEC;
-	out->generation = gh_server_generation(server);
-	gh_server_reloads(server, &out->reloads_ok, &out->reloads_failed);
-	out->config = gh_server_get_config(server);
-	out->stats = snap->stats;
-	out->n_sessions = snap->n_sessions;
-	out->auth = *auth;
-}
-
-void
 gh_control_stats_view_clear(GhStatsView *view)
 {
 	gh_config_unref(view->config);

@@ -37,7 +37,7 @@ typedef struct {
 gboolean gh_control_parse_request(const char *line, GhControlRequest *req, char **why);
 void gh_control_request_clear(GhControlRequest *req);
 
-/* What `stats` reports, gathered in one place. */
+/* What `stats` reports, gathered in one place (control.c fills it). */
 typedef struct {
 	const char *version;
 	gint64 started; /* seconds since the epoch */
@@ -50,10 +50,6 @@ typedef struct {
 	guint n_sessions;
 	GhAuthCoreStats auth;
 } GhStatsView;
-void gh_control_stats_view(GhServer *server,
-			   const GhSnapshot *snap,
-			   const GhAuthCoreStats *auth,
-			   GhStatsView *out);
 void gh_control_stats_view_clear(GhStatsView *view);
 
 void gh_control_format_stats(GString *out, const GhStatsView *view, gboolean json);

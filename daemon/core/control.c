@@ -163,6 +163,21 @@ answer_text(Client *c, gboolean ok, const char *format, ...)
 /* ------------------------------------------------------------ commands */
 
 static void
+stats_view(GhServer *server, const GhSnapshot *snap, const GhAuthCoreStats *auth, GhStatsView *out)
+{
+	memset(out, 0, sizeof *out);
+	out->version = PACKAGE_VERSION;
+	out->started = gh_server_started(server);
+	out->now = g_get_real_time() / G_USEC_PER_SEC;
+	out->generation = gh_server_generation(server);
+	gh_server_reloads(server, &out->reloads_ok, &out->reloads_failed);
+	out->config = gh_server_get_config(server);
+	out->stats = snap->stats;
+	out->n_sessions = snap->n_sessions;
+	out->auth = *auth;
+}
+
+static void
 on_snapshot(const GhSnapshot *snap, gpointer data)
 {
 	Client *c = data;
@@ -177,7 +192,7 @@ on_snapshot(const GhSnapshot *snap, gpointer data)
 		GhAuthCoreStats auth;
 		GhStatsView view;
 		gh_auth_core_stats(gh_server_get_auth_core(control->server), &auth);
-		gh_control_stats_view(control->server, snap, &auth, &view);
+		stats_view(control->server, snap, &auth, &view);
 		gh_control_format_stats(body, &view, c->json);
 		gh_control_stats_view_clear(&view);
 	} else if (strcmp(c->command, "sessions") == 0) {
