@@ -77,6 +77,9 @@ typedef struct {
 	guint64 cache_misses;  /* lookups that were not */
 	guint penalty_entries; /* client addresses with a failure penalty now */
 } GhAuthCoreStats;
+/* Fill *out.  Any thread; the figures are read one after another, not at
+ * one instant (running + queued may be off by a job pushed or finished
+ * meanwhile). */
 void gh_auth_core_stats(GhAuthCore *core, GhAuthCoreStats *out);
 
 /* ---- module loading ---- */
