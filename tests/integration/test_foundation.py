@@ -95,13 +95,21 @@ def test_hash_password_refuses_empty_and_bad_scheme():
 def test_auth_test_each_hash_kind(setup, user):
     tmp, users, conf = setup
     pw = PASSWORDS[user]
-    ok = ctl('auth-test', user, stdin=pw + '\n', config=conf)
+    # the answer and nothing else by default (warnings stay: this users file
+    # has a {PLAIN} entry); -v adds the log lines
+    quiet = ctl('auth-test', user, stdin=pw + '\n', config=conf)
+    assert quiet.returncode == 0, quiet.stdout + quiet.stderr
+    assert all(': warning: ' in line for line in quiet.stderr.splitlines()), quiet.stderr
+    assert field(quiet.stdout, 'verdict') == 'ok'
+    ok = ctl('-v', 'auth-test', user, stdin=pw + '\n', config=conf)
     assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert ok.stdout == quiet.stdout.replace(field(quiet.stdout, 'time'), field(ok.stdout, 'time'))
     assert field(ok.stdout, 'verdict') == 'ok'
     assert field(ok.stdout, 'module') == 'users (file)'
     assert re.search(r'login: .*user="%s" .*module=users\(file\) verdict=ok ' % user, ok.stderr)
+    assert 'gh-auth-file: users file' in ok.stderr
 
-    bad = ctl('auth-test', user, stdin=pw + 'x\n', config=conf)
+    bad = ctl('-v', 'auth-test', user, stdin=pw + 'x\n', config=conf)
     assert bad.returncode == 1
     assert field(bad.stdout, 'verdict') == 'wrong-password'
     assert 'verdict=wrong-password reason="wrong password"' in bad.stderr
@@ -113,7 +121,7 @@ def test_auth_test_each_hash_kind(setup, user):
 
 def test_auth_test_unknown_user_and_attributes(setup):
     tmp, users, conf = setup
-    r = ctl('auth-test', 'nosuchuser', stdin='whatever\n', config=conf)
+    r = ctl('-v', 'auth-test', 'nosuchuser', stdin='whatever\n', config=conf)
     assert r.returncode == 1
     assert field(r.stdout, 'verdict') == 'unknown-user'
     assert 'verdict=unknown-user reason="unknown user"' in r.stderr
@@ -121,7 +129,7 @@ def test_auth_test_unknown_user_and_attributes(setup):
     r = ctl('auth-test', 'sha', stdin=PASSWORDS['sha'] + '\n', config=conf)
     assert field(r.stdout, 'route') == '10.1.2.3:143'
     assert field(r.stdout, 'user') == 'sha'
-    r = ctl('auth-test', 'bcr', '--service', 'imap', '--remote', '192.0.2.7',
+    r = ctl('-v', 'auth-test', 'bcr', '--service', 'imap', '--remote', '192.0.2.7',
             stdin=PASSWORDS['bcr'] + '\n', config=conf)
     assert r.returncode == 0
     assert field(r.stdout, 'user') == 'bcr@example.com'
