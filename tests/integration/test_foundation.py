@@ -249,9 +249,26 @@ class Notify:
         return wait_for(lambda: any(needle in m.split('\n') for m in self.poll()), timeout,
                         what='%s in %r' % (needle, self.messages))
 
+    def wait_match(self, pattern, timeout=30.0):
+        """The first line of a datagram that matches the regular expression."""
+        rx = re.compile(pattern)
+
+        def found():
+            for m in self.poll():
+                for line in m.split('\n'):
+                    if rx.fullmatch(line):
+                        return line
+            return None
+        return wait_for(found, timeout, what='%s in %r' % (pattern, self.messages))
+
     def close(self):
         self.sock.close()
         os.unlink(self.path)
+
+
+# what `systemctl status` shows of a running gatehoused
+STATUS_LINE = (r'STATUS=(\d+) sessions? \((\d+) proxied\); logins since start: (\d+) ok, '
+               r'(\d+) not; config generation (\d+)')
 
 
 def start_activated(tmp, conf, fdname, port, daemons, valgrind=False):
@@ -274,7 +291,8 @@ def run_lifecycle(tmp, conf, users, daemons, valgrind=False):
         # the connection that woke it up is served once gatehoused runs
         notify.wait('READY=1', timeout=60 if valgrind else 30)
         assert read_line('127.0.0.1', port) == b'220 gw.test ESMTP\r\n'
-        assert any(m.startswith('STATUS=') for m in notify.messages)
+        status = re.fullmatch(STATUS_LINE, notify.wait_match(STATUS_LINE))
+        assert status.group(5) == '1' and status.group(3) == '0', status.group(0)
         d.wait_log('listener smtp: systemd fd 3')
 
         # users file edited while running: picked up without restart
@@ -301,6 +319,9 @@ def run_lifecycle(tmp, conf, users, daemons, valgrind=False):
         d.signal(signal.SIGHUP)
         d.wait_log('configuration reloaded from')
         assert read_line('127.0.0.1', port) == b'220 reloaded.test ESMTP\r\n'
+        # the refused reload did not count; this one is generation 2
+        assert STATUS_LINE.endswith(r'generation (\d+)')
+        notify.wait_match(STATUS_LINE[:-len(r'(\d+)')] + '2')
 
         # SIGTERM: clean stop, exit 0
         d.signal(signal.SIGTERM)
