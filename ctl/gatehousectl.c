@@ -416,6 +416,15 @@ connect_failed(const char *path, int err)
 	return EXIT_UNAVAILABLE;
 }
 
+/* A send or a read failed (errno): say so, close, the exit status. */
+static int
+io_failed(const char *path, int fd)
+{
+	fprintf(stderr, "gatehousectl: %s: %s\n", path, g_strerror(errno));
+	close(fd);
+	return EXIT_UNAVAILABLE;
+}
+
 /* Send one request line, print the answer; the exit status. */
 static int
 control_request(const char *path, const char *request)
@@ -443,11 +452,8 @@ control_request(const char *path, const char *request)
 		ssize_t n = send(fd, request + sent, len - sent, MSG_NOSIGNAL);
 		if (n < 0 && errno == EINTR)
 			continue;
-		if (n < 0) {
-			fprintf(stderr, "gatehousectl: %s: %s\n", path, g_strerror(errno));
-			close(fd);
-			return EXIT_UNAVAILABLE;
-		}
+		if (n < 0)
+			return io_failed(path, fd);
 		sent += (gsize)n;
 	}
 	for (;;) {
@@ -466,11 +472,8 @@ control_request(const char *path, const char *request)
 		n = read(fd, buf, sizeof buf);
 		if (n < 0 && errno == EINTR)
 			continue;
-		if (n < 0) {
-			fprintf(stderr, "gatehousectl: %s: %s\n", path, g_strerror(errno));
-			close(fd);
-			return EXIT_UNAVAILABLE;
-		}
+		if (n < 0)
+			return io_failed(path, fd);
 		if (n == 0)
 			break;
 		g_string_append_len(got, buf, n);

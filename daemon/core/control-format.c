@@ -328,12 +328,28 @@ static const char *const failure_labels[] = {"backend", "server"};
 static const char *const relay_labels[] = {"protocol", "direction"};
 static const char *const kicked_labels[] = {"protocol"};
 
+/* "member": [{label: value, ..., value_name: n}, ...], one per series */
+static void
+json_family(JsonBuilder *b,
+	    const char *member,
+	    const GhStats *st,
+	    GhStatFamily family,
+	    const char *const *names,
+	    guint n_labels,
+	    const char *value_name)
+{
+	RowsData d = {.json = b, .names = names, .n_labels = n_labels, .value_name = value_name};
+	json_builder_set_member_name(b, member);
+	json_builder_begin_array(b);
+	gh_stats_foreach(st, family, add_row, &d);
+	json_builder_end_array(b);
+}
+
 static void
 stats_json(GString *out, const GhStatsView *v)
 {
 	g_autoptr(JsonBuilder) b = json_builder_new();
 	guint64 lookups = v->auth.cache_hits + v->auth.cache_misses;
-	RowsData d = {.json = b};
 
 	json_builder_begin_object(b);
 	json_string_or_null(b, "version", v->version);
@@ -358,13 +374,7 @@ stats_json(GString *out, const GhStatsView *v)
 	}
 	json_builder_end_array(b);
 
-	json_builder_set_member_name(b, "logins");
-	json_builder_begin_array(b);
-	d.names = login_labels;
-	d.n_labels = 4;
-	d.value_name = "count";
-	gh_stats_foreach(v->stats, GH_STAT_LOGINS, add_row, &d);
-	json_builder_end_array(b);
+	json_family(b, "logins", v->stats, GH_STAT_LOGINS, login_labels, 4, "count");
 
 	json_builder_set_member_name(b, "auth");
 	json_builder_begin_object(b);
@@ -384,29 +394,10 @@ stats_json(GString *out, const GhStatsView *v)
 	json_int(b, "penalty_addresses", v->auth.penalty_entries);
 	json_builder_end_object(b);
 
-	json_builder_set_member_name(b, "relay_bytes");
-	json_builder_begin_array(b);
-	d.names = relay_labels;
-	d.n_labels = 2;
-	d.value_name = "bytes";
-	gh_stats_foreach(v->stats, GH_STAT_RELAY_BYTES, add_row, &d);
-	json_builder_end_array(b);
-
-	json_builder_set_member_name(b, "backend_failures");
-	json_builder_begin_array(b);
-	d.names = failure_labels;
-	d.n_labels = 2;
-	d.value_name = "count";
-	gh_stats_foreach(v->stats, GH_STAT_BACKEND_FAILURES, add_row, &d);
-	json_builder_end_array(b);
-
-	json_builder_set_member_name(b, "kicked");
-	json_builder_begin_array(b);
-	d.names = kicked_labels;
-	d.n_labels = 1;
-	d.value_name = "count";
-	gh_stats_foreach(v->stats, GH_STAT_KICKED, add_row, &d);
-	json_builder_end_array(b);
+	json_family(b, "relay_bytes", v->stats, GH_STAT_RELAY_BYTES, relay_labels, 2, "bytes");
+	json_family(b, "backend_failures", v->stats, GH_STAT_BACKEND_FAILURES, failure_labels, 2,
+		    "count");
+	json_family(b, "kicked", v->stats, GH_STAT_KICKED, kicked_labels, 1, "count");
 	json_builder_end_object(b);
 	append_json(out, b);
 }
