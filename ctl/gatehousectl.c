@@ -19,6 +19,7 @@
  */
 #include "gh-build.h"
 
+#include "common/keyfile.h"
 #include "config/config.h"
 #include "gh-auth.h"
 #include "config/log.h"
@@ -378,9 +379,10 @@ cmd_hash_password(int argc, char **argv)
 static char *
 control_socket_path(const char *config_path)
 {
-	g_autoptr(GKeyFile) kf = g_key_file_new();
+	/* the daemon's own reader (its comments), but not its checks */
+	g_autoptr(GKeyFile) kf = gh_key_file_load(config_path, NULL);
 	char *path = NULL;
-	if (g_key_file_load_from_file(kf, config_path, G_KEY_FILE_NONE, NULL))
+	if (kf != NULL)
 		path = g_key_file_get_string(kf, "gatehouse", "control_socket", NULL);
 	if (path != NULL)
 		g_strstrip(path);

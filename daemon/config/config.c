@@ -786,7 +786,10 @@ parse_gatehouse(Loader *ld, const char *group)
 	s = get_string(ld, group, "module_dir", GH_MODULE_DIR);
 	g_free(cfg->module_dir);
 	cfg->module_dir = s;
-	s = get_string(ld, group, "control_socket", GH_DEFAULT_CONTROL_SOCKET);
+	/* present but empty: no control socket (absent: the default) */
+	s = get_value(ld, group, "control_socket");
+	if (s == NULL)
+		s = g_strdup(GH_DEFAULT_CONTROL_SOCKET);
 	if (strlen(s) >= GH_UNIX_PATH_MAX)
 		problem(ld, group, "control_socket",
 			"path too long for a unix socket (at most %u bytes)", GH_UNIX_PATH_MAX - 1);

@@ -24,7 +24,6 @@ gh_session_filter_clear(GhSessionFilter *f)
 	g_free(f->user);
 	g_free(f->user_shown);
 	g_free(f->session);
-	g_clear_object(&f->remote);
 	memset(f, 0, sizeof *f);
 }
 
@@ -37,11 +36,11 @@ gh_session_filter_match(const GhSessionInfo *info, gpointer data)
 	if (f->user_shown != NULL &&
 	    (info->user == NULL || g_ascii_strcasecmp(info->user, f->user_shown) != 0))
 		return FALSE;
-	if (f->remote != NULL) {
+	if (f->has_remote) {
+		/* as trusted_networks: an IPv4 client a dual-stack listener
+		 * shows as ::ffff:a.b.c.d is in the IPv4 network */
 		g_autoptr(GInetAddress) a = g_inet_address_new_from_string(info->remote);
-		if (a == NULL ||
-		    g_inet_address_get_family(a) != g_inet_address_mask_get_family(f->remote) ||
-		    !g_inet_address_mask_matches(f->remote, a))
+		if (!gh_cidr_match(&f->remote, a))
 			return FALSE;
 	}
 	return TRUE;
@@ -131,9 +130,9 @@ gh_control_parse_request(const char *line, GhControlRequest *req, char **why)
 			   req->filter.session == NULL) {
 			req->filter.session = g_strdup(value);
 		} else if (value != NULL && strcmp(key, "remote") == 0 && commands[cmd].remote &&
-			   req->filter.remote == NULL) {
-			req->filter.remote = g_inet_address_mask_new_from_string(value, NULL);
-			if (req->filter.remote == NULL)
+			   !req->filter.has_remote) {
+			req->filter.has_remote = gh_cidr_parse(value, &req->filter.remote);
+			if (!req->filter.has_remote)
 				return fail(req, why,
 					    g_strdup_printf("remote=%s: not an address or a "
 							    "network (ADDRESS or ADDRESS/BITS)",
@@ -147,7 +146,7 @@ gh_control_parse_request(const char *line, GhControlRequest *req, char **why)
 		g_string_append(text, shown);
 	}
 	if (commands[cmd].needs_match && req->filter.user == NULL && req->filter.session == NULL &&
-	    req->filter.remote == NULL)
+	    !req->filter.has_remote)
 		return fail(req, why,
 			    g_strdup_printf("%s wants user=, session= or remote=", words[0]));
 	req->filter.text = g_string_free(g_steal_pointer(&text), FALSE);

@@ -16,11 +16,12 @@
 
 /* Which sessions a command concerns: all that match everything set. */
 typedef struct {
-	char *text;               /* the filter as given, for the log ("user=alice") */
-	char *user;               /* as given (flush-cache wants it raw), or NULL */
-	char *user_shown;         /* escaped as session descriptions are, or NULL */
-	char *session;            /* a session id, or NULL */
-	GInetAddressMask *remote; /* an address or a network, or NULL */
+	char *text;       /* the filter as given, for the log ("user=alice") */
+	char *user;       /* as given (flush-cache wants it raw), or NULL */
+	char *user_shown; /* escaped as session descriptions are, or NULL */
+	char *session;    /* a session id, or NULL */
+	gboolean has_remote;
+	GhCidr remote; /* an address or a network (the trusted_networks rule) */
 } GhSessionFilter;
 void gh_session_filter_clear(GhSessionFilter *f);
 /* GhSessionMatch for gh_server_kick; read-only, so any thread. */

@@ -1177,6 +1177,44 @@ test_host_port(void)
 	g_assert_false(gh_host_port_parse("x", &(GhHostPort){0}, NULL));
 }
 
+/* control_socket: absent is the default, empty is none, relative is refused */
+static void
+test_control_socket(void)
+{
+	static const char rest[] = "[listener imap]\nprotocol = imap\nlisten = 127.0.0.1:1143\n"
+				   "auth = users\nbackend = imap\n[auth users]\nmodule = file\n"
+				   "[backend imap]\nprotocol = imap\nservers = localhost:143\n";
+	static const struct {
+		const char *line;
+		const char *want; /* NULL: refused */
+	} cases[] = {
+	    {"", "/run/gatehouse/control"},
+	    {"control_socket = /srv/gh.sock\n", "/srv/gh.sock"},
+	    {"control_socket = /srv/gh.sock   ; a comment\n", "/srv/gh.sock"},
+	    {"control_socket =\n", ""},
+	    {"control_socket = run/gh.sock\n", NULL},
+	};
+	for (guint i = 0; i < G_N_ELEMENTS(cases); i++) {
+		Fixture f;
+		g_autofree char *text = g_strdup_printf("[gatehouse]\n%s%s", cases[i].line, rest);
+		g_autoptr(GhConfig) cfg = NULL;
+		fixture_setup(&f);
+		cfg = fixture_load(&f, text);
+		dump_problems(&f);
+		if (cases[i].want != NULL) {
+			g_assert_nonnull(cfg);
+			g_assert_cmpstr(cfg->control_socket, ==, cases[i].want);
+		} else {
+			static const char *const want[] = {
+			    "@FILE@:2: [gatehouse] control_socket: 'run/gh.sock' is not an "
+			    "absolute path (empty: no control socket)"};
+			g_assert_null(cfg);
+			assert_problems(&f, want, 1);
+		}
+		fixture_teardown(&f);
+	}
+}
+
 int
 main(int argc, char **argv)
 {
@@ -1185,6 +1223,7 @@ main(int argc, char **argv)
 
 	g_test_add_func("/gatehouse/config/full", test_full);
 	g_test_add_func("/gatehouse/config/defaults", test_defaults);
+	g_test_add_func("/gatehouse/config/control-socket", test_control_socket);
 	g_test_add_func("/gatehouse/config/trusted-empty", test_trusted_empty);
 	g_test_add_func("/gatehouse/config/to-string", test_to_string);
 	for (guint i = 0; i < G_N_ELEMENTS(bad_cases); i++) {

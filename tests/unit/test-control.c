@@ -46,7 +46,7 @@ test_parse_good(void)
 	g_assert_cmpstr(req.command, ==, "sessions");
 	g_assert_cmpstr(req.filter.user, ==, "Alice");
 	g_assert_cmpstr(req.filter.user_shown, ==, "Alice");
-	g_assert_nonnull(req.filter.remote);
+	g_assert_true(req.filter.has_remote);
 	g_assert_null(req.filter.session);
 	g_assert_cmpstr(req.filter.text, ==, "user=Alice remote=10.0.0.0/8");
 	gh_control_request_clear(&req);
@@ -151,7 +151,14 @@ test_filter(void)
 	g_assert_false(matches("sessions\tremote=192.0.2.8", &a));
 	g_assert_false(matches("sessions\tremote=192.0.2.0/24", &b));
 	g_assert_true(matches("sessions\tremote=2001:db8::/32", &b));
-	g_assert_false(matches("sessions\tremote=::/0", &a));
+	/* the trusted_networks rule: a mapped IPv4 client is in its IPv4
+	 * network, an IPv4 one in the mapped IPv6 range */
+	GhSessionInfo m = info("mmmm", "::ffff:192.0.2.9", "mapped");
+	g_assert_true(matches("sessions\tremote=192.0.2.0/24", &m));
+	g_assert_false(matches("sessions\tremote=198.51.100.0/24", &m));
+	g_assert_true(matches("sessions\tremote=::ffff:192.0.2.0/120", &a));
+	g_assert_false(matches("sessions\tremote=2001:db8::/32", &a));
+	gh_session_info_clear(&m);
 	g_assert_true(matches("kick\tsession=bbbb", &b));
 	g_assert_false(matches("kick\tsession=bbbb", &a));
 	/* everything given must match */
