@@ -310,39 +310,65 @@ gh_key_file_load(const char *path, GError **error)
 	return gh_key_file_load_from_data(path, text, len, error);
 }
 
-guint
-gh_key_file_line(const char *path, const char *group, const char *key)
+/* The index of `key`'s line in `[group]` (of the group header when key is
+ * NULL) in split lines, or -1. */
+static gint
+find_line(GPtrArray *lines, const char *group, const char *key)
 {
-	g_autofree char *text = NULL;
-	g_autoptr(GPtrArray) lines = NULL;
 	gboolean inside = FALSE;
-	gsize len = 0;
-
-	if (path == NULL || group == NULL || !g_file_get_contents(path, &text, &len, NULL))
-		return 0;
-	lines = split_lines(text, len, NULL);
 	for (guint i = 0; i < lines->len; i++) {
 		g_autofree char *name = NULL;
 		switch (classify(g_ptr_array_index(lines, i), &name)) {
 		case LINE_GROUP:
 			if (inside)
-				return 0; /* the group ended without the key */
+				return -1; /* the group ended without the key */
 			if (strcmp(name, group) == 0) {
 				if (key == NULL)
-					return i + 1;
+					return (gint)i;
 				inside = TRUE;
 			}
 			break;
 		case LINE_KEY:
 			if (inside && strcmp(name, key) == 0)
-				return i + 1;
+				return (gint)i;
 			break;
 		case LINE_BLANK:
 		case LINE_OTHER:
 			break;
 		}
 	}
-	return 0;
+	return -1;
+}
+
+guint
+gh_key_file_line(const char *path, const char *group, const char *key)
+{
+	g_autofree char *text = NULL;
+	g_autoptr(GPtrArray) lines = NULL;
+	gsize len = 0;
+
+	if (path == NULL || group == NULL || !g_file_get_contents(path, &text, &len, NULL))
+		return 0;
+	lines = split_lines(text, len, NULL);
+	return (guint)(find_line(lines, group, key) + 1);
+}
+
+char *
+gh_key_file_peek(const char *path, const char *group, const char *key)
+{
+	g_autofree char *text = NULL;
+	g_autoptr(GPtrArray) lines = NULL;
+	gsize len = 0;
+	gint i;
+
+	if (!g_file_get_contents(path, &text, &len, NULL))
+		return NULL;
+	lines = split_lines(text, len, NULL);
+	i = find_line(lines, group, key);
+	if (i < 0)
+		return NULL;
+	/* a key line has its '='; the value is what follows, trimmed */
+	return g_strstrip(g_strdup(strchr(g_ptr_array_index(lines, i), '=') + 1));
 }
 
 char *

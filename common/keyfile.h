@@ -31,6 +31,13 @@ GKeyFile *gh_key_file_load_from_data(const char *path, const char *text, gsize l
  * group header when key is NULL; 0 when not found or the file is unreadable. */
 guint gh_key_file_line(const char *path, const char *group, const char *key);
 
+/* The value of `key` in `[group]`, comments stripped as the loader strips
+ * them, found line by line in a file that may not load as a whole
+ * (gatehousectl looks for the control socket of a file an admin is still
+ * fixing).  NULL when the file is unreadable or has no such key.  No
+ * escapes are undone.  (transfer full) */
+char *gh_key_file_peek(const char *path, const char *group, const char *key);
+
 /* "PATH:LINE: [GROUP] KEY: " (or without LINE when it cannot be found, without
  * KEY when key is NULL), followed by the formatted message.  (transfer full) */
 char *

@@ -379,13 +379,9 @@ cmd_hash_password(int argc, char **argv)
 static char *
 control_socket_path(const char *config_path)
 {
-	/* the daemon's own reader (its comments), but not its checks */
-	g_autoptr(GKeyFile) kf = gh_key_file_load(config_path, NULL);
-	char *path = NULL;
-	if (kf != NULL)
-		path = g_key_file_get_string(kf, "gatehouse", "control_socket", NULL);
-	if (path != NULL)
-		g_strstrip(path);
+	/* line by line: a file with a typo elsewhere (the very thing a
+	 * reload should report) still names its socket */
+	char *path = gh_key_file_peek(config_path, "gatehouse", "control_socket");
 	return path != NULL ? path : g_strdup(GH_DEFAULT_CONTROL_SOCKET);
 }
 
@@ -427,9 +423,11 @@ io_failed(const char *path, int fd)
 	return EXIT_UNAVAILABLE;
 }
 
-/* Send one request line, print the answer; the exit status. */
+/* Send one request line, print the answer (a refusal on standard error,
+ * unless the caller asked for JSON: scripts read one stream); the exit
+ * status. */
 static int
-control_request(const char *path, const char *request)
+control_request(const char *path, const char *request, gboolean json)
 {
 	struct sockaddr_un sun = {.sun_family = AF_UNIX};
 	g_autoptr(GString) got = g_string_new(NULL);
@@ -492,7 +490,7 @@ control_request(const char *path, const char *request)
 		return EXIT_SOFTWARE;
 	}
 	body = strchr(got->str, '\n') + 1;
-	fputs(body, ok ? stdout : stderr);
+	fputs(body, ok || json ? stdout : stderr);
 	fflush(stdout);
 	return ok ? 0 : 1;
 }
@@ -590,7 +588,7 @@ cmd_control(const char *socket_path, int argc, char **argv)
 	    !add_arg(req, "session", session))
 		return EXIT_USAGE;
 	g_string_append_c(req, '\n');
-	return control_request(socket_path, req->str);
+	return control_request(socket_path, req->str, json);
 }
 
 int

@@ -490,6 +490,14 @@ gh_control_format_stats(GString *out, const GhStatsView *v, gboolean json)
 
 /* ------------------------------------------------------------ sessions */
 
+/* " " as "\x20", the escape gh_log_escape uses for other bytes */
+static char *
+replace_blanks(const char *text)
+{
+	g_auto(GStrv) parts = g_strsplit(text, " ", -1);
+	return g_strjoinv("\\x20", parts);
+}
+
 void
 gh_control_format_sessions(GString *out,
 			   const GhSnapshot *snap,
@@ -536,9 +544,11 @@ gh_control_format_sessions(GString *out,
 			json_builder_end_object(b);
 		} else {
 			g_autofree char *a = gh_control_format_age(age);
+			/* a blank in a name would shift the columns */
+			g_autofree char *user = s->user != NULL ? replace_blanks(s->user) : NULL;
 			g_autofree char *up = u64(s->bytes_up);
 			g_autofree char *down = u64(s->bytes_down);
-			table_add(&t, s->id, s->protocol, s->listener, s->remote, s->user,
+			table_add(&t, s->id, s->protocol, s->listener, s->remote, user,
 				  gh_session_state_to_string(s->state), s->backend, a, up, down,
 				  s->tls != NULL ? s->tls : "no");
 		}

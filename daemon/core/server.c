@@ -570,10 +570,8 @@ kick_part_run(gpointer data)
 		gh_session_describe(l->data, &info);
 		hit = part->job->match(&info, part->job->match_data);
 		gh_session_info_clear(&info);
-		if (hit) {
+		if (hit && gh_session_kick(l->data))
 			part->kicked++;
-			gh_session_kick(l->data);
-		}
 	}
 	g_list_free(copy);
 	g_main_context_invoke(NULL, kick_part_done, part);

@@ -390,14 +390,16 @@ gh_session_shutdown(GhSession *s)
 	goodbye(s, GH_SAY_SHUTDOWN);
 }
 
-void
+gboolean
 gh_session_kick(GhSession *s)
 {
+	if (s->closing)
+		return FALSE; /* its last words are on their way already */
 	gh_stats_add(s->host->stats, GH_STAT_KICKED, 1, s->protocol->name);
 	g_message("session %s: %s: closed by the administrator", s->id, s->remote);
 	if (s->phase == GH_PHASE_PROXY) {
 		gh_session_free(s);
-		return;
+		return TRUE;
 	}
 	if (s->relay != NULL) {
 		gboolean at_line_start = FALSE;
@@ -413,11 +415,10 @@ gh_session_kick(GhSession *s)
 			s->protocol->say(s, GH_SAY_KICKED, NULL);
 		gh_session_close(s);
 		(void)gh_session_update_watch(s);
-		return;
+		return TRUE;
 	}
-	if (s->closing)
-		return; /* its last words are on their way already */
 	goodbye(s, GH_SAY_KICKED);
+	return TRUE;
 }
 
 /* ------------------------------------------------------------ description */

@@ -98,5 +98,6 @@ void gh_session_count(GhSession *s, GhStats *copy);
  * told as its protocol expects (SMTP 421, IMAP * BYE; in the middle of a
  * relayed line it is only disconnected), the backend connection and any
  * login in flight are dropped, the session-end line says "kicked".  The
- * session may be freed (host->ended) before this returns. */
-void gh_session_kick(GhSession *s);
+ * session may be freed (host->ended) before this returns.  FALSE (and
+ * nothing done) when the session is already closing: a kick counts once. */
+gboolean gh_session_kick(GhSession *s);

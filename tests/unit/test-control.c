@@ -200,6 +200,7 @@ two_sessions(void)
 	a.bytes_up = 120;
 	a.bytes_down = 4567;
 	b.state = GH_SESSION_PRE_LOGIN;
+	b.user = g_strdup("J Doe");
 	b.started_us = 1095 * G_USEC_PER_SEC;
 	snap.now_us = 1100 * G_USEC_PER_SEC + 500;
 	snap.sessions = g_array_new(FALSE, FALSE, sizeof(GhSessionInfo));
@@ -220,11 +221,11 @@ test_sessions_text(void)
 	gh_control_format_sessions(out, &snap, &none, 100, FALSE);
 	g_assert_cmpstr(
 	    out->str, ==,
-	    "ID            PROTO  LISTENER  REMOTE       USER   STATE      BACKEND       "
+	    "ID            PROTO  LISTENER  REMOTE       USER      STATE      BACKEND       "
 	    "AGE    UP   DOWN  TLS\n"
-	    "aaaaaaaaaaaa  imap   imap      192.0.2.7    alice  proxied    10.0.0.1:143  "
+	    "aaaaaaaaaaaa  imap   imap      192.0.2.7    alice     proxied    10.0.0.1:143  "
 	    "1m40s  120  4567  TLS1.3/AES-256-GCM\n"
-	    "bbbbbbbbbbbb  imap   imap      2001:db8::5  -      pre-login  -             "
+	    "bbbbbbbbbbbb  imap   imap      2001:db8::5  J\\x20Doe  pre-login  -             "
 	    "5s     0    0     no\n");
 
 	/* a bound: the rest is counted, not shown */
@@ -278,7 +279,7 @@ test_sessions_json(void)
 	g_assert_cmpint(json_object_get_int_member(first, "bytes_down"), ==, 4567);
 	g_assert_cmpstr(json_object_get_string_member(first, "tls"), ==, "TLS1.3/AES-256-GCM");
 	second = json_array_get_object_element(list, 1);
-	g_assert_true(json_object_get_null_member(second, "user"));
+	g_assert_cmpstr(json_object_get_string_member(second, "user"), ==, "J Doe");
 	g_assert_true(json_object_get_null_member(second, "backend"));
 	g_assert_true(json_object_get_null_member(second, "tls"));
 	g_assert_cmpstr(json_object_get_string_member(second, "state"), ==, "pre-login");

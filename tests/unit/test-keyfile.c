@@ -295,6 +295,40 @@ test_split_list(void)
 	}
 }
 
+/* A value found line by line in a file that does not load as a whole. */
+static void
+test_peek(void)
+{
+	static const char text[] = "[gatehouse]\n"
+				   "control_socket =   /run/gh/control   ; where\n"
+				   "this line has no equals sign\n"
+				   "[listener imap\n"
+				   "empty =\n"
+				   "[other]\n"
+				   "control_socket = /elsewhere\n";
+	g_autofree char *missing = NULL;
+	g_autofree char *v = NULL;
+	g_autofree char *other = NULL;
+	g_autofree char *none = NULL;
+	TmpFile t = {0};
+	g_autoptr(GError) error = NULL;
+
+	tmp_file_write(&t, text);
+	/* the loader refuses the file... */
+	g_assert_null(gh_key_file_load(t.path, &error));
+	g_assert_nonnull(error);
+	/* ...the peek still finds what it can */
+	v = gh_key_file_peek(t.path, "gatehouse", "control_socket");
+	g_assert_cmpstr(v, ==, "/run/gh/control");
+	other = gh_key_file_peek(t.path, "other", "control_socket");
+	g_assert_cmpstr(other, ==, "/elsewhere");
+	none = gh_key_file_peek(t.path, "gatehouse", "hostname");
+	g_assert_null(none);
+	missing = g_build_filename(t.dir, "nosuch.conf", NULL);
+	g_assert_null(gh_key_file_peek(missing, "gatehouse", "control_socket"));
+	tmp_file_clear(&t);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -308,5 +342,6 @@ main(int argc, char **argv)
 	g_test_add_func("/gatehouse/keyfile/line", test_line);
 	g_test_add_func("/gatehouse/keyfile/problem", test_problem);
 	g_test_add_func("/gatehouse/keyfile/split-list", test_split_list);
+	g_test_add_func("/gatehouse/keyfile/peek", test_peek);
 	return g_test_run();
 }
