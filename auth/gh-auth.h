@@ -55,9 +55,29 @@ void gh_auth_core_update(GhAuthCore *core, const GhAuthSettings *settings);
 /* Wait for running verifications to finish and free.  Callbacks of pending
  * requests that were not cancelled are not called any more. */
 void gh_auth_core_free(GhAuthCore *core);
-void gh_auth_core_flush_cache(GhAuthCore *core);
+/* Forget every cached verdict; returns how many there were. */
+guint gh_auth_core_flush_cache(GhAuthCore *core);
+/* Forget the cached verdicts of one user: the entries whose user name as
+ * the client gave it, or whose canonical user, equals `user` (ASCII case
+ * insensitive: flushing one too many costs a verification, keeping one an
+ * old password).  Returns how many were dropped. */
+guint gh_auth_core_flush_user(GhAuthCore *core, const char *user);
 /* Requests waiting for or running on a worker (for stats and tests). */
 guint gh_auth_core_busy(GhAuthCore *core);
+
+/* What the core holds now, for gatehousectl stats and the metrics. */
+typedef struct {
+	guint workers;          /* threads the pool may run (auth_workers) */
+	guint running;          /* verifications and refreshes on a thread now */
+	guint queued;           /* waiting for a thread */
+	guint queue_max;        /* auth_queue_max */
+	guint cache_entries;    /* verdicts cached now */
+	guint cache_max;        /* auth_cache_size */
+	guint64 cache_hits;     /* lookups answered from the cache, since start */
+	guint64 cache_misses;   /* lookups that were not */
+	guint penalty_entries;  /* client addresses with a failure penalty now */
+} GhAuthCoreStats;
+void gh_auth_core_stats(GhAuthCore *core, GhAuthCoreStats *out);
 
 /* ---- module loading ---- */
 /* Load module `name` from `dir` (DIR/NAME.so) once per process and check its

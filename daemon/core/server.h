@@ -16,6 +16,7 @@
 #include "gh-auth.h"
 #include "core/listener.h"
 #include "net/tls.h"
+#include "session/session.h"
 
 typedef struct _GhServer GhServer;
 typedef struct _GhWorker GhWorker;
@@ -43,3 +44,44 @@ gh_server_get_generation(GhServer *server, GhConfig **config, GhTls **tls, GhAut
 
 /* The auth core's settings as a config asks for them. */
 void gh_server_settings_from_config(const GhConfig *cfg, GhAuthSettings *out);
+
+/* ---- for the control socket and the metrics endpoint (main thread) ---- */
+
+/* Wall-clock time of the start (seconds since the epoch), the number of
+ * the configuration generation in force (1 at start, one more per reload
+ * that took) and how many reloads took and were refused. */
+gint64 gh_server_started(GhServer *server);
+guint gh_server_generation(GhServer *server);
+void gh_server_reloads(GhServer *server, guint *ok, guint *failed);
+
+/* Every worker's view, added together. */
+typedef struct {
+	GhStats *stats;    /* counters of every worker, with the sessions' gauges */
+	GArray *sessions;  /* of GhSessionInfo, when asked for; else NULL */
+	gint64 now_us;     /* g_get_monotonic_time() when it was put together */
+	guint n_sessions;  /* sessions open */
+} GhSnapshot;
+/* `snap` is valid during the call only. */
+typedef void (*GhSnapshotFunc)(const GhSnapshot *snap, gpointer data);
+/* Ask every worker for its counters (and its sessions' descriptions when
+ * `with_sessions`) on its own thread; `func` runs on the main context once
+ * all have answered.  Requests made while one is being put together share
+ * the next one: however many callers wait, each worker walks its sessions
+ * at most once at a time. */
+void gh_server_snapshot(GhServer *server, gboolean with_sessions, GhSnapshotFunc func, gpointer data);
+
+/* Which sessions a kick concerns: called on the workers' threads, so `data`
+ * must be read-only while the kick runs. */
+typedef gboolean (*GhSessionMatch)(const GhSessionInfo *info, gpointer data);
+typedef void (*GhKickDone)(guint kicked, gpointer data);
+/* Kick (gh_session_kick) every session `match` accepts; `done` runs on the
+ * main context with the count once every worker has. */
+void gh_server_kick(GhServer *server, GhSessionMatch match, gpointer match_data, GhKickDone done, gpointer data);
+
+/* Reload now, as SIGHUP does.  TRUE when the new configuration is in force;
+ * FALSE when it was refused, with each problem ("FILE:LINE: [group] key:
+ * message", g_free'd strings) appended to `problems` (may be NULL). */
+gboolean gh_server_reload(GhServer *server, GPtrArray *problems);
+
+/* A one-line summary for sd_notify STATUS= and the stats header. */
+char *gh_server_summary(GhServer *server, const GhSnapshot *snap);

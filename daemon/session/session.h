@@ -15,6 +15,7 @@
 #include "config/config.h"
 #include "gh-auth.h"
 #include "net/tls.h"
+#include "session/stats.h"
 
 typedef struct _GhSession GhSession;
 typedef struct _GhProtocol GhProtocol;
@@ -25,6 +26,7 @@ typedef struct {
 	/* The session is being freed (it is still whole): stop counting it. */
 	void (*ended)(GhSession *s, gpointer data);
 	gpointer data;
+	GhStats *stats; /* the worker's counters (stats.h); never NULL */
 } GhSessionHost;
 
 /* One configuration generation, as a session keeps it from accept to close
@@ -59,3 +61,42 @@ void gh_session_shutdown(GhSession *s);
 
 /* Close at once, without a goodbye (the shutdown timeout ran out). */
 void gh_session_abort(GhSession *s);
+
+/* What `gatehousectl sessions` shows of a session: copies, so the process
+ * may read them on another thread after the session is gone. */
+typedef enum {
+	GH_SESSION_PRE_LOGIN,  /* connected, no login under way */
+	GH_SESSION_LOGGING_IN, /* a SASL exchange, a verification or the backend login */
+	GH_SESSION_PROXIED,    /* relaying to the backend */
+} GhSessionState;
+const char *gh_session_state_to_string(GhSessionState state); /* "pre-login", ... */
+
+typedef struct {
+	char id[16];
+	const char *protocol; /* static */
+	char *listener;
+	char *remote;  /* the client (the PROXY header's behind a balancer) */
+	char *user;    /* logged in: the canonical user; logging in: the name
+			* given, escaped for display; else NULL */
+	char *backend; /* "host:port" of the backend server, or NULL */
+	char *tls;     /* "TLS1.3/AES-256-GCM", or NULL */
+	GhSessionState state;
+	gint64 started_us; /* g_get_monotonic_time() at accept */
+	guint64 bytes_up;  /* from the client */
+	guint64 bytes_down;
+} GhSessionInfo;
+
+/* Fill `info` (clear it with gh_session_info_clear). */
+void gh_session_describe(GhSession *s, GhSessionInfo *info);
+void gh_session_info_clear(GhSessionInfo *info);
+/* Add the session's gauges (GH_STAT_SESSIONS) and the bytes it has relayed
+ * so far (GH_STAT_RELAY_BYTES) to `copy`, a copy of the worker's counters:
+ * with these, relayed bytes only grow, across the session's end. */
+void gh_session_count(GhSession *s, GhStats *copy);
+
+/* The administrator closes the session (gatehousectl kick): the client is
+ * told as its protocol expects (SMTP 421, IMAP * BYE; in the middle of a
+ * relayed line it is only disconnected), the backend connection and any
+ * login in flight are dropped, the session-end line says "kicked".  The
+ * session may be freed (host->ended) before this returns. */
+void gh_session_kick(GhSession *s);
