@@ -698,26 +698,19 @@ host_port_text(const char *host, guint port)
 	return g_strdup_printf("%s:%u", host, port);
 }
 
-/* Listen on `listen`; the port in *port_out (the kernel's choice for 0). */
+/* Listen on `listen`; the port in *port_out (the kernel's choice for 0).
+ * "*" is 0.0.0.0, IPv4 only, as for the listeners; "[::]" is GLib's
+ * dual-stack socket, IPv6 and IPv4. */
 static gboolean
 service_listen(GSocketListener *listener,
 	       const GhHostPort *listen,
 	       guint16 *port_out,
 	       GError **error)
 {
-	g_autoptr(GSocketAddress) addr = NULL;
+	const char *host = strcmp(listen->host, "*") == 0 ? "0.0.0.0" : listen->host;
+	g_autoptr(GSocketAddress) addr = g_inet_socket_address_new_from_string(host, listen->port);
 	g_autoptr(GSocketAddress) effective = NULL;
 
-	if (strcmp(listen->host, "*") == 0) {
-		/* every address, IPv6 and IPv4 */
-		if (listen->port == 0) {
-			*port_out = g_socket_listener_add_any_inet_port(listener, NULL, error);
-			return *port_out != 0;
-		}
-		*port_out = listen->port;
-		return g_socket_listener_add_inet_port(listener, listen->port, NULL, error);
-	}
-	addr = g_inet_socket_address_new_from_string(listen->host, listen->port);
 	if (addr == NULL) {
 		g_set_error_literal(error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
 				    "not an IP address");

@@ -55,7 +55,7 @@ char *gh_metrics_text(GhServer *server, const GhSnapshot *snap, gboolean openmet
 
 typedef struct _GhMetricsServer GhMetricsServer;
 
-/* Listen on `listen` (an IP address or "*" for every address, and a port)
+/* Listen on `listen` (an IP address or "*" for 0.0.0.0, and a port)
  * and serve /metrics from `server` (transfer none: it must outlive the
  * metrics server) on the default GMainContext, which the main thread runs.
  * NULL with `error` set ("metrics endpoint: cannot listen on ADDR:PORT:

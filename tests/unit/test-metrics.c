@@ -1096,6 +1096,45 @@ test_endpoint_connection_cap(void)
 	fake_teardown();
 }
 
+/* "*" is 0.0.0.0 (as for the listeners); an IPv6 address is bound as
+ * given (where this machine has IPv6 loopback). */
+static void
+test_endpoint_addresses(void)
+{
+	g_autoptr(GError) error = NULL;
+	GhHostPort any = {(char *)"*", 0};
+	GhHostPort v6 = {(char *)"::1", 0};
+	GhMetricsServer *ms;
+	Reply r;
+
+	fake_setup();
+	ms = gh_metrics_server_new((GhServer *)&fake, &any, &error);
+	g_assert_no_error(error);
+	request(ms, "GET", "/metrics", NULL, &r);
+	g_assert_cmpuint(r.status, ==, 200);
+	reply_clear(&r);
+	gh_metrics_server_free(ms);
+
+	ms = gh_metrics_server_new((GhServer *)&fake, &v6, &error);
+	if (ms == NULL) {
+		g_test_message("no IPv6 loopback here (%s): [::1] not checked", error->message);
+	} else {
+		g_autoptr(SoupSession) session = soup_session_new();
+		g_autofree char *uri =
+		    g_strdup_printf("http://[::1]:%u/metrics", gh_metrics_server_port(ms));
+		g_autoptr(SoupMessage) msg = soup_message_new("GET", uri);
+		memset(&r, 0, sizeof r);
+		soup_session_send_and_read_async(session, msg, G_PRIORITY_DEFAULT, NULL, on_sent,
+						 &r);
+		while (!r.done)
+			g_main_context_iteration(NULL, TRUE);
+		g_assert_cmpuint(soup_message_get_status(msg), ==, 200);
+		reply_clear(&r);
+		gh_metrics_server_free(ms);
+	}
+	fake_teardown();
+}
+
 static void
 test_endpoint_address_in_use(void)
 {
@@ -1217,6 +1256,7 @@ main(int argc, char **argv)
 	g_test_add_func("/gatehouse/metrics/endpoint-freed-while-waiting",
 			test_endpoint_freed_while_waiting);
 	g_test_add_func("/gatehouse/metrics/endpoint-connection-cap", test_endpoint_connection_cap);
+	g_test_add_func("/gatehouse/metrics/endpoint-addresses", test_endpoint_addresses);
 	g_test_add_func("/gatehouse/metrics/endpoint-address-in-use", test_endpoint_address_in_use);
 	g_test_add_func("/gatehouse/metrics/config-good", test_config_good);
 	g_test_add_func("/gatehouse/metrics/config-bad", test_config_bad);
