@@ -12,9 +12,14 @@
  *    chain, service and user: unambiguous, and since the table hashes the id,
  *    a client cannot pick user names that collide in the table (g_str_hash
  *    on a plain string is easy to flood);
+ *  - a node also keeps the user of its key in plain, as the client gave it
+ *    (not a secret, no more than the canonical user next to it): only
+ *    gh_cache_flush_user() reads it, walking the queue, never the table;
  *  - every node is in the table and in the queue, or in neither;
  *  - a node's time to live is read from the current limits at lookup, so
  *    gh_cache_set_limits() also shortens (or disables) entries already in;
+ *  - hits + misses is the number of lookups made while max_entries > 0:
+ *    a lookup of a disabled cache is no lookup and counts as neither;
  *  - everything is under `lock`, except computing HMACs, which only reads
  *    keys fixed at creation.
  */
@@ -33,6 +38,7 @@ typedef struct {
 	guint8 id[GH_CACHE_MAC_LEN];
 	guint8 pw_mac[GH_CACHE_MAC_LEN];
 	gint64 stored_us;
+	char *user; /* of the key, as the client gave it */
 	GhCacheEntry entry;
 	GList link; /* in GhCache.lru; link.data is the node */
 } CacheNode;
@@ -44,6 +50,8 @@ struct _GhCache {
 	guint max_entries;
 	guint positive_ttl_s;
 	guint negative_ttl_s;
+	guint64 hits;   /* lookups answered, since the cache was made */
+	guint64 misses; /* lookups not answered */
 	guint8 id_key[GH_CACHE_MAC_LEN];
 	guint8 pw_key[GH_CACHE_MAC_LEN];
 	/* nettle's HMAC states keyed once with id_key and pw_key: each MAC
@@ -147,6 +155,7 @@ static void
 node_free(CacheNode *node)
 {
 	gh_cache_entry_clear(&node->entry);
+	g_free(node->user);
 	g_free(node);
 }
 
@@ -159,12 +168,18 @@ node_remove(GhCache *cache, CacheNode *node)
 	node_free(node);
 }
 
-/* Drop least recently used nodes until at most max remain.  Lock held. */
-static void
+/* Drop least recently used nodes until at most max remain; returns how
+ * many went.  Lock held. */
+static guint
 trim(GhCache *cache, guint max)
 {
-	while (cache->lru.length > max)
+	guint n = 0;
+
+	while (cache->lru.length > max) {
 		node_remove(cache, cache->lru.tail->data);
+		n++;
+	}
+	return n;
 }
 
 /* The time to live of a verdict under the current limits, 0 = not cached.
@@ -272,6 +287,12 @@ gh_cache_lookup(GhCache *cache,
 			hit = TRUE;
 		}
 	}
+	/* A disabled cache holds nothing (set_limits emptied it), so it never
+	 * hits; its misses are not counted either. */
+	if (hit)
+		cache->hits++;
+	else if (cache->max_entries > 0)
+		cache->misses++;
 	g_mutex_unlock(&cache->lock);
 	explicit_bzero(mac, sizeof mac);
 	return hit;
@@ -311,6 +332,7 @@ gh_cache_store(GhCache *cache,
 			trim(cache, cache->max_entries - 1);
 			node = g_new0(CacheNode, 1);
 			memcpy(node->id, id, sizeof node->id);
+			node->user = g_strdup(user);
 			node->link.data = node;
 			g_hash_table_insert(cache->table, node->id, node);
 		}
@@ -323,14 +345,48 @@ gh_cache_store(GhCache *cache,
 	explicit_bzero(mac, sizeof mac);
 }
 
-void
+guint
 gh_cache_flush(GhCache *cache)
 {
-	g_return_if_fail(cache != NULL);
+	guint n;
+
+	g_return_val_if_fail(cache != NULL, 0);
 
 	g_mutex_lock(&cache->lock);
-	trim(cache, 0);
+	n = trim(cache, 0);
 	g_mutex_unlock(&cache->lock);
+	return n;
+}
+
+static gboolean
+same_user(const char *a, const char *b)
+{
+	return a != NULL && g_ascii_strcasecmp(a, b) == 0;
+}
+
+guint
+gh_cache_flush_user(GhCache *cache, const char *user)
+{
+	GList *l, *next;
+	guint n = 0;
+
+	g_return_val_if_fail(cache != NULL, 0);
+	g_return_val_if_fail(user != NULL, 0);
+
+	/* A walk of every node under the lock: an operator's command, rare
+	 * next to the lookups it holds up. */
+	g_mutex_lock(&cache->lock);
+	for (l = cache->lru.head; l != NULL; l = next) {
+		CacheNode *node = l->data;
+
+		next = l->next;
+		if (same_user(node->user, user) || same_user(node->entry.canonical_user, user)) {
+			node_remove(cache, node);
+			n++;
+		}
+	}
+	g_mutex_unlock(&cache->lock);
+	return n;
 }
 
 guint
@@ -344,4 +400,17 @@ gh_cache_size(GhCache *cache)
 	n = cache->lru.length;
 	g_mutex_unlock(&cache->lock);
 	return n;
+}
+
+void
+gh_cache_counts(GhCache *cache, guint64 *hits, guint64 *misses)
+{
+	g_return_if_fail(cache != NULL);
+
+	g_mutex_lock(&cache->lock);
+	if (hits != NULL)
+		*hits = cache->hits;
+	if (misses != NULL)
+		*misses = cache->misses;
+	g_mutex_unlock(&cache->lock);
 }

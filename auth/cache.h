@@ -6,7 +6,9 @@
  * time-to-live.  The password itself is never stored: each entry keeps an
  * HMAC-SHA256 of it under a key drawn at random when the cache is made, and a
  * lookup hits only when the HMAC of the offered password matches, so a changed
- * password always misses.  TEMPFAIL is never cached.
+ * password always misses.  TEMPFAIL is never cached.  The user name of the
+ * key is kept in plain, so that one user's entries can be dropped; hits and
+ * misses are counted for the stats.
  *
  * Thread-safe: every function may be called from any thread.
  */
@@ -35,7 +37,8 @@ gh_cache_set_limits(GhCache *cache, guint max_entries, guint positive_ttl_s, gui
 
 /* Look up; on a hit fill *entry_out with copies (transfer full: free with
  * gh_cache_entry_clear) and return TRUE.  now_us is g_get_monotonic_time()
- * (a parameter so that tests can move time). */
+ * (a parameter so that tests can move time).  Counts a hit or a miss, except
+ * while the cache is disabled (max_entries 0). */
 gboolean gh_cache_lookup(GhCache *cache,
 			 const char *chain,
 			 const char *service,
@@ -55,8 +58,18 @@ void gh_cache_store(GhCache *cache,
 		    gint64 now_us,
 		    const GhCacheEntry *entry);
 
-/* Drop every entry (users file changed, SIGHUP, gatehousectl flush-cache). */
-void gh_cache_flush(GhCache *cache);
+/* Drop every entry (users file changed, SIGHUP, gatehousectl flush-cache);
+ * returns how many there were, expired ones included. */
+guint gh_cache_flush(GhCache *cache);
+/* Drop the entries whose key's user (as the client gave it) or whose
+ * canonical_user equals `user`, ASCII case-insensitively, whatever their
+ * chain and service; returns how many.  Walks every entry: for operators'
+ * commands, not for the login path. */
+guint gh_cache_flush_user(GhCache *cache, const char *user);
+/* Entries held now, expired ones not yet dropped included. */
 guint gh_cache_size(GhCache *cache);
+/* Lookups that hit and that missed since the cache was made (lookups while
+ * it was disabled are neither); either pointer may be NULL. */
+void gh_cache_counts(GhCache *cache, guint64 *hits, guint64 *misses);
 void gh_cache_entry_clear(GhCacheEntry *entry);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(GhCache, gh_cache_free)

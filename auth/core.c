@@ -440,10 +440,42 @@ gh_auth_core_free(GhAuthCore *core)
 	g_free(core);
 }
 
-void
+guint
 gh_auth_core_flush_cache(GhAuthCore *core)
 {
-	gh_cache_flush(core->cache);
+	return gh_cache_flush(core->cache);
+}
+
+guint
+gh_auth_core_flush_user(GhAuthCore *core, const char *user)
+{
+	g_return_val_if_fail(user != NULL, 0);
+
+	return gh_cache_flush_user(core->cache, user);
+}
+
+void
+gh_auth_core_stats(GhAuthCore *core, GhAuthCoreStats *out)
+{
+	guint busy, queued;
+
+	memset(out, 0, sizeof *out);
+	g_mutex_lock(&core->lock);
+	out->workers = core->settings.workers;
+	out->queue_max = core->settings.queue_max;
+	out->cache_max = core->settings.cache_size;
+	g_mutex_unlock(&core->lock);
+	/* busy counts a job from before its push until it has run, so at any
+	 * instant busy >= queued.  The two are read one after the other: a job
+	 * pushed in between counts as running, and jobs that ended in between
+	 * can leave busy below the queue read before, hence the check. */
+	queued = g_thread_pool_unprocessed(core->pool);
+	busy = (guint)MAX(g_atomic_int_get(&core->busy), 0);
+	out->queued = queued;
+	out->running = busy > queued ? busy - queued : 0;
+	out->cache_entries = gh_cache_size(core->cache);
+	gh_cache_counts(core->cache, &out->cache_hits, &out->cache_misses);
+	out->penalty_entries = gh_penalty_size(core->penalty, g_get_monotonic_time());
 }
 
 guint

@@ -67,16 +67,19 @@ guint gh_auth_core_busy(GhAuthCore *core);
 
 /* What the core holds now, for gatehousectl stats and the metrics. */
 typedef struct {
-	guint workers;          /* threads the pool may run (auth_workers) */
-	guint running;          /* verifications and refreshes on a thread now */
-	guint queued;           /* waiting for a thread */
-	guint queue_max;        /* auth_queue_max */
-	guint cache_entries;    /* verdicts cached now */
-	guint cache_max;        /* auth_cache_size */
-	guint64 cache_hits;     /* lookups answered from the cache, since start */
-	guint64 cache_misses;   /* lookups that were not */
-	guint penalty_entries;  /* client addresses with a failure penalty now */
+	guint workers;         /* threads the pool may run (auth_workers) */
+	guint running;         /* verifications and refreshes on a thread now */
+	guint queued;          /* waiting for a thread */
+	guint queue_max;       /* auth_queue_max */
+	guint cache_entries;   /* verdicts cached now */
+	guint cache_max;       /* auth_cache_size */
+	guint64 cache_hits;    /* lookups answered from the cache, since start */
+	guint64 cache_misses;  /* lookups that were not */
+	guint penalty_entries; /* client addresses with a failure penalty now */
 } GhAuthCoreStats;
+/* Fill *out.  Any thread; the figures are read one after another, not at
+ * one instant (running + queued may be off by a job pushed or finished
+ * meanwhile). */
 void gh_auth_core_stats(GhAuthCore *core, GhAuthCoreStats *out);
 
 /* ---- module loading ---- */

@@ -17,7 +17,10 @@
  *    runs from the most recent failure (head) to the oldest (tail), which is
  *    evicted first when the table is full;
  *  - a node whose last failure is GH_PENALTY_WINDOW_US old or more counts as
- *    absent;
+ *    absent (gh_penalty_size() does not count it either); by the order of
+ *    the queue such nodes gather at its tail (callers on several threads
+ *    read the clock before taking the lock, so the order may be off by the
+ *    microseconds between: harmless for a 15-minute window);
  *  - everything is under `lock`, except computing HMACs and keys.
  *
  * max_addresses 0 keeps no state: every failure then gets the base delay.
@@ -278,6 +281,23 @@ gh_penalty_success(GhPenalty *penalty, const char *remote)
 	if (node != NULL)
 		node_remove(penalty, node);
 	g_mutex_unlock(&penalty->lock);
+}
+
+guint
+gh_penalty_size(GhPenalty *penalty, gint64 now_us)
+{
+	guint n;
+
+	g_return_val_if_fail(penalty != NULL, 0);
+
+	g_mutex_lock(&penalty->lock);
+	/* The stale nodes are the oldest: drop them from the tail, and what
+	 * remains is the addresses that still have a penalty. */
+	while (penalty->order.tail != NULL && node_is_stale(penalty->order.tail->data, now_us))
+		node_remove(penalty, penalty->order.tail->data);
+	n = penalty->order.length;
+	g_mutex_unlock(&penalty->lock);
+	return n;
 }
 
 guint

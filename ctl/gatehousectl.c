@@ -1,12 +1,18 @@
 /*
  * gatehousectl.c: the admin tool.
  *
- *   gatehousectl [-c FILE] [-d] auth-test USER [--service smtp|imap] [--remote IP] [--listener
- * NAME] gatehousectl hash-password [--scheme yescrypt|sha512|bcrypt]
+ *   gatehousectl [-c FILE] [-s SOCKET] [-v] [-d] COMMAND ...
  *
  * auth-test runs a listener's auth chain through the same auth core and
  * modules as gatehoused (no cache, no failure delay) and prints the verdict;
  * exit 0 ok, 1 failed, 2 temporary failure, 64 usage, 78 configuration.
+ * hash-password prints a crypt(3) hash.
+ *
+ * stats, sessions, kick, flush-cache, reload and metrics are requests to the
+ * running daemon over its control socket (daemon/core/control.h has the
+ * protocol): the answer goes to standard output (to standard error when the
+ * daemon says "error"); exit 0 ok, 1 refused, 64 usage, 69 no daemon to talk
+ * to, 77 not allowed to use the socket.
  *
  * Passwords are read from the terminal without echo, or as one line from
  * standard input, held in wiped buffers, and never printed.
@@ -20,6 +26,11 @@
 
 #include <crypt.h>
 #include <errno.h>
+#include <grp.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,16 +38,33 @@
 #include <unistd.h>
 
 #define EXIT_USAGE 64
+#define EXIT_UNAVAILABLE 69
+#define EXIT_SOFTWARE 70
+#define EXIT_NOPERM 77
 #define EXIT_CONFIG 78
+#define GH_DEFAULT_CONTROL_SOCKET "/run/gatehouse/control"
+/* a reload may load modules that connect to a directory: be patient */
+#define GH_CTL_TIMEOUT_MS (120 * 1000)
 #define GH_MAX_PASSWORD 4096
 
 static void
 usage(FILE *out)
 {
 	fprintf(out,
-		"usage: gatehousectl [-c FILE] [-d] COMMAND ...\n"
+		"usage: gatehousectl [-c FILE] [-s SOCKET] [-v] [-d] COMMAND ...\n"
 		"\n"
-		"commands:\n"
+		"commands that ask the running gatehoused (over its control socket):\n"
+		"  stats [--json]                   counters since start, sessions now\n"
+		"  sessions [--user U] [--remote ADDR[/BITS]] [--json]\n"
+		"                                   one line per session\n"
+		"  kick USER | --session ID | --remote ADDR[/BITS] [--json]\n"
+		"                                   close matching sessions (IMAP BYE, SMTP 421)\n"
+		"  flush-cache [USER] [--json]      forget cached verdicts (all, or USER's)\n"
+		"  reload [--json]                  reload the configuration; exit 1 and the\n"
+		"                                   problems when it is refused\n"
+		"  metrics [--openmetrics]          the metrics endpoint's text\n"
+		"\n"
+		"commands that work without the daemon:\n"
 		"  auth-test USER [--service smtp|imap] [--remote IP] [--listener NAME]\n"
 		"      check USER's password (from the terminal or stdin) against the auth\n"
 		"      chain of a listener; exit 0 ok, 1 failed, 2 temporary failure\n"
@@ -44,8 +72,10 @@ usage(FILE *out)
 		"      print a crypt(3) hash of a password for a users file\n"
 		"\n"
 		"options:\n"
-		"  -c FILE   configuration file (default %s)\n"
-		"  -d        debug logging\n",
+		"  -c FILE     configuration file (default %s)\n"
+		"  -s SOCKET   control socket (default: control_socket of the configuration)\n"
+		"  -v          also print log lines (auth-test)\n"
+		"  -d          debug logging (implies -v)\n",
 		GH_CONFIG_FILE);
 }
 
@@ -340,11 +370,230 @@ cmd_hash_password(int argc, char **argv)
 	return rc;
 }
 
+/* -------------------------------------------------------- control socket */
+
+/* The socket the configuration names.  Read loosely: `reload` must work
+ * when the file is broken, and a member of the daemon's group may not be
+ * able to read it at all (then the default). */
+static char *
+control_socket_path(const char *config_path)
+{
+	g_autoptr(GKeyFile) kf = g_key_file_new();
+	char *path = NULL;
+	if (g_key_file_load_from_file(kf, config_path, G_KEY_FILE_NONE, NULL))
+		path = g_key_file_get_string(kf, "gatehouse", "control_socket", NULL);
+	if (path != NULL)
+		g_strstrip(path);
+	return path != NULL ? path : g_strdup(GH_DEFAULT_CONTROL_SOCKET);
+}
+
+/* Why connect(2) failed, as an admin needs it. */
+static int
+connect_failed(const char *path, int err)
+{
+	struct stat st;
+	if (err == EACCES || err == EPERM) {
+		struct group *gr = stat(path, &st) == 0 ? getgrgid(st.st_gid) : NULL;
+		if (gr != NULL)
+			fprintf(stderr,
+				"gatehousectl: %s: permission denied: only root and members of "
+				"group %s may use the control socket\n",
+				path, gr->gr_name);
+		else
+			fprintf(stderr,
+				"gatehousectl: %s: permission denied: only root and members of "
+				"the daemon's group may use the control socket\n",
+				path);
+		return EXIT_NOPERM;
+	}
+	if (err == ENOENT)
+		fprintf(stderr, "gatehousectl: %s: no such socket: is gatehoused running?\n", path);
+	else if (err == ECONNREFUSED)
+		fprintf(stderr, "gatehousectl: %s: nothing answers: gatehoused is not running\n",
+			path);
+	else
+		fprintf(stderr, "gatehousectl: %s: %s\n", path, g_strerror(err));
+	return EXIT_UNAVAILABLE;
+}
+
+/* Send one request line, print the answer; the exit status. */
+static int
+control_request(const char *path, const char *request)
+{
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
+	g_autoptr(GString) got = g_string_new(NULL);
+	gsize sent = 0, len = strlen(request);
+	const char *body;
+	gboolean ok;
+	int fd;
+
+	if (strlen(path) >= sizeof sun.sun_path) {
+		fprintf(stderr, "gatehousectl: %s: path too long for a unix socket\n", path);
+		return EXIT_USAGE;
+	}
+	g_strlcpy(sun.sun_path, path, sizeof sun.sun_path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&sun, sizeof sun) != 0) {
+		int err = errno;
+		if (fd >= 0)
+			close(fd);
+		return connect_failed(path, err);
+	}
+	while (sent < len) {
+		ssize_t n = send(fd, request + sent, len - sent, MSG_NOSIGNAL);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			fprintf(stderr, "gatehousectl: %s: %s\n", path, g_strerror(errno));
+			close(fd);
+			return EXIT_UNAVAILABLE;
+		}
+		sent += (gsize)n;
+	}
+	for (;;) {
+		struct pollfd pfd = {.fd = fd, .events = POLLIN};
+		char buf[65536];
+		ssize_t n;
+		int rc = poll(&pfd, 1, GH_CTL_TIMEOUT_MS);
+		if (rc < 0 && errno == EINTR)
+			continue;
+		if (rc == 0) {
+			fprintf(stderr, "gatehousectl: %s: no answer within %d s\n", path,
+				GH_CTL_TIMEOUT_MS / 1000);
+			close(fd);
+			return EXIT_UNAVAILABLE;
+		}
+		n = read(fd, buf, sizeof buf);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			fprintf(stderr, "gatehousectl: %s: %s\n", path, g_strerror(errno));
+			close(fd);
+			return EXIT_UNAVAILABLE;
+		}
+		if (n == 0)
+			break;
+		g_string_append_len(got, buf, n);
+	}
+	close(fd);
+	if (g_str_has_prefix(got->str, "ok\n"))
+		ok = TRUE;
+	else if (g_str_has_prefix(got->str, "error\n"))
+		ok = FALSE;
+	else {
+		fprintf(stderr, "gatehousectl: %s: %s\n", path,
+			got->len == 0 ? "the daemon closed without an answer"
+				      : "not an answer of gatehoused");
+		return EXIT_SOFTWARE;
+	}
+	body = strchr(got->str, '\n') + 1;
+	fputs(body, ok ? stdout : stderr);
+	fflush(stdout);
+	return ok ? 0 : 1;
+}
+
+/* A value going into a request: the protocol separates with tabs and ends
+ * with a line feed. */
+static gboolean
+request_value_ok(const char *what, const char *v)
+{
+	for (const char *p = v; *p != '\0'; p++)
+		if ((guchar)*p < 0x20) {
+			fprintf(stderr, "gatehousectl: %s: control characters are not allowed\n",
+				what);
+			return FALSE;
+		}
+	if (*v == '\0') {
+		fprintf(stderr, "gatehousectl: %s: empty\n", what);
+		return FALSE;
+	}
+	return TRUE;
+}
+
+static gboolean
+add_arg(GString *req, const char *key, const char *value)
+{
+	if (value == NULL)
+		return TRUE;
+	if (!request_value_ok(key, value))
+		return FALSE;
+	g_string_append_printf(req, "\t%s=%s", key, value);
+	return TRUE;
+}
+
+static int
+cmd_control(const char *socket_path, int argc, char **argv)
+{
+	const char *command = argv[0];
+	gboolean json = FALSE, openmetrics = FALSE;
+	g_autofree char *user = NULL, *remote = NULL, *session = NULL;
+	GOptionEntry json_entry[] = {
+	    {"json", 'j', 0, G_OPTION_ARG_NONE, &json, "Answer in JSON", NULL}, {NULL}};
+	GOptionEntry sessions_entries[] = {
+	    {"user", 'u', 0, G_OPTION_ARG_STRING, &user, "Only this user's sessions", "USER"},
+	    {"remote", 'r', 0, G_OPTION_ARG_STRING, &remote,
+	     "Only sessions from this address or network", "ADDR[/BITS]"},
+	    {"session", 0, 0, G_OPTION_ARG_STRING, &session, "Only this session", "ID"},
+	    {NULL}};
+	GOptionEntry metrics_entries[] = {{"openmetrics", 0, 0, G_OPTION_ARG_NONE, &openmetrics,
+					   "OpenMetrics 1.0 instead of Prometheus text 0.0.4",
+					   NULL},
+					  {NULL}};
+	g_autoptr(GOptionContext) octx = NULL;
+	g_autoptr(GError) error = NULL;
+	g_autoptr(GString) req = g_string_new(command);
+	const char *positional = NULL;
+	gboolean kick = strcmp(command, "kick") == 0;
+	gboolean flush = strcmp(command, "flush-cache") == 0;
+
+	if (kick || flush)
+		octx = g_option_context_new(kick ? "USER" : "[USER]");
+	else
+		octx = g_option_context_new("");
+	if (strcmp(command, "metrics") == 0)
+		g_option_context_add_main_entries(octx, metrics_entries, NULL);
+	else
+		g_option_context_add_main_entries(octx, json_entry, NULL);
+	if (strcmp(command, "sessions") == 0 || kick)
+		g_option_context_add_main_entries(octx, sessions_entries, NULL);
+	if (!g_option_context_parse(octx, &argc, &argv, &error)) {
+		fprintf(stderr, "gatehousectl %s: %s\n", command, error->message);
+		return EXIT_USAGE;
+	}
+	if ((kick || flush) && argc == 2)
+		positional = argv[1];
+	else if (argc != 1) {
+		fprintf(stderr, "gatehousectl %s: unexpected argument '%s'\n", command, argv[1]);
+		return EXIT_USAGE;
+	}
+	if (positional != NULL && user != NULL) {
+		fprintf(stderr, "gatehousectl %s: give the user once\n", command);
+		return EXIT_USAGE;
+	}
+	if (positional != NULL)
+		user = g_strdup(positional);
+	if (kick && user == NULL && session == NULL && remote == NULL) {
+		fprintf(stderr, "usage: gatehousectl kick USER | --session ID | --remote "
+				"ADDR[/BITS]\n");
+		return EXIT_USAGE;
+	}
+	if (json)
+		g_string_append(req, "\tjson");
+	if (openmetrics)
+		g_string_append(req, "\topenmetrics");
+	if (!add_arg(req, "user", user) || !add_arg(req, "remote", remote) ||
+	    !add_arg(req, "session", session))
+		return EXIT_USAGE;
+	g_string_append_c(req, '\n');
+	return control_request(socket_path, req->str);
+}
+
 int
 main(int argc, char **argv)
 {
 	const char *config_path = GH_CONFIG_FILE;
-	gboolean debug = FALSE;
+	const char *socket_path = NULL;
+	gboolean debug = FALSE, verbose = FALSE;
 	int i = 1;
 
 	/* global options come before the command; each command parses its own */
@@ -356,8 +605,18 @@ main(int argc, char **argv)
 		} else if (g_str_has_prefix(argv[i], "--config=")) {
 			config_path = argv[i] + strlen("--config=");
 			i++;
+		} else if ((strcmp(argv[i], "-s") == 0 || strcmp(argv[i], "--socket") == 0) &&
+			   i + 1 < argc) {
+			socket_path = argv[i + 1];
+			i += 2;
+		} else if (g_str_has_prefix(argv[i], "--socket=")) {
+			socket_path = argv[i] + strlen("--socket=");
+			i++;
 		} else if (strcmp(argv[i], "-d") == 0 || strcmp(argv[i], "--debug") == 0) {
 			debug = TRUE;
+			i++;
+		} else if (strcmp(argv[i], "-v") == 0 || strcmp(argv[i], "--verbose") == 0) {
+			verbose = TRUE;
 			i++;
 		} else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
 			usage(stdout);
@@ -376,19 +635,24 @@ main(int argc, char **argv)
 		return EXIT_USAGE;
 	}
 	gh_log_init("gatehousectl", debug);
+	gh_log_set_quiet(!verbose && !debug);
 	if (strcmp(argv[i], "auth-test") == 0)
 		return cmd_auth_test(config_path, argc - i, argv + i);
 	if (strcmp(argv[i], "hash-password") == 0)
 		return cmd_hash_password(argc - i, argv + i);
 	if (strcmp(argv[i], "stats") == 0 || strcmp(argv[i], "sessions") == 0 ||
 	    strcmp(argv[i], "kick") == 0 || strcmp(argv[i], "flush-cache") == 0 ||
-	    strcmp(argv[i], "reload") == 0) {
-		fprintf(stderr,
-			"gatehousectl: '%s' needs the control socket, which this version of "
-			"gatehoused does not have yet; to reload, send SIGHUP (systemctl reload "
-			"gatehouse)\n",
-			argv[i]);
-		return EXIT_USAGE;
+	    strcmp(argv[i], "reload") == 0 || strcmp(argv[i], "metrics") == 0) {
+		g_autofree char *path =
+		    socket_path != NULL ? g_strdup(socket_path) : control_socket_path(config_path);
+		if (*path == '\0') {
+			fprintf(
+			    stderr,
+			    "gatehousectl: %s has no control socket (control_socket is empty)\n",
+			    config_path);
+			return EXIT_UNAVAILABLE;
+		}
+		return cmd_control(path, argc - i, argv + i);
 	}
 	fprintf(stderr, "gatehousectl: unknown command '%s'\n", argv[i]);
 	usage(stderr);

@@ -794,6 +794,9 @@ parse_gatehouse(Loader *ld, const char *group)
 	if (strlen(s) >= GH_UNIX_PATH_MAX)
 		problem(ld, group, "control_socket",
 			"path too long for a unix socket (at most %u bytes)", GH_UNIX_PATH_MAX - 1);
+	else if (s[0] != '\0' && s[0] != '/')
+		problem(ld, group, "control_socket",
+			"'%s' is not an absolute path (empty: no control socket)", s);
 	g_free(cfg->control_socket);
 	cfg->control_socket = s;
 	parse_trusted_networks(ld, group);

@@ -15,9 +15,16 @@
 #include <unistd.h>
 
 static gboolean log_debug;
+static gboolean log_quiet;
 static gboolean log_journal;
 static char *log_program;
 static char log_pid[24]; /* "[PID]: ", made once: gatehoused never forks */
+
+void
+gh_log_set_quiet(gboolean quiet)
+{
+	log_quiet = quiet;
+}
 
 gboolean
 gh_log_debug_enabled(void)
@@ -69,6 +76,8 @@ writer(GLogLevelFlags level, const GLogField *fields, gsize n_fields, gpointer u
 	gsize len, off = 0;
 
 	if ((level & G_LOG_LEVEL_DEBUG) && !log_debug)
+		return G_LOG_WRITER_HANDLED;
+	if (log_quiet && (level & (G_LOG_LEVEL_MESSAGE | G_LOG_LEVEL_INFO | G_LOG_LEVEL_DEBUG)))
 		return G_LOG_WRITER_HANDLED;
 	if (log_journal &&
 	    g_log_writer_journald(level, fields, n_fields, user_data) == G_LOG_WRITER_HANDLED)

@@ -14,6 +14,9 @@
 /* Install the writer.  `program` names the process in stderr lines. */
 void gh_log_init(const char *program, gboolean debug);
 gboolean gh_log_debug_enabled(void);
+/* Drop everything below warnings (gatehousectl without -v: the answer and
+ * nothing else). */
+void gh_log_set_quiet(gboolean quiet);
 /* g_debug() formats its message before the writer can drop it: on the
  * per-session paths, ask first. */
 #define gh_debug(...)                                                                              \

@@ -4,10 +4,10 @@
  *   gatehoused [-c FILE] [-t] [-d] [--version]
  *
  * Start-up: read and check the config (all of it, or nothing runs); take the
- * sockets systemd passed or bind the listeners; drop to `user`/`group` when
- * started as root; load the auth modules (after the drop, so that what works
- * at start also works at reload); run.  `-t` stops after the checks and the
- * module loading and says what is wrong, with file and line.
+ * sockets systemd passed or bind the listeners; create the control socket;
+ * drop to `user`/`group` when started as root; load the auth modules (after the drop, so that what
+ * works at start also works at reload); run.  `-t` stops after the checks and the module loading
+ * and says what is wrong, with file and line.
  */
 #include "gh-build.h"
 
@@ -16,6 +16,7 @@
 #include "core/listener.h"
 #include "config/log.h"
 #include "core/server.h"
+#include "core/control.h"
 
 #include <errno.h>
 #include <grp.h>
@@ -25,12 +26,14 @@
 #include <sys/prctl.h>
 #include <unistd.h>
 
+/* The user and group `user =` and `group =` name (unset: our own). */
 static gboolean
-drop_privileges(const GhConfig *cfg, GError **error)
+target_ids(const GhConfig *cfg, uid_t *uid, gid_t *gid, GError **error)
 {
 	struct passwd *pw;
-	gid_t gid;
 
+	*uid = geteuid();
+	*gid = getegid();
 	if (cfg->user == NULL)
 		return TRUE;
 	errno = 0;
@@ -40,7 +43,8 @@ drop_privileges(const GhConfig *cfg, GError **error)
 			    "[gatehouse] user = %s: no such user", cfg->user);
 		return FALSE;
 	}
-	gid = pw->pw_gid;
+	*uid = pw->pw_uid;
+	*gid = pw->pw_gid;
 	if (cfg->group != NULL) {
 		struct group *gr = getgrnam(cfg->group);
 		if (gr == NULL) {
@@ -48,15 +52,23 @@ drop_privileges(const GhConfig *cfg, GError **error)
 				    "[gatehouse] group = %s: no such group", cfg->group);
 			return FALSE;
 		}
-		gid = gr->gr_gid;
+		*gid = gr->gr_gid;
 	}
+	return TRUE;
+}
+
+static gboolean
+drop_privileges(const GhConfig *cfg, uid_t uid, gid_t gid, GError **error)
+{
+	if (cfg->user == NULL)
+		return TRUE;
 	if (geteuid() != 0) {
-		if (geteuid() != pw->pw_uid)
+		if (geteuid() != uid)
 			g_message("not started as root: staying uid %u instead of user %s",
 				  (guint)geteuid(), cfg->user);
 		return TRUE;
 	}
-	if (initgroups(pw->pw_name, gid) < 0 || setgid(gid) < 0 || setuid(pw->pw_uid) < 0) {
+	if (initgroups(cfg->user, gid) < 0 || setgid(gid) < 0 || setuid(uid) < 0) {
 		g_set_error(error, G_IO_ERROR, g_io_error_from_errno(errno),
 			    "cannot switch to user %s: %s", cfg->user, g_strerror(errno));
 		return FALSE;
@@ -105,6 +117,10 @@ main(int argc, char **argv)
 	GhAuthSet *set;
 	GhAuthSettings settings;
 	GhServer *server;
+	GhControl *control = NULL;
+	int control_fd = -1;
+	uid_t uid;
+	gid_t gid;
 	int rc;
 
 	g_option_context_add_main_entries(octx, entries, NULL);
@@ -169,7 +185,19 @@ main(int argc, char **argv)
 		g_critical("%s; not starting", error->message);
 		return 1;
 	}
-	if (!drop_privileges(cfg, &error)) {
+	if (!target_ids(cfg, &uid, &gid, &error)) {
+		g_critical("%s; not starting", error->message);
+		return 1;
+	}
+	/* its directory under /run is root's to create */
+	if (cfg->control_socket[0] != '\0') {
+		control_fd = gh_control_bind(cfg->control_socket, uid, gid, &error);
+		if (control_fd < 0) {
+			g_critical("%s; not starting", error->message);
+			return 1;
+		}
+	}
+	if (!drop_privileges(cfg, uid, gid, &error)) {
 		g_critical("%s; not starting", error->message);
 		return 1;
 	}
@@ -185,7 +213,10 @@ main(int argc, char **argv)
 
 	server = gh_server_new(cfg, core, set, tls, listeners);
 	gh_auth_set_unref(set);
+	if (control_fd >= 0)
+		control = gh_control_new(server, control_fd, cfg->control_socket);
 	rc = gh_server_run(server);
+	gh_control_free(control);
 	gh_server_free(server);
 	gh_auth_core_free(core);
 	return rc;

@@ -28,6 +28,8 @@
 #define GH_ACCEPT_BURST 64
 #define GH_ACCEPT_PAUSE_MS 100
 
+typedef struct _SnapRound SnapRound;
+
 struct _GhServer {
 	GMutex lock;
 	GhConfig *config;
@@ -37,11 +39,15 @@ struct _GhServer {
 	GPtrArray *listeners; /* of GhListener* */
 	GPtrArray *workers;   /* of GhWorker* */
 	GMainLoop *main_loop;
-	guint last_status;
-	gboolean status_sent;
+	char *last_status; /* the last STATUS= sent */
 	gboolean stopping;
 	gint64 stop_deadline;
 	gint accepting; /* atomic: workers that still watch the listening sockets */
+	gint64 started; /* wall clock, seconds */
+	guint generation;
+	guint reloads_ok, reloads_failed;
+	SnapRound *round;        /* the snapshot being put together, or NULL */
+	GPtrArray *next_waiters; /* of SnapWaiter*: for the round after it */
 };
 
 /* What a worker lends the sessions of one listener (session.h). */
@@ -61,6 +67,7 @@ struct _GhWorker {
 	GQueue sessions;           /* of GhSession*, worker thread only */
 	gint n_sessions;           /* atomic copy of sessions.length, for status */
 	gboolean stopping;         /* worker thread only */
+	GhStats *stats;            /* worker thread only (stats.h) */
 	gint64 last_emfile_log;
 	SessionHost *hosts; /* one per listener, in server->listeners order */
 };
@@ -106,6 +113,25 @@ gh_server_get_auth_core(GhServer *server)
 	return server->core;
 }
 
+gint64
+gh_server_started(GhServer *server)
+{
+	return server->started;
+}
+
+guint
+gh_server_generation(GhServer *server)
+{
+	return server->generation;
+}
+
+void
+gh_server_reloads(GhServer *server, guint *ok, guint *failed)
+{
+	*ok = server->reloads_ok;
+	*failed = server->reloads_failed;
+}
+
 /* A session is being freed: it no longer counts. */
 static void
 on_session_ended(GhSession *session, gpointer data)
@@ -142,6 +168,8 @@ accept_session(SessionHost *h, int fd, const struct sockaddr *peer, socklen_t pe
 	session = gh_session_new(
 	    &h->host, lc->protocol == GH_PROTO_SMTP ? &gh_smtp_protocol : &gh_imap_protocol, &gen,
 	    lc->name, fd, peer, peer_len);
+	gh_stats_add(worker->stats, GH_STAT_CONNECTIONS, 1, gh_protocol_to_string(lc->protocol),
+		     lc->name);
 	g_queue_push_tail(&worker->sessions, session);
 	g_atomic_int_inc(&worker->n_sessions);
 	n = (guint)g_atomic_int_add(&h->listener->n_sessions, 1) + 1;
@@ -331,11 +359,13 @@ worker_new(GhServer *server, guint index)
 	w->loop = g_main_loop_new(w->context, FALSE);
 	w->accept_sources = g_ptr_array_new_with_free_func((GDestroyNotify)g_source_unref);
 	g_queue_init(&w->sessions);
+	w->stats = gh_stats_new();
 	w->hosts = g_new0(SessionHost, server->listeners->len);
 	for (guint i = 0; i < server->listeners->len; i++) {
 		w->hosts[i].host.context = w->context;
 		w->hosts[i].host.ended = on_session_ended;
 		w->hosts[i].host.data = &w->hosts[i];
+		w->hosts[i].host.stats = w->stats;
 		w->hosts[i].worker = w;
 		w->hosts[i].listener = g_ptr_array_index(server->listeners, i);
 	}
@@ -354,21 +384,286 @@ worker_free(GhWorker *w)
 	g_ptr_array_unref(w->accept_sources);
 	g_main_loop_unref(w->loop);
 	g_main_context_unref(w->context);
+	gh_stats_free(w->stats);
 	g_free(w->hosts);
 	g_free(w);
 }
 
+/* -------------------------------------------------------------- snapshots */
+
+typedef struct {
+	GhSnapshotFunc func;
+	gpointer data;
+	gboolean with_sessions;
+} SnapWaiter;
+
+struct _SnapRound {
+	GhServer *server;
+	gboolean with_sessions;
+	guint pending; /* workers yet to answer */
+	GhSnapshot snap;
+	GPtrArray *waiters; /* of SnapWaiter* (owned) */
+};
+
+/* One worker's part of a round, made on its thread, added on the main one. */
+typedef struct {
+	SnapRound *round;
+	GhWorker *worker;
+	GhStats *stats;
+	GArray *sessions;
+	guint n_sessions;
+} SnapPart;
+
+static void start_round(GhServer *server);
+
+static void
+finish_round(SnapRound *r)
+{
+	GhServer *server = r->server;
+	r->snap.now_us = g_get_monotonic_time();
+	for (guint i = 0; i < r->waiters->len; i++) {
+		SnapWaiter *w = g_ptr_array_index(r->waiters, i);
+		w->func(&r->snap, w->data);
+	}
+	g_ptr_array_unref(r->waiters);
+	gh_stats_free(r->snap.stats);
+	if (r->snap.sessions != NULL)
+		g_array_unref(r->snap.sessions);
+	g_free(r);
+	server->round = NULL;
+	if (server->next_waiters->len > 0)
+		start_round(server);
+}
+
+/* main thread */
+static gboolean
+snap_part_done(gpointer data)
+{
+	SnapPart *part = data;
+	SnapRound *r = part->round;
+
+	gh_stats_merge(r->snap.stats, part->stats);
+	gh_stats_free(part->stats);
+	r->snap.n_sessions += part->n_sessions;
+	if (part->sessions != NULL) {
+		/* the rows move; their strings are now the round's */
+		g_array_append_vals(r->snap.sessions, part->sessions->data, part->sessions->len);
+		g_array_set_clear_func(part->sessions, NULL);
+		g_array_unref(part->sessions);
+	}
+	g_free(part);
+	if (--r->pending == 0)
+		finish_round(r);
+	return G_SOURCE_REMOVE;
+}
+
+/* worker thread */
+static gboolean
+snap_part_collect(gpointer data)
+{
+	SnapPart *part = data;
+	GhWorker *worker = part->worker;
+
+	part->stats = gh_stats_copy(worker->stats);
+	if (part->round->with_sessions) {
+		part->sessions =
+		    g_array_sized_new(FALSE, FALSE, sizeof(GhSessionInfo), worker->sessions.length);
+		g_array_set_clear_func(part->sessions, (GDestroyNotify)gh_session_info_clear);
+	}
+	for (GList *l = worker->sessions.head; l != NULL; l = l->next) {
+		gh_session_count(l->data, part->stats);
+		if (part->sessions != NULL) {
+			GhSessionInfo info;
+			gh_session_describe(l->data, &info);
+			g_array_append_val(part->sessions, info);
+		}
+		part->n_sessions++;
+	}
+	g_main_context_invoke(NULL, snap_part_done, part);
+	return G_SOURCE_REMOVE;
+}
+
+static void
+start_round(GhServer *server)
+{
+	SnapRound *r = g_new0(SnapRound, 1);
+	r->server = server;
+	r->waiters = g_steal_pointer(&server->next_waiters);
+	server->next_waiters = g_ptr_array_new_with_free_func(g_free);
+	for (guint i = 0; i < r->waiters->len; i++)
+		r->with_sessions |= ((SnapWaiter *)g_ptr_array_index(r->waiters, i))->with_sessions;
+	r->snap.stats = gh_stats_new();
+	if (r->with_sessions) {
+		r->snap.sessions = g_array_new(FALSE, FALSE, sizeof(GhSessionInfo));
+		g_array_set_clear_func(r->snap.sessions, (GDestroyNotify)gh_session_info_clear);
+	}
+	server->round = r;
+	r->pending = server->workers->len;
+	if (r->pending == 0) {
+		finish_round(r);
+		return;
+	}
+	for (guint i = 0; i < server->workers->len; i++) {
+		SnapPart *part = g_new0(SnapPart, 1);
+		part->round = r;
+		part->worker = g_ptr_array_index(server->workers, i);
+		g_main_context_invoke(part->worker->context, snap_part_collect, part);
+	}
+}
+
+void
+gh_server_snapshot(GhServer *server, gboolean with_sessions, GhSnapshotFunc func, gpointer data)
+{
+	SnapWaiter *w = g_new0(SnapWaiter, 1);
+	w->func = func;
+	w->data = data;
+	w->with_sessions = with_sessions;
+	g_ptr_array_add(server->next_waiters, w);
+	if (server->round == NULL)
+		start_round(server);
+}
+
+/* ------------------------------------------------------------------ kicks */
+
+typedef struct {
+	GhSessionMatch match;
+	gpointer match_data;
+	GhKickDone done;
+	gpointer data;
+	guint pending;
+	guint kicked;
+} KickJob;
+
+typedef struct {
+	KickJob *job;
+	GhWorker *worker;
+	guint kicked;
+} KickPart;
+
+/* main thread */
+static gboolean
+kick_part_done(gpointer data)
+{
+	KickPart *part = data;
+	KickJob *job = part->job;
+	job->kicked += part->kicked;
+	g_free(part);
+	if (--job->pending == 0) {
+		job->done(job->kicked, job->data);
+		g_free(job);
+	}
+	return G_SOURCE_REMOVE;
+}
+
+/* worker thread */
+static gboolean
+kick_part_run(gpointer data)
+{
+	KickPart *part = data;
+	GhWorker *worker = part->worker;
+	/* a kicked session may leave the queue at once */
+	GList *copy = g_list_copy(worker->sessions.head);
+
+	for (GList *l = copy; l != NULL; l = l->next) {
+		GhSessionInfo info;
+		gboolean hit;
+		gh_session_describe(l->data, &info);
+		hit = part->job->match(&info, part->job->match_data);
+		gh_session_info_clear(&info);
+		if (hit) {
+			part->kicked++;
+			gh_session_kick(l->data);
+		}
+	}
+	g_list_free(copy);
+	g_main_context_invoke(NULL, kick_part_done, part);
+	return G_SOURCE_REMOVE;
+}
+
+void
+gh_server_kick(
+    GhServer *server, GhSessionMatch match, gpointer match_data, GhKickDone done, gpointer data)
+{
+	KickJob *job = g_new0(KickJob, 1);
+	job->match = match;
+	job->match_data = match_data;
+	job->done = done;
+	job->data = data;
+	job->pending = server->workers->len;
+	if (job->pending == 0) {
+		done(0, data);
+		g_free(job);
+		return;
+	}
+	for (guint i = 0; i < server->workers->len; i++) {
+		KickPart *part = g_new0(KickPart, 1);
+		part->job = job;
+		part->worker = g_ptr_array_index(server->workers, i);
+		g_main_context_invoke(part->worker->context, kick_part_run, part);
+	}
+}
+
 /* ---------------------------------------------------------------- systemd */
 
+typedef struct {
+	guint64 ok, failed;
+} LoginSums;
+
+static void
+sum_logins(const char *const *labels, guint64 value, gpointer data)
+{
+	LoginSums *sums = data;
+	if (g_strcmp0(labels[3], "ok") == 0)
+		sums->ok += value;
+	else
+		sums->failed += value;
+}
+
+static void
+sum_proxied(const char *const *labels, guint64 value, gpointer data)
+{
+	if (g_strcmp0(labels[2], "proxied") == 0)
+		*(guint64 *)data += value;
+}
+
+char *
+gh_server_summary(GhServer *server, const GhSnapshot *snap)
+{
+	LoginSums sums = {0, 0};
+	guint64 proxied = 0;
+	gh_stats_foreach(snap->stats, GH_STAT_LOGINS, sum_logins, &sums);
+	gh_stats_foreach(snap->stats, GH_STAT_SESSIONS, sum_proxied, &proxied);
+	return g_strdup_printf("%u session%s (%" G_GUINT64_FORMAT " proxied); logins since start: "
+			       "%" G_GUINT64_FORMAT " ok, %" G_GUINT64_FORMAT
+			       " not; config generation %u",
+			       snap->n_sessions, snap->n_sessions == 1 ? "" : "s", proxied, sums.ok,
+			       sums.failed, server->generation);
+}
+
+static void
+on_status_snapshot(const GhSnapshot *snap, gpointer data)
+{
+	GhServer *server = data;
+	g_autofree char *summary = NULL;
+	if (server->stopping)
+		return; /* STATUS=stopping stays */
+	summary = gh_server_summary(server, snap);
+	if (g_strcmp0(summary, server->last_status) == 0)
+		return;
+	g_free(server->last_status);
+	server->last_status = g_steal_pointer(&summary);
+	sd_notifyf(0, "STATUS=%s", server->last_status);
+}
+
+/* STATUS= for `systemctl status`: only under systemd, and only when it changed */
 static void
 notify_status(GhServer *server, gboolean force)
 {
-	guint n = server_session_count(server);
-	if (!force && server->status_sent && n == server->last_status)
+	if (g_getenv("NOTIFY_SOCKET") == NULL)
 		return;
-	server->last_status = n;
-	server->status_sent = TRUE;
-	sd_notifyf(0, "STATUS=%u session%s", n, n == 1 ? "" : "s");
+	if (force)
+		g_clear_pointer(&server->last_status, g_free);
+	gh_server_snapshot(server, FALSE, on_status_snapshot, server);
 }
 
 static gboolean
@@ -461,8 +756,8 @@ notify_reloading(void)
 		   (guint64)ts.tv_sec * G_USEC_PER_SEC + (guint64)ts.tv_nsec / 1000);
 }
 
-static void
-server_reload(GhServer *server)
+gboolean
+gh_server_reload(GhServer *server, GPtrArray *problems_out)
 {
 	g_autoptr(GPtrArray) problems = g_ptr_array_new_with_free_func(g_free);
 	g_autoptr(GhConfig) old = gh_server_get_config(server);
@@ -484,16 +779,23 @@ server_reload(GhServer *server)
 		if (set != NULL)
 			gh_auth_set_unref(set);
 		gh_tls_unref(tls);
-		for (guint i = 0; i < problems->len; i++)
+		for (guint i = 0; i < problems->len; i++) {
 			g_warning("%s", (const char *)g_ptr_array_index(problems, i));
+			if (problems_out != NULL)
+				g_ptr_array_add(problems_out,
+						g_strdup(g_ptr_array_index(problems, i)));
+		}
 		g_warning(
 		    "reload failed with %u problem%s: the running configuration stays in force",
 		    problems->len, problems->len == 1 ? "" : "s");
+		server->reloads_failed++;
 		sd_notify(0, "READY=1");
 		notify_status(server, TRUE);
-		return;
+		return FALSE;
 	}
 	warn_listener_changes(server, old, cfg);
+	if (g_strcmp0(old->control_socket, cfg->control_socket) != 0)
+		g_warning("reload: control_socket = changes only when gatehoused restarts");
 	gh_server_settings_from_config(cfg, &settings);
 	g_mutex_lock(&server->lock);
 	gh_config_unref(server->config);
@@ -507,9 +809,12 @@ server_reload(GhServer *server)
 	gh_tls_unref(old_tls);
 	gh_auth_core_update(server->core, &settings);
 	gh_auth_core_flush_cache(server->core);
-	g_message("configuration reloaded from %s", cfg->path);
+	server->generation++;
+	server->reloads_ok++;
+	g_message("configuration reloaded from %s: generation %u", cfg->path, server->generation);
 	sd_notify(0, "READY=1");
 	notify_status(server, TRUE);
+	return TRUE;
 }
 
 static gboolean
@@ -517,7 +822,7 @@ on_sighup(gpointer data)
 {
 	GhServer *server = data;
 	if (!server->stopping)
-		server_reload(server);
+		(void)gh_server_reload(server, NULL);
 	return G_SOURCE_CONTINUE;
 }
 
@@ -580,6 +885,9 @@ gh_server_new(GhConfig *cfg, GhAuthCore *core, GhAuthSet *set, GhTls *tls, GPtrA
 	server->listeners = g_ptr_array_ref(listeners);
 	server->workers = g_ptr_array_new();
 	server->main_loop = g_main_loop_new(NULL, FALSE);
+	server->started = g_get_real_time() / G_USEC_PER_SEC;
+	server->generation = 1;
+	server->next_waiters = g_ptr_array_new_with_free_func(g_free);
 	return server;
 }
 
@@ -608,7 +916,7 @@ gh_server_run(GhServer *server)
 		g_autofree char *where = g_strjoinv(" ", (char **)l->labels->pdata);
 		g_message("listener %s: %s", l->name, where);
 	}
-	timers[0] = g_timeout_add_seconds(1, on_status_timer, server);
+	timers[0] = g_timeout_add_seconds(5, on_status_timer, server);
 	timers[1] = g_timeout_add_seconds(1, on_refresh_timer, server);
 	if (sd_watchdog_enabled(0, &watchdog_usec) > 0 && watchdog_usec > 0)
 		timers[2] = g_timeout_add(MAX(watchdog_usec / 2000, 1), on_watchdog, server);
@@ -629,6 +937,10 @@ gh_server_run(GhServer *server)
 	for (guint i = 0; i < server->workers->len; i++)
 		worker_free(g_ptr_array_index(server->workers, i));
 	g_ptr_array_set_size(server->workers, 0);
+	/* what the workers answered last (snapshots, kicks) reaches its
+	 * callers; a round asked for from here on has no worker to ask */
+	while (g_main_context_iteration(NULL, FALSE))
+		;
 	g_message("stopped");
 	return 0;
 }
@@ -640,6 +952,8 @@ gh_server_free(GhServer *server)
 		return;
 	g_ptr_array_unref(server->workers);
 	g_ptr_array_unref(server->listeners);
+	g_ptr_array_unref(server->next_waiters);
+	g_free(server->last_status);
 	gh_auth_set_unref(server->auth_set);
 	gh_tls_unref(server->tls);
 	gh_config_unref(server->config);

@@ -56,10 +56,10 @@ void gh_server_reloads(GhServer *server, guint *ok, guint *failed);
 
 /* Every worker's view, added together. */
 typedef struct {
-	GhStats *stats;    /* counters of every worker, with the sessions' gauges */
-	GArray *sessions;  /* of GhSessionInfo, when asked for; else NULL */
-	gint64 now_us;     /* g_get_monotonic_time() when it was put together */
-	guint n_sessions;  /* sessions open */
+	GhStats *stats;   /* counters of every worker, with the sessions' gauges */
+	GArray *sessions; /* of GhSessionInfo, when asked for; else NULL */
+	gint64 now_us;    /* g_get_monotonic_time() when it was put together */
+	guint n_sessions; /* sessions open */
 } GhSnapshot;
 /* `snap` is valid during the call only. */
 typedef void (*GhSnapshotFunc)(const GhSnapshot *snap, gpointer data);
@@ -68,7 +68,8 @@ typedef void (*GhSnapshotFunc)(const GhSnapshot *snap, gpointer data);
  * all have answered.  Requests made while one is being put together share
  * the next one: however many callers wait, each worker walks its sessions
  * at most once at a time. */
-void gh_server_snapshot(GhServer *server, gboolean with_sessions, GhSnapshotFunc func, gpointer data);
+void
+gh_server_snapshot(GhServer *server, gboolean with_sessions, GhSnapshotFunc func, gpointer data);
 
 /* Which sessions a kick concerns: called on the workers' threads, so `data`
  * must be read-only while the kick runs. */
@@ -76,7 +77,8 @@ typedef gboolean (*GhSessionMatch)(const GhSessionInfo *info, gpointer data);
 typedef void (*GhKickDone)(guint kicked, gpointer data);
 /* Kick (gh_session_kick) every session `match` accepts; `done` runs on the
  * main context with the count once every worker has. */
-void gh_server_kick(GhServer *server, GhSessionMatch match, gpointer match_data, GhKickDone done, gpointer data);
+void gh_server_kick(
+    GhServer *server, GhSessionMatch match, gpointer match_data, GhKickDone done, gpointer data);
 
 /* Reload now, as SIGHUP does.  TRUE when the new configuration is in force;
  * FALSE when it was refused, with each problem ("FILE:LINE: [group] key:

@@ -56,6 +56,9 @@ imap_say(GhSession *s, GhSay what, const char *arg)
 	case GH_SAY_SHUTDOWN:
 		say(s, "* BYE Server shutting down.");
 		break;
+	case GH_SAY_KICKED:
+		say(s, "* BYE Session closed by the administrator.");
+		break;
 	case GH_SAY_IDLE_TIMEOUT:
 		say(s, "* BYE Disconnected for inactivity.");
 		break;

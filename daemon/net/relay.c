@@ -31,6 +31,7 @@ typedef struct {
 	int pipe_w;
 	gsize piped;   /* bytes in the pipe, not yet in dst's socket */
 	gboolean more; /* stopped for fairness with input left: come back */
+	int last;      /* the last byte handed to dst, or -1 when not seen (splice) */
 } Flow;
 
 struct _GhRelay {
@@ -53,6 +54,7 @@ flow_init(Flow *f, GhConn *src, GhConn *dst)
 	f->src = src;
 	f->dst = dst;
 	f->pipe_r = f->pipe_w = -1;
+	f->last = '\n'; /* the login's last reply ended a line */
 }
 
 static void
@@ -104,6 +106,7 @@ flow_splice_in(Flow *f)
 				   SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
 		if (n > 0) {
 			f->piped += (gsize)n;
+			f->last = -1;
 			f->src->bytes_in += (guint64)n;
 			return (gsize)n;
 		}
@@ -140,6 +143,7 @@ flow_run(Flow *f)
 	f->more = FALSE;
 	/* what was read before the relay started (pipelined behind a login) */
 	if (src->in->len > 0 && gh_conn_pending(dst) == 0 && f->piped == 0) {
+		f->last = src->in->data[src->in->len - 1];
 		gh_conn_write(dst, src->in->data, src->in->len);
 		gh_conn_consume(src, src->in->len);
 		gh_conn_trim(src);
@@ -165,6 +169,7 @@ flow_run(Flow *f)
 		gsize n = gh_conn_recv(src, buf, sizeof buf);
 		if (n == 0)
 			return;
+		f->last = buf[n - 1];
 		gh_conn_write(dst, buf, n);
 		if (n == sizeof buf)
 			flow_try_splice(f); /* a bulk transfer: no more copies */
@@ -336,4 +341,34 @@ gh_relay_free(GhRelay *r)
 	gh_conn_free(r->client);
 	gh_conn_free(r->backend);
 	g_free(r);
+}
+
+void
+gh_relay_counts(GhRelay *r, guint64 *client_to_backend, guint64 *backend_to_client)
+{
+	*client_to_backend = r->client->bytes_in - r->client_start;
+	*backend_to_client = r->backend->bytes_in - r->backend_start;
+}
+
+GhConn *
+gh_relay_release_client(GhRelay *r, gboolean *at_line_start)
+{
+	GhConn *client = r->client;
+
+	/* what waits in the pipe for the client is dropped with it: then we
+	 * are in the middle of something */
+	*at_line_start = r->down.last == '\n' && r->down.piped == 0;
+	r->finished = TRUE;
+	gh_conn_want(client, 0);
+	gh_conn_set_callback(client, NULL, NULL);
+	r->client = NULL;
+	if (r->kick != NULL) {
+		g_source_destroy(r->kick);
+		g_source_unref(r->kick);
+	}
+	flow_close(&r->up);
+	flow_close(&r->down);
+	gh_conn_free(r->backend);
+	g_free(r);
+	return client;
 }

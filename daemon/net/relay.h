@@ -33,3 +33,12 @@ typedef void (*GhRelayDone)(GhRelay *relay,
 GhRelay *gh_relay_start(GhConn *client, GhConn *backend, GhRelayDone done, gpointer user_data);
 /* Stop (if still running) and close both sides.  NULL allowed. */
 void gh_relay_free(GhRelay *relay);
+
+/* Bytes relayed so far, counted as `done` counts them. */
+void gh_relay_counts(GhRelay *relay, guint64 *client_to_backend, guint64 *backend_to_client);
+/* Stop without `done`, close the backend side, free the relay and give the
+ * client's connection back (unwatched, with what is still queued for it).
+ * *at_line_start says whether what the client has been sent ends a line
+ * (then a last line of our own reads as one); FALSE in the middle of a
+ * line, or when the last bytes went by splice and were not seen. */
+GhConn *gh_relay_release_client(GhRelay *relay, gboolean *at_line_start);

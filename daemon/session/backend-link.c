@@ -187,6 +187,9 @@ gh_backend_link_fail(GhBackendLink *l, gboolean retry, const char *format, ...)
 	g_free(l->error);
 	l->error = g_strdup_printf("%s: %s", gh_connector_server(l->connector), msg);
 	g_message("session %s: backend %s", l->session_id, l->error);
+	if (l->params.stats != NULL)
+		gh_stats_add(l->params.stats, GH_STAT_BACKEND_FAILURES, 1, l->params.backend->name,
+			     gh_connector_server(l->connector));
 	gh_timer_stop(&l->timer);
 	g_clear_pointer(&l->conn, gh_conn_free);
 	l->attempt++;
@@ -414,6 +417,7 @@ gh_backend_link_start(const GhBackendParams *p,
 	    .hostname = l->hostname,
 	    .session_id = l->session_id,
 	    .tls = l->tls,
+	    .stats = p->stats,
 	};
 
 	l->connector = gh_connector_new(p->backend, l->route, l->hash_key, context);

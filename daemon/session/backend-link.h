@@ -25,6 +25,7 @@
 #include "net/conn.h"
 #include "net/tls.h"
 #include "secret.h"
+#include "session/stats.h"
 
 typedef struct _GhBackendLink GhBackendLink;
 
@@ -43,6 +44,7 @@ typedef struct {
 	const char *hostname;   /* our own name */
 	const char *session_id; /* for log lines */
 	GhTls *tls;             /* client credentials for backends with tls != none */
+	GhStats *stats;         /* the worker's counters (a failed server counts), or NULL */
 } GhBackendParams;
 
 typedef enum {

@@ -68,6 +68,8 @@ log_login(GhSession *s, const char *verdict, const char *reason, gint64 elapsed_
 	    .elapsed_us = elapsed_us,
 	};
 	gh_log_login(&line);
+	gh_stats_add(s->host->stats, GH_STAT_LOGINS, 1, s->protocol->name, s->lc->name,
+		     l->module != NULL ? l->module : "none", verdict);
 }
 
 static void
@@ -111,12 +113,20 @@ login_tempfail(GhSession *s)
 
 /* ------------------------------------------------------------ relay */
 
+void
+gh_login_relay_ended(GhSession *s, const char *why, guint64 up, guint64 down)
+{
+	log_end(s, why, up, down);
+	gh_stats_add(s->host->stats, GH_STAT_RELAY_BYTES, up, s->protocol->name, "to_backend");
+	gh_stats_add(s->host->stats, GH_STAT_RELAY_BYTES, down, s->protocol->name, "to_client");
+}
+
 static void
 on_relay_done(GhRelay *relay, const char *why, guint64 up, guint64 down, gpointer data)
 {
 	GhSession *s = data;
 	(void)relay;
-	log_end(s, why, up, down);
+	gh_login_relay_ended(s, why, up, down);
 	gh_session_free(s);
 }
 
@@ -196,6 +206,7 @@ connect_backend(GhSession *s, gboolean logged_in)
 	    .hostname = s->config->hostname,
 	    .session_id = s->id,
 	    .tls = s->tls,
+	    .stats = s->host->stats,
 	};
 	s->phase = GH_PHASE_BACKEND;
 	s->mx_join = !logged_in;
@@ -221,6 +232,7 @@ on_verified(const GhAuthOutcome *o, gpointer data)
 	GhLogin *l = &s->login;
 
 	l->pending = NULL;
+	gh_stats_observe_auth(s->host->stats, o->elapsed_us);
 	l->instance = g_strdup(o->instance);
 	l->module = g_strdup(o->module);
 	l->cached = o->cached;

@@ -57,6 +57,7 @@ typedef enum {
 	GH_SAY_GREETING,             /* the first words (after implicit TLS) */
 	GH_SAY_TOO_MANY_CONNECTIONS, /* refused at accept: max_connections */
 	GH_SAY_SHUTDOWN,             /* the daemon is stopping; the core closes */
+	GH_SAY_KICKED,               /* gatehousectl kick; the core closes */
 	GH_SAY_IDLE_TIMEOUT,         /* idle in login state; the core closes */
 	GH_SAY_TOO_MANY_ERRORS,      /* the protocol's max_errors; the core closes */
 	GH_SAY_SASL_CHALLENGE,       /* arg: the base64 challenge ("" for PLAIN) */

@@ -28,3 +28,5 @@ void gh_login_sasl_line(GhSession *s, const char *line, gsize len);
 void gh_login_clear(GhLogin *l);
 /* Forget everything of the login, the server it reached included. */
 void gh_login_free(GhLogin *l);
+/* The relay is over (`why`): the session-end line, and the bytes counted. */
+void gh_login_relay_ended(GhSession *s, const char *why, guint64 up, guint64 down);

@@ -365,6 +365,18 @@ gh_session_begin(GhSession *s, guint n_open)
 	serve(s);
 }
 
+/* The last words of a session in login state: whatever login is under way
+ * is dropped, the protocol says `what`, the core closes. */
+static void
+goodbye(GhSession *s, GhSay what)
+{
+	gh_login_clear(&s->login);
+	g_clear_pointer(&s->backend, gh_backend_link_cancel);
+	s->protocol->say(s, what, NULL);
+	gh_session_close(s);
+	(void)gh_session_update_watch(s);
+}
+
 void
 gh_session_shutdown(GhSession *s)
 {
@@ -375,11 +387,120 @@ gh_session_shutdown(GhSession *s)
 		gh_session_free(s);
 		return;
 	}
-	gh_login_clear(&s->login);
-	g_clear_pointer(&s->backend, gh_backend_link_cancel);
-	s->protocol->say(s, GH_SAY_SHUTDOWN, NULL);
-	gh_session_close(s);
-	(void)gh_session_update_watch(s);
+	goodbye(s, GH_SAY_SHUTDOWN);
+}
+
+void
+gh_session_kick(GhSession *s)
+{
+	gh_stats_add(s->host->stats, GH_STAT_KICKED, 1, s->protocol->name);
+	g_message("session %s: %s: closed by the administrator", s->id, s->remote);
+	if (s->phase == GH_PHASE_PROXY) {
+		gh_session_free(s);
+		return;
+	}
+	if (s->relay != NULL) {
+		gboolean at_line_start = FALSE;
+		guint64 up, down;
+		gh_relay_counts(s->relay, &up, &down);
+		gh_login_relay_ended(s, "kicked by the administrator", up, down);
+		/* the backend goes now; the client hears the goodbye, unless it
+		 * would land in the middle of a line the backend was sending */
+		s->conn = gh_relay_release_client(s->relay, &at_line_start);
+		s->relay = NULL;
+		gh_conn_set_callback(s->conn, on_client, s);
+		if (at_line_start)
+			s->protocol->say(s, GH_SAY_KICKED, NULL);
+		gh_session_close(s);
+		(void)gh_session_update_watch(s);
+		return;
+	}
+	if (s->closing)
+		return; /* its last words are on their way already */
+	goodbye(s, GH_SAY_KICKED);
+}
+
+/* ------------------------------------------------------------ description */
+
+const char *
+gh_session_state_to_string(GhSessionState state)
+{
+	switch (state) {
+	case GH_SESSION_PRE_LOGIN:
+		return "pre-login";
+	case GH_SESSION_LOGGING_IN:
+		return "logging-in";
+	case GH_SESSION_PROXIED:
+		return "proxied";
+	}
+	return "?";
+}
+
+static GhSessionState
+session_state(const GhSession *s)
+{
+	switch (s->phase) {
+	case GH_PHASE_SASL_PLAIN:
+	case GH_PHASE_SASL_LOGIN_USER:
+	case GH_PHASE_SASL_LOGIN_PASS:
+	case GH_PHASE_VERIFYING:
+	case GH_PHASE_BACKEND:
+		return GH_SESSION_LOGGING_IN;
+	case GH_PHASE_RELAY:
+		return GH_SESSION_PROXIED;
+	default:
+		return GH_SESSION_PRE_LOGIN;
+	}
+}
+
+void
+gh_session_describe(GhSession *s, GhSessionInfo *info)
+{
+	const GhLogin *l = &s->login;
+	const char *user = l->canonical != NULL ? l->canonical : l->user;
+
+	memset(info, 0, sizeof *info);
+	g_strlcpy(info->id, s->id, sizeof info->id);
+	info->protocol = s->protocol->name;
+	info->listener = g_strdup(s->lc->name);
+	info->remote = g_strdup(s->remote);
+	/* a name the client typed: made safe to print, as in the log */
+	info->user = user != NULL ? gh_log_escape(user, strlen(user), 256) : NULL;
+	/* the server it is proxied to, or the one being tried; not the one an
+	 * earlier attempt failed on */
+	if (s->phase == GH_PHASE_RELAY && l->backend_server != NULL)
+		info->backend = g_strdup(l->backend_server);
+	else if (s->backend != NULL && gh_backend_link_server(s->backend) != NULL)
+		info->backend = g_strdup(gh_backend_link_server(s->backend));
+	info->tls = g_strdup(s->tls_desc);
+	info->state = session_state(s);
+	info->started_us = s->started_us;
+	if (s->relay != NULL)
+		gh_relay_counts(s->relay, &info->bytes_up, &info->bytes_down);
+}
+
+void
+gh_session_info_clear(GhSessionInfo *info)
+{
+	g_free(info->listener);
+	g_free(info->remote);
+	g_free(info->user);
+	g_free(info->backend);
+	g_free(info->tls);
+	memset(info, 0, sizeof *info);
+}
+
+void
+gh_session_count(GhSession *s, GhStats *copy)
+{
+	gh_stats_add(copy, GH_STAT_SESSIONS, 1, s->protocol->name, s->lc->name,
+		     gh_session_state_to_string(session_state(s)));
+	if (s->relay != NULL) {
+		guint64 up, down;
+		gh_relay_counts(s->relay, &up, &down);
+		gh_stats_add(copy, GH_STAT_RELAY_BYTES, up, s->protocol->name, "to_backend");
+		gh_stats_add(copy, GH_STAT_RELAY_BYTES, down, s->protocol->name, "to_client");
+	}
 }
 
 /* ------------------------------------------------------------ TLS */

@@ -18,7 +18,7 @@
 #define MAX_LABELS 4
 
 static const guint family_labels[GH_STAT_N_FAMILIES] = {
-    [GH_STAT_CONNECTIONS] = 2, [GH_STAT_LOGINS] = 4,  [GH_STAT_BACKEND_FAILURES] = 2,
+    [GH_STAT_CONNECTIONS] = 2, [GH_STAT_LOGINS] = 4, [GH_STAT_BACKEND_FAILURES] = 2,
     [GH_STAT_RELAY_BYTES] = 2, [GH_STAT_KICKED] = 1, [GH_STAT_SESSIONS] = 3,
 };
 
@@ -28,7 +28,7 @@ const double gh_stats_auth_bounds[GH_STATS_AUTH_BUCKETS] = {
 };
 
 struct _GhStats {
-	GHashTable *series; /* key (owned) -> guint64* (owned) */
+	GHashTable *series;                              /* key (owned) -> guint64* (owned) */
 	guint64 auth_buckets[GH_STATS_AUTH_BUCKETS + 1]; /* not cumulative; last: +Inf */
 	gint64 auth_sum_us;
 };

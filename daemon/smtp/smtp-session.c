@@ -46,6 +46,9 @@ smtp_say(GhSession *s, GhSay what, const char *arg)
 	case GH_SAY_SHUTDOWN:
 		reply(s, "421 4.3.2 %s Service shutting down", hostname(s));
 		break;
+	case GH_SAY_KICKED:
+		reply(s, "421 4.7.0 %s Session closed by the administrator", hostname(s));
+		break;
 	case GH_SAY_IDLE_TIMEOUT:
 		reply(s, "421 4.4.2 %s Timeout", hostname(s));
 		break;

@@ -143,11 +143,11 @@ PAM_VALGRIND_ARGS = ['--keep-debuginfo=yes', '--suppressions=%s' % PAM_SUPPRESSI
 
 
 def auth_test(conf, user, password, env, service='smtp', listener=None, valgrind=False,
-              debug=True, timeout=60):
-    """gatehousectl -c conf [-d] auth-test user with an environment.  The
-    password goes to stdin as one line.  valgrind: with the PAM
+              debug=True, verbose=False, timeout=60):
+    """gatehousectl -c conf [-d] [-v] auth-test user with an environment.
+    The password goes to stdin as one line.  valgrind: with the PAM
     suppressions."""
-    args = (['-d'] if debug else []) + ['auth-test', user]
+    args = (['-d'] if debug else []) + (['-v'] if verbose else []) + ['auth-test', user]
     if service is not None:
         args += ['--service', service]
     if listener is not None:

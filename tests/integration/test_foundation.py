@@ -95,13 +95,21 @@ def test_hash_password_refuses_empty_and_bad_scheme():
 def test_auth_test_each_hash_kind(setup, user):
     tmp, users, conf = setup
     pw = PASSWORDS[user]
-    ok = ctl('auth-test', user, stdin=pw + '\n', config=conf)
+    # the answer and nothing else by default (warnings stay: this users file
+    # has a {PLAIN} entry); -v adds the log lines
+    quiet = ctl('auth-test', user, stdin=pw + '\n', config=conf)
+    assert quiet.returncode == 0, quiet.stdout + quiet.stderr
+    assert all(': warning: ' in line for line in quiet.stderr.splitlines()), quiet.stderr
+    assert field(quiet.stdout, 'verdict') == 'ok'
+    ok = ctl('-v', 'auth-test', user, stdin=pw + '\n', config=conf)
     assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert ok.stdout == quiet.stdout.replace(field(quiet.stdout, 'time'), field(ok.stdout, 'time'))
     assert field(ok.stdout, 'verdict') == 'ok'
     assert field(ok.stdout, 'module') == 'users (file)'
     assert re.search(r'login: .*user="%s" .*module=users\(file\) verdict=ok ' % user, ok.stderr)
+    assert 'gh-auth-file: users file' in ok.stderr
 
-    bad = ctl('auth-test', user, stdin=pw + 'x\n', config=conf)
+    bad = ctl('-v', 'auth-test', user, stdin=pw + 'x\n', config=conf)
     assert bad.returncode == 1
     assert field(bad.stdout, 'verdict') == 'wrong-password'
     assert 'verdict=wrong-password reason="wrong password"' in bad.stderr
@@ -113,7 +121,7 @@ def test_auth_test_each_hash_kind(setup, user):
 
 def test_auth_test_unknown_user_and_attributes(setup):
     tmp, users, conf = setup
-    r = ctl('auth-test', 'nosuchuser', stdin='whatever\n', config=conf)
+    r = ctl('-v', 'auth-test', 'nosuchuser', stdin='whatever\n', config=conf)
     assert r.returncode == 1
     assert field(r.stdout, 'verdict') == 'unknown-user'
     assert 'verdict=unknown-user reason="unknown user"' in r.stderr
@@ -121,7 +129,7 @@ def test_auth_test_unknown_user_and_attributes(setup):
     r = ctl('auth-test', 'sha', stdin=PASSWORDS['sha'] + '\n', config=conf)
     assert field(r.stdout, 'route') == '10.1.2.3:143'
     assert field(r.stdout, 'user') == 'sha'
-    r = ctl('auth-test', 'bcr', '--service', 'imap', '--remote', '192.0.2.7',
+    r = ctl('-v', 'auth-test', 'bcr', '--service', 'imap', '--remote', '192.0.2.7',
             stdin=PASSWORDS['bcr'] + '\n', config=conf)
     assert r.returncode == 0
     assert field(r.stdout, 'user') == 'bcr@example.com'
@@ -241,9 +249,26 @@ class Notify:
         return wait_for(lambda: any(needle in m.split('\n') for m in self.poll()), timeout,
                         what='%s in %r' % (needle, self.messages))
 
+    def wait_match(self, pattern, timeout=30.0):
+        """The first line of a datagram that matches the regular expression."""
+        rx = re.compile(pattern)
+
+        def found():
+            for m in self.poll():
+                for line in m.split('\n'):
+                    if rx.fullmatch(line):
+                        return line
+            return None
+        return wait_for(found, timeout, what='%s in %r' % (pattern, self.messages))
+
     def close(self):
         self.sock.close()
         os.unlink(self.path)
+
+
+# what `systemctl status` shows of a running gatehoused
+STATUS_LINE = (r'STATUS=(\d+) sessions? \((\d+) proxied\); logins since start: (\d+) ok, '
+               r'(\d+) not; config generation (\d+)')
 
 
 def start_activated(tmp, conf, fdname, port, daemons, valgrind=False):
@@ -266,7 +291,8 @@ def run_lifecycle(tmp, conf, users, daemons, valgrind=False):
         # the connection that woke it up is served once gatehoused runs
         notify.wait('READY=1', timeout=60 if valgrind else 30)
         assert read_line('127.0.0.1', port) == b'220 gw.test ESMTP\r\n'
-        assert any(m.startswith('STATUS=') for m in notify.messages)
+        status = re.fullmatch(STATUS_LINE, notify.wait_match(STATUS_LINE))
+        assert status.group(5) == '1' and status.group(3) == '0', status.group(0)
         d.wait_log('listener smtp: systemd fd 3')
 
         # users file edited while running: picked up without restart
@@ -293,6 +319,9 @@ def run_lifecycle(tmp, conf, users, daemons, valgrind=False):
         d.signal(signal.SIGHUP)
         d.wait_log('configuration reloaded from')
         assert read_line('127.0.0.1', port) == b'220 reloaded.test ESMTP\r\n'
+        # the refused reload did not count; this one is generation 2
+        assert STATUS_LINE.endswith(r'generation (\d+)')
+        notify.wait_match(STATUS_LINE[:-len(r'(\d+)')] + '2')
 
         # SIGTERM: clean stop, exit 0
         d.signal(signal.SIGTERM)

@@ -235,10 +235,15 @@ def test_result_mapping(tmp, pw):
 
 
 def test_tempfail_is_logged(tmp, pw):
-    """A TEMPFAIL is the admin's business: logged without -d."""
+    """A TEMPFAIL is the admin's business: logged without -d (gatehousectl
+    shows the log lines with -v; without, its answer holds the reason)."""
     pw.service('broken', ['auth required pam_debug.so auth=authinfo_unavail'])
     conf = simple_conf(tmp, {'pam': {'module': 'pam', 'service': 'broken'}})
     r, out = run(conf, 'alice', USERS['alice'], pw.env(), debug=False)
+    assert r.returncode == 2 and out['verdict'] == 'tempfail', r.stdout + r.stderr
+    assert 'Authentication service cannot retrieve authentication info' in out['reason']
+    assert r.stderr == '', r.stderr
+    r, out = run(conf, 'alice', USERS['alice'], pw.env(), debug=False, verbose=True)
     assert r.returncode == 2 and out['verdict'] == 'tempfail', r.stdout + r.stderr
     assert "gh-auth-pam: session auth-test: PAM service 'broken': pam_authenticate: " \
         "Authentication service cannot retrieve authentication info" in r.stderr, r.stderr

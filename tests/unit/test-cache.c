@@ -1,7 +1,8 @@
 /*
  * test-cache.c: the verdict cache: hits and misses by key and password,
  * positive and negative time to live, TEMPFAIL never kept, LRU eviction,
- * limits, flush, and many threads at once.
+ * limits, flush of everything and of one user, the hit and miss counters,
+ * and many threads at once.
  */
 #include "gh-build.h"
 
@@ -25,6 +26,32 @@ store(GhCache *cache, const char *user, const char *pw, gint64 now, GhAuthVerdic
 	};
 
 	gh_cache_store(cache, "chain", "imap", user, pw, strlen(pw), now, &e);
+}
+
+/* Store under any chain and service, with the canonical user apart from
+ * the user as given (NULL as for a failed verdict). */
+static void
+store_as(GhCache *cache,
+	 const char *chain,
+	 const char *service,
+	 const char *user,
+	 const char *canonical,
+	 gint64 now,
+	 GhAuthVerdict verdict)
+{
+	GhCacheEntry e = {.verdict = verdict, .canonical_user = (char *)canonical};
+
+	gh_cache_store(cache, chain, service, user, "pw", 2, now, &e);
+}
+
+static gboolean
+lookup_as(GhCache *cache, const char *chain, const char *service, const char *user, gint64 now)
+{
+	GhCacheEntry e;
+	gboolean hit = gh_cache_lookup(cache, chain, service, user, "pw", 2, now, &e);
+
+	gh_cache_entry_clear(&e);
+	return hit;
 }
 
 /* TRUE on a hit, with the verdict in *verdict_out. */
@@ -260,12 +287,126 @@ test_flush(void)
 		store(cache, user, "pw", T0, i % 2 ? GH_AUTH_OK : GH_AUTH_WRONG_PASSWORD);
 	}
 	g_assert_cmpuint(gh_cache_size(cache), ==, 20);
-	gh_cache_flush(cache);
+	g_assert_cmpuint(gh_cache_flush(cache), ==, 20);
 	g_assert_cmpuint(gh_cache_size(cache), ==, 0);
+	g_assert_cmpuint(gh_cache_flush(cache), ==, 0);
 	g_assert_false(lookup(cache, "u1", "pw", T0, NULL));
 	/* Still usable afterwards. */
 	store(cache, "u1", "pw", T0, GH_AUTH_OK);
 	g_assert_true(lookup(cache, "u1", "pw", T0, NULL));
+	g_assert_cmpuint(gh_cache_flush(cache), ==, 1);
+}
+
+static void
+test_flush_user(void)
+{
+	g_autoptr(GhCache) cache = gh_cache_new(100, 60, 10);
+	g_autoptr(GhCache) off = gh_cache_new(0, 60, 10);
+
+	/* alice's, under several chains and services and spellings */
+	store_as(cache, "chain", "imap", "alice", "alice", T0, GH_AUTH_OK);
+	store_as(cache, "chain", "smtp", "alice", "alice", T0, GH_AUTH_OK);
+	store_as(cache, "other", "imap", "alice", "alice", T0, GH_AUTH_OK);
+	store_as(cache, "chain", "pop3", "Alice", NULL, T0, GH_AUTH_UNKNOWN_USER);
+	store_as(cache, "chain", "imap", "alice@example.com", "alice", T0, GH_AUTH_OK);
+	store_as(cache, "chain", "imap", "ALICE", NULL, T0, GH_AUTH_WRONG_PASSWORD);
+	/* not alice's: a longer name, a name that only contains hers, a
+	 * canonical user that only starts like hers */
+	store_as(cache, "chain", "imap", "alice2", "alice2", T0, GH_AUTH_OK);
+	store_as(cache, "chain", "imap", "malice", NULL, T0, GH_AUTH_UNKNOWN_USER);
+	store_as(cache, "chain", "imap", "al", "alice-archive", T0, GH_AUTH_OK);
+	/* bob's, one of them given by address */
+	store_as(cache, "chain", "imap", "bob", "bob", T0, GH_AUTH_OK);
+	store_as(cache, "chain", "smtp", "bob", "bob", T0, GH_AUTH_OK);
+	store_as(cache, "chain", "imap", "bob@example.com", "bob", T0, GH_AUTH_OK);
+	g_assert_cmpuint(gh_cache_size(cache), ==, 12);
+
+	g_assert_cmpuint(gh_cache_flush_user(cache, "aLiCe"), ==, 6);
+	g_assert_cmpuint(gh_cache_size(cache), ==, 6);
+	g_assert_false(lookup_as(cache, "chain", "imap", "alice", T0));
+	g_assert_false(lookup_as(cache, "chain", "smtp", "alice", T0));
+	g_assert_false(lookup_as(cache, "other", "imap", "alice", T0));
+	g_assert_false(lookup_as(cache, "chain", "pop3", "Alice", T0));
+	g_assert_false(lookup_as(cache, "chain", "imap", "alice@example.com", T0));
+	g_assert_false(lookup_as(cache, "chain", "imap", "ALICE", T0));
+	g_assert_true(lookup_as(cache, "chain", "imap", "alice2", T0));
+	g_assert_true(lookup_as(cache, "chain", "imap", "malice", T0));
+	g_assert_true(lookup_as(cache, "chain", "imap", "al", T0));
+	g_assert_true(lookup_as(cache, "chain", "imap", "bob", T0));
+	g_assert_true(lookup_as(cache, "chain", "smtp", "bob", T0));
+	g_assert_true(lookup_as(cache, "chain", "imap", "bob@example.com", T0));
+	/* Nothing of hers is left. */
+	g_assert_cmpuint(gh_cache_flush_user(cache, "alice"), ==, 0);
+
+	/* The name as given, when it is not the canonical one ... */
+	g_assert_cmpuint(gh_cache_flush_user(cache, "Bob@Example.COM"), ==, 1);
+	g_assert_true(lookup_as(cache, "chain", "imap", "bob", T0));
+	g_assert_false(lookup_as(cache, "chain", "imap", "bob@example.com", T0));
+	/* ... and the canonical one, when it is not the name as given. */
+	g_assert_cmpuint(gh_cache_flush_user(cache, "alice-archive"), ==, 1);
+	g_assert_false(lookup_as(cache, "chain", "imap", "al", T0));
+	g_assert_cmpuint(gh_cache_flush_user(cache, "nobody"), ==, 0);
+	g_assert_cmpuint(gh_cache_flush_user(cache, ""), ==, 0);
+	g_assert_cmpuint(gh_cache_size(cache), ==, 4);
+
+	/* Stored again, an entry of hers is found as before. */
+	store_as(cache, "chain", "imap", "alice", "alice", T0 + SEC, GH_AUTH_OK);
+	g_assert_true(lookup_as(cache, "chain", "imap", "alice", T0 + SEC));
+	g_assert_cmpuint(gh_cache_flush_user(cache, "ALICE"), ==, 1);
+	g_assert_cmpuint(gh_cache_size(cache), ==, 4);
+
+	g_assert_cmpuint(gh_cache_flush_user(off, "alice"), ==, 0);
+}
+
+static void
+test_counts(void)
+{
+	g_autoptr(GhCache) cache = gh_cache_new(100, 60, 10);
+	g_autoptr(GhCache) off = gh_cache_new(0, 60, 10);
+	guint64 hits = 99, misses = 99;
+
+	gh_cache_counts(cache, &hits, &misses);
+	g_assert_cmpuint(hits, ==, 0);
+	g_assert_cmpuint(misses, ==, 0);
+
+	/* absent, then present, then another password, then expired */
+	g_assert_false(lookup(cache, "alice", "pw", T0, NULL));
+	store(cache, "alice", "pw", T0, GH_AUTH_OK);
+	g_assert_true(lookup(cache, "alice", "pw", T0 + SEC, NULL));
+	g_assert_true(lookup(cache, "alice", "pw", T0 + 2 * SEC, NULL));
+	g_assert_false(lookup(cache, "alice", "other", T0 + 2 * SEC, NULL));
+	g_assert_false(lookup(cache, "alice", "pw", T0 + 60 * SEC, NULL));
+	gh_cache_counts(cache, &hits, &misses);
+	g_assert_cmpuint(hits, ==, 2);
+	g_assert_cmpuint(misses, ==, 3);
+
+	/* Storing and flushing are no lookups, and a flush keeps the counts. */
+	store(cache, "bob", "pw", T0, GH_AUTH_WRONG_PASSWORD);
+	g_assert_cmpuint(gh_cache_flush(cache), ==, 1);
+	gh_cache_counts(cache, &hits, NULL);
+	gh_cache_counts(cache, NULL, &misses);
+	g_assert_cmpuint(hits, ==, 2);
+	g_assert_cmpuint(misses, ==, 3);
+
+	/* Disabled, a lookup is neither a hit nor a miss ... */
+	gh_cache_set_limits(cache, 0, 60, 10);
+	g_assert_false(lookup(cache, "alice", "pw", T0, NULL));
+	gh_cache_counts(cache, &hits, &misses);
+	g_assert_cmpuint(hits, ==, 2);
+	g_assert_cmpuint(misses, ==, 3);
+	/* ... and enabled again, counting goes on from there. */
+	gh_cache_set_limits(cache, 10, 60, 10);
+	g_assert_false(lookup(cache, "alice", "pw", T0, NULL));
+	gh_cache_counts(cache, &hits, &misses);
+	g_assert_cmpuint(hits, ==, 2);
+	g_assert_cmpuint(misses, ==, 4);
+
+	/* A cache made disabled counts nothing. */
+	store(off, "alice", "pw", T0, GH_AUTH_OK);
+	g_assert_false(lookup(off, "alice", "pw", T0, NULL));
+	gh_cache_counts(off, &hits, &misses);
+	g_assert_cmpuint(hits, ==, 0);
+	g_assert_cmpuint(misses, ==, 0);
 }
 
 static void
@@ -357,6 +498,7 @@ test_threads(void)
 	ThreadData td[THREADS];
 	GThread *threads[THREADS];
 	guint hits = 0;
+	guint64 all_hits = 0, all_misses = 0;
 
 	for (int i = 0; i < THREADS; i++) {
 		td[i] = (ThreadData){.cache = cache, .id = i};
@@ -369,6 +511,10 @@ test_threads(void)
 	}
 	g_assert_cmpuint(gh_cache_size(cache), <=, THREAD_MAX);
 	g_assert_cmpuint(hits, >, 0);
+	/* every lookup counted once, none lost between threads */
+	gh_cache_counts(cache, &all_hits, &all_misses);
+	g_assert_cmpuint(all_hits, ==, hits);
+	g_assert_cmpuint(all_hits + all_misses, ==, (guint64)THREADS * ROUNDS);
 }
 
 int
@@ -386,6 +532,8 @@ main(int argc, char **argv)
 	g_test_add_func("/gatehouse/cache/lru", test_lru);
 	g_test_add_func("/gatehouse/cache/disabled", test_disabled);
 	g_test_add_func("/gatehouse/cache/flush", test_flush);
+	g_test_add_func("/gatehouse/cache/flush-user", test_flush_user);
+	g_test_add_func("/gatehouse/cache/counts", test_counts);
 	g_test_add_func("/gatehouse/cache/set-limits", test_set_limits);
 	g_test_add_func("/gatehouse/cache/threads", test_threads);
 	return g_test_run();

@@ -1,8 +1,9 @@
 /*
  * test-chain.c: the auth core end to end with the `fake` test module: the
- * chain's fall-through rules, the cache in front of it, the queue bound,
- * cancellation, the failure delay, module loading and the ABI check, and
- * configuration problems reported with file:line.
+ * chain's fall-through rules, the cache in front of it and flushing it (all
+ * of it or one user's), the queue bound, cancellation, the failure delay,
+ * the core's stats, module loading and the ABI check, and configuration
+ * problems reported with file:line.
  */
 #include "gh-build.h"
 
@@ -248,12 +249,227 @@ test_chain_cache(void)
 	g_assert_cmpint(r.verdict, ==, GH_AUTH_TEMPFAIL);
 	g_assert_false(r.cached);
 	g_assert_cmpuint(fake_calls(), ==, before + 1);
-	/* a flush forgets */
-	gh_auth_core_flush_cache(f.core);
+	/* a flush forgets, and says how much: alice's entry under "a b" (the
+	 * wrong password replaced the right one's), TEMPFAIL never stored */
+	g_assert_cmpuint(gh_auth_core_flush_cache(f.core), ==, 1);
+	g_assert_cmpuint(gh_auth_core_flush_cache(f.core), ==, 0);
 	before = fake_calls();
 	verify(&f, "a b", "alice", "pw-a", 0, &r);
 	g_assert_false(r.cached);
 	g_assert_cmpuint(fake_calls(), ==, before + 1);
+	result_clear(&r);
+	fixture_teardown(&f);
+}
+
+/* Wait until no job is queued or running (the callback may run before the
+ * worker counts its job done). */
+static void
+wait_pool_idle(Fixture *f)
+{
+	gint64 deadline = g_get_monotonic_time() + 10 * G_USEC_PER_SEC;
+
+	while (gh_auth_core_busy(f->core) > 0 && g_get_monotonic_time() < deadline)
+		g_usleep(1000);
+	g_assert_cmpuint(gh_auth_core_busy(f->core), ==, 0);
+}
+
+static void
+assert_stats(Fixture *f,
+	     guint cache_entries,
+	     guint64 cache_hits,
+	     guint64 cache_misses,
+	     guint penalty_entries)
+{
+	GhAuthCoreStats st;
+
+	wait_pool_idle(f);
+	gh_auth_core_stats(f->core, &st);
+	g_assert_cmpuint(st.running, ==, 0);
+	g_assert_cmpuint(st.queued, ==, 0);
+	g_assert_cmpuint(st.cache_entries, ==, cache_entries);
+	g_assert_cmpuint(st.cache_hits, ==, cache_hits);
+	g_assert_cmpuint(st.cache_misses, ==, cache_misses);
+	g_assert_cmpuint(st.penalty_entries, ==, penalty_entries);
+}
+
+static void
+test_chain_stats(void)
+{
+	Fixture f = {0};
+	Result r = {0};
+	GhAuthCoreStats st;
+	GhAuthSettings s = {
+	    .workers = 3,
+	    .queue_max = 17,
+	    .cache_size = 50,
+	    .cache_ttl = 60,
+	    .cache_negative_ttl = 60,
+	    .failure_delay = 60,
+	};
+	GhAuthRequest bad = {
+	    .user = "alice",
+	    .password = "bad",
+	    .password_len = 3,
+	    .service = "imap",
+	    .remote_addr = "192.0.2.1",
+	};
+	const char *chain_a[] = {"a", NULL};
+	GhAuthPending *p;
+
+	fixture_setup_text(&f, two_modules, &s);
+	g_assert_nonnull(f.set);
+	gh_auth_core_stats(f.core, &st);
+	g_assert_cmpuint(st.workers, ==, 3);
+	g_assert_cmpuint(st.queue_max, ==, 17);
+	g_assert_cmpuint(st.cache_max, ==, 50);
+	assert_stats(&f, 0, 0, 0, 0);
+
+	/* a miss that is stored, then a hit */
+	verify(&f, "a b", "alice", "pw-a", 0, &r);
+	g_assert_false(r.cached);
+	assert_stats(&f, 1, 0, 1, 0);
+	verify(&f, "a b", "alice", "pw-a", 0, &r);
+	g_assert_true(r.cached);
+	assert_stats(&f, 1, 1, 1, 0);
+	/* a verification that bypasses the cache looks nothing up */
+	verify(&f, "a b", "alice", "pw-a", GH_AUTH_VERIFY_NO_CACHE, &r);
+	g_assert_false(r.cached);
+	assert_stats(&f, 1, 1, 1, 0);
+	/* another key; a TEMPFAIL misses and is not stored */
+	verify(&f, "a b", "bob", "pw-b", 0, &r);
+	assert_stats(&f, 2, 1, 2, 0);
+	verify(&f, "down", "alice", "pw-a", 0, &r);
+	g_assert_cmpint(r.verdict, ==, GH_AUTH_TEMPFAIL);
+	assert_stats(&f, 2, 1, 3, 0);
+
+	/* A wrong password gives its address a penalty (and a cached
+	 * verdict); the answer then waits 60 s on its timer, so cancel it once
+	 * it is back on our context. */
+	result_clear(&r);
+	p = gh_auth_verify_async(f.set, chain_a, &bad, 0, NULL, on_done, &r);
+	while (gh_auth_core_busy(f.core) > 0 || g_main_context_pending(NULL))
+		g_main_context_iteration(NULL, FALSE);
+	assert_stats(&f, 3, 1, 4, 1);
+	gh_auth_pending_cancel(p);
+	g_assert_false(r.done);
+	/* a success from that address (here from the cache) clears it */
+	verify(&f, "a b", "alice", "pw-a", 0, &r);
+	g_assert_true(r.cached);
+	assert_stats(&f, 3, 2, 4, 0);
+
+	/* a flush empties the cache but the counts go on */
+	g_assert_cmpuint(gh_auth_core_flush_cache(f.core), ==, 3);
+	assert_stats(&f, 0, 2, 4, 0);
+
+	/* the limits follow a reload */
+	s.workers = 5;
+	s.queue_max = 9;
+	s.cache_size = 2;
+	gh_auth_core_update(f.core, &s);
+	gh_auth_core_stats(f.core, &st);
+	g_assert_cmpuint(st.workers, ==, 5);
+	g_assert_cmpuint(st.queue_max, ==, 9);
+	g_assert_cmpuint(st.cache_max, ==, 2);
+	result_clear(&r);
+	fixture_teardown(&f);
+}
+
+/* One worker busy with a slow verification and two more waiting: running
+ * and queued, read while the first one sleeps in the module. */
+static void
+test_chain_stats_pool(void)
+{
+	Fixture f = {0};
+	Result r[3];
+	GhAuthSettings s = {.workers = 1, .queue_max = 8};
+	GhAuthRequest req = {
+	    .user = "alice",
+	    .password = "pw",
+	    .password_len = 2,
+	    .service = "imap",
+	    .remote_addr = "192.0.2.1",
+	};
+	const char *chain[] = {"slow", NULL};
+	GhAuthPending *p[G_N_ELEMENTS(r)];
+	GhAuthCoreStats st = {0};
+	gint64 deadline = g_get_monotonic_time() + 10 * G_USEC_PER_SEC;
+
+	memset(r, 0, sizeof r);
+	fixture_setup_text(&f, "[auth slow]\nmodule = fake\nusers = alice:pw\ndelay_ms = 1000\n",
+			   &s);
+	g_assert_nonnull(f.set);
+	for (guint i = 0; i < G_N_ELEMENTS(r); i++)
+		p[i] = gh_auth_verify_async(f.set, chain, &req, 0, NULL, on_done, &r[i]);
+	/* the worker takes the first within the second it then sleeps */
+	do {
+		gh_auth_core_stats(f.core, &st);
+		if (st.running == 0)
+			g_usleep(1000);
+	} while (st.running == 0 && g_get_monotonic_time() < deadline);
+	g_assert_cmpuint(st.workers, ==, 1);
+	g_assert_cmpuint(st.running, ==, 1);
+	g_assert_cmpuint(st.queued, ==, 2);
+	g_assert_cmpuint(gh_auth_core_busy(f.core), ==, 3);
+
+	/* cancelled, the waiting ones are dropped unrun */
+	for (guint i = 0; i < G_N_ELEMENTS(r); i++)
+		gh_auth_pending_cancel(p[i]);
+	while (gh_auth_core_busy(f.core) > 0 || g_main_context_pending(NULL)) {
+		if (!g_main_context_iteration(NULL, FALSE))
+			g_usleep(1000);
+	}
+	gh_auth_core_stats(f.core, &st);
+	g_assert_cmpuint(st.running, ==, 0);
+	g_assert_cmpuint(st.queued, ==, 0);
+	for (guint i = 0; i < G_N_ELEMENTS(r); i++)
+		g_assert_false(r[i].done);
+	fixture_teardown(&f);
+}
+
+static void
+test_chain_flush_user(void)
+{
+	Fixture f = {0};
+	Result r = {0};
+	GhAuthCoreStats st;
+	guint before;
+
+	fixture_setup_text(&f, two_modules, NULL);
+	g_assert_nonnull(f.set);
+	/* alice's: two chains, and "Alice" whom no module knows (a failed
+	 * verdict: no canonical user) */
+	verify(&f, "a b", "alice", "pw-a", 0, &r);
+	g_assert_cmpstr(r.canonical, ==, "a-alice");
+	verify(&f, "a", "alice", "pw-a", 0, &r);
+	verify(&f, "a b", "Alice", "pw-a", 0, &r);
+	g_assert_cmpint(r.verdict, ==, GH_AUTH_UNKNOWN_USER);
+	/* not hers */
+	verify(&f, "a b", "bob", "pw-b", 0, &r);
+	verify(&f, "a b", "carol", "pw-c", 0, &r);
+	g_assert_cmpstr(r.canonical, ==, "a-carol");
+	gh_auth_core_stats(f.core, &st);
+	g_assert_cmpuint(st.cache_entries, ==, 5);
+
+	g_assert_cmpuint(gh_auth_core_flush_user(f.core, "ALICE"), ==, 3);
+	gh_auth_core_stats(f.core, &st);
+	g_assert_cmpuint(st.cache_entries, ==, 2);
+	/* bob is still answered from the cache, alice goes to the module */
+	before = fake_calls();
+	verify(&f, "a b", "bob", "pw-b", 0, &r);
+	g_assert_true(r.cached);
+	g_assert_cmpuint(fake_calls(), ==, before);
+	verify(&f, "a b", "alice", "pw-a", 0, &r);
+	g_assert_false(r.cached);
+	g_assert_cmpuint(fake_calls(), ==, before + 1);
+
+	/* by the canonical user the module gave */
+	g_assert_cmpuint(gh_auth_core_flush_user(f.core, "A-Carol"), ==, 1);
+	g_assert_cmpuint(gh_auth_core_flush_user(f.core, "a-alice"), ==, 1);
+	g_assert_cmpuint(gh_auth_core_flush_user(f.core, "nobody"), ==, 0);
+	gh_auth_core_stats(f.core, &st);
+	g_assert_cmpuint(st.cache_entries, ==, 1);
+	verify(&f, "a b", "carol", "pw-c", 0, &r);
+	g_assert_false(r.cached);
 	result_clear(&r);
 	fixture_teardown(&f);
 }
@@ -489,6 +705,9 @@ main(int argc, char **argv)
 	g_test_add_func("/gatehouse/chain/rules", test_chain_rules);
 	g_test_add_func("/gatehouse/chain/short-circuit", test_chain_short_circuit);
 	g_test_add_func("/gatehouse/chain/cache", test_chain_cache);
+	g_test_add_func("/gatehouse/chain/flush-user", test_chain_flush_user);
+	g_test_add_func("/gatehouse/chain/stats", test_chain_stats);
+	g_test_add_func("/gatehouse/chain/stats-pool", test_chain_stats_pool);
 	g_test_add_func("/gatehouse/chain/queue-full", test_chain_queue_full);
 	g_test_add_func("/gatehouse/chain/cancel", test_chain_cancel);
 	g_test_add_func("/gatehouse/chain/failure-delay", test_chain_failure_delay);

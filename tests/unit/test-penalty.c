@@ -2,7 +2,8 @@
  * test-penalty.c: the failed-login delay: exponential growth and its cap,
  * no escalation on a repeated password, success and the quiet window
  * clearing an address, IPv6 /48 and IPv4-mapped aggregation, the bounded
- * table, base 0, peek, and many threads at once.
+ * table, base 0, peek, the number of addresses held, and many threads at
+ * once.
  */
 #include "gh-build.h"
 
@@ -219,6 +220,56 @@ test_bounded(void)
 	g_assert_cmpuint(gh_penalty_peek(none, "192.0.2.1", T0), ==, 2000);
 }
 
+static void
+test_size(void)
+{
+	g_autoptr(GhPenalty) p = gh_penalty_new(2, 100);
+	g_autoptr(GhPenalty) small = gh_penalty_new(2, 2);
+	g_autoptr(GhPenalty) none = gh_penalty_new(2, 0);
+	g_autoptr(GhPenalty) off = gh_penalty_new(0, 100);
+
+	g_assert_cmpuint(gh_penalty_size(p, T0), ==, 0);
+	/* one per failing address, not per failure */
+	fail(p, "192.0.2.1", "a", T0);
+	g_assert_cmpuint(gh_penalty_size(p, T0), ==, 1);
+	fail(p, "192.0.2.1", "b", T0 + 1);
+	fail(p, "192.0.2.1", "b", T0 + 2);
+	g_assert_cmpuint(gh_penalty_size(p, T0 + 2), ==, 1);
+	fail(p, "192.0.2.2", "a", T0 + 3);
+	g_assert_cmpuint(gh_penalty_size(p, T0 + 3), ==, 2);
+	/* one per /48, and a mapped IPv4 address is that address */
+	fail(p, "2001:db8:1::1", "a", T0 + 4);
+	fail(p, "2001:db8:1:2::1", "b", T0 + 5);
+	fail(p, "::ffff:192.0.2.2", "b", T0 + 6);
+	g_assert_cmpuint(gh_penalty_size(p, T0 + 6), ==, 3);
+	/* a success shrinks it; one from an address never seen does not */
+	gh_penalty_success(p, "192.0.2.1");
+	g_assert_cmpuint(gh_penalty_size(p, T0 + 6), ==, 2);
+	gh_penalty_success(p, "198.51.100.7");
+	g_assert_cmpuint(gh_penalty_size(p, T0 + 6), ==, 2);
+	/* an address whose window is over is no longer counted, nor kept */
+	g_assert_cmpuint(gh_penalty_size(p, T0 + 5 + WINDOW - 1), ==, 2);
+	g_assert_cmpuint(gh_penalty_size(p, T0 + 5 + WINDOW), ==, 1);
+	g_assert_cmpuint(gh_penalty_size(p, T0 + 5 + WINDOW), ==, 1);
+	g_assert_cmpuint(gh_penalty_size(p, T0 + 6 + WINDOW), ==, 0);
+	g_assert_cmpuint(gh_penalty_peek(p, "192.0.2.2", T0), ==, 2000);
+	fail(p, "192.0.2.2", "c", T0 + 7 + WINDOW);
+	g_assert_cmpuint(gh_penalty_size(p, T0 + 7 + WINDOW), ==, 1);
+
+	/* never more than the table holds, none without a table or a base */
+	for (int i = 0; i < 5; i++) {
+		char remote[32];
+
+		g_snprintf(remote, sizeof remote, "198.51.100.%d", i);
+		fail(small, remote, "a", T0 + i);
+		fail(none, remote, "a", T0 + i);
+		fail(off, remote, "a", T0 + i);
+	}
+	g_assert_cmpuint(gh_penalty_size(small, T0 + 5), ==, 2);
+	g_assert_cmpuint(gh_penalty_size(none, T0 + 5), ==, 0);
+	g_assert_cmpuint(gh_penalty_size(off, T0 + 5), ==, 0);
+}
+
 #define THREADS 4
 #define ROUNDS 5000
 
@@ -256,6 +307,8 @@ test_threads(void)
 		threads[i] = g_thread_new("penalty-test", thread_main, p);
 	for (int i = 0; i < THREADS; i++)
 		g_assert_cmpuint(GPOINTER_TO_UINT(g_thread_join(threads[i])), ==, 0);
+	g_assert_cmpuint(gh_penalty_size(p, T0 + ROUNDS), <=, 100);
+	g_assert_cmpuint(gh_penalty_size(p, T0 + ROUNDS + WINDOW), ==, 0);
 }
 
 int
@@ -272,6 +325,7 @@ main(int argc, char **argv)
 	g_test_add_func("/gatehouse/penalty/window", test_window);
 	g_test_add_func("/gatehouse/penalty/peek", test_peek);
 	g_test_add_func("/gatehouse/penalty/bounded", test_bounded);
+	g_test_add_func("/gatehouse/penalty/size", test_size);
 	g_test_add_func("/gatehouse/penalty/threads", test_threads);
 	return g_test_run();
 }

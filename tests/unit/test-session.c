@@ -320,6 +320,7 @@ setup(Fixture *f, gconstpointer data)
 	f->host.context = g_main_context_default();
 	f->host.ended = on_ended;
 	f->host.data = f;
+	f->host.stats = gh_stats_new();
 	f->got = g_string_new(NULL);
 	f->watchdog = g_timeout_add_seconds(HANG_GUARD_S, on_hang, NULL);
 	n_backend_connects = 0;
@@ -338,6 +339,7 @@ teardown(Fixture *f, gconstpointer data)
 	/* let what the auth pool hands back be freed */
 	while (g_main_context_iteration(NULL, FALSE))
 		;
+	gh_stats_free(f->host.stats);
 	gh_tls_unref(f->tls);
 	gh_auth_set_unref(f->set);
 	gh_auth_core_free(f->core);

@@ -3,7 +3,8 @@
 write_config(path, listeners, auths, backends, gatehouse=, tls=) writes
 
     [gatehouse]          hostname = gw.test, module_dir = the build's modules,
-                         failure_delay = 0, workers = 2, then `gatehouse`'s keys
+                         failure_delay = 0, workers = 2, a control socket of its
+                         own (control_socket_path()), then `gatehouse`'s keys
     [listener NAME] ...  one group per entry of each dict, in the dict's order
     [auth NAME] ...
     [backend NAME] ...
@@ -13,13 +14,30 @@ each group a header, its `key = value` lines and a blank line.  A value of
 None leaves its key out; True and False are written yes and no, a list or
 tuple its items joined with spaces, anything else as str() makes it.
 """
+import itertools
 import os
+import tempfile
 from pathlib import Path
 
 from lib.paths import MODULE_DIR
 
 GATEHOUSE_DEFAULTS = {'hostname': 'gw.test', 'module_dir': MODULE_DIR, 'failure_delay': '0',
                       'workers': '2'}
+
+# Every gateway gets a control socket of its own: a Unix socket path must
+# stay under 108 bytes, which a pytest tmp_path may not, so they live in one
+# short directory of this process.
+_CONTROL_DIR = None
+_control_numbers = itertools.count(1)
+
+
+def control_socket_path():
+    """A fresh control socket path, unique in this run."""
+    global _CONTROL_DIR
+    if _CONTROL_DIR is None:
+        _CONTROL_DIR = tempfile.mkdtemp(prefix='ghctl-', dir='/tmp')
+        os.chmod(_CONTROL_DIR, 0o755)
+    return '%s/%d.sock' % (_CONTROL_DIR, next(_control_numbers))
 
 
 def _value(v):
@@ -34,7 +52,8 @@ def write_config(path, listeners=None, auths=None, backends=None, gatehouse=None
     """A gatehouse.conf (mode 0644) from {name: {key: value}} dicts of
     listeners, auth groups and backends; gatehouse: keys of [gatehouse] over
     the defaults; tls: the keys of [tls].  Returns the path."""
-    groups = [('gatehouse', dict(GATEHOUSE_DEFAULTS, **(gatehouse or {})))]
+    keys = dict(GATEHOUSE_DEFAULTS, control_socket=control_socket_path())
+    groups = [('gatehouse', dict(keys, **(gatehouse or {})))]
     for kind, named in (('listener', listeners), ('auth', auths), ('backend', backends)):
         groups += [('%s %s' % (kind, name), keys) for name, keys in (named or {}).items()]
     if tls is not None:
