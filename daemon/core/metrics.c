@@ -43,7 +43,6 @@ typedef struct {
 	gboolean om; /* OpenMetrics 1.0, else text 0.0.4 */
 } Writer;
 
-static const char *const session_states[] = {"pre-login", "logging-in", "proxied"};
 static const char *const relay_directions[] = {"to_backend", "to_client"};
 
 static void
@@ -350,9 +349,11 @@ write_sessions(Writer *w, const GhMetricsInput *in, const GhStats *st)
 	       "proxied (relaying to the backend).");
 	for (guint i = 0; cfg != NULL && i < cfg->listeners->len; i++) {
 		const GhListenerConfig *lc = g_ptr_array_index(cfg->listeners, i);
-		for (guint j = 0; j < G_N_ELEMENTS(session_states); j++) {
+		/* the words the workers write (session.h) */
+		for (GhSessionState state = GH_SESSION_PRE_LOGIN; state <= GH_SESSION_PROXIED;
+		     state++) {
 			const char *v[] = {gh_protocol_to_string(lc->protocol), lc->name,
-					   session_states[j], NULL};
+					   gh_session_state_to_string(state), NULL};
 			write_expected(w, "gatehouse_sessions", sess_labels, v, sessions);
 		}
 	}

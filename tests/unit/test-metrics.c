@@ -161,8 +161,8 @@ make_stats(void)
 	gh_stats_add(st, GH_STAT_SESSIONS, 1, "imap", "imap", "proxied");
 	gh_stats_add(st, GH_STAT_SESSIONS, 2, "smtp", "submission", "pre-login");
 	gh_stats_add(st, GH_STAT_SESSIONS, 1, "smtp", "old", "proxied");
-	gh_stats_add(st, GH_STAT_LOGINS, 2, "imap", "imap", "users", "ok");
-	gh_stats_add(st, GH_STAT_LOGINS, 1, "imap", "imap", "users", "wrong-password");
+	gh_stats_add(st, GH_STAT_LOGINS, 2, "imap", "imap", "file", "ok");
+	gh_stats_add(st, GH_STAT_LOGINS, 1, "imap", "imap", "file", "wrong-password");
 	gh_stats_add(st, GH_STAT_RELAY_BYTES, 1234, "imap", "to_backend");
 	gh_stats_add(st, GH_STAT_RELAY_BYTES, 56789, "imap", "to_client");
 	gh_stats_add(st, GH_STAT_BACKEND_FAILURES, 2, "dc", "127.0.0.1:143");
@@ -307,9 +307,9 @@ assert_samples(const char *text, gboolean om)
 	assert_line(text, "gatehouse_sessions_kicked_total{protocol=\"imap\"} 4");
 
 	assert_line(text, "gatehouse_logins_total{protocol=\"imap\",listener=\"imap\","
-			  "module=\"users\",verdict=\"ok\"} 2");
+			  "module=\"file\",verdict=\"ok\"} 2");
 	assert_line(text, "gatehouse_logins_total{protocol=\"imap\",listener=\"imap\","
-			  "module=\"users\",verdict=\"wrong-password\"} 1");
+			  "module=\"file\",verdict=\"wrong-password\"} 1");
 
 	/* the histogram: cumulative, bounds in order, +Inf = _count */
 	{
@@ -650,6 +650,7 @@ test_accept(void)
 typedef struct {
 	GhConfig *config;
 	GhStats *stats;
+	GhAuthCore *core; /* a real one, idle: 3 workers, nothing else */
 	gboolean hold;
 	GPtrArray *held; /* of Pending */
 	guint asked;
@@ -672,15 +673,7 @@ gh_server_get_config(GhServer *server)
 GhAuthCore *
 gh_server_get_auth_core(GhServer *server)
 {
-	return NULL;
-}
-
-/* Until the auth core has it: a weak stand-in (the real one wins at link
- * time once libghauth defines it). */
-__attribute__((weak)) void
-gh_auth_core_stats(GhAuthCore *core, GhAuthCoreStats *out)
-{
-	*out = test_auth;
+	return fake.core;
 }
 
 gint64
@@ -746,6 +739,9 @@ release_snapshots(void)
 static void
 fake_setup(void)
 {
+	GhAuthSettings settings = {.workers = 3, .queue_max = 16, .cache_size = 100};
+
+	fake.core = gh_auth_core_new(&settings);
 	fake.config = load_config("");
 	fake.stats = make_stats();
 	fake.hold = FALSE;
@@ -760,6 +756,7 @@ fake_teardown(void)
 	g_clear_pointer(&fake.held, g_ptr_array_unref);
 	g_clear_pointer(&fake.stats, gh_stats_free);
 	g_clear_pointer(&fake.config, gh_config_unref);
+	g_clear_pointer(&fake.core, gh_auth_core_free);
 }
 
 /* ------------------------------------------------------------ endpoint tests */
@@ -855,7 +852,10 @@ test_endpoint_get(void)
 		assert_line(
 		    text,
 		    "gatehouse_sessions{protocol=\"imap\",listener=\"imap\",state=\"proxied\"} 1");
-		assert_line(text, "gatehouse_auth_workers 8");
+		/* the auth core's own numbers */
+		assert_line(text, "gatehouse_auth_workers 3");
+		assert_line(text, "gatehouse_auth_workers_busy 0");
+		assert_line(text, "gatehouse_auth_cache_entries 0");
 		g_assert_null(strstr(text, "# EOF"));
 		check_promtool(text);
 	}
