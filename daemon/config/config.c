@@ -448,6 +448,10 @@ gh_config_unref(GhConfig *cfg)
 	g_clear_pointer(&cfg->listeners, g_ptr_array_unref);
 	g_clear_pointer(&cfg->auths, g_ptr_array_unref);
 	g_clear_pointer(&cfg->backends, g_ptr_array_unref);
+	if (cfg->metrics_listen != NULL) {
+		gh_host_port_clear(cfg->metrics_listen);
+		g_free(cfg->metrics_listen);
+	}
 	g_free(cfg);
 }
 
@@ -1070,6 +1074,48 @@ parse_backend(Loader *ld, const char *group, const char *name)
 		check_readable(ld, group, "ca_file", bc->ca_file);
 }
 
+/* ------------------------------------------------------------ [metrics] */
+
+static const char *const metrics_keys[] = {"listen", NULL};
+
+/* One address, checked as a listener's `listen` is: an IP address (IPv6 in
+ * brackets) or "*", and a port. */
+static void
+parse_metrics(Loader *ld, const char *group)
+{
+	g_autofree char *value = NULL;
+	GhHostPort hp = {0};
+	const char *why = NULL;
+
+	check_keys(ld, group, metrics_keys);
+	value = get_value(ld, group, "listen");
+	if (value == NULL)
+		return; /* no endpoint */
+	g_strstrip(value);
+	if (*value == '\0') {
+		problem(ld, group, "listen",
+			"empty value: write ADDRESS:PORT, or leave the key out for no endpoint");
+		return;
+	}
+	if (strpbrk(value, " \t") != NULL) {
+		problem(ld, group, "listen", "'%s': one address only", value);
+		return;
+	}
+	if (!gh_host_port_parse(value, &hp, &why)) {
+		problem(ld, group, "listen", "bad listen address '%s': %s", value, why);
+		return;
+	}
+	/* bind() takes addresses: a name could resolve to anything */
+	if (strcmp(hp.host, "*") != 0 && !g_hostname_is_ip_address(hp.host)) {
+		problem(ld, group, "listen",
+			"bad listen address '%s': an IP address or '*' is needed, not a host name",
+			value);
+		gh_host_port_clear(&hp);
+		return;
+	}
+	ld->cfg->metrics_listen = g_memdup2(&hp, sizeof hp);
+}
+
 /* ------------------------------------------------------------ links */
 
 static void
@@ -1191,6 +1237,10 @@ parse_group(Loader *ld, const char *group)
 		parse_tls(ld, group);
 		return;
 	}
+	if (strcmp(group, "metrics") == 0) {
+		parse_metrics(ld, group);
+		return;
+	}
 	for (guint i = 0; i < G_N_ELEMENTS(named); i++) {
 		const char *name = group_name_after(group, named[i].kind);
 		if (name == NULL)
@@ -1207,7 +1257,7 @@ parse_group(Loader *ld, const char *group)
 	}
 	problem(ld, group, NULL,
 		"unknown group (known: [gatehouse], [tls], [listener NAME], [auth NAME], "
-		"[backend NAME])");
+		"[backend NAME], [metrics])");
 }
 
 GhConfig *

@@ -132,6 +132,10 @@ typedef struct {
 	GPtrArray *listeners; /* of GhListenerConfig*, in file order */
 	GPtrArray *auths;     /* of GhAuthGroupConfig*, in file order */
 	GPtrArray *backends;  /* of GhBackendConfig*, in file order */
+
+	/* [metrics] listen: where the Prometheus endpoint listens (an IP
+	 * address or "*", and a port); NULL: no endpoint */
+	GhHostPort *metrics_listen;
 } GhConfig;
 
 /* Read and validate `path`.  Returns a new config (transfer full), or NULL

@@ -17,6 +17,7 @@
 #include "config/log.h"
 #include "core/server.h"
 #include "core/control.h"
+#include "core/metrics.h"
 
 #include <errno.h>
 #include <grp.h>
@@ -118,6 +119,7 @@ main(int argc, char **argv)
 	GhAuthSettings settings;
 	GhServer *server;
 	GhControl *control = NULL;
+	GhMetricsServer *metrics = NULL;
 	int control_fd = -1;
 	uid_t uid;
 	gid_t gid;
@@ -215,7 +217,14 @@ main(int argc, char **argv)
 	gh_auth_set_unref(set);
 	if (control_fd >= 0)
 		control = gh_control_new(server, control_fd, cfg->control_socket);
-	rc = gh_server_run(server);
+	if (cfg->metrics_listen != NULL &&
+	    (metrics = gh_metrics_server_new(server, cfg->metrics_listen, &error)) == NULL) {
+		g_critical("%s; not starting", error->message);
+		rc = 1;
+	} else {
+		rc = gh_server_run(server);
+	}
+	gh_metrics_server_free(metrics);
 	gh_control_free(control);
 	gh_server_free(server);
 	gh_auth_core_free(core);

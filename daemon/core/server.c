@@ -794,6 +794,11 @@ gh_server_reload(GhServer *server, GPtrArray *problems_out)
 	warn_listener_changes(server, old, cfg);
 	if (g_strcmp0(old->control_socket, cfg->control_socket) != 0)
 		g_warning("reload: control_socket = changes only when gatehoused restarts");
+	if ((old->metrics_listen == NULL) != (cfg->metrics_listen == NULL) ||
+	    (old->metrics_listen != NULL &&
+	     (g_strcmp0(old->metrics_listen->host, cfg->metrics_listen->host) != 0 ||
+	      old->metrics_listen->port != cfg->metrics_listen->port)))
+		g_warning("reload: [metrics] listen = changes only when gatehoused restarts");
 	gh_server_settings_from_config(cfg, &settings);
 	g_mutex_lock(&server->lock);
 	gh_config_unref(server->config);
