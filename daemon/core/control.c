@@ -13,6 +13,7 @@
 #include "core/control.h"
 #include "config/log.h"
 #include "core/control-format.h"
+#include "core/metrics.h"
 
 #include <errno.h>
 #include <gio/gio.h>
@@ -198,10 +199,8 @@ on_snapshot(const GhSnapshot *snap, gpointer data)
 	} else if (strcmp(c->command, "sessions") == 0) {
 		gh_control_format_sessions(body, snap, &c->filter, GH_CONTROL_MAX_ROWS, c->json);
 	} else {
-		/* XXX metrics: wired when metrics.c lands */
-		answer_text(c, FALSE, "no metrics in this build\n");
-		client_unref(c);
-		return;
+		g_autofree char *text = gh_metrics_text(control->server, snap, c->openmetrics);
+		g_string_append(body, text);
 	}
 	answer(c, TRUE, body);
 	client_unref(c);

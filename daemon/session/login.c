@@ -68,9 +68,9 @@ log_login(GhSession *s, const char *verdict, const char *reason, gint64 elapsed_
 	    .elapsed_us = elapsed_us,
 	};
 	gh_log_login(&line);
-	/* the [auth NAME] that decided: two ldap instances are two rows */
+	/* by module (file, pam, ldap), as gatehouse.conf(5) documents the label */
 	gh_stats_add(s->host->stats, GH_STAT_LOGINS, 1, s->protocol->name, s->lc->name,
-		     l->instance != NULL ? l->instance : "none", verdict);
+		     l->module != NULL ? l->module : "none", verdict);
 }
 
 static void
