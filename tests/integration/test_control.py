@@ -455,9 +455,11 @@ def test_imap_session_listed_and_kicked(imap_gw, dovecot):
         assert sessions_json(gw, '--user', 'bob') == []
         assert [r['ID'] for r in session_rows(ctl_ok(gw, 'sessions', '--user', 'ALICE'))] \
             == [s['id']]
-        for net in ('127.0.0.0/8', '127.0.0.1', '127.0.0.1/32'):
+        # networks as in trusted_networks: an IPv4 client is also in the
+        # IPv4-mapped IPv6 range (::/0, ::ffff:0:0/96)
+        for net in ('127.0.0.0/8', '127.0.0.1', '127.0.0.1/32', '::/0', '::ffff:127.0.0.0/104'):
             assert [x['id'] for x in sessions_json(gw, '--remote', net)] == [s['id']], net
-        for net in ('10.0.0.0/8', '127.0.0.2', '::1', '::/0'):
+        for net in ('10.0.0.0/8', '127.0.0.2', '::1', '2001:db8::/32'):
             assert sessions_json(gw, '--remote', net) == [], net
             assert session_rows(ctl_ok(gw, 'sessions', '--remote', net)) == [], net
         assert [x['id'] for x in sessions_json(gw, '--session', s['id'])] == [s['id']]
@@ -865,10 +867,10 @@ def test_reload_reports_a_broken_file(imap_gw):
     assert 'config generation 1 (0 reloads, 1 refused)' in ctl_ok(gw, 'stats')
     assert re.search(r'control: reload by uid 0 pid \d+', gw.since(mark))
 
-    # the JSON answer of a refusal (on stderr, as every refusal's answer)
+    # the JSON answer of a refusal: on standard output, for scripts
     r = run_ctl(gw, 'reload', '--json')
-    assert r.returncode == EXIT_REFUSED and r.stdout == '', r
-    refused = json.loads(r.stderr)
+    assert r.returncode == EXIT_REFUSED and r.stderr == '', r
+    refused = json.loads(r.stdout)
     assert refused['reloaded'] is False and refused['config_generation'] == 1, refused
     assert len(refused['problems']) == 2 and refused['problems'][0] in lines, refused
 
