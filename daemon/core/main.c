@@ -5,9 +5,10 @@
  *
  * Start-up: read and check the config (all of it, or nothing runs); take the
  * sockets systemd passed or bind the listeners; create the control socket;
- * drop to `user`/`group` when started as root; load the auth modules (after the drop, so that what
- * works at start also works at reload); run.  `-t` stops after the checks and the module loading
- * and says what is wrong, with file and line.
+ * drop to `user`/`group` when started as root, or give up the capabilities it
+ * was started with when started as another user; load the auth modules (after the drop, so that
+ * what works at start also works at reload); run.  `-t` stops after the checks and the module
+ * loading and says what is wrong, with file and line.
  */
 #include "gh-build.h"
 
@@ -21,10 +22,13 @@
 
 #include <errno.h>
 #include <grp.h>
+#include <linux/capability.h>
 #include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 /* The user and group `user =` and `group =` name (unset: our own). */
@@ -81,6 +85,44 @@ drop_privileges(const GhConfig *cfg, uid_t uid, gid_t gid, GError **error)
 	/* setuid() cleared it; core dumps could hold passwords anyway */
 	(void)prctl(PR_SET_DUMPABLE, 0);
 	g_message("running as user %s, group id %u", cfg->user, (guint)gid);
+	return TRUE;
+}
+
+/* Started as another user with capabilities: systemd's
+ * AmbientCapabilities=CAP_NET_BIND_SERVICE (gatehouse.service), so that
+ * listeners without a socket from systemd may bind ports below 1024.  The
+ * sockets are open now: give up every capability (effective, permitted,
+ * inheritable and so ambient), as setuid() does for root, and stay out of
+ * core dumps and the reach of ptrace by other processes of the same user,
+ * which could read passwords.  Root (no `user`) keeps what it has. */
+static gboolean
+drop_capabilities(GError **error)
+{
+	struct __user_cap_header_struct hdr = {.version = _LINUX_CAPABILITY_VERSION_3};
+	struct __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3] = {{0}};
+	gboolean any = FALSE;
+
+	if (geteuid() == 0)
+		return TRUE;
+	(void)prctl(PR_SET_DUMPABLE, 0);
+	if (syscall(SYS_capget, &hdr, data) != 0) {
+		g_set_error(error, G_IO_ERROR, g_io_error_from_errno(errno),
+			    "cannot read the capabilities: %s", g_strerror(errno));
+		return FALSE;
+	}
+	for (guint i = 0; i < G_N_ELEMENTS(data); i++)
+		any = any || data[i].permitted != 0 || data[i].effective != 0 ||
+		      data[i].inheritable != 0;
+	if (!any)
+		return TRUE;
+	memset(data, 0, sizeof data);
+	if (syscall(SYS_capset, &hdr, data) != 0) {
+		g_set_error(error, G_IO_ERROR, g_io_error_from_errno(errno),
+			    "cannot give up the capabilities: %s", g_strerror(errno));
+		return FALSE;
+	}
+	g_message("running as uid %u, without the capabilities it was started with",
+		  (guint)geteuid());
 	return TRUE;
 }
 
@@ -199,7 +241,7 @@ main(int argc, char **argv)
 			return 1;
 		}
 	}
-	if (!drop_privileges(cfg, uid, gid, &error)) {
+	if (!drop_privileges(cfg, uid, gid, &error) || !drop_capabilities(&error)) {
 		g_critical("%s; not starting", error->message);
 		return 1;
 	}
