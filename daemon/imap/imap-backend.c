@@ -429,7 +429,11 @@ imap_input(GhBackendLink *l, gpointer data)
 				     GH_IMAP_BACKEND_LINE_MAX);
 		return GH_BACKEND_STEP_STOP;
 	}
-	raw = g_strndup((const char *)conn->in->data, used);
+	/* the bytes as they came, NULs and all (g_strndup would stop at a
+	 * NUL and zero the rest, CRLF included), plus a terminator */
+	raw = g_malloc(used + 1);
+	memcpy(raw, conn->in->data, used);
+	raw[used] = '\0';
 	gh_conn_consume(conn, used);
 	on_line(l, d, raw, line_len, raw, used);
 	return GH_BACKEND_STEP_MORE;

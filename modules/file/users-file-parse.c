@@ -248,6 +248,8 @@ parse_line(GhUsersFile *uf, Span line, guint line_no, GhUsersFileRouteCheck rout
 		e->kind = GH_HASH_PLAIN;
 		hash.p += strlen(PLAIN_PREFIX);
 		hash.len -= strlen(PLAIN_PREFIX);
+		/* the field's blanks are dropped: those after the prefix too */
+		hash = span_trim(hash);
 		if (hash.len == 0)
 			return g_strdup("empty password after {PLAIN}");
 	} else {

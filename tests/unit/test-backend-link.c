@@ -7,12 +7,15 @@
  * server that said no are left for the next one; a silent server times out
  * with the error the log shows; a fail() inside input() ends everything at
  * once; cancel (also from inside a step and the done callback) never calls
- * done; the link keeps its own copies and forgets the password.
+ * done; the link keeps its own copies and forgets the password.  And the
+ * IMAP dialogue on a link: the backend's answer to the login reaches the
+ * client byte for byte.
  */
 #include "gh-build.h"
 
 #include "session/backend-link.h"
 #include "common/line.h"
+#include "imap/imap-backend.h"
 #include "net/connector.h"
 
 #include <errno.h>
@@ -43,6 +46,7 @@ typedef struct {
 	GhBackendResult result;
 	GhConn *conn;
 	char *reply;
+	GBytes *reply_bytes; /* the same, as bytes (it may hold NULs) */
 	char *server;
 	char *error;
 } Fixture;
@@ -142,6 +146,7 @@ on_done(GhBackendResult result,
 	f->conn = conn;
 	f->reply = reply != NULL ? g_strndup(g_bytes_get_data(reply, NULL), g_bytes_get_size(reply))
 				 : NULL;
+	f->reply_bytes = reply != NULL ? g_bytes_ref(reply) : NULL;
 	f->server = g_strdup(server);
 	f->error = g_strdup(error);
 	if (f->cancel_in_done)
@@ -273,6 +278,8 @@ fixture_tear_down(Fixture *f, gconstpointer data)
 		g_free(g_array_index(f->bc.servers, GhHostPort, i).host);
 	g_array_unref(f->bc.servers);
 	g_free(f->reply);
+	if (f->reply_bytes != NULL)
+		g_bytes_unref(f->reply_bytes);
 	g_free(f->server);
 	g_free(f->error);
 }
@@ -625,6 +632,69 @@ test_copies_and_forgets_password(Fixture *f, gconstpointer data)
 	close(listener);
 }
 
+/* ---- the IMAP dialogue on a link ---- */
+
+/* Run the loop until the server's end has something to read. */
+static void
+run_until_readable(Fixture *f, int fd)
+{
+	for (guint i = 0; i < WAIT_MS / 10; i++) {
+		struct pollfd p = {.fd = fd, .events = POLLIN};
+
+		if (poll(&p, 1, 10) == 1)
+			return;
+		run_pending(f);
+	}
+	g_assert_not_reached();
+}
+
+/* What the backend answers to the login goes to the client byte for byte,
+ * a NUL in its tagged OK included (found by tests/fuzz/fuzz-imap-backend:
+ * the line was copied with g_strndup, which stopped at the NUL and zeroed
+ * the rest, its CRLF too). */
+static void
+test_imap_reply_verbatim(Fixture *f, gconstpointer data)
+{
+	static const char ok[] = "a1 OK [CAPABILITY IMAP4rev1 X\0Y] Logged in\r\n";
+	guint16 port;
+	int listener = local_socket(TRUE, &port);
+	int peer;
+	GhSecret *pw = gh_secret_new("pw", 2);
+	g_autofree char *login = NULL;
+	GhBackendParams p = {
+	    .backend = &f->bc,
+	    .hash_key = "alice",
+	    .user = "alice",
+	    .password = pw,
+	    .client_addr = "192.0.2.7",
+	    .client_port = 40000,
+	    .local_addr = "127.0.0.1",
+	    .local_port = 143,
+	    .hostname = "gw.example",
+	    .session_id = "s1",
+	};
+	(void)data;
+
+	f->bc.protocol = GH_PROTO_IMAP;
+	f->bc.login = GH_LOGIN_PASSTHROUGH;
+	add_server(f, port);
+	f->link = gh_imap_backend_connect(&p, "a1", NULL, f->context, on_done, f);
+	gh_secret_free(pw);
+	peer = accept_one(listener);
+	say(peer, "* OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=PLAIN] ready\r\n");
+	run_until_readable(f, peer);
+	login = hear(peer);
+	g_assert_cmpstr(login, ==, "a1 AUTHENTICATE PLAIN AGFsaWNlAHB3\r\n");
+	g_assert_cmpint(send(peer, ok, sizeof ok - 1, MSG_NOSIGNAL), ==, (gssize)sizeof ok - 1);
+	run_until(f, &f->done, 1);
+	g_assert_cmpint(f->result, ==, GH_BACKEND_OK);
+	g_assert_nonnull(f->reply_bytes);
+	g_assert_cmpmem(g_bytes_get_data(f->reply_bytes, NULL), g_bytes_get_size(f->reply_bytes),
+			ok, sizeof ok - 1);
+	close(peer);
+	close(listener);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -640,6 +710,7 @@ main(int argc, char **argv)
 	ADD("/backend-link/cancel-inside-input", test_cancel_inside_input);
 	ADD("/backend-link/cancel-inside-done", test_cancel_inside_done);
 	ADD("/backend-link/copies-and-forgets-password", test_copies_and_forgets_password);
+	ADD("/backend-link/imap-reply-verbatim", test_imap_reply_verbatim);
 #undef ADD
 	return g_test_run();
 }

@@ -1,10 +1,10 @@
 /*
  * test-users-file.c: the users file parser (good files, every error with its
- * line, the colon split, duplicates, {PLAIN} counting, lookup) and, when the
- * built `file` module can be found, the module end to end through its ABI:
- * verdicts for yescrypt, SHA-512, bcrypt and {PLAIN} users, init errors,
- * reloads good and bad, concurrent verifies during reloads, and the time an
- * unknown user costs compared with a known one.
+ * line, the colon split, duplicates, {PLAIN} counting and blanks, lookup)
+ * and, when the built `file` module can be found, the module end to end
+ * through its ABI: verdicts for yescrypt, SHA-512, bcrypt and {PLAIN} users,
+ * init errors, reloads good and bad, concurrent verifies during reloads, and
+ * the time an unknown user costs compared with a known one.
  *
  * The module is found at $GH_FILE_MODULE, else at
  * $GH_MODULE_BUILD_DIR/file/.libs/file.so (set by `make check`); with neither
@@ -270,6 +270,36 @@ test_parse_colons(void)
 	g_assert_nonnull(e);
 	g_assert_cmpstr(e->hash, ==, "a b c");
 	g_assert_cmpuint(uf->n_plain, ==, 2);
+}
+
+/* Blanks around a {PLAIN} password are the field's, not the password's:
+ * "{PLAIN} pw" is "pw", as gatehouse.conf(5) says such a password cannot
+ * begin or end with a blank (found by tests/fuzz/fuzz-users-file: the
+ * blanks after the prefix were kept). */
+static void
+test_parse_plain_blanks(void)
+{
+	static const char text[] = "a:{PLAIN} pw\n"
+				   "b:  {PLAIN}\t pw b \r\n"
+				   "c:{PLAIN} p w :user=c\n";
+	g_autoptr(GError) error = NULL;
+	g_autoptr(GhUsersFile) uf = parse(text, NULL, &error);
+	guint line = 0;
+	GhUsersFile *bad;
+
+	g_assert_no_error(error);
+	g_assert_nonnull(uf);
+	g_assert_cmpstr(gh_users_file_lookup(uf, "a")->hash, ==, "pw");
+	g_assert_cmpstr(gh_users_file_lookup(uf, "b")->hash, ==, "pw b");
+	g_assert_cmpstr(gh_users_file_lookup(uf, "c")->hash, ==, "p w");
+	g_assert_cmpstr(gh_users_file_lookup(uf, "c")->user, ==, "c");
+
+	/* only blanks after the prefix: no password at all */
+	bad = parse("a:{PLAIN} \t \n", &line, &error);
+	g_assert_null(bad);
+	g_assert_error(error, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_PARSE);
+	g_assert_cmpstr(error->message, ==, "line 1: empty password after {PLAIN}");
+	g_assert_cmpuint(line, ==, 1);
 }
 
 /* Routes without a port, as directories keep mail hosts: kept as written
@@ -1050,6 +1080,7 @@ main(int argc, char **argv)
 	g_test_add_func("/gatehouse/users-file/errors", test_parse_errors);
 	g_test_add_func("/gatehouse/users-file/nul", test_parse_nul);
 	g_test_add_func("/gatehouse/users-file/colons", test_parse_colons);
+	g_test_add_func("/gatehouse/users-file/plain-blanks", test_parse_plain_blanks);
 	g_test_add_func("/gatehouse/users-file/routes-without-port",
 			test_parse_routes_without_port);
 	g_test_add_func("/gatehouse/users-file/plain-count", test_parse_plain_count);

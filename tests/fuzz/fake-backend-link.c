@@ -1,0 +1,253 @@
+/*
+ * fake-backend-link.c: the backend link of the fuzz targets of the backend
+ * dialogues (see fake-backend-link.h): the gh_backend_link_* functions a
+ * dialogue calls, over a GhConn whose input buffer the target fills, with
+ * no socket, timer, TLS or main loop.  It follows the real link
+ * (daemon/session/backend-link.c) where a dialogue can tell: the input loop
+ * (one unit per call while MORE and bytes remain), STARTTLS refused when
+ * the server sent more after its reply, reading stops while TLS starts and
+ * once the connection is given up, fail-over resets the dialogue.
+ */
+#include "gh-build.h"
+
+#include "fake-backend-link.h"
+#include "fuzz.h"
+
+#include <stdarg.h>
+#include <string.h>
+
+static void
+check_log_text(const char *text)
+{
+	for (const char *p = text; *p != '\0'; p++)
+		FUZZ_CHECK((guchar)*p >= 0x20 && (guchar)*p < 0x7f);
+}
+
+GhBackendLink *
+gh_backend_link_start(const GhBackendParams *params,
+		      const GhBackendDialogue *dialogue,
+		      gpointer d,
+		      GMainContext *context,
+		      GhBackendDone done,
+		      gpointer user_data)
+{
+	GhBackendLink *l = g_new0(GhBackendLink, 1);
+
+	(void)context;
+	(void)done;
+	(void)user_data;
+	l->params = *params;
+	l->dialogue = *dialogue;
+	l->d = d;
+	if (params->password != NULL) {
+		gsize len = 0;
+		const char *pw = gh_secret_get(params->password, &len);
+		l->password = gh_secret_new(pw, len);
+	}
+	l->params.password = NULL;
+	l->conn.fd = -1;
+	l->conn.in = g_byte_array_new();
+	l->conn.out = g_byte_array_new();
+	l->sent = g_string_new(NULL);
+	l->sent_now = g_string_new(NULL);
+	l->fed_now = g_string_new(NULL);
+	return l;
+}
+
+void
+gh_backend_link_cancel(GhBackendLink *l)
+{
+	if (l == NULL)
+		return;
+	if (l->dialogue.free != NULL)
+		l->dialogue.free(l->d);
+	gh_secret_free(l->password);
+	g_byte_array_unref(l->conn.in);
+	g_byte_array_unref(l->conn.out);
+	g_string_free(l->sent, TRUE);
+	g_string_free(l->sent_now, TRUE);
+	g_string_free(l->fed_now, TRUE);
+	if (l->reply != NULL)
+		g_bytes_unref(l->reply);
+	g_free(l->error);
+	g_free(l);
+}
+
+GhConn *
+gh_backend_link_conn(GhBackendLink *l)
+{
+	return &l->conn;
+}
+
+const GhBackendParams *
+gh_backend_link_params(GhBackendLink *l)
+{
+	return &l->params;
+}
+
+const char *
+gh_backend_link_server(GhBackendLink *l)
+{
+	(void)l;
+	return "backend.test:1";
+}
+
+const GhSecret *
+gh_backend_link_password(GhBackendLink *l)
+{
+	return l->password;
+}
+
+void
+gh_backend_link_forget_password(GhBackendLink *l)
+{
+	g_clear_pointer(&l->password, gh_secret_free);
+}
+
+gboolean
+gh_backend_link_send(GhBackendLink *l, const char *text, gsize len)
+{
+	FUZZ_CHECK(!l->over && !l->reconnect);
+	FUZZ_CHECK(!l->tls_pending);
+	/* with tls = starttls nothing but the way to TLS goes out in clear */
+	if (l->params.backend->tls == GH_TLS_STARTTLS && l->conn.tls == NULL &&
+	    l->plaintext_ok != NULL && !l->plaintext_ok(text, len)) {
+		fprintf(stderr, "sent before TLS: %.*s\n", (int)len, text);
+		FUZZ_CHECK(!"a command other than the way to TLS was sent in clear");
+	}
+	g_string_append_len(l->sent, text, (gssize)len);
+	g_string_append_len(l->sent_now, text, (gssize)len);
+	return TRUE;
+}
+
+void
+gh_backend_link_expect(GhBackendLink *l)
+{
+	FUZZ_CHECK(!l->over && !l->reconnect);
+}
+
+void
+gh_backend_link_start_tls(GhBackendLink *l)
+{
+	FUZZ_CHECK(!l->over && !l->reconnect && !l->tls_pending);
+	/* one TLS per connection */
+	FUZZ_CHECK(l->conn.tls == NULL);
+	if (l->conn.in->len > 0) {
+		/* as gh_backend_tls_start: bytes after the STARTTLS reply */
+		gh_backend_link_fail(l, FALSE, "sent data after its STARTTLS reply");
+		return;
+	}
+	l->tls_pending = TRUE;
+}
+
+static void
+end(GhBackendLink *l, GhBackendResult result)
+{
+	l->over = TRUE;
+	l->result = result;
+}
+
+void
+gh_backend_link_fail(GhBackendLink *l, gboolean retry, const char *format, ...)
+{
+	va_list ap;
+
+	/* once over or failed, a dialogue says nothing more of this server */
+	FUZZ_CHECK(!l->over && !l->reconnect);
+	g_free(l->error);
+	va_start(ap, format);
+	l->error = g_strdup_vprintf(format, ap);
+	va_end(ap);
+	check_log_text(l->error);
+	l->fails++;
+	/* the connection is given up with what it had buffered */
+	g_byte_array_set_size(l->conn.in, 0);
+	l->conn.tls = NULL;
+	l->tls_pending = FALSE;
+	if (l->dialogue.reset != NULL)
+		l->dialogue.reset(l->d);
+	if (!retry || l->server + 1 >= FAKE_LINK_SERVERS) {
+		end(l, GH_BACKEND_FAILED);
+		return;
+	}
+	/* the next server connects from the loop, as with the real link */
+	l->server++;
+	l->reconnect = TRUE;
+	g_string_truncate(l->sent_now, 0);
+	g_string_truncate(l->fed_now, 0);
+	l->sent_clear = 0;
+}
+
+void
+gh_backend_link_finish(GhBackendLink *l, GhBackendResult result, GBytes *reply, const char *error)
+{
+	FUZZ_CHECK(!l->over && !l->reconnect);
+	FUZZ_CHECK(result == GH_BACKEND_OK || result == GH_BACKEND_REFUSED);
+	if (result == GH_BACKEND_OK) {
+		l->reply = reply != NULL ? g_bytes_ref(reply) : NULL;
+	} else {
+		FUZZ_CHECK(error != NULL && reply == NULL);
+		g_free(l->error);
+		l->error = g_strdup(error);
+		check_log_text(l->error);
+	}
+	end(l, result);
+}
+
+/* After every call into the dialogue: connect the next server if it
+ * failed over to one. */
+static void
+settle(GhBackendLink *l)
+{
+	while (l->reconnect && !l->over) {
+		l->reconnect = FALSE;
+		if (l->params.backend->tls == GH_TLS_IMPLICIT)
+			l->conn.tls = (gnutls_session_t)&l->tls_dummy;
+		l->dialogue.connected(l, l->d);
+	}
+}
+
+void
+fake_link_connect(GhBackendLink *l)
+{
+	l->reconnect = TRUE;
+	settle(l);
+}
+
+void
+fake_link_feed(GhBackendLink *l, const char *bytes, gsize len)
+{
+	guint server = l->server;
+	GhBackendStep step = GH_BACKEND_STEP_MORE;
+
+	if (l->over)
+		return;
+	g_byte_array_append(l->conn.in, (const guint8 *)bytes, (guint)len);
+	g_string_append_len(l->fed_now, bytes, (gssize)len);
+	while (step == GH_BACKEND_STEP_MORE && l->conn.in->len > 0) {
+		guint before = l->conn.in->len;
+
+		step = l->dialogue.input(l, l->d);
+		/* over, or failed over to another server: stop reading this one */
+		if (l->over || l->server != server) {
+			settle(l);
+			return;
+		}
+		if (step == GH_BACKEND_STEP_MORE)
+			FUZZ_CHECK(l->conn.in->len < before); /* a unit was taken */
+		else if (step == GH_BACKEND_STEP_WAIT)
+			FUZZ_CHECK(l->conn.in->len == before);
+		if (l->tls_pending) {
+			/* the handshake: what the server sends next comes
+			 * through TLS, and the dialogue goes on inside it */
+			l->tls_pending = FALSE;
+			l->conn.tls = (gnutls_session_t)&l->tls_dummy;
+			l->sent_clear = l->sent_now->len;
+			l->dialogue.tls_ready(l, l->d);
+			if (l->over || l->server != server) {
+				settle(l);
+				return;
+			}
+		}
+	}
+}

@@ -1,0 +1,284 @@
+/*
+ * fuzz-imap-backend.c: the libFuzzer target of the gateway as an IMAP client
+ * of a backend server (daemon/imap/imap-backend.c), driven through a fake
+ * backend link (fake-backend-link.c) by a server whose bytes are the fuzz
+ * input: greetings, capabilities (in the greeting's [CAPABILITY ...] code
+ * or a CAPABILITY reply), STARTTLS, ID, continuations and the login's
+ * answer.  imap-backend.c keeps the parsing of these lines static
+ * (status_is, caps_from_code, set_caps, has_cap); they are fuzzed here
+ * through the dialogue, unchanged, rather than exposed in its header.
+ *
+ * Input: one byte of settings (login = passthrough or master; tls = none,
+ * starttls or implicit; forward_client; the client's ID fields), one byte
+ * of choices (the client's tag, user and password), one byte of chunk size
+ * (0: the server's bytes in one piece), then what the servers send; a
+ * failure that another server may not have moves on to the next, which
+ * gets the rest.
+ *
+ * Asserted, besides what the fake link checks: what the gateway sends is
+ * IMAP that the gateway's own parser reads as commands (the AUTHENTICATE
+ * continuation line aside); our CAPABILITY, STARTTLS and ID never use the
+ * client's tag, the login always does; with tls = starttls only CAPABILITY
+ * and STARTTLS go out before TLS; the password goes out only as a literal's
+ * contents or inside base64, and the link holds no copy once it is out; an
+ * OK hands the client the backend's own lines, each exactly as
+ * the server sent it, the last the tagged OK of the login; a REFUSED
+ * follows a tagged NO.
+ */
+#include "gh-build.h"
+
+#include "fake-backend-link.h"
+#include "fuzz.h"
+#include "imap/imap-backend.h"
+#include "imap/imap-parser.h"
+#include "session/sasl.h"
+
+#include <glib/gstdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#define MASTER_PASSWORD "MARKER-master-pw"
+
+static char *master_file;
+
+static const char *const tags[4] = {"a1", "ghc", "ghi", "ght"};
+static const char *const users[4] = {"alice", "bob smith", "x\"y\\z", "j\xc3\xb6rg"};
+/* every password begins with MARKER, which nothing else sent holds */
+static const char *const passwords[4] = {"MARKER-pw-1", "MARKER \"q\" {5}\r\n)", "MARKER",
+					 "MARKER\xc3\xa4\x01"};
+static const char *const id_none[] = {NULL};
+static const char *const id_mutt[] = {"name", "mutt", "version", "2.0", NULL};
+static const char *const id_odd[] = {
+    "x-originating-ip", "203.0.113.9", "name", "", "bad\r\nkey", "v", "k", "a\"b\\c", NULL};
+static const char *const *const ids[4] = {NULL, id_none, id_mutt, id_odd};
+
+static void
+cleanup(void)
+{
+	(void)g_unlink(master_file);
+}
+
+int
+LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+	int fd;
+
+	(void)argc;
+	(void)argv;
+	fuzz_glib_setup();
+	fd = g_file_open_tmp("gh-fuzz-master-XXXXXX", &master_file, NULL);
+	FUZZ_CHECK(fd >= 0);
+	close(fd);
+	FUZZ_CHECK(g_file_set_contents(master_file, MASTER_PASSWORD "\n", -1, NULL));
+	atexit(cleanup);
+	return 0;
+}
+
+/* Our own tags before TLS: CAPABILITY and STARTTLS only. */
+static gboolean
+plaintext_ok(const char *text, gsize len)
+{
+	const char *sp = memchr(text, ' ', len);
+	gsize rest;
+
+	if (sp == NULL)
+		return FALSE;
+	rest = len - (gsize)(sp + 1 - text);
+	return (rest == 12 && memcmp(sp + 1, "CAPABILITY\r\n", 12) == 0) ||
+	       (rest == 10 && memcmp(sp + 1, "STARTTLS\r\n", 10) == 0);
+}
+
+static gboolean
+base64_line(const char *tag)
+{
+	for (const char *p = tag; *p != '\0'; p++) {
+		if (!g_ascii_isalnum(*p) && *p != '+' && *p != '/' && *p != '=')
+			return FALSE;
+	}
+	return TRUE;
+}
+
+/* Read what went to the last server with our own command parser. */
+static void
+check_sent(const GhBackendLink *l, const char *tag, const char *user, gboolean master)
+{
+	const GString *s = l->sent_now;
+	GhImapParser *p = gh_imap_parser_new(64 * 1024, 64 * 1024);
+	gsize pos = 0;
+	guint logins = 0;
+
+	while (pos < s->len) {
+		GhImapCommand cmd = {0};
+		gsize used = 0;
+		GhImapStatus st = gh_imap_parser_feed(p, s->str + pos, s->len - pos, &used, &cmd);
+
+		pos += used;
+		if (st == GH_IMAP_NEED_MORE)
+			break;
+		if (st == GH_IMAP_CONTINUE)
+			continue;
+		if (st == GH_IMAP_ERROR && cmd.tag != NULL && cmd.name == NULL &&
+		    base64_line(cmd.tag)) {
+			/* the AUTHENTICATE PLAIN response line after "+" */
+			gh_imap_command_clear(&cmd);
+			continue;
+		}
+		if (st != GH_IMAP_COMMAND) {
+			fprintf(stderr, "not a command (%d, %s) in:\n%s\n", (int)st,
+				cmd.error != NULL ? cmd.error : "", s->str);
+			FUZZ_CHECK(!"the dialogue sent what is not an IMAP command");
+		}
+		if (strcmp(cmd.name, "LOGIN") == 0 || strcmp(cmd.name, "AUTHENTICATE") == 0) {
+			FUZZ_CHECK(strcmp(cmd.tag, tag) == 0);
+			if (strcmp(cmd.name, "LOGIN") == 0) {
+				const GhImapToken *u;
+
+				FUZZ_CHECK(!master && cmd.args->len == 2);
+				u = g_ptr_array_index(cmd.args, 0);
+				FUZZ_CHECK(u->literal && u->len == strlen(user) &&
+					   memcmp(u->value, user, u->len) == 0);
+			}
+		} else {
+			FUZZ_CHECK(strcmp(cmd.name, "CAPABILITY") == 0 ||
+				   strcmp(cmd.name, "STARTTLS") == 0 ||
+				   strcmp(cmd.name, "ID") == 0);
+			FUZZ_CHECK(strcmp(cmd.tag, tag) != 0);
+		}
+		gh_imap_command_clear(&cmd);
+	}
+	gh_imap_parser_free(p);
+	/* the logins begun: a server may answer one before it has all of it
+	 * (a tagged NO to a literal it refuses) */
+	for (const char *c = s->str; c != NULL && *c != '\0'; c = strchr(c, '\n')) {
+		if (*c == '\n')
+			c++;
+		if (g_str_has_prefix(c, tag) &&
+		    (g_str_has_prefix(c + strlen(tag), " LOGIN ") ||
+		     g_str_has_prefix(c + strlen(tag), " AUTHENTICATE ")))
+			logins++;
+	}
+	if (logins > 1 || (l->over && l->result != GH_BACKEND_FAILED && logins != 1)) {
+		fprintf(stderr, "%u logins (result %d) in:\n%s\n", logins, (int)l->result, s->str);
+		FUZZ_CHECK(!"not one login on the server that answered it");
+	}
+}
+
+/* Every MARKER sent is a password's first byte inside a literal or is not
+ * there at all (base64 hides it). */
+static void
+check_password_shape(const GString *sent)
+{
+	const char *p = sent->str;
+	const char *end = sent->str + sent->len;
+
+	while ((p = g_strstr_len(p, end - p, "MARKER")) != NULL) {
+		FUZZ_CHECK(p - sent->str >= 3 && memcmp(p - 3, "}\r\n", 3) == 0);
+		p += 6;
+	}
+}
+
+/* The reply handed to the client: whole lines the server sent, as sent,
+ * the last one the login's tagged OK. */
+static void
+check_reply(const GhBackendLink *l, const char *tag)
+{
+	gsize n = 0;
+	const char *r = g_bytes_get_data(l->reply, &n);
+	gsize pos = 0;
+	const char *last = NULL;
+
+	FUZZ_CHECK(r != NULL && n > 0 && r[n - 1] == '\n');
+	while (pos < n) {
+		const char *lf = memchr(r + pos, '\n', n - pos);
+		gsize len = (gsize)(lf - (r + pos)) + 1;
+
+		if (g_strstr_len(l->fed_now->str, (gssize)l->fed_now->len, "") == NULL ||
+		    memmem(l->fed_now->str, l->fed_now->len, r + pos, len) == NULL) {
+			fprintf(stderr, "reply line not sent by the server: %.*s\n", (int)len,
+				r + pos);
+			FUZZ_CHECK(!"the reply holds a line the server did not send");
+		}
+		last = r + pos;
+		pos += len;
+	}
+	FUZZ_CHECK(strncmp(last, tag, strlen(tag)) == 0 && last[strlen(tag)] == ' ');
+	FUZZ_CHECK(g_ascii_strncasecmp(last + strlen(tag) + 1, "OK", 2) == 0);
+}
+
+/* Once the password is out (as a literal, or in AUTHENTICATE PLAIN's
+ * base64), the link holds no copy of it. */
+static void
+check_forgotten(GhBackendLink *l, const char *b64)
+{
+	const GString *s = l->sent_now;
+
+	if (g_strstr_len(s->str, (gssize)s->len, "MARKER") != NULL ||
+	    g_strstr_len(s->str, (gssize)s->len, b64) != NULL)
+		FUZZ_CHECK(gh_backend_link_password(l) == NULL);
+}
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	FuzzBytes b = {data, size};
+	guint8 settings = fuzz_take_u8(&b);
+	guint8 choices = fuzz_take_u8(&b);
+	gsize chunk = fuzz_take_u8(&b);
+	GhBackendConfig bc = {0};
+	GhBackendParams p = {0};
+	g_autoptr(GhSecret) password = NULL;
+	const char *tag = tags[choices & 3];
+	const char *pw = passwords[(choices >> 4) & 3];
+	gboolean master = settings & 1;
+	GhBackendLink *l;
+
+	bc.name = (char *)"imap";
+	bc.protocol = GH_PROTO_IMAP;
+	bc.login = master ? GH_LOGIN_MASTER : GH_LOGIN_PASSTHROUGH;
+	bc.tls = (GhTlsMode)(((settings >> 1) & 3) % 3);
+	bc.forward_client = (settings >> 3) & 1;
+	bc.master_user = (char *)"master";
+	bc.master_password_file = master_file;
+	password = gh_secret_new(pw, strlen(pw));
+
+	p.backend = &bc;
+	p.user = users[(choices >> 2) & 3];
+	p.hash_key = p.user;
+	p.password = master ? NULL : password;
+	p.client_addr = (settings & 0x40) ? "2001:db8::1" : "192.0.2.1";
+	p.client_port = 40000;
+	p.local_addr = "192.0.2.143";
+	p.local_port = 143;
+	p.hostname = "gw.test";
+	p.session_id = "s1";
+
+	l = gh_imap_backend_connect(&p, tag, ids[(settings >> 4) & 3], NULL, NULL, NULL);
+	FUZZ_CHECK(l != NULL);
+	l->plaintext_ok = plaintext_ok;
+	fake_link_connect(l);
+	g_autofree char *b64 = NULL;
+	gsize checked = 0;
+
+	b64 = gh_sasl_plain_encode(NULL, p.user, password);
+	for (gsize pos = 0; pos < b.n && !l->over;) {
+		gsize n = chunk == 0 ? b.n - pos : MIN(chunk, b.n - pos);
+		/* an exact heap copy: ASan sees any read past the piece */
+		char *piece = g_memdup2(b.p + pos, n);
+
+		fake_link_feed(l, piece, n);
+		g_free(piece);
+		pos += n;
+		if (!master && l->sent_now->len != checked) {
+			check_forgotten(l, b64);
+			checked = l->sent_now->len;
+		}
+	}
+	check_sent(l, tag, p.user, master);
+	check_password_shape(l->sent);
+	if (l->over && l->result == GH_BACKEND_OK)
+		check_reply(l, tag);
+	if (l->over && l->result == GH_BACKEND_REFUSED)
+		FUZZ_CHECK(l->reply == NULL && l->error != NULL);
+	gh_backend_link_cancel(l);
+	return 0;
+}
