@@ -7,21 +7,102 @@ Gateway / start_gateway(): a gatehoused with listeners on ports chosen at
 run time, the file module's users and the given backends, in a folder of
 its own; Gateways: the ones a test starts, stopped at its end, which fails
 if one of them died meanwhile.  ctl(): gatehousectl.
+
+A build configured with --enable-sanitizers (paths.SANITIZED) runs no
+valgrind: every gatehoused and gatehousectl started here is checked by
+ASan, LSan and UBSan instead, which write their reports to files (Sanitizer);
+a report, or their exit status, fails the test with the report.
 """
 import os
 import re
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 from lib.config import file_auth, users_file, write_config
 from lib.net import free_port, wait_for
-from lib.paths import GATEHOUSECTL, GATEHOUSED, SRCDIR
+from lib.paths import GATEHOUSECTL, GATEHOUSED, SANITIZED, SRCDIR, asan_runtime
 from lib.proc import make_tmpdir, stop_process
 
 VALGRIND = ['valgrind', '--quiet', '--error-exitcode=99', '--leak-check=full',
             '--errors-for-leak-kinds=definite,indirect', '--show-leak-kinds=definite,indirect',
             '--suppressions=%s' % (SRCDIR / 'tests' / 'valgrind.supp')]
+if SANITIZED:
+    VALGRIND = []   # it cannot run a sanitized program; the sanitizers check it instead
+
+# the exit status of a sanitized program that had a report (its own, so that
+# it cannot be taken for one of gatehoused's)
+SANITIZER_EXIT = 86
+LSAN_SUPPRESSIONS = SRCDIR / 'tests' / 'lsan.supp'
+# the first line of a report on a program's stderr
+REPORT_IN_OUTPUT = re.compile(r'^.*(: runtime error: |==\d+==ERROR: \w+Sanitizer)', re.M)
+
+
+def _sanitizer_options(base, log_path=None):
+    """ASAN_OPTIONS, UBSAN_OPTIONS and LSAN_OPTIONS for a sanitized program:
+    stop at the first error, exit SANITIZER_EXIT, reports to log_path.PID
+    (stderr without log_path), the leaks in tests/lsan.supp not reported,
+    allocations' stacks unwound whole (the fast unwinder loses the caller
+    of g_malloc: GLib has no frame pointers; it costs little here).
+    Options already in `base` come first, so ours win."""
+    common = 'halt_on_error=1:exitcode=%d' % SANITIZER_EXIT
+    if log_path is not None:
+        common += ':log_path=%s' % log_path
+    ours = {'ASAN_OPTIONS': common + ':detect_leaks=1:abort_on_error=0:fast_unwind_on_malloc=0',
+            'UBSAN_OPTIONS': common + ':print_stacktrace=1',
+            'LSAN_OPTIONS': 'suppressions=%s:print_suppressions=0' % LSAN_SUPPRESSIONS}
+    return {k: ':'.join(o for o in (base.get(k), v) if o) for k, v in ours.items()}
+
+
+if SANITIZED:
+    # every sanitized child of the tests, also those started without Daemon
+    # or ctl() (gatehoused -t, gatehousectl under setpriv), exits
+    # SANITIZER_EXIT on a report, with the report on its stderr
+    os.environ.update(_sanitizer_options(os.environ))
+
+
+class Sanitizer:
+    """The sanitizer reports of one program run: files report.PID in a
+    folder of their own that any user may write (gatehoused may switch to
+    another user before it exits, and LSan writes at exit).  ASan and LSan
+    write there; gcc's UBSan runtime writes to stderr whatever log_path says,
+    so check() also reads the program's output."""
+
+    def __init__(self, directory, name):
+        self.dir = Path(directory) / ('%s.sanitizer' % name)
+        self.dir.mkdir(exist_ok=True)
+        os.chmod(self.dir, 0o1777)
+
+    def env(self, env):
+        """env (None: ours) with the sanitizers' options.  A non-empty
+        LD_PRELOAD (pam_wrapper's) gets gcc's ASan runtime in front: ASan
+        refuses to start otherwise ("ASan runtime does not come first in
+        initial library list"), and pam_wrapper, seeing libasan.so there,
+        loads libpam without RTLD_DEEPBIND, which ASan refuses too."""
+        env = dict(os.environ if env is None else env)
+        env.update(_sanitizer_options(env, self.dir / 'report'))
+        runtime = asan_runtime()
+        preload = env.get('LD_PRELOAD', '').split()
+        if runtime and preload and preload[0] != runtime:
+            env['LD_PRELOAD'] = ' '.join([runtime] + preload)
+        return env
+
+    def check(self, what, returncode, output=''):
+        """AssertionError with the reports if there are any, or if the exit
+        status or the program's output says there was one (stderr: gcc's
+        UBSan runtime ignores log_path, and a wrapper may not pass our
+        options on: systemd-socket-activate passes only what -E names)."""
+        reports = sorted(self.dir.glob('report.*'))
+        m = REPORT_IN_OUTPUT.search(output)
+        if not reports and returncode != SANITIZER_EXIT and m is None:
+            return
+        text = ''.join('---- %s\n%s' % (r, r.read_text(errors='replace')) for r in reports)
+        if m is not None:
+            text += '---- in its output:\n%s' % output[m.start():][:6000]
+        raise AssertionError('the sanitizers found errors in %s (exit %s):\n%s'
+                             % (what, returncode, text[-12000:] or output[-6000:]))
+
 
 # what gatehoused logs once it serves (not "ready" alone: "Address already in
 # use" holds that too)
@@ -30,23 +111,35 @@ READY_LINE = re.compile(r'gatehoused \S+ ready: ')
 
 def ctl(*args, stdin=None, config=None, env=None, valgrind=False, valgrind_args=(), timeout=60):
     """gatehousectl [-c config] args...; stdin: text for its standard input.
-    valgrind: under VALGRIND and valgrind_args.  A CompletedProcess (text)
-    that also has the child's pid."""
+    valgrind: under VALGRIND and valgrind_args (a sanitized build: without;
+    the sanitizers check every run).  A CompletedProcess (text) that also has
+    the child's pid."""
     argv = [str(GATEHOUSECTL)]
     if config is not None:
         argv += ['-c', str(config)]
     argv += [str(a) for a in args]
-    if valgrind:
+    sanitizer = None
+    if SANITIZED:
+        scratch = tempfile.mkdtemp(prefix='gh-ctl-')
+        sanitizer = Sanitizer(scratch, 'gatehousectl')
+        env = sanitizer.env(env)
+    elif valgrind:
         argv = VALGRIND + list(valgrind_args) + argv
-    with subprocess.Popen(argv, stdin=subprocess.PIPE if stdin is not None else None,
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                          env=env) as proc:
-        try:
-            out, err = proc.communicate(stdin, timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.communicate()
-            raise
+    try:
+        with subprocess.Popen(argv, stdin=subprocess.PIPE if stdin is not None else None,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env=env) as proc:
+            try:
+                out, err = proc.communicate(stdin, timeout=timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.communicate()
+                raise
+        if sanitizer is not None:
+            sanitizer.check(' '.join(argv), proc.returncode, err)
+    finally:
+        if sanitizer is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
     result = subprocess.CompletedProcess(argv, proc.returncode, out, err)
     result.pid = proc.pid
     return result
@@ -67,16 +160,22 @@ class Daemon:
     valgrind: None follows GH_IT_VALGRIND; True or False decide.  Only argv
     starting with gatehoused is wrapped (in VALGRIND, then valgrind_args);
     a memory error or leak makes it exit 99, which stop() turns into a test
-    failure."""
+    failure.  A sanitized build runs without valgrind, and a sanitizer's
+    report is the test failure instead (for a wrapper too: the options are
+    in the environment)."""
 
     def __init__(self, argv, log_path, env=None, valgrind=None, valgrind_args=()):
         argv = [str(a) for a in argv]
         if valgrind is None:
             valgrind = bool(os.environ.get('GH_IT_VALGRIND'))
-        self.valgrind = valgrind and argv[0] == str(GATEHOUSED)
+        self.valgrind = valgrind and argv[0] == str(GATEHOUSED) and not SANITIZED
         if self.valgrind:
             argv = VALGRIND + list(valgrind_args) + argv
         self.log_path = Path(log_path)
+        self.sanitizer = None
+        if SANITIZED:
+            self.sanitizer = Sanitizer(self.log_path.parent, self.log_path.name)
+            env = self.sanitizer.env(env)
         self.log = open(self.log_path, 'w')
         self.proc = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT,
                                      env=env, stdin=subprocess.DEVNULL)
@@ -113,6 +212,8 @@ class Daemon:
             self.log.close()
         if self.valgrind and self.proc.returncode == 99:
             raise AssertionError('valgrind found errors in gatehoused:\n%s' % self.text()[-6000:])
+        if self.sanitizer is not None:
+            self.sanitizer.check(self.proc.args[0], self.proc.returncode, self.text())
         return self.proc.returncode
 
 
@@ -208,15 +309,15 @@ class Gateways:
         for gw in self.started:
             try:
                 gw.daemon.stop()
-            except AssertionError as e:     # valgrind found errors
+            except AssertionError as e:     # valgrind or a sanitizer found errors
                 errors.append(e)
         crash_log = crashed[0].log()[-3000:] if crashed else ''
         for d in self.dirs:
             shutil.rmtree(d, ignore_errors=True)
+        if errors:      # first: a sanitizer's report says why one died
+            raise errors[0]
         assert not crashed, 'gatehoused died during the test (rc %s):\n%s' % (
             crashed[0].daemon.proc.returncode, crash_log)
-        if errors:
-            raise errors[0]
 
 
 class FrontEnd:
