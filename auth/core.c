@@ -26,6 +26,7 @@
 #include "common/keyfile.h"
 #include "common/route.h"
 #include "common/timer.h"
+#include "helper.h"
 #include "module-loader.h"
 #include "penalty.h"
 #include "secret.h"
@@ -59,6 +60,7 @@ struct _GhAuthSet {
 	gint ref_count;
 	GhAuthCore *core;
 	char *config_path;
+	char *module_dir;     /* where the modules and their helpers are */
 	GPtrArray *instances; /* of GhAuthInstance*, file order */
 	char *cache_prefix;   /* "SERIAL ": cache keys of this set only */
 };
@@ -525,6 +527,14 @@ host_config_error(const GhAuthHost *host,
 	g_free(msg);
 }
 
+static int
+host_helper_connect(const GhAuthHost *host, GError **error)
+{
+	GhAuthInstance *inst = host->priv;
+
+	return gh_auth_helper_connect(inst->set->module_dir, inst->module->name, error);
+}
+
 static void
 host_data_changed(const GhAuthHost *host)
 {
@@ -608,6 +618,7 @@ instance_new(
 	inst->host.data_changed = host_data_changed;
 	inst->host.priv = inst;
 	inst->host.route_valid = gh_route_valid;
+	inst->host.helper_connect = host_helper_connect;
 	inst->state = mod->init(&inst->host, kf, group, &error);
 	if (inst->state == NULL && error != NULL) {
 		/* a module that used host->config_error already says where */
@@ -637,6 +648,7 @@ gh_auth_set_new(GhAuthCore *core,
 	set->ref_count = 1;
 	set->core = core;
 	set->config_path = g_strdup(config_path);
+	set->module_dir = g_strdup(module_dir);
 	/* a verdict is cached for the set that gave it: a session of an older
 	 * generation (accepted before a reload) never answers a newer one's */
 	set->cache_prefix = g_strdup_printf("%d ", g_atomic_int_add(&set_serial, 1));
@@ -672,6 +684,7 @@ gh_auth_set_unref(GhAuthSet *set)
 		return;
 	g_ptr_array_unref(set->instances);
 	g_free(set->config_path);
+	g_free(set->module_dir);
 	g_free(set->cache_prefix);
 	g_free(set);
 }

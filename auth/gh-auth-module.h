@@ -90,6 +90,17 @@ struct _GhAuthHost {
 	 * GhAuthResult with this.  Pure.  (A core older than bare hosts refuses
 	 * a route without a port here, so a module never hands one to it.) */
 	gboolean (*route_valid)(const char *route, gsize len);
+
+	/* A connected stream socket (close-on-exec; the module closes it) to
+	 * a new helper process of this module: the program NAME-helper in
+	 * the module directory (NAME the module's name), with the socket on
+	 * its fd 3.  When gatehoused was started as root, the helper runs as
+	 * the configured user with that user's groups, which gatehoused itself
+	 * gives up; otherwise as the caller runs.  For a module whose blocking
+	 * work must not run inside gatehoused (PAM).  May block briefly (fork
+	 * and exec); call it from verify(), not for every request: a helper
+	 * serves until the module closes its socket.  -1 with *error set. */
+	int (*helper_connect)(const GhAuthHost *host, GError **error);
 };
 
 /* TRUE when `host` (const GhAuthHost *) is new enough to have `member`:

@@ -16,8 +16,9 @@
  * UNKNOWN_USER the verdict is UNKNOWN_USER.
  *
  * Threads: the core's functions may be called from any thread; callbacks run
- * on the GMainContext the caller passed.  The auth core never opens sockets
- * and never includes daemon headers.
+ * on the GMainContext the caller passed.  The auth core never opens network
+ * sockets (only the socket pairs to module helpers, helper.h) and never
+ * includes daemon headers.
  */
 #pragma once
 

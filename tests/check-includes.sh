@@ -21,7 +21,7 @@
 cd "${GH_SRCDIR:-$(dirname "$0")/..}" || exit 99
 n=0
 fail=0
-auth_headers="gh-build.h gh-auth.h gh-auth-module.h secret.h cache.h penalty.h module-loader.h"
+auth_headers="gh-build.h gh-auth.h gh-auth-module.h secret.h cache.h penalty.h module-loader.h helper.h"
 
 # rule FOLDER-GLOB "ALLOWED-PREFIXES" AUTH(yes|no)
 rule() {

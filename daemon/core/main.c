@@ -5,7 +5,9 @@
  *
  * Start-up: read and check the config (all of it, or nothing runs); take the
  * sockets systemd passed or bind the listeners; create the control socket;
- * drop to `user`/`group` when started as root, or give up the capabilities it
+ * start the spawners of the auth modules' helpers (PAM's), which keep the
+ * user's groups; drop to `user`/`group` when started as root, without the
+ * group that owns /etc/shadow, or give up the capabilities it
  * was started with when started as another user; load the auth modules (after the drop, so that
  * what works at start also works at reload); run.  `-t` stops after the checks and the module
  * loading and says what is wrong, with file and line.
@@ -14,6 +16,7 @@
 
 #include "config/config.h"
 #include "gh-auth.h"
+#include "helper.h"
 #include "core/listener.h"
 #include "config/log.h"
 #include "core/server.h"
@@ -28,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -62,9 +66,39 @@ target_ids(const GhConfig *cfg, uid_t *uid, gid_t *gid, GError **error)
 	return TRUE;
 }
 
+#define MAX_GROUPS 256
+
+/* The groups /etc/group gives `user`, without the one that owns
+ * /etc/shadow unless it is `gid` itself: PAM runs in the helpers, which
+ * keep it; gatehoused never reads the password hashes.  -1 when there are
+ * too many. */
+static int
+network_groups(const char *user, gid_t gid, gid_t *list, int max, gboolean *left_out)
+{
+	struct stat st;
+	gboolean drop = stat("/etc/shadow", &st) == 0 && st.st_gid != 0 && st.st_gid != gid;
+	int n = max;
+	int kept = 0;
+
+	*left_out = FALSE;
+	if (getgrouplist(user, gid, list, &n) < 0)
+		return -1;
+	for (int i = 0; i < n; i++) {
+		if (drop && list[i] == st.st_gid)
+			*left_out = TRUE;
+		else
+			list[kept++] = list[i];
+	}
+	return kept;
+}
+
 static gboolean
 drop_privileges(const GhConfig *cfg, uid_t uid, gid_t gid, GError **error)
 {
+	gid_t groups[MAX_GROUPS];
+	gboolean left_out;
+	int n;
+
 	if (cfg->user == NULL)
 		return TRUE;
 	if (geteuid() != 0) {
@@ -73,7 +107,13 @@ drop_privileges(const GhConfig *cfg, uid_t uid, gid_t gid, GError **error)
 				  (guint)geteuid(), cfg->user);
 		return TRUE;
 	}
-	if (initgroups(cfg->user, gid) < 0 || setgid(gid) < 0 || setuid(uid) < 0) {
+	n = network_groups(cfg->user, gid, groups, MAX_GROUPS, &left_out);
+	if (n < 0) {
+		g_set_error(error, G_IO_ERROR, G_IO_ERROR_FAILED,
+			    "user %s is in more than %d groups", cfg->user, MAX_GROUPS);
+		return FALSE;
+	}
+	if (setgroups((size_t)n, groups) < 0 || setgid(gid) < 0 || setuid(uid) < 0) {
 		g_set_error(error, G_IO_ERROR, g_io_error_from_errno(errno),
 			    "cannot switch to user %s: %s", cfg->user, g_strerror(errno));
 		return FALSE;
@@ -84,7 +124,8 @@ drop_privileges(const GhConfig *cfg, uid_t uid, gid_t gid, GError **error)
 	}
 	/* setuid() cleared it; core dumps could hold passwords anyway */
 	(void)prctl(PR_SET_DUMPABLE, 0);
-	g_message("running as user %s, group id %u", cfg->user, (guint)gid);
+	g_message("running as user %s, group id %u%s", cfg->user, (guint)gid,
+		  left_out ? ", without the group of /etc/shadow (only PAM helpers keep it)" : "");
 	return TRUE;
 }
 
@@ -241,6 +282,11 @@ main(int argc, char **argv)
 			return 1;
 		}
 	}
+	/* before the drop: the spawners keep the groups gatehoused gives up */
+	if (!gh_auth_helpers_start(cfg->kf, cfg->module_dir, cfg->user, uid, gid, &error)) {
+		g_critical("%s; not starting", error->message);
+		return 1;
+	}
 	if (!drop_privileges(cfg, uid, gid, &error) || !drop_capabilities(&error)) {
 		g_critical("%s; not starting", error->message);
 		return 1;
@@ -270,5 +316,6 @@ main(int argc, char **argv)
 	gh_control_free(control);
 	gh_server_free(server);
 	gh_auth_core_free(core);
+	gh_auth_helpers_stop();
 	return rc;
 }

@@ -8,26 +8,34 @@
  *   account = yes          ; also run the account stage (pam_acct_mgmt)
  *   max_concurrent = 16    ; PAM conversations at once, across worker threads
  *   timeout = 10           ; seconds a request waits for a free slot
+ *   helper_timeout = 30    ; seconds a helper has to answer one login
+ *   helper_socket =        ; a socket of systemd's gatehouse-pam.socket
  *
- * Owns the parsed keys and a counting semaphore (a GMutex, a GCond and the
- * number of conversations in progress) that bounds how many PAM
- * conversations run at once: some PAM modules are slow, leak or are not
- * thread-safe, and each conversation holds one of the core's worker threads.
+ * PAM itself never runs in this process: each conversation runs in a
+ * helper process (pam-helper.c), reached over a stream socket with the
+ * frames of pam-proto.h.  A helper comes from the core (GhAuthHost's
+ * helper_connect: started by gatehoused, as the configured user with the
+ * groups only the helpers keep) or, with helper_socket, from systemd
+ * (one helper per connection).  This file owns the keys, a counting
+ * semaphore (a GMutex, a GCond and the number of conversations in
+ * progress) and the idle helpers' sockets.
  *
  * Invariants:
- *  - One pam_handle_t per request, created and ended inside verify() on the
- *    calling worker thread; handles are never shared or kept.
+ *  - A helper serves one conversation at a time: a socket is either idle
+ *    in `idle` or held by exactly one verify(); there are never more
+ *    sockets than max_concurrent.
  *  - `active` never exceeds `max_concurrent`; a request that cannot get a
- *    slot within `timeout` seconds answers TEMPFAIL without touching PAM.
- *  - The conversation answers only PAM_PROMPT_ECHO_OFF, with a malloc()ed
- *    copy of the password (PAM frees the answers); on any failure it wipes
- *    and frees what it made, so PAM never sees half an answer.  Every other
- *    prompt is refused with PAM_CONV_ERR.
- *  - The password is never logged: messages PAM modules send are logged at
- *    debug level only, and withheld if they contain the password.
- *  - PAM's own failure delay (pam_unix asks for about 2 s) is taken over by
- *    a PAM_FAIL_DELAY function that does nothing: the core has its own
- *    penalty timer, and a sleeping worker thread would hold a slot.
+ *    slot within `timeout` seconds answers TEMPFAIL without a helper.
+ *  - A helper that is gone, does not answer within helper_timeout, or
+ *    answers what is not a frame of pam-proto.h gives TEMPFAIL, never
+ *    another verdict, and its socket is closed (the helper dies at the
+ *    same limit, by its own alarm); the next request gets a new helper.
+ *  - An idle socket that reads as closed or readable (a helper that died
+ *    while idle) is closed before use, so a dead idle helper costs no
+ *    login a TEMPFAIL.
+ *  - The password goes into one stack buffer, wiped after the request is
+ *    written; it is never logged: the helper withholds PAM messages that
+ *    hold it, and its log lines go out here at debug level.
  */
 #include "gh-build.h"
 
@@ -35,38 +43,40 @@
 
 #include "gh-auth-module.h"
 
-#include <security/pam_appl.h>
+#include "pam-proto.h"
+
+#include <errno.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #define DEFAULT_SERVICE "gatehouse"
 #define DEFAULT_MAX_CONCURRENT 16
 #define DEFAULT_TIMEOUT 10
+#define DEFAULT_HELPER_TIMEOUT 30
 #define MAX_MAX_CONCURRENT 1024
 #define MAX_TIMEOUT 3600
 #define MAX_SERVICE_LEN 128
-#define MAX_LOGGED_MESSAGE 200
 #define SLOT_WARNING_INTERVAL_US (60 * G_USEC_PER_SEC)
 
 typedef struct {
 	char *service;
 	gboolean account;
 	guint max_concurrent;
-	guint timeout; /* seconds */
+	guint timeout;        /* seconds */
+	guint helper_timeout; /* seconds */
+	char *helper_socket;  /* NULL: helpers from the core */
+	const GhAuthHost *host;
 
-	GMutex lock; /* guards `active` and `last_slot_warning` */
+	GMutex lock; /* guards what follows */
 	GCond freed; /* signalled whenever a slot is given back */
 	guint active;
 	gint64 last_slot_warning; /* monotonic time of the last "slots busy" warning */
+	GArray *idle;             /* of int: sockets of helpers waiting for a request */
 } PamState;
-
-/* What the conversation function needs: the request (for the password and
- * the session id to log with). */
-typedef struct {
-	const GhAuthRequest *req;
-	guint prompts; /* password prompts answered */
-} ConvData;
 
 /* ------------------------------------------------------------ keys */
 
@@ -143,7 +153,12 @@ pam_deinit(gpointer state)
 
 	if (st == NULL)
 		return;
+	for (guint i = 0; st->idle != NULL && i < st->idle->len; i++)
+		close(g_array_index(st->idle, int, i));
+	if (st->idle != NULL)
+		g_array_free(st->idle, TRUE);
 	g_free(st->service);
+	g_free(st->helper_socket);
 	g_mutex_clear(&st->lock);
 	g_cond_clear(&st->freed);
 	g_free(st);
@@ -159,13 +174,18 @@ pam_init(const GhAuthHost *host, GKeyFile *kf, const char *group, GError **error
 	g_autofree char *account = NULL;
 	g_autofree char *max_concurrent = NULL;
 	g_autofree char *timeout = NULL;
+	g_autofree char *helper_timeout = NULL;
+	g_autofree char *helper_socket = NULL;
 	gboolean bad;
 
 	g_mutex_init(&st->lock);
 	g_cond_init(&st->freed);
+	st->idle = g_array_new(FALSE, FALSE, sizeof(int));
+	st->host = host;
 	st->account = TRUE;
 	st->max_concurrent = DEFAULT_MAX_CONCURRENT;
 	st->timeout = DEFAULT_TIMEOUT;
+	st->helper_timeout = DEFAULT_HELPER_TIMEOUT;
 
 	service = get_value(host, kf, group, "service", error, &bad);
 	if (bad)
@@ -210,10 +230,43 @@ pam_init(const GhAuthHost *host, GKeyFile *kf, const char *group, GError **error
 		return NULL;
 	}
 
+	helper_timeout = get_value(host, kf, group, "helper_timeout", error, &bad);
+	if (bad)
+		return NULL;
+	if (helper_timeout != NULL &&
+	    !gh_auth_parse_uint(helper_timeout, 1, GH_PAM_MAX_LIMIT, &st->helper_timeout)) {
+		host->config_error(host, error, group, "helper_timeout",
+				   "bad value '%s': expected a whole number of seconds from 1 "
+				   "to %u",
+				   helper_timeout, GH_PAM_MAX_LIMIT);
+		return NULL;
+	}
+
+	helper_socket = get_value(host, kf, group, "helper_socket", error, &bad);
+	if (bad)
+		return NULL;
+	if (helper_socket != NULL && *helper_socket != '\0') {
+		if (!g_path_is_absolute(helper_socket) ||
+		    strlen(helper_socket) >= sizeof(((struct sockaddr_un *)NULL)->sun_path)) {
+			host->config_error(host, error, group, "helper_socket",
+					   "bad value '%s': expected the absolute path of a Unix "
+					   "socket, shorter than 108 bytes",
+					   helper_socket);
+			return NULL;
+		}
+		st->helper_socket = g_steal_pointer(&helper_socket);
+	} else if (!GH_AUTH_HOST_HAS(host, helper_connect)) {
+		host->config_error(host, error, group, NULL,
+				   "this gatehoused cannot start PAM helpers: set helper_socket");
+		return NULL;
+	}
+
 	check_service_file(st->service);
 	g_debug("PAM service '%s': account stage %s, at most %u conversations at once, "
-		"%u s wait for a slot",
-		st->service, st->account ? "on" : "off", st->max_concurrent, st->timeout);
+		"%u s wait for a slot, %u s for a helper's answer, helpers %s%s",
+		st->service, st->account ? "on" : "off", st->max_concurrent, st->timeout,
+		st->helper_timeout, st->helper_socket != NULL ? "at " : "started by gatehouse",
+		st->helper_socket != NULL ? st->helper_socket : "");
 	return g_steal_pointer(&st);
 }
 
@@ -258,178 +311,131 @@ slot_acquire(PamState *st, const GhAuthRequest *req)
 	return got;
 }
 
-static void
-slot_release(PamState *st)
-{
-	g_mutex_lock(&st->lock);
-	st->active--;
-	g_cond_signal(&st->freed);
-	g_mutex_unlock(&st->lock);
-}
+/* ------------------------------------------------------------ helpers */
 
-/* ------------------------------------------------------------ conversation */
-
-static void
-response_wipe_free(struct pam_response *r, int n)
-{
-	for (int i = 0; i < n; i++) {
-		if (r[i].resp != NULL) {
-			explicit_bzero(r[i].resp, strlen(r[i].resp));
-			free(r[i].resp);
-		}
-	}
-	free(r);
-}
-
-/* Log what a PAM module said, escaped and cut short, unless it holds the
- * password. */
-static void
-log_pam_message(const ConvData *cd, const char *kind, const char *text)
-{
-	const GhAuthRequest *req = cd->req;
-	g_autofree char *escaped = NULL;
-
-	if (text == NULL)
-		text = "";
-	if (req->password_len > 0 && strstr(text, req->password) != NULL) {
-		g_debug("session %s: PAM %s withheld from the log: it holds the password",
-			req->session_id, kind);
-		return;
-	}
-	escaped = g_strescape(text, NULL);
-	if (strlen(escaped) > MAX_LOGGED_MESSAGE)
-		strcpy(escaped + MAX_LOGGED_MESSAGE - 3, "...");
-	g_debug("session %s: PAM %s: \"%s\"", req->session_id, kind, escaped);
-}
-
+/* An idle helper's socket that still looks alive, or -1.  A helper waiting
+ * for a request sends nothing: a socket that reads as anything (EOF, an
+ * error, stray bytes) belongs to a helper that is gone. */
 static int
-conversation(int n, const struct pam_message **msg, struct pam_response **resp, void *appdata)
+take_idle(PamState *st)
 {
-	ConvData *cd = appdata;
-	const GhAuthRequest *req = cd->req;
-	struct pam_response *r;
+	for (;;) {
+		struct pollfd p = {.events = POLLIN};
+		int fd = -1;
 
-	if (n <= 0 || n > PAM_MAX_NUM_MSG || msg == NULL || resp == NULL)
-		return PAM_CONV_ERR;
-	/* calloc: PAM frees the array and the answers with free() */
-	r = calloc((size_t)n, sizeof *r);
-	if (r == NULL)
-		return PAM_BUF_ERR;
-	for (int i = 0; i < n; i++) {
-		const struct pam_message *m = msg[i];
-
-		switch (m->msg_style) {
-		case PAM_PROMPT_ECHO_OFF:
-			r[i].resp = malloc(req->password_len + 1);
-			if (r[i].resp == NULL) {
-				response_wipe_free(r, n);
-				return PAM_BUF_ERR;
-			}
-			memcpy(r[i].resp, req->password, req->password_len);
-			r[i].resp[req->password_len] = '\0';
-			cd->prompts++;
-			break;
-		case PAM_ERROR_MSG:
-			log_pam_message(cd, "error message", m->msg);
-			break;
-		case PAM_TEXT_INFO:
-			log_pam_message(cd, "info message", m->msg);
-			break;
-		default:
-			/* a visible prompt (a user name, an OTP code), a binary
-			 * prompt: nothing a mail client's login can answer */
-			log_pam_message(cd,
-					m->msg_style == PAM_PROMPT_ECHO_ON
-					    ? "prompt with echo refused"
-					    : "prompt of unknown style refused",
-					m->msg);
-			response_wipe_free(r, n);
-			return PAM_CONV_ERR;
+		g_mutex_lock(&st->lock);
+		if (st->idle->len > 0) {
+			fd = g_array_index(st->idle, int, st->idle->len - 1);
+			g_array_set_size(st->idle, st->idle->len - 1);
 		}
+		g_mutex_unlock(&st->lock);
+		if (fd < 0)
+			return -1;
+		p.fd = fd;
+		if (poll(&p, 1, 0) == 0)
+			return fd;
+		close(fd);
 	}
-	*resp = r;
-	return PAM_SUCCESS;
 }
 
-/* The PAM_FAIL_DELAY item: PAM calls it instead of sleeping (appdata is
- * the conversation's).  The debug line lets an admin see that a module
- * asked for a delay, and which one, though nobody sleeps it. */
-static void
-no_fail_delay(int retval, unsigned usec_delay, void *appdata)
+/* A socket to a new helper: systemd's (helper_socket) or the core's. */
+static int
+connect_helper(PamState *st, GError **error)
 {
-	const ConvData *cd = appdata;
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	int fd;
 
-	if (retval != PAM_SUCCESS && usec_delay > 0)
-		g_debug("session %s: PAM asked for a failure delay of %u ms: not slept, "
-			"failure_delay applies instead",
-			cd->req->session_id, usec_delay / 1000);
+	if (st->helper_socket == NULL)
+		return st->host->helper_connect(st->host, error);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0) {
+		g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(errno), "socket: %s",
+			    g_strerror(errno));
+		return -1;
+	}
+	g_strlcpy(sa.sun_path, st->helper_socket, sizeof sa.sun_path);
+	if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+		int e = errno;
+		close(fd);
+		g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(e),
+			    "cannot connect to helper_socket %s: %s (is gatehouse-pam.socket "
+			    "listening?)",
+			    st->helper_socket, g_strerror(e));
+		return -1;
+	}
+	return fd;
 }
 
 /* ------------------------------------------------------------ verify */
 
-/* Map a PAM result to a verdict, with the reason for the log. */
-static GhAuthVerdict
-map_result(pam_handle_t *ph, const char *stage, int rc, char **reason)
+/* Give the slot back, and the helper's socket to the idle ones (fd >= 0). */
+static void
+slot_release(PamState *st, int fd)
 {
-	const char *why;
-	GhAuthVerdict v;
+	g_mutex_lock(&st->lock);
+	st->active--;
+	if (fd >= 0)
+		g_array_append_val(st->idle, fd);
+	g_cond_signal(&st->freed);
+	g_mutex_unlock(&st->lock);
+}
 
-	switch (rc) {
-	case PAM_SUCCESS:
-		return GH_AUTH_OK;
-	case PAM_USER_UNKNOWN:
-		v = GH_AUTH_UNKNOWN_USER;
-		why = "unknown user";
+/* One request to the helper on fd, its answer in `frame` (and *res
+ * pointing into it); NULL, or what went wrong for the log. */
+static const char *
+ask_helper(PamState *st, int fd, const GhAuthRequest *req, guint8 *frame, GhPamResponse *res)
+{
+	g_autofree char *tty = NULL;
+	gint64 deadline = g_get_monotonic_time() + (gint64)st->helper_timeout * G_USEC_PER_SEC;
+	GhPamRequest pr = {
+	    .service = st->service,
+	    .account = st->account,
+	    .user = req->user,
+	    .password = req->password,
+	    .rhost = req->remote_addr != NULL ? req->remote_addr : "",
+	    .session_id = req->session_id != NULL ? req->session_id : "",
+	    .limit = st->helper_timeout,
+	};
+	const char *why;
+	GhPamIo io;
+	gsize len;
+	gsize n;
+
+	if (req->listener != NULL)
+		/* for pam_access and pam_time rules; no session is ever opened */
+		tty = g_strconcat("gatehouse/", req->listener, NULL);
+	pr.tty = tty != NULL ? tty : "";
+	n = gh_pam_request_encode(&pr, frame, GH_PAM_HEADER + GH_PAM_FRAME_MAX);
+	if (n == 0)
+		return "could not be asked: the request does not fit in a frame";
+	io = gh_pam_write_all(fd, frame, n, deadline);
+	explicit_bzero(frame, n);
+	if (io == GH_PAM_IO_OK)
+		io = gh_pam_read_frame(fd, frame, &len, deadline);
+	switch (io) {
+	case GH_PAM_IO_OK:
 		break;
-	case PAM_AUTH_ERR:
-	case PAM_MAXTRIES:
-		v = GH_AUTH_WRONG_PASSWORD;
-		why = "wrong password";
-		break;
-	case PAM_PERM_DENIED:
-		v = GH_AUTH_WRONG_PASSWORD;
-		why = "permission denied";
-		break;
-	case PAM_ACCT_EXPIRED:
-		v = GH_AUTH_WRONG_PASSWORD;
-		why = "account expired";
-		break;
-	case PAM_NEW_AUTHTOK_REQD:
-	case PAM_AUTHTOK_EXPIRED:
-		/* Linux-PAM's name for what other PAMs call PAM_AUTHTOKEN_REQD:
-		 * the password is right but must be changed first */
-		v = GH_AUTH_WRONG_PASSWORD;
-		why = "password expired";
-		break;
+	case GH_PAM_IO_TIMEOUT:
+		return "did not answer in time (helper_timeout)";
+	case GH_PAM_IO_EOF:
+		return "died before it answered";
 	default:
-		/* PAM_AUTHINFO_UNAVAIL, PAM_SYSTEM_ERR, PAM_BUF_ERR,
-		 * PAM_CONV_ERR, PAM_ABORT, ...: the admin's problem, or a
-		 * passing one; the client should try again later */
-		v = GH_AUTH_TEMPFAIL;
-		why = "PAM failure";
-		break;
+		return "broke the connection";
 	}
-	*reason = g_strdup_printf("%s (%s: %s)", why, stage, pam_strerror(ph, rc));
-	return v;
+	if (!gh_pam_response_decode((const char *)frame, len, res, &why))
+		return "answered what is not a response";
+	return NULL;
 }
 
 static GhAuthVerdict
 pam_verify(gpointer state, const GhAuthRequest *req, GhAuthResult *res)
 {
 	PamState *st = state;
-	ConvData cd = {.req = req};
-	struct pam_conv conv = {.conv = conversation, .appdata_ptr = &cd};
-	union {
-		void (*fn)(int, unsigned, void *);
-		const void *item;
-	} delay = {.fn = no_fail_delay};
-	const int flags = PAM_SILENT | PAM_DISALLOW_NULL_AUTHTOK;
-	g_autofree char *tty = NULL;
-	pam_handle_t *ph = NULL;
-	const char *stage;
-	GhAuthVerdict v;
-	gint64 start;
-	int rc;
+	guint8 frame[GH_PAM_HEADER + GH_PAM_FRAME_MAX];
+	g_autoptr(GError) error = NULL;
+	GhPamResponse answer;
+	const char *failure;
+	int fd;
 
 	/* PAM_DISALLOW_NULL_AUTHTOK is a hint some modules ignore; an empty
 	 * password never logs in, whatever the stack says */
@@ -443,58 +449,40 @@ pam_verify(gpointer state, const GhAuthRequest *req, GhAuthResult *res)
 		    st->max_concurrent, st->timeout);
 		return GH_AUTH_TEMPFAIL;
 	}
+	fd = take_idle(st);
+	if (fd < 0)
+		fd = connect_helper(st, &error);
+	if (fd < 0) {
+		slot_release(st, -1);
+		g_message("session %s: PAM service '%s': no helper: %s", req->session_id,
+			  st->service, error->message);
+		res->reason = g_strdup_printf("no PAM helper (%s)", error->message);
+		return GH_AUTH_TEMPFAIL;
+	}
 
-	start = g_get_monotonic_time();
-	stage = "pam_start";
-	rc = pam_start(st->service, req->user, &conv, &ph);
-	if (rc == PAM_SUCCESS && req->remote_addr != NULL) {
-		stage = "pam_set_item(PAM_RHOST)";
-		rc = pam_set_item(ph, PAM_RHOST, req->remote_addr);
+	failure = ask_helper(st, fd, req, frame, &answer);
+	if (failure != NULL) {
+		/* the helper dies at the same limit if it has not already */
+		close(fd);
+		slot_release(st, -1);
+		g_message("session %s: PAM service '%s': the helper %s; answering 'try later'",
+			  req->session_id, st->service, failure);
+		res->reason = g_strdup_printf("the PAM helper %s", failure);
+		return GH_AUTH_TEMPFAIL;
 	}
-	if (rc == PAM_SUCCESS && req->listener != NULL) {
-		/* for pam_access and pam_time rules; no session is ever opened */
-		tty = g_strconcat("gatehouse/", req->listener, NULL);
-		stage = "pam_set_item(PAM_TTY)";
-		rc = pam_set_item(ph, PAM_TTY, tty);
-	}
-	if (rc == PAM_SUCCESS) {
-		stage = "pam_set_item(PAM_FAIL_DELAY)";
-		rc = pam_set_item(ph, PAM_FAIL_DELAY, delay.item);
-	}
-	if (rc == PAM_SUCCESS) {
-		stage = "pam_authenticate";
-		rc = pam_authenticate(ph, flags);
-	}
-	if (rc == PAM_SUCCESS && st->account) {
-		stage = "pam_acct_mgmt";
-		rc = pam_acct_mgmt(ph, flags);
-	}
-	v = map_result(ph, stage, rc, &res->reason);
-	if (v == GH_AUTH_OK && cd.prompts == 0)
-		/* not an error (pam_permit asks nothing), but worth a look */
-		g_debug("session %s: PAM service '%s' accepted the login without asking for "
-			"the password",
-			req->session_id, st->service);
-	else if (cd.prompts > 1)
-		/* two modules without use_first_pass, or a second factor that
-		 * the password cannot answer */
-		g_debug("session %s: PAM service '%s' asked for the password %u times",
-			req->session_id, st->service, cd.prompts);
-	if (ph != NULL)
-		pam_end(ph, rc);
-	slot_release(st);
-
-	if (v == GH_AUTH_TEMPFAIL)
-		g_message("session %s: PAM service '%s': %s: %s", req->session_id, st->service,
-			  stage, pam_strerror(NULL, rc));
-	else
-		g_debug("session %s: PAM service '%s': %s: %s (%.1f ms)", req->session_id,
-			st->service, stage, pam_strerror(NULL, rc),
-			(g_get_monotonic_time() - start) / 1000.0);
-	return v;
+	for (guint i = 0; i < answer.n_lines; i++)
+		g_debug("session %s: %s", req->session_id, answer.lines[i]);
+	if (answer.verdict != GH_AUTH_OK)
+		res->reason = g_strdup(answer.reason);
+	if (answer.verdict == GH_AUTH_TEMPFAIL)
+		g_message("session %s: PAM service '%s': %s", req->session_id, st->service,
+			  answer.reason);
+	slot_release(st, fd);
+	return (GhAuthVerdict)answer.verdict;
 }
 
-static const char *const pam_keys[] = {"service", "account", "max_concurrent", "timeout", NULL};
+static const char *const pam_keys[] = {
+    "service", "account", "max_concurrent", "timeout", "helper_timeout", "helper_socket", NULL};
 
 G_MODULE_EXPORT const GhAuthModule gh_auth_module = {
     .abi_version = GH_AUTH_MODULE_ABI,
