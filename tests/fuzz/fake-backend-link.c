@@ -6,7 +6,10 @@
  * (daemon/session/backend-link.c) where a dialogue can tell: the input loop
  * (one unit per call while MORE and bytes remain), STARTTLS refused when
  * the server sent more after its reply, reading stops while TLS starts and
- * once the connection is given up, fail-over resets the dialogue.
+ * once the connection is given up, fail-over resets the dialogue.  And
+ * what the targets of both dialogues share (see fake-backend-link.h): the
+ * master password's file, made in fuzz_setup, the session's parameters
+ * and the feeding in pieces.
  */
 #include "gh-build.h"
 
@@ -207,15 +210,59 @@ settle(GhBackendLink *l)
 	}
 }
 
+const char *const fake_link_passwords[4] = {"MARKER-pw-1", "MARKER \"q\" {5}\r\n)", "MARKER",
+					    "MARKER\xc3\xa4\x01"};
+
+static char *master_file;
+
+/* The targets of the dialogues set up only this: the master password's
+ * file. */
 void
-fake_link_connect(GhBackendLink *l)
+fuzz_setup(void)
 {
+	master_file = fuzz_scratch_file("master.secret", FAKE_LINK_MASTER_PASSWORD "\n");
+}
+
+FakeLinkInput
+fake_link_input(const uint8_t *data, size_t size)
+{
+	FakeLinkInput in = {.servers = {data, size}};
+
+	in.settings = fuzz_take_u8(&in.servers);
+	in.choices = fuzz_take_u8(&in.servers);
+	in.chunk = fuzz_take_u8(&in.servers);
+	in.password = fake_link_passwords[(in.choices >> 4) & 3];
+	return in;
+}
+
+void
+fake_link_params(GhBackendConfig *bc, GhBackendParams *p, const char *name, GhProtocolKind protocol)
+{
+	memset(bc, 0, sizeof(*bc));
+	memset(p, 0, sizeof(*p));
+	bc->name = (char *)name;
+	bc->protocol = protocol;
+	bc->master_user = (char *)FAKE_LINK_MASTER_USER;
+	bc->master_password_file = master_file;
+	p->backend = bc;
+	p->client_port = 40000;
+	p->hostname = "gw.test";
+	p->session_id = "s1";
+}
+
+void
+fake_link_connect(GhBackendLink *l, gboolean (*plaintext_ok)(const char *text, gsize len))
+{
+	FUZZ_CHECK(l != NULL);
+	l->plaintext_ok = plaintext_ok;
 	l->reconnect = TRUE;
 	settle(l);
 }
 
-void
-fake_link_feed(GhBackendLink *l, const char *bytes, gsize len)
+/* The current server sends these bytes: input until the dialogue waits or
+ * stops.  Nothing happens once over. */
+static void
+feed(GhBackendLink *l, const char *bytes, gsize len)
 {
 	guint server = l->server;
 	GhBackendStep step = GH_BACKEND_STEP_MORE;
@@ -248,6 +295,27 @@ fake_link_feed(GhBackendLink *l, const char *bytes, gsize len)
 				settle(l);
 				return;
 			}
+		}
+	}
+}
+
+void
+fake_link_feed_all(GhBackendLink *l, const FakeLinkInput *in, FakeLinkSent sent, gconstpointer data)
+{
+	const guint8 *bytes = in->servers.p;
+	gsize len = in->servers.n;
+	gsize checked = 0;
+
+	for (gsize pos = 0; pos < len && !l->over;) {
+		gsize n = in->chunk == 0 ? len - pos : MIN(in->chunk, len - pos);
+		char *piece = g_memdup2(bytes + pos, n);
+
+		feed(l, piece, n);
+		g_free(piece);
+		pos += n;
+		if (sent != NULL && l->sent_now->len != checked) {
+			sent(l, data);
+			checked = l->sent_now->len;
 		}
 	}
 }

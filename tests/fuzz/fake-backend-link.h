@@ -15,12 +15,26 @@
  * does, to a new connection: the dialogue is reset and connected again, and
  * the input fed from then on is that server's; up to FAKE_LINK_SERVERS
  * servers, then the attempt is over.
+ *
+ * It also holds what the targets of both dialogues share: the session they
+ * log in for (the master login's file, written by fake-backend-link.c's
+ * fuzz_setup, the passwords to choose from) and the loop that feeds the
+ * servers' bytes in fuzz-chosen pieces.
  */
 #pragma once
 
+#include "fuzz.h"
 #include "session/backend-link.h"
 
 #define FAKE_LINK_SERVERS 3
+
+/* login = master logs in as this user with this password (from a file) */
+#define FAKE_LINK_MASTER_USER "master"
+#define FAKE_LINK_MASTER_PASSWORD "MARKER-master-pw"
+
+/* The client's passwords a target picks from: every one begins with
+ * MARKER, which nothing else sent holds. */
+extern const char *const fake_link_passwords[4];
 
 struct _GhBackendLink {
 	GhBackendParams params; /* as given; password: see below */
@@ -31,7 +45,8 @@ struct _GhBackendLink {
 	int tls_dummy;      /* conn.tls points here once "TLS" is up */
 	gboolean tls_pending;
 	gboolean reconnect; /* failed over: connect the next server from the loop */
-	/* set by the target: may this be sent before TLS (tls = starttls)? */
+	/* the target's, by fake_link_connect: may this be sent before TLS
+	 * (tls = starttls)? */
 	gboolean (*plaintext_ok)(const char *text, gsize len);
 
 	guint server;      /* 0, 1, ...: the connection being fed */
@@ -46,9 +61,42 @@ struct _GhBackendLink {
 	guint fails;
 };
 
-/* The link as gh_*_backend_connect made it through gh_backend_link_start;
- * connected to the first server. */
-void fake_link_connect(GhBackendLink *l);
-/* The current server sends these bytes; the dialogue reads them as the real
- * link does (input until it waits or stops).  Nothing happens once over. */
-void fake_link_feed(GhBackendLink *l, const char *bytes, gsize len);
+/* A dialogue target's input, as fake_link_input reads it: three bytes of
+ * parameters from its front, then what the servers send. */
+typedef struct {
+	guint8 settings;      /* byte 1: the backend's settings, as the target says */
+	guint8 choices;       /* byte 2: the client's; bits 4-5 pick its password, */
+	const char *password; /* fake_link_passwords[(choices >> 4) & 3] */
+	gsize chunk;          /* byte 3: the size of the pieces fed (0: all at once) */
+	FuzzBytes servers;    /* the rest: what the servers send */
+} FakeLinkInput;
+
+FakeLinkInput fake_link_input(const uint8_t *data, size_t size);
+
+/* Zeroes *bc and *p, then fills what both dialogues' targets give alike:
+ * the backend's name and protocol, the master login (FAKE_LINK_MASTER_USER,
+ * its password's file), p->backend = bc, the client's port, our host name
+ * and the session id.  The target sets the rest. */
+void fake_link_params(GhBackendConfig *bc,
+		      GhBackendParams *p,
+		      const char *name,
+		      GhProtocolKind protocol);
+
+/* The link as gh_*_backend_connect made it through gh_backend_link_start
+ * (not NULL), with the target's plaintext_ok; connected to the first
+ * server. */
+void fake_link_connect(GhBackendLink *l, gboolean (*plaintext_ok)(const char *text, gsize len));
+
+/* Called after a piece that sent more on the current connection. */
+typedef void (*FakeLinkSent)(GhBackendLink *l, gconstpointer data);
+
+/* What the servers send (in->servers): fed in pieces of in->chunk bytes (0:
+ * all at once), each an exact heap copy (ASan sees any read past it), until
+ * the bytes are used up or the attempt is over; the dialogue reads each as
+ * the real link does (input until it waits or stops).  After each piece
+ * that sent more on the current connection, sent(l, data) unless sent is
+ * NULL. */
+void fake_link_feed_all(GhBackendLink *l,
+			const FakeLinkInput *in,
+			FakeLinkSent sent,
+			gconstpointer data);

@@ -29,7 +29,6 @@
 #include "common/keyfile.h"
 #include "config/config.h"
 
-#include <glib/gstdio.h>
 #include <string.h>
 
 static char *dir;
@@ -38,44 +37,19 @@ static char *path;
 static const char *const files[] = {"cert.pem", "key.pem",       "cert2.pem",   "key2.pem",
 				    "ca.pem",   "master.secret", "ldap.secret", "users"};
 
-static void
-cleanup(void)
+void
+fuzz_setup(void)
 {
-	for (guint i = 0; i < G_N_ELEMENTS(files); i++) {
-		g_autofree char *f = g_build_filename(dir, files[i], NULL);
-		(void)g_unlink(f);
-	}
-	(void)g_unlink(path);
-	(void)g_rmdir(dir);
-}
-
-int
-LLVMFuzzerInitialize(int *argc, char ***argv)
-{
-	(void)argc;
-	(void)argv;
-	fuzz_glib_setup();
-	dir = g_dir_make_tmp("gh-fuzz-config-XXXXXX", NULL);
-	FUZZ_CHECK(dir != NULL);
-	for (guint i = 0; i < G_N_ELEMENTS(files); i++) {
-		g_autofree char *f = g_build_filename(dir, files[i], NULL);
-		FUZZ_CHECK(g_file_set_contents(f, "x\n", -1, NULL));
-	}
-	path = g_build_filename(dir, "gatehouse.conf", NULL);
-	atexit(cleanup);
-	return 0;
+	for (guint i = 0; i < G_N_ELEMENTS(files); i++)
+		g_free(fuzz_scratch_file(files[i], "x\n"));
+	path = fuzz_scratch_file("gatehouse.conf", "");
+	dir = g_path_get_dirname(path);
 }
 
 static gboolean
 has(const uint8_t *data, size_t size, const char *word)
 {
-	gsize n = strlen(word);
-
-	for (gsize i = 0; i + n <= size; i++) {
-		if (memcmp(data + i, word, n) == 0)
-			return TRUE;
-	}
-	return FALSE;
+	return memmem(data, size, word, strlen(word)) != NULL;
 }
 
 /* The LINE of "PATH:LINE: ...", or 0 for "PATH: ...". */

@@ -33,46 +33,15 @@
 #include "imap/imap-parser.h"
 #include "session/sasl.h"
 
-#include <glib/gstdio.h>
 #include <string.h>
-#include <unistd.h>
-
-#define MASTER_PASSWORD "MARKER-master-pw"
-
-static char *master_file;
 
 static const char *const tags[4] = {"a1", "ghc", "ghi", "ght"};
 static const char *const users[4] = {"alice", "bob smith", "x\"y\\z", "j\xc3\xb6rg"};
-/* every password begins with MARKER, which nothing else sent holds */
-static const char *const passwords[4] = {"MARKER-pw-1", "MARKER \"q\" {5}\r\n)", "MARKER",
-					 "MARKER\xc3\xa4\x01"};
 static const char *const id_none[] = {NULL};
 static const char *const id_mutt[] = {"name", "mutt", "version", "2.0", NULL};
 static const char *const id_odd[] = {
     "x-originating-ip", "203.0.113.9", "name", "", "bad\r\nkey", "v", "k", "a\"b\\c", NULL};
 static const char *const *const ids[4] = {NULL, id_none, id_mutt, id_odd};
-
-static void
-cleanup(void)
-{
-	(void)g_unlink(master_file);
-}
-
-int
-LLVMFuzzerInitialize(int *argc, char ***argv)
-{
-	int fd;
-
-	(void)argc;
-	(void)argv;
-	fuzz_glib_setup();
-	fd = g_file_open_tmp("gh-fuzz-master-XXXXXX", &master_file, NULL);
-	FUZZ_CHECK(fd >= 0);
-	close(fd);
-	FUZZ_CHECK(g_file_set_contents(master_file, MASTER_PASSWORD "\n", -1, NULL));
-	atexit(cleanup);
-	return 0;
-}
 
 /* Our own tags before TLS: CAPABILITY and STARTTLS only. */
 static gboolean
@@ -208,7 +177,7 @@ check_reply(const GhBackendLink *l, const char *tag)
 /* Once the password is out (as a literal, or in AUTHENTICATE PLAIN's
  * base64), the link holds no copy of it. */
 static void
-check_forgotten(GhBackendLink *l, const char *b64)
+check_forgotten(GhBackendLink *l, gconstpointer b64)
 {
 	const GString *s = l->sent_now;
 
@@ -220,59 +189,30 @@ check_forgotten(GhBackendLink *l, const char *b64)
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	FuzzBytes b = {data, size};
-	guint8 settings = fuzz_take_u8(&b);
-	guint8 choices = fuzz_take_u8(&b);
-	gsize chunk = fuzz_take_u8(&b);
-	GhBackendConfig bc = {0};
-	GhBackendParams p = {0};
-	g_autoptr(GhSecret) password = NULL;
-	const char *tag = tags[choices & 3];
-	const char *pw = passwords[(choices >> 4) & 3];
-	gboolean master = settings & 1;
+	FakeLinkInput in = fake_link_input(data, size);
+	const char *tag = tags[in.choices & 3];
+	gboolean master = in.settings & 1;
+	g_autoptr(GhSecret) password = gh_secret_new(in.password, strlen(in.password));
+	g_autofree char *b64 = NULL;
+	GhBackendConfig bc;
+	GhBackendParams p;
 	GhBackendLink *l;
 
-	bc.name = (char *)"imap";
-	bc.protocol = GH_PROTO_IMAP;
+	fake_link_params(&bc, &p, "imap", GH_PROTO_IMAP);
 	bc.login = master ? GH_LOGIN_MASTER : GH_LOGIN_PASSTHROUGH;
-	bc.tls = (GhTlsMode)(((settings >> 1) & 3) % 3);
-	bc.forward_client = (settings >> 3) & 1;
-	bc.master_user = (char *)"master";
-	bc.master_password_file = master_file;
-	password = gh_secret_new(pw, strlen(pw));
-
-	p.backend = &bc;
-	p.user = users[(choices >> 2) & 3];
+	bc.tls = (GhTlsMode)(((in.settings >> 1) & 3) % 3);
+	bc.forward_client = (in.settings >> 3) & 1;
+	p.user = users[(in.choices >> 2) & 3];
 	p.hash_key = p.user;
 	p.password = master ? NULL : password;
-	p.client_addr = (settings & 0x40) ? "2001:db8::1" : "192.0.2.1";
-	p.client_port = 40000;
+	p.client_addr = (in.settings & 0x40) ? "2001:db8::1" : "192.0.2.1";
 	p.local_addr = "192.0.2.143";
 	p.local_port = 143;
-	p.hostname = "gw.test";
-	p.session_id = "s1";
 
-	l = gh_imap_backend_connect(&p, tag, ids[(settings >> 4) & 3], NULL, NULL, NULL);
-	FUZZ_CHECK(l != NULL);
-	l->plaintext_ok = plaintext_ok;
-	fake_link_connect(l);
-	g_autofree char *b64 = NULL;
-	gsize checked = 0;
-
+	l = gh_imap_backend_connect(&p, tag, ids[(in.settings >> 4) & 3], NULL, NULL, NULL);
+	fake_link_connect(l, plaintext_ok);
 	b64 = gh_sasl_plain_encode(NULL, p.user, password);
-	for (gsize pos = 0; pos < b.n && !l->over;) {
-		gsize n = chunk == 0 ? b.n - pos : MIN(chunk, b.n - pos);
-		/* an exact heap copy: ASan sees any read past the piece */
-		char *piece = g_memdup2(b.p + pos, n);
-
-		fake_link_feed(l, piece, n);
-		g_free(piece);
-		pos += n;
-		if (!master && l->sent_now->len != checked) {
-			check_forgotten(l, b64);
-			checked = l->sent_now->len;
-		}
-	}
+	fake_link_feed_all(l, &in, master ? NULL : check_forgotten, b64);
 	check_sent(l, tag, p.user, master);
 	check_password_shape(l->sent);
 	if (l->over && l->result == GH_BACKEND_OK)

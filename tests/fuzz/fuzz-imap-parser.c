@@ -303,15 +303,6 @@ run(const Input *in, gsize (*next_size)(const Input *, guint), gboolean round_tr
 }
 
 int
-LLVMFuzzerInitialize(int *argc, char ***argv)
-{
-	(void)argc;
-	(void)argv;
-	fuzz_glib_setup();
-	return 0;
-}
-
-int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	FuzzBytes b = {data, size};

@@ -90,6 +90,19 @@ check_base64(const char *in, gsize len, gsize *out_len, GhSaslStatus *status)
 	return out;
 }
 
+/* PLAIN and LOGIN: "*" cancels, and a base64 that fails fails them alike. */
+static void
+check_status(GhSaslStatus st, gboolean cancel, GhSaslStatus b64_status)
+{
+	if (cancel) {
+		FUZZ_CHECK(st == GH_SASL_CANCELLED);
+	} else {
+		FUZZ_CHECK(st != GH_SASL_CANCELLED);
+		if (b64_status != GH_SASL_OK)
+			FUZZ_CHECK(st == b64_status);
+	}
+}
+
 static void
 check_plain(const char *in,
 	    gsize len,
@@ -105,13 +118,7 @@ check_plain(const char *in,
 	const char *pwb;
 
 	FUZZ_CHECK(gh_sasl_status_to_string(st) != NULL);
-	if (cancel) {
-		FUZZ_CHECK(st == GH_SASL_CANCELLED);
-	} else {
-		FUZZ_CHECK(st != GH_SASL_CANCELLED);
-		if (b64_status != GH_SASL_OK)
-			FUZZ_CHECK(st == b64_status);
-	}
+	check_status(st, cancel, b64_status);
 	if (st != GH_SASL_OK) {
 		FUZZ_CHECK(zid == NULL && cid == NULL && pw == NULL);
 		return;
@@ -165,13 +172,7 @@ check_login(const char *in,
 	gsize vlen = 0;
 	const char *vb;
 
-	if (cancel) {
-		FUZZ_CHECK(st == GH_SASL_CANCELLED);
-	} else {
-		FUZZ_CHECK(st != GH_SASL_CANCELLED);
-		if (b64_status != GH_SASL_OK)
-			FUZZ_CHECK(st == b64_status);
-	}
+	check_status(st, cancel, b64_status);
 	if (st != GH_SASL_OK) {
 		FUZZ_CHECK(v == NULL);
 		return;
@@ -188,26 +189,14 @@ check_login(const char *in,
 }
 
 int
-LLVMFuzzerInitialize(int *argc, char ***argv)
-{
-	(void)argc;
-	(void)argv;
-	fuzz_glib_setup();
-	return 0;
-}
-
-int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	/* an exact heap copy (one byte when empty: the decoders take no NULL
-	 * with a length) */
-	char *in = g_malloc(MAX(size, 1));
+	char *in = fuzz_copy(data, size);
 	gboolean cancel;
 	GhSaslStatus b64_status;
 	gsize dec_len = 0;
 	guint8 *dec;
 
-	memcpy(in, data, size);
 	cancel = strip_eol(in, size) == 1 && in[0] == '*';
 	dec = check_base64(in, size, &dec_len, &b64_status);
 	check_plain(in, size, cancel, b64_status, dec, dec_len);

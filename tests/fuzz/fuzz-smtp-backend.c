@@ -32,42 +32,11 @@
 #include "session/sasl.h"
 #include "smtp/smtp-backend.h"
 
-#include <glib/gstdio.h>
 #include <string.h>
-#include <unistd.h>
-
-#define MASTER_PASSWORD "MARKER-master-pw"
-
-static char *master_file;
 
 static const char *const addrs[4] = {"192.0.2.1", "2001:db8::1", "::ffff:192.0.2.7", "127.0.0.1"};
 static const char *const users[4] = {"alice", "bob@example.com", "c d", "x+y=z"};
-/* every password holds MARKER, which nothing else sent does */
-static const char *const passwords[4] = {"MARKER-pw-1", "MARKER \"q\" {5}\r\n)", "MARKER",
-					 "MARKER\xc3\xa4\x01"};
 static const char *const helos[4] = {"client.test", "[192.0.2.1]", "a b", "x+y=z\x7f"};
-
-static void
-cleanup(void)
-{
-	(void)g_unlink(master_file);
-}
-
-int
-LLVMFuzzerInitialize(int *argc, char ***argv)
-{
-	int fd;
-
-	(void)argc;
-	(void)argv;
-	fuzz_glib_setup();
-	fd = g_file_open_tmp("gh-fuzz-master-XXXXXX", &master_file, NULL);
-	FUZZ_CHECK(fd >= 0);
-	close(fd);
-	FUZZ_CHECK(g_file_set_contents(master_file, MASTER_PASSWORD "\n", -1, NULL));
-	atexit(cleanup);
-	return 0;
-}
 
 static gboolean
 plaintext_ok(const char *text, gsize len)
@@ -141,18 +110,21 @@ check_auth(const char *line, gsize n, GhBackendLogin login, const char *user, co
 		FUZZ_CHECK(*zid == '\0' && strcmp(cid, user) == 0);
 		FUZZ_CHECK(len == strlen(pw) && memcmp(got, pw, len) == 0);
 	} else {
-		FUZZ_CHECK(strcmp(zid, user) == 0 && strcmp(cid, "master") == 0);
-		FUZZ_CHECK(strcmp(got, MASTER_PASSWORD) == 0);
+		FUZZ_CHECK(strcmp(zid, user) == 0 && strcmp(cid, FAKE_LINK_MASTER_USER) == 0);
+		FUZZ_CHECK(strcmp(got, FAKE_LINK_MASTER_PASSWORD) == 0);
 	}
 	g_free(zid);
 	g_free(cid);
 	gh_secret_free(secret);
 }
 
-/* What went to the last server: one line at a time. */
+/* What went to the last server: one line at a time.  PW: the client's
+ * password. */
 static void
-check_sent(const GhBackendLink *l, GhBackendLogin login, const char *user, const char *pw)
+check_sent(GhBackendLink *l, gconstpointer pw)
 {
+	GhBackendLogin login = l->params.backend->login;
+	const char *user = l->params.user;
 	const GString *s = l->sent_now;
 	gsize pos = 0;
 	guint auths = 0, xclients = 0;
@@ -184,7 +156,7 @@ check_sent(const GhBackendLink *l, GhBackendLogin login, const char *user, const
 	}
 	FUZZ_CHECK(auths <= 1);
 	if (auths > 0 && login == GH_LOGIN_PASSTHROUGH)
-		FUZZ_CHECK(gh_backend_link_password((GhBackendLink *)l) == NULL);
+		FUZZ_CHECK(gh_backend_link_password(l) == NULL);
 	if (l->over && l->result == GH_BACKEND_OK) {
 		if (user != NULL && (login == GH_LOGIN_PASSTHROUGH || login == GH_LOGIN_MASTER))
 			FUZZ_CHECK(auths == 1);
@@ -197,57 +169,30 @@ check_sent(const GhBackendLink *l, GhBackendLogin login, const char *user, const
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	FuzzBytes b = {data, size};
-	guint8 settings = fuzz_take_u8(&b);
-	guint8 choices = fuzz_take_u8(&b);
-	gsize chunk = fuzz_take_u8(&b);
-	GhBackendConfig bc = {0};
-	GhBackendParams p = {0};
-	g_autoptr(GhSecret) password = NULL;
-	const char *helo = (settings & 0x80) ? NULL : helos[(choices >> 6) & 3];
-	const char *pw = passwords[(choices >> 4) & 3];
+	FakeLinkInput in = fake_link_input(data, size);
+	const char *helo = (in.settings & 0x80) ? NULL : helos[(in.choices >> 6) & 3];
+	const char *pw = in.password;
+	g_autoptr(GhSecret) password = gh_secret_new(pw, strlen(pw));
+	GhBackendConfig bc;
+	GhBackendParams p;
 	GhBackendLink *l;
 
-	bc.name = (char *)"mta";
-	bc.protocol = GH_PROTO_SMTP;
-	bc.login = (GhBackendLogin)(settings & 3);
-	bc.tls = (GhTlsMode)(((settings >> 2) & 3) % 3);
-	bc.forward_client = (settings >> 4) & 1;
-	bc.master_user = (char *)"master";
-	bc.master_password_file = master_file;
-	password = gh_secret_new(pw, strlen(pw));
-
-	p.backend = &bc;
-	p.user = (settings & 0x20) ? NULL : users[(choices >> 2) & 3];
+	fake_link_params(&bc, &p, "mta", GH_PROTO_SMTP);
+	bc.login = (GhBackendLogin)(in.settings & 3);
+	bc.tls = (GhTlsMode)(((in.settings >> 2) & 3) % 3);
+	bc.forward_client = (in.settings >> 4) & 1;
+	p.user = (in.settings & 0x20) ? NULL : users[(in.choices >> 2) & 3];
 	p.hash_key = p.user != NULL ? p.user : "192.0.2.1";
 	p.password = bc.login == GH_LOGIN_PASSTHROUGH ? password : NULL;
-	p.client_addr = addrs[choices & 3];
-	p.client_port = 40000;
+	p.client_addr = addrs[in.choices & 3];
 	p.local_addr = "192.0.2.25";
 	p.local_port = 587;
-	p.hostname = "gw.test";
-	p.session_id = "s1";
 
-	l = gh_smtp_backend_connect(&p, helo, (settings >> 6) & 1, NULL, NULL, NULL);
-	FUZZ_CHECK(l != NULL);
-	l->plaintext_ok = plaintext_ok;
-	fake_link_connect(l);
-	gsize checked = 0;
-
-	for (gsize pos = 0; pos < b.n && !l->over;) {
-		gsize n = chunk == 0 ? b.n - pos : MIN(chunk, b.n - pos);
-		/* an exact heap copy: ASan sees any read past the piece */
-		char *piece = g_memdup2(b.p + pos, n);
-
-		fake_link_feed(l, piece, n);
-		g_free(piece);
-		pos += n;
-		if (l->sent_now->len != checked) { /* each server's, before it fails over */
-			check_sent(l, bc.login, p.user, pw);
-			checked = l->sent_now->len;
-		}
-	}
-	check_sent(l, bc.login, p.user, pw);
+	l = gh_smtp_backend_connect(&p, helo, (in.settings >> 6) & 1, NULL, NULL, NULL);
+	fake_link_connect(l, plaintext_ok);
+	/* each server's, as it goes (before it fails over), then the last one's */
+	fake_link_feed_all(l, &in, check_sent, pw);
+	check_sent(l, pw);
 	/* the password goes out only inside AUTH PLAIN's base64 */
 	FUZZ_CHECK(g_strstr_len(l->sent->str, (gssize)l->sent->len, "MARKER") == NULL);
 	gh_backend_link_cancel(l);

@@ -178,15 +178,6 @@ check_command(const char *line, gsize len)
 }
 
 int
-LLVMFuzzerInitialize(int *argc, char ***argv)
-{
-	(void)argc;
-	(void)argv;
-	fuzz_glib_setup();
-	return 0;
-}
-
-int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	/* an exact heap copy: ASan sees any read past the end */
@@ -235,9 +226,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				FUZZ_CHECK(st3 == GH_LINE_TOO_LONG && u3 == used);
 		}
 		{
-			/* an exact copy (one byte for an empty line: never NULL) */
-			char *line = g_malloc(MAX(line_len, 1));
-			memcpy(line, p, line_len);
+			char *line = fuzz_copy(p, line_len);
+
 			check_command(line, line_len);
 			g_free(line);
 		}

@@ -74,15 +74,6 @@ round_trip(const GhSmtpReply *r, gsize max)
 }
 
 int
-LLVMFuzzerInitialize(int *argc, char ***argv)
-{
-	(void)argc;
-	(void)argv;
-	fuzz_glib_setup();
-	return 0;
-}
-
-int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	FuzzBytes b = {data, size};

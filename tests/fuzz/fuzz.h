@@ -3,8 +3,10 @@
  * points' prototypes, FUZZ_CHECK for the invariants a target asserts (a
  * broken one prints where and aborts, which libFuzzer reports as a crash and
  * keeps the input), a reader for the few bytes of parameters some targets
- * take from the front of their input, and a GLib set-up that makes
- * criticals fatal (a g_return_if_fail is a bug found) and keeps the log quiet.
+ * take from the front of their input, an exact heap copy of the input, and
+ * what fuzz-common.c, linked into every target, defines: the one
+ * LLVMFuzzerInitialize (the GLib set-up, then the target's fuzz_setup) and
+ * scratch files removed at exit.
  */
 #pragma once
 
@@ -12,6 +14,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerInitialize(int *argc, char ***argv);
@@ -45,19 +48,25 @@ fuzz_take_u8(FuzzBytes *b)
 	return v;
 }
 
-static inline void
-fuzz_log(const gchar *domain, GLogLevelFlags level, const gchar *message, gpointer data)
+/* An exact heap copy of SIZE bytes, so that ASan sees any read past them;
+ * one byte when SIZE is 0, as a parser takes no NULL with a length.  To
+ * g_free. */
+static inline char *
+fuzz_copy(const void *data, gsize size)
 {
-	(void)data;
-	if (level & (G_LOG_LEVEL_ERROR | G_LOG_LEVEL_CRITICAL | G_LOG_LEVEL_WARNING))
-		fprintf(stderr, "%s: %s\n", domain != NULL ? domain : "glib", message);
+	char *copy = g_malloc(MAX(size, 1));
+
+	memcpy(copy, data, size);
+	return copy;
 }
 
-/* Errors, criticals and warnings are printed and abort; messages, info and
- * debug are dropped. */
-static inline void
-fuzz_glib_setup(void)
-{
-	g_log_set_always_fatal(G_LOG_LEVEL_CRITICAL | G_LOG_LEVEL_WARNING | G_LOG_LEVEL_ERROR);
-	g_log_set_default_handler(fuzz_log, NULL);
-}
+/* What a target sets up once, before the first input, if it has anything
+ * to set up: LLVMFuzzerInitialize calls it after making GLib's criticals
+ * and warnings fatal (they print and abort; messages, info and debug are
+ * dropped).  A target without one does not define it. */
+void fuzz_setup(void);
+
+/* A file NAME holding CONTENTS, in a folder of the process's own; the
+ * files and the folder are removed at exit.  Returns its path, to g_free;
+ * the folder is that path's dirname. */
+char *fuzz_scratch_file(const char *name, const char *contents);
