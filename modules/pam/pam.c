@@ -28,8 +28,8 @@
  *    slot within `timeout` seconds answers TEMPFAIL without a helper.
  *  - A helper that is gone, does not answer within helper_timeout, or
  *    answers what is not a frame of pam-proto.h gives TEMPFAIL, never
- *    another verdict, and its socket is closed (the helper dies at the
- *    same limit, by its own alarm); the next request gets a new helper.
+ *    another verdict, and its socket is closed (the helper dies a second
+ *    later, by its own alarm); the next request gets a new helper.
  *  - An idle socket that reads as closed or readable (a helper that died
  *    while idle) is closed before use, so a dead idle helper costs no
  *    login a TEMPFAIL.
@@ -57,6 +57,8 @@
 #define DEFAULT_MAX_CONCURRENT 16
 #define DEFAULT_TIMEOUT 10
 #define DEFAULT_HELPER_TIMEOUT 30
+/* the helper's own limit is one second longer (below) */
+#define MAX_HELPER_TIMEOUT (GH_PAM_MAX_LIMIT - 1)
 #define MAX_MAX_CONCURRENT 1024
 #define MAX_TIMEOUT 3600
 #define MAX_SERVICE_LEN 128
@@ -234,11 +236,11 @@ pam_init(const GhAuthHost *host, GKeyFile *kf, const char *group, GError **error
 	if (bad)
 		return NULL;
 	if (helper_timeout != NULL &&
-	    !gh_auth_parse_uint(helper_timeout, 1, GH_PAM_MAX_LIMIT, &st->helper_timeout)) {
+	    !gh_auth_parse_uint(helper_timeout, 1, MAX_HELPER_TIMEOUT, &st->helper_timeout)) {
 		host->config_error(host, error, group, "helper_timeout",
 				   "bad value '%s': expected a whole number of seconds from 1 "
 				   "to %u",
-				   helper_timeout, GH_PAM_MAX_LIMIT);
+				   helper_timeout, MAX_HELPER_TIMEOUT);
 		return NULL;
 	}
 
@@ -394,7 +396,10 @@ ask_helper(PamState *st, int fd, const GhAuthRequest *req, guint8 *frame, GhPamR
 	    .password = req->password,
 	    .rhost = req->remote_addr != NULL ? req->remote_addr : "",
 	    .session_id = req->session_id != NULL ? req->session_id : "",
-	    .limit = st->helper_timeout,
+	    /* a second after we give up: the helper never dies while its
+	     * answer could still count, so a late death is never taken for
+	     * a crash */
+	    .limit = st->helper_timeout + 1,
 	};
 	const char *why;
 	GhPamIo io;

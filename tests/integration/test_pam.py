@@ -356,6 +356,14 @@ def test_conversation_refuses_echo_on_prompt(tmp, pw):
     ('timeout', '3601', "bad value '3601': expected a whole number of seconds from 0 to 3600"),
     ('timeout', '10s', "bad value '10s'"),
     ('timeout', '1.5', "bad value '1.5'"),
+    ('helper_timeout', '0',
+     "bad value '0': expected a whole number of seconds from 1 to 3599"),
+    ('helper_timeout', '3600',
+     "bad value '3600': expected a whole number of seconds from 1 to 3599"),
+    ('helper_socket', 'run/pam.sock',
+     "bad value 'run/pam.sock': expected the absolute path of a Unix socket"),
+    ('helper_socket', '/' + 'x' * 120, "bad value '/%s': expected the absolute path of a Unix "
+     "socket, shorter than 108 bytes" % ('x' * 120)),
     ('servce', 'gatehouse', "unknown key for module 'pam'"),
 ])
 def test_bad_keys(tmp, pw, key, value, message):
@@ -370,11 +378,13 @@ def test_good_keys(tmp, pw):
     pw.matrix_service('mail-gw.test_1', USERS)
     conf = simple_conf(tmp, {'pam': {'module': 'pam', 'service': ' mail-gw.test_1 ',
                                         'account': 'TRUE', 'max_concurrent': '1024',
-                                        'timeout': '0'}})
+                                        'timeout': '0', 'helper_timeout': '3599',
+                                        'helper_socket': ''}})
     r, out = run(conf, 'alice', USERS['alice'], pw.env())
     assert r.returncode == 0, r.stdout + r.stderr
     assert "PAM service 'mail-gw.test_1': account stage on, at most 1024 conversations at " \
-        "once, 0 s wait for a slot" in r.stderr
+        "once, 0 s wait for a slot, 3599 s for a helper's answer, helpers started by " \
+        "gatehouse" in r.stderr
 
 
 # ------------------------------------------------------------ chains
