@@ -13,8 +13,9 @@ gatehoused, and what systemd-analyze says of the shipped unit.
   reproduced with setpriv; the user is a throwaway account): it binds a port
   below 1024 itself, then gives the capability up.
 - In both, a login through the file module works.
-- The unit: systemd-analyze security --offline gives an exposure of at most
-  2.0, and systemd-analyze verify accepts the service and socket units.
+- The units: systemd-analyze security --offline gives gatehouse.service and
+  gatehouse-pam@.service an exposure of at most 2.0 each, and
+  systemd-analyze verify accepts the service and socket units.
 
 The accounts are made here (useradd, groupadd) and removed at the end; the
 tests need root and skip without it.  Nothing here runs systemd itself: this
@@ -42,6 +43,7 @@ from lib.scripted import ImapServer
 
 USERS = {'alice': 'alice-Secret-1'}
 UNIT = BUILDDIR / 'etc' / 'systemd' / 'gatehouse.service'
+PAM_UNIT = BUILDDIR / 'etc' / 'systemd' / 'gatehouse-pam@.service'
 SOCKETS = sorted((SRCDIR / 'etc' / 'systemd').glob('*.socket'))
 # the most systemd-analyze security may say of the unit, in its tenths
 MAX_EXPOSURE = 20
@@ -302,16 +304,18 @@ needs_analyze = pytest.mark.skipif(shutil.which('systemd-analyze') is None,
 
 
 @needs_analyze
-def test_unit_exposure():
-    """systemd-analyze security --offline=yes on the built unit: at most
-    2.0 (--threshold= is in tenths: it fails above it)."""
+@pytest.mark.parametrize('unit', [UNIT, PAM_UNIT], ids=['gatehouse', 'gatehouse-pam@'])
+def test_unit_exposure(unit):
+    """systemd-analyze security --offline=yes on each built service unit:
+    at most 2.0 (--threshold= is in tenths: it fails above it)."""
     argv = ['systemd-analyze', 'security', '--offline=yes', '--threshold=%d' % MAX_EXPOSURE,
-            '--no-pager', str(UNIT)]
+            '--no-pager', str(unit)]
     r = _run(argv)
     if r.returncode != 0 and 'unrecognized option' in r.stderr:
         pytest.skip('systemd-analyze without --offline or --threshold (systemd < 250)')
     lines = r.stdout.strip().splitlines()
-    m = re.search(r'Overall exposure level for gatehouse\.service: (\d+)\.(\d)\b', lines[-1]) \
+    m = re.search(r'Overall exposure level for %s\S*\.service: (\d+)\.(\d)\b'
+                  % re.escape(unit.name.split('@')[0].replace('.service', '')), lines[-1]) \
         if lines else None
     assert m, r.stdout[-2000:] + r.stderr
     exposure = int(m.group(1)) * 10 + int(m.group(2))
@@ -330,10 +334,15 @@ def test_units_verify(folder):
     text = UNIT.read_text()
     installed = re.search(r'^ExecStart=(\S+/gatehoused) ', text, re.M).group(1)
     (folder / 'gatehouse.service').write_text(text.replace(installed, str(GATEHOUSED)))
+    text = PAM_UNIT.read_text()
+    installed = re.search(r'^ExecStart=(\S+/pam-helper)$', text, re.M).group(1)
+    (folder / PAM_UNIT.name).write_text(
+        text.replace(installed, str(BUILDDIR / 'modules' / 'pam' / 'pam-helper')))
     assert SOCKETS, 'no socket units in %s' % (SRCDIR / 'etc' / 'systemd')
     for s in SOCKETS:
         shutil.copy(s, folder / s.name)
-    argv = ['systemd-analyze', 'verify', '--man=no', str(folder / 'gatehouse.service')]
+    argv = ['systemd-analyze', 'verify', '--man=no', str(folder / 'gatehouse.service'),
+            str(folder / PAM_UNIT.name)]
     argv += [str(folder / s.name) for s in SOCKETS]
     r = _run(argv)
     assert r.returncode == 0, r.stderr
