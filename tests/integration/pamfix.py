@@ -139,7 +139,9 @@ class PamWrapper:
 PAM_SUPPRESSIONS = SRCDIR / 'tests' / 'valgrind-pam.supp'
 # beyond lib.gateway.VALGRIND: pam_end() dlclose()s the PAM modules, and
 # the suppressions name them by their object
-PAM_VALGRIND_ARGS = ['--keep-debuginfo=yes', '--suppressions=%s' % PAM_SUPPRESSIONS]
+# --trace-children: the pam module's helper (pam-helper) too, where PAM runs
+PAM_VALGRIND_ARGS = ['--keep-debuginfo=yes', '--trace-children=yes',
+                     '--suppressions=%s' % PAM_SUPPRESSIONS]
 
 
 def auth_test(conf, user, password, env, service='smtp', listener=None, valgrind=False,

@@ -30,7 +30,7 @@ import pytest
 
 from lib.clients import SmtpClient, assert_no_secrets
 from lib.net import free_port, wait_for
-from lib.paths import BUILDDIR
+from lib.paths import BUILDDIR, asan_runtime
 from pamfix import PamWrapper, find_pam_wrapper, start_gatehoused
 from test_hardening import Account, account, assert_not_dumpable, ids, proc_status  # noqa: F401
 from test_pam import (AUTH_OK, BAD_CREDS, TEMPFAIL, PamGate, real_service,  # noqa: F401
@@ -238,6 +238,9 @@ def test_helper_socket_one_helper_per_connection(tmp, pw, daemons, smtp_backend)
     pw.matrix_service('gatehouse', USERS)
     sock = tmp / 'pam.sock'
     env = pw.env()
+    if asan_runtime() is not None:
+        # a sanitizer build's helper wants ASan's runtime first
+        env['LD_PRELOAD'] = '%s:%s' % (asan_runtime(), env['LD_PRELOAD'])
     # it passes on only what -E names
     passed = ['-E%s' % k for k in ('LD_PRELOAD', 'PAM_WRAPPER', 'PAM_WRAPPER_SERVICE_DIR')]
     activator = subprocess.Popen(['systemd-socket-activate', '--accept', '-l', str(sock)]
