@@ -271,3 +271,49 @@ def test_helper_socket_one_helper_per_connection(tmp, pw, daemons, smtp_backend)
     assert login(port, 'alice', USERS['alice']) == TEMPFAIL
     gw.wait_log('cannot connect to helper_socket %s' % sock)
     assert gw.stop() == 0
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason='needs root (another uid to connect as)')
+@pytest.mark.skipif(shutil.which('systemd-socket-activate') is None or
+                    shutil.which('setpriv') is None,
+                    reason='systemd-socket-activate or setpriv is not installed')
+def test_helper_serves_only_its_own_uid(tmp, pw):
+    """A helper is a password oracle: one reached by a process of another
+    uid (here `nobody`, through a socket left writable for the test) says
+    why on stderr and closes without reading a request."""
+    pw.matrix_service('gatehouse', USERS)
+    sock = tmp / 'pam.sock'
+    env = pw.env()
+    if asan_runtime() is not None:
+        env['LD_PRELOAD'] = '%s:%s' % (asan_runtime(), env['LD_PRELOAD'])
+    passed = ['-E%s' % k for k in ('LD_PRELOAD', 'PAM_WRAPPER', 'PAM_WRAPPER_SERVICE_DIR')]
+    activator = subprocess.Popen(['systemd-socket-activate', '--accept', '-l', str(sock)]
+                                 + passed + [str(HELPER)], env=env,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(sock.exists, 30, what='%s to be made' % sock)
+        os.chmod(sock, 0o666)
+        os.chmod(tmp, 0o755)
+        # a whole, valid request for alice; the helper must not answer it
+        probe = ('import socket, struct, sys\n'
+                 's = socket.socket(socket.AF_UNIX)\n'
+                 's.connect(sys.argv[1])\n'
+                 'p = b"\\0".join([b"gatehouse-pam 1", b"gatehouse", b"1", b"alice", '
+                 'sys.argv[2].encode(), b"", b"", b"probe", b"5"]) + b"\\0"\n'
+                 's.sendall(struct.pack(">I", len(p)) + p)\n'
+                 's.settimeout(30)\n'
+                 'try:\n'
+                 '    got = s.recv(100)\n'
+                 'except ConnectionResetError:\n'  # closed with the request unread
+                 '    got = b""\n'
+                 'print(repr(got))\n')
+        r = subprocess.run(['setpriv', '--reuid=nobody', '--regid=nogroup', '--clear-groups',
+                            '/usr/bin/python3', '-c', probe, str(sock), USERS['alice']],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.strip() == "b''", r.stdout
+    finally:
+        activator.terminate()
+        _, err = activator.communicate(timeout=30)
+    assert 'refusing a peer with uid %d (not root, not my uid 0)' \
+        % __import__('pwd').getpwnam('nobody').pw_uid in err, err
