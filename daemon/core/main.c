@@ -99,8 +99,13 @@ drop_privileges(const GhConfig *cfg, uid_t uid, gid_t gid, GError **error)
 	gboolean left_out;
 	int n;
 
-	if (cfg->user == NULL)
+	if (cfg->user == NULL) {
+		if (geteuid() == 0)
+			g_warning("running as root: no `user =` in [gatehouse], so every session's "
+				  "code and the PAM helpers keep root's rights (set user = "
+				  "gatehouse, or start gatehoused as that user)");
 		return TRUE;
+	}
 	if (geteuid() != 0) {
 		if (geteuid() != uid)
 			g_message("not started as root: staying uid %u instead of user %s",

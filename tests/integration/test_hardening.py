@@ -208,6 +208,22 @@ def test_root_switches_to_user_and_group(account, backend, folder, daemons, grou
     assert st['NoNewPrivs'] == '0'
     assert_not_dumpable(d.proc.pid)
     assert 'running as user %s, group id %d' % (account.name, want_gid) in d.text()
+    assert 'running as root' not in d.text()
+    login_works(port, backend)
+
+
+@needs_root
+def test_root_without_user_is_warned(backend, folder, daemons):
+    """Started as root with no `user =`: it runs, and says at warning
+    level that it keeps root's rights."""
+    port = free_port()
+    conf = imap_conf(folder, '127.0.0.1:%d' % port, backend.port, {})
+    d = Daemon([GATEHOUSED, '-c', conf], folder / 'gatehoused.log')
+    daemons.append(d)
+    d.wait_ready()
+    assert ids(proc_status(d.proc.pid)['Uid']) == [0] * 4
+    assert re.search(r": warning: gh-daemon: running as root: no `user =` in \[gatehouse\]",
+                     d.text()), d.text()
     login_works(port, backend)
 
 
