@@ -45,10 +45,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #define CHANNEL_FD 3
+#define HELPER_NICE 10
+#define HELPER_MAX_FILES 1024
 #define MAX_LOGGED_MESSAGE 200
 #define ANSWER_WRITE_US (10 * G_USEC_PER_SEC)
 
@@ -430,11 +433,32 @@ spawner(int channel)
 	}
 }
 
+/* Make room for gatehoused: what a helper does (crypt, the children of
+ * pam_exec) runs below the I/O threads' priority, as the auth threads do;
+ * and a child of pam_exec, which closes every descriptor up to the limit
+ * before it execs, has 1024 to close rather than gatehoused's tens of
+ * thousands.  Best effort: a seccomp filter without @resources (the
+ * unit) refuses both, and the unit sets Nice= and LimitNOFILE= instead. */
+static void
+step_aside(void)
+{
+	struct rlimit rl;
+
+	errno = 0;
+	if (getpriority(PRIO_PROCESS, 0) < HELPER_NICE && errno == 0)
+		(void)setpriority(PRIO_PROCESS, 0, HELPER_NICE);
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur > HELPER_MAX_FILES) {
+		rl.rlim_cur = HELPER_MAX_FILES;
+		(void)setrlimit(RLIMIT_NOFILE, &rl);
+	}
+}
+
 int
 main(int argc, char **argv)
 {
 	/* it holds passwords: no core dumps, no ptrace by its own user */
 	(void)prctl(PR_SET_DUMPABLE, 0);
+	step_aside();
 
 	if (argc == 2 && strcmp(argv[1], "--spawner") == 0)
 		spawner(CHANNEL_FD);

@@ -6,7 +6,8 @@ hangs, or its spawner is gone.
   service file with pam_unix and a real user logs in; gatehoused itself is
   not in group shadow (/proc/PID/status), its one child is the spawner, and
   the helpers (the spawner's children) have the account's uid, group shadow,
-  no capabilities, and are not dumpable.  Logins add no child to gatehoused.
+  no capabilities, nice 10 and at most 1024 descriptors, and are not
+  dumpable.  Logins add no child to gatehoused.
 - A helper killed while idle costs no login; one killed in the middle of a
   conversation gives that login a temporary failure (454), and the next
   login gets a new helper.  A helper that hangs past helper_timeout gives
@@ -133,6 +134,14 @@ def test_only_the_helpers_keep_group_shadow(tmp, real_user, real_service, accoun
         for field in ('CapInh', 'CapPrm', 'CapEff', 'CapAmb'):
             assert int(hs[field], 16) == 0, (field, hs[field])
         assert_not_dumpable(h)
+        # below the I/O threads, and few descriptors for pam_exec's children
+        # to close
+        stat = Path('/proc/%d/stat' % h).read_text()
+        assert int(stat[stat.rindex(')') + 2:].split()[16]) == 10, stat
+        limits = Path('/proc/%d/limits' % h).read_text()
+        soft = next(line.split()[3] for line in limits.splitlines()
+                    if line.startswith('Max open files'))
+        assert int(soft) <= 1024, limits
     assert gw.stop() == 0
     # the spawner and the helpers leave with gatehoused
     wait_for(lambda: gone(spawner) and all(gone(h) for h in helpers), 30,
