@@ -238,6 +238,20 @@ def test_spawner_killed(tmp, pw, daemons, smtp_backend):
 
 # ------------------------------------------------ helpers from a socket unit
 
+def start_activator(pw, sock):
+    """systemd-socket-activate --accept on `sock` for pam-helper, with the
+    pam_wrapper environment (it passes on only what -E names); its stderr,
+    where the helpers write, is a text pipe."""
+    env = pw.env()
+    if asan_runtime() is not None:
+        # a sanitizer build's helper wants ASan's runtime first
+        env['LD_PRELOAD'] = '%s:%s' % (asan_runtime(), env['LD_PRELOAD'])
+    passed = ['-E%s' % k for k in ('LD_PRELOAD', 'PAM_WRAPPER', 'PAM_WRAPPER_SERVICE_DIR')]
+    return subprocess.Popen(['systemd-socket-activate', '--accept', '-l', str(sock)]
+                            + passed + [str(HELPER)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
 @pytest.mark.skipif(shutil.which('systemd-socket-activate') is None,
                     reason='systemd-socket-activate is not installed')
 def test_helper_socket_one_helper_per_connection(tmp, pw, daemons, smtp_backend):
@@ -246,15 +260,7 @@ def test_helper_socket_one_helper_per_connection(tmp, pw, daemons, smtp_backend)
     it until gatehoused lets go."""
     pw.matrix_service('gatehouse', USERS)
     sock = tmp / 'pam.sock'
-    env = pw.env()
-    if asan_runtime() is not None:
-        # a sanitizer build's helper wants ASan's runtime first
-        env['LD_PRELOAD'] = '%s:%s' % (asan_runtime(), env['LD_PRELOAD'])
-    # it passes on only what -E names
-    passed = ['-E%s' % k for k in ('LD_PRELOAD', 'PAM_WRAPPER', 'PAM_WRAPPER_SERVICE_DIR')]
-    activator = subprocess.Popen(['systemd-socket-activate', '--accept', '-l', str(sock)]
-                                 + passed + [str(HELPER)], env=env,
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    activator = start_activator(pw, sock)
     try:
         wait_for(sock.exists, 30, what='%s to be made' % sock)
         port = free_port()
@@ -292,13 +298,7 @@ def test_helper_serves_only_its_own_uid(tmp, pw):
     why on stderr and closes without reading a request."""
     pw.matrix_service('gatehouse', USERS)
     sock = tmp / 'pam.sock'
-    env = pw.env()
-    if asan_runtime() is not None:
-        env['LD_PRELOAD'] = '%s:%s' % (asan_runtime(), env['LD_PRELOAD'])
-    passed = ['-E%s' % k for k in ('LD_PRELOAD', 'PAM_WRAPPER', 'PAM_WRAPPER_SERVICE_DIR')]
-    activator = subprocess.Popen(['systemd-socket-activate', '--accept', '-l', str(sock)]
-                                 + passed + [str(HELPER)], env=env,
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    activator = start_activator(pw, sock)
     try:
         wait_for(sock.exists, 30, what='%s to be made' % sock)
         os.chmod(sock, 0o666)
