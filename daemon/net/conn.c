@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /*
@@ -22,15 +23,36 @@
  * eventfd on every change and hand poll(2) every descriptor of every idle
  * session on every iteration.
  */
+#define GH_EPOLL_BATCH 64
+
+/* A descriptor GLib polls (its wake-up eventfd, a listening socket) that
+ * epoll_poll() keeps in the epoll set beside the connections. */
+typedef struct {
+	int fd;
+	gushort events;     /* GLib's G_IO_* */
+	gboolean exclusive; /* a listening socket: EPOLLEXCLUSIVE */
+	dev_t dev;
+	ino_t ino; /* what fd was when added: never remove another file's record */
+	gboolean seen;
+} ForeignFd;
+
 typedef struct {
 	GSource source;
 	int epfd;
 	GMainContext *context;
 	gboolean dispatching;
 	GPtrArray *dead; /* connections freed during a dispatch, freed after it */
+	/* epoll_poll(): connection events its epoll_wait() brought, for the
+	 * next dispatch (a connection freed before it is kept in `dead`) */
+	struct epoll_event pending[GH_EPOLL_BATCH];
+	int n_pending;
+	GArray *foreign;     /* of ForeignFd */
+	gboolean plain_poll; /* a descriptor epoll refused: g_poll() from now on */
 } EpollSource;
 
-#define GH_EPOLL_BATCH 64
+/* Tags the epoll records of foreign descriptors: a connection's record
+ * holds its (aligned, so even) pointer, a foreign one fd * 2 + 1. */
+#define FOREIGN_TAG(fd) (((guint64)(guint)(fd) << 1) | 1u)
 
 static void conn_register(GhConn *c, GIOCondition events);
 
@@ -54,13 +76,21 @@ epoll_dispatch(GSource *source, GSourceFunc callback, gpointer data)
 	(void)callback;
 	(void)data;
 
-	do {
-		n = epoll_wait(ep->epfd, events, GH_EPOLL_BATCH, 0);
-	} while (n < 0 && errno == EINTR);
+	if (ep->n_pending > 0) {
+		n = ep->n_pending;
+		memcpy(events, ep->pending, (gsize)n * sizeof events[0]);
+		ep->n_pending = 0;
+	} else {
+		do {
+			n = epoll_wait(ep->epfd, events, GH_EPOLL_BATCH, 0);
+		} while (n < 0 && errno == EINTR);
+	}
 	ep->dispatching = TRUE;
 	for (int i = 0; i < n; i++) {
 		GhConn *c = events[i].data.ptr;
 		GIOCondition cond = 0;
+		if ((events[i].data.u64 & 1u) != 0)
+			continue; /* a foreign descriptor: GLib's, reported by epoll_poll */
 		if (c->dead)
 			continue; /* freed by an earlier callback of this batch */
 		if (events[i].events & EPOLLIN)
@@ -96,6 +126,7 @@ epoll_finalize(GSource *source)
 		g_hash_table_remove(epoll_by_context, ep->context);
 	g_mutex_unlock(&epoll_lock);
 	g_ptr_array_unref(ep->dead);
+	g_array_unref(ep->foreign);
 	close(ep->epfd);
 }
 
@@ -103,6 +134,182 @@ static GSourceFuncs epoll_funcs = {
     .dispatch = epoll_dispatch,
     .finalize = epoll_finalize,
 };
+
+/* ------------------------------------------------------------ the poll function */
+
+/*
+ * GLib's loop sleeps in poll(2) over its descriptors, our epoll descriptor
+ * among them, and the epoll source then asks epoll_wait(2) what happened:
+ * two system calls per wake-up.  An I/O thread's context gets this poll
+ * function instead, which puts GLib's few other descriptors (its wake-up
+ * eventfd, the listening sockets) into the epoll set itself and sleeps in
+ * one epoll_wait(); the connections' events it brings are kept for the
+ * epoll source's dispatch.  Sleeping inside epoll_wait also makes
+ * EPOLLEXCLUSIVE on a listening socket work: a new connection wakes one
+ * I/O thread, not all of them (a thread asleep in poll(2) on an epoll
+ * descriptor is not counted as an exclusive waiter).
+ */
+static __thread GMainContext *poll_context;
+static __thread EpollSource *poll_source;
+
+static EpollSource *
+thread_epoll(void)
+{
+	GMainContext *ctx = g_main_context_get_thread_default();
+
+	if (ctx != poll_context) {
+		g_mutex_lock(&epoll_lock);
+		poll_source = epoll_by_context != NULL && ctx != NULL
+				  ? g_hash_table_lookup(epoll_by_context, ctx)
+				  : NULL;
+		g_mutex_unlock(&epoll_lock);
+		poll_context = ctx;
+	}
+	return poll_source;
+}
+
+static guint32
+epoll_events_of(gushort events)
+{
+	return ((events & G_IO_IN) ? EPOLLIN : 0) | ((events & G_IO_OUT) ? EPOLLOUT : 0) |
+	       ((events & G_IO_PRI) ? EPOLLPRI : 0);
+}
+
+static gboolean
+foreign_add(EpollSource *ep, ForeignFd *f)
+{
+	struct epoll_event ev = {.events = epoll_events_of(f->events),
+				 .data.u64 = FOREIGN_TAG(f->fd)};
+	struct stat st;
+	int listening = 0;
+	socklen_t len = sizeof listening;
+
+	if (fstat(f->fd, &st) != 0)
+		return FALSE;
+	f->dev = st.st_dev;
+	f->ino = st.st_ino;
+	f->exclusive = f->events == G_IO_IN &&
+		       getsockopt(f->fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) == 0 &&
+		       listening;
+	if (f->exclusive)
+		ev.events |= EPOLLEXCLUSIVE;
+	return epoll_ctl(ep->epfd, EPOLL_CTL_ADD, f->fd, &ev) == 0;
+}
+
+static void
+foreign_remove(EpollSource *ep, const ForeignFd *f)
+{
+	struct stat st;
+
+	/* closed and its number taken by a connection of this very set: the
+	 * record went with the close, and DEL would remove the connection's */
+	if (fstat(f->fd, &st) == 0 && st.st_dev == f->dev && st.st_ino == f->ino)
+		(void)epoll_ctl(ep->epfd, EPOLL_CTL_DEL, f->fd, NULL);
+}
+
+/* Bring the foreign records in line with what GLib polls now.  FALSE when
+ * epoll refuses one (a regular file, say). */
+static gboolean
+foreign_sync(EpollSource *ep, GPollFD *fds, guint nfds)
+{
+	for (guint j = 0; j < ep->foreign->len; j++)
+		g_array_index(ep->foreign, ForeignFd, j).seen = FALSE;
+	for (guint i = 0; i < nfds; i++) {
+		ForeignFd *found = NULL;
+		if (fds[i].fd == ep->epfd || fds[i].fd < 0)
+			continue;
+		for (guint j = 0; j < ep->foreign->len && found == NULL; j++)
+			if (g_array_index(ep->foreign, ForeignFd, j).fd == fds[i].fd)
+				found = &g_array_index(ep->foreign, ForeignFd, j);
+		if (found != NULL && found->events != fds[i].events) {
+			foreign_remove(ep, found);
+			found->events = fds[i].events;
+			if (!foreign_add(ep, found))
+				return FALSE;
+		} else if (found == NULL) {
+			ForeignFd f = {.fd = fds[i].fd, .events = fds[i].events};
+			if (!foreign_add(ep, &f))
+				return FALSE;
+			g_array_append_val(ep->foreign, f);
+			found = &g_array_index(ep->foreign, ForeignFd, ep->foreign->len - 1);
+		}
+		found->seen = TRUE;
+	}
+	for (guint j = ep->foreign->len; j-- > 0;) {
+		ForeignFd *f = &g_array_index(ep->foreign, ForeignFd, j);
+		if (!f->seen) {
+			foreign_remove(ep, f);
+			g_array_remove_index_fast(ep->foreign, j);
+		}
+	}
+	return TRUE;
+}
+
+static gint
+epoll_poll(GPollFD *fds, guint nfds, gint timeout)
+{
+	EpollSource *ep = thread_epoll();
+	struct epoll_event events[GH_EPOLL_BATCH];
+	GPollFD *mine = NULL;
+	gboolean keep;
+	gint ready = 0;
+	int n;
+
+	if (ep == NULL || ep->plain_poll)
+		return g_poll(fds, nfds, timeout);
+	for (guint i = 0; i < nfds; i++) {
+		fds[i].revents = 0;
+		if (fds[i].fd == ep->epfd)
+			mine = &fds[i];
+	}
+	if (mine == NULL)
+		return g_poll(fds, nfds, timeout);
+	if (!foreign_sync(ep, fds, nfds)) {
+		/* leave the set as GLib's poll would find it */
+		for (guint j = 0; j < ep->foreign->len; j++)
+			foreign_remove(ep, &g_array_index(ep->foreign, ForeignFd, j));
+		g_array_set_size(ep->foreign, 0);
+		ep->plain_poll = TRUE;
+		return g_poll(fds, nfds, timeout);
+	}
+	/* events kept from the last call wait for a dispatch that a source of
+	 * higher priority put off: do not sleep, and keep those alone */
+	keep = ep->n_pending == 0;
+	n = epoll_wait(ep->epfd, events, GH_EPOLL_BATCH, keep ? timeout : 0);
+	if (n < 0)
+		return -1; /* EINTR: GLib's loop goes round again */
+	for (int i = 0; i < n; i++) {
+		if ((events[i].data.u64 & 1u) == 0) {
+			/* a connection's; level-triggered, so one not kept now
+			 * comes again */
+			if (keep) {
+				ep->pending[ep->n_pending++] = events[i];
+				mine->revents |= G_IO_IN;
+			}
+			continue;
+		}
+		for (guint j = 0; j < nfds; j++) {
+			if (fds[j].fd != (gint)(events[i].data.u64 >> 1))
+				continue;
+			if (events[i].events & EPOLLIN)
+				fds[j].revents |= G_IO_IN;
+			if (events[i].events & EPOLLOUT)
+				fds[j].revents |= G_IO_OUT;
+			if (events[i].events & EPOLLPRI)
+				fds[j].revents |= G_IO_PRI;
+			if (events[i].events & EPOLLERR)
+				fds[j].revents |= G_IO_ERR;
+			if (events[i].events & EPOLLHUP)
+				fds[j].revents |= G_IO_HUP;
+			fds[j].revents &= fds[j].events | G_IO_ERR | G_IO_HUP;
+		}
+	}
+	if (ep->n_pending > 0)
+		mine->revents |= G_IO_IN;
+	for (guint i = 0; i < nfds; i++)
+		ready += fds[i].revents != 0;
+	return ready;
+}
 
 /* The epoll source of context, made on first use; it lives as long as the
  * context (which holds the only reference). */
@@ -124,6 +331,7 @@ epoll_for(GMainContext *context)
 		ep->epfd = epfd;
 		ep->context = context;
 		ep->dead = g_ptr_array_new_with_free_func((GDestroyNotify)conn_release);
+		ep->foreign = g_array_new(FALSE, FALSE, sizeof(ForeignFd));
 		g_source_set_name((GSource *)ep, "gatehouse connections");
 		/* GLib blocks a source that cannot recurse while it dispatches:
 		 * it takes the source's fds out of the context's poll set and
@@ -135,6 +343,11 @@ epoll_for(GMainContext *context)
 		g_hash_table_insert(epoll_by_context, context, ep);
 		g_source_attach((GSource *)ep, context);
 		g_source_unref((GSource *)ep);
+		/* an I/O thread's own context (never the default one, where
+		 * GIO and libsoup keep their own descriptors) sleeps in the
+		 * epoll set */
+		if (context != g_main_context_default())
+			g_main_context_set_poll_func(context, epoll_poll);
 	}
 	g_mutex_unlock(&epoll_lock);
 	return ep;
@@ -184,8 +397,9 @@ gh_conn_free(GhConn *c)
 		explicit_bzero(c->in->data, c->in->len);
 	if (c->out->len > 0)
 		explicit_bzero(c->out->data, c->out->len);
-	if (ep->dispatching) {
-		/* an event for c may still be in the batch being dispatched */
+	if (ep->dispatching || ep->n_pending > 0) {
+		/* an event for c may still be in the batch being dispatched,
+		 * or kept by epoll_poll for the next dispatch */
 		c->dead = TRUE;
 		g_ptr_array_add(ep->dead, c);
 		return;
