@@ -36,6 +36,7 @@
  */
 #include "gh-build.h"
 
+#include "gh-auth-module.h"
 #include "pam-proto.h"
 
 #include <errno.h>
@@ -54,9 +55,6 @@
 #define HELPER_MAX_FILES 1024
 #define MAX_LOGGED_MESSAGE 200
 #define ANSWER_WRITE_US (10 * G_USEC_PER_SEC)
-
-/* GhAuthVerdict's values (gh-auth-module.h), which the answer carries */
-enum { VERDICT_OK, VERDICT_WRONG_PASSWORD, VERDICT_UNKNOWN_USER, VERDICT_TEMPFAIL };
 
 static void G_GNUC_PRINTF(1, 2) die(const char *format, ...)
 {
@@ -183,44 +181,44 @@ no_fail_delay(int retval, unsigned usec_delay, void *appdata)
 }
 
 /* A PAM result as a verdict, with the reason for the log. */
-static guint
+static GhAuthVerdict
 map_result(pam_handle_t *ph, const char *stage, int rc, char **reason)
 {
 	const char *why;
-	guint v;
+	GhAuthVerdict v;
 
 	switch (rc) {
 	case PAM_SUCCESS:
 		*reason = g_strdup("");
-		return VERDICT_OK;
+		return GH_AUTH_OK;
 	case PAM_USER_UNKNOWN:
-		v = VERDICT_UNKNOWN_USER;
+		v = GH_AUTH_UNKNOWN_USER;
 		why = "unknown user";
 		break;
 	case PAM_AUTH_ERR:
 	case PAM_MAXTRIES:
-		v = VERDICT_WRONG_PASSWORD;
+		v = GH_AUTH_WRONG_PASSWORD;
 		why = "wrong password";
 		break;
 	case PAM_PERM_DENIED:
-		v = VERDICT_WRONG_PASSWORD;
+		v = GH_AUTH_WRONG_PASSWORD;
 		why = "permission denied";
 		break;
 	case PAM_ACCT_EXPIRED:
-		v = VERDICT_WRONG_PASSWORD;
+		v = GH_AUTH_WRONG_PASSWORD;
 		why = "account expired";
 		break;
 	case PAM_NEW_AUTHTOK_REQD:
 	case PAM_AUTHTOK_EXPIRED:
 		/* the password is right but must be changed first */
-		v = VERDICT_WRONG_PASSWORD;
+		v = GH_AUTH_WRONG_PASSWORD;
 		why = "password expired";
 		break;
 	default:
 		/* PAM_AUTHINFO_UNAVAIL, PAM_SYSTEM_ERR, PAM_BUF_ERR,
 		 * PAM_CONV_ERR, PAM_ABORT, ...: the admin's problem, or a
 		 * passing one; the client should try again later */
-		v = VERDICT_TEMPFAIL;
+		v = GH_AUTH_TEMPFAIL;
 		why = "PAM failure";
 		break;
 	}
@@ -271,7 +269,7 @@ run_pam(const GhPamRequest *req, GhPamResponse *res, GPtrArray *lines, char **re
 	}
 	res->verdict = map_result(ph, stage, rc, reason);
 	res->reason = *reason;
-	if (res->verdict == VERDICT_OK && cv.prompts == 0)
+	if (res->verdict == GH_AUTH_OK && cv.prompts == 0)
 		/* not an error (pam_permit asks nothing), but worth a look */
 		add_line(&cv, "PAM service '%s' accepted the login without asking for the password",
 			 req->service);
