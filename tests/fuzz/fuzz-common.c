@@ -1,7 +1,8 @@
 /*
  * fuzz-common.c: what fuzz.h declares for every libFuzzer target of
  * tests/fuzz/ and is too big for a header: the one LLVMFuzzerInitialize,
- * which makes GLib's criticals fatal (a g_return_if_fail is a bug found),
+ * which makes GLib's criticals fatal (a g_return_if_fail is a bug found;
+ * the input that did it is written like any crash's),
  * keeps the log quiet and calls the target's fuzz_setup if it has one, and
  * the scratch folder of fuzz_scratch_file, removed at exit.
  */
@@ -21,8 +22,13 @@ static void
 fuzz_log(const gchar *domain, GLogLevelFlags level, const gchar *message, gpointer data)
 {
 	(void)data;
-	if (level & (G_LOG_LEVEL_ERROR | G_LOG_LEVEL_CRITICAL | G_LOG_LEVEL_WARNING))
+	if (level & (G_LOG_LEVEL_ERROR | G_LOG_LEVEL_CRITICAL | G_LOG_LEVEL_WARNING)) {
 		fprintf(stderr, "%s: %s\n", domain != NULL ? domain : "glib", message);
+		/* abort() here rather than GLib's own G_BREAKPOINT: libFuzzer
+		 * catches SIGABRT and writes the input that did it, SIGTRAP it
+		 * does not */
+		abort();
+	}
 }
 
 int
