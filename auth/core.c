@@ -283,6 +283,22 @@ set_find(GhAuthSet *set, const char *name)
 	return NULL;
 }
 
+gboolean
+gh_auth_set_may_route(GhAuthSet *set, const char *const *chain)
+{
+	for (guint i = 0; chain != NULL && chain[i] != NULL; i++) {
+		GhAuthInstance *inst = set_find(set, chain[i]);
+		const GhAuthModule *m = inst != NULL ? inst->module : NULL;
+
+		if (m == NULL ||
+		    m->struct_size <
+			G_STRUCT_OFFSET(GhAuthModule, may_route) + sizeof(m->may_route) ||
+		    m->may_route == NULL || m->may_route(inst->state))
+			return TRUE;
+	}
+	return FALSE;
+}
+
 /* Run the chain on a worker thread. */
 static void
 run_chain(GhAuthPending *p)
@@ -478,6 +494,12 @@ gh_auth_core_stats(GhAuthCore *core, GhAuthCoreStats *out)
 	out->cache_entries = gh_cache_size(core->cache);
 	gh_cache_counts(core->cache, &out->cache_hits, &out->cache_misses);
 	out->penalty_entries = gh_penalty_size(core->penalty, g_get_monotonic_time());
+}
+
+guint
+gh_auth_set_recent_failures(GhAuthSet *set, const char *remote_addr)
+{
+	return gh_penalty_failures(set->core->penalty, remote_addr, g_get_monotonic_time());
 }
 
 guint

@@ -142,6 +142,14 @@ typedef struct {
 
 	/* Free the state.  Optional when init returns no state. */
 	void (*deinit)(gpointer state);
+
+	/* Optional; a module built before it existed (struct_size) counts as
+	 * one that may.  Can verify() give a route now (file: some user has a
+	 * route=; ldap: route_attribute is set)?  A listener whose chain
+	 * cannot route knows its backend server before the verdict and
+	 * connects while the credentials are checked.  Any thread; must not
+	 * block. */
+	gboolean (*may_route)(gpointer state);
 } GhAuthModule;
 
 /* Every module defines exactly this:

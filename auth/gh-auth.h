@@ -104,6 +104,12 @@ GhAuthSet *gh_auth_set_new(GhAuthCore *core,
 GhAuthSet *gh_auth_set_ref(GhAuthSet *set);
 void gh_auth_set_unref(GhAuthSet *set);
 gboolean gh_auth_set_has(GhAuthSet *set, const char *name);
+/* Can a verdict of `chain` (names of [auth NAME] groups) carry a route?
+ * TRUE when any instance in it may give one, or is not in the set. */
+gboolean gh_auth_set_may_route(GhAuthSet *set, const char *const *chain);
+/* Failed logins from `remote_addr` that its failure delay still counts
+ * (0 when failure_delay = 0).  Thread-safe. */
+guint gh_auth_set_recent_failures(GhAuthSet *set, const char *remote_addr);
 /* Ask every instance to check its backing data (users file changed?) on a
  * worker thread, or to reload unconditionally when `force`; instances whose
  * data changed flush the cache.  Non-blocking. */

@@ -300,27 +300,45 @@ gh_penalty_size(GhPenalty *penalty, gint64 now_us)
 	return n;
 }
 
-guint
-gh_penalty_peek(GhPenalty *penalty, const char *remote, gint64 now_us)
+/* The failures counted for `remote` within the quiet window (a stale
+ * entry goes).  Under the lock. */
+static guint
+failures_locked(GhPenalty *penalty, const char *remote, gint64 now_us)
 {
-	g_autofree char *key = NULL;
-	PenaltyNode *node;
-	guint failures = 0;
-	guint delay;
+	g_autofree char *key = address_key(remote);
+	PenaltyNode *node = g_hash_table_lookup(penalty->table, key);
 
-	g_return_val_if_fail(penalty != NULL, 0);
-
-	key = address_key(remote);
-	g_mutex_lock(&penalty->lock);
-	node = g_hash_table_lookup(penalty->table, key);
 	if (node != NULL && node_is_stale(node, now_us)) {
 		node_remove(penalty, node);
 		node = NULL;
 	}
-	if (node != NULL)
-		failures = node->failures;
+	return node != NULL ? node->failures : 0;
+}
+
+guint
+gh_penalty_peek(GhPenalty *penalty, const char *remote, gint64 now_us)
+{
+	guint failures, delay;
+
+	g_return_val_if_fail(penalty != NULL, 0);
+
+	g_mutex_lock(&penalty->lock);
+	failures = failures_locked(penalty, remote, now_us);
 	/* The next failure with another password than the last one. */
 	delay = delay_ms(penalty->base_s, MIN(failures + 1, GH_PENALTY_MAX_COUNT));
 	g_mutex_unlock(&penalty->lock);
 	return delay;
+}
+
+guint
+gh_penalty_failures(GhPenalty *penalty, const char *remote, gint64 now_us)
+{
+	guint failures;
+
+	g_return_val_if_fail(penalty != NULL, 0);
+
+	g_mutex_lock(&penalty->lock);
+	failures = failures_locked(penalty, remote, now_us);
+	g_mutex_unlock(&penalty->lock);
+	return failures;
 }

@@ -33,6 +33,8 @@ guint gh_penalty_fail(GhPenalty *penalty,
 void gh_penalty_success(GhPenalty *penalty, const char *remote);
 /* The delay the next failure from `remote` would get now, in ms (for tests and stats). */
 guint gh_penalty_peek(GhPenalty *penalty, const char *remote, gint64 now_us);
+/* The failures counted for `remote` now (0: none within the quiet window). */
+guint gh_penalty_failures(GhPenalty *penalty, const char *remote, gint64 now_us);
 /* How many addresses have a failure within the quiet window at now_us (for
  * stats); forgets those whose window is over. */
 guint gh_penalty_size(GhPenalty *penalty, gint64 now_us);

@@ -339,6 +339,14 @@ log_loaded(const char *path, const GhUsersFile *uf, gboolean reload)
 			  path, uf->n_plain);
 }
 
+/* Routes come from the users file in force now. */
+static gboolean
+file_may_route(gpointer state)
+{
+	g_autoptr(Snapshot) snap = state_get_snapshot(state);
+	return snap->users->n_routes > 0;
+}
+
 static void
 file_deinit(gpointer state)
 {
@@ -519,4 +527,5 @@ G_MODULE_EXPORT const GhAuthModule gh_auth_module = {
     .refresh = file_refresh,
     .verify = file_verify,
     .deinit = file_deinit,
+    .may_route = file_may_route,
 };

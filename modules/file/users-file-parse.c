@@ -270,6 +270,8 @@ parse_line(GhUsersFile *uf, Span line, guint line_no, GhUsersFileRouteCheck rout
 				       first->line);
 	if (e->kind == GH_HASH_PLAIN)
 		uf->n_plain++;
+	if (e->route != NULL)
+		uf->n_routes++;
 	uf->n_users++;
 	g_hash_table_insert(uf->users, e->name, e);
 	e = NULL;

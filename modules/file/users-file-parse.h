@@ -34,6 +34,7 @@ typedef struct {
 typedef struct {
 	GHashTable *users; /* name -> GhUserEntry* (owned) */
 	guint n_plain;     /* entries using {PLAIN}, for the load-time warning */
+	guint n_routes;    /* entries with a route= */
 	guint n_users;
 } GhUsersFile;
 

@@ -1103,6 +1103,13 @@ read_password_file(
 	return TRUE;
 }
 
+static gboolean
+ldap_may_route(gpointer state)
+{
+	const LdapState *st = state;
+	return st->route_attribute != NULL;
+}
+
 static void
 ldap_deinit(gpointer state)
 {
@@ -1481,4 +1488,5 @@ G_MODULE_EXPORT const GhAuthModule gh_auth_module = {
     .init = ldap_init,
     .verify = ldap_verify,
     .deinit = ldap_deinit,
+    .may_route = ldap_may_route,
 };

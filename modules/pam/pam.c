@@ -148,6 +148,14 @@ check_service_file(const char *service)
 
 /* ------------------------------------------------------------ the module */
 
+/* PAM says yes or no, never where to go. */
+static gboolean
+pam_may_route(gpointer state)
+{
+	(void)state;
+	return FALSE;
+}
+
 static void
 pam_deinit(gpointer state)
 {
@@ -498,4 +506,5 @@ G_MODULE_EXPORT const GhAuthModule gh_auth_module = {
     .init = pam_init,
     .verify = pam_verify,
     .deinit = pam_deinit,
+    .may_route = pam_may_route,
 };

@@ -87,8 +87,11 @@ test_success(void)
 	fail(p, "192.0.2.2", "a", T0);
 	fail(p, "192.0.2.2", "b", T0);
 	g_assert_cmpuint(gh_penalty_peek(p, "192.0.2.1", T0), ==, 8000);
+	g_assert_cmpuint(gh_penalty_failures(p, "192.0.2.1", T0), ==, 2);
 	gh_penalty_success(p, "192.0.2.1");
 	g_assert_cmpuint(gh_penalty_peek(p, "192.0.2.1", T0), ==, 2000);
+	g_assert_cmpuint(gh_penalty_failures(p, "192.0.2.1", T0), ==, 0);
+	g_assert_cmpuint(gh_penalty_failures(p, "198.51.100.7", T0), ==, 0);
 	g_assert_cmpuint(fail(p, "192.0.2.1", "c", T0), ==, 2000);
 	/* Another address keeps its count. */
 	g_assert_cmpuint(fail(p, "192.0.2.2", "c", T0), ==, 8000);
