@@ -159,12 +159,17 @@ send_login(GhBackendLink *l, Imap *d)
 {
 	const GhBackendParams *p = gh_backend_link_params(l);
 	const GhBackendConfig *bc = p->backend;
-	const GhSecret *password = gh_backend_link_password(l);
+	const GhSecret *password = NULL;
 	GString *out = g_string_new(NULL);
 	gboolean master = bc->login == GH_LOGIN_MASTER;
 	gboolean plain = has_cap(d, "AUTH=PLAIN");
 	gboolean sasl_ir = has_cap(d, "SASL-IR");
 
+	if (!gh_backend_link_await_login(l)) {
+		g_string_free(out, TRUE);
+		return; /* parked: imap_login comes back here */
+	}
+	password = gh_backend_link_password(l);
 	if (bc->forward_client) {
 		g_autofree char *id = id_command(l, d);
 		g_string_append(out, id);
@@ -412,6 +417,13 @@ imap_connected(GhBackendLink *l, gpointer data)
 	gh_backend_link_expect(l);
 }
 
+/* The credentials came to a parked link. */
+static void
+imap_login(GhBackendLink *l, gpointer data)
+{
+	send_login(l, data);
+}
+
 static GhBackendStep
 imap_input(GhBackendLink *l, gpointer data)
 {
@@ -477,6 +489,9 @@ static const GhBackendDialogue imap_dialogue = {
     .connected = imap_connected,
     .input = imap_input,
     .tls_ready = imap_tls_ready,
+    .login = imap_login,
+    /* our own tag: the client's are not in this connection yet */
+    .bye = "ghb LOGOUT\r\n",
     .reset = imap_reset,
     .free = imap_free,
 };

@@ -15,12 +15,15 @@
  * runs while the link waits for the server (connect, TLS, a reply) and is
  * stopped before any end; after `over` no dialogue step runs again and no
  * byte is read; the done callback runs at most once and never after
- * cancel; every error handed on reads "host:port: why".
+ * cancel; every error handed on reads "host:port: why"; while `parked`
+ * no dialogue step runs and the timer is off; `resume` is pending only
+ * while parked with the credentials given.
  */
 #include "gh-build.h"
 
 #include "session/backend-link.h"
 #include "common/timer.h"
+#include "config/log.h"
 #include "net/connector.h"
 #include "net/proxy-header.h"
 
@@ -52,7 +55,9 @@ struct _GhBackendLink {
 	GhConnector *connector;
 	GhConn *conn;
 	GhTimer timer;
-	guint attempt; /* one more at each connection given up */
+	guint attempt;   /* one more at each connection given up */
+	gboolean parked; /* login_later: the dialogue waits for the credentials */
+	GSource *resume; /* the credentials came to a parked link: go on */
 
 	guint depth;        /* link entries (and the done callback) on the stack */
 	gboolean over;      /* the attempt is over: only freeing is left */
@@ -74,6 +79,10 @@ release(GhBackendLink *l)
 		l->dialogue.free(l->d);
 	l->d = NULL;
 	gh_timer_stop(&l->timer);
+	if (l->resume != NULL) {
+		g_source_destroy(l->resume);
+		g_clear_pointer(&l->resume, g_source_unref);
+	}
 	g_clear_pointer(&l->connector, gh_connector_free);
 	g_clear_pointer(&l->conn, gh_conn_free);
 	g_clear_pointer(&l->result_conn, gh_conn_free);
@@ -193,10 +202,27 @@ gh_backend_link_fail(GhBackendLink *l, gboolean retry, const char *format, ...)
 	gh_timer_stop(&l->timer);
 	g_clear_pointer(&l->conn, gh_conn_free);
 	l->attempt++;
+	l->parked = FALSE;
 	if (l->dialogue.reset != NULL)
 		l->dialogue.reset(l->d);
 	if (!retry || !gh_connector_next(l->connector, on_connected, l))
 		end(l, GH_BACKEND_FAILED);
+}
+
+/* A parked server went away (an idle timeout of its own, a restart) or said
+ * something unasked: the link ends LOST, and the session connects afresh
+ * if the verdict is yes. */
+static void
+lost(GhBackendLink *l)
+{
+	g_free(l->error);
+	l->error = g_strdup_printf("%s: %s while the login was being checked",
+				   gh_connector_server(l->connector),
+				   l->conn->in->len > 0 ? "spoke" : "closed the connection");
+	gh_debug("session %s: backend %s", l->session_id, l->error);
+	g_clear_pointer(&l->conn, gh_conn_free);
+	l->parked = FALSE;
+	end(l, GH_BACKEND_LOST);
 }
 
 void
@@ -296,7 +322,7 @@ on_conn(GhConn *conn, GIOCondition cond, gpointer data)
 	if (gh_conn_pending(conn) > 0)
 		(void)gh_conn_flush(conn);
 	(void)gh_conn_fill(conn);
-	while (step == GH_BACKEND_STEP_MORE && conn->in->len > 0) {
+	while (step == GH_BACKEND_STEP_MORE && conn->in->len > 0 && !l->parked) {
 		step = l->dialogue.input(l, l->d);
 		/* a step may have ended the attempt or failed over to another
 		 * server (conn freed): look no further at this connection */
@@ -305,7 +331,9 @@ on_conn(GhConn *conn, GIOCondition cond, gpointer data)
 	}
 	if (step == GH_BACKEND_STEP_STOP || conn->tls_handshaking)
 		goto out; /* the handshake watches what it waits for */
-	if (conn->error != 0)
+	if (l->parked && (conn->in->len > 0 || conn->error != 0 || conn->eof))
+		lost(l);
+	else if (conn->error != 0)
 		gh_backend_link_fail(l, TRUE, "%s", g_strerror(conn->error));
 	else if (conn->eof)
 		gh_backend_link_fail(l, TRUE, "closed the connection");
@@ -418,6 +446,7 @@ gh_backend_link_start(const GhBackendParams *p,
 	    .session_id = l->session_id,
 	    .tls = l->tls,
 	    .stats = p->stats,
+	    .login_later = p->login_later,
 	};
 
 	l->connector = gh_connector_new(p->backend, l->route, l->hash_key, context);
@@ -426,11 +455,28 @@ gh_backend_link_start(const GhBackendParams *p,
 	return l;
 }
 
+/* A parked server is told goodbye (best effort, plaintext only: it is
+ * waiting for a command, and a full send buffer is not waited for). */
+static void
+say_bye(GhBackendLink *l)
+{
+	const char *bye = l->dialogue.bye;
+	ssize_t n;
+
+	if (!l->parked || l->conn == NULL || l->conn->tls != NULL || bye == NULL)
+		return;
+	do
+		n = send(l->conn->fd, bye, strlen(bye), MSG_NOSIGNAL | MSG_DONTWAIT);
+	while (n < 0 && errno == EINTR);
+}
+
 void
 gh_backend_link_cancel(GhBackendLink *l)
 {
 	if (l == NULL)
 		return;
+	say_bye(l);
+	l->parked = FALSE;
 	if (l->depth > 0) {
 		/* on the stack (a step, the done callback): the outermost
 		 * entry frees it on its way out */
@@ -440,6 +486,62 @@ gh_backend_link_cancel(GhBackendLink *l)
 	}
 	release(l);
 	g_free(l);
+}
+
+static gboolean
+on_resume(gpointer data)
+{
+	GhBackendLink *l = data;
+
+	g_clear_pointer(&l->resume, g_source_unref);
+	enter(l);
+	l->parked = FALSE;
+	if (current(l, l->attempt))
+		l->dialogue.login(l, l->d);
+	leave(l);
+	return G_SOURCE_REMOVE;
+}
+
+void
+gh_backend_link_login(GhBackendLink *l,
+		      const char *user,
+		      const GhSecret *password,
+		      GhBackendDone done,
+		      gpointer user_data)
+{
+	g_return_if_fail(l->params.login_later && !l->over);
+
+	l->user = g_strdup(user);
+	l->params.user = l->user;
+	if (password != NULL) {
+		gsize len;
+		const char *pw = gh_secret_get(password, &len);
+		l->password = gh_secret_new(pw, len);
+		l->params.password = l->password;
+	}
+	l->params.login_later = FALSE;
+	l->done = done;
+	l->user_data = user_data;
+	if (l->parked) {
+		/* from the loop, as every step: the done callback never runs
+		 * inside this call */
+		l->resume = g_idle_source_new();
+		g_source_set_priority(l->resume, G_PRIORITY_DEFAULT);
+		g_source_set_callback(l->resume, on_resume, l, NULL);
+		g_source_attach(l->resume, l->context);
+	}
+}
+
+gboolean
+gh_backend_link_await_login(GhBackendLink *l)
+{
+	if (!l->params.login_later)
+		return TRUE;
+	l->parked = TRUE;
+	gh_timer_stop(&l->timer);
+	if (l->conn != NULL)
+		want_reply(l); /* to see a server that speaks or closes meanwhile */
+	return FALSE;
 }
 
 GhConn *

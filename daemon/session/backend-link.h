@@ -12,6 +12,15 @@
  * (greeting, capabilities, XCLIENT/ID, the login) and drives them through
  * the functions below.
  *
+ * A link may start before the client's credentials are checked
+ * (params.login_later): it connects, reads the greeting and capabilities
+ * and stops where the login would start (the dialogue calls
+ * gh_backend_link_await_login there), "parked", until the session hands it
+ * the user and password with gh_backend_link_login, or cancels it: the
+ * server then gets the dialogue's goodbye, never a credential.  While
+ * parked the timer is off, and a server that speaks or closes ends the
+ * link as LOST.
+ *
  * Invariants: everything runs on the session's worker context; the done
  * callback runs there exactly once, from the loop, unless the link is
  * cancelled first; the timer is stopped before it runs; the link's copy of
@@ -45,12 +54,18 @@ typedef struct {
 	const char *session_id; /* for log lines */
 	GhTls *tls;             /* client credentials for backends with tls != none */
 	GhStats *stats;         /* the worker's counters (a failed server counts), or NULL */
+	/* user and password come later (gh_backend_link_login): the dialogue
+	 * parks where the login starts; FALSE once they have come */
+	gboolean login_later;
 } GhBackendParams;
 
 typedef enum {
 	GH_BACKEND_OK,      /* the backend session stands for the client */
 	GH_BACKEND_REFUSED, /* the backend said no to this user's login */
 	GH_BACKEND_FAILED,  /* unreachable, timed out, or not usable */
+	/* login_later only: the parked server closed or spoke while the
+	 * login was checked; the backend as such may be fine */
+	GH_BACKEND_LOST,
 } GhBackendResult;
 
 /* conn: on OK the backend connection, ready for the relay (transfer full),
@@ -81,6 +96,13 @@ typedef struct {
 	GhBackendStep (*input)(GhBackendLink *l, gpointer d);
 	/* TLS after the dialogue's STARTTLS is up: go on inside it. */
 	void (*tls_ready)(GhBackendLink *l, gpointer d);
+	/* The credentials have come to a link the dialogue had parked (see
+	 * gh_backend_link_await_login): send the login.  May be NULL for a
+	 * dialogue that never parks. */
+	void (*login)(GhBackendLink *l, gpointer d);
+	/* What a parked connection is told when the login is called off
+	 * ("QUIT\r\n"), or NULL: it is just closed. */
+	const char *bye;
 	/* This server failed; forget what was learnt of it before the next. */
 	void (*reset)(gpointer d);
 	void (*free)(gpointer d);
@@ -92,8 +114,17 @@ GhBackendLink *gh_backend_link_start(const GhBackendParams *params,
 				     GMainContext *context,
 				     GhBackendDone done,
 				     gpointer user_data);
-/* The done callback will not run; everything is freed and wiped.  NULL allowed. */
+/* The done callback will not run; everything is freed and wiped; a parked
+ * connection gets the dialogue's goodbye first.  NULL allowed. */
 void gh_backend_link_cancel(GhBackendLink *l);
+/* A link started with login_later: here are the canonical user and the
+ * password (copied; NULL when login = master needs none), and the done
+ * callback that takes over.  A parked dialogue goes on from the loop. */
+void gh_backend_link_login(GhBackendLink *l,
+			   const char *user,
+			   const GhSecret *password,
+			   GhBackendDone done,
+			   gpointer user_data);
 
 /* ---- for dialogues ---- */
 
@@ -102,6 +133,10 @@ GhConn *gh_backend_link_conn(GhBackendLink *l);
 const GhBackendParams *gh_backend_link_params(GhBackendLink *l);
 /* The server being tried, "host:port". */
 const char *gh_backend_link_server(GhBackendLink *l);
+/* The dialogue is where the login starts.  TRUE: the credentials are
+ * here, send it.  FALSE: the link is parked (login_later); the dialogue's
+ * `login` step runs once they come, and this step returns WAIT. */
+gboolean gh_backend_link_await_login(GhBackendLink *l);
 /* The client's password while the link still has it, else NULL. */
 const GhSecret *gh_backend_link_password(GhBackendLink *l);
 /* The password has been sent: wipe the link's copy. */

@@ -34,6 +34,10 @@ typedef struct {
 	State state;
 	char *client_helo;
 	gboolean client_esmtp;
+	/* parked (login_later): what comes once the user is checked */
+	enum { PARKED_NOT, PARKED_XCLIENT, PARKED_AUTH, PARKED_DONE } parked;
+	/* PARKED_XCLIENT: the attributes the server offered */
+	char **xclient_offered;
 } Smtp;
 
 static void
@@ -130,12 +134,49 @@ send_auth(GhBackendLink *l, Smtp *d)
 }
 
 static void
+send_xclient(GhBackendLink *l, Smtp *d, char **offered)
+{
+	g_autofree char *line = xclient_line(l, d, offered);
+	send_line(l, d, ST_XCLIENT, line);
+}
+
+/* The credentials came to a parked link: the step it parked before. */
+static void
+smtp_login(GhBackendLink *l, gpointer data)
+{
+	Smtp *d = data;
+	g_auto(GStrv) offered = g_steal_pointer(&d->xclient_offered);
+	int parked = d->parked;
+
+	d->parked = PARKED_NOT;
+	if (parked == PARKED_XCLIENT)
+		send_xclient(l, d, offered);
+	else if (parked == PARKED_AUTH)
+		send_auth(l, d);
+	else
+		gh_backend_link_finish(l, GH_BACKEND_OK, NULL, NULL);
+}
+
+/* The next step needs the checked user: TRUE to take it now, FALSE when
+ * parked until smtp_login. */
+static gboolean
+user_known(GhBackendLink *l, Smtp *d, int parked)
+{
+	if (gh_backend_link_await_login(l))
+		return TRUE;
+	d->parked = parked;
+	return FALSE;
+}
+
+static void
 after_ehlo(GhBackendLink *l, Smtp *d, const GhSmtpReply *ehlo)
 {
 	const GhBackendParams *p = gh_backend_link_params(l);
 	const GhBackendConfig *bc = p->backend;
 	g_auto(GStrv) offered = NULL;
 	gboolean has_xclient = gh_smtp_reply_has_extension(ehlo, "XCLIENT", &offered);
+	/* a session that logs in (not the MX role), now or once it is checked */
+	gboolean logs_in = p->user != NULL || p->login_later;
 
 	if (d->state == ST_EHLO && bc->tls == GH_TLS_STARTTLS &&
 	    gh_backend_link_conn(l)->tls == NULL) {
@@ -157,17 +198,25 @@ after_ehlo(GhBackendLink *l, Smtp *d, const GhSmtpReply *ehlo)
 			    "XCLIENT to us (Postfix: smtpd_authorized_xclient_hosts)");
 			return;
 		}
+		if (want_xclient && bc->login == GH_LOGIN_XCLIENT && logs_in &&
+		    !user_known(l, d, PARKED_XCLIENT)) {
+			/* XCLIENT LOGIN= names the user */
+			d->xclient_offered = g_steal_pointer(&offered);
+			return;
+		}
 		if (want_xclient) {
-			g_autofree char *line = xclient_line(l, d, offered);
-			send_line(l, d, ST_XCLIENT, line);
+			send_xclient(l, d, offered);
 			return;
 		}
 	}
-	if (p->user != NULL &&
-	    (bc->login == GH_LOGIN_PASSTHROUGH || bc->login == GH_LOGIN_MASTER)) {
-		send_auth(l, d);
+	if (logs_in && (bc->login == GH_LOGIN_PASSTHROUGH || bc->login == GH_LOGIN_MASTER)) {
+		if (user_known(l, d, PARKED_AUTH))
+			send_auth(l, d);
 		return;
 	}
+	/* login = none, or xclient done: ready, but not before the check */
+	if (logs_in && !user_known(l, d, PARKED_DONE))
+		return;
 	gh_backend_link_finish(l, GH_BACKEND_OK, NULL, NULL);
 }
 
@@ -261,6 +310,8 @@ smtp_reset(gpointer data)
 {
 	Smtp *d = data;
 	d->state = ST_GREETING;
+	d->parked = PARKED_NOT;
+	g_clear_pointer(&d->xclient_offered, g_strfreev);
 }
 
 static void
@@ -268,6 +319,7 @@ smtp_free(gpointer data)
 {
 	Smtp *d = data;
 	g_free(d->client_helo);
+	g_strfreev(d->xclient_offered);
 	g_free(d);
 }
 
@@ -275,6 +327,8 @@ static const GhBackendDialogue smtp_dialogue = {
     .connected = smtp_connected,
     .input = smtp_input,
     .tls_ready = smtp_tls_ready,
+    .login = smtp_login,
+    .bye = "QUIT\r\n",
     .reset = smtp_reset,
     .free = smtp_free,
 };

@@ -48,6 +48,12 @@ gh_backend_link_start(const GhBackendParams *params,
 		l->password = gh_secret_new(pw, len);
 	}
 	l->params.password = NULL;
+	if (params->login_later) {
+		/* the session's part: the credentials come with the verdict */
+		l->later_user = params->user;
+		l->later_password = g_steal_pointer(&l->password);
+		l->params.user = NULL;
+	}
 	l->conn.fd = -1;
 	l->conn.in = g_byte_array_new();
 	l->conn.out = g_byte_array_new();
@@ -65,6 +71,7 @@ gh_backend_link_cancel(GhBackendLink *l)
 	if (l->dialogue.free != NULL)
 		l->dialogue.free(l->d);
 	gh_secret_free(l->password);
+	gh_secret_free(l->later_password);
 	g_byte_array_unref(l->conn.in);
 	g_byte_array_unref(l->conn.out);
 	g_string_free(l->sent, TRUE);
@@ -121,6 +128,31 @@ gh_backend_link_send(GhBackendLink *l, const char *text, gsize len)
 	g_string_append_len(l->sent, text, (gssize)len);
 	g_string_append_len(l->sent_now, text, (gssize)len);
 	return TRUE;
+}
+
+gboolean
+gh_backend_link_await_login(GhBackendLink *l)
+{
+	FUZZ_CHECK(!l->over && !l->reconnect && !l->parked);
+	if (!l->params.login_later)
+		return TRUE;
+	/* nothing of the password went out before the verdict */
+	FUZZ_CHECK(g_strstr_len(l->sent->str, (gssize)l->sent->len, "MARKER") == NULL);
+	FUZZ_CHECK(l->dialogue.login != NULL);
+	l->parked = TRUE;
+	return FALSE;
+}
+
+/* The verdict comes to a parked link: what gh_backend_link_login does,
+ * then the dialogue's login step, as the real link's resume does. */
+static void
+resume(GhBackendLink *l)
+{
+	l->parked = FALSE;
+	l->params.user = l->later_user;
+	l->password = g_steal_pointer(&l->later_password);
+	l->params.login_later = FALSE;
+	l->dialogue.login(l, l->d);
 }
 
 void
@@ -231,6 +263,8 @@ fake_link_input(const uint8_t *data, size_t size)
 	in.settings = fuzz_take_u8(&in.servers);
 	in.choices = fuzz_take_u8(&in.servers);
 	in.chunk = fuzz_take_u8(&in.servers);
+	in.login_later = (in.chunk & 0x80) != 0;
+	in.chunk &= 0x7f;
 	in.password = fake_link_passwords[(in.choices >> 4) & 3];
 	return in;
 }
@@ -282,8 +316,16 @@ feed(GhBackendLink *l, const char *bytes, gsize len)
 		}
 		if (step == GH_BACKEND_STEP_MORE)
 			FUZZ_CHECK(l->conn.in->len < before); /* a unit was taken */
-		else if (step == GH_BACKEND_STEP_WAIT)
+		else if (step == GH_BACKEND_STEP_WAIT && !l->parked)
 			FUZZ_CHECK(l->conn.in->len == before);
+		if (l->parked) {
+			resume(l);
+			if (l->over || l->server != server) {
+				settle(l);
+				return;
+			}
+			step = GH_BACKEND_STEP_MORE;
+		}
 		if (l->tls_pending) {
 			/* the handshake: what the server sends next comes
 			 * through TLS, and the dialogue goes on inside it */

@@ -16,6 +16,11 @@
  * the input fed from then on is that server's; up to FAKE_LINK_SERVERS
  * servers, then the attempt is over.
  *
+ * A link started with login_later gets the user and password it was
+ * started with only when the dialogue parks (gh_backend_link_await_login),
+ * as if the verdict came right then; before that nothing secret may have
+ * been sent.
+ *
  * It also holds what the targets of both dialogues share: the session they
  * log in for (the master login's file, written by fake-backend-link.c's
  * fuzz_setup, the passwords to choose from) and the loop that feeds the
@@ -45,6 +50,10 @@ struct _GhBackendLink {
 	int tls_dummy;      /* conn.tls points here once "TLS" is up */
 	gboolean tls_pending;
 	gboolean reconnect; /* failed over: connect the next server from the loop */
+	/* login_later: what the verdict will bring, and whether it came */
+	const char *later_user;
+	GhSecret *later_password;
+	gboolean parked;
 	/* the target's, by fake_link_connect: may this be sent before TLS
 	 * (tls = starttls)? */
 	gboolean (*plaintext_ok)(const char *text, gsize len);
@@ -67,7 +76,8 @@ typedef struct {
 	guint8 settings;      /* byte 1: the backend's settings, as the target says */
 	guint8 choices;       /* byte 2: the client's; bits 4-5 pick its password, */
 	const char *password; /* fake_link_passwords[(choices >> 4) & 3] */
-	gsize chunk;          /* byte 3: the size of the pieces fed (0: all at once) */
+	gsize chunk;          /* byte 3, bits 0-6: the size of the pieces fed (0: all at once) */
+	gboolean login_later; /* byte 3, bit 7: the link starts before the verdict */
 	FuzzBytes servers;    /* the rest: what the servers send */
 } FakeLinkInput;
 

@@ -11,7 +11,8 @@
  * Input: one byte of settings (login = passthrough or master; tls = none,
  * starttls or implicit; forward_client; the client's ID fields), one byte
  * of choices (the client's tag, user and password), one byte of chunk size
- * (0: the server's bytes in one piece), then what the servers send; a
+ * (0: the server's bytes in one piece; the top bit: the link starts before
+ * the verdict and parks for it, login_later), then what the servers send; a
  * failure that another server may not have moves on to the next, which
  * gets the rest.
  *
@@ -208,6 +209,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	p.client_addr = (in.settings & 0x40) ? "2001:db8::1" : "192.0.2.1";
 	p.local_addr = "192.0.2.143";
 	p.local_port = 143;
+	p.login_later = in.login_later;
 
 	l = gh_imap_backend_connect(&p, tag, ids[(in.settings >> 4) & 3], NULL, NULL, NULL);
 	fake_link_connect(l, plaintext_ok);

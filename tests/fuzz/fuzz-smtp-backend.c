@@ -12,7 +12,8 @@
  * tls = none, starttls or implicit; forward_client; an MX session without
  * a user; the client's EHLO or HELO and its name), one byte of choices (the
  * client's address, user and password), one byte of chunk size (0: the
- * server's bytes in one piece), then what the servers send; a failure that
+ * server's bytes in one piece; the top bit: the link starts before the
+ * verdict and parks for it, login_later), then what the servers send; a failure that
  * another server may not have moves on to the next, which gets the rest.
  *
  * Asserted, besides what the fake link checks: every command is one line
@@ -187,6 +188,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	p.client_addr = addrs[in.choices & 3];
 	p.local_addr = "192.0.2.25";
 	p.local_port = 587;
+	p.login_later = in.login_later && p.user != NULL;
 
 	l = gh_smtp_backend_connect(&p, helo, (in.settings >> 6) & 1, NULL, NULL, NULL);
 	fake_link_connect(l, plaintext_ok);

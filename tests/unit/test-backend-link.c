@@ -7,7 +7,11 @@
  * server that said no are left for the next one; a silent server times out
  * with the error the log shows; a fail() inside input() ends everything at
  * once; cancel (also from inside a step and the done callback) never calls
- * done; the link keeps its own copies and forgets the password.  And the
+ * done; the link keeps its own copies and forgets the password; a link
+ * started before the login is checked parks where the login starts, sends
+ * nothing until it is given the credentials (and then from the loop, not
+ * inside the call), says goodbye when cancelled there, and ends LOST when
+ * the parked server closes or speaks.  And the
  * IMAP dialogue on a link: the backend's answer to the login reaches the
  * client byte for byte.
  */
@@ -38,6 +42,8 @@ typedef struct {
 	guint inputs;
 	guint resets;
 	guint freed;
+	guint parked;
+	guint logins;
 	gboolean password_seen;
 	gboolean password_left; /* after forget */
 
@@ -59,6 +65,25 @@ d_connected(GhBackendLink *l, gpointer d)
 	Fixture *f = d;
 	f->connected++;
 	gh_backend_link_expect(l);
+}
+
+/* "LOGIN user password" */
+static void
+d_send_login(GhBackendLink *l, Fixture *f)
+{
+	const GhBackendParams *p = gh_backend_link_params(l);
+	const GhSecret *pw = gh_backend_link_password(l);
+	g_autofree char *cmd =
+	    g_strdup_printf("LOGIN %s %s\r\n", p->user, pw != NULL ? gh_secret_get(pw, NULL) : "-");
+	f->logins++;
+	gh_backend_link_forget_password(l);
+	(void)gh_backend_link_send(l, cmd, strlen(cmd));
+}
+
+static void
+d_login(GhBackendLink *l, gpointer d)
+{
+	d_send_login(l, d);
 }
 
 static GhBackendStep
@@ -100,6 +125,12 @@ d_input(GhBackendLink *l, gpointer d)
 		gh_backend_link_fail(l, FALSE, "bad greeting");
 	} else if (strcmp(line, "cancel") == 0) {
 		gh_backend_link_cancel(l);
+	} else if (strcmp(line, "park") == 0) {
+		if (!gh_backend_link_await_login(l)) {
+			f->parked++;
+			return GH_BACKEND_STEP_WAIT;
+		}
+		d_send_login(l, f);
 	}
 	return GH_BACKEND_STEP_MORE;
 }
@@ -128,6 +159,8 @@ static const GhBackendDialogue dialogue = {
     .connected = d_connected,
     .input = d_input,
     .tls_ready = d_tls_ready,
+    .login = d_login,
+    .bye = "BYE\r\n",
     .reset = d_reset,
     .free = d_free,
 };
@@ -319,6 +352,49 @@ start(Fixture *f, const GhSecret *password)
 	    .session_id = "s1",
 	};
 	f->link = gh_backend_link_start(&p, &dialogue, f, f->context, on_done, f);
+}
+
+/* Started before the login is checked: no user, no password yet. */
+static void
+start_early(Fixture *f)
+{
+	GhBackendParams p = {
+	    .backend = &f->bc,
+	    .hash_key = key_for_first(f->bc.servers->len),
+	    .client_addr = "192.0.2.7",
+	    .client_port = 40000,
+	    .local_addr = "127.0.0.1",
+	    .local_port = 25,
+	    .hostname = "gw.example",
+	    .session_id = "s1",
+	    .login_later = TRUE,
+	};
+	f->link = gh_backend_link_start(&p, &dialogue, f, f->context, on_done, f);
+}
+
+/* Nothing from the link on `fd` now (after what is due has run). */
+static void
+hear_nothing(Fixture *f, int fd)
+{
+	struct pollfd p = {.fd = fd, .events = POLLIN};
+	run_pending(f);
+	g_assert_cmpint(poll(&p, 1, 0), ==, 0);
+}
+
+/* An early link connected to a fresh server that says "park": parked. */
+static int
+parked_link(Fixture *f, int *listener)
+{
+	guint16 port;
+	int peer;
+
+	*listener = local_socket(TRUE, &port);
+	add_server(f, port);
+	start_early(f);
+	peer = accept_one(*listener);
+	say(peer, "park\r\n");
+	run_until(f, &f->parked, 1);
+	return peer;
 }
 
 static char *
@@ -695,6 +771,107 @@ test_imap_reply_verbatim(Fixture *f, gconstpointer data)
 	close(listener);
 }
 
+static void
+test_park_then_login(Fixture *f, gconstpointer data)
+{
+	int listener;
+	int peer = parked_link(f, &listener);
+	g_autoptr(GhSecret) pw = gh_secret_new("s3cret", 6);
+	g_autofree char *heard = NULL;
+	(void)data;
+
+	/* parked: not a byte, not a credential, no end */
+	hear_nothing(f, peer);
+	g_assert_cmpuint(f->logins, ==, 0);
+	g_assert_cmpuint(f->done, ==, 0);
+	gh_backend_link_login(f->link, "alice", pw, on_done, f);
+	/* the login goes from the loop, never inside the call */
+	g_assert_cmpuint(f->logins, ==, 0);
+	run_until(f, &f->logins, 1);
+	heard = hear(peer);
+	g_assert_cmpstr(heard, ==, "LOGIN alice s3cret\r\n");
+	say(peer, "ok\r\n");
+	run_until(f, &f->done, 1);
+	g_assert_cmpint(f->result, ==, GH_BACKEND_OK);
+	g_assert_nonnull(f->conn);
+	close(peer);
+	close(listener);
+}
+
+static void
+test_login_before_park(Fixture *f, gconstpointer data)
+{
+	guint16 port;
+	int listener = local_socket(TRUE, &port);
+	int peer;
+	g_autoptr(GhSecret) pw = gh_secret_new("pw", 2);
+	g_autofree char *heard = NULL;
+	(void)data;
+
+	/* the verdict comes while the server has not even greeted: the
+	 * dialogue goes straight on when it gets there */
+	add_server(f, port);
+	start_early(f);
+	peer = accept_one(listener);
+	gh_backend_link_login(f->link, "bob", pw, on_done, f);
+	say(peer, "park\r\n");
+	run_until(f, &f->logins, 1);
+	g_assert_cmpuint(f->parked, ==, 0);
+	heard = hear(peer);
+	g_assert_cmpstr(heard, ==, "LOGIN bob pw\r\n");
+	close(peer);
+	close(listener);
+}
+
+static void
+test_park_cancel_says_bye(Fixture *f, gconstpointer data)
+{
+	int listener;
+	int peer = parked_link(f, &listener);
+	g_autofree char *bye = NULL;
+	g_autofree char *end = NULL;
+	(void)data;
+
+	gh_backend_link_cancel(f->link);
+	bye = hear(peer);
+	g_assert_cmpstr(bye, ==, "BYE\r\n");
+	end = hear(peer);
+	g_assert_cmpstr(end, ==, "");
+	run_pending(f);
+	g_assert_cmpuint(f->done, ==, 0);
+	g_assert_cmpuint(f->freed, ==, 1);
+	f->done = 1; /* cancelled: nothing for the tear-down to cancel */
+	close(peer);
+	close(listener);
+}
+
+static void
+test_park_lost(Fixture *f, gconstpointer data)
+{
+	const char *how = data;
+	int listener;
+	int peer = parked_link(f, &listener);
+	g_autofree char *server = NULL;
+	g_autofree char *want = NULL;
+
+	if (strcmp(how, "closes") == 0)
+		close(peer);
+	else
+		say(peer, "hello\r\n");
+	run_until(f, &f->done, 1);
+	g_assert_cmpint(f->result, ==, GH_BACKEND_LOST);
+	g_assert_null(f->conn);
+	server = server_name((guint16)g_array_index(f->bc.servers, GhHostPort, 0).port);
+	want = g_strdup_printf("%s: %s while the login was being checked", server,
+			       strcmp(how, "closes") == 0 ? "closed the connection" : "spoke");
+	g_assert_cmpstr(f->error, ==, want);
+	/* the dialogue was not asked to read what a parked server said */
+	g_assert_cmpuint(f->inputs, ==, 1);
+	if (strcmp(how, "closes") != 0)
+		close(peer);
+	close(listener);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -711,6 +888,13 @@ main(int argc, char **argv)
 	ADD("/backend-link/cancel-inside-done", test_cancel_inside_done);
 	ADD("/backend-link/copies-and-forgets-password", test_copies_and_forgets_password);
 	ADD("/backend-link/imap-reply-verbatim", test_imap_reply_verbatim);
+	ADD("/backend-link/park-then-login", test_park_then_login);
+	ADD("/backend-link/login-before-park", test_login_before_park);
+	ADD("/backend-link/park-cancel-says-bye", test_park_cancel_says_bye);
+	g_test_add("/backend-link/park-lost/closes", Fixture, "closes", fixture_set_up,
+		   test_park_lost, fixture_tear_down);
+	g_test_add("/backend-link/park-lost/speaks", Fixture, "speaks", fixture_set_up,
+		   test_park_lost, fixture_tear_down);
 #undef ADD
 	return g_test_run();
 }
