@@ -975,20 +975,11 @@ parse_auth(Loader *ld, const char *group, const char *name)
 /* ------------------------------------------------------------ [backend NAME] */
 
 static const char *const backend_keys[] = {
-    "protocol",
-    "servers",
-    "port",
-    "follow_route",
-    "tls",
-    "login",
-    "master_user",
-    "master_password_file",
-    "forward_client",
-    "ca_file",
-    "verify",
-    "connect_timeout",
-    "proxy_protocol",
-    NULL,
+    "protocol",        "servers",        "port",
+    "follow_route",    "early_connect",  "tls",
+    "login",           "master_user",    "master_password_file",
+    "forward_client",  "ca_file",        "verify",
+    "connect_timeout", "proxy_protocol", NULL,
 };
 
 static void
@@ -1042,6 +1033,7 @@ parse_backend(Loader *ld, const char *group, const char *name)
 	    ld, group, "port",
 	    bc->servers->len > 0 ? g_array_index(bc->servers, GhHostPort, 0).port : 0, 1, 65535);
 	bc->follow_route = get_bool(ld, group, "follow_route", TRUE);
+	bc->early_connect = get_bool(ld, group, "early_connect", TRUE);
 	v = GH_TLS_NONE;
 	if (get_enum(ld, group, "tls", tls_mode_names, FALSE, &v))
 		bc->tls = v;

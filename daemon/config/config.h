@@ -90,6 +90,8 @@ typedef struct {
 	GArray *servers;       /* of GhHostPort, at least one */
 	guint16 port;          /* for a route without a port; default: the first server's */
 	gboolean follow_route; /* dial the user's route (default yes); no: always servers */
+	/* connect while the credentials are checked (default yes); see login.c */
+	gboolean early_connect;
 	GhTlsMode tls;
 	GhBackendLogin login;
 	char *master_user;          /* login = master */

@@ -137,6 +137,20 @@ gh_connector_new(const GhBackendConfig *bc,
 	return c;
 }
 
+gboolean
+gh_connector_same_order(const GhBackendConfig *bc,
+			const char *route,
+			const char *hash_key,
+			const char *other_key)
+{
+	guint n = bc->servers->len;
+
+	if (route != NULL && *route != '\0' && bc->follow_route)
+		return FALSE;
+	return n <= 1 ||
+	       gh_backend_first_server(hash_key, n) == gh_backend_first_server(other_key, n);
+}
+
 static void
 stop_attempt(GhConnector *c)
 {

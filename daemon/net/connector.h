@@ -32,6 +32,13 @@ GhConnector *gh_connector_new(const GhBackendConfig *backend,
 			      const char *route,
 			      const char *hash_key,
 			      GMainContext *context);
+/* Does a connector for (route, hash_key) try the servers in the order of
+ * one for (no route, other_key)?  (A link started before the login was
+ * checked is kept only then.) */
+gboolean gh_connector_same_order(const GhBackendConfig *backend,
+				 const char *route,
+				 const char *hash_key,
+				 const char *other_key);
 /* Start connecting to the next server; the callback runs once, later, on
  * the context.  Returns FALSE (and never calls back) when every server has
  * been tried. */

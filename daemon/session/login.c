@@ -5,17 +5,28 @@
  * hand-off, the relay, and the two log lines: one per login attempt, one per
  * proxied session when it ends.
  *
+ * While the credentials are checked, a backend link may already connect
+ * and read the greeting and capabilities (login.early, [backend]
+ * early_connect): with the verdict in, a yes hands it the user and password
+ * (one round trip to the backend left instead of three or four), unless the
+ * user's server hash points elsewhere; a no or a temporary failure
+ * cancels it, and the server is told goodbye before any credential.  No
+ * early link for an address under a failure penalty, nor where the auth
+ * chain may answer with a route (the server is not known before then).
+ *
  * Invariants: at most one of a verification (login.pending) and a backend
- * link (s->backend) is in flight, and neither reads client input; the
- * password is wiped as soon as the backend link has its copy or the attempt
- * is over; a verification runs against the auth set the session was
- * accepted with, never a newer one.
+ * link (s->backend) is in flight, and neither reads client input; an early
+ * link exists only beside a verification, and never carries a credential
+ * before the verdict is yes; the password is wiped as soon as the backend
+ * link has its copy or the attempt is over; a verification runs against the
+ * auth set the session was accepted with, never a newer one.
  */
 #include "gh-build.h"
 
 #include "session/session-internal.h"
 #include "config/log.h"
 #include "session/sasl.h"
+#include "net/connector.h"
 
 #include <string.h>
 
@@ -26,6 +37,9 @@ gh_login_clear(GhLogin *l)
 		gh_auth_pending_cancel(l->pending);
 		l->pending = NULL;
 	}
+	g_clear_pointer(&l->early, gh_backend_link_cancel);
+	g_clear_pointer(&l->early_error, g_free);
+	g_clear_pointer(&l->early_server, g_free);
 	g_clear_pointer(&l->tag, g_free);
 	g_clear_pointer(&l->user, g_free);
 	g_clear_pointer(&l->password, gh_secret_free);
@@ -190,11 +204,12 @@ on_backend_done(GhBackendResult result,
 	s->conn = NULL;
 }
 
-static void
-connect_backend(GhSession *s, gboolean logged_in)
+/* What the backend dialogue is given; a login's when `logged_in`. */
+static GhBackendParams
+backend_params(GhSession *s, gboolean logged_in)
 {
 	GhLogin *l = &s->login;
-	GhBackendParams p = {
+	return (GhBackendParams){
 	    .backend = gh_config_backend(s->config, s->lc->backend),
 	    .route = logged_in ? l->route : NULL,
 	    .hash_key = logged_in ? l->canonical : s->remote,
@@ -209,6 +224,14 @@ connect_backend(GhSession *s, gboolean logged_in)
 	    .tls = s->tls,
 	    .stats = s->host->stats,
 	};
+}
+
+static void
+connect_backend(GhSession *s, gboolean logged_in)
+{
+	GhLogin *l = &s->login;
+	GhBackendParams p = backend_params(s, logged_in);
+
 	s->phase = GH_PHASE_BACKEND;
 	s->mx_join = !logged_in;
 	gh_session_stop_timer(s);
@@ -216,6 +239,67 @@ connect_backend(GhSession *s, gboolean logged_in)
 	/* the link has its own copy where it needs one */
 	g_clear_pointer(&l->password, gh_secret_free);
 	(void)gh_session_update_watch(s);
+}
+
+/* The verdict is yes and the early link dialled this user's servers: it
+ * becomes the backend link and logs in. */
+static void
+login_on_early(GhSession *s)
+{
+	GhLogin *l = &s->login;
+
+	s->phase = GH_PHASE_BACKEND;
+	s->mx_join = FALSE;
+	gh_session_stop_timer(s);
+	s->backend = g_steal_pointer(&l->early);
+	gh_backend_link_login(s->backend, l->canonical, l->password, on_backend_done, s);
+	g_clear_pointer(&l->password, gh_secret_free);
+	(void)gh_session_update_watch(s);
+}
+
+/* An early link ends only when it fails (it has nothing to log in with):
+ * a backend found down is remembered for the verdict; a parked server that
+ * went away is forgotten (a yes connects anew). */
+static void
+on_early_done(GhBackendResult result,
+	      GhConn *backend,
+	      GBytes *reply,
+	      const char *server,
+	      const char *error,
+	      gpointer data)
+{
+	GhLogin *l = &((GhSession *)data)->login;
+	(void)reply;
+
+	l->early = NULL;
+	gh_conn_free(backend);
+	if (result == GH_BACKEND_FAILED) {
+		l->early_error = g_strdup(error);
+		l->early_server = g_strdup(server);
+	}
+}
+
+/* The verification is starting: connect meanwhile, unless the backend says
+ * not to or the client's address has failed lately (a password guesser
+ * gets no backend connections). */
+static void
+connect_early(GhSession *s)
+{
+	GhLogin *l = &s->login;
+	const GhBackendConfig *bc = gh_config_backend(s->config, s->lc->backend);
+	GhBackendParams p;
+
+	if (!bc->early_connect || gh_auth_set_recent_failures(s->auth_set, s->remote) > 0)
+		return;
+	/* a route from the verdict would replace the servers: not known yet */
+	if (bc->follow_route &&
+	    gh_auth_set_may_route(s->auth_set, (const char *const *)s->lc->auth))
+		return;
+	p = backend_params(s, FALSE);
+	p.hash_key = l->user; /* the canonical name is not known yet */
+	p.password = NULL;    /* nor whether it is the right one */
+	p.login_later = TRUE;
+	l->early = s->protocol->backend_connect(s, &p, on_early_done, s);
 }
 
 void
@@ -241,6 +325,22 @@ on_verified(const GhAuthOutcome *o, gpointer data)
 	if (o->verdict == GH_AUTH_OK) {
 		l->canonical = g_strdup(o->canonical_user);
 		l->route = g_strdup(o->route);
+		if ((l->early != NULL || l->early_error != NULL) &&
+		    gh_connector_same_order(gh_config_backend(s->config, s->lc->backend), l->route,
+					    l->canonical, l->user)) {
+			if (l->early != NULL) {
+				login_on_early(s);
+			} else {
+				/* as the link it would have started would end */
+				g_autofree char *error = g_steal_pointer(&l->early_error);
+				g_autofree char *server = g_steal_pointer(&l->early_server);
+				s->phase = GH_PHASE_BACKEND;
+				s->mx_join = FALSE;
+				on_backend_done(GH_BACKEND_FAILED, NULL, NULL, server, error, s);
+			}
+			return;
+		}
+		g_clear_pointer(&l->early, gh_backend_link_cancel);
 		connect_backend(s, TRUE);
 		return;
 	}
@@ -277,6 +377,7 @@ verify(GhSession *s)
 	/* a new attempt: the server an earlier one reached is not this one's */
 	g_clear_pointer(&l->backend_server, g_free);
 	l->auth_set = gh_auth_set_ref(s->auth_set);
+	connect_early(s);
 	l->pending = gh_auth_verify_async(l->auth_set, (const char *const *)s->lc->auth, &req, 0,
 					  s->host->context, on_verified, s);
 }

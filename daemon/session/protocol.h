@@ -115,6 +115,14 @@ typedef struct {
 	char *user;       /* as the client sent it */
 	GhSecret *password;
 	GhAuthPending *pending;
+	/* the backend link started while `pending` runs (early_connect), parked
+	 * before the login; it becomes s->backend if the verdict is yes and
+	 * the user's servers are the ones it dialled, else it is cancelled */
+	GhBackendLink *early;
+	/* the early link found the backend down ("host:port: why" and the
+	 * server): a yes gets that temporary failure without a second try */
+	char *early_error;
+	char *early_server;
 	GhAuthSet *auth_set;
 	char *canonical;
 	char *route;

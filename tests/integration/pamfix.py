@@ -20,6 +20,7 @@ lines (`service` is checked by the account stage only).  Three rules:
 Nothing here needs any file outside the repository, the installed packages and the
 test's own temporary directory.
 """
+import fcntl
 import os
 import shutil
 import subprocess
@@ -201,3 +202,34 @@ def start_gatehoused(tmp, daemons, conf, env, name='gw', debug=True, valgrind=No
     daemons.append(d)
     d.wait_ready()
     return d
+
+
+class PamGate:
+    """A PAM stack that holds every conversation until the test lets go:
+    pam_exec runs a script that appends a line to `entered`, then waits for a
+    shared flock on `lock`, which the test holds exclusively until release().
+    No polling, no clock: the test orders events by what has happened."""
+
+    def __init__(self, directory):
+        self.entered = directory / 'gate-entered'
+        self.lock = directory / 'gate-lock'
+        self.script = directory / 'gate.sh'
+        self.entered.write_text('')
+        self.lock.write_text('')
+        # flock -w: a gate the test never opens still ends (and fails the login)
+        self.script.write_text('#!/bin/sh\necho x >> %s\nexec flock -s -w 120 %s true\n'
+                               % (self.entered, self.lock))
+        self.script.chmod(0o755)
+        self._fd = os.open(self.lock, os.O_RDONLY)
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+
+    def pam_line(self):
+        return 'auth required pam_exec.so quiet %s' % self.script
+
+    def count(self):
+        return len(self.entered.read_text().split())
+
+    def release(self):
+        if self._fd is not None:
+            os.close(self._fd)  # drops the lock: every waiting flock goes on
+            self._fd = None

@@ -11,7 +11,6 @@ failure delay of pam_unix taken over; `max_concurrent` and `timeout`; 200
 concurrent logins against a PAM stack that takes 1 s while another session
 is served at once; the password never in a log; valgrind.
 """
-import fcntl
 import os
 import pwd
 import re
@@ -31,7 +30,7 @@ from lib.gateway import auth_test_fields
 from lib.net import free_port, wait_for
 from lib.paths import GATEHOUSECTL, SRCDIR
 from lib.scripted import ImapServer, SmtpServer
-from pamfix import PamWrapper, auth_test, find_pam_wrapper, start_gatehoused
+from pamfix import PamGate, PamWrapper, auth_test, find_pam_wrapper, start_gatehoused
 
 pytestmark = pytest.mark.skipif(find_pam_wrapper() is None,
                                 reason='pam_wrapper is not installed (libpam-wrapper)')
@@ -511,37 +510,6 @@ def _login_worker(port, user, password, barrier, results, i):
             c.line('QUIT')
     except Exception as e:  # noqa: BLE001 - reported by the test
         results[i] = ('error: %r' % e, time.monotonic(), 0)
-
-
-class PamGate:
-    """A PAM stack that holds every conversation until the test lets go:
-    pam_exec runs a script that appends a line to `entered`, then waits for a
-    shared flock on `lock`, which the test holds exclusively until release().
-    No polling, no clock: the test orders events by what has happened."""
-
-    def __init__(self, directory):
-        self.entered = directory / 'gate-entered'
-        self.lock = directory / 'gate-lock'
-        self.script = directory / 'gate.sh'
-        self.entered.write_text('')
-        self.lock.write_text('')
-        # flock -w: a gate the test never opens still ends (and fails the login)
-        self.script.write_text('#!/bin/sh\necho x >> %s\nexec flock -s -w 120 %s true\n'
-                               % (self.entered, self.lock))
-        self.script.chmod(0o755)
-        self._fd = os.open(self.lock, os.O_RDONLY)
-        fcntl.flock(self._fd, fcntl.LOCK_EX)
-
-    def pam_line(self):
-        return 'auth required pam_exec.so quiet %s' % self.script
-
-    def count(self):
-        return len(self.entered.read_text().split())
-
-    def release(self):
-        if self._fd is not None:
-            os.close(self._fd)  # drops the lock: every waiting flock goes on
-            self._fd = None
 
 
 def test_200_concurrent_logins_with_slow_pam(tmp, pw, daemons, smtp_backend):

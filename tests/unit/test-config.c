@@ -208,6 +208,7 @@ static const char full_config[] =
     "servers = 10.0.0.5:143 [2001:db8::6]:993\n"
     "port = 993\n"
     "follow_route = no\n"
+    "early_connect = no\n"
     "tls = implicit\n"
     "login = master\n"
     "master_user = proxy\n"
@@ -362,6 +363,7 @@ test_full(void)
 	assert_host_port(bc->servers, 1, "2001:db8::6", 993);
 	g_assert_cmpuint(bc->port, ==, 993);
 	g_assert_false(bc->follow_route);
+	g_assert_false(bc->early_connect);
 	g_assert_cmpint(bc->tls, ==, GH_TLS_IMPLICIT);
 	g_assert_cmpint(bc->login, ==, GH_LOGIN_MASTER);
 	g_assert_cmpstr(bc->master_user, ==, "proxy");
@@ -381,6 +383,7 @@ test_full(void)
 	assert_host_port(bc->servers, 0, "smtp.internal.example.com", 587);
 	g_assert_cmpuint(bc->port, ==, 587);
 	g_assert_true(bc->follow_route);
+	g_assert_true(bc->early_connect); /* the default */
 	g_assert_cmpint(bc->tls, ==, GH_TLS_STARTTLS);
 	g_assert_cmpint(bc->login, ==, GH_LOGIN_XCLIENT);
 	g_assert_null(bc->master_user);
@@ -594,6 +597,9 @@ static const BadCase bad_cases[] = {
     {"bad-follow-route",
      HEAD "follow_route = sometimes\n" LISTENER,
      {"@FILE@:6: [backend mx] follow_route: bad value 'sometimes': expected yes or no"}},
+    {"bad-early-connect",
+     HEAD "early_connect = later\n" LISTENER,
+     {"@FILE@:6: [backend mx] early_connect: bad value 'later': expected yes or no"}},
     {"port-and-follow-route", HEAD "port = 2525\nfollow_route = no\n" LISTENER, {NULL}},
     {"bad-integer-unit",
      HEAD LISTENER "idle_timeout = 30s\n",
