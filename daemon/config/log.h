@@ -51,3 +51,20 @@ typedef struct {
 	gint64 elapsed_us;
 } GhLoginLog;
 void gh_log_login(const GhLoginLog *l);
+
+/* The line of a proxied session's end (gatehoused(8), LOGGING), at the
+ * level of g_message in `domain`. */
+typedef struct {
+	const char *domain; /* G_LOG_DOMAIN of the caller */
+	const char *session_id;
+	const char *protocol;
+	const char *listener;
+	const char *remote;
+	const char *user; /* canonical, raw (escaped here), or NULL */
+	const char *backend;
+	guint64 client_bytes;
+	guint64 backend_bytes;
+	gint64 duration_us;
+	const char *reason; /* ours: not escaped */
+} GhSessionEndLog;
+void gh_log_session_end(const GhSessionEndLog *e);

@@ -91,15 +91,20 @@ static void
 log_end(GhSession *s, const char *why, guint64 client_bytes, guint64 backend_bytes)
 {
 	const GhLogin *l = &s->login;
-	g_autofree char *user = l->canonical != NULL
-				    ? gh_log_escape(l->canonical, strlen(l->canonical), 256)
-				    : g_strdup("-");
-	g_message("session end: session=%s proto=%s listener=%s remote=%s user=\"%s\" "
-		  "backend=%s client_bytes=%" G_GUINT64_FORMAT " backend_bytes=%" G_GUINT64_FORMAT
-		  " duration=%.1fs reason=\"%s\"",
-		  s->id, s->protocol->name, s->lc->name, s->remote, user,
-		  l->backend_server != NULL ? l->backend_server : "-", client_bytes, backend_bytes,
-		  (double)(g_get_monotonic_time() - s->started_us) / G_USEC_PER_SEC, why);
+	GhSessionEndLog line = {
+	    .domain = G_LOG_DOMAIN,
+	    .session_id = s->id,
+	    .protocol = s->protocol->name,
+	    .listener = s->lc->name,
+	    .remote = s->remote,
+	    .user = l->canonical,
+	    .backend = l->backend_server,
+	    .client_bytes = client_bytes,
+	    .backend_bytes = backend_bytes,
+	    .duration_us = g_get_monotonic_time() - s->started_us,
+	    .reason = why,
+	};
+	gh_log_session_end(&line);
 }
 
 /* ------------------------------------------------------------ outcomes */
