@@ -758,18 +758,23 @@ gh_auth_verify_async(GhAuthSet *set,
 
 	p->ref_count = 1; /* the owner's */
 	p->set = gh_auth_set_ref(set);
-	p->chain = g_strdupv((char **)chain);
 	{
-		g_autofree char *chain_text = g_strjoinv(" ", p->chain);
-		p->chain_key = g_strconcat(set->cache_prefix, chain_text, NULL);
+		/* "SERIAL name name ...": the chain's cache key */
+		GString *key = g_string_sized_new(64);
+		g_string_append(key, set->cache_prefix);
+		for (guint i = 0; chain != NULL && chain[i] != NULL; i++) {
+			if (i > 0)
+				g_string_append_c(key, ' ');
+			g_string_append(key, chain[i]);
+		}
+		p->chain_key = g_string_free(key, FALSE);
 	}
 	p->flags = flags;
+	/* what a cache hit needs (the outcome's user, the penalty's address);
+	 * the rest of the request is copied only for a job */
 	p->user = g_strdup(request->user);
 	p->service = g_strdup(request->service);
-	p->listener = g_strdup(request->listener);
 	p->remote_addr = g_strdup(request->remote_addr);
-	p->local_addr = g_strdup(request->local_addr);
-	p->session_id = g_strdup(request->session_id);
 	p->remote_port = request->remote_port;
 	p->local_port = request->local_port;
 	p->tls = request->tls;
@@ -796,6 +801,10 @@ gh_auth_verify_async(GhAuthSet *set,
 		return p;
 	}
 
+	p->chain = g_strdupv((char **)chain);
+	p->listener = g_strdup(request->listener);
+	p->local_addr = g_strdup(request->local_addr);
+	p->session_id = g_strdup(request->session_id);
 	job = g_new0(Job, 1);
 	job->kind = JOB_VERIFY;
 	job->pending = pending_ref(p);

@@ -117,21 +117,45 @@ caps_from_code(Imap *d, const char *line, gsize len)
 	return FALSE;
 }
 
+/* a port in decimal into buf (at least 5 bytes), no terminator; its length */
+static gsize
+format_port(char *buf, guint16 port)
+{
+	char tmp[5];
+	gsize n = 0, len;
+
+	do {
+		tmp[n++] = (char)('0' + port % 10);
+		port /= 10;
+	} while (port > 0);
+	for (len = 0; len < n; len++)
+		buf[len] = tmp[n - 1 - len];
+	return len;
+}
+
 static char *
 id_command(GhBackendLink *l, Imap *d)
 {
 	const GhBackendParams *p = gh_backend_link_params(l);
-	GString *s = g_string_new(NULL);
+	GString *s = g_string_sized_new(256);
 	g_autofree char *addr = gh_imap_quote(p->client_addr);
 	g_autofree char *local = gh_imap_quote(p->local_addr);
 	g_autofree char *sid = gh_imap_quote(p->session_id);
+	char port[8];
 	guint pairs = 4;
 
-	g_string_append_printf(s,
-			       "%s ID (\"x-originating-ip\" %s \"x-originating-port\" \"%u\" "
-			       "\"x-connected-ip\" %s \"x-connected-port\" \"%u\" "
-			       "\"x-session-id\" %s",
-			       d->id_tag, addr, p->client_port, local, p->local_port, sid);
+	/* appended piece by piece: this runs on every login */
+	g_string_append(s, d->id_tag);
+	g_string_append(s, " ID (\"x-originating-ip\" ");
+	g_string_append(s, addr);
+	g_string_append(s, " \"x-originating-port\" \"");
+	g_string_append_len(s, port, (gssize)format_port(port, p->client_port));
+	g_string_append(s, "\" \"x-connected-ip\" ");
+	g_string_append(s, local);
+	g_string_append(s, " \"x-connected-port\" \"");
+	g_string_append_len(s, port, (gssize)format_port(port, p->local_port));
+	g_string_append(s, "\" \"x-session-id\" ");
+	g_string_append(s, sid);
 	pairs++;
 	for (guint i = 0; i + 1 < d->client_id->len && pairs < GH_IMAP_ID_MAX_PAIRS; i += 2) {
 		const char *k = g_ptr_array_index(d->client_id, i);
@@ -146,7 +170,10 @@ id_command(GhBackendLink *l, Imap *d)
 		qv = *v != '\0' ? gh_imap_quote(v) : g_strdup("NIL");
 		if (qk == NULL || qv == NULL)
 			continue;
-		g_string_append_printf(s, " %s %s", qk, qv);
+		g_string_append_c(s, ' ');
+		g_string_append(s, qk);
+		g_string_append_c(s, ' ');
+		g_string_append(s, qv);
 		pairs++;
 	}
 	g_string_append(s, ")\r\n");
@@ -204,7 +231,10 @@ send_login(GhBackendLink *l, Imap *d)
 			b64 = gh_sasl_plain_encode(NULL, p->user, password);
 		}
 		if (sasl_ir) {
-			g_string_append_printf(out, "%s AUTHENTICATE PLAIN %s\r\n", d->tag, b64);
+			g_string_append(out, d->tag);
+			g_string_append(out, " AUTHENTICATE PLAIN ");
+			g_string_append(out, b64);
+			g_string_append(out, "\r\n");
 		} else {
 			g_string_append_printf(out, "%s AUTHENTICATE PLAIN\r\n", d->tag);
 			g_ptr_array_add(d->pending_parts, g_strdup_printf("%s\r\n", b64));

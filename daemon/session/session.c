@@ -33,8 +33,11 @@ make_session_id(char *out, gsize size)
 	 * easy to grep in the log */
 	static const char alphabet[] = "abcdefghijkmnpqrstuvwxyz23456789";
 	gsize n = MIN(size - 1, 12);
-	for (gsize i = 0; i < n; i++)
-		out[i] = alphabet[g_random_int_range(0, 32)];
+	/* 60 random bits, 5 per character: two calls into GLib's generator
+	 * (a global lock each) rather than twelve */
+	guint64 bits = ((guint64)g_random_int() << 32) | g_random_int();
+	for (gsize i = 0; i < n; i++, bits >>= 5)
+		out[i] = alphabet[bits & 31];
 	out[n] = '\0';
 }
 
@@ -43,9 +46,21 @@ sockaddr_to_text(const struct sockaddr *sa, char *out, gsize size, guint16 *port
 {
 	*port_out = 0;
 	g_strlcpy(out, "-", size);
-	if (sa->sa_family == AF_INET) {
+	if (sa->sa_family == AF_INET && size >= INET_ADDRSTRLEN) {
+		/* by hand: inet_ntop formats each octet with printf, on every
+		 * connection */
 		const struct sockaddr_in *sin = (const struct sockaddr_in *)sa;
-		inet_ntop(AF_INET, &sin->sin_addr, out, (socklen_t)size);
+		const guint8 *b = (const guint8 *)&sin->sin_addr;
+		gsize n = 0;
+		for (int i = 0; i < 4; i++) {
+			guint v = b[i];
+			if (v >= 100)
+				out[n++] = (char)('0' + v / 100);
+			if (v >= 10)
+				out[n++] = (char)('0' + v / 10 % 10);
+			out[n++] = (char)('0' + v % 10);
+			out[n++] = i < 3 ? '.' : '\0';
+		}
 		*port_out = ntohs(sin->sin_port);
 	} else if (sa->sa_family == AF_INET6) {
 		const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)sa;
@@ -57,7 +72,11 @@ sockaddr_to_text(const struct sockaddr *sa, char *out, gsize size, guint16 *port
 static gboolean
 address_in(const char *text, const GArray *nets)
 {
-	g_autoptr(GInetAddress) addr = g_inet_address_new_from_string(text);
+	g_autoptr(GInetAddress) addr = NULL;
+
+	if (nets == NULL || nets->len == 0)
+		return FALSE; /* the usual case: no GInetAddress for nothing */
+	addr = g_inet_address_new_from_string(text);
 	return addr != NULL && gh_cidr_list_match(nets, addr);
 }
 
