@@ -8,10 +8,14 @@
  * Invariants:
  *  - no password and no password-derived value other than an HMAC-SHA256
  *    under pw_key (32 random bytes drawn when the cache is made) is kept;
- *  - a node's id is HMAC-SHA256 under id_key of the length-prefixed join of
- *    chain, service and user: unambiguous, and since the table hashes the id,
- *    a client cannot pick user names that collide in the table (g_str_hash
- *    on a plain string is easy to flood);
+ *  - a node's id is two SipHash-2-4 values (128 bits), under the two
+ *    halves of id_key, of the length-prefixed join of chain, service and
+ *    user: unambiguous, and since the table hashes the id, a client cannot
+ *    pick user names that collide in the table (g_str_hash on a plain
+ *    string is easy to flood), nor two names with one id (a keyed PRF with
+ *    128 bits of output); SipHash, not HMAC, because it runs on every
+ *    login and the id guards no secret: the password's MAC stays an
+ *    HMAC-SHA256;
  *  - a node also keeps the user of its key in plain, as the client gave it
  *    (not a secret, no more than the canonical user next to it): only
  *    gh_cache_flush_user() reads it, walking the queue, never the table;
@@ -27,15 +31,17 @@
 
 #include "cache.h"
 #include "common/random.h"
+#include "common/siphash.h"
 
 #include <errno.h>
 #include <nettle/hmac.h>
 #include <string.h>
 
 #define GH_CACHE_MAC_LEN 32
+#define GH_CACHE_ID_LEN 16
 
 typedef struct {
-	guint8 id[GH_CACHE_MAC_LEN];
+	guint8 id[GH_CACHE_ID_LEN];
 	guint8 pw_mac[GH_CACHE_MAC_LEN];
 	gint64 stored_us;
 	char *user; /* of the key, as the client gave it */
@@ -52,11 +58,10 @@ struct _GhCache {
 	guint negative_ttl_s;
 	guint64 hits;   /* lookups answered, since the cache was made */
 	guint64 misses; /* lookups not answered */
-	guint8 id_key[GH_CACHE_MAC_LEN];
+	guint8 id_key[2 * GH_SIPHASH_KEY_LEN];
 	guint8 pw_key[GH_CACHE_MAC_LEN];
-	/* nettle's HMAC states keyed once with id_key and pw_key: each MAC
-	 * starts from a copy, without hashing the key again */
-	struct hmac_sha256_ctx id_mac;
+	/* nettle's HMAC state keyed once with pw_key: each MAC starts from a
+	 * copy, without hashing the key again */
 	struct hmac_sha256_ctx pw_mac;
 };
 
@@ -94,22 +99,34 @@ static void
 make_id(const GhCache *cache, const char *chain, const char *service, const char *user, guint8 *out)
 {
 	/* The lengths make the join unambiguous whatever bytes the names hold:
-	 * "<len>:<chain>\x1f<len>:<service>\x1f<user>" */
-	GString *joined = g_string_sized_new(64);
-	gsize chain_len = strlen(chain), service_len = strlen(service);
-	char num[24];
+	 * "<len>:<chain>\x1f<len>:<service>\x1f<user>"; on the stack unless
+	 * the names are long */
+	gsize chain_len = strlen(chain), service_len = strlen(service), user_len = strlen(user);
+	gsize max = 2 * 21 + chain_len + service_len + user_len + 4;
+	char small[512];
+	g_autofree char *big = max > sizeof small ? g_malloc(max) : NULL;
+	char *j = big != NULL ? big : small;
+	gsize n = 0;
+	guint64 h[2];
 
-	g_string_append_len(joined, num, (gssize)format_size(num, chain_len));
-	g_string_append_c(joined, ':');
-	g_string_append_len(joined, chain, (gssize)chain_len);
-	g_string_append_c(joined, '\x1f');
-	g_string_append_len(joined, num, (gssize)format_size(num, service_len));
-	g_string_append_c(joined, ':');
-	g_string_append_len(joined, service, (gssize)service_len);
-	g_string_append_c(joined, '\x1f');
-	g_string_append(joined, user);
-	hmac_sha256(&cache->id_mac, joined->str, joined->len, out);
-	g_string_free(joined, TRUE);
+	n += format_size(j + n, chain_len);
+	j[n++] = ':';
+	memcpy(j + n, chain, chain_len);
+	n += chain_len;
+	j[n++] = '\x1f';
+	n += format_size(j + n, service_len);
+	j[n++] = ':';
+	memcpy(j + n, service, service_len);
+	n += service_len;
+	j[n++] = '\x1f';
+	memcpy(j + n, user, user_len);
+	n += user_len;
+	g_assert(n <= max);
+	h[0] = gh_siphash24(cache->id_key, j, n);
+	h[1] = gh_siphash24(cache->id_key + GH_SIPHASH_KEY_LEN, j, n);
+	G_STATIC_ASSERT(sizeof h == GH_CACHE_ID_LEN);
+	memcpy(out, h, GH_CACHE_ID_LEN);
+	explicit_bzero(j, n); /* the user name, not a secret, but no copies lying about */
 }
 
 static guint
@@ -125,7 +142,7 @@ id_hash(gconstpointer p)
 static gboolean
 id_equal(gconstpointer a, gconstpointer b)
 {
-	return memcmp(a, b, GH_CACHE_MAC_LEN) == 0;
+	return memcmp(a, b, GH_CACHE_ID_LEN) == 0;
 }
 
 static void
@@ -213,7 +230,6 @@ gh_cache_new(guint max_entries, guint positive_ttl_s, guint negative_ttl_s)
 	cache->negative_ttl_s = negative_ttl_s;
 	gh_random_fill(cache->id_key, sizeof cache->id_key);
 	gh_random_fill(cache->pw_key, sizeof cache->pw_key);
-	hmac_sha256_set_key(&cache->id_mac, sizeof cache->id_key, cache->id_key);
 	hmac_sha256_set_key(&cache->pw_mac, sizeof cache->pw_key, cache->pw_key);
 	return cache;
 }
@@ -228,7 +244,6 @@ gh_cache_free(GhCache *cache)
 	g_mutex_clear(&cache->lock);
 	explicit_bzero(cache->id_key, sizeof cache->id_key);
 	explicit_bzero(cache->pw_key, sizeof cache->pw_key);
-	explicit_bzero(&cache->id_mac, sizeof cache->id_mac);
 	explicit_bzero(&cache->pw_mac, sizeof cache->pw_mac);
 	g_free(cache);
 }
@@ -256,7 +271,7 @@ gh_cache_lookup(GhCache *cache,
 		gint64 now_us,
 		GhCacheEntry *entry_out)
 {
-	guint8 id[GH_CACHE_MAC_LEN];
+	guint8 id[GH_CACHE_ID_LEN];
 	guint8 mac[GH_CACHE_MAC_LEN];
 	CacheNode *node;
 	gboolean hit = FALSE;
@@ -308,7 +323,7 @@ gh_cache_store(GhCache *cache,
 	       gint64 now_us,
 	       const GhCacheEntry *entry)
 {
-	guint8 id[GH_CACHE_MAC_LEN];
+	guint8 id[GH_CACHE_ID_LEN];
 	guint8 mac[GH_CACHE_MAC_LEN];
 	CacheNode *node;
 
