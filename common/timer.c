@@ -1,32 +1,203 @@
 /*
  * timer.c: see timer.h.
+ *
+ * One queue per GMainContext, found through a table under a lock (a
+ * context's timers are started from its thread, but several threads start
+ * timers on their own contexts at once).  The queue is a GSource: prepare
+ * gives the loop the time until the earliest deadline (rounded up, so that
+ * the loop never wakes early and spins), check says whether it is due,
+ * dispatch fires every timer that is, earliest first.  The queue goes with
+ * its context; timers still in it then are marked stopped.
  */
 #include "gh-build.h"
 
 #include "common/timer.h"
 
-static gboolean
-on_fire(gpointer user_data)
-{
-	GhTimer *t = user_data;
-	GhTimerFunc func = t->func;
-	gpointer data = t->data;
+struct _GhTimerQueue {
+	GSource source;
+	GMainContext *context; /* the key in `queues`; not a reference */
+	GhTimer **heap;        /* heap[0]: the earliest deadline */
+	guint len, cap;
+};
 
-	/* stopped first: func may restart the timer or free its owner */
-	g_source_unref(t->source);
-	t->source = NULL;
-	func(data);
-	return G_SOURCE_REMOVE;
+static GMutex queues_lock;
+static GHashTable *queues; /* GMainContext * -> GhTimerQueue * */
+
+/* ------------------------------------------------------------ the heap */
+
+static inline gboolean
+before(const GhTimer *a, const GhTimer *b)
+{
+	return a->deadline_us < b->deadline_us;
 }
+
+static inline void
+place(GhTimerQueue *q, guint i, GhTimer *t)
+{
+	q->heap[i] = t;
+	t->index = i;
+}
+
+static void
+sift_up(GhTimerQueue *q, guint i)
+{
+	GhTimer *t = q->heap[i];
+
+	while (i > 0 && before(t, q->heap[(i - 1) / 2])) {
+		place(q, i, q->heap[(i - 1) / 2]);
+		i = (i - 1) / 2;
+	}
+	place(q, i, t);
+}
+
+static void
+sift_down(GhTimerQueue *q, guint i)
+{
+	GhTimer *t = q->heap[i];
+
+	for (;;) {
+		guint c = 2 * i + 1;
+		if (c >= q->len)
+			break;
+		if (c + 1 < q->len && before(q->heap[c + 1], q->heap[c]))
+			c++;
+		if (!before(q->heap[c], t))
+			break;
+		place(q, i, q->heap[c]);
+		i = c;
+	}
+	place(q, i, t);
+}
+
+static void
+heap_remove(GhTimerQueue *q, GhTimer *t)
+{
+	guint i = t->index;
+	GhTimer *last = q->heap[--q->len];
+
+	t->queue = NULL;
+	if (last == t)
+		return;
+	place(q, i, last);
+	if (i > 0 && before(last, q->heap[(i - 1) / 2]))
+		sift_up(q, i);
+	else
+		sift_down(q, i);
+}
+
+static void
+heap_add(GhTimerQueue *q, GhTimer *t)
+{
+	if (q->len == q->cap) {
+		q->cap = MAX(16, q->cap * 2);
+		q->heap = g_renew(GhTimer *, q->heap, q->cap);
+	}
+	t->queue = q;
+	place(q, q->len++, t);
+	sift_up(q, q->len - 1);
+}
+
+/* ------------------------------------------------------------ the source */
+
+static gboolean
+queue_prepare(GSource *source, gint *timeout)
+{
+	GhTimerQueue *q = (GhTimerQueue *)source;
+	gint64 now, wait_us;
+
+	if (q->len == 0) {
+		*timeout = -1;
+		return FALSE;
+	}
+	now = g_source_get_time(source);
+	wait_us = q->heap[0]->deadline_us - now;
+	if (wait_us <= 0) {
+		*timeout = 0;
+		return TRUE;
+	}
+	*timeout = (gint)MIN((wait_us + 999) / 1000, G_MAXINT);
+	return FALSE;
+}
+
+static gboolean
+queue_check(GSource *source)
+{
+	GhTimerQueue *q = (GhTimerQueue *)source;
+
+	return q->len > 0 && q->heap[0]->deadline_us <= g_source_get_time(source);
+}
+
+static gboolean
+queue_dispatch(GSource *source, GSourceFunc callback, gpointer user_data)
+{
+	GhTimerQueue *q = (GhTimerQueue *)source;
+	gint64 now = g_get_monotonic_time();
+	(void)callback;
+	(void)user_data;
+
+	/* a func may start (a timer due now fires in this loop too, as a
+	 * GLib timeout of 0 would at the next turn) or stop others */
+	while (q->len > 0 && q->heap[0]->deadline_us <= now) {
+		GhTimer *t = q->heap[0];
+		heap_remove(q, t);
+		t->func(t->data);
+	}
+	return G_SOURCE_CONTINUE;
+}
+
+static void
+queue_finalize(GSource *source)
+{
+	GhTimerQueue *q = (GhTimerQueue *)source;
+
+	g_mutex_lock(&queues_lock);
+	if (queues != NULL && g_hash_table_lookup(queues, q->context) == q)
+		g_hash_table_remove(queues, q->context);
+	g_mutex_unlock(&queues_lock);
+	for (guint i = 0; i < q->len; i++)
+		q->heap[i]->queue = NULL;
+	g_free(q->heap);
+}
+
+static GSourceFuncs queue_funcs = {
+    .prepare = queue_prepare,
+    .check = queue_check,
+    .dispatch = queue_dispatch,
+    .finalize = queue_finalize,
+};
+
+/* The queue of `context`, made (and attached) on first use. */
+static GhTimerQueue *
+queue_of(GMainContext *context)
+{
+	GhTimerQueue *q;
+
+	if (context == NULL)
+		context = g_main_context_default();
+	g_mutex_lock(&queues_lock);
+	if (queues == NULL)
+		queues = g_hash_table_new(g_direct_hash, g_direct_equal);
+	q = g_hash_table_lookup(queues, context);
+	if (q == NULL) {
+		q = (GhTimerQueue *)g_source_new(&queue_funcs, sizeof(GhTimerQueue));
+		q->context = context;
+		g_source_set_name(&q->source, "gh-timers");
+		g_hash_table_insert(queues, context, q);
+		g_source_attach(&q->source, context);
+		/* the context holds it from now on; it goes with the context */
+		g_source_unref(&q->source);
+	}
+	g_mutex_unlock(&queues_lock);
+	return q;
+}
+
+/* ------------------------------------------------------------ the API */
 
 void
 gh_timer_stop(GhTimer *t)
 {
-	if (t->source == NULL)
-		return;
-	g_source_destroy(t->source);
-	g_source_unref(t->source);
-	t->source = NULL;
+	if (t->queue != NULL)
+		heap_remove(t->queue, t);
 }
 
 void
@@ -37,13 +208,12 @@ gh_timer_start(GhTimer *t, GMainContext *context, guint ms, GhTimerFunc func, gp
 		return;
 	t->func = func;
 	t->data = data;
-	t->source = g_timeout_source_new(ms);
-	g_source_set_callback(t->source, on_fire, t, NULL);
-	g_source_attach(t->source, context);
+	t->deadline_us = g_get_monotonic_time() + (gint64)ms * 1000;
+	heap_add(queue_of(context), t);
 }
 
 gboolean
 gh_timer_running(const GhTimer *t)
 {
-	return t->source != NULL;
+	return t->queue != NULL;
 }

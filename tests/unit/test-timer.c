@@ -2,7 +2,8 @@
  * test-timer.c: GhTimer (common/timer.c): it fires once, on the context it
  * was started on, not before its time; a restart replaces what it was set
  * to, also from inside its function; a stop or a start with ms = 0 keeps it
- * from firing; its function may free the struct that embeds it.
+ * from firing; its function may free the struct that embeds it; many timers
+ * of one context fire each once, in deadline order.
  *
  * Each test iterates a GMainContext of its own and asserts what happened
  * and in which order, never how soon: "did not fire" is shown by a later
@@ -13,6 +14,8 @@
 #include "gh-build.h"
 
 #include "common/timer.h"
+
+#include <string.h>
 
 #define GUARD_MS (60 * 1000)
 
@@ -250,6 +253,62 @@ test_func_frees_owner(void)
 	run_past(ctx, 50);
 }
 
+/* Many timers of one context (they share its queue): each fires once, in
+ * the order of its deadline, and a stopped or restarted one as last set. */
+typedef struct {
+	GhTimer timer;
+	gint64 deadline_us;
+	guint calls;
+	GArray *order; /* of gint64: the deadlines, as they fired */
+} Many;
+
+static void
+on_many(gpointer data)
+{
+	Many *m = data;
+	m->calls++;
+	g_array_append_val(m->order, m->deadline_us);
+}
+
+static void
+test_many_in_order(void)
+{
+	g_autoptr(GMainContext) ctx = g_main_context_new();
+	g_autoptr(GArray) order = g_array_new(FALSE, FALSE, sizeof(gint64));
+	g_autoptr(GRand) rand = g_rand_new_with_seed(18);
+	Many m[300];
+	guint expect = 0;
+
+	memset(m, 0, sizeof m);
+	for (guint i = 0; i < G_N_ELEMENTS(m); i++) {
+		guint ms = (guint)g_rand_int_range(rand, 1, 60);
+		m[i].order = order;
+		m[i].deadline_us = g_get_monotonic_time() + ms * 1000;
+		gh_timer_start(&m[i].timer, ctx, ms, on_many, &m[i]);
+	}
+	/* stop every third, restart every fifth later */
+	for (guint i = 0; i < G_N_ELEMENTS(m); i += 3)
+		gh_timer_stop(&m[i].timer);
+	for (guint i = 0; i < G_N_ELEMENTS(m); i += 5) {
+		m[i].deadline_us = g_get_monotonic_time() + 70 * 1000;
+		gh_timer_start(&m[i].timer, ctx, 70, on_many, &m[i]);
+	}
+	for (guint i = 0; i < G_N_ELEMENTS(m); i++)
+		expect += gh_timer_running(&m[i].timer);
+	run_past(ctx, 150);
+	g_assert_cmpuint(order->len, ==, expect);
+	for (guint i = 0; i < G_N_ELEMENTS(m); i++) {
+		gboolean stopped = i % 3 == 0 && i % 5 != 0;
+		g_assert_cmpuint(m[i].calls, ==, stopped ? 0 : 1);
+		g_assert_false(gh_timer_running(&m[i].timer));
+	}
+	/* each deadline was read before its start: the order may differ only
+	 * within the same millisecond */
+	for (guint i = 1; i < order->len; i++)
+		g_assert_cmpint(g_array_index(order, gint64, i), >=,
+				g_array_index(order, gint64, i - 1) - 1000);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -261,5 +320,6 @@ main(int argc, char **argv)
 	g_test_add_func("/gatehouse/timer/stop-prevents", test_stop_prevents);
 	g_test_add_func("/gatehouse/timer/zero-stops", test_zero_stops);
 	g_test_add_func("/gatehouse/timer/func-frees-owner", test_func_frees_owner);
+	g_test_add_func("/gatehouse/timer/many-in-order", test_many_in_order);
 	return g_test_run();
 }
