@@ -29,8 +29,7 @@
  * epoll_poll() keeps in the epoll set beside the connections. */
 typedef struct {
 	int fd;
-	gushort events;     /* GLib's G_IO_* */
-	gboolean exclusive; /* a listening socket: EPOLLEXCLUSIVE */
+	gushort events; /* GLib's G_IO_* */
 	dev_t dev;
 	ino_t ino; /* what fd was when added: never remove another file's record */
 	gboolean seen;
@@ -55,6 +54,22 @@ typedef struct {
 #define FOREIGN_TAG(fd) (((guint64)(guint)(fd) << 1) | 1u)
 
 static void conn_register(GhConn *c, GIOCondition events);
+
+/* GLib's G_IO_* and epoll's EPOLL*: the one mapping, both ways. */
+static guint32
+epoll_events_of(guint events)
+{
+	return ((events & G_IO_IN) ? EPOLLIN : 0) | ((events & G_IO_OUT) ? EPOLLOUT : 0) |
+	       ((events & G_IO_PRI) ? EPOLLPRI : 0);
+}
+
+static GIOCondition
+condition_of(guint32 events)
+{
+	return ((events & EPOLLIN) ? G_IO_IN : 0) | ((events & EPOLLOUT) ? G_IO_OUT : 0) |
+	       ((events & EPOLLPRI) ? G_IO_PRI : 0) | ((events & EPOLLERR) ? G_IO_ERR : 0) |
+	       ((events & EPOLLHUP) ? G_IO_HUP : 0);
+}
 
 static GMutex epoll_lock;
 static GHashTable *epoll_by_context; /* GMainContext * -> EpollSource * */
@@ -88,19 +103,12 @@ epoll_dispatch(GSource *source, GSourceFunc callback, gpointer data)
 	ep->dispatching = TRUE;
 	for (int i = 0; i < n; i++) {
 		GhConn *c = events[i].data.ptr;
-		GIOCondition cond = 0;
+		GIOCondition cond;
 		if ((events[i].data.u64 & 1u) != 0)
 			continue; /* a foreign descriptor: GLib's, reported by epoll_poll */
 		if (c->dead)
 			continue; /* freed by an earlier callback of this batch */
-		if (events[i].events & EPOLLIN)
-			cond |= G_IO_IN;
-		if (events[i].events & EPOLLOUT)
-			cond |= G_IO_OUT;
-		if (events[i].events & EPOLLHUP)
-			cond |= G_IO_HUP;
-		if (events[i].events & EPOLLERR)
-			cond |= G_IO_ERR;
+		cond = condition_of(events[i].events);
 		/* an event we stopped wanting (lazily left in the set): narrow
 		 * the record now, or level-triggered epoll reports it again */
 		if ((cond & ~(c->watching | G_IO_HUP | G_IO_ERR)) != 0 || c->watching == 0)
@@ -168,13 +176,6 @@ thread_epoll(void)
 	return poll_source;
 }
 
-static guint32
-epoll_events_of(gushort events)
-{
-	return ((events & G_IO_IN) ? EPOLLIN : 0) | ((events & G_IO_OUT) ? EPOLLOUT : 0) |
-	       ((events & G_IO_PRI) ? EPOLLPRI : 0);
-}
-
 static gboolean
 foreign_add(EpollSource *ep, ForeignFd *f)
 {
@@ -188,10 +189,9 @@ foreign_add(EpollSource *ep, ForeignFd *f)
 		return FALSE;
 	f->dev = st.st_dev;
 	f->ino = st.st_ino;
-	f->exclusive = f->events == G_IO_IN &&
-		       getsockopt(f->fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) == 0 &&
-		       listening;
-	if (f->exclusive)
+	/* a listening socket: one waiter woken per connection */
+	if (f->events == G_IO_IN &&
+	    getsockopt(f->fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) == 0 && listening)
 		ev.events |= EPOLLEXCLUSIVE;
 	return epoll_ctl(ep->epfd, EPOLL_CTL_ADD, f->fd, &ev) == 0;
 }
@@ -291,16 +291,7 @@ epoll_poll(GPollFD *fds, guint nfds, gint timeout)
 		for (guint j = 0; j < nfds; j++) {
 			if (fds[j].fd != (gint)(events[i].data.u64 >> 1))
 				continue;
-			if (events[i].events & EPOLLIN)
-				fds[j].revents |= G_IO_IN;
-			if (events[i].events & EPOLLOUT)
-				fds[j].revents |= G_IO_OUT;
-			if (events[i].events & EPOLLPRI)
-				fds[j].revents |= G_IO_PRI;
-			if (events[i].events & EPOLLERR)
-				fds[j].revents |= G_IO_ERR;
-			if (events[i].events & EPOLLHUP)
-				fds[j].revents |= G_IO_HUP;
+			fds[j].revents |= (gushort)condition_of(events[i].events);
 			fds[j].revents &= fds[j].events | G_IO_ERR | G_IO_HUP;
 		}
 	}
@@ -427,7 +418,7 @@ conn_register(GhConn *c, GIOCondition events)
 		op = EPOLL_CTL_DEL; /* a record with no events would still report hang-ups */
 	else
 		op = c->registered == 0 ? EPOLL_CTL_ADD : EPOLL_CTL_MOD;
-	ev.events = ((events & G_IO_IN) ? EPOLLIN : 0) | ((events & G_IO_OUT) ? EPOLLOUT : 0);
+	ev.events = epoll_events_of(events & (G_IO_IN | G_IO_OUT));
 	ev.data.ptr = c;
 	if (epoll_ctl(ep->epfd, op, c->fd, &ev) != 0 && op != EPOLL_CTL_DEL) {
 		/* out of kernel memory for watches: fail the connection rather
