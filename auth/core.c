@@ -92,6 +92,7 @@ struct _GhAuthPending {
 	GhAuthVerdict verdict;
 	char *instance, *module, *canonical_user, *route, *reason;
 	gboolean cached;
+	gboolean decided; /* concluded inside gh_auth_verify_async: no job */
 	gint64 start_us, elapsed_us;
 	guint delay_ms;
 };
@@ -795,6 +796,7 @@ gh_auth_verify_async(GhAuthSet *set,
 		p->route = g_steal_pointer(&hit.route);
 		p->reason = g_steal_pointer(&hit.reason);
 		p->cached = TRUE;
+		p->decided = TRUE;
 		gh_cache_entry_clear(&hit);
 		pending_conclude(p);
 		pending_hand_back(pending_ref(p));
@@ -813,10 +815,17 @@ gh_auth_verify_async(GhAuthSet *set,
 		g_free(job);
 		pending_set_outcome(p, GH_AUTH_TEMPFAIL, NULL, NULL, NULL,
 				    g_strdup("verification queue full"));
+		p->decided = TRUE;
 		pending_conclude(p);
 		pending_hand_back(pending_ref(p));
 	}
 	return p;
+}
+
+gboolean
+gh_auth_pending_decided(const GhAuthPending *p)
+{
+	return p != NULL && p->decided;
 }
 
 void

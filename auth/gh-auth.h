@@ -154,5 +154,9 @@ GhAuthPending *gh_auth_verify_async(GhAuthSet *set,
 /* Call on `context`'s thread: the callback will not run, whatever state the
  * request is in.  The pending must not be used after this. */
 void gh_auth_pending_cancel(GhAuthPending *pending);
+/* The verdict is known already (the cache had it, or the queue was full)
+ * and only waits to be handed back; FALSE while a module works on it.
+ * Call before the callback has run (the pending may be gone after). */
+gboolean gh_auth_pending_decided(const GhAuthPending *pending);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(GhAuthSet, gh_auth_set_unref)

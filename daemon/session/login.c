@@ -11,8 +11,9 @@
  * (one round trip to the backend left instead of three or four), unless the
  * user's server hash points elsewhere; a no or a temporary failure
  * cancels it, and the server is told goodbye before any credential.  No
- * early link for an address under a failure penalty, nor where the auth
- * chain may answer with a route (the server is not known before then).
+ * early link for a verdict the cache already had, for an address under a
+ * failure penalty, nor where the auth chain may answer with a route (the
+ * server is not known before then).
  *
  * Invariants: at most one of a verification (login.pending) and a backend
  * link (s->backend) is in flight, and neither reads client input; an early
@@ -382,9 +383,12 @@ verify(GhSession *s)
 	/* a new attempt: the server an earlier one reached is not this one's */
 	g_clear_pointer(&l->backend_server, g_free);
 	l->auth_set = gh_auth_set_ref(s->auth_set);
-	connect_early(s);
 	l->pending = gh_auth_verify_async(l->auth_set, (const char *const *)s->lc->auth, &req, 0,
 					  s->host->context, on_verified, s);
+	/* a verdict the cache had comes in the next turn of the loop: nothing
+	 * to overlap, and a cached no must not cost a backend connection */
+	if (!gh_auth_pending_decided(l->pending))
+		connect_early(s);
 }
 
 /* A new attempt: forget the last one; `mech` is a static string. */

@@ -8,8 +8,8 @@ behind a recording relay) already has its connection and has been sent no
 credential; after a yes the login goes over that same connection; after a
 no the backend hears only our goodbye.  Also: early_connect = no dials
 nothing before the verdict; an address with a recent failure gets no early
-connection; a chain that may answer with a route (a users file with
-route=) gets none; a backend that closes the parked connection costs the
+connection; a verdict the cache already had gets none; a chain that may
+answer with a route (a users file with route=) gets none; a backend that closes the parked connection costs the
 client nothing (a fresh one is made).
 """
 import select
@@ -224,6 +224,22 @@ def test_no_early_connection_after_a_failure(tmp, daemons, pw, gate, imap_relay)
     # the first attempt's early connection, then only the real login's
     assert imap_relay.connections() == 2
     assert imap_relay.text().count(b'LOGOUT') == 1
+    assert gw.stop() == 0
+
+
+def test_cached_verdict_dials_nothing_early(tmp, daemons, pw, gate, imap_relay):
+    """A verdict the cache already has comes at once: no early connection.
+    The first wrong password costs one (told LOGOUT); the same wrong
+    password again, answered from the cache, costs none."""
+    gw, ports = gateway(tmp, daemons, pw, gate, imap_port=imap_relay.port,
+                        gatehouse={'auth_cache_size': '100'})
+    gate.release()
+    for tag in ('a1', 'a2'):
+        with ImapClient(ports['imap'], greet=True) as c:
+            assert c.login('alice', 'wrong-alice-pw', tag=tag) == IMAP_FAILED
+    wait_for(lambda: imap_relay.text() == b'ghb LOGOUT\r\n', what='the first goodbye')
+    assert 'cached=yes' in gw.text()
+    assert imap_relay.connections() == 1
     assert gw.stop() == 0
 
 

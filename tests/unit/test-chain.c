@@ -133,13 +133,20 @@ verify(Fixture *f, const char *chain_text, const char *user, const char *pw, gui
 	};
 	gint64 deadline = g_get_monotonic_time() + 10 * G_USEC_PER_SEC;
 
+	GhAuthPending *p;
+	gboolean decided;
+
 	result_clear(r);
-	gh_auth_verify_async(f->set, (const char *const *)chain, &req, flags, NULL, on_done, r);
+	p = gh_auth_verify_async(f->set, (const char *const *)chain, &req, flags, NULL, on_done, r);
 	/* the callback never runs inside the call */
 	g_assert_false(r->done);
+	decided = gh_auth_pending_decided(p);
 	while (!r->done && g_get_monotonic_time() < deadline)
 		g_main_context_iteration(NULL, TRUE);
 	g_assert_true(r->done);
+	/* known at once exactly when the cache had it or the queue was full */
+	g_assert_cmpint(decided, ==,
+			r->cached || g_strcmp0(r->reason, "verification queue full") == 0);
 }
 
 static const char two_modules[] = "[auth a]\n"
