@@ -30,6 +30,7 @@
 #include "gh-build.h"
 
 #include "cache.h"
+#include "common/line.h"
 #include "common/random.h"
 #include "common/siphash.h"
 
@@ -79,22 +80,6 @@ hmac_sha256(const struct hmac_sha256_ctx *keyed, const void *data, gsize len, gu
 	explicit_bzero(&ctx, sizeof ctx);
 }
 
-/* n in decimal into buf (at least 21 bytes), no terminator; returns the
- * length */
-static gsize
-format_size(char *buf, gsize n)
-{
-	char tmp[24];
-	gsize len = 0;
-	do {
-		tmp[len++] = (char)('0' + n % 10);
-		n /= 10;
-	} while (n > 0);
-	for (gsize i = 0; i < len; i++)
-		buf[i] = tmp[len - 1 - i];
-	return len;
-}
-
 static void
 make_id(const GhCache *cache, const char *chain, const char *service, const char *user, guint8 *out)
 {
@@ -102,19 +87,19 @@ make_id(const GhCache *cache, const char *chain, const char *service, const char
 	 * "<len>:<chain>\x1f<len>:<service>\x1f<user>"; on the stack unless
 	 * the names are long */
 	gsize chain_len = strlen(chain), service_len = strlen(service), user_len = strlen(user);
-	gsize max = 2 * 21 + chain_len + service_len + user_len + 4;
+	gsize max = 2 * GH_LINE_U64_MAX + chain_len + service_len + user_len + 4;
 	char small[512];
 	g_autofree char *big = max > sizeof small ? g_malloc(max) : NULL;
 	char *j = big != NULL ? big : small;
 	gsize n = 0;
 	guint64 h[2];
 
-	n += format_size(j + n, chain_len);
+	n += gh_line_format_u64(j + n, chain_len);
 	j[n++] = ':';
 	memcpy(j + n, chain, chain_len);
 	n += chain_len;
 	j[n++] = '\x1f';
-	n += format_size(j + n, service_len);
+	n += gh_line_format_u64(j + n, service_len);
 	j[n++] = ':';
 	memcpy(j + n, service, service_len);
 	n += service_len;

@@ -36,6 +36,18 @@ gh_secret_new(const void *data, gsize len)
 }
 
 GhSecret *
+gh_secret_copy(const GhSecret *secret)
+{
+	gsize len = 0;
+	const char *bytes;
+
+	if (secret == NULL)
+		return NULL;
+	bytes = gh_secret_get(secret, &len);
+	return gh_secret_new(bytes, len);
+}
+
+GhSecret *
 gh_secret_new_take(char *buf, gsize len)
 {
 	GhSecret *secret;

@@ -17,6 +17,8 @@ GhSecret *gh_secret_new(const void *data, gsize len);
 /* Take ownership of a g_malloc'ed buffer of len bytes plus a trailing NUL
  * (buf[len] == 0); the buffer is wiped when the secret is freed. */
 GhSecret *gh_secret_new_take(char *buf, gsize len);
+/* A copy of `secret` (its own wiped buffer), or NULL for NULL.  (transfer full) */
+GhSecret *gh_secret_copy(const GhSecret *secret);
 /* The bytes (NUL-terminated) and, when len_out is not NULL, their count.
  * (transfer none): valid until the secret is freed. */
 const char *gh_secret_get(const GhSecret *secret, gsize *len_out);

@@ -76,3 +76,18 @@ gh_line_skip(const char *buf, gsize len, gboolean *terminated)
 		*terminated = found;
 	return found ? lf + 1 : len;
 }
+
+gsize
+gh_line_format_u64(char *buf, guint64 v)
+{
+	char tmp[GH_LINE_U64_MAX];
+	gsize n = 0;
+
+	do {
+		tmp[n++] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v > 0);
+	for (gsize i = 0; i < n; i++)
+		buf[i] = tmp[n - 1 - i];
+	return n;
+}

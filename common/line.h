@@ -2,7 +2,8 @@
  * line.h: finding one line in an input buffer, with a bound on its length:
  * the framing SMTP commands and replies, IMAP backend lines and SASL
  * continuation lines share.  A bare LF ends a line like CRLF (telnet users
- * and sloppy servers send one).
+ * and sloppy servers send one).  And the one way numbers are written into
+ * lines on the login path without printf (log lines, IMAP ID, cache keys).
  *
  * Pure: no I/O, no state, no clock; includes only <glib.h>.  Tested byte by
  * byte in tests/unit/test-line.c.
@@ -39,3 +40,8 @@ gsize gh_line_skip(const char *buf, gsize len, gboolean *terminated);
 
 /* The index of the first LF in buf[from..to), or `to` when there is none. */
 gsize gh_line_find_lf(const char *buf, gsize from, gsize to);
+
+#define GH_LINE_U64_MAX 20 /* digits of G_MAXUINT64 */
+/* v in decimal into buf (at least GH_LINE_U64_MAX bytes), no terminator;
+ * returns the number of digits. */
+gsize gh_line_format_u64(char *buf, guint64 v);

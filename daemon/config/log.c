@@ -7,6 +7,7 @@
 #include "gh-build.h"
 
 #include "config/log.h"
+#include "common/line.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -91,14 +92,9 @@ line_add(Line *b, const char *s)
 static void
 line_add_u64(Line *b, guint64 v)
 {
-	char tmp[24];
-	gsize n = sizeof tmp;
+	char digits[GH_LINE_U64_MAX];
 
-	do {
-		tmp[--n] = (char)('0' + v % 10);
-		v /= 10;
-	} while (v > 0);
-	line_add_len(b, tmp + n, sizeof tmp - n);
+	line_add_len(b, digits, gh_line_format_u64(digits, v));
 }
 
 /* What the log shows as \xNN: controls, non-ASCII, and the quote and

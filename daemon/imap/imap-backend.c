@@ -117,22 +117,6 @@ caps_from_code(Imap *d, const char *line, gsize len)
 	return FALSE;
 }
 
-/* a port in decimal into buf (at least 5 bytes), no terminator; its length */
-static gsize
-format_port(char *buf, guint16 port)
-{
-	char tmp[5];
-	gsize n = 0, len;
-
-	do {
-		tmp[n++] = (char)('0' + port % 10);
-		port /= 10;
-	} while (port > 0);
-	for (len = 0; len < n; len++)
-		buf[len] = tmp[n - 1 - len];
-	return len;
-}
-
 static char *
 id_command(GhBackendLink *l, Imap *d)
 {
@@ -141,7 +125,7 @@ id_command(GhBackendLink *l, Imap *d)
 	g_autofree char *addr = gh_imap_quote(p->client_addr);
 	g_autofree char *local = gh_imap_quote(p->local_addr);
 	g_autofree char *sid = gh_imap_quote(p->session_id);
-	char port[8];
+	char port[GH_LINE_U64_MAX];
 	guint pairs = 4;
 
 	/* appended piece by piece: this runs on every login */
@@ -149,11 +133,11 @@ id_command(GhBackendLink *l, Imap *d)
 	g_string_append(s, " ID (\"x-originating-ip\" ");
 	g_string_append(s, addr);
 	g_string_append(s, " \"x-originating-port\" \"");
-	g_string_append_len(s, port, (gssize)format_port(port, p->client_port));
+	g_string_append_len(s, port, (gssize)gh_line_format_u64(port, p->client_port));
 	g_string_append(s, "\" \"x-connected-ip\" ");
 	g_string_append(s, local);
 	g_string_append(s, " \"x-connected-port\" \"");
-	g_string_append_len(s, port, (gssize)format_port(port, p->local_port));
+	g_string_append_len(s, port, (gssize)gh_line_format_u64(port, p->local_port));
 	g_string_append(s, "\" \"x-session-id\" ");
 	g_string_append(s, sid);
 	pairs++;

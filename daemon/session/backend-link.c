@@ -422,11 +422,7 @@ gh_backend_link_start(const GhBackendParams *p,
 	l->route = g_strdup(p->route);
 	l->hash_key = g_strdup(p->hash_key);
 	l->user = g_strdup(p->user);
-	if (p->password != NULL) {
-		gsize len;
-		const char *pw = gh_secret_get(p->password, &len);
-		l->password = gh_secret_new(pw, len);
-	}
+	l->password = gh_secret_copy(p->password);
 	l->client_addr = g_strdup(p->client_addr);
 	l->local_addr = g_strdup(p->local_addr);
 	l->hostname = g_strdup(p->hostname);
@@ -513,12 +509,8 @@ gh_backend_link_login(GhBackendLink *l,
 
 	l->user = g_strdup(user);
 	l->params.user = l->user;
-	if (password != NULL) {
-		gsize len;
-		const char *pw = gh_secret_get(password, &len);
-		l->password = gh_secret_new(pw, len);
-		l->params.password = l->password;
-	}
+	l->password = gh_secret_copy(password);
+	l->params.password = l->password;
 	l->params.login_later = FALSE;
 	l->done = done;
 	l->user_data = user_data;

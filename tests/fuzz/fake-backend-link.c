@@ -42,11 +42,7 @@ gh_backend_link_start(const GhBackendParams *params,
 	l->params = *params;
 	l->dialogue = *dialogue;
 	l->d = d;
-	if (params->password != NULL) {
-		gsize len = 0;
-		const char *pw = gh_secret_get(params->password, &len);
-		l->password = gh_secret_new(pw, len);
-	}
+	l->password = gh_secret_copy(params->password);
 	l->params.password = NULL;
 	if (params->login_later) {
 		/* the session's part: the credentials come with the verdict */

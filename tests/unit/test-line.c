@@ -360,6 +360,29 @@ test_huge_line(void)
 	}
 }
 
+static void
+test_format_u64(void)
+{
+	static const struct {
+		guint64 v;
+		const char *want;
+	} cases[] = {{0, "0"},
+		     {9, "9"},
+		     {10, "10"},
+		     {65535, "65535"},
+		     {G_MAXUINT64, "18446744073709551615"}};
+	char buf[GH_LINE_U64_MAX + 1];
+
+	for (guint i = 0; i < G_N_ELEMENTS(cases); i++) {
+		gsize n;
+		memset(buf, 'x', sizeof buf);
+		n = gh_line_format_u64(buf, cases[i].v);
+		g_assert_cmpuint(n, ==, strlen(cases[i].want));
+		g_assert_cmpmem(buf, n, cases[i].want, n);
+		g_assert_cmpint(buf[n], ==, 'x'); /* no terminator written */
+	}
+}
+
 int
 main(int argc, char **argv)
 {
@@ -369,5 +392,6 @@ main(int argc, char **argv)
 	g_test_add_func("/gatehouse/line/too-long-skip", test_too_long_skip);
 	g_test_add_func("/gatehouse/line/stream", test_stream);
 	g_test_add_func("/gatehouse/line/huge-line", test_huge_line);
+	g_test_add_func("/gatehouse/line/format-u64", test_format_u64);
 	return g_test_run();
 }
