@@ -94,6 +94,8 @@ enum state {
 	S_WAIT,  /* imap-noop: the interval between NOOPs */
 	S_NOOP,  /* imap-noop: NOOP sent, tag n */
 	S_EHLO,
+	S_AUTH1, /* AUTH LOGIN sent, 334 expected */
+	S_AUTH2, /* 334 expected, then the last response */
 	S_AUTH,
 	S_MAIL,
 	S_RCPT,
@@ -111,6 +113,7 @@ static const char *const state_name[] = {
     [S_SELECT] = "SELECT",     [S_FETCH] = "FETCH",
     [S_HOLD] = "hold",         [S_WAIT] = "interval",
     [S_NOOP] = "NOOP",         [S_EHLO] = "EHLO",
+    [S_AUTH1] = "AUTH",        [S_AUTH2] = "AUTH response",
     [S_AUTH] = "AUTH",         [S_MAIL] = "MAIL",
     [S_RCPT] = "RCPT",         [S_DATA] = "DATA",
     [S_BODY] = "end of data",  [S_QUIT] = "QUIT",
@@ -124,8 +127,8 @@ static const char imap_tag[S_DEAD + 1] = {
 };
 
 static const short smtp_code[S_DEAD + 1] = {
-    [S_GREETING] = 220, [S_EHLO] = 250, [S_AUTH] = 235, [S_MAIL] = 250,
-    [S_RCPT] = 250,     [S_DATA] = 354, [S_BODY] = 250, [S_QUIT] = 221,
+    [S_GREETING] = 220, [S_EHLO] = 250, [S_AUTH1] = 334, [S_AUTH2] = 334, [S_AUTH] = 235,
+    [S_MAIL] = 250,     [S_RCPT] = 250, [S_DATA] = 354,  [S_BODY] = 250,  [S_QUIT] = 221,
 };
 
 struct str {
@@ -165,7 +168,8 @@ static struct {
 	double duration, warmup, timeout;
 	const char *user, *password, *from, *rcpt;
 	long size;
-	bool tls, no_auth;
+	bool tls, no_auth, pipelining;
+	enum { AUTH_PLAIN_IR, AUTH_PLAIN, AUTH_LOGIN } auth;
 } opt = {
     .clients = 10,
     .count = 100,
@@ -187,6 +191,9 @@ static struct str cmd_noop1 = STR("b NOOP\r\n"), cmd_logout = STR("c LOGOUT\r\n"
 		  cmd_ehlo = STR("EHLO bench.test\r\n"), cmd_data = STR("DATA\r\n"),
 		  cmd_quit = STR("QUIT\r\n");
 static struct str cmd_login, cmd_auth, cmd_mail, cmd_rcpt, cmd_body;
+/* --auth plain / login: the first line, the user (login), the last response;
+ * --pipelining: MAIL, RCPT and DATA in one write */
+static struct str cmd_auth_start, cmd_auth_user, cmd_auth_last, cmd_envelope;
 
 static struct conn *conns;
 static uint32_t nconns;
@@ -641,14 +648,32 @@ smtp_line(struct conn *c, char *l, size_t len)
 	case S_GREETING:
 		return send_cmd(c, &cmd_ehlo, S_EHLO);
 	case S_EHLO:
-		if (cmd_auth.n)
+		if (cmd_auth.n && opt.auth == AUTH_PLAIN_IR)
 			return send_cmd(c, &cmd_auth, S_AUTH);
-		return send_cmd(c, &cmd_mail, S_MAIL);
+		if (cmd_auth.n)
+			return send_cmd(c, &cmd_auth_start,
+					opt.auth == AUTH_LOGIN ? S_AUTH1 : S_AUTH2);
+		/* no AUTH */
+		__attribute__((fallthrough));
 	case S_AUTH:
+		if (opt.pipelining)
+			return send_cmd(c, &cmd_envelope, S_MAIL);
 		return send_cmd(c, &cmd_mail, S_MAIL);
+	case S_AUTH1:
+		return send_cmd(c, &cmd_auth_user, S_AUTH2);
+	case S_AUTH2:
+		return send_cmd(c, &cmd_auth_last, S_AUTH);
 	case S_MAIL:
+		if (opt.pipelining) {
+			c->st = S_RCPT; /* its reply is next */
+			return 0;
+		}
 		return send_cmd(c, &cmd_rcpt, S_RCPT);
 	case S_RCPT:
+		if (opt.pipelining) {
+			c->st = S_DATA;
+			return 0;
+		}
 		return send_cmd(c, &cmd_data, S_DATA);
 	case S_DATA:
 		return send_cmd(c, &cmd_body, S_BODY);
@@ -1000,6 +1025,10 @@ usage(FILE *f)
 		   "               'ready OK FAILED', holds them until stdin's EOF or SIGTERM\n"
 		   "  smtp-submit  EHLO, AUTH PLAIN (unless --no-auth or no --user), MAIL, RCPT,\n"
 		   "               DATA of --size bytes (default 1024), QUIT; again\n"
+		   "               --auth plain-ir (default): AUTH PLAIN with the initial\n"
+		   "               response; plain: without it (334, then the response);\n"
+		   "               login: AUTH LOGIN (334 user, 334 password)\n"
+		   "               --pipelining: MAIL, RCPT and DATA in one write\n"
 		   "--min-ops N: the window goes on past --duration until N operations are\n"
 		   "  counted (not imap-idle), for at most the patience more\n"
 		   "patience: max(60, 3 x --timeout) seconds\n"
@@ -1099,11 +1128,30 @@ build_commands(void)
 		if (gnutls_base64_encode2(&plain, &b64) < 0)
 			oom(NULL);
 		cmd_auth = str_printf("AUTH PLAIN %.*s\r\n", (int)b64.size, b64.data);
+		cmd_auth_last = str_printf("%.*s\r\n", (int)b64.size, b64.data);
+		cmd_auth_start =
+		    str_printf("AUTH %s\r\n", opt.auth == AUTH_LOGIN ? "LOGIN" : "PLAIN");
 		gnutls_free(b64.data);
 		free(plain.data);
+		if (opt.auth == AUTH_LOGIN) {
+			free(cmd_auth_last.p);
+			plain.data = (unsigned char *)opt.user;
+			plain.size = (unsigned)ul;
+			if (gnutls_base64_encode2(&plain, &b64) < 0)
+				oom(NULL);
+			cmd_auth_user = str_printf("%.*s\r\n", (int)b64.size, b64.data);
+			gnutls_free(b64.data);
+			plain.data = (unsigned char *)opt.password;
+			plain.size = (unsigned)pl;
+			if (gnutls_base64_encode2(&plain, &b64) < 0)
+				oom(NULL);
+			cmd_auth_last = str_printf("%.*s\r\n", (int)b64.size, b64.data);
+			gnutls_free(b64.data);
+		}
 	}
 	cmd_mail = str_printf("MAIL FROM:<%s>\r\n", opt.from);
 	cmd_rcpt = str_printf("RCPT TO:<%s>\r\n", opt.rcpt);
+	cmd_envelope = str_printf("%s%sDATA\r\n", cmd_mail.p, cmd_rcpt.p);
 	build_body();
 }
 
@@ -1120,6 +1168,7 @@ parse_args(int argc, char **argv)
 	    {"from", 1, NULL, 'f'},     {"rcpt", 1, NULL, 'r'},
 	    {"size", 1, NULL, 's'},     {"timeout", 1, NULL, 'T'},
 	    {"min-ops", 1, NULL, 'o'},  {"help", 0, NULL, 'h'},
+	    {"auth", 1, NULL, 'a'},     {"pipelining", 0, NULL, 'L'},
 	    {NULL, 0, NULL, 0},
 	};
 	const char *host = "127.0.0.1", *mode;
@@ -1158,6 +1207,19 @@ parse_args(int argc, char **argv)
 			break;
 		case 'A':
 			opt.no_auth = true;
+			break;
+		case 'a':
+			if (!strcmp(optarg, "plain-ir"))
+				opt.auth = AUTH_PLAIN_IR;
+			else if (!strcmp(optarg, "plain"))
+				opt.auth = AUTH_PLAIN;
+			else if (!strcmp(optarg, "login"))
+				opt.auth = AUTH_LOGIN;
+			else
+				die_usage("--auth: plain-ir, plain or login, not %s", optarg);
+			break;
+		case 'L':
+			opt.pipelining = true;
 			break;
 		case 'm':
 			opt.count = (int)num_arg(optarg, 1, 1000000, false);
