@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <systemd/sd-daemon.h>
@@ -22,6 +23,7 @@ listener_new(const char *name)
 	GhListener *l = g_new0(GhListener, 1);
 	l->name = g_strdup(name);
 	l->fds = g_array_new(FALSE, FALSE, sizeof(int));
+	l->sockets = g_array_new(FALSE, TRUE, sizeof(GhListenerSocket));
 	l->labels = g_ptr_array_new_null_terminated(4, g_free, TRUE);
 	return l;
 }
@@ -34,9 +36,51 @@ gh_listener_free(GhListener *l)
 	for (guint i = 0; i < l->fds->len; i++)
 		close(g_array_index(l->fds, int, i));
 	g_array_unref(l->fds);
+	g_array_unref(l->sockets);
 	g_ptr_array_unref(l->labels);
 	g_free(l->name);
 	g_free(l);
+}
+
+/* A listening socket joins `l`: set TCP_NODELAY on it for the connections
+ * to inherit, and keep its address when every connection will have it. */
+static void
+add_socket(GhListener *l, int fd, char *label)
+{
+	GhListenerSocket ls = {0};
+	int one = 1, on = 0;
+	socklen_t len = sizeof on;
+	gboolean transparent = FALSE;
+
+	if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) == 0 &&
+	    getsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, &len) == 0)
+		ls.nodelay = on != 0;
+	on = 0;
+	len = sizeof on;
+	if (getsockopt(fd, SOL_IP, IP_TRANSPARENT, &on, &len) == 0 && on != 0)
+		transparent = TRUE;
+	on = 0;
+	len = sizeof on;
+	if (getsockopt(fd, SOL_IPV6, IPV6_TRANSPARENT, &on, &len) == 0 && on != 0)
+		transparent = TRUE;
+	ls.local_len = sizeof ls.local;
+	if (transparent || getsockname(fd, (struct sockaddr *)&ls.local, &ls.local_len) != 0)
+		ls.local_len = 0;
+	else if (ls.local.ss_family == AF_INET) {
+		const struct sockaddr_in *in = (const struct sockaddr_in *)&ls.local;
+		if (in->sin_addr.s_addr == htonl(INADDR_ANY))
+			ls.local_len = 0;
+	} else if (ls.local.ss_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)&ls.local;
+		if (IN6_IS_ADDR_UNSPECIFIED(&in6->sin6_addr) ||
+		    (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr) && in6->sin6_addr.s6_addr32[3] == 0))
+			ls.local_len = 0;
+	} else {
+		ls.local_len = 0;
+	}
+	g_array_append_val(l->fds, fd);
+	g_array_append_val(l->sockets, ls);
+	g_ptr_array_add(l->labels, label);
 }
 
 GhListener *
@@ -153,8 +197,7 @@ adopt_systemd(const GhConfig *cfg, GPtrArray *listeners, GError **error)
 			l->from_systemd = TRUE;
 			g_ptr_array_add(listeners, l);
 		}
-		g_array_append_val(l->fds, fd);
-		g_ptr_array_add(l->labels, g_strdup_printf("systemd fd %d", fd));
+		add_socket(l, fd, g_strdup_printf("systemd fd %d", fd));
 	}
 	if (names != NULL) {
 		for (int i = 0; i < n; i++)
@@ -196,10 +239,9 @@ gh_listeners_open(const GhConfig *cfg, GError **error)
 					    lc->name, local->message);
 				return NULL;
 			}
-			g_array_append_val(l->fds, fd);
-			g_ptr_array_add(l->labels,
-					g_strdup_printf(strchr(hp->host, ':') ? "[%s]:%u" : "%s:%u",
-							hp->host, hp->port));
+			add_socket(l, fd,
+				   g_strdup_printf(strchr(hp->host, ':') ? "[%s]:%u" : "%s:%u",
+						   hp->host, hp->port));
 		}
 	}
 	return g_steal_pointer(&listeners);

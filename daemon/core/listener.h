@@ -11,11 +11,25 @@
 #pragma once
 
 #include <glib.h>
+#include <sys/socket.h>
 #include "config/config.h"
+
+/* What the connections accepted on one listening socket share, learnt once
+ * when it is bound or adopted, so that an accept costs no system call for
+ * it: the local address (unless the socket is bound to a wildcard or is
+ * transparent, where each connection has its own), and whether
+ * TCP_NODELAY is set on the listening socket (Linux copies it to every
+ * accepted one). */
+typedef struct {
+	struct sockaddr_storage local;
+	socklen_t local_len; /* 0: ask each connection (getsockname) */
+	gboolean nodelay;
+} GhListenerSocket;
 
 typedef struct {
 	char *name;        /* matches [listener NAME] */
 	GArray *fds;       /* of int, non-blocking listening sockets */
+	GArray *sockets;   /* of GhListenerSocket, parallel to fds */
 	GPtrArray *labels; /* of char*, "127.0.0.1:25" or "systemd fd 3", parallel to fds */
 	gboolean from_systemd;
 	gint n_sessions; /* atomic: open sessions, for max_connections */

@@ -75,6 +75,7 @@ struct _GhWorker {
 typedef struct {
 	SessionHost *host; /* the worker's for this listener */
 	GhListener *listener;
+	const GhListenerSocket *socket; /* the one watched */
 } AcceptWatch;
 
 GhConfig *
@@ -145,7 +146,7 @@ on_session_ended(GhSession *session, gpointer data)
 /* A connection came on listener `h->listener`: make it a session of the
  * generation in force, in the protocol of its listener. */
 static void
-accept_session(SessionHost *h, int fd, const struct sockaddr *peer, socklen_t peer_len)
+accept_session(SessionHost *h, int fd, const GhSessionAddrs *addrs)
 {
 	GhWorker *worker = h->worker;
 	GhGeneration gen;
@@ -167,7 +168,7 @@ accept_session(SessionHost *h, int fd, const struct sockaddr *peer, socklen_t pe
 	}
 	session = gh_session_new(
 	    &h->host, lc->protocol == GH_PROTO_SMTP ? &gh_smtp_protocol : &gh_imap_protocol, &gen,
-	    lc->name, fd, peer, peer_len);
+	    lc->name, fd, addrs);
 	gh_stats_add(worker->stats, GH_STAT_CONNECTIONS, 1, gh_protocol_to_string(lc->protocol),
 		     lc->name);
 	g_queue_push_tail(&worker->sessions, session);
@@ -245,7 +246,14 @@ on_accept(gint fd, GIOCondition condition, gpointer data)
 				  g_strerror(errno));
 			break;
 		}
-		accept_session(w->host, c, (struct sockaddr *)&ss, len);
+		GhSessionAddrs addrs = {
+		    .peer = (struct sockaddr *)&ss,
+		    .peer_len = len,
+		    .local = w->socket->local_len > 0 ? (struct sockaddr *)&w->socket->local : NULL,
+		    .local_len = w->socket->local_len,
+		    .nodelay = w->socket->nodelay,
+		};
+		accept_session(w->host, c, &addrs);
 	}
 	return G_SOURCE_CONTINUE;
 }
@@ -262,6 +270,7 @@ worker_accept_start(GhWorker *worker)
 			GSource *src = g_unix_fd_source_new(g_array_index(l->fds, int, j), G_IO_IN);
 			w->host = &worker->hosts[i];
 			w->listener = l;
+			w->socket = &g_array_index(l->sockets, GhListenerSocket, j);
 			g_source_set_callback(src, G_SOURCE_FUNC(on_accept), w, g_free);
 			/* as the connections' epoll source (conn.c): no blocking
 			 * around dispatch, which would wake the loop twice */

@@ -86,17 +86,16 @@ gh_session_new(const GhSessionHost *host,
 	       GhGeneration *gen,
 	       const char *listener,
 	       int fd,
-	       const struct sockaddr *peer,
-	       socklen_t peer_len)
+	       const GhSessionAddrs *addrs)
 {
 	GhSession *s = g_new0(GhSession, 1);
 	struct sockaddr_storage local;
 	socklen_t local_len = sizeof local;
 	gint one = 1;
 
-	(void)peer_len;
 	/* replies and relayed commands are small writes: send each at once */
-	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+	if (!addrs->nodelay)
+		(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 	make_session_id(s->id, sizeof s->id);
 	s->host = host;
 	s->protocol = protocol;
@@ -108,8 +107,10 @@ gh_session_new(const GhSessionHost *host,
 	s->conn = gh_conn_new(fd, host->context, GH_SESSION_IN_MAX, GH_SESSION_OUT_MAX);
 	s->started_us = g_get_monotonic_time();
 	s->phase = GH_PHASE_COMMAND;
-	sockaddr_to_text(peer, s->remote, sizeof s->remote, &s->remote_port);
-	if (getsockname(fd, (struct sockaddr *)&local, &local_len) == 0)
+	sockaddr_to_text(addrs->peer, s->remote, sizeof s->remote, &s->remote_port);
+	if (addrs->local != NULL)
+		sockaddr_to_text(addrs->local, s->local, sizeof s->local, &s->local_port);
+	else if (getsockname(fd, (struct sockaddr *)&local, &local_len) == 0)
 		sockaddr_to_text((struct sockaddr *)&local, s->local, sizeof s->local,
 				 &s->local_port);
 	s->trusted = address_in(s->remote, s->config->trusted_networks);

@@ -37,6 +37,15 @@ typedef struct {
 	GhAuthSet *auth_set;
 } GhGeneration;
 
+/* A connection's two ends, as accept(2) and the listening socket tell. */
+typedef struct {
+	const struct sockaddr *peer;
+	socklen_t peer_len;
+	const struct sockaddr *local; /* NULL: ask the socket (getsockname) */
+	socklen_t local_len;
+	gboolean nodelay; /* TCP_NODELAY is set already (inherited) */
+} GhSessionAddrs;
+
 /* Make a session of `fd` (connected, non-blocking; transfer full) accepted
  * on the listener `listener` (its name in gen->config), speaking `protocol`.
  * The references in `gen` pass to the session.  Nothing is said or watched
@@ -46,8 +55,7 @@ GhSession *gh_session_new(const GhSessionHost *host,
 			  GhGeneration *gen,
 			  const char *listener,
 			  int fd,
-			  const struct sockaddr *peer,
-			  socklen_t peer_len);
+			  const GhSessionAddrs *addrs);
 
 /* Greet (after implicit TLS where the listener asks for it), or refuse when
  * `n_open`, the connections open on the listener counting this one, is over
