@@ -975,11 +975,23 @@ parse_auth(Loader *ld, const char *group, const char *name)
 /* ------------------------------------------------------------ [backend NAME] */
 
 static const char *const backend_keys[] = {
-    "protocol",        "servers",        "port",
-    "follow_route",    "early_connect",  "tls",
-    "login",           "master_user",    "master_password_file",
-    "forward_client",  "ca_file",        "verify",
-    "connect_timeout", "proxy_protocol", NULL,
+    "protocol",
+    "servers",
+    "port",
+    "follow_route",
+    "early_connect",
+    "tls",
+    "login",
+    "master_user",
+    "master_password_file",
+    "forward_client",
+    "ca_file",
+    "verify",
+    "connect_timeout",
+    "proxy_protocol",
+    "warm_connections",
+    "warm_lifetime",
+    NULL,
 };
 
 static void
@@ -1049,6 +1061,21 @@ parse_backend(Loader *ld, const char *group, const char *name)
 	v = GH_PROXY_NONE;
 	if (get_enum(ld, group, "proxy_protocol", proxy_version_names, FALSE, &v))
 		bc->proxy_protocol = v;
+	bc->warm_connections = get_uint(ld, group, "warm_connections", 0, 0, 64);
+	bc->warm_lifetime = get_uint(ld, group, "warm_lifetime", 60, 1, 3600);
+
+	/* a warm connection is made before any client: nothing on it may
+	 * name one before the login */
+	if (bc->warm_connections > 0 && bc->proxy_protocol != GH_PROXY_NONE)
+		problem(ld, group, "warm_connections",
+			"needs proxy_protocol = no: the PROXY header names a client, and a warm "
+			"connection is opened before there is one");
+	/* (with login = xclient, XCLIENT waits for the login anyway) */
+	if (bc->warm_connections > 0 && protocol_ok && bc->protocol == GH_PROTO_SMTP &&
+	    bc->forward_client && bc->login != GH_LOGIN_XCLIENT)
+		problem(ld, group, "warm_connections",
+			"needs forward_client = no on an smtp backend: XCLIENT names the client "
+			"before the login, and a warm connection is opened before there is one");
 
 	/* XCLIENT is a Postfix SMTP extension; IMAP has no equivalent */
 	if (bc->login == GH_LOGIN_XCLIENT && protocol_ok && bc->protocol != GH_PROTO_SMTP)

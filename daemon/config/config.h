@@ -101,6 +101,10 @@ typedef struct {
 	gboolean verify;               /* check the backend's certificate; default yes */
 	guint connect_timeout;         /* seconds, default 10 */
 	GhProxyVersion proxy_protocol; /* a PROXY header first; default none */
+	/* parked connections each I/O thread keeps per server (session/backend-pool.h);
+	 * default 0: none */
+	guint warm_connections;
+	guint warm_lifetime; /* seconds a parked connection is kept; default 60 */
 } GhBackendConfig;
 
 typedef struct {

@@ -15,6 +15,7 @@
 #include "config/log.h"
 #include "imap/imap-session.h"
 #include "session/session.h"
+#include "session/backend-pool.h"
 #include "smtp/smtp-session.h"
 
 #include <errno.h>
@@ -69,7 +70,8 @@ struct _GhWorker {
 	gboolean stopping;         /* worker thread only */
 	GhStats *stats;            /* worker thread only (stats.h) */
 	gint64 last_emfile_log;
-	SessionHost *hosts; /* one per listener, in server->listeners order */
+	SessionHost *hosts;  /* one per listener, in server->listeners order */
+	GhBackendPool *pool; /* warm backend connections; worker thread only, NULL once stopping */
 };
 
 typedef struct {
@@ -327,6 +329,16 @@ stop_listening(gpointer data)
 	return G_SOURCE_REMOVE;
 }
 
+/* Worker thread: the warm backend connections are told goodbye, and no
+ * login uses or refills the pool again. */
+static void
+drop_pool(GhWorker *worker)
+{
+	for (guint i = 0; i < worker->server->listeners->len; i++)
+		worker->hosts[i].host.pool = NULL;
+	g_clear_pointer(&worker->pool, gh_backend_pool_free);
+}
+
 /* Stop accepting; sessions in login state say goodbye, proxied ones drain. */
 static gboolean
 worker_stop(gpointer data)
@@ -336,6 +348,7 @@ worker_stop(gpointer data)
 
 	worker->stopping = TRUE;
 	worker_accept_stop(worker);
+	drop_pool(worker);
 	if (g_atomic_int_dec_and_test(&worker->server->accepting))
 		g_main_context_invoke(NULL, stop_listening, worker->server);
 	copy = g_list_copy(worker->sessions.head);
@@ -354,6 +367,7 @@ worker_finish(gpointer data)
 	worker_accept_stop(worker);
 	while (!g_queue_is_empty(&worker->sessions))
 		gh_session_abort(g_queue_peek_head(&worker->sessions));
+	drop_pool(worker);
 	g_main_loop_quit(worker->loop);
 	return G_SOURCE_REMOVE;
 }
@@ -369,12 +383,14 @@ worker_new(GhServer *server, guint index)
 	w->accept_sources = g_ptr_array_new_with_free_func((GDestroyNotify)g_source_unref);
 	g_queue_init(&w->sessions);
 	w->stats = gh_stats_new();
+	w->pool = gh_backend_pool_new(w->context, w->stats);
 	w->hosts = g_new0(SessionHost, server->listeners->len);
 	for (guint i = 0; i < server->listeners->len; i++) {
 		w->hosts[i].host.context = w->context;
 		w->hosts[i].host.ended = on_session_ended;
 		w->hosts[i].host.data = &w->hosts[i];
 		w->hosts[i].host.stats = w->stats;
+		w->hosts[i].host.pool = w->pool;
 		w->hosts[i].worker = w;
 		w->hosts[i].listener = g_ptr_array_index(server->listeners, i);
 	}
@@ -390,6 +406,7 @@ worker_free(GhWorker *w)
 	 * so that their destroy notifies free what they carry */
 	while (g_main_context_iteration(w->context, FALSE))
 		;
+	g_clear_pointer(&w->pool, gh_backend_pool_free); /* a worker that never ran */
 	g_ptr_array_unref(w->accept_sources);
 	g_main_loop_unref(w->loop);
 	g_main_context_unref(w->context);

@@ -531,3 +531,18 @@ gh_imap_backend_connect(const GhBackendParams *p,
 	d->reply = g_byte_array_new();
 	return gh_backend_link_start(p, &imap_dialogue, d, context, done, user_data);
 }
+
+void
+gh_imap_backend_adopt(GhBackendLink *l, const char *tag, const char *const *client_id)
+{
+	Imap *d = gh_backend_link_dialogue(l);
+	g_free(d->tag);
+	d->tag = g_strdup(tag);
+	g_ptr_array_set_size(d->client_id, 0);
+	for (guint i = 0; client_id != NULL && client_id[i] != NULL; i++)
+		g_ptr_array_add(d->client_id, g_strdup(client_id[i]));
+	/* the capabilities are read (their tag is done with); the ID is next
+	 * and must not carry the client's tag */
+	g_free(d->id_tag);
+	d->id_tag = g_strdup(g_strcmp0(tag, "ghi") == 0 ? "ghi2" : "ghi");
+}

@@ -35,3 +35,6 @@ GhBackendLink *gh_imap_backend_connect(const GhBackendParams *p,
 				       GMainContext *context,
 				       GhBackendDone done,
 				       gpointer user_data);
+/* A parked link started with no tag (a warm one, session/backend-pool.h)
+ * goes to a session: its tag and ID fields, as for gh_imap_backend_connect. */
+void gh_imap_backend_adopt(GhBackendLink *l, const char *tag, const char *const *client_id);

@@ -329,6 +329,22 @@ imap_backend_connect(GhSession *s, const GhBackendParams *p, GhBackendDone done,
 				       s->host->context, done, data);
 }
 
+static GhBackendLink *
+imap_backend_warm(const GhBackendParams *p,
+		  GMainContext *context,
+		  GhBackendDone done,
+		  gpointer data)
+{
+	return gh_imap_backend_connect(p, NULL, NULL, context, done, data);
+}
+
+static void
+imap_backend_adopt(GhSession *s, GhBackendLink *link)
+{
+	Imap *m = s->proto;
+	gh_imap_backend_adopt(link, s->login.tag, (const char *const *)m->client_id->pdata);
+}
+
 const GhProtocol gh_imap_protocol = {
     .name = "imap",
     .max_errors = GH_IMAP_MAX_BAD,
@@ -338,5 +354,7 @@ const GhProtocol gh_imap_protocol = {
     .say = imap_say,
     .command = imap_command,
     .backend_connect = imap_backend_connect,
+    .backend_warm = imap_backend_warm,
+    .backend_adopt = imap_backend_adopt,
     .relay_started = imap_relay_started,
 };

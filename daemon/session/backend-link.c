@@ -525,6 +525,46 @@ gh_backend_link_login(GhBackendLink *l,
 }
 
 gboolean
+gh_backend_link_parked(const GhBackendLink *l)
+{
+	return l->parked && !l->over && !l->cancelled && l->resume == NULL;
+}
+
+void
+gh_backend_link_adopt(GhBackendLink *l,
+		      const GhBackendParams *p,
+		      GhBackendDone done,
+		      gpointer user_data)
+{
+	g_return_if_fail(gh_backend_link_parked(l) && l->params.login_later);
+	g_return_if_fail(p->backend == l->params.backend);
+
+	g_free(l->hash_key);
+	l->hash_key = g_strdup(p->hash_key);
+	g_free(l->client_addr);
+	l->client_addr = g_strdup(p->client_addr);
+	g_free(l->local_addr);
+	l->local_addr = g_strdup(p->local_addr);
+	g_free(l->session_id);
+	l->session_id = g_strdup(p->session_id);
+	l->params.hash_key = l->hash_key;
+	l->params.client_addr = l->client_addr;
+	l->params.client_port = p->client_port;
+	l->params.local_addr = l->local_addr;
+	l->params.local_port = p->local_port;
+	l->params.session_id = l->session_id;
+	l->params.stats = p->stats;
+	l->done = done;
+	l->user_data = user_data;
+}
+
+gpointer
+gh_backend_link_dialogue(GhBackendLink *l)
+{
+	return l->d;
+}
+
+gboolean
 gh_backend_link_await_login(GhBackendLink *l)
 {
 	if (!l->params.login_later)

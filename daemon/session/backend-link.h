@@ -126,6 +126,23 @@ void gh_backend_link_login(GhBackendLink *l,
 			   GhBackendDone done,
 			   gpointer user_data);
 
+/* Is the link parked, waiting for gh_backend_link_login? */
+gboolean gh_backend_link_parked(const GhBackendLink *l);
+/* A parked link made before there was a client (the warm pool,
+ * backend-pool.h) goes to a session: what names the client in `p` (its
+ * address and port, the local ones, the session id, the hash key, the
+ * counters) replaces the link's, and `done` takes over.  The rest of `p`
+ * (backend, route, TLS credentials, our name) must be what the link was
+ * started with; the user and password come with gh_backend_link_login.
+ * The dialogue's own state is the protocol's to update (see
+ * gh_backend_link_dialogue). */
+void gh_backend_link_adopt(GhBackendLink *l,
+			   const GhBackendParams *p,
+			   GhBackendDone done,
+			   gpointer user_data);
+/* The dialogue state `d` the link was started with. */
+gpointer gh_backend_link_dialogue(GhBackendLink *l);
+
 /* ---- for dialogues ---- */
 
 GhConn *gh_backend_link_conn(GhBackendLink *l);

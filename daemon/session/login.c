@@ -27,6 +27,7 @@
 #include "session/session-internal.h"
 #include "config/log.h"
 #include "session/sasl.h"
+#include "session/backend-pool.h"
 #include "net/connector.h"
 
 #include <string.h>
@@ -241,6 +242,20 @@ connect_backend(GhSession *s, gboolean logged_in)
 	s->phase = GH_PHASE_BACKEND;
 	s->mx_join = !logged_in;
 	gh_session_stop_timer(s);
+	/* a warm connection to the user's server, when there is no route */
+	if (logged_in && (l->route == NULL || !p.backend->follow_route)) {
+		p.login_later = TRUE;
+		s->backend =
+		    gh_backend_pool_take(s->host->pool, s, l->canonical, &p, on_backend_done, s);
+		if (s->backend != NULL) {
+			gh_backend_link_login(s->backend, l->canonical, l->password,
+					      on_backend_done, s);
+			g_clear_pointer(&l->password, gh_secret_free);
+			(void)gh_session_update_watch(s);
+			return;
+		}
+		p.login_later = FALSE;
+	}
 	s->backend = s->protocol->backend_connect(s, &p, on_backend_done, s);
 	/* the link has its own copy where it needs one */
 	g_clear_pointer(&l->password, gh_secret_free);
@@ -305,7 +320,9 @@ connect_early(GhSession *s)
 	p.hash_key = l->user; /* the canonical name is not known yet */
 	p.password = NULL;    /* nor whether it is the right one */
 	p.login_later = TRUE;
-	l->early = s->protocol->backend_connect(s, &p, on_early_done, s);
+	l->early = gh_backend_pool_take(s->host->pool, s, l->user, &p, on_early_done, s);
+	if (l->early == NULL)
+		l->early = s->protocol->backend_connect(s, &p, on_early_done, s);
 }
 
 void

@@ -102,6 +102,16 @@ struct _GhProtocol {
 					  const GhBackendParams *params,
 					  GhBackendDone done,
 					  gpointer data);
+	/* The warm pool (backend-pool.h): start a backend link before there
+	 * is a client (params.login_later, no client in the parameters);
+	 * and give a parked one to a session, telling the dialogue what it
+	 * needs of it (IMAP: the client's tag and ID fields) before
+	 * gh_backend_link_adopt.  Both NULL: no warm connections. */
+	GhBackendLink *(*backend_warm)(const GhBackendParams *params,
+				       GMainContext *context,
+				       GhBackendDone done,
+				       gpointer data);
+	void (*backend_adopt)(GhSession *s, GhBackendLink *link);
 	/* The login is over and the relay takes the connection: drop what only
 	 * the login dialogue needed (idle proxied sessions are the bulk of our
 	 * memory).  May be NULL. */

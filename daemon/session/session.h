@@ -19,6 +19,7 @@
 
 typedef struct _GhSession GhSession;
 typedef struct _GhProtocol GhProtocol;
+typedef struct _GhBackendPool GhBackendPool;
 
 /* What the process lends every session of one worker. */
 typedef struct {
@@ -26,7 +27,8 @@ typedef struct {
 	/* The session is being freed (it is still whole): stop counting it. */
 	void (*ended)(GhSession *s, gpointer data);
 	gpointer data;
-	GhStats *stats; /* the worker's counters (stats.h); never NULL */
+	GhStats *stats;      /* the worker's counters (stats.h); never NULL */
+	GhBackendPool *pool; /* the worker's warm backend connections, or NULL */
 } GhSessionHost;
 
 /* One configuration generation, as a session keeps it from accept to close

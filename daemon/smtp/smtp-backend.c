@@ -346,3 +346,12 @@ gh_smtp_backend_connect(const GhBackendParams *p,
 	d->client_esmtp = client_esmtp;
 	return gh_backend_link_start(p, &smtp_dialogue, d, context, done, user_data);
 }
+
+void
+gh_smtp_backend_adopt(GhBackendLink *l, const char *client_helo, gboolean client_esmtp)
+{
+	Smtp *d = gh_backend_link_dialogue(l);
+	g_free(d->client_helo);
+	d->client_helo = g_strdup(client_helo);
+	d->client_esmtp = client_esmtp;
+}

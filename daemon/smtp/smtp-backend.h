@@ -31,3 +31,6 @@ GhBackendLink *gh_smtp_backend_connect(const GhBackendParams *p,
 				       GMainContext *context,
 				       GhBackendDone done,
 				       gpointer user_data);
+/* A parked link started with no client (a warm one, session/backend-pool.h)
+ * goes to a session: the client's HELO argument and EHLO, as above. */
+void gh_smtp_backend_adopt(GhBackendLink *l, const char *client_helo, gboolean client_esmtp);

@@ -324,6 +324,22 @@ smtp_backend_connect(GhSession *s, const GhBackendParams *p, GhBackendDone done,
 	return gh_smtp_backend_connect(p, m->helo, m->esmtp, s->host->context, done, data);
 }
 
+static GhBackendLink *
+smtp_backend_warm(const GhBackendParams *p,
+		  GMainContext *context,
+		  GhBackendDone done,
+		  gpointer data)
+{
+	return gh_smtp_backend_connect(p, NULL, TRUE, context, done, data);
+}
+
+static void
+smtp_backend_adopt(GhSession *s, GhBackendLink *link)
+{
+	Smtp *m = s->proto;
+	gh_smtp_backend_adopt(link, m->helo, m->esmtp);
+}
+
 const GhProtocol gh_smtp_protocol = {
     .name = "smtp",
     .max_errors = GH_SMTP_MAX_ERRORS,
@@ -334,4 +350,6 @@ const GhProtocol gh_smtp_protocol = {
     .command = smtp_command,
     .tls_ready = smtp_tls_ready,
     .backend_connect = smtp_backend_connect,
+    .backend_warm = smtp_backend_warm,
+    .backend_adopt = smtp_backend_adopt,
 };

@@ -1,0 +1,59 @@
+/*
+ * backend-pool.h: warm backend connections, `[backend] warm_connections`.
+ *
+ * Each I/O thread keeps, for each backend server its logins have lately
+ * gone to, up to warm_connections backend links that have connected, read
+ * the greeting and the capabilities (IMAP) or said EHLO (SMTP), and parked
+ * where the login would start (backend-link.h, login_later).  A login that
+ * finds one takes it: its backend login is one round trip, with no connect
+ * and no greeting to wait for.
+ *
+ * Which server: the one the user's hash picks first among the backend's
+ * servers (connector.h).  Warm links are started with a key that hashes to
+ * that server, so they fail over as the session's own link would.  Only a
+ * login with no route from the auth module uses the pool.
+ *
+ * Life cycle: a (backend, server) pair is filled the first time a login
+ * asks for it, and refilled after each take.  A parked link older than
+ * warm_lifetime is told goodbye (the dialogue's LOGOUT or QUIT) and closed,
+ * and replaced only while the pair has been asked for within that time: an
+ * idle gateway lets its warm connections go.  A warm link that fails to
+ * connect (the server is down) is not retried before the next ask, and
+ * not sooner than a back-off of 1 s, doubling to 60 s.  A parked server
+ * that closes (its own idle timeout, a restart) just leaves the pool.
+ *
+ * Invariants: everything runs on the I/O thread's context; a warm link
+ * carries nothing that names a client before a session adopts it, so the
+ * pool is only used where nothing would (config.c refuses warm_connections
+ * with a PROXY header, or with XCLIENT on SMTP); a link is in at most one
+ * place, the pool or one session; the pool holds a reference to the
+ * configuration each pair's backend belongs to, so a reload never pulls a
+ * backend from under a warm link, and pairs of an old configuration are
+ * no longer asked for and go within warm_lifetime.
+ */
+#pragma once
+
+#include <glib.h>
+#include "session/backend-link.h"
+
+typedef struct _GhBackendPool GhBackendPool;
+typedef struct _GhSession GhSession;
+
+GhBackendPool *gh_backend_pool_new(GMainContext *context, GhStats *stats);
+/* Every warm link is told goodbye and closed.  NULL allowed. */
+void gh_backend_pool_free(GhBackendPool *pool);
+
+/* A parked link to the server `key` picks first among the session's
+ * backend's servers, adopted by the session with `p` and `done` (the
+ * protocol's backend_adopt has run), or NULL when there is none ready or
+ * the backend has no warm_connections.  Either way the pool then starts
+ * what the pair is short of. */
+GhBackendLink *gh_backend_pool_take(GhBackendPool *pool,
+				    GhSession *s,
+				    const char *key,
+				    const GhBackendParams *p,
+				    GhBackendDone done,
+				    gpointer user_data);
+
+/* Warm links parked and ready, over every pair (for tests and gatehousectl). */
+guint gh_backend_pool_ready(const GhBackendPool *pool);

@@ -1,0 +1,223 @@
+"""[backend] warm_connections: parked backend connections, opened before
+any client asks, so that a login's backend part is one round trip.
+
+Real Dovecot (IMAP and submission) sits behind a relay that records, per
+connection and in the order they were accepted, every byte the gateway
+sends.  One I/O thread (workers = 1), so every login meets the same pool.
+Shown: the first login to a server fills the pool; the next one logs in
+over a connection that was opened before that client connected, and the
+ID it sends names that client; a failed login sends nothing on a warm
+connection; an idle pool says LOGOUT and closes after warm_lifetime, and
+is not refilled while nobody logs in; a backend that drops the warm
+connections costs the next client nothing; SMTP with forward_client = no
+the same; the configuration refuses a pool where the backend would be told
+about a client before there is one.
+"""
+import re
+import subprocess
+import threading
+import time
+
+import pytest
+
+from backends import USERS
+from lib.clients import ImapClient, SmtpClient, imap_quote, plain_blob
+from lib.config import write_config
+from lib.net import wait_for
+from lib.paths import GATEHOUSED
+from lib.scripted import Relay, Server
+
+IMAP_FAILED = 'NO [AUTHENTICATIONFAILED] Authentication failed.'
+
+
+class PerConnection:
+    """A relay to a real server recording what the gateway sends on each
+    connection: records[i] is the i-th accepted connection's bytes."""
+
+    def __init__(self, port):
+        self.records = []
+        self.ended = 0
+        self.lock = threading.Lock()
+        self.relays = []
+
+        def handler(conn):
+            rec = []
+            relay = Relay(port, sent=rec)
+            with self.lock:
+                self.records.append(rec)
+                self.relays.append(relay)
+            try:
+                relay(conn)
+            finally:
+                with self.lock:
+                    self.ended += 1
+        self.server = Server(handler)
+
+    @property
+    def port(self):
+        return self.server.port
+
+    def count(self):
+        with self.lock:
+            return len(self.records)
+
+    def text(self, i):
+        with self.lock:
+            return b''.join(self.records[i])
+
+    def cut(self):
+        """Break every connection, as a backend restart would."""
+        with self.lock:
+            relays = list(self.relays)
+        for r in relays:
+            r.cut()
+
+    def close(self):
+        self.server.close()
+
+
+@pytest.fixture
+def imap_relay(dovecot):
+    r = PerConnection(dovecot.imap_port)
+    yield r
+    r.close()
+
+
+@pytest.fixture
+def submission_relay(dovecot):
+    r = PerConnection(dovecot.submission_port)
+    yield r
+    r.close()
+
+
+def gateway(gateways, port, protocol='imap', **backend):
+    keys = {'protocol': protocol, 'login': 'passthrough', 'servers': '127.0.0.1:%d' % port,
+            'warm_connections': '2'}
+    keys.update(backend)
+    listener = {'plaintext_auth': 'always'}
+    if protocol == 'smtp':
+        listener['require_auth'] = 'yes'
+    return gateways.start({'gw': dict(listener, backend='b')}, {'b': keys}, protocol=protocol,
+                          users={'alice': USERS['alice']},
+                          gatehouse={'workers': '1', 'auth_cache_size': '0'})
+
+
+def imap_login(gw, password=None):
+    """A logged-in ImapClient (the caller closes it), or the reply line."""
+    c = ImapClient(gw.port(), greet=True)
+    reply = c.cmd('a1 LOGIN alice %s' % imap_quote(password or USERS['alice']))[-1]
+    return c, reply
+
+
+def test_next_login_goes_over_a_warm_connection(gateways, imap_relay):
+    gw = gateway(gateways, imap_relay.port)
+    first, reply = imap_login(gw)
+    assert reply.startswith('a1 OK'), reply
+    first.close()
+    # the first login asked for the server: two warm connections, parked
+    # after Dovecot's greeting (which lists the capabilities): sent nothing
+    wait_for(lambda: imap_relay.count() == 3, what='two warm connections')
+    warm = [i for i in range(3) if b'a1 ' not in imap_relay.text(i)]
+    time.sleep(0.2)  # would a warm connection send anything unasked?
+    assert [imap_relay.text(i) for i in warm] == [b'', b'']
+
+    c = ImapClient(gw.port(), greet=True)
+    client_port = c.sock.getsockname()[1]
+    reply = c.cmd('a2 LOGIN alice %s' % imap_quote(USERS['alice']))[-1]
+    assert reply.startswith('a2 OK'), reply
+    assert c.cmd('a3 SELECT INBOX')[-1].startswith('a3 OK')
+    c.close()
+    used = [i for i in warm if b'a2 ' in imap_relay.text(i)]
+    assert len(used) == 1, [imap_relay.text(i) for i in warm]
+    sent = imap_relay.text(used[0]).decode()
+    # this client's address went with the login, in Dovecot's ID fields
+    assert '"x-originating-port" "%d"' % client_port in sent, sent
+    assert re.search(r'^a2 AUTHENTICATE PLAIN ', sent, re.M), sent
+    # the pool refills what was taken
+    wait_for(lambda: imap_relay.count() == 4, what='the pool refilled')
+    assert 'backend=127.0.0.1:%d' % imap_relay.port in gw.log()
+
+
+def test_failed_login_sends_nothing_on_warm_connections(gateways, imap_relay):
+    gw = gateway(gateways, imap_relay.port)
+    first, reply = imap_login(gw)
+    first.close()
+    wait_for(lambda: imap_relay.count() == 3, what='two warm connections')
+    c, reply = imap_login(gw, password='wrong')
+    assert reply == 'a1 ' + IMAP_FAILED
+    c.close()
+    texts = [imap_relay.text(i) for i in range(imap_relay.count())]
+    # the first login's AUTHENTICATE, and no other
+    assert sum(b'AUTHENTICATE' in t for t in texts) == 1, texts
+    assert sum(b' LOGIN ' in t for t in texts) == 0, texts
+
+
+def test_idle_pool_says_logout_and_is_not_refilled(gateways, imap_relay):
+    gw = gateway(gateways, imap_relay.port, warm_lifetime='1')
+    first, reply = imap_login(gw)
+    assert reply.startswith('a1 OK')
+    first.close()
+    wait_for(lambda: imap_relay.count() == 3, what='two warm connections')
+    # nobody logs in: after warm_lifetime each is told goodbye and closed
+    wait_for(lambda: imap_relay.ended == 3, timeout=30, what='the warm connections closed')
+    goodbyes = [imap_relay.text(i) for i in range(3) if b'a1 ' not in imap_relay.text(i)]
+    assert goodbyes == [b'ghb LOGOUT\r\n'] * 2
+    # and, asked for by nobody, not replaced (three lifetimes and more)
+    time.sleep(4)
+    assert imap_relay.count() == 3
+    # the next login fills it again
+    c, reply = imap_login(gw)
+    assert reply.startswith('a1 OK'), reply
+    c.close()
+    wait_for(lambda: imap_relay.count() == 6, what='the pool refilled')
+
+
+def test_backend_dropping_warm_connections_costs_nothing(gateways, imap_relay):
+    gw = gateway(gateways, imap_relay.port)
+    first, reply = imap_login(gw)
+    first.close()
+    wait_for(lambda: imap_relay.count() == 3, what='two warm connections')
+    imap_relay.cut()
+    wait_for(lambda: imap_relay.ended == 3, what='the connections cut')
+    c, reply = imap_login(gw)
+    assert reply.startswith('a1 OK'), reply
+    assert c.cmd('a2 NOOP')[-1].startswith('a2 OK')
+    c.close()
+    assert 'tempfail' not in gw.log()
+
+
+def test_smtp_auth_goes_over_a_warm_connection(gateways, submission_relay):
+    gw = gateway(gateways, submission_relay.port, protocol='smtp', forward_client='no')
+    blob = plain_blob('alice', USERS['alice'])
+    for n in range(2):
+        with SmtpClient(gw.port(), greet=True) as c:
+            c.cmd('EHLO client.test')
+            reply = c.cmd('AUTH PLAIN %s' % blob)[-1]
+            assert reply.startswith('235'), reply
+            c.cmd('QUIT')
+        if n == 0:
+            wait_for(lambda: submission_relay.count() == 3, what='two warm connections')
+            warm = [i for i in range(3) if b'AUTH' not in submission_relay.text(i)]
+            # a warm SMTP connection has said EHLO, and nothing more
+            for i in warm:
+                assert submission_relay.text(i) == b'EHLO gw.test\r\n'
+    used = [i for i in warm if b'AUTH PLAIN' in submission_relay.text(i)]
+    assert len(used) == 1
+
+
+@pytest.mark.parametrize('keys, why', [
+    ({'proxy_protocol': 'v2'}, 'needs proxy_protocol = no'),
+    ({'protocol': 'smtp'}, 'needs forward_client = no on an smtp backend'),
+])
+def test_config_refuses_a_pool_that_would_name_no_client(tmp, keys, why):
+    backend = dict({'protocol': 'imap', 'servers': '127.0.0.1:1', 'warm_connections': '2'},
+                   **keys)
+    listener = {'protocol': backend['protocol'], 'listen': '127.0.0.1:1', 'auth': 'a',
+                'backend': 'b'}
+    conf = write_config(tmp / 'gh.conf', {'l': listener}, {'a': {'module': 'file',
+                                                                  'path': '/dev/null'}},
+                        {'b': backend})
+    r = subprocess.run([GATEHOUSED, '-t', '-c', str(conf)], capture_output=True, text=True,
+                       timeout=30)
+    assert r.returncode != 0
+    assert '[backend b] warm_connections' in r.stderr and why in r.stderr, r.stderr
