@@ -324,6 +324,7 @@ add_row(const char *const *labels, guint64 value, gpointer data)
 
 static const char *const login_labels[] = {"protocol", "listener", "module", "verdict"};
 static const char *const failure_labels[] = {"backend", "server"};
+static const char *const warm_labels[] = {"backend", "result"};
 static const char *const relay_labels[] = {"protocol", "direction"};
 static const char *const kicked_labels[] = {"protocol"};
 
@@ -397,6 +398,7 @@ stats_json(GString *out, const GhStatsView *v)
 	json_family(b, "backend_failures", v->stats, GH_STAT_BACKEND_FAILURES, failure_labels, 2,
 		    "count");
 	json_family(b, "kicked", v->stats, GH_STAT_KICKED, kicked_labels, 1, "count");
+	json_family(b, "warm_takes", v->stats, GH_STAT_WARM_TAKES, warm_labels, 2, "count");
 	json_builder_end_object(b);
 	append_json(out, b);
 }
@@ -437,6 +439,7 @@ gh_control_format_stats(GString *out, const GhStatsView *v, gboolean json)
 	static const char *const relay_header[] = {"PROTOCOL", "DIRECTION", "BYTES"};
 	static const char *const failure_header[] = {"BACKEND", "SERVER", "FAILURES"};
 	static const char *const kicked_header[] = {"PROTOCOL", "KICKED"};
+	static const char *const warm_header[] = {"BACKEND", "RESULT", "TAKES"};
 	g_autofree char *uptime = gh_control_format_age(v->now - v->started);
 	g_autoptr(GDateTime) started = g_date_time_new_from_unix_utc(v->started);
 	g_autofree char *since = g_date_time_format(started, "%Y-%m-%d %H:%M:%S UTC");
@@ -486,6 +489,10 @@ gh_control_format_stats(GString *out, const GhStatsView *v, gboolean json)
 	family_text(out, v->stats, GH_STAT_BACKEND_FAILURES, "backend connect failures",
 		    failure_header, 2);
 	family_text(out, v->stats, GH_STAT_KICKED, "sessions kicked", kicked_header, 1);
+	/* only where warm_connections are in use */
+	if (gh_stats_sum(v->stats, GH_STAT_WARM_TAKES, NULL) > 0)
+		family_text(out, v->stats, GH_STAT_WARM_TAKES, "warm connection takes", warm_header,
+			    2);
 }
 
 /* ------------------------------------------------------------ sessions */

@@ -430,8 +430,10 @@ write_backends(Writer *w, const GhMetricsInput *in, const GhStats *st)
 {
 	static const char *const relay_labels[] = {"protocol", "direction", NULL};
 	static const char *const fail_labels[] = {"backend", "server", NULL};
+	static const char *const warm_labels[] = {"backend", "result", NULL};
 	g_autoptr(GPtrArray) relay = collect(st, GH_STAT_RELAY_BYTES);
 	g_autoptr(GPtrArray) failures = collect(st, GH_STAT_BACKEND_FAILURES);
+	g_autoptr(GPtrArray) warm = collect(st, GH_STAT_WARM_TAKES);
 	g_autoptr(GPtrArray) protocols = configured_protocols(in->config);
 
 	family(w, "gatehouse_relay_bytes", COUNTER, "bytes",
@@ -450,6 +452,11 @@ write_backends(Writer *w, const GhMetricsInput *in, const GhStats *st)
 	       "Attempts at a backend server that failed (connect, TLS or its login "
 	       "dialogue), by backend and server.");
 	write_rest(w, "gatehouse_backend_failures_total", fail_labels, failures);
+
+	family(w, "gatehouse_backend_warm_takes", COUNTER, NULL,
+	       "Logins that asked for a warm backend connection (warm_connections), by backend "
+	       "and result: hit (one was ready) or miss.");
+	write_rest(w, "gatehouse_backend_warm_takes_total", warm_labels, warm);
 }
 
 char *

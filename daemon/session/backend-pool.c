@@ -51,6 +51,7 @@ struct _GhBackendPool {
 	GhStats *stats;
 	GPtrArray *pairs; /* of Pair *, owned */
 	GhTimer sweep;
+	GhTimer refill; /* soon after a take: not before the taker's login is out */
 };
 
 static void warm_done(GhBackendResult result,
@@ -183,6 +184,18 @@ warm_done(GhBackendResult result,
 	g_ptr_array_remove_fast(p->links, w);
 }
 
+/* Refill what the takes of the last loop turns left short.  Not in the
+ * take itself: a connect there would delay the very login that took a
+ * warm link. */
+static void
+refill(gpointer data)
+{
+	GhBackendPool *pool = data;
+	gint64 now = g_get_monotonic_time();
+	for (guint i = 0; i < pool->pairs->len; i++)
+		pair_fill(g_ptr_array_index(pool->pairs, i), now);
+}
+
 GhBackendPool *
 gh_backend_pool_new(GMainContext *context, GhStats *stats)
 {
@@ -199,6 +212,7 @@ gh_backend_pool_free(GhBackendPool *pool)
 	if (pool == NULL)
 		return;
 	gh_timer_stop(&pool->sweep);
+	gh_timer_stop(&pool->refill);
 	g_ptr_array_unref(pool->pairs);
 	g_free(pool);
 }
@@ -259,7 +273,9 @@ gh_backend_pool_take(GhBackendPool *pool,
 		gh_backend_link_adopt(link, params, done, user_data);
 		break;
 	}
-	pair_fill(p, now);
+	gh_stats_add(pool->stats, GH_STAT_WARM_TAKES, 1, bc->name, link != NULL ? "hit" : "miss");
+	if (!gh_timer_running(&pool->refill))
+		gh_timer_start(&pool->refill, pool->context, 1, refill, pool);
 	arm_sweep(pool);
 	return link;
 }

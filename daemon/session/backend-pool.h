@@ -14,7 +14,8 @@
  * login with no route from the auth module uses the pool.
  *
  * Life cycle: a (backend, server) pair is filled the first time a login
- * asks for it, and refilled after each take.  A parked link older than
+ * asks for it, and refilled a millisecond after each take (so that the
+ * refill's connect does not delay the login that took one).  A parked link older than
  * warm_lifetime is told goodbye (the dialogue's LOGOUT or QUIT) and closed,
  * and replaced only while the pair has been asked for within that time: an
  * idle gateway lets its warm connections go.  A warm link that fails to

@@ -25,6 +25,8 @@ typedef enum {
 	GH_STAT_BACKEND_FAILURES, /* counter {backend, server}: a server failed an attempt */
 	GH_STAT_RELAY_BYTES,      /* counter {protocol, direction}: "to_backend" | "to_client" */
 	GH_STAT_KICKED,           /* counter {protocol}: sessions closed by gatehousectl kick */
+	GH_STAT_WARM_TAKES,       /* counter {backend, result}: a login asked the warm pool,
+				     "hit" (one was ready) or "miss" */
 	GH_STAT_SESSIONS,         /* gauge {protocol, listener, state}: copies only */
 	GH_STAT_N_FAMILIES
 } GhStatFamily;

@@ -13,6 +13,7 @@ connections costs the next client nothing; SMTP with forward_client = no
 the same; the configuration refuses a pool where the backend would be told
 about a client before there is one.
 """
+import json
 import re
 import subprocess
 import threading
@@ -23,6 +24,7 @@ import pytest
 from backends import USERS
 from lib.clients import ImapClient, SmtpClient, imap_quote, plain_blob
 from lib.config import write_config
+from lib.gateway import ctl
 from lib.net import wait_for
 from lib.paths import GATEHOUSED
 from lib.scripted import Relay, Server
@@ -136,6 +138,12 @@ def test_next_login_goes_over_a_warm_connection(gateways, imap_relay):
     # the pool refills what was taken
     wait_for(lambda: imap_relay.count() == 4, what='the pool refilled')
     assert 'backend=127.0.0.1:%d' % imap_relay.port in gw.log()
+    # gatehousectl stats counts the first login's miss and this one's hit
+    r = ctl('-c', gw.conf, 'stats', '--json')
+    assert r.returncode == 0, r.stderr
+    assert sorted((x['backend'], x['result'], x['count'])
+                  for x in json.loads(r.stdout)['warm_takes']) == [('b', 'hit', 1),
+                                                                   ('b', 'miss', 1)], r.stdout
 
 
 def test_failed_login_sends_nothing_on_warm_connections(gateways, imap_relay):

@@ -229,6 +229,7 @@ static const struct {
     {"gatehouse_auth_penalty_addresses", "gatehouse_auth_penalty_addresses", "gauge", NULL},
     {"gatehouse_relay_bytes_total", "gatehouse_relay_bytes", "counter", "bytes"},
     {"gatehouse_backend_failures_total", "gatehouse_backend_failures", "counter", NULL},
+    {"gatehouse_backend_warm_takes_total", "gatehouse_backend_warm_takes", "counter", NULL},
 };
 
 static void
