@@ -541,8 +541,13 @@ gh_imap_backend_adopt(GhBackendLink *l, const char *tag, const char *const *clie
 	g_ptr_array_set_size(d->client_id, 0);
 	for (guint i = 0; client_id != NULL && client_id[i] != NULL; i++)
 		g_ptr_array_add(d->client_id, g_strdup(client_id[i]));
-	/* the capabilities are read (their tag is done with); the ID is next
-	 * and must not carry the client's tag */
+	/* our tags must not be the client's from now on (the ID, and a
+	 * fail-over's CAPABILITY and STARTTLS); the ones sent before were
+	 * answered before the link parked */
+	g_free(d->cap_tag);
+	d->cap_tag = g_strdup(g_strcmp0(tag, "ghc") == 0 ? "ghc2" : "ghc");
 	g_free(d->id_tag);
 	d->id_tag = g_strdup(g_strcmp0(tag, "ghi") == 0 ? "ghi2" : "ghi");
+	g_free(d->tls_tag);
+	d->tls_tag = g_strdup(g_strcmp0(tag, "ght") == 0 ? "ght2" : "ght");
 }

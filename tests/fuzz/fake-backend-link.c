@@ -127,6 +127,38 @@ gh_backend_link_send(GhBackendLink *l, const char *text, gsize len)
 }
 
 gboolean
+gh_backend_link_parked(const GhBackendLink *l)
+{
+	return l->parked && !l->over;
+}
+
+/* What the real link does: the client's part of the parameters changes,
+ * the rest must be what the link started with. */
+void
+gh_backend_link_adopt(GhBackendLink *l,
+		      const GhBackendParams *p,
+		      GhBackendDone done,
+		      gpointer user_data)
+{
+	(void)done, (void)user_data;
+	FUZZ_CHECK(gh_backend_link_parked(l) && l->params.login_later);
+	FUZZ_CHECK(p->backend == l->params.backend);
+	l->params.hash_key = p->hash_key;
+	l->params.client_addr = p->client_addr;
+	l->params.client_port = p->client_port;
+	l->params.local_addr = p->local_addr;
+	l->params.local_port = p->local_port;
+	l->params.session_id = p->session_id;
+	l->params.stats = p->stats;
+}
+
+gpointer
+gh_backend_link_dialogue(GhBackendLink *l)
+{
+	return l->d;
+}
+
+gboolean
 gh_backend_link_await_login(GhBackendLink *l)
 {
 	FUZZ_CHECK(!l->over && !l->reconnect && !l->parked);
@@ -144,6 +176,12 @@ gh_backend_link_await_login(GhBackendLink *l)
 static void
 resume(GhBackendLink *l)
 {
+	if (l->adopt != NULL) {
+		void (*adopt)(GhBackendLink *, gpointer) = l->adopt;
+		l->adopt = NULL;
+		l->adopted_at = l->sent_now->len;
+		adopt(l, l->adopt_data);
+	}
 	l->parked = FALSE;
 	l->params.user = l->later_user;
 	l->password = g_steal_pointer(&l->later_password);
@@ -207,6 +245,7 @@ gh_backend_link_fail(GhBackendLink *l, gboolean retry, const char *format, ...)
 	g_string_truncate(l->sent_now, 0);
 	g_string_truncate(l->fed_now, 0);
 	l->sent_clear = 0;
+	l->adopted_at = 0; /* a new connection: all of it after the adoption */
 }
 
 void

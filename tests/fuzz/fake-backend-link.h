@@ -54,6 +54,11 @@ struct _GhBackendLink {
 	const char *later_user;
 	GhSecret *later_password;
 	gboolean parked;
+	/* a warm link (session/backend-pool.h): the target's adoption, run
+	 * once at the verdict before the login, as the pool's take does */
+	void (*adopt)(GhBackendLink *l, gpointer data);
+	gpointer adopt_data;
+	gsize adopted_at; /* the length of sent_now then (0: not adopted) */
 	/* the target's, by fake_link_connect: may this be sent before TLS
 	 * (tls = starttls)? */
 	gboolean (*plaintext_ok)(const char *text, gsize len);

@@ -9,7 +9,9 @@
  * through the dialogue, unchanged, rather than exposed in its header.
  *
  * Input: one byte of settings (login = passthrough or master; tls = none,
- * starttls or implicit; forward_client; the client's ID fields), one byte
+ * starttls or implicit; forward_client; the client's ID fields; the top
+ * bit, with login_later: a warm link, started with no client and adopted
+ * at the verdict, as session/backend-pool.c does), one byte
  * of choices (the client's tag, user and password), one byte of chunk size
  * (0: the server's bytes in one piece; the top bit: the link starts before
  * the verdict and parks for it, login_later), then what the servers send; a
@@ -22,6 +24,8 @@
  * client's tag, the login always does; with tls = starttls only CAPABILITY
  * and STARTTLS go out before TLS; the password goes out only as a literal's
  * contents or inside base64, and the link holds no copy once it is out; an
+ * a warm link sends nothing of the client before it is adopted, and its ID
+ * then names the client; an
  * OK hands the client the backend's own lines, each exactly as
  * the server sent it, the last the tagged OK of the login; a REFUSED
  * follows a tagged NO.
@@ -80,6 +84,9 @@ check_sent(const GhBackendLink *l, const char *tag, const char *user, gboolean m
 	while (pos < s->len) {
 		GhImapCommand cmd = {0};
 		gsize used = 0;
+		/* a warm link's commands before a session adopted it did not
+		 * know the client's tag (and were answered before it came) */
+		gboolean before_adoption = l->adopt != NULL || pos < l->adopted_at;
 		GhImapStatus st = gh_imap_parser_feed(p, s->str + pos, s->len - pos, &used, &cmd);
 
 		pos += used;
@@ -112,7 +119,8 @@ check_sent(const GhBackendLink *l, const char *tag, const char *user, gboolean m
 			FUZZ_CHECK(strcmp(cmd.name, "CAPABILITY") == 0 ||
 				   strcmp(cmd.name, "STARTTLS") == 0 ||
 				   strcmp(cmd.name, "ID") == 0);
-			FUZZ_CHECK(strcmp(cmd.tag, tag) != 0);
+			FUZZ_CHECK(strcmp(cmd.tag, tag) != 0 ||
+				   (before_adoption && strcmp(cmd.name, "ID") != 0));
 		}
 		gh_imap_command_clear(&cmd);
 	}
@@ -187,6 +195,23 @@ check_forgotten(GhBackendLink *l, gconstpointer b64)
 		FUZZ_CHECK(gh_backend_link_password(l) == NULL);
 }
 
+/* A warm link goes to the session: nothing of the client went out before. */
+typedef struct {
+	const GhBackendParams *p;
+	const char *tag;
+	const char *const *ids;
+} Warm;
+
+static void
+adopt(GhBackendLink *l, gpointer data)
+{
+	const Warm *w = data;
+	FUZZ_CHECK(g_strstr_len(l->sent->str, (gssize)l->sent->len, w->p->client_addr) == NULL);
+	FUZZ_CHECK(g_strstr_len(l->sent->str, (gssize)l->sent->len, "x-originating") == NULL);
+	gh_imap_backend_adopt(l, w->tag, w->ids);
+	gh_backend_link_adopt(l, w->p, NULL, NULL);
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -198,6 +223,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	GhBackendConfig bc;
 	GhBackendParams p;
 	GhBackendLink *l;
+	Warm warm = {0};
 
 	fake_link_params(&bc, &p, "imap", GH_PROTO_IMAP);
 	bc.login = master ? GH_LOGIN_MASTER : GH_LOGIN_PASSTHROUGH;
@@ -211,12 +237,35 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	p.local_port = 143;
 	p.login_later = in.login_later;
 
-	l = gh_imap_backend_connect(&p, tag, ids[(in.settings >> 4) & 3], NULL, NULL, NULL);
+	if (in.login_later && (in.settings & 0x80)) {
+		/* warm: no client at the start; the session's at the verdict */
+		GhBackendParams wp = p;
+		wp.client_addr = "";
+		wp.local_addr = "";
+		wp.client_port = 0;
+		wp.local_port = 0;
+		wp.session_id = "warm";
+		l = gh_imap_backend_connect(&wp, NULL, NULL, NULL, NULL, NULL);
+		warm.p = &p;
+		warm.tag = tag;
+		warm.ids = ids[(in.settings >> 4) & 3];
+		l->adopt = adopt;
+		l->adopt_data = &warm;
+	} else {
+		l = gh_imap_backend_connect(&p, tag, ids[(in.settings >> 4) & 3], NULL, NULL, NULL);
+	}
 	fake_link_connect(l, plaintext_ok);
 	b64 = gh_sasl_plain_encode(NULL, p.user, password);
 	fake_link_feed_all(l, &in, master ? NULL : check_forgotten, b64);
 	check_sent(l, tag, p.user, master);
 	check_password_shape(l->sent);
+	/* an adopted warm link's ID names the session's client */
+	if (l->adopted_at > 0 && bc.forward_client) {
+		const char *after = l->sent_now->str + l->adopted_at;
+		const char *id = strstr(after, " ID (");
+		if (id != NULL)
+			FUZZ_CHECK(strstr(id, p.client_addr) != NULL);
+	}
 	if (l->over && l->result == GH_BACKEND_OK)
 		check_reply(l, tag);
 	if (l->over && l->result == GH_BACKEND_REFUSED)
