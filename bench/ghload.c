@@ -1109,6 +1109,20 @@ build_body(void)
 	cmd_body.n = len + 3;
 }
 
+/* The base64 of n bytes, as a line. */
+static struct str
+base64_line(const char *text, size_t n)
+{
+	gnutls_datum_t in = {(unsigned char *)text, (unsigned)n}, b64;
+	struct str line;
+
+	if (gnutls_base64_encode2(&in, &b64) < 0)
+		oom(NULL);
+	line = str_printf("%.*s\r\n", (int)b64.size, b64.data);
+	gnutls_free(b64.data);
+	return line;
+}
+
 static void
 build_commands(void)
 {
@@ -1135,18 +1149,8 @@ build_commands(void)
 		free(plain.data);
 		if (opt.auth == AUTH_LOGIN) {
 			free(cmd_auth_last.p);
-			plain.data = (unsigned char *)opt.user;
-			plain.size = (unsigned)ul;
-			if (gnutls_base64_encode2(&plain, &b64) < 0)
-				oom(NULL);
-			cmd_auth_user = str_printf("%.*s\r\n", (int)b64.size, b64.data);
-			gnutls_free(b64.data);
-			plain.data = (unsigned char *)opt.password;
-			plain.size = (unsigned)pl;
-			if (gnutls_base64_encode2(&plain, &b64) < 0)
-				oom(NULL);
-			cmd_auth_last = str_printf("%.*s\r\n", (int)b64.size, b64.data);
-			gnutls_free(b64.data);
+			cmd_auth_user = base64_line(opt.user, ul);
+			cmd_auth_last = base64_line(opt.password, pl);
 		}
 	}
 	cmd_mail = str_printf("MAIL FROM:<%s>\r\n", opt.from);

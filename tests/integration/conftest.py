@@ -12,6 +12,7 @@ from backends import Dovecot, Postfix, TlsDovecot, TlsPostfix, running
 from lib.gateway import Gateways
 from lib.pki import Pki
 from lib.proc import make_tmpdir
+from lib.scripted import RecordingRelay
 
 
 @pytest.fixture
@@ -87,3 +88,21 @@ def dovecot_tls_other(pki, postfix_tls):
     """A second TlsDovecot, presenting the other-name certificate."""
     with running(TlsDovecot(postfix_tls.port, pki, cert=(pki.other_crt, pki.other_key))) as server:
         yield server
+
+
+# ------------------------------------------------------------ recording relays
+
+@pytest.fixture
+def imap_relay(dovecot):
+    """A lib.scripted.RecordingRelay in front of the module's Dovecot IMAP."""
+    r = RecordingRelay(dovecot.imap_port)
+    yield r
+    r.close()
+
+
+@pytest.fixture
+def submission_relay(dovecot):
+    """A lib.scripted.RecordingRelay in front of its submission service."""
+    r = RecordingRelay(dovecot.submission_port)
+    yield r
+    r.close()

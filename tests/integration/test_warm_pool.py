@@ -16,7 +16,6 @@ about a client before there is one.
 import json
 import re
 import subprocess
-import threading
 import time
 
 import pytest
@@ -27,69 +26,8 @@ from lib.config import write_config
 from lib.gateway import ctl
 from lib.net import wait_for
 from lib.paths import GATEHOUSED
-from lib.scripted import Relay, Server
 
 IMAP_FAILED = 'NO [AUTHENTICATIONFAILED] Authentication failed.'
-
-
-class PerConnection:
-    """A relay to a real server recording what the gateway sends on each
-    connection: records[i] is the i-th accepted connection's bytes."""
-
-    def __init__(self, port):
-        self.records = []
-        self.ended = 0
-        self.lock = threading.Lock()
-        self.relays = []
-
-        def handler(conn):
-            rec = []
-            relay = Relay(port, sent=rec)
-            with self.lock:
-                self.records.append(rec)
-                self.relays.append(relay)
-            try:
-                relay(conn)
-            finally:
-                with self.lock:
-                    self.ended += 1
-        self.server = Server(handler)
-
-    @property
-    def port(self):
-        return self.server.port
-
-    def count(self):
-        with self.lock:
-            return len(self.records)
-
-    def text(self, i):
-        with self.lock:
-            return b''.join(self.records[i])
-
-    def cut(self):
-        """Break every connection, as a backend restart would."""
-        with self.lock:
-            relays = list(self.relays)
-        for r in relays:
-            r.cut()
-
-    def close(self):
-        self.server.close()
-
-
-@pytest.fixture
-def imap_relay(dovecot):
-    r = PerConnection(dovecot.imap_port)
-    yield r
-    r.close()
-
-
-@pytest.fixture
-def submission_relay(dovecot):
-    r = PerConnection(dovecot.submission_port)
-    yield r
-    r.close()
 
 
 def gateway(gateways, port, protocol='imap', **backend):
@@ -118,7 +56,7 @@ def test_next_login_goes_over_a_warm_connection(gateways, imap_relay):
     first.close()
     # the first login asked for the server: two warm connections, parked
     # after Dovecot's greeting (which lists the capabilities): sent nothing
-    wait_for(lambda: imap_relay.count() == 3, what='two warm connections')
+    wait_for(lambda: imap_relay.connections() == 3, what='two warm connections')
     warm = [i for i in range(3) if b'a1 ' not in imap_relay.text(i)]
     time.sleep(0.2)  # would a warm connection send anything unasked?
     assert [imap_relay.text(i) for i in warm] == [b'', b'']
@@ -136,7 +74,7 @@ def test_next_login_goes_over_a_warm_connection(gateways, imap_relay):
     assert '"x-originating-port" "%d"' % client_port in sent, sent
     assert re.search(r'^a2 AUTHENTICATE PLAIN ', sent, re.M), sent
     # the pool refills what was taken
-    wait_for(lambda: imap_relay.count() == 4, what='the pool refilled')
+    wait_for(lambda: imap_relay.connections() == 4, what='the pool refilled')
     assert 'backend=127.0.0.1:%d' % imap_relay.port in gw.log()
     # gatehousectl stats counts the first login's miss and this one's hit
     r = ctl('-c', gw.conf, 'stats', '--json')
@@ -150,11 +88,11 @@ def test_failed_login_sends_nothing_on_warm_connections(gateways, imap_relay):
     gw = gateway(gateways, imap_relay.port)
     first, reply = imap_login(gw)
     first.close()
-    wait_for(lambda: imap_relay.count() == 3, what='two warm connections')
+    wait_for(lambda: imap_relay.connections() == 3, what='two warm connections')
     c, reply = imap_login(gw, password='wrong')
     assert reply == 'a1 ' + IMAP_FAILED
     c.close()
-    texts = [imap_relay.text(i) for i in range(imap_relay.count())]
+    texts = [imap_relay.text(i) for i in range(imap_relay.connections())]
     # the first login's AUTHENTICATE, and no other
     assert sum(b'AUTHENTICATE' in t for t in texts) == 1, texts
     assert sum(b' LOGIN ' in t for t in texts) == 0, texts
@@ -165,26 +103,26 @@ def test_idle_pool_says_logout_and_is_not_refilled(gateways, imap_relay):
     first, reply = imap_login(gw)
     assert reply.startswith('a1 OK')
     first.close()
-    wait_for(lambda: imap_relay.count() == 3, what='two warm connections')
+    wait_for(lambda: imap_relay.connections() == 3, what='two warm connections')
     # nobody logs in: after warm_lifetime each is told goodbye and closed
     wait_for(lambda: imap_relay.ended == 3, timeout=30, what='the warm connections closed')
     goodbyes = [imap_relay.text(i) for i in range(3) if b'a1 ' not in imap_relay.text(i)]
     assert goodbyes == [b'ghb LOGOUT\r\n'] * 2
     # and, asked for by nobody, not replaced (three lifetimes and more)
     time.sleep(4)
-    assert imap_relay.count() == 3
+    assert imap_relay.connections() == 3
     # the next login fills it again
     c, reply = imap_login(gw)
     assert reply.startswith('a1 OK'), reply
     c.close()
-    wait_for(lambda: imap_relay.count() == 6, what='the pool refilled')
+    wait_for(lambda: imap_relay.connections() == 6, what='the pool refilled')
 
 
 def test_backend_dropping_warm_connections_costs_nothing(gateways, imap_relay):
     gw = gateway(gateways, imap_relay.port)
     first, reply = imap_login(gw)
     first.close()
-    wait_for(lambda: imap_relay.count() == 3, what='two warm connections')
+    wait_for(lambda: imap_relay.connections() == 3, what='two warm connections')
     imap_relay.cut()
     wait_for(lambda: imap_relay.ended == 3, what='the connections cut')
     c, reply = imap_login(gw)
@@ -204,7 +142,7 @@ def test_smtp_auth_goes_over_a_warm_connection(gateways, submission_relay):
             assert reply.startswith('235'), reply
             c.cmd('QUIT')
         if n == 0:
-            wait_for(lambda: submission_relay.count() == 3, what='two warm connections')
+            wait_for(lambda: submission_relay.connections() == 3, what='two warm connections')
             warm = [i for i in range(3) if b'AUTH' not in submission_relay.text(i)]
             # a warm SMTP connection has said EHLO, and nothing more
             for i in warm:

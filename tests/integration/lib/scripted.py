@@ -328,3 +328,54 @@ class Relay:
                     sk.shutdown(socket.SHUT_RDWR)
                 except OSError:
                     pass
+
+
+class RecordingRelay:
+    """A relay to a real server on 127.0.0.1:port that records what the
+    gateway sends it, connection by connection in the order they were
+    accepted, and counts the relayed connections that have ended."""
+
+    def __init__(self, port):
+        self.ended = 0
+        self._records = []
+        self._relays = []
+        self._lock = threading.Lock()
+
+        def handler(conn):
+            rec = []
+            relay = Relay(port, sent=rec)
+            with self._lock:
+                self._records.append(rec)
+                self._relays.append(relay)
+            try:
+                relay(conn)
+            finally:
+                with self._lock:
+                    self.ended += 1
+        self.server = Server(handler)
+
+    @property
+    def port(self):
+        return self.server.port
+
+    def connections(self):
+        """How many connections the gateway has made."""
+        with self._lock:
+            return len(self._records)
+
+    def text(self, i=None):
+        """What the gateway sent on the i-th connection (from 0), or on all
+        of them one after the other."""
+        with self._lock:
+            records = self._records if i is None else [self._records[i]]
+            return b''.join(b''.join(r) for r in records)
+
+    def cut(self):
+        """Break every relayed connection, as a backend restart would."""
+        with self._lock:
+            relays = list(self._relays)
+        for r in relays:
+            r.cut()
+
+    def close(self):
+        self.server.close()
