@@ -8,13 +8,16 @@ Shown: the first login to a server fills the pool; the next one logs in
 over a connection that was opened before that client connected, and the
 ID it sends names that client; a failed login sends nothing on a warm
 connection; an idle pool says LOGOUT and closes after warm_lifetime, and
-is not refilled while nobody logs in; a backend that drops the warm
+is not refilled while nobody logs in; after a reload the old
+configuration's warm connections are never taken and go within
+warm_lifetime; a backend that drops the warm
 connections costs the next client nothing; SMTP with forward_client = no
 the same; the configuration refuses a pool where the backend would be told
 about a client before there is one.
 """
 import json
 import re
+import signal
 import subprocess
 import time
 
@@ -116,6 +119,27 @@ def test_idle_pool_says_logout_and_is_not_refilled(gateways, imap_relay):
     assert reply.startswith('a1 OK'), reply
     c.close()
     wait_for(lambda: imap_relay.connections() == 6, what='the pool refilled')
+
+
+def test_reload_leaves_old_warm_connections_to_expire(gateways, imap_relay):
+    """After a reload the pool serves the new configuration only; the old
+    configuration's warm connections are not taken, and go (LOGOUT) within
+    warm_lifetime."""
+    gw = gateway(gateways, imap_relay.port, warm_lifetime='2')
+    first, reply = imap_login(gw)
+    first.close()
+    wait_for(lambda: imap_relay.connections() == 3, what='two warm connections')
+    old = [i for i in range(3) if b'a1 ' not in imap_relay.text(i)]
+    gw.daemon.signal(signal.SIGHUP)
+    gw.daemon.wait_log('configuration reloaded from')
+    c, reply = imap_login(gw)
+    assert reply.startswith('a1 OK'), reply
+    c.close()
+    # a fresh connection for the new configuration, and two warm ones
+    wait_for(lambda: imap_relay.connections() == 6, what='the new pool')
+    wait_for(lambda: all(imap_relay.text(i) == b'ghb LOGOUT\r\n' for i in old), timeout=30,
+             what='the old warm connections told goodbye')
+    assert not any(b'a1 ' in imap_relay.text(i) for i in old)
 
 
 def test_backend_dropping_warm_connections_costs_nothing(gateways, imap_relay):
