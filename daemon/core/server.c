@@ -250,9 +250,7 @@ on_accept(gint fd, GIOCondition condition, gpointer data)
 		}
 		GhSessionAddrs addrs = {
 		    .peer = (struct sockaddr *)&ss,
-		    .peer_len = len,
 		    .local = w->socket->local_len > 0 ? (struct sockaddr *)&w->socket->local : NULL,
-		    .local_len = w->socket->local_len,
 		    .nodelay = w->socket->nodelay,
 		};
 		accept_session(w->host, c, &addrs);

@@ -510,6 +510,18 @@ static const GhBackendDialogue imap_dialogue = {
     .free = imap_free,
 };
 
+/* Our own tags, never the client's `tag` (which may be NULL). */
+static void
+pick_tags(Imap *d, const char *tag)
+{
+	g_free(d->cap_tag);
+	d->cap_tag = g_strdup(g_strcmp0(tag, "ghc") == 0 ? "ghc2" : "ghc");
+	g_free(d->id_tag);
+	d->id_tag = g_strdup(g_strcmp0(tag, "ghi") == 0 ? "ghi2" : "ghi");
+	g_free(d->tls_tag);
+	d->tls_tag = g_strdup(g_strcmp0(tag, "ght") == 0 ? "ght2" : "ght");
+}
+
 GhBackendLink *
 gh_imap_backend_connect(const GhBackendParams *p,
 			const char *tag,
@@ -524,9 +536,7 @@ gh_imap_backend_connect(const GhBackendParams *p,
 	for (guint i = 0; client_id != NULL && client_id[i] != NULL; i++)
 		g_ptr_array_add(d->client_id, g_strdup(client_id[i]));
 	/* our tags must not be the client's */
-	d->cap_tag = g_strdup(g_strcmp0(tag, "ghc") == 0 ? "ghc2" : "ghc");
-	d->id_tag = g_strdup(g_strcmp0(tag, "ghi") == 0 ? "ghi2" : "ghi");
-	d->tls_tag = g_strdup(g_strcmp0(tag, "ght") == 0 ? "ght2" : "ght");
+	pick_tags(d, tag);
 	d->pending_parts = g_ptr_array_new_with_free_func(wipe_free);
 	d->reply = g_byte_array_new();
 	return gh_backend_link_start(p, &imap_dialogue, d, context, done, user_data);
@@ -544,10 +554,5 @@ gh_imap_backend_adopt(GhBackendLink *l, const char *tag, const char *const *clie
 	/* our tags must not be the client's from now on (the ID, and a
 	 * fail-over's CAPABILITY and STARTTLS); the ones sent before were
 	 * answered before the link parked */
-	g_free(d->cap_tag);
-	d->cap_tag = g_strdup(g_strcmp0(tag, "ghc") == 0 ? "ghc2" : "ghc");
-	g_free(d->id_tag);
-	d->id_tag = g_strdup(g_strcmp0(tag, "ghi") == 0 ? "ghi2" : "ghi");
-	g_free(d->tls_tag);
-	d->tls_tag = g_strdup(g_strcmp0(tag, "ght") == 0 ? "ght2" : "ght");
+	pick_tags(d, tag);
 }

@@ -38,7 +38,6 @@ struct _Pair {
 	guint server; /* its index in bc->servers: the first choice of `key` */
 	char *key;    /* the first key that asked: the warm links' hash key */
 	GhTls *tls;   /* the credentials of that session's generation */
-	char *hostname;
 	const GhProtocol *protocol;
 	GPtrArray *links; /* of Warm *, owned */
 	gint64 asked_us;  /* last take, hit or miss */
@@ -76,7 +75,6 @@ pair_free(Pair *p)
 	if (p->tls != NULL)
 		gh_tls_unref(p->tls);
 	g_free(p->key);
-	g_free(p->hostname);
 	g_free(p);
 }
 
@@ -90,7 +88,7 @@ warm_start(Pair *p)
 	    .hash_key = p->key,
 	    .client_addr = "",
 	    .local_addr = "",
-	    .hostname = p->hostname,
+	    .hostname = p->config->hostname,
 	    .session_id = "warm",
 	    .tls = p->tls,
 	    .stats = p->pool->stats,
@@ -121,12 +119,13 @@ arm_sweep(GhBackendPool *pool)
 		gh_timer_stop(&pool->sweep);
 		return;
 	}
+	if (gh_timer_running(&pool->sweep))
+		return;
 	for (guint i = 0; i < pool->pairs->len; i++) {
 		const Pair *p = g_ptr_array_index(pool->pairs, i);
 		ms = MIN(ms, p->bc->warm_lifetime * 250);
 	}
-	if (!gh_timer_running(&pool->sweep))
-		gh_timer_start(&pool->sweep, pool->context, MAX(ms, 250), sweep, pool);
+	gh_timer_start(&pool->sweep, pool->context, MAX(ms, 250), sweep, pool);
 }
 
 static void
@@ -255,7 +254,6 @@ gh_backend_pool_take(GhBackendPool *pool,
 		p->server = server;
 		p->key = g_strdup(key);
 		p->tls = s->tls != NULL ? gh_tls_ref(s->tls) : NULL;
-		p->hostname = g_strdup(s->config->hostname);
 		p->protocol = s->protocol;
 		p->links = g_ptr_array_new_with_free_func((GDestroyNotify)warm_free);
 		g_ptr_array_add(pool->pairs, p);
@@ -278,18 +276,4 @@ gh_backend_pool_take(GhBackendPool *pool,
 		gh_timer_start(&pool->refill, pool->context, 1, refill, pool);
 	arm_sweep(pool);
 	return link;
-}
-
-guint
-gh_backend_pool_ready(const GhBackendPool *pool)
-{
-	guint n = 0;
-	for (guint i = 0; pool != NULL && i < pool->pairs->len; i++) {
-		const Pair *p = g_ptr_array_index(pool->pairs, i);
-		for (guint j = 0; j < p->links->len; j++) {
-			const Warm *w = g_ptr_array_index(p->links, j);
-			n += gh_backend_link_parked(w->link) ? 1 : 0;
-		}
-	}
-	return n;
 }

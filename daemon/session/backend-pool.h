@@ -55,6 +55,3 @@ GhBackendLink *gh_backend_pool_take(GhBackendPool *pool,
 				    const GhBackendParams *p,
 				    GhBackendDone done,
 				    gpointer user_data);
-
-/* Warm links parked and ready, over every pair (for tests and gatehousectl). */
-guint gh_backend_pool_ready(const GhBackendPool *pool);

@@ -244,7 +244,6 @@ connect_backend(GhSession *s, gboolean logged_in)
 	gh_session_stop_timer(s);
 	/* a warm connection to the user's server, when there is no route */
 	if (logged_in && (l->route == NULL || !p.backend->follow_route)) {
-		p.login_later = TRUE;
 		s->backend =
 		    gh_backend_pool_take(s->host->pool, s, l->canonical, &p, on_backend_done, s);
 		if (s->backend != NULL) {
@@ -254,7 +253,6 @@ connect_backend(GhSession *s, gboolean logged_in)
 			(void)gh_session_update_watch(s);
 			return;
 		}
-		p.login_later = FALSE;
 	}
 	s->backend = s->protocol->backend_connect(s, &p, on_backend_done, s);
 	/* the link has its own copy where it needs one */

@@ -42,10 +42,8 @@ typedef struct {
 /* A connection's two ends, as accept(2) and the listening socket tell. */
 typedef struct {
 	const struct sockaddr *peer;
-	socklen_t peer_len;
 	const struct sockaddr *local; /* NULL: ask the socket (getsockname) */
-	socklen_t local_len;
-	gboolean nodelay; /* TCP_NODELAY is set already (inherited) */
+	gboolean nodelay;             /* TCP_NODELAY is set already (inherited) */
 } GhSessionAddrs;
 
 /* Make a session of `fd` (connected, non-blocking; transfer full) accepted

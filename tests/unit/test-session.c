@@ -370,7 +370,7 @@ start_from(Fixture *f, const char *listener, guint n_open, guint32 peer_ip)
 	g_assert_cmpint(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), ==,
 			0);
 	f->client = sv[0];
-	GhSessionAddrs addrs = {.peer = (struct sockaddr *)&peer, .peer_len = sizeof peer};
+	GhSessionAddrs addrs = {.peer = (struct sockaddr *)&peer};
 	f->session = gh_session_new(&f->host, &line_protocol, &gen, listener, sv[1], &addrs);
 	g_assert_null(gen.config); /* the references went to the session */
 	gh_session_begin(f->session, n_open);
