@@ -9,15 +9,17 @@
  *  - A pending request is reference counted.  One reference belongs to the
  *    requester until the callback has run or the request was cancelled
  *    ("owner"); each job or GSource carrying the request holds another, and
- *    so does the failure-delay timer while it runs: taken when it starts,
- *    dropped by its function or by gh_auth_pending_cancel() that stops it.
+ *    so does the timer while it runs (a hand-back on the requester's own
+ *    thread, then the failure delay): taken when it starts, dropped by its
+ *    function or by gh_auth_pending_cancel() that stops it.
  *    `finished` (read and written on the requester's context only) says the
  *    owner reference is gone, so callback and cancel cannot both release it.
  *  - The password is copied into a GhSecret when the request is made and
  *    wiped as soon as the chain, the cache and the penalty have used it, on
  *    the worker thread, before the verdict travels back.
  *  - The callback never runs inside gh_auth_verify_async(): even a cache hit
- *    goes through an idle source, so callers need not be reentrant.
+ *    goes through the loop (a timer set soon), so callers need not be
+ *    reentrant.
  */
 #include "gh-build.h"
 
@@ -85,7 +87,8 @@ struct _GhAuthPending {
 	gpointer user_data;
 	gint cancelled;    /* atomic; set on the context's thread */
 	gboolean finished; /* context thread only: owner reference released */
-	GhTimer timer;     /* context thread only: failure delay; holds a reference */
+	GhTimer timer;     /* context thread only: the hand-back set soon, then the
+			    * failure delay; holds a reference while running */
 
 	/* the outcome, written by the worker (or on a cache hit) before the
 	 * hand-back, read on the context afterwards */
@@ -229,14 +232,42 @@ pending_arrived(gpointer data)
 	return pending_deliver(p);
 }
 
+/* The idle source's dispatch: what the callback set for soon (the
+ * session's next step) runs in this loop turn too. */
+static gboolean
+pending_arrived_idle(gpointer data)
+{
+	gboolean again = pending_arrived(data);
+	gh_timer_run_soon();
+	return again;
+}
+
+/* On the requester's own thread: the timer, set soon, carries the
+ * reference (gh_auth_pending_cancel stops it and drops that). */
+static void
+pending_arrived_soon(gpointer data)
+{
+	GhAuthPending *p = data;
+
+	pending_arrived(p);
+	pending_unref(p);
+}
+
 /* Hand the pending back to its context (from any thread); takes over one
- * reference of the caller's. */
+ * reference of the caller's.  A cache hit, on the thread that runs the
+ * context, needs no GSource and no wake-up of its own. */
 static void
 pending_hand_back(GhAuthPending *p)
 {
-	g_autoptr(GSource) idle = g_idle_source_new();
+	g_autoptr(GSource) idle = NULL;
+
+	if (g_main_context_is_owner(p->context)) {
+		gh_timer_soon(&p->timer, p->context, pending_arrived_soon, p);
+		return;
+	}
+	idle = g_idle_source_new();
 	g_source_set_priority(idle, G_PRIORITY_DEFAULT);
-	g_source_set_callback(idle, pending_arrived, p, pending_unref);
+	g_source_set_callback(idle, pending_arrived_idle, p, pending_unref);
 	g_source_attach(idle, p->context);
 }
 

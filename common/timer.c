@@ -18,10 +18,15 @@ struct _GhTimerQueue {
 	GMainContext *context; /* the key in `queues`; not a reference */
 	GhTimer **heap;        /* heap[0]: the earliest deadline */
 	guint len, cap;
+	gint64 soon_seq; /* timers set soon: deadlines from G_MININT64 up, in order */
 };
 
 static GMutex queues_lock;
 static GHashTable *queues; /* GMainContext * -> GhTimerQueue * */
+
+/* the queue that gh_timer_soon() last put a timer in, on this thread,
+ * until gh_timer_run_soon() or the queue's dispatch fires it */
+static __thread GhTimerQueue *soon_queue;
 
 /* ------------------------------------------------------------ the heap */
 
@@ -110,11 +115,11 @@ queue_prepare(GSource *source, gint *timeout)
 		return FALSE;
 	}
 	now = g_source_get_time(source);
-	wait_us = q->heap[0]->deadline_us - now;
-	if (wait_us <= 0) {
+	if (q->heap[0]->deadline_us <= now) { /* a timer set soon is far before */
 		*timeout = 0;
 		return TRUE;
 	}
+	wait_us = q->heap[0]->deadline_us - now;
 	*timeout = (gint)MIN((wait_us + 999) / 1000, G_MAXINT);
 	return FALSE;
 }
@@ -127,21 +132,30 @@ queue_check(GSource *source)
 	return q->len > 0 && q->heap[0]->deadline_us <= g_source_get_time(source);
 }
 
-static gboolean
-queue_dispatch(GSource *source, GSourceFunc callback, gpointer user_data)
+/* Fire every timer of q that is due, earliest first.  A func may start
+ * others or stop them; one it sets soon fires in this loop too (its
+ * deadline is before any clock reading), one it sets to yield does not
+ * (its deadline is after the `now` read here). */
+static void
+fire_due(GhTimerQueue *q)
 {
-	GhTimerQueue *q = (GhTimerQueue *)source;
 	gint64 now = g_get_monotonic_time();
-	(void)callback;
-	(void)user_data;
 
-	/* a func may start (a timer due now fires in this loop too, as a
-	 * GLib timeout of 0 would at the next turn) or stop others */
+	if (soon_queue == q)
+		soon_queue = NULL;
 	while (q->len > 0 && q->heap[0]->deadline_us <= now) {
 		GhTimer *t = q->heap[0];
 		heap_remove(q, t);
 		t->func(t->data);
 	}
+}
+
+static gboolean
+queue_dispatch(GSource *source, GSourceFunc callback, gpointer user_data)
+{
+	(void)callback;
+	(void)user_data;
+	fire_due((GhTimerQueue *)source);
 	return G_SOURCE_CONTINUE;
 }
 
@@ -154,6 +168,8 @@ queue_finalize(GSource *source)
 	if (queues != NULL && g_hash_table_lookup(queues, q->context) == q)
 		g_hash_table_remove(queues, q->context);
 	g_mutex_unlock(&queues_lock);
+	if (soon_queue == q)
+		soon_queue = NULL;
 	for (guint i = 0; i < q->len; i++)
 		q->heap[i]->queue = NULL;
 	g_free(q->heap);
@@ -210,6 +226,39 @@ gh_timer_start(GhTimer *t, GMainContext *context, guint ms, GhTimerFunc func, gp
 	t->data = data;
 	t->deadline_us = g_get_monotonic_time() + (gint64)ms * 1000;
 	heap_add(queue_of(context), t);
+}
+
+void
+gh_timer_soon(GhTimer *t, GMainContext *context, GhTimerFunc func, gpointer data)
+{
+	GhTimerQueue *q = queue_of(context);
+
+	gh_timer_stop(t);
+	t->func = func;
+	t->data = data;
+	if (q->len == 0)
+		q->soon_seq = 0; /* none set soon is waiting: start over */
+	t->deadline_us = G_MININT64 + q->soon_seq++;
+	heap_add(q, t);
+	soon_queue = q;
+}
+
+void
+gh_timer_yield(GhTimer *t, GMainContext *context, GhTimerFunc func, gpointer data)
+{
+	gh_timer_stop(t);
+	t->func = func;
+	t->data = data;
+	/* past the `now` of a drain under way: the next turn's, after a poll */
+	t->deadline_us = g_get_monotonic_time() + 1;
+	heap_add(queue_of(context), t);
+}
+
+void
+gh_timer_run_soon(void)
+{
+	if (soon_queue != NULL)
+		fire_due(soon_queue);
 }
 
 gboolean

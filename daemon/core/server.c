@@ -12,6 +12,7 @@
 #include "gh-build.h"
 
 #include "core/server.h"
+#include "common/timer.h"
 #include "config/log.h"
 #include "imap/imap-session.h"
 #include "session/session.h"
@@ -242,6 +243,7 @@ on_accept(gint fd, GIOCondition condition, gpointer data)
 			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
 			    errno == ENOMEM) {
 				pause_accepting(w->host->worker, errno);
+				gh_timer_run_soon();
 				return G_SOURCE_REMOVE;
 			}
 			g_warning("accept on listener %s: %s", w->listener->name,
@@ -255,6 +257,7 @@ on_accept(gint fd, GIOCondition condition, gpointer data)
 		};
 		accept_session(w->host, c, &addrs);
 	}
+	gh_timer_run_soon(); /* what the new sessions set for soon, in this turn */
 	return G_SOURCE_CONTINUE;
 }
 

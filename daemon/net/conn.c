@@ -8,6 +8,7 @@
 #include "gh-build.h"
 
 #include "net/conn.h"
+#include "common/timer.h"
 
 #include <errno.h>
 #include <string.h>
@@ -122,6 +123,8 @@ epoll_dispatch(GSource *source, GSourceFunc callback, gpointer data)
 	ep->dispatching = FALSE;
 	if (ep->dead->len > 0)
 		g_ptr_array_set_size(ep->dead, 0); /* frees them */
+	/* what the callbacks set for soon runs in this turn, not the next */
+	gh_timer_run_soon();
 	return G_SOURCE_CONTINUE;
 }
 

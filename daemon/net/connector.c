@@ -57,10 +57,10 @@ struct _GhConnector {
 	GSocketClient *client;
 	GCancellable *cancellable;
 	Ticket *ticket;
-	GhTimer timer;     /* a host name's connect: connect_timeout */
-	GSource *handover; /* a numeric connect: its socket, from the loop */
-	int fd;            /* a numeric connect in progress, or -1 */
-	char *early;       /* a numeric connect that failed at once: why */
+	GhTimer timer;    /* a host name's connect: connect_timeout */
+	GhTimer handover; /* set soon: a numeric connect's socket, from the loop */
+	int fd;           /* a numeric connect in progress, or -1 */
+	char *early;      /* a numeric connect that failed at once: why */
 	gboolean timed_out;
 	GhConnectorFunc func;
 	gpointer user_data;
@@ -155,11 +155,7 @@ static void
 stop_attempt(GhConnector *c)
 {
 	gh_timer_stop(&c->timer);
-	if (c->handover != NULL) {
-		g_source_destroy(c->handover);
-		g_source_unref(c->handover);
-		c->handover = NULL;
-	}
+	gh_timer_stop(&c->handover);
 	if (c->fd >= 0) {
 		close(c->fd);
 		c->fd = -1;
@@ -203,18 +199,15 @@ gh_connector_host(const GhConnector *c)
  * TLS hello, which waits for the connect), under the backend's own
  * connect_timeout; a refused connect shows up there as a read error.  No
  * writability watch, no getsockopt. */
-static gboolean
+static void
 on_handover(gpointer data)
 {
 	GhConnector *c = data;
 	int fd = c->fd;
 	g_autofree char *why = fd < 0 ? g_strdup_printf("connect: %s", c->early) : NULL;
-	g_source_unref(c->handover);
-	c->handover = NULL;
 	c->fd = -1;
 	stop_attempt(c);
 	c->func(fd, c->current->text, why, c->user_data);
-	return G_SOURCE_REMOVE;
 }
 
 /* A host name's connect took too long: the connect callback reports the
@@ -274,9 +267,7 @@ connect_numeric(GhConnector *c)
 	}
 	/* the socket, or why there is none, goes to the caller from the loop
 	 * (on_handover), never from inside gh_connector_next */
-	c->handover = g_timeout_source_new(0);
-	g_source_set_callback(c->handover, on_handover, c, NULL);
-	g_source_attach(c->handover, c->context);
+	gh_timer_soon(&c->handover, c->context, on_handover, c);
 	return TRUE;
 }
 

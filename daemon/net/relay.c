@@ -13,6 +13,7 @@
 #include "gh-build.h"
 
 #include "net/relay.h"
+#include "common/timer.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -45,7 +46,7 @@ struct _GhRelay {
 	guint64 backend_start; /* backend->bytes_in when the relay started */
 	gboolean finished;
 	gboolean client_closed; /* its EOF was passed on to the backend */
-	GSource *kick;          /* runs a pump from the loop */
+	GhTimer kick;           /* set to yield: a pump from the loop */
 };
 
 static void
@@ -251,11 +252,11 @@ pump(GhRelay *r, GhConn *conn, GIOCondition cond)
 	gh_conn_want(b, want(&r->down, &r->up));
 	/* Input that no watch would wake us for: a flow stopped for fairness,
 	 * or records GnuTLS has already decrypted while the socket is empty. */
-	if (r->kick == NULL && (r->up.more || r->down.more ||
-				(c->tls != NULL && flow_pending(&r->up) == 0 && !c->eof &&
-				 gnutls_record_check_pending(c->tls) > 0) ||
-				(b->tls != NULL && flow_pending(&r->down) == 0 && !b->eof &&
-				 gnutls_record_check_pending(b->tls) > 0)))
+	if (!gh_timer_running(&r->kick) && (r->up.more || r->down.more ||
+					    (c->tls != NULL && flow_pending(&r->up) == 0 &&
+					     !c->eof && gnutls_record_check_pending(c->tls) > 0) ||
+					    (b->tls != NULL && flow_pending(&r->down) == 0 &&
+					     !b->eof && gnutls_record_check_pending(b->tls) > 0)))
 		schedule_kick(r);
 }
 
@@ -267,25 +268,20 @@ on_io(GhConn *conn, GIOCondition cond, gpointer data)
 		pump(r, conn, cond);
 }
 
-static gboolean
+static void
 on_kick(gpointer data)
 {
 	GhRelay *r = data;
-	g_source_unref(r->kick);
-	r->kick = NULL;
 	if (!r->finished)
 		pump(r, NULL, 0);
-	return G_SOURCE_REMOVE;
 }
 
+/* A pump at the loop's next turn: a flow stopped for fairness goes on
+ * after the other connections' events (its own kick sets it again). */
 static void
 schedule_kick(GhRelay *r)
 {
-	r->kick = g_idle_source_new();
-	/* as urgent as socket events, so a busy worker cannot starve it */
-	g_source_set_priority(r->kick, G_PRIORITY_DEFAULT);
-	g_source_set_callback(r->kick, on_kick, r, NULL);
-	g_source_attach(r->kick, r->client->context);
+	gh_timer_yield(&r->kick, r->client->context, on_kick, r);
 }
 
 GhRelay *
@@ -332,10 +328,7 @@ gh_relay_free(GhRelay *r)
 {
 	if (r == NULL)
 		return;
-	if (r->kick != NULL) {
-		g_source_destroy(r->kick);
-		g_source_unref(r->kick);
-	}
+	gh_timer_stop(&r->kick);
 	flow_close(&r->up);
 	flow_close(&r->down);
 	gh_conn_free(r->client);
@@ -362,10 +355,7 @@ gh_relay_release_client(GhRelay *r, gboolean *at_line_start)
 	gh_conn_want(client, 0);
 	gh_conn_set_callback(client, NULL, NULL);
 	r->client = NULL;
-	if (r->kick != NULL) {
-		g_source_destroy(r->kick);
-		g_source_unref(r->kick);
-	}
+	gh_timer_stop(&r->kick);
 	flow_close(&r->up);
 	flow_close(&r->down);
 	gh_conn_free(r->backend);

@@ -57,7 +57,7 @@ struct _GhBackendLink {
 	GhTimer timer;
 	guint attempt;   /* one more at each connection given up */
 	gboolean parked; /* login_later: the dialogue waits for the credentials */
-	GSource *resume; /* the credentials came to a parked link: go on */
+	GhTimer resume;  /* set soon: the credentials came to a parked link */
 
 	guint depth;        /* link entries (and the done callback) on the stack */
 	gboolean over;      /* the attempt is over: only freeing is left */
@@ -79,10 +79,7 @@ release(GhBackendLink *l)
 		l->dialogue.free(l->d);
 	l->d = NULL;
 	gh_timer_stop(&l->timer);
-	if (l->resume != NULL) {
-		g_source_destroy(l->resume);
-		g_clear_pointer(&l->resume, g_source_unref);
-	}
+	gh_timer_stop(&l->resume);
 	g_clear_pointer(&l->connector, gh_connector_free);
 	g_clear_pointer(&l->conn, gh_conn_free);
 	g_clear_pointer(&l->result_conn, gh_conn_free);
@@ -484,18 +481,16 @@ gh_backend_link_cancel(GhBackendLink *l)
 	g_free(l);
 }
 
-static gboolean
+static void
 on_resume(gpointer data)
 {
 	GhBackendLink *l = data;
 
-	g_clear_pointer(&l->resume, g_source_unref);
 	enter(l);
 	l->parked = FALSE;
 	if (current(l, l->attempt))
 		l->dialogue.login(l, l->d);
 	leave(l);
-	return G_SOURCE_REMOVE;
 }
 
 void
@@ -517,17 +512,14 @@ gh_backend_link_login(GhBackendLink *l,
 	if (l->parked) {
 		/* from the loop, as every step: the done callback never runs
 		 * inside this call */
-		l->resume = g_idle_source_new();
-		g_source_set_priority(l->resume, G_PRIORITY_DEFAULT);
-		g_source_set_callback(l->resume, on_resume, l, NULL);
-		g_source_attach(l->resume, l->context);
+		gh_timer_soon(&l->resume, l->context, on_resume, l);
 	}
 }
 
 gboolean
 gh_backend_link_parked(const GhBackendLink *l)
 {
-	return l->parked && !l->over && !l->cancelled && l->resume == NULL;
+	return l->parked && !l->over && !l->cancelled && !gh_timer_running(&l->resume);
 }
 
 void

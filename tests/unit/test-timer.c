@@ -3,7 +3,11 @@
  * was started on, not before its time; a restart replaces what it was set
  * to, also from inside its function; a stop or a start with ms = 0 keeps it
  * from firing; its function may free the struct that embeds it; many timers
- * of one context fire each once, in deadline order.
+ * of one context fire each once, in deadline order.  A timer set soon never
+ * fires inside the call that set it, fires in the same loop turn when the
+ * dispatch that set it runs gh_timer_run_soon() (and so does one its func
+ * sets soon), in the order they were set; one set to yield waits for the
+ * next turn, so a func that keeps yielding never starves the loop.
  *
  * Each test iterates a GMainContext of its own and asserts what happened
  * and in which order, never how soon: "did not fire" is shown by a later
@@ -309,6 +313,148 @@ test_many_in_order(void)
 				g_array_index(order, gint64, i - 1) - 1000);
 }
 
+/* ---- soon and yield ---- */
+
+typedef struct {
+	GhTimer timer;
+	GMainContext *ctx;
+	GString *trace; /* the names, as they fired */
+	const char *name;
+	void *next;   /* a Step this one sets soon when it fires, or NULL */
+	guint yields; /* it sets itself to yield this many times more */
+	guint calls;
+} Step;
+
+static void
+on_step(gpointer data)
+{
+	Step *s = data;
+	Step *next = s->next;
+
+	s->calls++;
+	g_string_append(s->trace, s->name);
+	if (next != NULL)
+		gh_timer_soon(&next->timer, next->ctx, on_step, next);
+	if (s->yields > 0) {
+		s->yields--;
+		gh_timer_yield(&s->timer, s->ctx, on_step, s);
+	}
+}
+
+/* An idle source standing for an I/O thread's epoll source: its dispatch
+ * sets the given steps soon, then drains, as conn.c's does. */
+typedef struct {
+	Step **steps;            /* NULL-terminated */
+	guint calls_seen_inside; /* steps that had fired before the drain */
+	gboolean ran;
+} Dispatch;
+
+static gboolean
+dispatch_and_drain(gpointer data)
+{
+	Dispatch *d = data;
+
+	for (Step **s = d->steps; *s != NULL; s++)
+		gh_timer_soon(&(*s)->timer, (*s)->ctx, on_step, *s);
+	for (Step **s = d->steps; *s != NULL; s++)
+		d->calls_seen_inside += (*s)->calls;
+	d->ran = TRUE;
+	gh_timer_run_soon();
+	return G_SOURCE_REMOVE;
+}
+
+/* One loop turn runs the dispatch and everything it set soon: the steps in
+ * the order they were set, then the one the first step set soon. */
+static void
+test_soon_same_turn(void)
+{
+	g_autoptr(GMainContext) ctx = g_main_context_new();
+	g_autoptr(GString) trace = g_string_new(NULL);
+	Step chained = {.ctx = ctx, .trace = trace, .name = "c"};
+	Step a = {.ctx = ctx, .trace = trace, .name = "a", .next = &chained};
+	Step b = {.ctx = ctx, .trace = trace, .name = "b"};
+	Step *steps[] = {&a, &b, NULL};
+	Dispatch d = {.steps = steps};
+	GSource *idle = g_idle_source_new();
+
+	g_source_set_callback(idle, dispatch_and_drain, &d, NULL);
+	g_source_attach(idle, ctx);
+	g_source_unref(idle);
+	g_assert_true(g_main_context_iteration(ctx, FALSE));
+	g_assert_true(d.ran);
+	g_assert_cmpuint(d.calls_seen_inside, ==, 0); /* never inside the setting call */
+	g_assert_cmpstr(trace->str, ==, "abc");
+	g_assert_false(gh_timer_running(&a.timer));
+	g_assert_false(gh_timer_running(&chained.timer));
+	run_past(ctx, 20);
+	g_assert_cmpstr(trace->str, ==, "abc"); /* each once */
+}
+
+/* Set soon outside any dispatch: the queue's own source fires it at the
+ * next turn; stopped before that, it never fires. */
+static void
+test_soon_without_drain(void)
+{
+	g_autoptr(GMainContext) ctx = g_main_context_new();
+	g_autoptr(GString) trace = g_string_new(NULL);
+	Step a = {.ctx = ctx, .trace = trace, .name = "a"};
+	Step b = {.ctx = ctx, .trace = trace, .name = "b"};
+
+	gh_timer_soon(&a.timer, ctx, on_step, &a);
+	gh_timer_soon(&b.timer, ctx, on_step, &b);
+	g_assert_cmpuint(a.calls, ==, 0);
+	g_assert_true(gh_timer_running(&a.timer));
+	gh_timer_stop(&b.timer);
+	run_past(ctx, 20);
+	g_assert_cmpstr(trace->str, ==, "a");
+	/* a soon timer may be replaced by a later one, and the other way */
+	gh_timer_start(&a.timer, ctx, 60 * 1000, on_step, &a);
+	gh_timer_soon(&a.timer, ctx, on_step, &a);
+	run_past(ctx, 20);
+	g_assert_cmpstr(trace->str, ==, "aa");
+	g_assert_false(gh_timer_running(&a.timer));
+}
+
+static gboolean
+count_turn(gpointer data)
+{
+	(*(guint *)data)++;
+	return G_SOURCE_CONTINUE;
+}
+
+/* A func that keeps setting itself to yield fires once per turn, and the
+ * loop's other sources (here an idle counting turns, and a timeout
+ * marker) go on meanwhile. */
+static void
+test_yield_lets_go(void)
+{
+	g_autoptr(GMainContext) ctx = g_main_context_new();
+	g_autoptr(GString) trace = g_string_new(NULL);
+	Step y = {.ctx = ctx, .trace = trace, .name = "y", .yields = G_MAXUINT};
+	Step *steps[] = {&y, NULL};
+	Dispatch d = {.steps = steps};
+	GSource *idle = g_idle_source_new(), *turns = g_idle_source_new();
+	guint turns_seen = 0;
+
+	g_source_set_callback(idle, dispatch_and_drain, &d, NULL);
+	g_source_attach(idle, ctx);
+	g_source_unref(idle);
+	g_assert_true(g_main_context_iteration(ctx, FALSE));
+	g_assert_cmpuint(y.calls, ==, 1); /* the drain, then it yielded */
+	g_assert_true(gh_timer_running(&y.timer));
+	g_assert_true(g_main_context_iteration(ctx, FALSE));
+	g_assert_cmpuint(y.calls, ==, 2); /* one more per turn, not more */
+
+	g_source_set_callback(turns, count_turn, &turns_seen, NULL);
+	g_source_attach(turns, ctx);
+	run_past(ctx, 20); /* the marker fires although y never stops */
+	g_assert_cmpuint(turns_seen, >, 0);
+	g_assert_cmpuint(y.calls, >=, 2 + 1);
+	g_source_destroy(turns);
+	g_source_unref(turns);
+	gh_timer_stop(&y.timer);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -321,5 +467,8 @@ main(int argc, char **argv)
 	g_test_add_func("/gatehouse/timer/zero-stops", test_zero_stops);
 	g_test_add_func("/gatehouse/timer/func-frees-owner", test_func_frees_owner);
 	g_test_add_func("/gatehouse/timer/many-in-order", test_many_in_order);
+	g_test_add_func("/gatehouse/timer/soon-same-turn", test_soon_same_turn);
+	g_test_add_func("/gatehouse/timer/soon-without-drain", test_soon_without_drain);
+	g_test_add_func("/gatehouse/timer/yield-lets-go", test_yield_lets_go);
 	return g_test_run();
 }
