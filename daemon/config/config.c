@@ -23,6 +23,7 @@
 #include "config/config.h"
 #include "common/keyfile.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <glib/gstdio.h>
@@ -197,19 +198,13 @@ prefix_equal(const guint8 *a, const guint8 *b, guint prefix)
 	return ((a[whole] ^ b[whole]) & (guint8)(0xff00u >> rest)) == 0;
 }
 
-gboolean
-gh_cidr_match(const GhCidr *net, GInetAddress *addr)
+/* `bytes`: 4 (IPv4) or 16 (IPv6) in network order */
+static gboolean
+match_bytes(const GhCidr *net, GSocketFamily family, const guint8 *bytes)
 {
 	static const guint8 v4_mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-	GSocketFamily family;
-	const guint8 *bytes;
 	guint8 mapped[16];
 
-	g_return_val_if_fail(net != NULL, FALSE);
-	if (addr == NULL)
-		return FALSE;
-	family = g_inet_address_get_family(addr);
-	bytes = g_inet_address_to_bytes(addr);
 	if (family == net->family)
 		return prefix_equal(net->addr, bytes, net->prefix);
 	/* A dual-stack socket shows IPv4 clients as ::ffff:a.b.c.d (RFC 4291
@@ -224,6 +219,36 @@ gh_cidr_match(const GhCidr *net, GInetAddress *addr)
 		memcpy(mapped, v4_mapped, sizeof v4_mapped);
 		memcpy(mapped + 12, bytes, 4);
 		return prefix_equal(net->addr, mapped, net->prefix);
+	}
+	return FALSE;
+}
+
+gboolean
+gh_cidr_match(const GhCidr *net, GInetAddress *addr)
+{
+	g_return_val_if_fail(net != NULL, FALSE);
+	if (addr == NULL)
+		return FALSE;
+	return match_bytes(net, g_inet_address_get_family(addr), g_inet_address_to_bytes(addr));
+}
+
+gboolean
+gh_cidr_list_match_text(const GArray *nets, const char *text)
+{
+	guint8 bytes[16];
+	GSocketFamily family;
+
+	if (nets == NULL || nets->len == 0 || text == NULL)
+		return FALSE;
+	if (inet_pton(AF_INET, text, bytes) == 1)
+		family = G_SOCKET_FAMILY_IPV4;
+	else if (inet_pton(AF_INET6, text, bytes) == 1)
+		family = G_SOCKET_FAMILY_IPV6;
+	else
+		return FALSE;
+	for (guint i = 0; i < nets->len; i++) {
+		if (match_bytes(&g_array_index(nets, GhCidr, i), family, bytes))
+			return TRUE;
 	}
 	return FALSE;
 }

@@ -48,6 +48,9 @@ gboolean gh_cidr_parse(const char *text, GhCidr *out);
 gboolean gh_cidr_match(const GhCidr *net, GInetAddress *addr);
 /* TRUE when addr matches any network of the array (of GhCidr). */
 gboolean gh_cidr_list_match(const GArray *nets, GInetAddress *addr);
+/* The same for an address in text ("192.0.2.1", "2001:db8::1"), without a
+ * GInetAddress; FALSE for text that is no address. */
+gboolean gh_cidr_list_match_text(const GArray *nets, const char *text);
 
 /* "host:port": an IPv4 address, "[IPv6]", or a DNS name (backends only), and a
  * port 1..65535.  A listener address "*" or "0.0.0.0" or "[::]" is a wildcard. */

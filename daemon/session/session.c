@@ -69,17 +69,6 @@ sockaddr_to_text(const struct sockaddr *sa, char *out, gsize size, guint16 *port
 	}
 }
 
-static gboolean
-address_in(const char *text, const GArray *nets)
-{
-	g_autoptr(GInetAddress) addr = NULL;
-
-	if (nets == NULL || nets->len == 0)
-		return FALSE; /* the usual case: no GInetAddress for nothing */
-	addr = g_inet_address_new_from_string(text);
-	return addr != NULL && gh_cidr_list_match(nets, addr);
-}
-
 GhSession *
 gh_session_new(const GhSessionHost *host,
 	       const GhProtocol *protocol,
@@ -113,7 +102,7 @@ gh_session_new(const GhSessionHost *host,
 	else if (getsockname(fd, (struct sockaddr *)&local, &local_len) == 0)
 		sockaddr_to_text((struct sockaddr *)&local, s->local, sizeof s->local,
 				 &s->local_port);
-	s->trusted = address_in(s->remote, s->config->trusted_networks);
+	s->trusted = gh_cidr_list_match_text(s->config->trusted_networks, s->remote);
 	s->proto = protocol->new (s);
 	return s;
 }
@@ -296,7 +285,7 @@ proxy_done(GhSession *s, const GhProxyHeader *h)
 		s->remote_port = h->src_port;
 		g_strlcpy(s->local, h->dst_addr, sizeof s->local);
 		s->local_port = h->dst_port;
-		s->trusted = address_in(s->remote, s->config->trusted_networks);
+		s->trusted = gh_cidr_list_match_text(s->config->trusted_networks, s->remote);
 	}
 	serve(s);
 }
@@ -368,7 +357,7 @@ gh_session_begin(GhSession *s, guint n_open)
 	}
 	gh_conn_set_callback(s->conn, on_client, s);
 	if (s->lc->proxy_protocol) {
-		if (!address_in(s->remote, s->config->proxy_trusted_networks)) {
+		if (!gh_cidr_list_match_text(s->config->proxy_trusted_networks, s->remote)) {
 			g_message("session %s: %s is not in proxy_trusted_networks: no PROXY "
 				  "header taken from it; closing",
 				  s->id, s->remote);

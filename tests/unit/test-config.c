@@ -103,12 +103,17 @@ dump_problems(const Fixture *f)
 		g_test_message("problem: %s", (const char *)g_ptr_array_index(f->problems, i));
 }
 
+/* Both forms (a GInetAddress, and the text the session has) must agree. */
 static gboolean
 cidr_list_matches(const GArray *nets, const char *ip)
 {
 	g_autoptr(GInetAddress) addr = g_inet_address_new_from_string(ip);
+	gboolean matched;
+
 	g_assert_nonnull(addr);
-	return gh_cidr_list_match(nets, addr);
+	matched = gh_cidr_list_match(nets, addr);
+	g_assert_cmpint(gh_cidr_list_match_text(nets, ip), ==, matched);
+	return matched;
 }
 
 static void
@@ -445,6 +450,11 @@ test_defaults(void)
 	g_assert_true(cidr_list_matches(cfg->trusted_networks, "::1"));
 	g_assert_true(cidr_list_matches(cfg->trusted_networks, "::ffff:127.0.0.1"));
 	g_assert_false(cidr_list_matches(cfg->trusted_networks, "10.0.0.1"));
+	/* text that is no address matches nothing */
+	g_assert_false(gh_cidr_list_match_text(cfg->trusted_networks, "localhost"));
+	g_assert_false(gh_cidr_list_match_text(cfg->trusted_networks, ""));
+	g_assert_false(gh_cidr_list_match_text(cfg->trusted_networks, "127.0.0.1 "));
+	g_assert_false(gh_cidr_list_match_text(NULL, "127.0.0.1"));
 	g_assert_false(cidr_list_matches(cfg->trusted_networks, "::2"));
 	g_assert_cmpuint(cfg->shutdown_timeout, ==, 30);
 	g_assert_cmpuint(cfg->workers, ==, g_get_num_processors());
