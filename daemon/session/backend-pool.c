@@ -50,7 +50,7 @@ struct _GhBackendPool {
 	GhStats *stats;
 	GPtrArray *pairs; /* of Pair *, owned */
 	GhTimer sweep;
-	GhTimer refill; /* soon after a take: not before the taker's login is out */
+	GhTimer refill; /* yields after a take: not before the taker's login is out */
 };
 
 static void warm_done(GhBackendResult result,
@@ -272,8 +272,10 @@ gh_backend_pool_take(GhBackendPool *pool,
 		break;
 	}
 	gh_stats_add(pool->stats, GH_STAT_WARM_TAKES, 1, bc->name, link != NULL ? "hit" : "miss");
+	/* at the next loop turn: this one sends the taker's login first (its
+	 * steps are set soon), and the thread need not wake up again for it */
 	if (!gh_timer_running(&pool->refill))
-		gh_timer_start(&pool->refill, pool->context, 1, refill, pool);
+		gh_timer_yield(&pool->refill, pool->context, refill, pool);
 	arm_sweep(pool);
 	return link;
 }
