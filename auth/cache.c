@@ -246,6 +246,54 @@ gh_cache_set_limits(GhCache *cache, guint max_entries, guint positive_ttl_s, gui
 	g_mutex_unlock(&cache->lock);
 }
 
+void
+gh_cache_make_key(GhCache *cache,
+		  const char *chain,
+		  const char *service,
+		  const char *user,
+		  const char *password,
+		  gsize password_len,
+		  GhCacheKey *out)
+{
+	G_STATIC_ASSERT(sizeof out->id == GH_CACHE_ID_LEN);
+	G_STATIC_ASSERT(sizeof out->pw_mac == GH_CACHE_MAC_LEN);
+	make_id(cache, chain, service, user, out->id);
+	hmac_sha256(&cache->pw_mac, password, password_len, out->pw_mac);
+}
+
+guint
+gh_cache_key_hash(gconstpointer key)
+{
+	const GhCacheKey *k = key;
+	guint h;
+
+	/* the id is a keyed hash already */
+	memcpy(&h, k->id, sizeof h);
+	return h;
+}
+
+gboolean
+gh_cache_key_equal(gconstpointer a, gconstpointer b)
+{
+	return gh_auth_secure_equal(a, sizeof(GhCacheKey), b, sizeof(GhCacheKey));
+}
+
+gboolean
+gh_cache_keeps(GhCache *cache, int verdict)
+{
+	gboolean keeps;
+
+	g_mutex_lock(&cache->lock);
+	if (cache->max_entries == 0)
+		keeps = FALSE;
+	else if (verdict < 0)
+		keeps = cache->positive_ttl_s > 0 || cache->negative_ttl_s > 0;
+	else
+		keeps = ttl_for(cache, (GhAuthVerdict)verdict) > 0;
+	g_mutex_unlock(&cache->lock);
+	return keeps;
+}
+
 gboolean
 gh_cache_lookup(GhCache *cache,
 		const char *chain,

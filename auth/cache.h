@@ -58,6 +58,28 @@ void gh_cache_store(GhCache *cache,
 		    gint64 now_us,
 		    const GhCacheEntry *entry);
 
+/* What tells two requests apart for the cache: the keyed hash of (chain,
+ * service, user) and the HMAC of the password (never the password).  Equal
+ * keys: the same credentials for the same check.  For the core to join
+ * identical requests while one is being checked. */
+typedef struct {
+	guint8 id[16];
+	guint8 pw_mac[32];
+} GhCacheKey;
+
+void gh_cache_make_key(GhCache *cache,
+		       const char *chain,
+		       const char *service,
+		       const char *user,
+		       const char *password,
+		       gsize password_len,
+		       GhCacheKey *out);
+guint gh_cache_key_hash(gconstpointer key); /* of a GhCacheKey *, for a GHashTable */
+gboolean gh_cache_key_equal(gconstpointer a, gconstpointer b); /* in constant time */
+/* TRUE when a verdict of this kind would be stored now: the cache is on
+ * and that kind's ttl is not 0 (never for TEMPFAIL).  verdict -1: any kind. */
+gboolean gh_cache_keeps(GhCache *cache, int verdict);
+
 /* Drop every entry (users file changed, SIGHUP, gatehousectl flush-cache);
  * returns how many there were, expired ones included. */
 guint gh_cache_flush(GhCache *cache);

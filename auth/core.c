@@ -17,6 +17,11 @@
  *  - The password is copied into a GhSecret when the request is made and
  *    wiped as soon as the chain, the cache and the penalty have used it, on
  *    the worker thread, before the verdict travels back.
+ *  - A request that joins an identical one in flight (a Flight: the same
+ *    cache key) holds a reference in the flight until the leader's job
+ *    ends it, right after the leader's verdict, and then answers with that
+ *    verdict or is checked itself; a leader others wait for is checked
+ *    even when its own session has gone.
  *  - The callback never runs inside gh_auth_verify_async(): even a cache hit
  *    goes through the loop (a timer set soon), so callers need not be
  *    reentrant.
@@ -46,7 +51,19 @@ struct _GhAuthCore {
 	GhAuthSettings settings;
 	gint busy;     /* atomic: jobs queued or running */
 	gint stopping; /* atomic: drop verifications, the core is going away */
+	GMutex flights_lock;
+	GHashTable *flights; /* GhCacheKey * -> Flight *: identical requests in flight */
 };
+
+/* Requests with one GhCacheKey (the same user, password, service and chain)
+ * while the first of them is being checked: its job checks for all, and
+ * the others wait for that verdict instead of checking again.  A storm of
+ * one account (a client's parallel connections, every client after a
+ * restart or once the cache entry expired) then costs one check. */
+typedef struct {
+	GhCacheKey key;       /* the table's key */
+	GPtrArray *followers; /* of GhAuthPending *, each holding a reference */
+} Flight;
 
 typedef struct {
 	char *name; /* NAME of [auth NAME] */
@@ -96,6 +113,8 @@ struct _GhAuthPending {
 	char *instance, *module, *canonical_user, *route, *reason;
 	gboolean cached;
 	gboolean decided; /* concluded inside gh_auth_verify_async: no job */
+	gboolean shared;  /* the verdict is the check of an identical request */
+	Flight *flight;   /* the flight it leads (its job checks for all), or NULL */
 	gint64 start_us, elapsed_us;
 	guint delay_ms;
 };
@@ -281,7 +300,8 @@ pending_conclude(GhAuthPending *p)
 	const char *pw = gh_secret_get(p->password, &pw_len);
 
 	p->elapsed_us = g_get_monotonic_time() - p->start_us;
-	if (!p->cached && !(p->flags & GH_AUTH_VERIFY_NO_CACHE) && p->verdict != GH_AUTH_TEMPFAIL) {
+	if (!p->cached && !p->shared && !(p->flags & GH_AUTH_VERIFY_NO_CACHE) &&
+	    p->verdict != GH_AUTH_TEMPFAIL) {
 		GhCacheEntry e = {
 		    .verdict = p->verdict,
 		    .module = p->instance,
@@ -398,6 +418,105 @@ run_chain(GhAuthPending *p)
 	pending_set_outcome(p, GH_AUTH_UNKNOWN_USER, last, NULL, NULL, g_strdup("no auth module"));
 }
 
+/* ---------------------------------------------------------------- flights */
+
+static void submit(GhAuthCore *core, GhAuthPending *p, gboolean in_verify);
+
+/* On a miss: wait for an identical request being checked (TRUE), or lead a
+ * new flight that others may join (FALSE; the caller submits p's job). */
+static gboolean
+flight_join(GhAuthCore *core, GhAuthPending *p, const GhAuthRequest *request)
+{
+	GhCacheKey key;
+	Flight *f;
+
+	gh_cache_make_key(core->cache, p->chain_key, p->service, p->user,
+			  request->password != NULL ? request->password : "",
+			  request->password != NULL ? request->password_len : 0, &key);
+	g_mutex_lock(&core->flights_lock);
+	f = g_hash_table_lookup(core->flights, &key);
+	if (f != NULL) {
+		g_ptr_array_add(f->followers, pending_ref(p));
+	} else {
+		f = g_new0(Flight, 1);
+		f->key = key;
+		f->followers = g_ptr_array_new();
+		g_hash_table_insert(core->flights, &f->key, f);
+		p->flight = f;
+	}
+	g_mutex_unlock(&core->flights_lock);
+	explicit_bzero(&key, sizeof key);
+	return p->flight == NULL;
+}
+
+/* A cancelled leader: end its flight and say TRUE if no one waits for it
+ * (then its check is not needed), FALSE if someone does.  Any thread. */
+static gboolean
+flight_end_if_alone(GhAuthCore *core, GhAuthPending *p)
+{
+	gboolean alone = TRUE;
+	Flight *f = p->flight;
+
+	if (f == NULL)
+		return TRUE;
+	g_mutex_lock(&core->flights_lock);
+	if (f->followers->len == 0) {
+		g_hash_table_remove(core->flights, &f->key);
+		p->flight = NULL;
+	} else {
+		alone = FALSE;
+	}
+	g_mutex_unlock(&core->flights_lock);
+	if (alone) {
+		g_ptr_array_unref(f->followers);
+		explicit_bzero(&f->key, sizeof f->key);
+		g_free(f);
+	}
+	return alone;
+}
+
+/* p (a leader, concluded) has its verdict: end its flight, and give each
+ * follower the same verdict when the cache would keep it (else, a
+ * TEMPFAIL or a kind the cache does not keep, each follower is checked on
+ * its own, as it would have been).  Any thread. */
+static void
+flight_land(GhAuthCore *core, GhAuthPending *p)
+{
+	Flight *f = p->flight;
+	gboolean stopping = g_atomic_int_get(&core->stopping);
+	gboolean share;
+
+	if (f == NULL)
+		return;
+	g_mutex_lock(&core->flights_lock);
+	g_hash_table_remove(core->flights, &f->key);
+	g_mutex_unlock(&core->flights_lock);
+	p->flight = NULL;
+	share = p->verdict != GH_AUTH_TEMPFAIL && gh_cache_keeps(core->cache, p->verdict);
+	for (guint i = 0; i < f->followers->len; i++) {
+		GhAuthPending *q = g_ptr_array_index(f->followers, i);
+		if (stopping || g_atomic_int_get(&q->cancelled)) {
+			pending_unref(q);
+		} else if (share) {
+			q->verdict = p->verdict;
+			q->instance = g_strdup(p->instance);
+			q->module = g_strdup(p->module);
+			q->canonical_user = g_strdup(p->canonical_user);
+			q->route = g_strdup(p->route);
+			q->reason = g_strdup(p->reason);
+			q->shared = TRUE;
+			pending_conclude(q);  /* its own penalty and failure delay */
+			pending_hand_back(q); /* passes the flight's reference on */
+		} else {
+			submit(core, q, FALSE);
+			pending_unref(q);
+		}
+	}
+	g_ptr_array_unref(f->followers);
+	explicit_bzero(&f->key, sizeof f->key);
+	g_free(f);
+}
+
 /* Verification threads run at a lower CPU priority than the I/O threads:
  * a storm of logins that each burn 20 ms of yescrypt must not delay the
  * bytes of sessions already proxied.  Linux applies nice per thread. */
@@ -424,11 +543,15 @@ pool_func(gpointer data, gpointer user_data)
 
 	if (job->kind == JOB_VERIFY) {
 		GhAuthPending *p = job->pending;
-		if (!g_atomic_int_get(&core->stopping) && !g_atomic_int_get(&p->cancelled)) {
+		/* a cancelled request is still checked when others wait for it */
+		if (!g_atomic_int_get(&core->stopping) &&
+		    (!g_atomic_int_get(&p->cancelled) || !flight_end_if_alone(core, p))) {
 			run_chain(p);
 			pending_conclude(p);
+			flight_land(core, p);
 			pending_hand_back(p); /* passes the job's reference on */
 		} else {
+			flight_land(core, p); /* stopping: drops the followers */
 			pending_unref(p);
 		}
 	} else {
@@ -459,6 +582,8 @@ gh_auth_core_new(const GhAuthSettings *settings)
 	core->cache =
 	    gh_cache_new(settings->cache_size, settings->cache_ttl, settings->cache_negative_ttl);
 	core->penalty = gh_penalty_new(settings->failure_delay, 65536);
+	g_mutex_init(&core->flights_lock);
+	core->flights = g_hash_table_new(gh_cache_key_hash, gh_cache_key_equal);
 	core->pool =
 	    g_thread_pool_new(pool_func, core, (gint)MAX(settings->workers, 1), FALSE, NULL);
 	return core;
@@ -484,6 +609,10 @@ gh_auth_core_free(GhAuthCore *core)
 	g_atomic_int_set(&core->stopping, 1);
 	/* queued jobs still run, but only to drop their references */
 	g_thread_pool_free(core->pool, FALSE, TRUE);
+	/* every flight ended with its leader's job */
+	g_warn_if_fail(g_hash_table_size(core->flights) == 0);
+	g_hash_table_unref(core->flights);
+	g_mutex_clear(&core->flights_lock);
 	gh_cache_free(core->cache);
 	gh_penalty_free(core->penalty);
 	g_mutex_clear(&core->lock);
@@ -558,6 +687,27 @@ core_push(GhAuthCore *core, Job *job)
 		return FALSE;
 	}
 	return TRUE;
+}
+
+/* Queue p's check, or answer TEMPFAIL when the queue is full (in_verify:
+ * inside gh_auth_verify_async, where that makes the request decided). */
+static void
+submit(GhAuthCore *core, GhAuthPending *p, gboolean in_verify)
+{
+	Job *job = g_new0(Job, 1);
+
+	job->kind = JOB_VERIFY;
+	job->pending = pending_ref(p);
+	if (core_push(core, job))
+		return;
+	pending_unref(p); /* the job's */
+	g_free(job);
+	pending_set_outcome(p, GH_AUTH_TEMPFAIL, NULL, NULL, NULL,
+			    g_strdup("verification queue full"));
+	p->decided = in_verify;
+	pending_conclude(p);
+	flight_land(core, p);
+	pending_hand_back(pending_ref(p));
 }
 
 /* ------------------------------------------------------------------ the set */
@@ -786,7 +936,6 @@ gh_auth_verify_async(GhAuthSet *set,
 	GhAuthCore *core = set->core;
 	GhAuthPending *p = g_new0(GhAuthPending, 1);
 	GhCacheEntry hit = {0};
-	Job *job;
 
 	p->ref_count = 1; /* the owner's */
 	p->set = gh_auth_set_ref(set);
@@ -838,18 +987,12 @@ gh_auth_verify_async(GhAuthSet *set,
 	p->listener = g_strdup(request->listener);
 	p->local_addr = g_strdup(request->local_addr);
 	p->session_id = g_strdup(request->session_id);
-	job = g_new0(Job, 1);
-	job->kind = JOB_VERIFY;
-	job->pending = pending_ref(p);
-	if (!core_push(core, job)) {
-		pending_unref(p); /* the job's */
-		g_free(job);
-		pending_set_outcome(p, GH_AUTH_TEMPFAIL, NULL, NULL, NULL,
-				    g_strdup("verification queue full"));
-		p->decided = TRUE;
-		pending_conclude(p);
-		pending_hand_back(pending_ref(p));
-	}
+	/* identical requests join the one being checked, where the cache
+	 * would have answered them had it come a moment later */
+	if (!(flags & GH_AUTH_VERIFY_NO_CACHE) && gh_cache_keeps(core->cache, -1) &&
+	    flight_join(core, p, request))
+		return p;
+	submit(core, p, TRUE);
 	return p;
 }
 

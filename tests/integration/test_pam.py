@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from lib.clients import ImapClient, SmtpClient, assert_no_secrets
+from lib.clients import ImapClient, SmtpClient, assert_no_secrets, plain_blob
 from lib.config import line_of, write_config
 from lib.gateway import auth_test_fields
 from lib.net import free_port, wait_for
@@ -625,6 +625,53 @@ def test_max_concurrent_and_timeout(tmp, pw, daemons, smtp_backend):
         == 1, log
     assert log.count('too many PAM conversations in progress (max_concurrent = 2, waited 1 s)') \
         == 3, log
+    assert gw.stop() == 0
+
+
+def test_identical_logins_in_flight_share_one_conversation(tmp, pw, daemons, smtp_backend):
+    """With the verdict cache on, identical logins that come while one is
+    inside PAM wait for it: 8 with alice's password and 4 with one wrong
+    password, all sent while PAM holds every conversation, make exactly 2
+    conversations (one per password), and each client gets the right
+    answer once PAM lets go.  Ordered, not timed: one I/O thread, and a
+    probe's NOOP sent after every AUTH line had been sent is answered only
+    after that thread has read them all."""
+    gate = PamGate(tmp)
+    pw.matrix_service('gatehouse', USERS, before=[gate.pam_line()])
+    port = free_port()
+    conf = smtp_gateway_conf(tmp, port, smtp_backend.port,
+                             pam={'max_concurrent': '20', 'timeout': '60'},
+                             gatehouse={'auth_workers': '16', 'auth_cache_size': '100',
+                                        'workers': '1', 'failure_delay': '0'})
+    gw = start_gatehoused(tmp, daemons, conf, pw.env(), debug=False, valgrind=False)
+    plan = [USERS['alice']] * 8 + ['not-' + USERS['alice']] * 4
+    clients = []
+    try:
+        with SmtpClient(port, greet=True, timeout=30) as probe:
+            probe.cmd('EHLO probe.test')
+            for i, password in enumerate(plan):
+                c = SmtpClient(port, greet=True, timeout=150)
+                clients.append(c)
+                c.cmd('EHLO c%d.test' % i)
+                c.line('AUTH PLAIN ' + plain_blob('alice', password))
+            # every AUTH line is out; the one thread has read them once it
+            # answers this
+            assert probe.cmd('NOOP', timeout=30) == ['250 2.0.0 OK']
+            wait_for(lambda: gate.count() >= 2, timeout=60, what='two conversations in PAM')
+            assert probe.cmd('NOOP', timeout=30) == ['250 2.0.0 OK']
+            assert gate.count() == 2, 'conversations in PAM: %d' % gate.count()
+            gate.release()
+            answers = [c.reply(timeout=150)[-1] for c in clients]
+    finally:
+        gate.release()
+        for c in clients:
+            c.close()
+    assert answers == [AUTH_OK] * 8 + [BAD_CREDS] * 4, answers
+    assert gate.count() == 2
+    # each login has its own log line, none from the cache: they waited
+    lines = re.findall(r'login: session=\S+ .*? user="alice" .*? verdict=(\S+) .*? cached=(yes|no) ',
+                       gw.text())
+    assert sorted(lines) == sorted([('ok', 'no')] * 8 + [('wrong-password', 'no')] * 4), lines
     assert gw.stop() == 0
 
 

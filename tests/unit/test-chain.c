@@ -704,6 +704,160 @@ test_many_concurrent(void)
 	fixture_teardown(&f);
 }
 
+/* ---- identical requests in flight ---- */
+
+/* Start n identical requests at once (a slow module keeps the first one
+ * in flight while the others come), cancel the first if asked, and wait
+ * for the others' answers. */
+static void
+storm(Fixture *f,
+      const char *chain_text,
+      const char *user,
+      const char *pw,
+      guint n,
+      gboolean cancel_first,
+      Result *r)
+{
+	g_auto(GStrv) chain = g_strsplit(chain_text, " ", -1);
+	GhAuthRequest req = {
+	    .user = user,
+	    .password = pw,
+	    .password_len = strlen(pw),
+	    .service = "imap",
+	    .remote_addr = "192.0.2.1",
+	};
+	gint64 deadline = g_get_monotonic_time() + 10 * G_USEC_PER_SEC;
+	guint done = 0;
+
+	for (guint i = 0; i < n; i++) {
+		GhAuthPending *p;
+		result_clear(&r[i]);
+		p = gh_auth_verify_async(f->set, (const char *const *)chain, &req, 0, NULL, on_done,
+					 &r[i]);
+		g_assert_false(gh_auth_pending_decided(p));
+		if (i == 0 && cancel_first)
+			gh_auth_pending_cancel(p);
+	}
+	while (done < n - (cancel_first ? 1 : 0) && g_get_monotonic_time() < deadline) {
+		g_main_context_iteration(NULL, TRUE);
+		done = 0;
+		for (guint i = cancel_first ? 1 : 0; i < n; i++)
+			done += r[i].done;
+	}
+	g_assert_cmpuint(done, ==, n - (cancel_first ? 1 : 0));
+	wait_pool_idle(f);
+}
+
+static const char slow_modules[] = "[auth slow]\n"
+				   "module = fake\n"
+				   "users = alice:pw\n"
+				   "canonical = c-\n"
+				   "delay_ms = 300\n"
+				   "\n"
+				   "[auth slowdown]\n"
+				   "module = fake\n"
+				   "tempfail = yes\n"
+				   "delay_ms = 100\n";
+
+/* Twenty identical logins while the first is checked: one check, twenty
+ * answers, each with the whole outcome; none claims to come from the cache,
+ * and the verdict is cached once for the next. */
+static void
+test_flight_one_check(void)
+{
+	Fixture f = {0};
+	Result r[20];
+	guint before;
+
+	memset(r, 0, sizeof r);
+	fixture_setup_text(&f, slow_modules, NULL);
+	before = fake_calls();
+	storm(&f, "slow", "alice", "pw", G_N_ELEMENTS(r), FALSE, r);
+	g_assert_cmpuint(fake_calls(), ==, before + 1);
+	for (guint i = 0; i < G_N_ELEMENTS(r); i++) {
+		g_assert_cmpint(r[i].verdict, ==, GH_AUTH_OK);
+		g_assert_cmpstr(r[i].instance, ==, "slow");
+		g_assert_cmpstr(r[i].canonical, ==, "c-alice");
+		g_assert_false(r[i].cached);
+	}
+	verify(&f, "slow", "alice", "pw", 0, &r[0]);
+	g_assert_true(r[0].cached);
+	g_assert_cmpuint(fake_calls(), ==, before + 1);
+
+	/* a wrong password is another request: checked on its own, and its
+	 * twins share its no (the negative cache is on) */
+	storm(&f, "slow", "alice", "guess", 5, FALSE, r);
+	g_assert_cmpuint(fake_calls(), ==, before + 2);
+	for (guint i = 0; i < 5; i++)
+		g_assert_cmpint(r[i].verdict, ==, GH_AUTH_WRONG_PASSWORD);
+	for (guint i = 0; i < G_N_ELEMENTS(r); i++)
+		result_clear(&r[i]);
+	fixture_teardown(&f);
+}
+
+/* The first request's session goes away: its check still answers the
+ * others, and its own callback never runs. */
+static void
+test_flight_leader_cancelled(void)
+{
+	Fixture f = {0};
+	Result r[6];
+	guint before;
+
+	memset(r, 0, sizeof r);
+	fixture_setup_text(&f, slow_modules, NULL);
+	before = fake_calls();
+	storm(&f, "slow", "alice", "pw", G_N_ELEMENTS(r), TRUE, r);
+	g_assert_false(r[0].done);
+	g_assert_cmpuint(fake_calls(), ==, before + 1);
+	for (guint i = 1; i < G_N_ELEMENTS(r); i++)
+		g_assert_cmpint(r[i].verdict, ==, GH_AUTH_OK);
+	for (guint i = 0; i < G_N_ELEMENTS(r); i++)
+		result_clear(&r[i]);
+	fixture_teardown(&f);
+}
+
+/* What the cache would not keep is not shared: a TEMPFAIL (the directory
+ * may be back for the next), a no while negative caching is off, and
+ * anything with the cache off -- each request is then checked itself. */
+static void
+test_flight_not_shared(void)
+{
+	Fixture f = {0};
+	Result r[4];
+	guint before;
+	GhAuthSettings no_negative = {
+	    .workers = 4, .queue_max = 64, .cache_size = 100, .cache_ttl = 60};
+	GhAuthSettings off = {.workers = 4, .queue_max = 64};
+
+	memset(r, 0, sizeof r);
+	fixture_setup_text(&f, slow_modules, NULL);
+	before = fake_calls();
+	storm(&f, "slowdown", "alice", "pw", G_N_ELEMENTS(r), FALSE, r);
+	g_assert_cmpuint(fake_calls(), ==, before + G_N_ELEMENTS(r));
+	for (guint i = 0; i < G_N_ELEMENTS(r); i++)
+		g_assert_cmpint(r[i].verdict, ==, GH_AUTH_TEMPFAIL);
+	fixture_teardown(&f);
+
+	fixture_setup_text(&f, slow_modules, &no_negative);
+	before = fake_calls();
+	storm(&f, "slow", "alice", "guess", G_N_ELEMENTS(r), FALSE, r);
+	g_assert_cmpuint(fake_calls(), ==, before + G_N_ELEMENTS(r));
+	for (guint i = 0; i < G_N_ELEMENTS(r); i++)
+		g_assert_cmpint(r[i].verdict, ==, GH_AUTH_WRONG_PASSWORD);
+	fixture_teardown(&f);
+
+	fixture_setup_text(&f, slow_modules, &off);
+	before = fake_calls();
+	storm(&f, "slow", "alice", "pw", G_N_ELEMENTS(r), FALSE, r);
+	g_assert_cmpuint(fake_calls(), ==, before + G_N_ELEMENTS(r));
+	for (guint i = 0; i < G_N_ELEMENTS(r); i++) {
+		g_assert_cmpint(r[i].verdict, ==, GH_AUTH_OK);
+		result_clear(&r[i]);
+	}
+	fixture_teardown(&f);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -721,6 +875,9 @@ main(int argc, char **argv)
 	g_test_add_func("/gatehouse/chain/cancel-in-failure-delay",
 			test_chain_cancel_in_failure_delay);
 	g_test_add_func("/gatehouse/chain/concurrent", test_many_concurrent);
+	g_test_add_func("/gatehouse/chain/flight-one-check", test_flight_one_check);
+	g_test_add_func("/gatehouse/chain/flight-leader-cancelled", test_flight_leader_cancelled);
+	g_test_add_func("/gatehouse/chain/flight-not-shared", test_flight_not_shared);
 	g_test_add_func("/gatehouse/module/abi", test_module_abi);
 	g_test_add_func("/gatehouse/module/set-problems", test_set_problems);
 	return g_test_run();
