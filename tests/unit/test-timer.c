@@ -423,8 +423,8 @@ count_turn(gpointer data)
 }
 
 /* A func that keeps setting itself to yield fires once per turn, and the
- * loop's other sources (here an idle counting turns, and a timeout
- * marker) go on meanwhile. */
+ * loop's other sources of the same priority (here an idle counting turns,
+ * and a timeout marker) go on meanwhile. */
 static void
 test_yield_lets_go(void)
 {
@@ -445,6 +445,9 @@ test_yield_lets_go(void)
 	g_assert_true(g_main_context_iteration(ctx, FALSE));
 	g_assert_cmpuint(y.calls, ==, 2); /* one more per turn, not more */
 
+	/* as urgent as sockets (GLib runs a lower priority only when nothing
+	 * above it is ready, and a yielding timer is ready at every turn) */
+	g_source_set_priority(turns, G_PRIORITY_DEFAULT);
 	g_source_set_callback(turns, count_turn, &turns_seen, NULL);
 	g_source_attach(turns, ctx);
 	run_past(ctx, 20); /* the marker fires although y never stops */
