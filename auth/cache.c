@@ -257,6 +257,9 @@ gh_cache_make_key(GhCache *cache,
 {
 	G_STATIC_ASSERT(sizeof out->id == GH_CACHE_ID_LEN);
 	G_STATIC_ASSERT(sizeof out->pw_mac == GH_CACHE_MAC_LEN);
+	g_return_if_fail(cache != NULL && out != NULL);
+	g_return_if_fail(chain != NULL && service != NULL && user != NULL);
+	g_return_if_fail(password != NULL || password_len == 0);
 	make_id(cache, chain, service, user, out->id);
 	hmac_sha256(&cache->pw_mac, password, password_len, out->pw_mac);
 }
@@ -295,38 +298,24 @@ gh_cache_keeps(GhCache *cache, int verdict)
 }
 
 gboolean
-gh_cache_lookup(GhCache *cache,
-		const char *chain,
-		const char *service,
-		const char *user,
-		const char *password,
-		gsize password_len,
-		gint64 now_us,
-		GhCacheEntry *entry_out)
+gh_cache_lookup(GhCache *cache, const GhCacheKey *key, gint64 now_us, GhCacheEntry *entry_out)
 {
-	guint8 id[GH_CACHE_ID_LEN];
-	guint8 mac[GH_CACHE_MAC_LEN];
 	CacheNode *node;
 	gboolean hit = FALSE;
 
-	g_return_val_if_fail(cache != NULL, FALSE);
-	g_return_val_if_fail(chain != NULL && service != NULL && user != NULL, FALSE);
-	g_return_val_if_fail(password != NULL || password_len == 0, FALSE);
+	g_return_val_if_fail(cache != NULL && key != NULL, FALSE);
 	g_return_val_if_fail(entry_out != NULL, FALSE);
 
 	memset(entry_out, 0, sizeof *entry_out);
-	make_id(cache, chain, service, user, id);
-	hmac_sha256(&cache->pw_mac, password, password_len, mac);
-
 	g_mutex_lock(&cache->lock);
-	node = g_hash_table_lookup(cache->table, id);
+	node = g_hash_table_lookup(cache->table, key->id);
 	if (node != NULL) {
 		gint64 ttl_us = (gint64)ttl_for(cache, node->entry.verdict) * G_USEC_PER_SEC;
 
 		if (ttl_us == 0 || now_us - node->stored_us >= ttl_us) {
 			node_remove(cache, node);
-		} else if (gh_auth_secure_equal(node->pw_mac, sizeof node->pw_mac, mac,
-						sizeof mac)) {
+		} else if (gh_auth_secure_equal(node->pw_mac, sizeof node->pw_mac, key->pw_mac,
+						sizeof key->pw_mac)) {
 			/* Another password misses but keeps the node: the verdict
 			 * that follows replaces it (Dovecot passdb-cache.c). */
 			g_queue_unlink(&cache->lru, &node->link);
@@ -342,55 +331,43 @@ gh_cache_lookup(GhCache *cache,
 	else if (cache->max_entries > 0)
 		cache->misses++;
 	g_mutex_unlock(&cache->lock);
-	explicit_bzero(mac, sizeof mac);
 	return hit;
 }
 
 void
 gh_cache_store(GhCache *cache,
-	       const char *chain,
-	       const char *service,
+	       const GhCacheKey *key,
 	       const char *user,
-	       const char *password,
-	       gsize password_len,
 	       gint64 now_us,
 	       const GhCacheEntry *entry)
 {
-	guint8 id[GH_CACHE_ID_LEN];
-	guint8 mac[GH_CACHE_MAC_LEN];
 	CacheNode *node;
 
-	g_return_if_fail(cache != NULL);
-	g_return_if_fail(chain != NULL && service != NULL && user != NULL);
-	g_return_if_fail(password != NULL || password_len == 0);
+	g_return_if_fail(cache != NULL && key != NULL && user != NULL);
 	g_return_if_fail(entry != NULL);
 
 	if (entry->verdict == GH_AUTH_TEMPFAIL)
 		return;
-	make_id(cache, chain, service, user, id);
-	hmac_sha256(&cache->pw_mac, password, password_len, mac);
-
 	g_mutex_lock(&cache->lock);
 	if (cache->max_entries > 0 && ttl_for(cache, entry->verdict) > 0) {
-		node = g_hash_table_lookup(cache->table, id);
+		node = g_hash_table_lookup(cache->table, key->id);
 		if (node != NULL) {
 			g_queue_unlink(&cache->lru, &node->link);
 			gh_cache_entry_clear(&node->entry);
 		} else {
 			trim(cache, cache->max_entries - 1);
 			node = g_new0(CacheNode, 1);
-			memcpy(node->id, id, sizeof node->id);
+			memcpy(node->id, key->id, sizeof node->id);
 			node->user = g_strdup(user);
 			node->link.data = node;
 			g_hash_table_insert(cache->table, node->id, node);
 		}
-		memcpy(node->pw_mac, mac, sizeof node->pw_mac);
+		memcpy(node->pw_mac, key->pw_mac, sizeof node->pw_mac);
 		node->stored_us = now_us;
 		entry_copy(&node->entry, entry);
 		g_queue_push_head_link(&cache->lru, &node->link);
 	}
 	g_mutex_unlock(&cache->lock);
-	explicit_bzero(mac, sizeof mac);
 }
 
 guint

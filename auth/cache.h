@@ -35,33 +35,11 @@ void gh_cache_free(GhCache *cache);
 void
 gh_cache_set_limits(GhCache *cache, guint max_entries, guint positive_ttl_s, guint negative_ttl_s);
 
-/* Look up; on a hit fill *entry_out with copies (transfer full: free with
- * gh_cache_entry_clear) and return TRUE.  now_us is g_get_monotonic_time()
- * (a parameter so that tests can move time).  Counts a hit or a miss, except
- * while the cache is disabled (max_entries 0). */
-gboolean gh_cache_lookup(GhCache *cache,
-			 const char *chain,
-			 const char *service,
-			 const char *user,
-			 const char *password,
-			 gsize password_len,
-			 gint64 now_us,
-			 GhCacheEntry *entry_out);
-
-/* Store (or replace) the verdict for the key.  TEMPFAIL is ignored. */
-void gh_cache_store(GhCache *cache,
-		    const char *chain,
-		    const char *service,
-		    const char *user,
-		    const char *password,
-		    gsize password_len,
-		    gint64 now_us,
-		    const GhCacheEntry *entry);
-
-/* What tells two requests apart for the cache: the keyed hash of (chain,
- * service, user) and the HMAC of the password (never the password).  Equal
- * keys: the same credentials for the same check.  For the core to join
- * identical requests while one is being checked. */
+/* What a request is to the cache: the keyed hash of (chain, service, user)
+ * and the HMAC of the password (never the password).  Made once per request
+ * and used for its lookup, its store and to join an identical request in
+ * flight; equal keys are the same credentials for the same check.  Holds a
+ * derivative of the password: wipe it (explicit_bzero) after use. */
 typedef struct {
 	guint8 id[16];
 	guint8 pw_mac[32];
@@ -74,6 +52,22 @@ void gh_cache_make_key(GhCache *cache,
 		       const char *password,
 		       gsize password_len,
 		       GhCacheKey *out);
+
+/* Look up; on a hit fill *entry_out with copies (transfer full: free with
+ * gh_cache_entry_clear) and return TRUE.  now_us is g_get_monotonic_time()
+ * (a parameter so that tests can move time).  Counts a hit or a miss, except
+ * while the cache is disabled (max_entries 0). */
+gboolean
+gh_cache_lookup(GhCache *cache, const GhCacheKey *key, gint64 now_us, GhCacheEntry *entry_out);
+
+/* Store (or replace) the verdict for the key; `user` is the key's user as
+ * the client gave it (for gh_cache_flush_user).  TEMPFAIL is ignored. */
+void gh_cache_store(GhCache *cache,
+		    const GhCacheKey *key,
+		    const char *user,
+		    gint64 now_us,
+		    const GhCacheEntry *entry);
+
 guint gh_cache_key_hash(gconstpointer key); /* of a GhCacheKey *, for a GHashTable */
 gboolean gh_cache_key_equal(gconstpointer a, gconstpointer b); /* in constant time */
 /* TRUE when a verdict of this kind would be stored now: the cache is on

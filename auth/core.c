@@ -91,6 +91,7 @@ struct _GhAuthPending {
 	GhAuthSet *set;
 	char **chain;
 	char *chain_key;
+	GhCacheKey key; /* the cache's, unless GH_AUTH_VERIFY_NO_CACHE; wiped at the verdict */
 	guint flags;
 
 	/* the request, copied */
@@ -169,6 +170,7 @@ pending_unref(gpointer data)
 	g_free(p->local_addr);
 	g_free(p->session_id);
 	gh_secret_free(p->password);
+	explicit_bzero(&p->key, sizeof p->key);
 	g_free(p->instance);
 	g_free(p->module);
 	g_free(p->canonical_user);
@@ -310,8 +312,7 @@ pending_conclude(GhAuthPending *p)
 		    .route = p->route,
 		    .reason = p->reason,
 		};
-		gh_cache_store(core->cache, p->chain_key, p->service, p->user, pw, pw_len,
-			       g_get_monotonic_time(), &e);
+		gh_cache_store(core->cache, &p->key, p->user, g_get_monotonic_time(), &e);
 	}
 	if (p->verdict == GH_AUTH_OK) {
 		gh_penalty_success(core->penalty, p->remote_addr);
@@ -320,6 +321,7 @@ pending_conclude(GhAuthPending *p)
 					      g_get_monotonic_time());
 	}
 	g_clear_pointer(&p->password, gh_secret_free);
+	explicit_bzero(&p->key, sizeof p->key);
 }
 
 /* ---------------------------------------------------------------- the chain */
@@ -425,27 +427,22 @@ static void submit(GhAuthCore *core, GhAuthPending *p, gboolean in_verify);
 /* On a miss: wait for an identical request being checked (TRUE), or lead a
  * new flight that others may join (FALSE; the caller submits p's job). */
 static gboolean
-flight_join(GhAuthCore *core, GhAuthPending *p, const GhAuthRequest *request)
+flight_join(GhAuthCore *core, GhAuthPending *p)
 {
-	GhCacheKey key;
 	Flight *f;
 
-	gh_cache_make_key(core->cache, p->chain_key, p->service, p->user,
-			  request->password != NULL ? request->password : "",
-			  request->password != NULL ? request->password_len : 0, &key);
 	g_mutex_lock(&core->flights_lock);
-	f = g_hash_table_lookup(core->flights, &key);
+	f = g_hash_table_lookup(core->flights, &p->key);
 	if (f != NULL) {
 		g_ptr_array_add(f->followers, pending_ref(p));
 	} else {
 		f = g_new0(Flight, 1);
-		f->key = key;
+		f->key = p->key;
 		f->followers = g_ptr_array_new();
 		g_hash_table_insert(core->flights, &f->key, f);
 		p->flight = f;
 	}
 	g_mutex_unlock(&core->flights_lock);
-	explicit_bzero(&key, sizeof key);
 	return p->flight == NULL;
 }
 
@@ -966,9 +963,11 @@ gh_auth_verify_async(GhAuthSet *set,
 	p->user_data = user_data;
 	p->start_us = g_get_monotonic_time();
 
+	if (!(flags & GH_AUTH_VERIFY_NO_CACHE))
+		gh_cache_make_key(core->cache, p->chain_key, p->service, p->user, request->password,
+				  request->password != NULL ? request->password_len : 0, &p->key);
 	if (!(flags & GH_AUTH_VERIFY_NO_CACHE) &&
-	    gh_cache_lookup(core->cache, p->chain_key, p->service, p->user, request->password,
-			    request->password_len, p->start_us, &hit)) {
+	    gh_cache_lookup(core->cache, &p->key, p->start_us, &hit)) {
 		p->verdict = hit.verdict;
 		p->instance = g_steal_pointer(&hit.module);
 		p->module = g_steal_pointer(&hit.module_type);
@@ -990,7 +989,7 @@ gh_auth_verify_async(GhAuthSet *set,
 	/* identical requests join the one being checked, where the cache
 	 * would have answered them had it come a moment later */
 	if (!(flags & GH_AUTH_VERIFY_NO_CACHE) && gh_cache_keeps(core->cache, -1) &&
-	    flight_join(core, p, request))
+	    flight_join(core, p))
 		return p;
 	submit(core, p, TRUE);
 	return p;

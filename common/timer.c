@@ -216,16 +216,25 @@ gh_timer_stop(GhTimer *t)
 		heap_remove(t->queue, t);
 }
 
+/* Set t (stopped first) to fire func(data) at `deadline_us`, in q. */
+static void
+arm(GhTimer *t, GhTimerQueue *q, gint64 deadline_us, GhTimerFunc func, gpointer data)
+{
+	gh_timer_stop(t);
+	t->func = func;
+	t->data = data;
+	t->deadline_us = deadline_us;
+	heap_add(q, t);
+}
+
 void
 gh_timer_start(GhTimer *t, GMainContext *context, guint ms, GhTimerFunc func, gpointer data)
 {
-	gh_timer_stop(t);
-	if (ms == 0)
+	if (ms == 0) {
+		gh_timer_stop(t);
 		return;
-	t->func = func;
-	t->data = data;
-	t->deadline_us = g_get_monotonic_time() + (gint64)ms * 1000;
-	heap_add(queue_of(context), t);
+	}
+	arm(t, queue_of(context), g_get_monotonic_time() + (gint64)ms * 1000, func, data);
 }
 
 void
@@ -233,25 +242,17 @@ gh_timer_soon(GhTimer *t, GMainContext *context, GhTimerFunc func, gpointer data
 {
 	GhTimerQueue *q = queue_of(context);
 
-	gh_timer_stop(t);
-	t->func = func;
-	t->data = data;
 	if (q->len == 0)
 		q->soon_seq = 0; /* none set soon is waiting: start over */
-	t->deadline_us = G_MININT64 + q->soon_seq++;
-	heap_add(q, t);
+	arm(t, q, G_MININT64 + q->soon_seq++, func, data);
 	soon_queue = q;
 }
 
 void
 gh_timer_yield(GhTimer *t, GMainContext *context, GhTimerFunc func, gpointer data)
 {
-	gh_timer_stop(t);
-	t->func = func;
-	t->data = data;
 	/* past the `now` of a drain under way: the next turn's, after a poll */
-	t->deadline_us = g_get_monotonic_time() + 1;
-	heap_add(queue_of(context), t);
+	arm(t, queue_of(context), g_get_monotonic_time() + 1, func, data);
 }
 
 void

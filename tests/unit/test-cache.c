@@ -13,6 +13,39 @@
 #define SEC ((gint64)G_USEC_PER_SEC)
 #define T0 (1000 * SEC)
 
+/* The cache by the request's parts, as the core makes its key. */
+static gboolean
+lookup_pw(GhCache *cache,
+	  const char *chain,
+	  const char *service,
+	  const char *user,
+	  const char *password,
+	  gsize password_len,
+	  gint64 now_us,
+	  GhCacheEntry *out)
+{
+	GhCacheKey key;
+
+	gh_cache_make_key(cache, chain, service, user, password, password_len, &key);
+	return gh_cache_lookup(cache, &key, now_us, out);
+}
+
+static void
+store_pw(GhCache *cache,
+	 const char *chain,
+	 const char *service,
+	 const char *user,
+	 const char *password,
+	 gsize password_len,
+	 gint64 now_us,
+	 const GhCacheEntry *entry)
+{
+	GhCacheKey key;
+
+	gh_cache_make_key(cache, chain, service, user, password, password_len, &key);
+	gh_cache_store(cache, &key, user, now_us, entry);
+}
+
 static void
 store(GhCache *cache, const char *user, const char *pw, gint64 now, GhAuthVerdict verdict)
 {
@@ -25,7 +58,7 @@ store(GhCache *cache, const char *user, const char *pw, gint64 now, GhAuthVerdic
 	    .reason = verdict == GH_AUTH_OK ? NULL : (char *)"wrong password",
 	};
 
-	gh_cache_store(cache, "chain", "imap", user, pw, strlen(pw), now, &e);
+	store_pw(cache, "chain", "imap", user, pw, strlen(pw), now, &e);
 }
 
 /* Store under any chain and service, with the canonical user apart from
@@ -41,14 +74,14 @@ store_as(GhCache *cache,
 {
 	GhCacheEntry e = {.verdict = verdict, .canonical_user = (char *)canonical};
 
-	gh_cache_store(cache, chain, service, user, "pw", 2, now, &e);
+	store_pw(cache, chain, service, user, "pw", 2, now, &e);
 }
 
 static gboolean
 lookup_as(GhCache *cache, const char *chain, const char *service, const char *user, gint64 now)
 {
 	GhCacheEntry e;
-	gboolean hit = gh_cache_lookup(cache, chain, service, user, "pw", 2, now, &e);
+	gboolean hit = lookup_pw(cache, chain, service, user, "pw", 2, now, &e);
 
 	gh_cache_entry_clear(&e);
 	return hit;
@@ -59,7 +92,7 @@ static gboolean
 lookup(GhCache *cache, const char *user, const char *pw, gint64 now, GhAuthVerdict *verdict_out)
 {
 	GhCacheEntry e;
-	gboolean hit = gh_cache_lookup(cache, "chain", "imap", user, pw, strlen(pw), now, &e);
+	gboolean hit = lookup_pw(cache, "chain", "imap", user, pw, strlen(pw), now, &e);
 
 	if (verdict_out != NULL)
 		*verdict_out = hit ? e.verdict : GH_AUTH_TEMPFAIL;
@@ -77,8 +110,7 @@ test_hit(void)
 
 	store(cache, "alice", "secret", T0, GH_AUTH_OK);
 	g_assert_cmpuint(gh_cache_size(cache), ==, 1);
-	g_assert_true(
-	    gh_cache_lookup(cache, "chain", "imap", "alice", "secret", 6, T0 + SEC, &out));
+	g_assert_true(lookup_pw(cache, "chain", "imap", "alice", "secret", 6, T0 + SEC, &out));
 	g_assert_cmpint(out.verdict, ==, GH_AUTH_OK);
 	g_assert_cmpstr(out.module, ==, "users");
 	g_assert_cmpstr(out.module_type, ==, "file");
@@ -89,33 +121,33 @@ test_hit(void)
 	g_assert_null(out.module);
 
 	/* Every part of the key counts. */
-	g_assert_false(gh_cache_lookup(cache, "other", "imap", "alice", "secret", 6, T0, &out));
-	g_assert_false(gh_cache_lookup(cache, "chain", "smtp", "alice", "secret", 6, T0, &out));
-	g_assert_false(gh_cache_lookup(cache, "chain", "imap", "Alice", "secret", 6, T0, &out));
-	g_assert_false(gh_cache_lookup(cache, "chain", "imap", "alice", "secret", 5, T0, &out));
+	g_assert_false(lookup_pw(cache, "other", "imap", "alice", "secret", 6, T0, &out));
+	g_assert_false(lookup_pw(cache, "chain", "smtp", "alice", "secret", 6, T0, &out));
+	g_assert_false(lookup_pw(cache, "chain", "imap", "Alice", "secret", 6, T0, &out));
+	g_assert_false(lookup_pw(cache, "chain", "imap", "alice", "secret", 5, T0, &out));
 	g_assert_null(out.module);
 
 	/* The join cannot be fooled by a separator inside a name. */
-	gh_cache_store(cache,
-		       "a\x1f"
-		       "b",
-		       "c", "u", "pw", 2, T0, &e);
-	g_assert_false(gh_cache_lookup(cache, "a",
-				       "b\x1f"
-				       "c",
-				       "u", "pw", 2, T0, &out));
-	g_assert_false(gh_cache_lookup(cache, "a", "b", "c\x1fu", "pw", 2, T0, &out));
-	g_assert_true(gh_cache_lookup(cache,
-				      "a\x1f"
-				      "b",
-				      "c", "u", "pw", 2, T0, &out));
+	store_pw(cache,
+		 "a\x1f"
+		 "b",
+		 "c", "u", "pw", 2, T0, &e);
+	g_assert_false(lookup_pw(cache, "a",
+				 "b\x1f"
+				 "c",
+				 "u", "pw", 2, T0, &out));
+	g_assert_false(lookup_pw(cache, "a", "b", "c\x1fu", "pw", 2, T0, &out));
+	g_assert_true(lookup_pw(cache,
+				"a\x1f"
+				"b",
+				"c", "u", "pw", 2, T0, &out));
 	gh_cache_entry_clear(&out);
 
 	/* An empty password is a password like any other. */
-	gh_cache_store(cache, "chain", "imap", "nopw", NULL, 0, T0, &e);
-	g_assert_true(gh_cache_lookup(cache, "chain", "imap", "nopw", "", 0, T0, &out));
+	store_pw(cache, "chain", "imap", "nopw", NULL, 0, T0, &e);
+	g_assert_true(lookup_pw(cache, "chain", "imap", "nopw", "", 0, T0, &out));
 	gh_cache_entry_clear(&out);
-	g_assert_false(gh_cache_lookup(cache, "chain", "imap", "nopw", "x", 1, T0, &out));
+	g_assert_false(lookup_pw(cache, "chain", "imap", "nopw", "x", 1, T0, &out));
 }
 
 static void
