@@ -9,7 +9,7 @@
 #                     (never session/ or a protocol: the network knows no sessions)
 #   daemon/session/   the life cycle and the protocol table: + net/
 #                     (never a protocol folder: protocols reach it through the table)
-#   daemon/smtp/, daemon/imap/   one protocol each: + session/
+#   daemon/smtp/, daemon/imap/, daemon/pop3/   one protocol each: + session/
 #                     (never another protocol's folder, never core/)
 #   daemon/core/      the process (main, workers, listeners): anything
 #   ctl/              gatehousectl: common/, auth/, config/
@@ -63,7 +63,8 @@ rule "daemon/net/*.c daemon/net/*.h" "common config net" yes
 rule "daemon/session/*.c daemon/session/*.h" "common config net session" yes
 rule "daemon/smtp/*.c daemon/smtp/*.h" "common config net session smtp" yes
 rule "daemon/imap/*.c daemon/imap/*.h" "common config net session imap" yes
-rule "daemon/core/*.c daemon/core/*.h" "common config net session smtp imap core" yes
+rule "daemon/pop3/*.c daemon/pop3/*.h" "common config net session pop3" yes
+rule "daemon/core/*.c daemon/core/*.h" "common config net session smtp imap pop3 core" yes
 rule "ctl/*.c" "common config" yes
 
 # modules: the module header and their own files, nothing else of ours
@@ -94,6 +95,7 @@ parsers="common/line.c common/line.h common/keyfile.c common/keyfile.h
 	daemon/session/sasl.c daemon/session/sasl.h auth/secret.h
 	daemon/smtp/smtp-parser.c daemon/smtp/smtp-parser.h
 	daemon/imap/imap-parser.c daemon/imap/imap-parser.h
+	daemon/pop3/pop3-parser.c daemon/pop3/pop3-parser.h
 	modules/file/users-file-parse.c modules/file/users-file-parse.h"
 bad=$(for f in $parsers; do [ -f "$f" ] && grep -HnE \
 	'^#include <(gio/|glib-unix|gmodule|sys/socket|netinet|arpa|unistd|gnutls|ldap|security|systemd)' "$f"; done)

@@ -40,9 +40,11 @@
 #define GH_DEFAULT_TRUSTED_NETWORKS "127.0.0.0/8 ::1/128"
 #define GH_DEFAULT_PRIORITIES "NORMAL:-VERS-TLS1.0:-VERS-TLS1.1"
 /* RFC 5321 4.5.3.2.7: a server should wait at least 5 minutes for the next
- * command; RFC 9051 5.4: an IMAP inactivity timer of at least 30 minutes. */
+ * command; RFC 9051 5.4: an IMAP inactivity timer of at least 30 minutes;
+ * RFC 1939 3: a POP3 one of at least 10 minutes. */
 #define GH_DEFAULT_IDLE_SMTP 300
 #define GH_DEFAULT_IDLE_IMAP 1800
+#define GH_DEFAULT_IDLE_POP3 600
 #define GH_MAX_SECONDS 86400
 /* sizeof(struct sockaddr_un.sun_path) on Linux, with its NUL */
 #define GH_UNIX_PATH_MAX 108
@@ -57,6 +59,7 @@ typedef struct {
 static const EnumName protocol_names[] = {
     {"smtp", GH_PROTO_SMTP},
     {"imap", GH_PROTO_IMAP},
+    {"pop3", GH_PROTO_POP3},
     {NULL, 0},
 };
 
@@ -919,6 +922,21 @@ parse_listen(Loader *ld, const char *group, GhListenerConfig *lc)
 	}
 }
 
+/* The login-state inactivity timer each protocol's RFC asks for. */
+static guint
+default_idle(GhProtocolKind p)
+{
+	switch (p) {
+	case GH_PROTO_IMAP:
+		return GH_DEFAULT_IDLE_IMAP;
+	case GH_PROTO_POP3:
+		return GH_DEFAULT_IDLE_POP3;
+	case GH_PROTO_SMTP:
+		break;
+	}
+	return GH_DEFAULT_IDLE_SMTP;
+}
+
 static void
 parse_listener(Loader *ld, const char *group, const char *name)
 {
@@ -943,7 +961,7 @@ parse_listener(Loader *ld, const char *group, const char *name)
 	v = GH_PLAINTEXT_TRUSTED;
 	if (get_enum(ld, group, "plaintext_auth", plaintext_auth_names, FALSE, &v))
 		lc->plaintext_auth = v;
-	/* meaningful for SMTP only (an IMAP client always logs in), but a bad
+	/* meaningful for SMTP only (IMAP and POP3 clients always log in), but a bad
 	 * value is still a typo worth reporting */
 	lc->require_auth = get_bool(ld, group, "require_auth", TRUE);
 
@@ -973,9 +991,7 @@ parse_listener(Loader *ld, const char *group, const char *name)
 		lc->backend = g_steal_pointer(&backend);
 
 	lc->idle_timeout =
-	    get_uint(ld, group, "idle_timeout",
-		     lc->protocol == GH_PROTO_IMAP ? GH_DEFAULT_IDLE_IMAP : GH_DEFAULT_IDLE_SMTP, 1,
-		     GH_MAX_SECONDS);
+	    get_uint(ld, group, "idle_timeout", default_idle(lc->protocol), 1, GH_MAX_SECONDS);
 	lc->max_connections = get_uint(ld, group, "max_connections", 0, 0, 1000000);
 	lc->max_auth_failures = get_uint(ld, group, "max_auth_failures", 3, 1, 1000);
 	lc->proxy_protocol = get_bool(ld, group, "proxy_protocol", FALSE);
@@ -1102,7 +1118,8 @@ parse_backend(Loader *ld, const char *group, const char *name)
 			"needs forward_client = no on an smtp backend: XCLIENT names the client "
 			"before the login, and a warm connection is opened before there is one");
 
-	/* XCLIENT is a Postfix SMTP extension; IMAP has no equivalent */
+	/* login = xclient is Postfix's XCLIENT LOGIN=; Dovecot's IMAP and POP3
+	 * take XCLIENT or ID for the address only (forward_client) */
 	if (bc->login == GH_LOGIN_XCLIENT && protocol_ok && bc->protocol != GH_PROTO_SMTP)
 		problem(ld, group, "login", "xclient is for smtp backends only");
 	if (bc->login == GH_LOGIN_MASTER) {

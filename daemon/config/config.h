@@ -16,7 +16,7 @@
 #include <glib.h>
 #include <gio/gio.h>
 
-typedef enum { GH_PROTO_SMTP, GH_PROTO_IMAP } GhProtocolKind;
+typedef enum { GH_PROTO_SMTP, GH_PROTO_IMAP, GH_PROTO_POP3 } GhProtocolKind;
 typedef enum { GH_TLS_NONE, GH_TLS_STARTTLS, GH_TLS_IMPLICIT } GhTlsMode;
 typedef enum { GH_PLAINTEXT_ALWAYS, GH_PLAINTEXT_TLS, GH_PLAINTEXT_TRUSTED } GhPlaintextAuth;
 typedef enum {

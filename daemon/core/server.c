@@ -15,6 +15,7 @@
 #include "common/timer.h"
 #include "config/log.h"
 #include "imap/imap-session.h"
+#include "pop3/pop3-session.h"
 #include "session/session.h"
 #include "session/backend-pool.h"
 #include "smtp/smtp-session.h"
@@ -146,6 +147,13 @@ on_session_ended(GhSession *session, gpointer data)
 	g_atomic_int_add(&h->listener->n_sessions, -1);
 }
 
+/* The protocol table: what each `protocol =` of a listener speaks. */
+static const GhProtocol *const protocols[] = {
+    [GH_PROTO_SMTP] = &gh_smtp_protocol,
+    [GH_PROTO_IMAP] = &gh_imap_protocol,
+    [GH_PROTO_POP3] = &gh_pop3_protocol,
+};
+
 /* A connection came on listener `h->listener`: make it a session of the
  * generation in force, in the protocol of its listener. */
 static void
@@ -169,9 +177,7 @@ accept_session(SessionHost *h, int fd, const GhSessionAddrs *addrs)
 		gh_auth_set_unref(gen.auth_set);
 		return;
 	}
-	session = gh_session_new(
-	    &h->host, lc->protocol == GH_PROTO_SMTP ? &gh_smtp_protocol : &gh_imap_protocol, &gen,
-	    lc->name, fd, addrs);
+	session = gh_session_new(&h->host, protocols[lc->protocol], &gen, lc->name, fd, addrs);
 	gh_stats_add(worker->stats, GH_STAT_CONNECTIONS, 1, gh_protocol_to_string(lc->protocol),
 		     lc->name);
 	g_queue_push_tail(&worker->sessions, session);

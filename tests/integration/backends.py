@@ -1,9 +1,9 @@
 """Real backend servers for gatehouse's integration tests: a private Postfix
-(XCLIENT, virtual maildirs) and a private Dovecot (IMAP + submission relaying to
-that Postfix, with a master user), each in its own temp dir, on 127.0.0.1 ports
+(XCLIENT, virtual maildirs) and a private Dovecot (IMAP, POP3, and submission
+relaying to that Postfix, with a master user), each in its own temp dir, on 127.0.0.1 ports
 chosen at run time, run in the foreground as a child of pytest and stopped by
 its PID.  Needs root (both daemons drop privileges themselves) and the Debian
-packages postfix, dovecot-imapd and dovecot-submissiond.
+packages postfix, dovecot-imapd, dovecot-pop3d and dovecot-submissiond.
 
     pf = Postfix().start()
     ... send to 127.0.0.1:pf.port ...
@@ -282,15 +282,15 @@ postlog   unix-dgram n  -       n       -       1       postlogd
 
 
 class Dovecot:
-    """A private Dovecot (root mode, own base_dir) with IMAP and submission on
-    127.0.0.1, users alice/bob/carol (passwords <user>pw) in a passwd-file, a
+    """A private Dovecot (root mode, own base_dir) with IMAP, POP3 and
+    submission on 127.0.0.1, users alice/bob/carol (passwords <user>pw) in a passwd-file, a
     master user proxy/proxypw (a passdb with master = yes: it logs in as any
     existing user either as 'alice*proxy' or with SASL PLAIN authzid=alice),
     no failure delay, and submission relaying to Postfix on 127.0.0.1:relay_port
     (relay trusted: Dovecot passes the login on with XCLIENT)."""
 
     def __init__(self, relay_port, directory=None, imap_port=None, submission_port=None,
-                 maildirs=None):
+                 maildirs=None, pop3_port=None):
         """maildirs: read each user's mail from maildirs/<user> (a Postfix's
         `mail` folder, so that what it delivers is in the user's INBOX)
         instead of a store of Dovecot's own."""
@@ -300,6 +300,7 @@ class Dovecot:
         self.relay_port = relay_port
         self.imap_port = imap_port or free_port()
         self.submission_port = submission_port or free_port()
+        self.pop3_port = pop3_port or free_port()
         self.conf = self.dir / 'dovecot.conf'
         self.log_path = self.dir / 'dovecot.log'
         self.proc = None
@@ -315,7 +316,7 @@ class Dovecot:
         for f in ('users', 'master-users'):
             os.chmod(d / f, 0o644)
         self.conf.write_text('''\
-protocols = imap submission
+protocols = imap submission pop3
 listen = 127.0.0.1
 base_dir = {d}/run
 state_dir = {d}/state
@@ -359,6 +360,16 @@ service imap-login {{
     port = 0
   }}
 }}
+service pop3-login {{
+  inet_listener pop3 {{
+    address = 127.0.0.1
+    port = {pop3}
+  }}
+  inet_listener pop3s {{
+    port = 0
+  }}
+}}
+pop3_uidl_format = %08Xu%08Xv
 service submission-login {{
   inet_listener submission {{
     address = 127.0.0.1
@@ -374,6 +385,7 @@ service anvil {{
   }}
 }}
 '''.format(d=d, imap=self.imap_port, subm=self.submission_port, relay=self.relay_port,
+           pop3=self.pop3_port,
            location='maildir:%s/%%u' % self.maildirs if self.maildirs else 'maildir:~/Maildir'))
 
     def start(self):
@@ -385,6 +397,7 @@ service anvil {{
         try:
             wait_port(self.imap_port, 20, self.proc, 'dovecot')
             wait_port(self.submission_port, 20, self.proc, 'dovecot')
+            wait_port(self.pop3_port, 20, self.proc, 'dovecot')
         except Exception:
             self.stop()
             raise RuntimeError('dovecot did not start:\n%s\n%s' % (
