@@ -572,14 +572,17 @@ class ProxyDovecot(Dovecot):
 def main(argv):
     """Run real backends in the foreground for `./quickstart demo`:
 
-        backends.py POSTFIX_PORT DOVECOT_IMAP_PORT DOVECOT_SUBMISSION_PORT
+        backends.py POSTFIX_PORT DOVECOT_IMAP_PORT DOVECOT_SUBMISSION_PORT [DOVECOT_POP3_PORT]
 
     starts the private Postfix and a Dovecot relaying to it that reads the
-    maildirs Postfix delivers to (mail sent to bob is in bob's INBOX), prints
-    where their mail goes, and stops both (by PID) on SIGTERM or SIGINT."""
-    if len(argv) != 4:
+    maildirs Postfix delivers to (mail sent to bob is in bob's INBOX, over
+    IMAP and POP3 alike), prints where their mail goes and which ports they
+    serve, and stops both (by PID) on SIGTERM or SIGINT.  Without
+    DOVECOT_POP3_PORT, Dovecot's POP3 goes on a free port."""
+    if len(argv) not in (4, 5):
         import sys
-        print('usage: backends.py POSTFIX_PORT IMAP_PORT SUBMISSION_PORT', file=sys.stderr)
+        print('usage: backends.py POSTFIX_PORT IMAP_PORT SUBMISSION_PORT [POP3_PORT]',
+              file=sys.stderr)
         return 64
     stop = []
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -588,10 +591,11 @@ def main(argv):
     dc = None
     try:
         dc = Dovecot(pf.port, imap_port=int(argv[2]), submission_port=int(argv[3]),
+                     pop3_port=int(argv[4]) if len(argv) > 4 else None,
                      maildirs=pf.mail).start()
         print('backends ready: Postfix on 127.0.0.1:%d (mail in %s/<user>), '
-              'Dovecot IMAP on 127.0.0.1:%d, submission on 127.0.0.1:%d'
-              % (pf.port, pf.mail, dc.imap_port, dc.submission_port), flush=True)
+              'Dovecot IMAP on 127.0.0.1:%d, submission on 127.0.0.1:%d, POP3 on 127.0.0.1:%d'
+              % (pf.port, pf.mail, dc.imap_port, dc.submission_port, dc.pop3_port), flush=True)
         while not stop:
             time.sleep(0.2)
     finally:

@@ -2,9 +2,10 @@
 to free ones (GH_DEMO_*), the walk-through it prints is followed to the
 letter: the printed swaks command sends alice's mail to bob through the
 gateway's submission port, the printed IMAP lines read it back as bob through
-the gateway's IMAP port (Postfix delivers into the maildirs Dovecot serves),
-and Ctrl-C (SIGINT to the demo's process group) stops gatehoused and both
-backends.  Needs root (the backends drop privileges), like the demo."""
+the gateway's IMAP port and the printed POP3 lines through its POP3 port
+(Postfix delivers into the maildirs Dovecot serves), and Ctrl-C (SIGINT to
+the demo's process group) stops gatehoused and both backends.  Needs root
+(the backends drop privileges), like the demo."""
 import os
 import queue
 import re
@@ -27,8 +28,9 @@ READ_TIMEOUT = 120  # the demo builds first (a no-op after quickstart's build)
 
 class Demo:
     def __init__(self):
-        self.ports = {k: free_port() for k in ('MX', 'SUBMISSION', 'IMAP', 'POSTFIX',
-                                               'DOVECOT_IMAP', 'DOVECOT_SUBMISSION')}
+        self.ports = {k: free_port() for k in ('MX', 'SUBMISSION', 'IMAP', 'POP3', 'POSTFIX',
+                                               'DOVECOT_IMAP', 'DOVECOT_SUBMISSION',
+                                               'DOVECOT_POP3')}
         env = dict(os.environ, GH_BUILDDIR=str(BUILDDIR))
         env.update(('GH_DEMO_' + k, str(v)) for k, v in self.ports.items())
         self.proc = subprocess.Popen([str(SRCDIR / 'quickstart'), 'demo'], cwd=str(SRCDIR),
@@ -114,6 +116,45 @@ def imap_dialogue(port, cmds):
         return ''.join(seen)
 
 
+def printed_pop3(lines, port):
+    """The POP3 lines the walk-through says to type after `telnet ... port`,
+    without their `-> what you see` notes."""
+    start = [i for i, line in enumerate(lines) if line.strip() == 'telnet 127.0.0.1 %d' % port]
+    assert start, 'no "telnet 127.0.0.1 %d" in the walk-through' % port
+    cmds = []
+    for line in lines[start[0] + 1:]:
+        m = re.match(r'^\s+([a-z]{4}(?: \S+)*?)(\s+->.*)?$', line)
+        if not m:
+            break
+        cmds.append(m.group(1))
+    return cmds
+
+
+def pop3_multiline(cmd):
+    """Whether a +OK to cmd is followed by lines up to a "." line."""
+    words = cmd.lower().split()
+    return words[0] in ('retr', 'top', 'capa') or (words[0] in ('list', 'uidl')
+                                                   and len(words) == 1)
+
+
+def pop3_dialogue(port, cmds):
+    """Type cmds one by one as telnet would; the whole transcript."""
+    with RawClient(port) as c:
+        seen = [c.raw_line().decode()]
+        for cmd in cmds:
+            c.line(cmd)
+            line = c.raw_line().decode()
+            assert line, 'connection closed after %r:\n%s' % (cmd, ''.join(seen))
+            seen.append(line)
+            if line.startswith('+OK') and pop3_multiline(cmd):
+                while line.rstrip('\r\n') != '.':
+                    line = c.raw_line().decode()
+                    assert line, 'connection closed in the answer to %r:\n%s' % (
+                        cmd, ''.join(seen))
+                    seen.append(line)
+        return ''.join(seen)
+
+
 def test_demo_round_trip():
     if os.geteuid() != 0:
         pytest.skip('the demo needs root (its backends drop privileges)')
@@ -123,12 +164,13 @@ def test_demo_round_trip():
         demo_dir = Path(demo.until(r'demo files in (\S+)').group(1))
         demo.until(r'^Ctrl-C stops gatehoused and the backends')
         text = demo.out
-        sub, imap = demo.ports['SUBMISSION'], demo.ports['IMAP']
-        assert 'Send on %d, read on %d (both through gatehouse):' % (sub, imap) in text
+        sub, imap, pop3 = demo.ports['SUBMISSION'], demo.ports['IMAP'], demo.ports['POP3']
+        assert ('Send on %d, read on %d with IMAP or on %d with POP3 (all through gatehouse):'
+                % (sub, imap, pop3)) in text
 
         # gatehoused starts after the text; wait for its listeners
-        wait_for(lambda: connectable(imap) and connectable(sub), timeout=60,
-                 what='the demo gatehoused listening')
+        wait_for(lambda: connectable(imap) and connectable(sub) and connectable(pop3),
+                 timeout=60, what='the demo gatehoused listening')
 
         swaks = printed_swaks(text)
         assert swaks[:3] == ['swaks', '--server', '127.0.0.1:%d' % sub], swaks
@@ -150,11 +192,25 @@ def test_demo_round_trip():
         assert re.search(r'^\* 1 EXISTS', transcript, re.M), transcript
         assert re.search(r'^a004 OK ', transcript, re.M), transcript
 
+        # the same message over POP3, as the walk-through types it (it is
+        # delivered: IMAP has just shown it)
+        cmds = printed_pop3(text, pop3)
+        assert [c.split()[0] for c in cmds] == ['user', 'pass', 'stat', 'retr', 'quit'], cmds
+        transcript = pop3_dialogue(pop3, cmds)
+        replies = transcript.splitlines()
+        assert replies[0] == '+OK gatehouse.demo ready.', transcript
+        assert replies[1:3] == ['+OK', '+OK Logged in.'], transcript
+        assert re.fullmatch(r'\+OK 1 \d+', replies[3]), transcript
+        assert re.fullmatch(r'\+OK \d+ octets', replies[4]), transcript
+        assert 'Subject: hello bob' in replies[5:], transcript
+        assert replies[-2:] == ['.', '+OK Logging out.'], transcript
+
         rc = demo.interrupt()
         assert rc in (0, 130), '\n'.join(demo.out[-40:])
         # gatehoused, Postfix and Dovecot are gone with it (Postfix's smtpd
         # children leave a moment after their master)
-        for port in (sub, imap, demo.ports['POSTFIX'], demo.ports['DOVECOT_IMAP']):
+        for port in (sub, imap, pop3, demo.ports['POSTFIX'], demo.ports['DOVECOT_IMAP'],
+                     demo.ports['DOVECOT_POP3']):
             wait_for(lambda: not connectable(port), timeout=30,
                      what='port %d closed after Ctrl-C' % port)
     finally:
