@@ -210,8 +210,13 @@ after_capa(GhBackendLink *l, Pop3 *d, char **capa)
 
 /* The answer to the login: AUTH's, USER's or PASS's. */
 static void
-on_login_status(
-    GhBackendLink *l, Pop3 *d, const GhPop3StatusLine *st, const char *raw, gsize raw_len)
+on_login_status(GhBackendLink *l,
+		Pop3 *d,
+		const GhPop3StatusLine *st,
+		const char *line,
+		gsize len,
+		const char *raw,
+		gsize raw_len)
 {
 	g_autofree char *text = NULL;
 
@@ -220,7 +225,7 @@ on_login_status(
 		char *part = g_steal_pointer(&d->next_part);
 		if (part == NULL || (st->status == GH_POP3_STATUS_MORE) == d->next_after_ok) {
 			wipe_free(part);
-			text = shown(raw, raw_len);
+			text = shown(line, len);
 			gh_backend_link_fail(l, FALSE, "unexpected answer to the login: \"%s\"",
 					     text);
 			return;
@@ -235,7 +240,7 @@ on_login_status(
 		gh_backend_link_finish(l, GH_BACKEND_OK, reply, NULL);
 		return;
 	}
-	text = shown(raw, raw_len);
+	text = shown(line, len);
 	/* RFC 3206: [SYS/...] is the server's trouble, not the user's; a
 	 * locked mailbox ([IN-USE]) is worth another try later */
 	if (st->status == GH_POP3_STATUS_ERR && !gh_pop3_code_is(st, "SYS") &&
@@ -310,7 +315,7 @@ on_status(GhBackendLink *l, Pop3 *d, const char *line, gsize len, const char *ra
 		}
 		return;
 	case ST_LOGIN:
-		on_login_status(l, d, &st, raw, raw_len);
+		on_login_status(l, d, &st, line, len, raw, raw_len);
 		return;
 	case ST_CAPA_BODY:
 		break; /* input() reads the body */

@@ -446,3 +446,46 @@ class ImapClient(RawClient):
         tag = line.split(' ', 1)[0]
         self.line(line)
         return self.tagged(tag)[1][len(tag) + 1:]
+
+
+class Pop3Client(RawClient):
+    """greet: read the greeting line (self.greeting) at once."""
+
+    def __init__(self, port, secrets=None, greet=False, **kw):
+        super().__init__(port, secrets, **kw)
+        self.greeting = self.read_line() if greet else None
+
+    def cmd(self, text, eol=None, timeout=None):
+        """Send the command line text; the status line that answers it."""
+        self.line(text, eol)
+        return self.read_line(timeout)
+
+    def body(self, timeout=None):
+        """The lines of a multi-line response after its status line, up to
+        the "." line (not included), dot-unstuffed."""
+        lines = []
+        while True:
+            line = self.read_line(timeout, lines)
+            if line == '.':
+                return lines
+            lines.append(line[1:] if line.startswith('.') else line)
+
+    def expect(self, text, want):
+        """Send text (unless None); the status line must be `want` (a str:
+        exactly; a compiled regular expression: matching the whole line).
+        Returns it."""
+        got = self.cmd(text) if text is not None else self.read_line()
+        ok = want.fullmatch(got) if hasattr(want, 'fullmatch') else got == want
+        if not ok:
+            self.fail('after %r: got %r, want %r' % (text, got, getattr(want, 'pattern', want)))
+        return got
+
+    def capa(self):
+        """CAPA's list (the lines of its body)."""
+        self.expect('CAPA', '+OK Capability list follows.')
+        return self.body()
+
+    def user_pass(self, user, password):
+        """USER then PASS: the status line that answers PASS."""
+        self.expect('USER ' + user, '+OK')
+        return self.cmd('PASS ' + password)
