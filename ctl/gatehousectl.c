@@ -66,7 +66,7 @@ usage(FILE *out)
 		"  metrics [--openmetrics]          the metrics endpoint's text\n"
 		"\n"
 		"commands that work without the daemon:\n"
-		"  auth-test USER [--service smtp|imap] [--remote IP] [--listener NAME]\n"
+		"  auth-test USER [--service smtp|imap|pop3] [--remote IP] [--listener NAME]\n"
 		"      check USER's password (from the terminal or stdin) against the auth\n"
 		"      chain of a listener; exit 0 ok, 1 failed, 2 temporary failure\n"
 		"  hash-password [--scheme yescrypt|sha512|bcrypt]\n"
@@ -232,12 +232,13 @@ cmd_auth_test(const char *config_path, int argc, char **argv)
 		return EXIT_USAGE;
 	}
 	if (argc != 2 || *argv[1] == '\0') {
-		fprintf(stderr, "usage: gatehousectl auth-test USER [--service smtp|imap] "
+		fprintf(stderr, "usage: gatehousectl auth-test USER [--service smtp|imap|pop3] "
 				"[--remote IP] [--listener NAME]\n");
 		return EXIT_USAGE;
 	}
-	if (service != NULL && g_strcmp0(service, "smtp") != 0 && g_strcmp0(service, "imap") != 0) {
-		fprintf(stderr, "gatehousectl auth-test: --service is smtp or imap\n");
+	if (service != NULL && g_strcmp0(service, "smtp") != 0 && g_strcmp0(service, "imap") != 0 &&
+	    g_strcmp0(service, "pop3") != 0) {
+		fprintf(stderr, "gatehousectl auth-test: --service is smtp, imap or pop3\n");
 		return EXIT_USAGE;
 	}
 	if (remote != NULL && !g_hostname_is_ip_address(remote)) {

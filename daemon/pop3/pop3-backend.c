@@ -241,10 +241,11 @@ on_login_status(GhBackendLink *l,
 		return;
 	}
 	text = shown(line, len);
-	/* RFC 3206: [SYS/...] is the server's trouble, not the user's; a
-	 * locked mailbox ([IN-USE]) is worth another try later */
-	if (st->status == GH_POP3_STATUS_ERR && !gh_pop3_code_is(st, "SYS") &&
-	    !gh_pop3_code_is(st, "IN-USE")) {
+	/* RFC 3206: [AUTH] (or no code) is about the credentials; any other
+	 * code ([SYS/TEMP], [IN-USE] for a locked mailbox, [LOGIN-DELAY]) says
+	 * try again later, not that the password is wrong */
+	if (st->status == GH_POP3_STATUS_ERR &&
+	    (st->code_len == 0 || gh_pop3_code_is(st, "AUTH"))) {
 		g_autofree char *why = g_strdup_printf("login refused: \"%s\"", text);
 		gh_backend_link_finish(l, GH_BACKEND_REFUSED, NULL, why);
 		return;

@@ -21,9 +21,9 @@
  *
  * The done callback gets OK with `reply`, the backend's +OK line to the
  * login, to send to the client as it is; REFUSED when the backend said
- * -ERR to the login (with no response code, or [AUTH]); FAILED otherwise
- * ([SYS/TEMP], [SYS/PERM], [IN-USE] included: the client is told to try
- * again later).
+ * -ERR to the login with no response code or [AUTH]; FAILED otherwise
+ * (any other code, [SYS/TEMP], [IN-USE] and [LOGIN-DELAY] among them: the
+ * client is told to try again later).
  */
 #pragma once
 

@@ -27,6 +27,7 @@ import pytest
 
 from backends import MASTER_PASSWORD, MASTER_USER, USERS, Dovecot, running
 from lib.clients import Pop3Client, assert_no_secrets, b64, plain_blob
+from lib.gateway import ctl
 from lib.net import TIMEOUT, free_port
 from lib.pki import client_context
 from lib.proc import make_tmpdir
@@ -717,9 +718,10 @@ def test_backend_long_login_uses_continuation(gateway, scripted):
 @pytest.mark.parametrize('answer,client_sees', [
     ('-ERR [SYS/TEMP] Storage is down', TEMPFAIL),
     ('-ERR [IN-USE] Mailbox is locked', TEMPFAIL),
+    ('-ERR [LOGIN-DELAY] Not so often', TEMPFAIL),
     ('-ERR [AUTH] No such user', AUTH_FAILED),
     ('-ERR Nope', AUTH_FAILED),
-], ids=['sys-temp', 'in-use', 'auth', 'plain-err'])
+], ids=['sys-temp', 'in-use', 'login-delay', 'auth', 'plain-err'])
 def test_backend_login_errors(gateway, scripted, answer, client_sees):
     srv = scripted(login_err=answer, refuse_all=True)
     gw = scripted_gw(gateway, srv)
@@ -864,6 +866,22 @@ def test_fetchmail(gateway, dovecot, pki, mailbox, tmp):
     assert r.returncode == 0, (r.returncode, r.stdout, r.stderr)
     assert b'Subject: hello carol' in got, (got, r.stdout, r.stderr)
     assert gw.log().count('user="carol" mech=') >= 2
+
+
+# ---------- gatehousectl ----------
+
+def test_ctl_auth_test_service_pop3(gateway, dovecot):
+    """gatehousectl auth-test --service pop3 asks the chain of the pop3
+    listener, as that listener's login would."""
+    gw = gateway({'pop3': dict(backend='dc')}, {'dc': dc_backend(dovecot)})
+    ok = ctl('-v', 'auth-test', 'alice', '--service', 'pop3', stdin='alicepw\n', config=gw.conf)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert re.search(r'login: .*proto=pop3 listener=pop3 .*user="alice" .*verdict=ok ',
+                     ok.stderr), ok.stderr
+    bad = ctl('auth-test', 'alice', '--service', 'pop3', stdin='nope\n', config=gw.conf)
+    assert bad.returncode == 1, bad.stdout + bad.stderr
+    none = ctl('auth-test', 'alice', '--service', 'smtp', stdin='alicepw\n', config=gw.conf)
+    assert none.returncode != 0 and 'has no smtp listener' in none.stderr, none.stderr
 
 
 # ---------- valgrind ----------
