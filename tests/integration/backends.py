@@ -532,7 +532,7 @@ class ProxyPostfix(Postfix):
 
 
 class ProxyDovecot(Dovecot):
-    """backends.Dovecot whose IMAP listener takes a PROXY protocol header
+    """backends.Dovecot whose IMAP and POP3 listeners take a PROXY protocol header
     first (haproxy = yes) from haproxy_trusted_networks (default 127.0.0.1:
     a gatehoused of the tests), as doc/deployment.md sets up Dovecot behind
     gatehouse; it logs the address in the header as rip=.  mark(), since()
@@ -545,9 +545,10 @@ class ProxyDovecot(Dovecot):
     def write_config(self):
         super().write_config()
         text = self.conf.read_text()
-        plain = '    port = %d\n  }' % self.imap_port
-        assert text.count(plain) == 1, 'backends.Dovecot\'s imap listener changed:\n' + text
-        text = text.replace(plain, '    port = %d\n    haproxy = yes\n  }' % self.imap_port)
+        for port in (self.imap_port, self.pop3_port):
+            plain = '    port = %d\n  }' % port
+            assert text.count(plain) == 1, 'backends.Dovecot\'s listeners changed:\n' + text
+            text = text.replace(plain, '    port = %d\n    haproxy = yes\n  }' % port)
         text += 'haproxy_trusted_networks = %s\n' % self.haproxy_trusted_networks
         self.conf.write_text(text)
 

@@ -1,8 +1,8 @@
 """A cluster of real components, as doc/deployment.md sets it up: a real
-HAProxy 2.6 in front of two gatehoused nodes (IMAP behind send-proxy-v2,
-submission behind send-proxy, both proxy_protocol = yes, health checks with
-check-send-proxy), two real Dovecots behind them (haproxy = yes, gatehouse's
-IMAP backend proxy_protocol = v2) and a real Postfix (smtpd_upstream_proxy_
+HAProxy 2.6 in front of two gatehoused nodes (IMAP and POP3 behind
+send-proxy-v2, submission behind send-proxy, all proxy_protocol = yes,
+health checks with check-send-proxy), two real Dovecots behind them
+(haproxy = yes, gatehouse's IMAP and POP3 backends proxy_protocol = v2) and a real Postfix (smtpd_upstream_proxy_
 protocol = haproxy, gatehouse's SMTP backend proxy_protocol = v1, login =
 xclient as in test_smtp_backend.py).
 
@@ -29,7 +29,7 @@ import subprocess
 import pytest
 
 from backends import USERS, ProxyDovecot, ProxyPostfix, marker, received, running
-from lib.clients import ImapClient, SmtpClient
+from lib.clients import ImapClient, Pop3Client, SmtpClient
 from lib.config import file_auth, users_file, write_config
 from lib.gateway import Daemon, Gateway
 from lib.net import free_port, wait_for
@@ -87,6 +87,17 @@ backend gatehouse_imap
     tcp-check expect string "* OK"
     server node1 127.0.0.1:{node1_imap} send-proxy-v2 check check-send-proxy {check}
     server node2 127.0.0.1:{node2_imap} send-proxy-v2 check check-send-proxy {check}
+
+frontend pop3
+    bind 127.0.0.1:{pop3}
+    default_backend gatehouse_pop3
+
+backend gatehouse_pop3
+    balance leastconn
+    option tcp-check
+    tcp-check expect string "+OK"
+    server node1 127.0.0.1:{node1_pop3} send-proxy-v2 check check-send-proxy {check}
+    server node2 127.0.0.1:{node2_pop3} send-proxy-v2 check check-send-proxy {check}
 
 frontend submission
     bind 127.0.0.1:{submission}
@@ -213,33 +224,41 @@ class Cluster:
                          servers=' '.join('127.0.0.1:%d' % d.imap_port for d in dovecots)),
             'submission': dict(protocol='smtp', login='xclient', proxy_protocol='v1',
                                servers='127.0.0.1:%d' % postfix.proxy_port),
+            'pop3': dict(protocol='pop3', login='passthrough', proxy_protocol='v2',
+                         forward_client=False,
+                         servers=' '.join('127.0.0.1:%d' % d.pop3_port for d in dovecots)),
         }
         for n in (1, 2):
             self._start_node(n, backends)
-        self.ports = {name: free_port() for name in ('imap', 'submission', 'imap_node1',
+        self.ports = {name: free_port() for name in ('imap', 'submission', 'pop3', 'imap_node1',
                                                      'imap_node2')}
         text = HAPROXY_CONF.format(
             dir=self.dir, check=CHECK,
             node1_imap=self.nodes[0].port('imap'), node2_imap=self.nodes[1].port('imap'),
             node1_submission=self.nodes[0].port('submission'),
-            node2_submission=self.nodes[1].port('submission'), **self.ports)
+            node2_submission=self.nodes[1].port('submission'),
+            node1_pop3=self.nodes[0].port('pop3'), node2_pop3=self.nodes[1].port('pop3'),
+            **self.ports)
         self.haproxy = Haproxy(self.dir, text)
         self.haproxy.wait_up()
         # ready once every checked server has passed its checks
         self.haproxy.wait_servers({(b, n): ('UP', 'L7OK')
-                                   for b in ('gatehouse_imap', 'gatehouse_submission')
+                                   for b in ('gatehouse_imap', 'gatehouse_submission',
+                                             'gatehouse_pop3')
                                    for n in ('node1', 'node2')})
 
     def _start_node(self, n, backends):
         d = self.dir / ('node%d' % n)
         d.mkdir()
-        ports = {'imap': free_port(), 'submission': free_port()}
+        ports = {'imap': free_port(), 'submission': free_port(), 'pop3': free_port()}
         listeners = {
             'imap': dict(protocol='imap', listen='127.0.0.1:%d' % ports['imap'],
                          proxy_protocol=True, auth='users', backend='imap'),
             'submission': dict(protocol='smtp', listen='127.0.0.1:%d' % ports['submission'],
                                proxy_protocol=True, require_auth=True, auth='users',
                                backend='submission'),
+            'pop3': dict(protocol='pop3', listen='127.0.0.1:%d' % ports['pop3'],
+                         proxy_protocol=True, auth='users', backend='pop3'),
         }
         upath = users_file(d / 'users', USERS)
         conf = write_config(d / 'gatehouse.conf', listeners, {'users': file_auth(upath)},
@@ -391,6 +410,32 @@ def test_client_address_at_every_hop(cluster, dovecots, pf):
                      pf.log_text()[pf_mark:]), pf.log_text()[pf_mark:][-3000:]
 
 
+def test_pop3_client_address_at_every_hop(cluster, dovecots):
+    """POP3 from 127.0.0.4 through HAProxy (send-proxy-v2) and gatehouse
+    (its POP3 backend proxy_protocol = v2, forward_client = no): gatehoused's
+    login line and Dovecot's pop3-login both name 127.0.0.4, and the session
+    after the login is Dovecot's."""
+    dc_marks = [d.mark() for d in dovecots]
+    c = Pop3Client(cluster.port('pop3'), source='127.0.0.4')
+    try:
+        c.expect(None, '+OK gw.test ready.')
+        got = c.user_pass('carol', USERS['carol'])
+        if got != '+OK Logged in.':
+            c.fail('POP3 login: %r%s' % (got, cluster.context()))
+        c.expect('STAT', re.compile(r'\+OK \d+ \d+'))
+        c.expect('QUIT', '+OK Logging out.')
+    finally:
+        c.close()
+    rows = wait_for(lambda: [r for n in cluster.nodes for r in login_lines(n, 'carol')],
+                    what='a login line for carol')
+    assert [(r[1], r[3]) for r in rows] == [('127.0.0.4', 'ok')], rows
+    hits = [d for d, m in zip(dovecots, dc_marks)
+            if re.search(r'pop3-login: Info: Login: user=<carol>, method=PLAIN, '
+                         r'rip=127\.0\.0\.4, lip=127\.0\.0\.1', d.since(m))]
+    assert len(hits) == 1 and rows[0][4] == '127.0.0.1:%d' % hits[0].pop3_port, \
+        'Dovecot logs: %r\nlogin line %r' % ([d.since(m) for d, m in zip(dovecots, dc_marks)], rows)
+
+
 # ---------- a user's server ----------
 
 def test_user_lands_on_same_dovecot_through_either_node(cluster, dovecots):
@@ -470,9 +515,10 @@ def test_health_checks_pass(cluster):
     listeners (`show stat`: UP, L7OK); the nodes' debug lines show what the
     checks send: a v2 LOCAL header on IMAP (send-proxy-v2), and on
     submission (send-proxy) a v1 TCP4 header naming the check's own
-    connection, 127.0.0.1 to the node, not UNKNOWN; neither is refused."""
+    connection, 127.0.0.1 to the node, not UNKNOWN; a v2 LOCAL header on
+    POP3; none is refused."""
     st = cluster.haproxy.stats()
-    for b in ('gatehouse_imap', 'gatehouse_submission'):
+    for b in ('gatehouse_imap', 'gatehouse_submission', 'gatehouse_pop3'):
         for n in ('node1', 'node2'):
             row = st[(b, n)]
             assert (row['status'], row['check_status']) == ('UP', 'L7OK'), (b, n, row)
@@ -488,9 +534,10 @@ def test_health_checks_pass(cluster):
                 # the check's own connection: its source port, the node's port
                 what = what.replace('port %s to' % port, 'port SAME to')
                 seen.setdefault(listener, set()).add(what)
-            return seen if seen.get('imap') and seen.get('submission') else None
+            return seen if seen.get('imap') and seen.get('submission') and seen.get('pop3') \
+                else None
         seen = wait_for(checks, what='health checks on node%d' % (i + 1))
-        assert seen == {'imap': {'LOCAL'}, 'submission': {
+        assert seen == {'imap': {'LOCAL'}, 'pop3': {'LOCAL'}, 'submission': {
             'client 127.0.0.1 port SAME to 127.0.0.1 port %d' % node.port('submission')}}, seen
         assert 'PROXY header (' not in node.log() and 'proxy_trusted_networks' not in node.log()
 
