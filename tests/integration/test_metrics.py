@@ -1,5 +1,5 @@
 """The Prometheus endpoint ([metrics] listen) of a real gatehoused, read with
-curl while an IMAP session is proxied to a real Dovecot, and checked with
+curl while an IMAP (and a POP3) session is proxied to a real Dovecot, and checked with
 Prometheus's own promtool and the Python client's parsers.
 
 What a user of the metrics sees: every listener's session gauges from the
@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from backends import USERS
-from lib.clients import ImapClient
+from lib.clients import ImapClient, Pop3Client
 from lib.config import file_auth, users_file, write_config
 from lib.gateway import Daemon, Gateway, READY_LINE
 from lib.net import TIMEOUT, free_port, wait_for
@@ -44,7 +44,7 @@ STATES = ('pre-login', 'logging-in', 'proxied')
 # ------------------------------------------------------------ the gateway
 
 def start_metrics_gateway(directory, listeners, backends, metrics_port, users=USERS):
-    """gatehoused with IMAP listeners on free ports, the file module's
+    """gatehoused with listeners on free ports (IMAP unless they say), the file module's
     `users`, `backends`, and [metrics] listen = 127.0.0.1:metrics_port (lib's
     write_config writes the other groups; [metrics] is added after them).
     Returns a lib.gateway.Gateway once it is ready."""
@@ -52,8 +52,9 @@ def start_metrics_gateway(directory, listeners, backends, metrics_port, users=US
     ports, groups = {}, {}
     for name, keys in listeners.items():
         ports[name] = free_port()
-        groups[name] = dict(keys, protocol='imap', listen='127.0.0.1:%d' % ports[name],
-                            auth='users', plaintext_auth='always')
+        groups[name] = dict({'protocol': 'imap'}, **keys)
+        groups[name].update(listen='127.0.0.1:%d' % ports[name], auth='users',
+                            plaintext_auth='always')
     conf = write_config(directory / 'gatehouse.conf', groups, {'users': file_auth(upath)},
                         backends)
     with open(conf, 'a') as f:
@@ -231,6 +232,48 @@ def test_metrics_during_a_proxied_session(gw):
     assert value(after, 'gatehouse_relay_bytes_total', protocol='imap',
                  direction='to_backend') >= to_backend
     assert value(after, 'gatehouse_logins_total', verdict='ok', **login) == 1
+
+
+def test_pop3_series(tmp, dovecot):
+    """A POP3 listener has its own series, labelled protocol="pop3": the
+    session gauges from the start, a wrong and a good login by verdict, the
+    proxied gauge and the relayed bytes of a session to Dovecot's POP3."""
+    gw = start_metrics_gateway(
+        tmp, {'pop3': dict(protocol='pop3', backend='dc')},
+        {'dc': dict(protocol='pop3', servers='127.0.0.1:%d' % dovecot.pop3_port,
+                    login='passthrough')}, free_port())
+    try:
+        before = metrics(gw)
+        for state in STATES:
+            assert value(before, 'gatehouse_sessions', protocol='pop3', listener='pop3',
+                         state=state) == 0, before
+        c = Pop3Client(gw.port('pop3'), gw=gw)
+        try:
+            c.expect(None, '+OK gw.test ready.')
+            assert c.user_pass('alice', 'wrongpw') == '-ERR [AUTH] Authentication failed.'
+            assert c.user_pass('alice', 'alicepw') == '+OK Logged in.', c.ctx()
+            c.expect('STAT', re.compile(r'\+OK \d+ \d+'))
+            during = metrics(gw)
+            assert value(during, 'gatehouse_sessions', protocol='pop3', listener='pop3',
+                         state='proxied') == 1, during
+            login = dict(protocol='pop3', listener='pop3', module='file')
+            assert value(during, 'gatehouse_logins_total', verdict='wrong-password',
+                         **login) == 1
+            assert value(during, 'gatehouse_logins_total', verdict='ok', **login) == 1
+            assert value(during, 'gatehouse_relay_bytes_total', protocol='pop3',
+                         direction='to_client') > 0, during
+            assert family_sum(during, 'gatehouse_relay_bytes_total', protocol='imap') == 0
+            c.expect('QUIT', '+OK Logging out.')
+        finally:
+            c.close()
+        wait_metric(gw, lambda got: value(got, 'gatehouse_sessions', protocol='pop3',
+                                          listener='pop3', state='proxied') == 0,
+                    'the POP3 proxied gauge back to 0 after QUIT')
+    finally:
+        alive = gw.alive()
+        log = gw.log()
+        gw.daemon.stop()
+        assert alive, 'gatehoused died during the test:\n%s' % log[-3000:]
 
 
 def test_backend_down_is_a_backend_failure(gw):

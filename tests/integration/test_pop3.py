@@ -29,6 +29,7 @@ from backends import MASTER_PASSWORD, MASTER_USER, USERS, Dovecot, running
 from lib.clients import Pop3Client, assert_no_secrets, b64, plain_blob
 from lib.gateway import ctl
 from lib.net import TIMEOUT, free_port
+from lib.paths import SRCDIR
 from lib.pki import client_context
 from lib.proc import make_tmpdir
 from lib.scripted import Server, silent
@@ -866,6 +867,39 @@ def test_fetchmail(gateway, dovecot, pki, mailbox, tmp):
     assert r.returncode == 0, (r.returncode, r.stdout, r.stderr)
     assert b'Subject: hello carol' in got, (got, r.stdout, r.stderr)
     assert gw.log().count('user="carol" mech=') >= 2
+
+
+# ---------- fail2ban ----------
+
+@pytest.mark.skipif(shutil.which('fail2ban-regex') is None, reason='needs fail2ban')
+def test_fail2ban_filter_matches_pop3_failures(gw):
+    """etc/fail2ban's filter, run by fail2ban-regex over the log of real
+    POP3 logins: the wrong password (USER/PASS) and the unknown user (AUTH
+    PLAIN) match with the client's address; a good login and one the
+    backend refused do not."""
+    mark = gw.mark()
+    for source, user, pw, want in (('127.0.0.2', 'alice', 'wrong', AUTH_FAILED),
+                                   ('127.0.0.3', 'mallory', 'guess', AUTH_FAILED),
+                                   ('127.0.0.4', 'alice', 'alicepw', DOVECOT_LOGGED_IN),
+                                   ('127.0.0.5', 'erin', 'erinpw', AUTH_FAILED)):
+        c = client(gw, source=source)
+        try:
+            if source == '127.0.0.3':
+                assert c.cmd('AUTH PLAIN ' + plain_blob(user, pw)) == want, c.ctx()
+            else:
+                assert c.user_pass(user, pw) == want, c.ctx()
+        finally:
+            c.close()
+    gw.daemon.wait_log('gh-login: login: ', count=4)
+    text = gw.since(mark)
+    log = gw.dir / 'pop3-logins.log'
+    log.write_text(text)
+    filt = SRCDIR / 'etc' / 'fail2ban' / 'filter.d' / 'gatehouse.conf'
+    r = subprocess.run(['fail2ban-regex', '-o', 'ip', str(log), str(filt)],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert [ln.strip() for ln in r.stdout.splitlines() if ln.strip()] == \
+        ['127.0.0.2', '127.0.0.3'], (r.stdout, text)
 
 
 # ---------- gatehousectl ----------
