@@ -475,14 +475,16 @@ tlsmgr    unix  -       -       n       1000?   1       tlsmgr
 
 
 class TlsDovecot(Dovecot):
-    """backends.Dovecot with ssl = yes (STARTTLS on imap_port; plaintext
-    logins still allowed) and the imaps listener on imaps_port."""
+    """backends.Dovecot with ssl = yes (STARTTLS on imap_port, STLS on
+    pop3_port; plaintext logins still allowed) and the imaps and pop3s
+    listeners on imaps_port and pop3s_port."""
 
     def __init__(self, relay_port, pki, cert=None, **kw):
         super().__init__(relay_port, **kw)
         self.pki = pki
         self.cert, self.key = cert or (pki.server_crt, pki.server_key)
         self.imaps_port = free_port()
+        self.pop3s_port = free_port()
 
     def write_config(self):
         super().write_config()
@@ -491,6 +493,10 @@ class TlsDovecot(Dovecot):
         assert disabled in text, 'backends.Dovecot no longer disables imaps as expected:\n' + text
         text = text.replace(disabled, 'inet_listener imaps {\n    address = 127.0.0.1\n'
                                       '    port = %d\n    ssl = yes\n  }' % self.imaps_port)
+        disabled = 'inet_listener pop3s {\n    port = 0\n  }'
+        assert disabled in text, 'backends.Dovecot no longer disables pop3s as expected:\n' + text
+        text = text.replace(disabled, 'inet_listener pop3s {\n    address = 127.0.0.1\n'
+                                      '    port = %d\n    ssl = yes\n  }' % self.pop3s_port)
         assert '\nssl = no\n' in text
         text = text.replace('\nssl = no\n', '\nssl = yes\n')
         text += '''\
@@ -504,6 +510,7 @@ ssl_min_protocol = TLSv1.2
     def start(self):
         super().start()
         wait_port(self.imaps_port, 20, self.proc, 'dovecot (imaps)')
+        wait_port(self.pop3s_port, 20, self.proc, 'dovecot (pop3s)')
         return self
 
 

@@ -549,19 +549,23 @@ def test_failed_login_never_reaches_dovecot(gw, dovecot):
     assert 'not-the-password' not in log
 
 
-def test_backend_tls_starttls(gateway, pki, dovecot_tls):
+@pytest.mark.parametrize('tls', ['starttls', 'implicit'])
+def test_backend_tls(gateway, pki, dovecot_tls, tls):
     """tls = starttls to a Dovecot with TLS: STLS, then CAPA inside TLS and
-    the login; Dovecot logs the session as TLS."""
+    the login; tls = implicit to its pop3s port.  Dovecot logs the session as
+    TLS; the certificate is checked against ca_file."""
+    port = dovecot_tls.pop3_port if tls == 'starttls' else dovecot_tls.pop3s_port
     gw = gateway({'pop3': dict(backend='dc')},
-                 {'dc': dict(protocol='pop3', servers='127.0.0.1:%d' % dovecot_tls.pop3_port,
-                             login='passthrough', tls='starttls', ca_file=pki.ca_crt)})
+                 {'dc': dict(protocol='pop3', servers='127.0.0.1:%d' % port,
+                             login='passthrough', tls=tls, ca_file=pki.ca_crt)})
+    mark = len(dovecot_tls.log_text())
     c = client(gw)
     try:
         assert c.user_pass('alice', 'alicepw') == DOVECOT_LOGGED_IN, c.ctx()
         logged_in_session_works(c)
     finally:
         c.close()
-    text = dovecot_tls.log_text()
+    text = dovecot_tls.log_text()[mark:]
     assert re.search(r'pop3-login: Info: Login: user=<alice>, .*, TLS', text), text[-2000:]
 
 
