@@ -7,10 +7,10 @@
  *          [--count M] [--interval-ms I] [--from ADDR] [--rcpt ADDR]
  *          [--size BYTES] [--timeout S] [--min-ops N]
  *
- * MODE is imap-login, imap-tls, imap-noop, imap-fetch, imap-idle or
- * smtp-submit (see usage()).  Each client is a small state machine; all of
- * them share one thread, one epoll set and non-blocking sockets, so that the
- * tool takes little CPU from the servers it measures.  At the end one JSON
+ * MODE is imap-login, imap-tls, imap-noop, imap-fetch, imap-idle,
+ * smtp-submit or pop3-login (see usage()).  Each client is a small state
+ * machine; all of them share one thread, one epoll set and non-blocking
+ * sockets, so that the tool takes little CPU from the servers it measures.  At the end one JSON
  * line goes to stdout (imap-idle prints "ready OK FAILED" first).
  *
  * imap-noop measures logged-in sessions only: its warm-up starts when every
@@ -72,11 +72,12 @@
 #define KEY_SIGNAL 0xffffffffu /* epoll keys that are not clients */
 #define KEY_STDIN 0xfffffffeu
 
-enum mode { M_LOGIN, M_SUBMIT, M_IDLE, M_FETCH, M_TLS, M_NOOP, M_COUNT };
+enum mode { M_LOGIN, M_SUBMIT, M_IDLE, M_FETCH, M_TLS, M_NOOP, M_POP3, M_COUNT };
 
 static const char *const mode_name[] = {
     [M_LOGIN] = "imap-login", [M_SUBMIT] = "smtp-submit", [M_IDLE] = "imap-idle",
     [M_FETCH] = "imap-fetch", [M_TLS] = "imap-tls",       [M_NOOP] = "imap-noop",
+    [M_POP3] = "pop3-login",
 };
 
 enum state {
@@ -101,7 +102,10 @@ enum state {
 	S_RCPT,
 	S_DATA,
 	S_BODY,
-	S_QUIT, /* SMTP */
+	S_QUIT, /* SMTP, POP3 */
+	S_USER, /* POP3 */
+	S_PASS,
+	S_STAT,
 	S_DEAD, /* imap-idle: this slot is finished */
 };
 
@@ -117,7 +121,8 @@ static const char *const state_name[] = {
     [S_AUTH] = "AUTH",         [S_MAIL] = "MAIL",
     [S_RCPT] = "RCPT",         [S_DATA] = "DATA",
     [S_BODY] = "end of data",  [S_QUIT] = "QUIT",
-    [S_DEAD] = "closed",
+    [S_USER] = "USER",         [S_PASS] = "PASS",
+    [S_STAT] = "STAT",         [S_DEAD] = "closed",
 };
 
 /* IMAP: the tag each state waits for; SMTP: the reply code */
@@ -189,8 +194,8 @@ static struct str cmd_noop1 = STR("b NOOP\r\n"), cmd_logout = STR("c LOGOUT\r\n"
 		  cmd_select = STR("s SELECT INBOX\r\n"), cmd_noop = STR("n NOOP\r\n"),
 		  cmd_fetch = STR("f FETCH 1 BODY.PEEK[]\r\n"),
 		  cmd_ehlo = STR("EHLO bench.test\r\n"), cmd_data = STR("DATA\r\n"),
-		  cmd_quit = STR("QUIT\r\n");
-static struct str cmd_login, cmd_auth, cmd_mail, cmd_rcpt, cmd_body;
+		  cmd_quit = STR("QUIT\r\n"), cmd_stat = STR("STAT\r\n");
+static struct str cmd_login, cmd_auth, cmd_mail, cmd_rcpt, cmd_body, cmd_user, cmd_pass;
 /* --auth plain / login: the first line, the user (login), the last response;
  * --pipelining: MAIL, RCPT and DATA in one write */
 static struct str cmd_auth_start, cmd_auth_user, cmd_auth_last, cmd_envelope;
@@ -422,8 +427,9 @@ cycle_restart(struct conn *c)
 static int
 conn_lost(struct conn *c, const char *why)
 {
-	if (c->st == S_LOGOUT) {
-		/* LOGOUT is done when the server hangs up, OK or not */
+	if (c->st == S_LOGOUT || (opt.mode == M_POP3 && c->st == S_QUIT)) {
+		/* LOGOUT (POP3: QUIT) is done when the server hangs up, OK
+		 * or not */
 		op_done(c->op_start);
 		return cycle_restart(c);
 	}
@@ -685,7 +691,48 @@ smtp_line(struct conn *c, char *l, size_t len)
 	}
 }
 
+/* ---------------------------------------------------------------- POP3 */
+
+/* pop3-login, step by step as imap-login: greeting, USER, PASS, STAT, QUIT.
+ * Only +OK moves on; PASS's +OK is the login, and STAT (which a server
+ * answers only once logged in, in the TRANSACTION state) checks it. */
+static int
+pop3_line(struct conn *c, char *l, size_t len)
+{
+	(void)len;
+	if (strncmp(l, "+OK", 3) || (l[3] != ' ' && l[3] != '\0'))
+		return conn_fail(c, PAUSE_NS, "unexpected reply to %s: \"%.100s\"",
+				 state_name[c->st], l);
+	switch (c->st) {
+	case S_GREETING:
+		return send_cmd(c, &cmd_user, S_USER);
+	case S_USER:
+		return send_cmd(c, &cmd_pass, S_PASS);
+	case S_PASS:
+		return send_cmd(c, &cmd_stat, S_STAT);
+	case S_STAT:
+		return send_cmd(c, &cmd_quit, S_QUIT);
+	case S_QUIT:
+		op_done(c->op_start);
+		return cycle_restart(c);
+	default:
+		return conn_fail(c, PAUSE_NS, "unexpected line in state %s: \"%.100s\"",
+				 state_name[c->st], l);
+	}
+}
+
 /* ------------------------------------------------------------ the loop */
+
+/* One complete reply line, to the mode's protocol. */
+static int
+proto_line(struct conn *c, char *l, size_t len)
+{
+	if (opt.mode == M_SUBMIT)
+		return smtp_line(c, l, len);
+	if (opt.mode == M_POP3)
+		return pop3_line(c, l, len);
+	return imap_line(c, l, len);
+}
 
 /* Parses what is in the input buffer: literal bytes are skipped (and
  * counted), complete lines go to the protocol. */
@@ -715,7 +762,7 @@ parse_input(struct conn *c)
 		if (len && l[len - 1] == '\r')
 			len--;
 		l[len] = '\0'; /* over the CR or LF: lines are C strings */
-		if ((opt.mode == M_SUBMIT ? smtp_line(c, l, len) : imap_line(c, l, len)) < 0)
+		if (proto_line(c, l, len) < 0)
 			return -1;
 	}
 	if (pos) {
@@ -1016,6 +1063,8 @@ usage(FILE *f)
 		   "modes (C clients each, M connections for imap-idle):\n"
 		   "  imap-login   connect, greeting, LOGIN, NOOP, LOGOUT, close; again\n"
 		   "  imap-tls     implicit TLS: connect, handshake, greeting, LOGOUT; again\n"
+		   "  pop3-login   connect, greeting, USER, PASS, STAT, QUIT, close; again\n"
+		   "               (one command at a time, as imap-login)\n"
 		   "  imap-noop    LOGIN once, then NOOP every --interval-ms (default 10);\n"
 		   "               prints 'ready C' once all C are logged in; the warm-up\n"
 		   "               starts then (all must be in within the patience, or the\n"
@@ -1131,6 +1180,8 @@ build_commands(void)
 	gnutls_datum_t plain, b64;
 
 	cmd_login = str_printf("a LOGIN %s %s\r\n", qu, qp);
+	cmd_user = str_printf("USER %s\r\n", opt.user);
+	cmd_pass = str_printf("PASS %s\r\n", opt.password);
 	free(qu);
 	free(qp);
 	if (!opt.no_auth && ul) {
@@ -1354,7 +1405,8 @@ report(void)
 int
 main(int argc, char **argv)
 {
-	struct str *built[] = {&cmd_login, &cmd_auth, &cmd_mail, &cmd_rcpt, &cmd_body};
+	struct str *built[] = {&cmd_login, &cmd_auth, &cmd_mail, &cmd_rcpt,
+			       &cmd_body,  &cmd_user, &cmd_pass};
 	int sigfd, r;
 	uint32_t i;
 
