@@ -1,8 +1,9 @@
 /*
  * pop3-backend.c: the POP3 steps of a backend link (see pop3-backend.h).
  *
- * Invariants: every command we send gets exactly one status line, in order
- * (RFC 2449 6.6), and `state` with `login_queued` says which one is next;
+ * Invariants: one command is in flight at a time, and `state` says which
+ * answers next (never two in one write: Dovecot answers each at once, and
+ * its second answer would wait for our delayed ACK, 40 ms);
  * input() handles one status line, or one whole CAPA body, per call; the
  * link's copy of the password is forgotten as soon as the last command that
  * carries it is queued, and every buffer that held it is wiped.
@@ -26,22 +27,21 @@ typedef enum {
 	ST_STLS,
 	ST_CAPA,
 	ST_CAPA_BODY,
-	ST_XCLIENT, /* XCLIENT's answer is next (the login may be queued behind it) */
+	ST_XCLIENT, /* XCLIENT's answer is next */
 	ST_LOGIN,   /* the answer to AUTH, USER, or PASS is next */
 } State;
 
 typedef struct {
 	State state;
-	gboolean xclient;    /* the server takes XCLIENT from us */
-	gboolean pipelining; /* RFC 2449 6.6 */
+	gboolean xclient;      /* the server takes XCLIENT from us */
+	gboolean xclient_sent; /* once per server */
 	gboolean sasl_plain;
-	gboolean parked;       /* waiting for the credentials at the login */
-	gboolean login_queued; /* in ST_XCLIENT: the login went out behind it */
+	gboolean parked; /* waiting for the credentials at the login */
 	/* what the login sends after the server's next "+" (AUTH PLAIN's
 	 * response) or +OK (USER's PASS line), wiped when sent; or NULL */
 	char *next_part;
 	gboolean next_after_ok; /* next_part waits for +OK (PASS), else for "+" */
-	char *login_text;       /* ST_XCLIENT without PIPELINING: the login, not yet sent */
+	char *login_text;       /* in ST_XCLIENT: the login that waits for its +OK */
 } Pop3;
 
 static void
@@ -153,29 +153,38 @@ login_text(GhBackendLink *l, Pop3 *d, GString *out)
 	return TRUE;
 }
 
-/* The credentials are here (or came to a parked link): XCLIENT and the
- * login. */
+/* XCLIENT is due: forward_client is on, the server takes it, it has not
+ * been sent, and the client is known (a warm link learns it at adoption). */
+static gboolean
+xclient_due(GhBackendLink *l, Pop3 *d)
+{
+	const GhBackendParams *p = gh_backend_link_params(l);
+	return p->backend->forward_client && d->xclient && !d->xclient_sent &&
+	       p->client_addr[0] != '\0';
+}
+
+static void
+send_xclient(GhBackendLink *l, Pop3 *d)
+{
+	GString *out = g_string_sized_new(96);
+	xclient_line(l, out);
+	d->xclient_sent = TRUE;
+	send_text(l, d, ST_XCLIENT, out->str);
+	g_string_free(out, TRUE);
+}
+
+/* The credentials are here (or came to a parked link): the login, after
+ * XCLIENT when a warm link has only now learnt its client. */
 static void
 send_login(GhBackendLink *l, Pop3 *d)
 {
-	const GhBackendParams *p = gh_backend_link_params(l);
-	GString *out = g_string_sized_new(256);
 	GString *login = g_string_sized_new(128);
 
 	if (!login_text(l, d, login))
 		goto out;
-	if (p->backend->forward_client && d->xclient) {
-		xclient_line(l, out);
-		if (!d->pipelining) {
-			/* one command at a time: the login waits for XCLIENT's +OK */
-			d->login_text = g_string_free(g_steal_pointer(&login), FALSE);
-			d->login_queued = FALSE;
-			send_text(l, d, ST_XCLIENT, out->str);
-			goto out;
-		}
-		d->login_queued = TRUE;
-		g_string_append_len(out, login->str, (gssize)login->len);
-		send_text(l, d, ST_XCLIENT, out->str);
+	if (xclient_due(l, d)) {
+		d->login_text = g_string_free(g_steal_pointer(&login), FALSE);
+		send_xclient(l, d);
 		goto out;
 	}
 	send_text(l, d, ST_LOGIN, login->str);
@@ -184,8 +193,17 @@ out:
 		explicit_bzero(login->str, login->len);
 		g_string_free(login, TRUE);
 	}
-	explicit_bzero(out->str, out->len);
-	g_string_free(out, TRUE);
+}
+
+/* Where the login starts: send it, or park until the credentials come. */
+static void
+to_login(GhBackendLink *l, Pop3 *d)
+{
+	if (!gh_backend_link_await_login(l)) {
+		d->parked = TRUE;
+		return;
+	}
+	send_login(l, d);
 }
 
 static void
@@ -193,7 +211,6 @@ after_capa(GhBackendLink *l, Pop3 *d, char **capa)
 {
 	g_auto(GStrv) sasl = NULL;
 
-	d->pipelining = gh_pop3_capa_find(capa, "PIPELINING", NULL) != NULL;
 	if (gh_pop3_capa_find(capa, "XCLIENT", NULL) != NULL)
 		d->xclient = TRUE;
 	d->sasl_plain = FALSE;
@@ -201,11 +218,12 @@ after_capa(GhBackendLink *l, Pop3 *d, char **capa)
 		for (guint i = 0; sasl[i] != NULL; i++)
 			if (g_ascii_strcasecmp(sasl[i], "PLAIN") == 0)
 				d->sasl_plain = TRUE;
-	if (!gh_backend_link_await_login(l)) {
-		d->parked = TRUE;
+	/* the client's address goes first, while its password is checked */
+	if (xclient_due(l, d)) {
+		send_xclient(l, d);
 		return;
 	}
-	send_login(l, d);
+	to_login(l, d);
 }
 
 /* The answer to the login: AUTH's, USER's or PASS's. */
@@ -220,8 +238,10 @@ on_login_status(GhBackendLink *l,
 {
 	g_autofree char *text = NULL;
 
+	/* with a part still to send, only the answer that asks for it will
+	 * do: "+" after AUTH PLAIN alone, +OK after USER */
 	if (st->status == GH_POP3_STATUS_MORE ||
-	    (st->status == GH_POP3_STATUS_OK && d->next_after_ok && d->next_part != NULL)) {
+	    (st->status == GH_POP3_STATUS_OK && d->next_part != NULL)) {
 		char *part = g_steal_pointer(&d->next_part);
 		if (part == NULL || (st->status == GH_POP3_STATUS_MORE) == d->next_after_ok) {
 			wipe_free(part);
@@ -295,6 +315,11 @@ on_status(GhBackendLink *l, Pop3 *d, const char *line, gsize len, const char *ra
 			d->state = ST_CAPA_BODY;
 			return;
 		}
+		if (st.status == GH_POP3_STATUS_MORE) {
+			text = shown(line, len);
+			gh_backend_link_fail(l, FALSE, "unexpected answer to CAPA: \"%s\"", text);
+			return;
+		}
 		/* RFC 1939 alone: no CAPA, so USER and PASS */
 		after_capa(l, d, NULL);
 		return;
@@ -307,12 +332,12 @@ on_status(GhBackendLink *l, Pop3 *d, const char *line, gsize len, const char *ra
 					     text);
 			return;
 		}
-		if (d->login_queued) {
-			d->state = ST_LOGIN;
-		} else {
+		if (d->login_text != NULL) {
 			char *login = g_steal_pointer(&d->login_text);
 			send_text(l, d, ST_LOGIN, login);
 			wipe_free(login);
+		} else {
+			to_login(l, d);
 		}
 		return;
 	case ST_LOGIN:
@@ -396,7 +421,7 @@ pop3_reset(gpointer data)
 {
 	Pop3 *d = data;
 	d->state = ST_GREETING;
-	d->xclient = d->pipelining = d->sasl_plain = d->parked = d->login_queued = FALSE;
+	d->xclient = d->xclient_sent = d->sasl_plain = d->parked = FALSE;
 	wipe_free(g_steal_pointer(&d->next_part));
 	wipe_free(g_steal_pointer(&d->login_text));
 }

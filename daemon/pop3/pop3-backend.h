@@ -6,10 +6,12 @@
  * Read the greeting (-ERR: try the next server), send STLS first when
  * tls = starttls (RFC 2595 4: no new greeting inside TLS), learn the
  * capabilities with CAPA (RFC 2449; a server without CAPA offers USER/PASS
- * only), then send, in one write when the server offers PIPELINING:
+ * only), then, one command at a time:
  *   - when forward_client is on and the server offers it (Dovecot's
  *     pop3-login to its login_trusted_networks says [XCLIENT] in its
- *     greeting), XCLIENT ADDR= PORT= with the client's address;
+ *     greeting), XCLIENT ADDR= PORT= with the client's address: at once,
+ *     while the password is checked; on a warm link (backend-pool.h) once
+ *     it is given a client, before the login;
  *   - the login:
  *       passthrough  AUTH PLAIN with an initial response when the server
  *                    offers SASL PLAIN (the response alone, after the

@@ -3,7 +3,8 @@
  *
  * Invariants: every output points into the caller's buffer or is a new
  * string; no function reads past `len`; a NUL in the input is data, never
- * an end.
+ * the end of the input (the multi-line body's lines come back as C strings,
+ * cut at a NUL).
  */
 #include "gh-build.h"
 

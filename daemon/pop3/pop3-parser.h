@@ -101,8 +101,9 @@ typedef enum {
 
 /* The body of a multi-line response (RFC 1939 3), the status line already
  * read: lines up to the one that is a single ".".  On OK *lines gets each
- * line, dot-unstuffed, without its terminator (new NULL-terminated array)
- * and *consumed the bytes up to and including the "." line's end. */
+ * line, dot-unstuffed, without its terminator (new NULL-terminated array
+ * of C strings: a NUL inside a line ends that line's string) and *consumed
+ * the bytes up to and including the "." line's end. */
 GhPop3MultiStatus
 gh_pop3_parse_multiline(const char *buf, gsize len, gsize max, char ***lines, gsize *consumed);
 

@@ -595,7 +595,9 @@ class ScriptedPop3(Server):
     login +OK to everything.  Records every line (self.received)."""
 
     def __init__(self, greeting='+OK scripted ready.', capa=('USER', 'SASL PLAIN'),
-                 login_err='-ERR [AUTH] Authentication failed.', refuse_all=False):
+                 login_err='-ERR [AUTH] Authentication failed.', refuse_all=False,
+                 ok_without_response=False):
+        self.ok_without_response = ok_without_response
         self.greeting = greeting
         self.capa = capa
         self.login_err = login_err
@@ -643,6 +645,10 @@ class ScriptedPop3(Server):
                 logged_in = ok
             elif verb == 'AUTH':
                 parts = arg.split(' ')
+                if len(parts) == 1 and self.ok_without_response:
+                    say('+OK logged in without hearing a password')
+                    logged_in = True
+                    continue
                 if len(parts) == 1:
                     say('+ ')
                     resp = f.readline().decode('latin-1').rstrip('\r\n')
@@ -718,6 +724,24 @@ def test_backend_long_login_uses_continuation(gateway, scripted):
         c.close()
     assert srv.received[1] == 'AUTH PLAIN', srv.received
     assert srv.received[2] == plain_blob(long_user, 'alicepw'), srv.received
+
+
+def test_backend_ok_without_the_response_is_not_a_login(gateway, scripted):
+    """A server that says +OK to AUTH PLAIN before it had the response
+    (the long-login case) has not checked anything: the client gets the
+    temporary failure, and the password never went out."""
+    srv = scripted(ok_without_response=True)
+    long_user = 'alice' + 'x' * 200
+    gw = scripted_gw(gateway, srv, users={long_user: 'alicepw'})
+    c = client(gw)
+    try:
+        assert c.user_pass(long_user, 'alicepw') == TEMPFAIL, c.ctx()
+    finally:
+        c.close()
+    assert 'AUTH PLAIN' in srv.received and \
+        not any('alicepw' in ln or plain_blob(long_user, 'alicepw') in ln
+                for ln in srv.received), srv.received
+    assert 'unexpected answer to the login' in gw.log(), gw.log()[-2000:]
 
 
 @pytest.mark.parametrize('answer,client_sees', [
