@@ -66,6 +66,31 @@ gh_line_next(
 	return GH_LINE_TOO_LONG;
 }
 
+GhLineStatus
+gh_line_next_command(const char *buf,
+		     gsize len,
+		     gsize max,
+		     gsize max_long,
+		     const char *long_verb,
+		     gsize *line_len,
+		     gsize *consumed,
+		     gboolean *terminated)
+{
+	gboolean term = FALSE;
+	gsize n = strlen(long_verb);
+	GhLineStatus st = gh_line_next(buf, len, max_long, line_len, consumed, &term);
+
+	if (st == GH_LINE_OK && *consumed > max &&
+	    !(*line_len >= n && g_ascii_strncasecmp(buf, long_verb, n) == 0 &&
+	      (*line_len == n || buf[n] == ' ' || buf[n] == '\t'))) {
+		st = GH_LINE_TOO_LONG;
+		*line_len = 0;
+	}
+	if (terminated != NULL)
+		*terminated = term;
+	return st;
+}
+
 gsize
 gh_line_skip(const char *buf, gsize len, gboolean *terminated)
 {

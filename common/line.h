@@ -34,6 +34,21 @@ typedef enum {
 GhLineStatus gh_line_next(
     const char *buf, gsize len, gsize max, gsize *line_len, gsize *consumed, gboolean *terminated);
 
+/* A command line: as gh_line_next with `max_long`, but a line of more than
+ * `max` octets (its end counted) is TOO_LONG unless its first word is
+ * `long_verb`, matched case-insensitively and ended by a space, a tab or
+ * the line end (SMTP's and POP3's AUTH with an initial response).  Such a
+ * line is whole in the buffer: *consumed covers it, *terminated is TRUE,
+ * *line_len 0. */
+GhLineStatus gh_line_next_command(const char *buf,
+				  gsize len,
+				  gsize max,
+				  gsize max_long,
+				  const char *long_verb,
+				  gsize *line_len,
+				  gsize *consumed,
+				  gboolean *terminated);
+
 /* While dropping the rest of an over-long line: returns the number of bytes
  * of buf[0..len) to drop, and sets *terminated when those include the LF. */
 gsize gh_line_skip(const char *buf, gsize len, gboolean *terminated);

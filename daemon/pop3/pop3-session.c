@@ -255,18 +255,13 @@ pop3_command(GhSession *s)
 	const char *buf = (const char *)c->in->data;
 	gsize line_len = 0, used = 0;
 	gboolean terminated = FALSE;
+	/* only an AUTH command line may be longer (its initial response) */
 	GhLineStatus st =
-	    gh_line_next(buf, c->in->len, GH_POP3_MAX_AUTH_LINE, &line_len, &used, &terminated);
+	    gh_line_next_command(buf, c->in->len, GH_POP3_MAX_LINE, GH_POP3_MAX_AUTH_LINE, "AUTH",
+				 &line_len, &used, &terminated);
 
 	if (st == GH_LINE_NEED_MORE)
 		return GH_INPUT_NEED_MORE;
-	if (st == GH_LINE_OK && used > GH_POP3_MAX_LINE) {
-		/* only an AUTH command line may be longer (its initial response) */
-		GhPop3Command cmd;
-		gh_pop3_parse_command(buf, line_len, &cmd);
-		if (cmd.verb != GH_POP3_CMD_AUTH)
-			st = GH_LINE_TOO_LONG;
-	}
 	if (st == GH_LINE_TOO_LONG) {
 		/* the line may hold a password: wiped with the buffer's bytes */
 		explicit_bzero(c->in->data, MIN(used, c->in->len));

@@ -265,18 +265,13 @@ smtp_command(GhSession *s)
 	const char *buf = (const char *)c->in->data;
 	gsize line_len = 0, used = 0;
 	gboolean terminated = FALSE;
+	/* only an AUTH command line may be longer (RFC 4954 4) */
 	GhLineStatus st =
-	    gh_line_next(buf, c->in->len, GH_SMTP_MAX_AUTH_LINE, &line_len, &used, &terminated);
+	    gh_line_next_command(buf, c->in->len, GH_SMTP_MAX_LINE, GH_SMTP_MAX_AUTH_LINE, "AUTH",
+				 &line_len, &used, &terminated);
 
 	if (st == GH_LINE_NEED_MORE)
 		return GH_INPUT_NEED_MORE;
-	if (st == GH_LINE_OK && used > GH_SMTP_MAX_LINE) {
-		/* only an AUTH command line may be longer (RFC 4954 4) */
-		GhSmtpCommand cmd;
-		gh_smtp_parse_command(buf, line_len, &cmd);
-		if (cmd.verb != GH_SMTP_CMD_AUTH)
-			st = GH_LINE_TOO_LONG;
-	}
 	if (st == GH_LINE_TOO_LONG) {
 		gh_conn_consume(c, used);
 		if (!terminated)

@@ -20,6 +20,7 @@
  */
 #include "gh-build.h"
 
+#include "fuzz-auth-command.h"
 #include "fuzz.h"
 #include "common/line.h"
 #include "session/sasl.h"
@@ -95,34 +96,7 @@ check_auth(const char *arg, gsize len)
 		return;
 	}
 	FUZZ_CHECK(mech != NULL && *mech != '\0');
-	for (const char *p = mech; *p != '\0'; p++)
-		FUZZ_CHECK(!is_blank(*p) && !g_ascii_islower(*p));
-	if (initial == NULL)
-		return;
-	FUZZ_CHECK(*initial != '\0');
-	for (const char *p = initial; *p != '\0'; p++)
-		FUZZ_CHECK(!is_blank(*p));
-	/* what the session does next with it */
-	if (strcmp(mech, "PLAIN") == 0) {
-		char *zid = NULL, *cid = NULL;
-		GhSecret *pw = NULL;
-
-		if (gh_sasl_plain_decode(initial, strlen(initial), &zid, &cid, &pw) == GH_SASL_OK)
-			FUZZ_CHECK(zid != NULL && cid != NULL && *cid != '\0' && pw != NULL);
-		else
-			FUZZ_CHECK(zid == NULL && cid == NULL && pw == NULL);
-		g_free(zid);
-		g_free(cid);
-		gh_secret_free(pw);
-	} else if (strcmp(mech, "LOGIN") == 0) {
-		GhSecret *user = NULL;
-
-		if (gh_sasl_login_decode(initial, strlen(initial), FALSE, &user) == GH_SASL_OK)
-			FUZZ_CHECK(user != NULL && gh_secret_len(user) > 0);
-		else
-			FUZZ_CHECK(user == NULL);
-		gh_secret_free(user);
-	}
+	fuzz_check_sasl_start(mech, initial);
 }
 
 static void
@@ -224,6 +198,12 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				FUZZ_CHECK(st3 == GH_LINE_OK && l3 == line_len && u3 == used);
 			else
 				FUZZ_CHECK(st3 == GH_LINE_TOO_LONG && u3 == used);
+		}
+		/* only an AUTH line may pass the 512 bytes */
+		if (!fuzz_check_command_line(p, left, line_len, used, GH_SMTP_MAX_LINE,
+					     GH_SMTP_MAX_AUTH_LINE)) {
+			pos += used;
+			continue;
 		}
 		{
 			char *line = fuzz_copy(p, line_len);

@@ -568,8 +568,8 @@ static const BadCase bad_cases[] = {
      {NULL}},
     /* a bad protocol is one problem, not also a mismatch with the backend */
     {"bad-enum-protocol",
-     HEAD "[listener smtp]\nprotocol = pop3\nauth = users\nbackend = mx\n",
-     {"@FILE@:7: [listener smtp] protocol: bad value 'pop3': expected smtp or imap"}},
+     HEAD "[listener smtp]\nprotocol = pop2\nauth = users\nbackend = mx\n",
+     {"@FILE@:7: [listener smtp] protocol: bad value 'pop2': expected smtp, imap or pop3"}},
     {"bad-enum-tls",
      HEAD LISTENER "tls = sometimes\n",
      {"@FILE@:11: [listener smtp] tls: bad value 'sometimes': expected none, starttls or "
@@ -661,7 +661,7 @@ static const BadCase bad_cases[] = {
      {"@FILE@:6: [listener smtp] backend: missing"}},
     {"missing-protocol",
      HEAD "[listener smtp]\nauth = users\nbackend = mx\n",
-     {"@FILE@:6: [listener smtp] protocol: missing: expected smtp or imap"}},
+     {"@FILE@:6: [listener smtp] protocol: missing: expected smtp, imap or pop3"}},
     {"missing-auth",
      HEAD "[listener smtp]\nprotocol = smtp\nbackend = mx\nauth =\n",
      {"@FILE@:9: [listener smtp] auth: missing"}},
@@ -983,7 +983,7 @@ test_sample(void)
 		fixture_teardown(&f);
 		return;
 	}
-	g_assert_cmpuint(cfg->listeners->len, ==, 3);
+	g_assert_cmpuint(cfg->listeners->len, ==, 4);
 	lc = gh_config_listener(cfg, "smtp");
 	g_assert_nonnull(lc);
 	g_assert_cmpint(lc->protocol, ==, GH_PROTO_SMTP);
@@ -998,6 +998,12 @@ test_sample(void)
 	g_assert_cmpint(lc->protocol, ==, GH_PROTO_IMAP);
 	assert_host_port(lc->listen, 0, "0.0.0.0", 143);
 	g_assert_cmpint(lc->tls, ==, GH_TLS_NONE);
+	lc = gh_config_listener(cfg, "pop3");
+	g_assert_nonnull(lc);
+	g_assert_cmpint(lc->protocol, ==, GH_PROTO_POP3);
+	assert_host_port(lc->listen, 0, "0.0.0.0", 110);
+	g_assert_cmpuint(lc->idle_timeout, ==, 600);     /* RFC 1939 3 */
+	g_assert_null(gh_config_listener(cfg, "pop3s")); /* commented out, as [tls] */
 	g_assert_nonnull(gh_config_auth(cfg, "users"));
 	g_assert_null(gh_config_auth(cfg, "ldap")); /* commented out */
 	bc = gh_config_backend(cfg, "submission");
@@ -1005,6 +1011,10 @@ test_sample(void)
 	g_assert_cmpint(bc->login, ==, GH_LOGIN_XCLIENT);
 	g_assert_nonnull(gh_config_backend(cfg, "mx"));
 	g_assert_nonnull(gh_config_backend(cfg, "imap"));
+	bc = gh_config_backend(cfg, "pop3");
+	g_assert_nonnull(bc);
+	g_assert_cmpint(bc->protocol, ==, GH_PROTO_POP3);
+	g_assert_true(bc->forward_client);
 	fixture_teardown(&f);
 }
 

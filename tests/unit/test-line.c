@@ -1,6 +1,7 @@
 /*
  * test-line.c: the line framing of common/line.c (gh_line_next,
- * gh_line_skip) that SMTP, IMAP backend and SASL lines share: CRLF and bare
+ * gh_line_next_command, gh_line_skip) that SMTP, POP3, IMAP backend and
+ * SASL lines share: CRLF and bare
  * LF, a CR that is line data, the limit counting the terminator, over-long
  * lines and skipping them, a 100 KB line; every input fed whole, one byte at
  * a time and in chunks.
@@ -178,6 +179,71 @@ test_limit(void)
 		want.line_len = cases[i].st == GH_LINE_OK ? cases[i].text : 0;
 		g_test_message("case %zu: %zu octets", i, s->len);
 		check_line(s->str, s->len, MAX_LINE, want);
+	}
+}
+
+/* gh_line_next_command: past MAX_LINE only a line whose first word is AUTH
+ * (any case, ended by a space, a tab or the line end) is a line; the rest
+ * is TOO_LONG over the same bytes, whole in the buffer. */
+static void
+test_next_command(void)
+{
+	static const struct {
+		const char *head; /* the line starts so; 'a's fill it to `text` */
+		gsize text;       /* bytes before the CRLF */
+		GhLineStatus st;
+	} cases[] = {
+	    {"AUTH PLAIN ", 600, GH_LINE_OK},
+	    {"auth plain ", 600, GH_LINE_OK},
+	    {"AuTh\t", 600, GH_LINE_OK},
+	    {"AUTH PLAIN ", MAX_AUTH_LINE - 2, GH_LINE_OK},
+	    {"AUTH PLAIN ", MAX_AUTH_LINE - 1, GH_LINE_TOO_LONG},
+	    {"AUTHX ", 600, GH_LINE_TOO_LONG},
+	    {"AUT", 600, GH_LINE_TOO_LONG},
+	    {" AUTH ", 600, GH_LINE_TOO_LONG},
+	    {"MAIL FROM:<", 600, GH_LINE_TOO_LONG},
+	    {"MAIL FROM:<", MAX_LINE - 2, GH_LINE_OK},
+	    {"MAIL FROM:<", MAX_LINE - 1, GH_LINE_TOO_LONG},
+	};
+
+	for (gsize i = 0; i < G_N_ELEMENTS(cases); i++) {
+		g_autoptr(GString) s = g_string_new(cases[i].head);
+		g_autofree char *buf = NULL;
+		gsize line_len = 99, used = 0;
+		gboolean term = FALSE;
+		GhLineStatus st;
+
+		while (s->len < cases[i].text)
+			g_string_append_c(s, 'a');
+		g_string_append(s, "\r\nNOOP\r\n");
+		buf = exact(s->str, s->len);
+		g_test_message("case %zu: %s... %zu octets", i, cases[i].head, cases[i].text);
+		st = gh_line_next_command(buf, s->len, MAX_LINE, MAX_AUTH_LINE, "AUTH", &line_len,
+					  &used, &term);
+		g_assert_cmpint(st, ==, cases[i].st);
+		g_assert_true(term);
+		g_assert_cmpuint(used, ==, cases[i].text + 2);
+		g_assert_cmpuint(line_len, ==, st == GH_LINE_OK ? cases[i].text : 0);
+	}
+	/* "AUTH" alone, and a line that does not end yet */
+	{
+		g_autofree char *buf = exact(BYTES("AUTH\n"));
+		gsize line_len = 0, used = 0;
+		g_assert_cmpint(
+		    gh_line_next_command(buf, 5, 3, MAX_AUTH_LINE, "AUTH", &line_len, &used, NULL),
+		    ==, GH_LINE_OK);
+		g_assert_cmpuint(line_len, ==, 4);
+		g_assert_cmpuint(used, ==, 5);
+	}
+	{
+		g_autofree char *buf = exact(BYTES("AUTH PLAIN abc"));
+		gsize line_len = 0, used = 7;
+		gboolean term = TRUE;
+		g_assert_cmpint(gh_line_next_command(buf, 14, 5, MAX_AUTH_LINE, "AUTH", &line_len,
+						     &used, &term),
+				==, GH_LINE_NEED_MORE);
+		g_assert_cmpuint(used, ==, 0);
+		g_assert_false(term);
 	}
 }
 
@@ -389,6 +455,7 @@ main(int argc, char **argv)
 	g_test_init(&argc, &argv, NULL);
 	g_test_add_func("/gatehouse/line/next", test_next_line);
 	g_test_add_func("/gatehouse/line/limit", test_limit);
+	g_test_add_func("/gatehouse/line/next-command", test_next_command);
 	g_test_add_func("/gatehouse/line/too-long-skip", test_too_long_skip);
 	g_test_add_func("/gatehouse/line/stream", test_stream);
 	g_test_add_func("/gatehouse/line/huge-line", test_huge_line);
