@@ -37,6 +37,10 @@ export LC_ALL=C.UTF-8
 export DEBIAN_FRONTEND=noninteractive
 
 here=$(cd "$(dirname "$0")" && pwd)
+if [ "$(id -u)" -ne 0 ]; then
+	echo "FAIL: run as root (it installs and purges packages)"
+	exit 1
+fi
 repo=$(git -C "$here" rev-parse --show-toplevel 2>/dev/null) || {
 	echo "FAIL: $here is not in a git repository"
 	exit 1
@@ -76,7 +80,6 @@ die() {
 }
 
 # ---------------------------------------------------------------- before
-[ "$(id -u)" -eq 0 ] || die "run as root (it installs and purges packages)"
 missing=
 for tool in git dpkg-buildpackage dpkg-checkbuilddeps dh lintian fakeroot apt-get \
 	systemd-socket-activate python3 getent useradd; do
