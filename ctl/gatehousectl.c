@@ -207,7 +207,7 @@ cmd_auth_test(const char *config_path, int argc, char **argv)
 	g_autofree char *remote = NULL;
 	g_autofree char *listener = NULL;
 	GOptionEntry entries[] = {
-	    {"service", 's', 0, G_OPTION_ARG_STRING, &service, "smtp or imap", "SERVICE"},
+	    {"service", 's', 0, G_OPTION_ARG_STRING, &service, "smtp, imap or pop3", "SERVICE"},
 	    {"remote", 'r', 0, G_OPTION_ARG_STRING, &remote, "Client address to test as", "IP"},
 	    {"listener", 'l', 0, G_OPTION_ARG_STRING, &listener, "Listener whose chain to use",
 	     "NAME"},

@@ -161,7 +161,10 @@ def test_auth_test_timing_does_not_reveal_users(setup):
 def test_auth_test_usage_and_config_errors(setup, tmp):
     tmp, users, conf = setup
     assert ctl('auth-test', stdin='x\n', config=conf).returncode == 64
-    assert ctl('auth-test', 'a', '--service', 'pop3', stdin='x\n', config=conf).returncode == 64
+    assert ctl('auth-test', 'a', '--service', 'pop2', stdin='x\n', config=conf).returncode == 64
+    # a service this configuration has no listener for: its error, not a usage one
+    r = ctl('auth-test', 'a', '--service', 'pop3', stdin='x\n', config=conf)
+    assert r.returncode == 78 and 'has no pop3 listener' in r.stderr, r.stderr
     assert ctl('auth-test', 'a', '--remote', 'not-an-ip', stdin='x\n', config=conf).returncode == 64
     r = ctl('auth-test', 'a', stdin='x\n', config=tmp / 'missing.conf')
     assert r.returncode == 78 and 'missing.conf' in r.stderr
