@@ -237,6 +237,9 @@ def test_parked_connection_lost(tmp, daemons, pw, gate, imap_relay):
         c.line('a1 LOGIN alice %s' % imap_quote(USERS['alice']))
         wait_for(lambda: gate.count() == 1, what='PAM holding the login')
         wait_for(lambda: imap_relay.connections() == 1, what='the early backend connection')
+        # cut once the greeting has reached the gateway, which parks on it
+        # (earlier, the link would fail in its greeting, not be lost parked)
+        wait_for(lambda: b'\n' in imap_relay.from_server(0), what='the greeting relayed')
         imap_relay.cut()
         wait_for(lambda: 'while the login was being checked' in gw.text(),
                  what='the lost parked connection in the log')

@@ -147,6 +147,9 @@ def test_backend_dropping_warm_connections_costs_nothing(gateways, imap_relay):
     first, reply = imap_login(gw)
     first.close()
     wait_for(lambda: imap_relay.connections() == 3, what='two warm connections')
+    # each relay has its server once that server's greeting came through
+    wait_for(lambda: all(b'\n' in imap_relay.from_server(i) for i in range(3)),
+             what='the greetings relayed')
     imap_relay.cut()
     wait_for(lambda: imap_relay.ended == 3, what='the connections cut')
     c, reply = imap_login(gw)

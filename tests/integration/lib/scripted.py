@@ -271,13 +271,14 @@ class Relay:
     """A Server handler relaying to 127.0.0.1:port.  greeting: bytes sent to
     the client in place of the server's first line (read byte by byte, so
     that nothing more is read ahead); sent: a list to which every chunk the
-    client sends is appended.  When one side ends, the other is told (its
-    sending half shut down)."""
+    client sends is appended; back: the same for what the server sends.
+    When one side ends, the other is told (its sending half shut down)."""
 
-    def __init__(self, port, greeting=None, sent=None):
+    def __init__(self, port, greeting=None, sent=None, back=None):
         self.port = port
         self.greeting = greeting
         self.sent = sent
+        self.back = back
         self.socks = []
         self.lock = threading.Lock()
 
@@ -294,7 +295,7 @@ class Relay:
                         return
                     greeting += ch
                 conn.sendall(self.greeting)
-            t = threading.Thread(target=self._pump, args=(up, conn), daemon=True)
+            t = threading.Thread(target=self._pump, args=(up, conn, self.back), daemon=True)
             t.start()
             self._pump(conn, up, self.sent)
             t.join(15)
@@ -332,20 +333,23 @@ class Relay:
 
 class RecordingRelay:
     """A relay to a real server on 127.0.0.1:port that records what the
-    gateway sends it, connection by connection in the order they were
-    accepted, and counts the relayed connections that have ended."""
+    gateway sends it (and what the server sends back), connection by
+    connection in the order they were accepted, and counts the relayed
+    connections that have ended."""
 
     def __init__(self, port):
         self.ended = 0
         self._records = []
+        self._backs = []
         self._relays = []
         self._lock = threading.Lock()
 
         def handler(conn):
-            rec = []
-            relay = Relay(port, sent=rec)
+            rec, back = [], []
+            relay = Relay(port, sent=rec, back=back)
             with self._lock:
                 self._records.append(rec)
+                self._backs.append(back)
                 self._relays.append(relay)
             try:
                 relay(conn)
@@ -369,6 +373,12 @@ class RecordingRelay:
         with self._lock:
             records = self._records if i is None else [self._records[i]]
             return b''.join(b''.join(r) for r in records)
+
+    def from_server(self, i):
+        """What the server has sent the gateway on the i-th connection (so
+        far): its greeting is through once this holds a line end."""
+        with self._lock:
+            return b''.join(self._backs[i])
 
     def cut(self):
         """Break every relayed connection, as a backend restart would."""
