@@ -287,7 +287,8 @@ class Dovecot:
     master user proxy/proxypw (a passdb with master = yes: it logs in as any
     existing user either as 'alice*proxy' or with SASL PLAIN authzid=alice),
     no failure delay, and submission relaying to Postfix on 127.0.0.1:relay_port
-    (relay trusted: Dovecot passes the login on with XCLIENT)."""
+    (relay trusted: Dovecot passes the login on with XCLIENT).  mark(),
+    since() and wait_log() read its log."""
 
     def __init__(self, relay_port, directory=None, imap_port=None, submission_port=None,
                  maildirs=None, pop3_port=None):
@@ -423,6 +424,24 @@ service anvil {{
         except FileNotFoundError:
             return ''
 
+    def mark(self):
+        """The current end of the log, for since() and wait_log(after=)."""
+        return len(self.log_text())
+
+    def since(self, mark):
+        return self.log_text()[mark:]
+
+    def wait_log(self, pattern, after=0, timeout=30.0):
+        """The first match of the regular expression in the log written
+        after `after` (a mark())."""
+        rx = re.compile(pattern)
+        try:
+            return wait_for(lambda: rx.search(self.since(after)), timeout,
+                            what='dovecot log: %s' % pattern)
+        except AssertionError:
+            raise AssertionError('no %r in the dovecot log after mark %d; log since:\n%s'
+                                 % (pattern, after, self.since(after)[-3000:]))
+
 
 class TlsPostfix(Postfix):
     """backends.Postfix with TLS: STARTTLS (security level may) on port,
@@ -542,8 +561,7 @@ class ProxyDovecot(Dovecot):
     """backends.Dovecot whose IMAP and POP3 listeners take a PROXY protocol header
     first (haproxy = yes) from haproxy_trusted_networks (default 127.0.0.1:
     a gatehoused of the tests), as doc/deployment.md sets up Dovecot behind
-    gatehouse; it logs the address in the header as rip=.  mark(), since()
-    and wait_log() read its log."""
+    gatehouse; it logs the address in the header as rip=."""
 
     def __init__(self, relay_port, haproxy_trusted_networks='127.0.0.1', **kw):
         super().__init__(relay_port, **kw)
@@ -558,23 +576,6 @@ class ProxyDovecot(Dovecot):
             text = text.replace(plain, '    port = %d\n    haproxy = yes\n  }' % port)
         text += 'haproxy_trusted_networks = %s\n' % self.haproxy_trusted_networks
         self.conf.write_text(text)
-
-    def mark(self):
-        return len(self.log_text())
-
-    def since(self, mark):
-        return self.log_text()[mark:]
-
-    def wait_log(self, pattern, after=0, timeout=30.0):
-        """The first match of the regular expression in the log written
-        after `after` (a mark())."""
-        rx = re.compile(pattern)
-        try:
-            return wait_for(lambda: rx.search(self.since(after)), timeout,
-                            what='dovecot log: %s' % pattern)
-        except AssertionError:
-            raise AssertionError('no %r in the dovecot log after mark %d; log since:\n%s'
-                                 % (pattern, after, self.since(after)[-3000:]))
 
 
 def main(argv):

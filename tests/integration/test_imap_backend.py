@@ -59,26 +59,6 @@ class ImapDovecot(Dovecot):
         with open(self.conf, 'a') as f:
             f.write('imap_id_log = *\n')
 
-    def mark(self):
-        """The current end of the log, for since()/wait_log(after=)."""
-        return len(self.log_text())
-
-    def since(self, mark):
-        return self.log_text()[mark:]
-
-    def wait_log(self, pattern, after=0, timeout=30.0):
-        """The first match of the regular expression pattern in the log
-        written after `after` (a mark())."""
-        rx = re.compile(pattern)
-
-        def find():
-            return rx.search(self.since(after))
-        try:
-            return wait_for(find, timeout, what='dovecot log: %s' % pattern)
-        except AssertionError:
-            raise AssertionError('no %r in the dovecot log after mark %d; log since:\n%s'
-                                 % (pattern, after, self.since(after)[-3000:]))
-
 
 @pytest.fixture(scope='module')
 def dovecot(postfix):

@@ -51,30 +51,12 @@ EOLS = pytest.mark.parametrize('eol', ['\r\n', '\n'], ids=['crlf', 'lf'])
 # ---------- this module's Dovecot ----------
 
 class Pop3Dovecot(Dovecot):
-    """backends.Dovecot plus the user dave, and mark()/since()/wait_log()
-    on its log."""
+    """backends.Dovecot plus the user dave, and deliver() into a maildir."""
 
     def write_config(self):
         super().write_config()
         with open(self.dir / 'users', 'a') as f:
             f.write('%s:{PLAIN}%s::::::\n' % (DAVE, DAVE_PW))
-
-    def mark(self):
-        return len(self.log_text())
-
-    def since(self, mark):
-        return self.log_text()[mark:]
-
-    def wait_log(self, pattern, after=0, timeout=30.0):
-        rx = re.compile(pattern)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            m = rx.search(self.since(after))
-            if m:
-                return m
-            time.sleep(0.05)
-        raise AssertionError('no %r in the dovecot log after mark %d; log since:\n%s'
-                             % (pattern, after, self.since(after)[-3000:]))
 
     def deliver(self, user, subject):
         """A message straight into the user's maildir (as Dovecot's own
