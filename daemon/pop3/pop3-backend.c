@@ -36,7 +36,6 @@ typedef struct {
 	gboolean xclient;      /* the server takes XCLIENT from us */
 	gboolean xclient_sent; /* once per server */
 	gboolean sasl_plain;
-	gboolean parked; /* waiting for the credentials at the login */
 	/* what the login sends after the server's next "+" (AUTH PLAIN's
 	 * response) or +OK (USER's PASS line), wiped when sent; or NULL */
 	char *next_part;
@@ -199,11 +198,9 @@ out:
 static void
 to_login(GhBackendLink *l, Pop3 *d)
 {
-	if (!gh_backend_link_await_login(l)) {
-		d->parked = TRUE;
-		return;
-	}
-	send_login(l, d);
+	/* else parked: pop3_login comes back with the credentials */
+	if (gh_backend_link_await_login(l))
+		send_login(l, d);
 }
 
 static void
@@ -404,9 +401,7 @@ pop3_input(GhBackendLink *l, gpointer data)
 static void
 pop3_login(GhBackendLink *l, gpointer data)
 {
-	Pop3 *d = data;
-	d->parked = FALSE;
-	send_login(l, d);
+	send_login(l, data);
 }
 
 /* Inside TLS after STLS: the capabilities as they are there (RFC 2595 4). */
@@ -421,7 +416,7 @@ pop3_reset(gpointer data)
 {
 	Pop3 *d = data;
 	d->state = ST_GREETING;
-	d->xclient = d->xclient_sent = d->sasl_plain = d->parked = FALSE;
+	d->xclient = d->xclient_sent = d->sasl_plain = FALSE;
 	wipe_free(g_steal_pointer(&d->next_part));
 	wipe_free(g_steal_pointer(&d->login_text));
 }

@@ -13,8 +13,8 @@
 #    and group, /etc/gatehouse's owner and mode;
 # 4. `gatehoused -t` on the shipped sample, on a configuration that loads
 #    the pam and ldap modules, and on a minimal one: an IMAP listener in
-#    front of a scripted IMAP server (imap-backend.py) on 127.0.0.1 at ports
-#    chosen now, users made with the installed `gatehousectl hash-password`;
+#    front of a real Dovecot (dovecot-backend.py, the integration tests'
+#    private one) on 127.0.0.1 at ports chosen now, users made with the installed `gatehousectl hash-password`;
 # 5. starts the installed /usr/sbin/gatehoused under
 #    `systemd-socket-activate --fdname=imap`, logs in through it (and fails
 #    to with a wrong password), asks it `gatehousectl stats`, checks it
@@ -29,6 +29,7 @@
 # leaves the machine as it found it: whatever happens, the trap purges what
 # it installed, stops what it started and removes its temporary directory.
 # Needs: build-essential debhelper dpkg-dev devscripts lintian fakeroot,
+# dovecot-imapd,
 # the build dependencies of debian/control, systemd (systemd-socket-activate)
 # and python3.  Ends with PASS or FAIL and exit status 0 or 1.
 
@@ -82,10 +83,10 @@ die() {
 # ---------------------------------------------------------------- before
 missing=
 for tool in git dpkg-buildpackage dpkg-checkbuilddeps dh lintian fakeroot apt-get \
-	systemd-socket-activate python3 getent useradd; do
+	systemd-socket-activate python3 getent useradd dovecot; do
 	command -v "$tool" >/dev/null || missing="$missing $tool"
 done
-[ -z "$missing" ] || die "missing:$missing (apt-get install build-essential debhelper dpkg-dev devscripts lintian fakeroot systemd python3)"
+[ -z "$missing" ] || die "missing:$missing (apt-get install build-essential debhelper dpkg-dev devscripts lintian fakeroot systemd python3 dovecot-imapd)"
 for p in $packages; do
 	if dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'installed\|config-files'; then
 		die "$p is already installed (or not purged): this test installs and purges it; purge it first"
@@ -284,13 +285,13 @@ fi
 free_port() {
 	python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
-python3 "$here/imap-backend.py" "$tmp/backend.port" alice "$password" >"$tmp/backend.log" 2>&1 &
+python3 "$here/dovecot-backend.py" "$tmp/backend.port" alice "$password" >"$tmp/backend.log" 2>&1 &
 backend_pid=$!
-for _ in $(seq 100); do
+for _ in $(seq 300); do
 	[ -s "$tmp/backend.port" ] && break
 	sleep 0.1
 done
-[ -s "$tmp/backend.port" ] || die "the scripted IMAP backend did not start: $(cat "$tmp/backend.log")"
+[ -s "$tmp/backend.port" ] || die "Dovecot (the IMAP backend) did not start: $(cat "$tmp/backend.log")"
 backend_port=$(cat "$tmp/backend.port")
 port=$(free_port)
 mkdir -p "$tmp/run"
