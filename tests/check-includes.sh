@@ -94,6 +94,7 @@ parsers="common/line.c common/line.h common/keyfile.c common/keyfile.h
 	common/route.c common/route.h
 	daemon/session/sasl.c daemon/session/sasl.h auth/secret.h
 	daemon/smtp/smtp-parser.c daemon/smtp/smtp-parser.h
+	daemon/smtp/smtp-track.c daemon/smtp/smtp-track.h
 	daemon/imap/imap-parser.c daemon/imap/imap-parser.h
 	daemon/pop3/pop3-parser.c daemon/pop3/pop3-parser.h
 	modules/file/users-file-parse.c modules/file/users-file-parse.h"
