@@ -88,6 +88,20 @@ server_free(gpointer data)
 	g_free(s);
 }
 
+static char *
+server_text(const char *host, guint16 port)
+{
+	return strchr(host, ':') != NULL ? g_strdup_printf("[%s]:%u", host, port)
+					 : g_strdup_printf("%s:%u", host, port);
+}
+
+char *
+gh_backend_server_text(const GhBackendConfig *bc, guint i)
+{
+	const GhHostPort *hp = &g_array_index(bc->servers, GhHostPort, i);
+	return server_text(hp->host, hp->port);
+}
+
 /* Append host (transfer full) and port to the list. */
 static void
 add_server(GhConnector *c, char *host, guint16 port)
@@ -95,8 +109,7 @@ add_server(GhConnector *c, char *host, guint16 port)
 	Server *s = g_new0(Server, 1);
 	s->host = host;
 	s->port = port;
-	s->text = strchr(host, ':') != NULL ? g_strdup_printf("[%s]:%u", host, port)
-					    : g_strdup_printf("%s:%u", host, port);
+	s->text = server_text(host, port);
 	g_ptr_array_add(c->servers, s);
 }
 
@@ -180,6 +193,21 @@ gh_connector_free(GhConnector *c)
 	g_clear_object(&c->client);
 	g_ptr_array_unref(c->servers);
 	g_free(c);
+}
+
+gboolean
+gh_connector_assume(GhConnector *c, const char *server)
+{
+	const Server *first;
+
+	if (c->next != 0 || c->servers->len == 0)
+		return FALSE;
+	first = g_ptr_array_index(c->servers, 0);
+	if (server == NULL || strcmp(first->text, server) != 0)
+		return FALSE;
+	c->current = first;
+	c->next = 1;
+	return TRUE;
 }
 
 const char *

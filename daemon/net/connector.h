@@ -43,6 +43,11 @@ gboolean gh_connector_same_order(const GhBackendConfig *backend,
  * the context.  Returns FALSE (and never calls back) when every server has
  * been tried. */
 gboolean gh_connector_next(GhConnector *c, GhConnectorFunc func, gpointer user_data);
+/* A connection to the first server is already there (one kept from an
+ * earlier session, `reuse_connections`): make that server the current one
+ * without connecting, if `server` is its text ("host:port").  FALSE (and
+ * nothing changes) when it is not the first server, or one was tried. */
+gboolean gh_connector_assume(GhConnector *c, const char *server);
 /* The server being (or last) tried, or NULL before the first. */
 const char *gh_connector_server(const GhConnector *c);
 /* The host part of the server being tried ("mx1.example.com",
@@ -65,6 +70,10 @@ void gh_connector_free(GhConnector *c);
  * changed file takes effect without a reload.  (transfer full) or NULL with
  * *error set. */
 GhSecret *gh_backend_master_password(const GhBackendConfig *backend, GError **error);
+
+/* The i-th server of the backend's list as the connector names it
+ * ("host:port", "[v6]:port").  (transfer full) */
+char *gh_backend_server_text(const GhBackendConfig *bc, guint i);
 
 /* The first server of n to try for `key`: a stable hash (FNV-1a), so one
  * user lands on one server while it is up.  Exposed for tests. */

@@ -9,6 +9,10 @@
  * transfer, not commands), the flow switches to splice(2) through a pipe of
  * its own, so the bytes never enter user space.  `done` runs once, after
  * which nothing is read or written.
+ *
+ * A tap (relay.h) sees each read before it is written on; it is dropped
+ * before a flow turns to splice, so it never misses a byte.  A held read
+ * is consumed and not written, and ends the relay from the pump.
  */
 #include "gh-build.h"
 
@@ -25,7 +29,9 @@
 #define GH_RELAY_SPLICE (256 * 1024) /* one splice into the pipe */
 #define GH_RELAY_ROUNDS 16           /* reads per flow per wake-up (fairness) */
 
-typedef struct {
+typedef struct _Flow {
+	GhRelay *relay;
+	gboolean is_up; /* client to backend */
 	GhConn *src;
 	GhConn *dst;
 	int pipe_r; /* -1 until the flow turns to splice */
@@ -47,11 +53,17 @@ struct _GhRelay {
 	gboolean finished;
 	gboolean client_closed; /* its EOF was passed on to the backend */
 	GhTimer kick;           /* set to yield: a pump from the loop */
+	GhRelayTap tap_funcs;
+	gpointer tap;     /* NULL: none, or blind */
+	gboolean held;    /* the tap held the client's last read: end */
+	guint64 held_len; /* its bytes, not counted as relayed */
 };
 
 static void
-flow_init(Flow *f, GhConn *src, GhConn *dst)
+flow_init(Flow *f, GhRelay *r, gboolean is_up, GhConn *src, GhConn *dst)
 {
+	f->relay = r;
+	f->is_up = is_up;
 	f->src = src;
 	f->dst = dst;
 	f->pipe_r = f->pipe_w = -1;
@@ -73,6 +85,38 @@ static gsize
 flow_pending(const Flow *f)
 {
 	return gh_conn_pending(f->dst) + f->piped;
+}
+
+static void
+tap_drop(GhRelay *r)
+{
+	if (r->tap != NULL)
+		r->tap_funcs.free(r->tap);
+	r->tap = NULL;
+}
+
+/* Show buf[0..n) to the tap: TRUE to pass it on, FALSE when it is held
+ * (then the relay ends). */
+static gboolean
+flow_show(Flow *f, const guint8 *buf, gsize n)
+{
+	GhRelay *r = f->relay;
+	GhRelayTapVerdict v;
+
+	if (r->tap == NULL)
+		return TRUE;
+	v = f->is_up ? r->tap_funcs.up(r->tap, buf, n) : r->tap_funcs.down(r->tap, buf, n);
+	/* held only where nothing is in flight to the backend and nothing
+	 * would be lost in a pipe (what is queued for the client stays
+	 * queued in its connection) */
+	if (v == GH_RELAY_TAP_HOLD && f->is_up && flow_pending(f) == 0 && r->down.piped == 0) {
+		r->held = TRUE;
+		r->held_len = n;
+		return FALSE;
+	}
+	if (v != GH_RELAY_TAP_PASS)
+		tap_drop(r);
+	return TRUE;
 }
 
 /* Pipe to dst's socket; FALSE while some stay in the pipe. */
@@ -127,6 +171,7 @@ flow_try_splice(Flow *f)
 	int fds[2];
 	if (f->pipe_r >= 0 || f->src->tls != NULL || f->dst->tls != NULL)
 		return;
+	tap_drop(f->relay); /* it would not see what goes by splice */
 	if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) != 0)
 		return; /* out of descriptors: keep copying */
 	/* a bigger pipe means fewer round trips per megabyte; best effort */
@@ -144,10 +189,15 @@ flow_run(Flow *f)
 	f->more = FALSE;
 	/* what was read before the relay started (pipelined behind a login) */
 	if (src->in->len > 0 && gh_conn_pending(dst) == 0 && f->piped == 0) {
-		f->last = src->in->data[src->in->len - 1];
-		gh_conn_write(dst, src->in->data, src->in->len);
+		gboolean pass = flow_show(f, src->in->data, src->in->len);
+		if (pass) {
+			f->last = src->in->data[src->in->len - 1];
+			gh_conn_write(dst, src->in->data, src->in->len);
+		}
 		gh_conn_consume(src, src->in->len);
 		gh_conn_trim(src);
+		if (!pass)
+			return;
 	}
 	for (int round = 0; round < GH_RELAY_ROUNDS; round++) {
 		if (dst->error != 0 || src->error != 0)
@@ -169,6 +219,8 @@ flow_run(Flow *f)
 		guint8 buf[GH_RELAY_CHUNK];
 		gsize n = gh_conn_recv(src, buf, sizeof buf);
 		if (n == 0)
+			return;
+		if (!flow_show(f, buf, n))
 			return;
 		f->last = buf[n - 1];
 		gh_conn_write(dst, buf, n);
@@ -200,7 +252,7 @@ finish(GhRelay *r, const char *why)
 	r->finished = TRUE;
 	gh_conn_want(r->client, 0);
 	gh_conn_want(r->backend, 0);
-	r->done(r, why, r->client->bytes_in - r->client_start,
+	r->done(r, why, r->client->bytes_in - r->client_start - r->held_len,
 		r->backend->bytes_in - r->backend_start, r->user_data);
 }
 
@@ -224,8 +276,12 @@ pump(GhRelay *r, GhConn *conn, GIOCondition cond)
 	}
 	if (up)
 		flow_run(&r->up);
-	if (down)
+	if (down && !r->held)
 		flow_run(&r->down);
+	if (r->held) {
+		finish(r, NULL);
+		return;
+	}
 	if (c->error != 0) {
 		g_autofree char *why = g_strdup_printf("client: %s", g_strerror(c->error));
 		finish(r, why);
@@ -292,8 +348,8 @@ gh_relay_start(GhConn *client, GhConn *backend, GhRelayDone done, gpointer user_
 	r->backend = backend;
 	r->done = done;
 	r->user_data = user_data;
-	flow_init(&r->up, client, backend);
-	flow_init(&r->down, backend, client);
+	flow_init(&r->up, r, TRUE, client, backend);
+	flow_init(&r->down, r, FALSE, backend, client);
 	/* what the client pipelined behind its login was read before; count it */
 	r->client_start = client->bytes_in - client->in->len;
 	r->backend_start = backend->bytes_in - backend->in->len;
@@ -324,10 +380,19 @@ gh_relay_start(GhConn *client, GhConn *backend, GhRelayDone done, gpointer user_
 }
 
 void
+gh_relay_set_tap(GhRelay *r, const GhRelayTap *funcs, gpointer tap)
+{
+	tap_drop(r);
+	r->tap_funcs = *funcs;
+	r->tap = tap;
+}
+
+void
 gh_relay_free(GhRelay *r)
 {
 	if (r == NULL)
 		return;
+	tap_drop(r);
 	gh_timer_stop(&r->kick);
 	flow_close(&r->up);
 	flow_close(&r->down);
@@ -355,10 +420,28 @@ gh_relay_release_client(GhRelay *r, gboolean *at_line_start)
 	gh_conn_want(client, 0);
 	gh_conn_set_callback(client, NULL, NULL);
 	r->client = NULL;
+	tap_drop(r);
 	gh_timer_stop(&r->kick);
 	flow_close(&r->up);
 	flow_close(&r->down);
 	gh_conn_free(r->backend);
 	g_free(r);
 	return client;
+}
+
+void
+gh_relay_release(GhRelay *r, GhConn **client, GhConn **backend)
+{
+	g_return_if_fail(r->held);
+	*client = r->client;
+	*backend = r->backend;
+	gh_conn_want(r->client, 0);
+	gh_conn_set_callback(r->client, NULL, NULL);
+	gh_conn_want(r->backend, 0);
+	gh_conn_set_callback(r->backend, NULL, NULL);
+	tap_drop(r);
+	gh_timer_stop(&r->kick);
+	flow_close(&r->up);
+	flow_close(&r->down);
+	g_free(r);
 }

@@ -57,6 +57,7 @@ struct _GhBackendLink {
 	GhTimer timer;
 	guint attempt;   /* one more at each connection given up */
 	gboolean parked; /* login_later: the dialogue waits for the credentials */
+	gboolean kept;   /* on a connection kept from an earlier session: no fail-over */
 	GhTimer resume;  /* set soon: the credentials came to a parked link */
 
 	guint depth;        /* link entries (and the done callback) on the stack */
@@ -192,6 +193,16 @@ gh_backend_link_fail(GhBackendLink *l, gboolean retry, const char *format, ...)
 	va_end(ap);
 	g_free(l->error);
 	l->error = g_strdup_printf("%s: %s", gh_connector_server(l->connector), msg);
+	if (l->kept) {
+		/* a kept connection that did not come back: the server may be
+		 * fine, the next login connects afresh */
+		gh_debug("session %s: kept backend connection %s", l->session_id, l->error);
+		gh_timer_stop(&l->timer);
+		g_clear_pointer(&l->conn, gh_conn_free);
+		l->parked = FALSE;
+		end(l, GH_BACKEND_LOST);
+		return;
+	}
 	g_message("session %s: backend %s", l->session_id, l->error);
 	if (l->params.stats != NULL)
 		gh_stats_add(l->params.stats, GH_STAT_BACKEND_FAILURES, 1, l->params.backend->name,
@@ -401,13 +412,14 @@ on_no_server(gpointer data)
 	leave(l);
 }
 
-GhBackendLink *
-gh_backend_link_start(const GhBackendParams *p,
-		      const GhBackendDialogue *dialogue,
-		      gpointer d,
-		      GMainContext *context,
-		      GhBackendDone done,
-		      gpointer user_data)
+/* A link with its copies of `p` and its connector, not yet connecting. */
+static GhBackendLink *
+link_new(const GhBackendParams *p,
+	 const GhBackendDialogue *dialogue,
+	 gpointer d,
+	 GMainContext *context,
+	 GhBackendDone done,
+	 gpointer user_data)
 {
 	GhBackendLink *l = g_new0(GhBackendLink, 1);
 	l->context = context;
@@ -443,8 +455,60 @@ gh_backend_link_start(const GhBackendParams *p,
 	};
 
 	l->connector = gh_connector_new(p->backend, l->route, l->hash_key, context);
+	return l;
+}
+
+GhBackendLink *
+gh_backend_link_start(const GhBackendParams *p,
+		      const GhBackendDialogue *dialogue,
+		      gpointer d,
+		      GMainContext *context,
+		      GhBackendDone done,
+		      gpointer user_data)
+{
+	GhBackendLink *l = link_new(p, dialogue, d, context, done, user_data);
 	if (!gh_connector_next(l->connector, on_connected, l))
 		gh_timer_start(&l->timer, context, 1, on_no_server, l);
+	return l;
+}
+
+static void
+on_kept(gpointer data)
+{
+	GhBackendLink *l = data;
+
+	enter(l);
+	if (current(l, l->attempt))
+		l->dialogue.resumed(l, l->d);
+	leave(l);
+}
+
+GhBackendLink *
+gh_backend_link_resume(const GhBackendParams *p,
+		       const GhBackendDialogue *dialogue,
+		       gpointer d,
+		       GMainContext *context,
+		       GhConn *conn,
+		       const char *server,
+		       GhBackendDone done,
+		       gpointer user_data)
+{
+	GhBackendLink *l;
+
+	g_return_val_if_fail(p->login_later && p->route == NULL && dialogue->resumed != NULL, NULL);
+	l = link_new(p, dialogue, d, context, done, user_data);
+	if (!gh_connector_assume(l->connector, server)) {
+		gh_conn_free(conn);
+		release(l);
+		g_free(l);
+		return NULL;
+	}
+	l->kept = TRUE;
+	l->conn = conn;
+	gh_conn_set_callback(l->conn, on_conn, l);
+	/* from the loop, as every step: the done callback never runs inside
+	 * this call */
+	gh_timer_soon(&l->resume, l->context, on_kept, l);
 	return l;
 }
 

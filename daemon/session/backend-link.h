@@ -100,6 +100,11 @@ typedef struct {
 	 * gh_backend_link_await_login): send the login.  May be NULL for a
 	 * dialogue that never parks. */
 	void (*login)(GhBackendLink *l, gpointer d);
+	/* A connection kept from an earlier session (gh_backend_link_resume)
+	 * is the link's: bring it back to where the login starts (SMTP: RSET)
+	 * and park there.  May be NULL for a dialogue whose connections are
+	 * never kept. */
+	void (*resumed)(GhBackendLink *l, gpointer d);
 	/* What a parked connection is told when the login is called off
 	 * ("QUIT\r\n"), or NULL: it is just closed. */
 	const char *bye;
@@ -114,6 +119,23 @@ GhBackendLink *gh_backend_link_start(const GhBackendParams *params,
 				     GMainContext *context,
 				     GhBackendDone done,
 				     gpointer user_data);
+/* A link on a connection kept from an earlier session (`[backend]
+ * reuse_connections`): `conn` (transfer full, idle, nothing pending either
+ * way) is connected to `server`, which must be the first server for
+ * p->hash_key (no route); p->login_later must be set.  From the loop, the
+ * dialogue's `resumed` step takes the connection to where the login starts
+ * and parks it, as a warm link.  There is no fail-over: a kept connection
+ * that does not come back (it closed, or answered otherwise) ends the link
+ * LOST, is not counted as a backend failure, and is logged at debug level.
+ * NULL (and `conn` freed) when `server` is not that first server. */
+GhBackendLink *gh_backend_link_resume(const GhBackendParams *p,
+				      const GhBackendDialogue *dialogue,
+				      gpointer d,
+				      GMainContext *context,
+				      GhConn *conn,
+				      const char *server,
+				      GhBackendDone done,
+				      gpointer user_data);
 /* The done callback will not run; everything is freed and wiped; a parked
  * connection gets the dialogue's goodbye first.  NULL allowed. */
 void gh_backend_link_cancel(GhBackendLink *l);

@@ -28,6 +28,7 @@ typedef enum {
 	ST_XCLIENT,
 	ST_EHLO_AGAIN,
 	ST_AUTH,
+	ST_RSET, /* a kept connection, before it parks again */
 } State;
 
 typedef struct {
@@ -257,6 +258,15 @@ on_reply(GhBackendLink *l, Smtp *d, const GhSmtpReply *r)
 		}
 		gh_backend_link_finish(l, GH_BACKEND_OK, NULL, NULL);
 		return;
+	case ST_RSET:
+		if (r->code != 250) {
+			gh_backend_link_fail(l, FALSE, "RSET refused: %s", text);
+			return;
+		}
+		/* login = none (config.c): parked until a session adopts it */
+		if (user_known(l, d, PARKED_DONE))
+			gh_backend_link_finish(l, GH_BACKEND_OK, NULL, NULL);
+		return;
 	case ST_STARTTLS:
 		if (r->code != 220) {
 			gh_backend_link_fail(l, FALSE, "STARTTLS refused: %s", text);
@@ -298,6 +308,15 @@ smtp_input(GhBackendLink *l, gpointer data)
 	return GH_BACKEND_STEP_MORE;
 }
 
+/* A connection kept after a client's QUIT: whatever its session left
+ * behind (a MAIL without DATA) goes, and the server stays in the state
+ * EHLO left it in. */
+static void
+smtp_resumed(GhBackendLink *l, gpointer data)
+{
+	send_line(l, data, ST_RSET, "RSET\r\n");
+}
+
 /* Inside TLS after STARTTLS: start over with EHLO (RFC 3207 4.2). */
 static void
 smtp_tls_ready(GhBackendLink *l, gpointer data)
@@ -328,6 +347,7 @@ static const GhBackendDialogue smtp_dialogue = {
     .input = smtp_input,
     .tls_ready = smtp_tls_ready,
     .login = smtp_login,
+    .resumed = smtp_resumed,
     .bye = "QUIT\r\n",
     .reset = smtp_reset,
     .free = smtp_free,
@@ -354,4 +374,16 @@ gh_smtp_backend_adopt(GhBackendLink *l, const char *client_helo, gboolean client
 	g_free(d->client_helo);
 	d->client_helo = g_strdup(client_helo);
 	d->client_esmtp = client_esmtp;
+}
+
+GhBackendLink *
+gh_smtp_backend_resume(const GhBackendParams *p,
+		       GMainContext *context,
+		       GhConn *conn,
+		       const char *server,
+		       GhBackendDone done,
+		       gpointer user_data)
+{
+	Smtp *d = g_new0(Smtp, 1);
+	return gh_backend_link_resume(p, &smtp_dialogue, d, context, conn, server, done, user_data);
 }

@@ -34,3 +34,12 @@ GhBackendLink *gh_smtp_backend_connect(const GhBackendParams *p,
 /* A parked link started with no client (a warm one, session/backend-pool.h)
  * goes to a session: the client's HELO argument and EHLO, as above. */
 void gh_smtp_backend_adopt(GhBackendLink *l, const char *client_helo, gboolean client_esmtp);
+/* A connection kept after a client's QUIT (`reuse_connections`, login =
+ * none) becomes a warm link again: RSET, then parked as gh_smtp_backend_connect's
+ * are with login_later.  See gh_backend_link_resume. */
+GhBackendLink *gh_smtp_backend_resume(const GhBackendParams *p,
+				      GMainContext *context,
+				      GhConn *conn,
+				      const char *server,
+				      GhBackendDone done,
+				      gpointer user_data);

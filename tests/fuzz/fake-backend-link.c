@@ -59,6 +59,26 @@ gh_backend_link_start(const GhBackendParams *params,
 	return l;
 }
 
+GhBackendLink *
+gh_backend_link_resume(const GhBackendParams *params,
+		       const GhBackendDialogue *dialogue,
+		       gpointer d,
+		       GMainContext *context,
+		       GhConn *conn,
+		       const char *server,
+		       GhBackendDone done,
+		       gpointer user_data)
+{
+	GhBackendLink *l;
+
+	/* as the real link asks */
+	FUZZ_CHECK(params->login_later && params->route == NULL && dialogue->resumed != NULL);
+	FUZZ_CHECK(conn == NULL && server != NULL); /* the target has no socket */
+	l = gh_backend_link_start(params, dialogue, d, context, done, user_data);
+	l->kept = TRUE;
+	return l;
+}
+
 void
 gh_backend_link_cancel(GhBackendLink *l)
 {
@@ -229,6 +249,11 @@ gh_backend_link_fail(GhBackendLink *l, gboolean retry, const char *format, ...)
 	va_end(ap);
 	check_log_text(l->error);
 	l->fails++;
+	if (l->kept) {
+		/* a kept connection that did not come back: no other server */
+		end(l, GH_BACKEND_LOST);
+		return;
+	}
 	/* the connection is given up with what it had buffered */
 	g_byte_array_set_size(l->conn.in, 0);
 	l->conn.tls = NULL;
@@ -271,6 +296,12 @@ settle(GhBackendLink *l)
 {
 	while (l->reconnect && !l->over) {
 		l->reconnect = FALSE;
+		if (l->kept) {
+			if (l->params.backend->tls != GH_TLS_NONE)
+				l->conn.tls = (gnutls_session_t)&l->tls_dummy;
+			l->dialogue.resumed(l, l->d);
+			continue;
+		}
 		if (l->params.backend->tls == GH_TLS_IMPLICIT)
 			l->conn.tls = (gnutls_session_t)&l->tls_dummy;
 		l->dialogue.connected(l, l->d);

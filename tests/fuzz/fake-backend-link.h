@@ -54,6 +54,10 @@ struct _GhBackendLink {
 	const char *later_user;
 	GhSecret *later_password;
 	gboolean parked;
+	/* gh_backend_link_resume: the first connection is one kept from an
+	 * earlier session (inside TLS already when tls != none): the
+	 * dialogue's `resumed` step instead of `connected`, and no fail-over */
+	gboolean kept;
 	/* a warm link (session/backend-pool.h): the target's adoption, run
 	 * once at the verdict before the login, as the pool's take does */
 	void (*adopt)(GhBackendLink *l, gpointer data);

@@ -15,6 +15,9 @@
  * server's bytes in one piece; the top bit: the link starts before the
  * verdict and parks for it, login_later), then what the servers send; a failure that
  * another server may not have moves on to the next, which gets the rest.
+ * With login = none, forward_client = no, a user and the EHLO bit, the link
+ * is one kept from an earlier session (gh_smtp_backend_resume, login_later):
+ * its server gets RSET and parks again.
  *
  * Asserted, besides what the fake link checks: every command is one line
  * with CRLF and no other CR, LF or NUL; with tls = starttls only EHLO and
@@ -24,7 +27,9 @@
  * login = passthrough or master and a user is logged in, and the link's
  * copy of the password is forgotten once it is; XCLIENT carries known
  * attributes with xtext values, LOGIN= only for login = xclient; the
- * attempt ends OK only after what login = needs was done on that server.
+ * attempt ends OK only after what login = needs was done on that server;
+ * a kept connection gets RSET and nothing else, and ends OK or LOST,
+ * never on another server.
  */
 #include "gh-build.h"
 
@@ -139,7 +144,11 @@ check_sent(GhBackendLink *l, gconstpointer pw)
 		n = (gsize)(crlf - line);
 		FUZZ_CHECK(memchr(line, '\r', n) == NULL && memchr(line, '\n', n) == NULL);
 		FUZZ_CHECK(memchr(line, '\0', n) == NULL);
-		if (n > 5 && memcmp(line, "EHLO ", 5) == 0) {
+		/* a kept connection is told RSET, once, and nothing else */
+		FUZZ_CHECK(l->kept == (n == 4 && memcmp(line, "RSET", 4) == 0 && pos == 0));
+		if (n == 4 && memcmp(line, "RSET", 4) == 0) {
+			;
+		} else if (n > 5 && memcmp(line, "EHLO ", 5) == 0) {
 			;
 		} else if (n == 8 && memcmp(line, "STARTTLS", 8) == 0) {
 			;
@@ -158,6 +167,12 @@ check_sent(GhBackendLink *l, gconstpointer pw)
 	FUZZ_CHECK(auths <= 1);
 	if (auths > 0 && login == GH_LOGIN_PASSTHROUGH)
 		FUZZ_CHECK(gh_backend_link_password(l) == NULL);
+	if (l->kept) {
+		FUZZ_CHECK(l->server == 0 && (!l->over || l->result == GH_BACKEND_OK ||
+					      l->result == GH_BACKEND_LOST));
+		if (l->over && l->result == GH_BACKEND_OK)
+			FUZZ_CHECK(s->len == 6);
+	}
 	if (l->over && l->result == GH_BACKEND_OK) {
 		if (user != NULL && (login == GH_LOGIN_PASSTHROUGH || login == GH_LOGIN_MASTER))
 			FUZZ_CHECK(auths == 1);
@@ -190,7 +205,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	p.local_port = 587;
 	p.login_later = in.login_later && p.user != NULL;
 
-	l = gh_smtp_backend_connect(&p, helo, (in.settings >> 6) & 1, NULL, NULL, NULL);
+	if (bc.login == GH_LOGIN_NONE && !bc.forward_client && p.login_later &&
+	    ((in.settings >> 6) & 1))
+		l = gh_smtp_backend_resume(&p, NULL, NULL, "mta:25", NULL, NULL);
+	else
+		l = gh_smtp_backend_connect(&p, helo, (in.settings >> 6) & 1, NULL, NULL, NULL);
 	fake_link_connect(l, plaintext_ok);
 	/* each server's, as it goes (before it fails over), then the last one's */
 	fake_link_feed_all(l, &in, check_sent, pw);
