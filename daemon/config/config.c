@@ -1016,23 +1016,12 @@ parse_auth(Loader *ld, const char *group, const char *name)
 /* ------------------------------------------------------------ [backend NAME] */
 
 static const char *const backend_keys[] = {
-    "protocol",
-    "servers",
-    "port",
-    "follow_route",
-    "early_connect",
-    "tls",
-    "login",
-    "master_user",
-    "master_password_file",
-    "forward_client",
-    "ca_file",
-    "verify",
-    "connect_timeout",
-    "proxy_protocol",
-    "warm_connections",
-    "warm_lifetime",
-    NULL,
+    "protocol",        "servers",           "port",
+    "follow_route",    "early_connect",     "tls",
+    "login",           "master_user",       "master_password_file",
+    "forward_client",  "ca_file",           "verify",
+    "connect_timeout", "proxy_protocol",    "warm_connections",
+    "warm_lifetime",   "reuse_connections", NULL,
 };
 
 static void
@@ -1104,6 +1093,7 @@ parse_backend(Loader *ld, const char *group, const char *name)
 		bc->proxy_protocol = v;
 	bc->warm_connections = get_uint(ld, group, "warm_connections", 0, 0, 64);
 	bc->warm_lifetime = get_uint(ld, group, "warm_lifetime", 60, 1, 3600);
+	bc->reuse_connections = get_bool(ld, group, "reuse_connections", FALSE);
 
 	/* a warm connection is made before any client: nothing on it may
 	 * name one before the login */
@@ -1117,6 +1107,25 @@ parse_backend(Loader *ld, const char *group, const char *name)
 		problem(ld, group, "warm_connections",
 			"needs forward_client = no on an smtp backend: XCLIENT names the client "
 			"before the login, and a warm connection is opened before there is one");
+
+	/* a kept connection goes to the next client as it is: nothing on it
+	 * may name the last one (no XCLIENT, no AUTH), and only SMTP's QUIT
+	 * is followed closely enough to know the connection is at rest */
+	if (bc->reuse_connections && protocol_ok) {
+		if (bc->protocol != GH_PROTO_SMTP)
+			problem(ld, group, "reuse_connections", "is for smtp backends only");
+		else if (bc->login != GH_LOGIN_NONE)
+			problem(ld, group, "reuse_connections",
+				"needs login = none: a connection that logged a user in "
+				"cannot be given to another");
+		else if (bc->forward_client)
+			problem(ld, group, "reuse_connections",
+				"needs forward_client = no: XCLIENT would leave one client's "
+				"address on the connection the next one gets");
+		else if (bc->warm_connections == 0)
+			problem(ld, group, "reuse_connections",
+				"needs warm_connections: a kept connection waits in that pool");
+	}
 
 	/* login = xclient is Postfix's XCLIENT LOGIN=; Dovecot's IMAP and POP3
 	 * take XCLIENT or ID for the address only (forward_client) */

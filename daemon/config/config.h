@@ -108,6 +108,9 @@ typedef struct {
 	 * default 0: none */
 	guint warm_connections;
 	guint warm_lifetime; /* seconds a parked connection is kept; default 60 */
+	/* smtp, login = none: a session that ends with a QUIT at rest gives its
+	 * connection back to the pool (smtp/smtp-track.h); default no */
+	gboolean reuse_connections;
 } GhBackendConfig;
 
 typedef struct {

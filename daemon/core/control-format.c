@@ -327,6 +327,7 @@ static const char *const failure_labels[] = {"backend", "server"};
 static const char *const warm_labels[] = {"backend", "result"};
 static const char *const relay_labels[] = {"protocol", "direction"};
 static const char *const kicked_labels[] = {"protocol"};
+static const char *const kept_labels[] = {"backend"};
 
 /* "member": [{label: value, ..., value_name: n}, ...], one per series */
 static void
@@ -399,6 +400,7 @@ stats_json(GString *out, const GhStatsView *v)
 		    "count");
 	json_family(b, "kicked", v->stats, GH_STAT_KICKED, kicked_labels, 1, "count");
 	json_family(b, "warm_takes", v->stats, GH_STAT_WARM_TAKES, warm_labels, 2, "count");
+	json_family(b, "kept", v->stats, GH_STAT_WARM_KEPT, kept_labels, 1, "count");
 	json_builder_end_object(b);
 	append_json(out, b);
 }
@@ -440,6 +442,7 @@ gh_control_format_stats(GString *out, const GhStatsView *v, gboolean json)
 	static const char *const failure_header[] = {"BACKEND", "SERVER", "FAILURES"};
 	static const char *const kicked_header[] = {"PROTOCOL", "KICKED"};
 	static const char *const warm_header[] = {"BACKEND", "RESULT", "TAKES"};
+	static const char *const kept_header[] = {"BACKEND", "KEPT"};
 	g_autofree char *uptime = gh_control_format_age(v->now - v->started);
 	g_autoptr(GDateTime) started = g_date_time_new_from_unix_utc(v->started);
 	g_autofree char *since = g_date_time_format(started, "%Y-%m-%d %H:%M:%S UTC");
@@ -493,6 +496,10 @@ gh_control_format_stats(GString *out, const GhStatsView *v, gboolean json)
 	if (gh_stats_sum(v->stats, GH_STAT_WARM_TAKES, NULL) > 0)
 		family_text(out, v->stats, GH_STAT_WARM_TAKES, "warm connection takes", warm_header,
 			    2);
+	/* only where reuse_connections keeps some */
+	if (gh_stats_sum(v->stats, GH_STAT_WARM_KEPT, NULL) > 0)
+		family_text(out, v->stats, GH_STAT_WARM_KEPT, "connections kept after QUIT",
+			    kept_header, 1);
 }
 
 /* ------------------------------------------------------------ sessions */

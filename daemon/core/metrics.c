@@ -431,9 +431,11 @@ write_backends(Writer *w, const GhMetricsInput *in, const GhStats *st)
 	static const char *const relay_labels[] = {"protocol", "direction", NULL};
 	static const char *const fail_labels[] = {"backend", "server", NULL};
 	static const char *const warm_labels[] = {"backend", "result", NULL};
+	static const char *const kept_labels[] = {"backend", NULL};
 	g_autoptr(GPtrArray) relay = collect(st, GH_STAT_RELAY_BYTES);
 	g_autoptr(GPtrArray) failures = collect(st, GH_STAT_BACKEND_FAILURES);
 	g_autoptr(GPtrArray) warm = collect(st, GH_STAT_WARM_TAKES);
+	g_autoptr(GPtrArray) kept = collect(st, GH_STAT_WARM_KEPT);
 	g_autoptr(GPtrArray) protocols = configured_protocols(in->config);
 
 	family(w, "gatehouse_relay_bytes", COUNTER, "bytes",
@@ -457,6 +459,11 @@ write_backends(Writer *w, const GhMetricsInput *in, const GhStats *st)
 	       "Logins that asked for a warm backend connection (warm_connections), by backend "
 	       "and result: hit (one was ready) or miss.");
 	write_rest(w, "gatehouse_backend_warm_takes_total", warm_labels, warm);
+
+	family(w, "gatehouse_backend_kept", COUNTER, NULL,
+	       "Backend connections kept for the next login after the client's QUIT "
+	       "(reuse_connections), by backend.");
+	write_rest(w, "gatehouse_backend_kept_total", kept_labels, kept);
 }
 
 char *

@@ -89,6 +89,7 @@ imap_say(GhSession *s, GhSay what, const char *arg)
 		break;
 	case GH_SAY_LOGGED_IN:           /* the backend's tagged OK is forwarded */
 	case GH_SAY_BACKEND_UNAVAILABLE: /* IMAP never joins without a login */
+	case GH_SAY_GOODBYE:             /* nor keeps a backend connection */
 		break;
 	}
 }

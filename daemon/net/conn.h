@@ -42,6 +42,7 @@ struct _GhConn {
 	char *tls_error;          /* why TLS failed, for the log */
 	gboolean plain_data;      /* no credentials flow any more: skip wiping buffers */
 	gboolean corked;          /* gh_conn_queue only appends, until gh_conn_uncork */
+	guint served; /* a backend connection: client sessions it carried before (kept ones) */
 	/* private */
 	GMainContext *context;
 	gpointer epoll;          /* the context's epoll source */

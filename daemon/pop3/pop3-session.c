@@ -72,6 +72,7 @@ pop3_say(GhSession *s, GhSay what, const char *arg)
 		break;
 	case GH_SAY_LOGGED_IN:           /* the backend's +OK is forwarded */
 	case GH_SAY_BACKEND_UNAVAILABLE: /* POP3 never joins without a login */
+	case GH_SAY_GOODBYE:             /* nor keeps a backend connection */
 		break;
 	}
 }

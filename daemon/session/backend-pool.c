@@ -39,9 +39,10 @@ struct _Pair {
 	char *key;    /* the first key that asked: the warm links' hash key */
 	GhTls *tls;   /* the credentials of that session's generation */
 	const GhProtocol *protocol;
-	GPtrArray *links; /* of Warm *, owned */
-	gint64 asked_us;  /* last take, hit or miss */
-	gint64 retry_us;  /* no new warm link before then (after a failure) */
+	char *server_text; /* bc->servers[server] as the connector names it */
+	GPtrArray *links;  /* of Warm *, owned */
+	gint64 asked_us;   /* last take, hit or miss */
+	gint64 retry_us;   /* no new warm link before then (after a failure) */
 	gint64 backoff_us;
 };
 
@@ -75,15 +76,15 @@ pair_free(Pair *p)
 	if (p->tls != NULL)
 		gh_tls_unref(p->tls);
 	g_free(p->key);
+	g_free(p->server_text);
 	g_free(p);
 }
 
-/* Start one warm link of the pair. */
-static void
-warm_start(Pair *p)
+/* What a warm link of the pair is started with: nothing names a client. */
+static GhBackendParams
+warm_params(const Pair *p)
 {
-	Warm *w = g_new0(Warm, 1);
-	GhBackendParams params = {
+	return (GhBackendParams){
 	    .backend = p->bc,
 	    .hash_key = p->key,
 	    .client_addr = "",
@@ -94,6 +95,14 @@ warm_start(Pair *p)
 	    .stats = p->pool->stats,
 	    .login_later = TRUE,
 	};
+}
+
+/* Start one warm link of the pair. */
+static void
+warm_start(Pair *p)
+{
+	Warm *w = g_new0(Warm, 1);
+	GhBackendParams params = warm_params(p);
 	w->pair = p;
 	w->born_us = g_get_monotonic_time();
 	g_ptr_array_add(p->links, w);
@@ -191,8 +200,13 @@ refill(gpointer data)
 {
 	GhBackendPool *pool = data;
 	gint64 now = g_get_monotonic_time();
-	for (guint i = 0; i < pool->pairs->len; i++)
-		pair_fill(g_ptr_array_index(pool->pairs, i), now);
+	for (guint i = 0; i < pool->pairs->len; i++) {
+		Pair *p = g_ptr_array_index(pool->pairs, i);
+		/* with reuse_connections the taker brings its link back: a
+		 * refill now would only make a connection that is let go then */
+		if (!p->bc->reuse_connections)
+			pair_fill(p, now);
+	}
 }
 
 GhBackendPool *
@@ -255,6 +269,7 @@ gh_backend_pool_take(GhBackendPool *pool,
 		p->key = g_strdup(key);
 		p->tls = s->tls != NULL ? gh_tls_ref(s->tls) : NULL;
 		p->protocol = s->protocol;
+		p->server_text = gh_backend_server_text(bc, server);
 		p->links = g_ptr_array_new_with_free_func((GDestroyNotify)warm_free);
 		g_ptr_array_add(pool->pairs, p);
 	}
@@ -278,4 +293,57 @@ gh_backend_pool_take(GhBackendPool *pool,
 		gh_timer_yield(&pool->refill, pool->context, refill, pool);
 	arm_sweep(pool);
 	return link;
+}
+
+/* The pair a session's key picks for its backend, if the pool has it. */
+static Pair *
+session_pair(GhBackendPool *pool, GhSession *s, const char *key)
+{
+	const GhBackendConfig *bc = gh_config_backend(s->config, s->lc->backend);
+
+	if (pool == NULL || bc == NULL || !bc->reuse_connections || bc->servers->len == 0 ||
+	    key == NULL || s->protocol->backend_resume == NULL)
+		return NULL;
+	return find_pair(pool, bc, gh_backend_first_server(key, bc->servers->len));
+}
+
+gboolean
+gh_backend_pool_can_keep(GhBackendPool *pool,
+			 GhSession *s,
+			 const char *key,
+			 const char *server,
+			 guint served,
+			 guint junk)
+{
+	Pair *p = session_pair(pool, s, key);
+
+	return p != NULL && served + 1 < GH_BACKEND_KEEP_SESSIONS && junk <= GH_BACKEND_KEEP_JUNK &&
+	       server != NULL && strcmp(server, p->server_text) == 0 &&
+	       p->links->len < p->bc->warm_connections &&
+	       g_get_monotonic_time() - p->asked_us < (gint64)p->bc->warm_lifetime * G_USEC_PER_SEC;
+}
+
+void
+gh_backend_pool_keep(
+    GhBackendPool *pool, GhSession *s, const char *key, GhConn *conn, const char *server)
+{
+	Pair *p = session_pair(pool, s, key);
+	GhBackendParams params;
+	Warm *w;
+
+	if (p == NULL) {
+		gh_conn_free(conn);
+		return;
+	}
+	params = warm_params(p);
+	conn->served++;
+	w = g_new0(Warm, 1);
+	w->pair = p;
+	w->born_us = g_get_monotonic_time();
+	g_ptr_array_add(p->links, w);
+	w->link = p->protocol->backend_resume(&params, pool->context, conn, server, warm_done, w);
+	if (w->link == NULL)
+		g_ptr_array_remove_fast(p->links, w);
+	gh_stats_add(pool->stats, GH_STAT_WARM_KEPT, 1, p->bc->name);
+	arm_sweep(pool);
 }

@@ -31,6 +31,23 @@
  * configuration each pair's backend belongs to, so a reload never pulls a
  * backend from under a warm link, and pairs of an old configuration are
  * no longer asked for and go within warm_lifetime.
+ *
+ * Kept connections (`reuse_connections`, SMTP with login = none): a
+ * session whose client said QUIT with its backend at rest (smtp-track.h)
+ * gives the connection back instead of closing it, if its pair is still
+ * there with room and the connection has carried fewer than
+ * GH_BACKEND_KEEP_SESSIONS sessions.  It becomes a warm link again after
+ * the protocol's `resumed` step (SMTP: RSET), with a new warm_lifetime.
+ * Such a pair is not refilled after a take (the taker brings one back, or
+ * a login that found none connects and brings its own), only by the
+ * sweep: so as many connections stay open as logins run at once, up to
+ * warm_connections, and a storm of short sessions reuses them instead of
+ * connecting for each.
+ * The bound keeps a connection well inside Postfix's default
+ * smtpd_junk_command_limit (100), which counts our RSETs: a session is kept
+ * only with at most GH_BACKEND_KEEP_JUNK RSET or NOOP commands of its own
+ * and no 4xx or 5xx reply (smtp-session.c), so a kept connection has sent
+ * at most 20 * (3 + 1) = 80 of them when it is let go.
  */
 #pragma once
 
@@ -39,6 +56,9 @@
 
 typedef struct _GhBackendPool GhBackendPool;
 typedef struct _GhSession GhSession;
+
+#define GH_BACKEND_KEEP_SESSIONS 20
+#define GH_BACKEND_KEEP_JUNK 3
 
 GhBackendPool *gh_backend_pool_new(GMainContext *context, GhStats *stats);
 /* Every warm link is told goodbye and closed.  NULL allowed. */
@@ -55,3 +75,19 @@ GhBackendLink *gh_backend_pool_take(GhBackendPool *pool,
 				    const GhBackendParams *p,
 				    GhBackendDone done,
 				    gpointer user_data);
+
+/* Would a connection to `server` (the server the session's link used) that
+ * has carried `served` sessions before this one be kept, were the session
+ * to end now at rest, having sent `junk` RSET or NOOP commands?  Only for a
+ * backend with reuse_connections, the session's key (`key`, as given to
+ * gh_backend_pool_take) picking `server` first, its pair still asked for
+ * and short of warm_connections. */
+gboolean gh_backend_pool_can_keep(GhBackendPool *pool,
+				  GhSession *s,
+				  const char *key,
+				  const char *server,
+				  guint served,
+				  guint junk);
+/* Keep it (transfer full), on the loop turn where can_keep said yes. */
+void gh_backend_pool_keep(
+    GhBackendPool *pool, GhSession *s, const char *key, GhConn *conn, const char *server);

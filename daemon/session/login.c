@@ -143,11 +143,40 @@ gh_login_relay_ended(GhSession *s, const char *why, guint64 up, guint64 down)
 	gh_stats_add(s->host->stats, GH_STAT_RELAY_BYTES, down, s->protocol->name, "to_client");
 }
 
+gboolean
+gh_session_backend_keepable(GhSession *s, guint junk)
+{
+	return s->keep_backend &&
+	       gh_backend_pool_can_keep(s->host->pool, s, s->login.canonical,
+					s->login.backend_server, s->backend_served, junk);
+}
+
+/* The tap held the client's QUIT with the backend at rest: the connection
+ * goes back to the pool, the client hears the goodbye here. */
+static void
+keep_backend(GhSession *s, GhRelay *relay, guint64 up, guint64 down)
+{
+	GhConn *client = NULL, *backend = NULL;
+
+	gh_relay_release(relay, &client, &backend);
+	s->relay = NULL;
+	gh_login_relay_ended(s, "client quit, backend connection kept", up, down);
+	gh_backend_pool_keep(s->host->pool, s, s->login.canonical, backend,
+			     s->login.backend_server);
+	gh_session_take_client(s, client);
+	s->protocol->say(s, GH_SAY_GOODBYE, NULL);
+	gh_session_close(s);
+	(void)gh_session_update_watch(s);
+}
+
 static void
 on_relay_done(GhRelay *relay, const char *why, guint64 up, guint64 down, gpointer data)
 {
 	GhSession *s = data;
-	(void)relay;
+	if (why == NULL) {
+		keep_backend(s, relay, up, down);
+		return;
+	}
 	gh_login_relay_ended(s, why, up, down);
 	gh_session_free(s);
 }
@@ -207,8 +236,11 @@ on_backend_done(GhBackendResult result,
 	/* the login is over: the auth set of its generation is not needed */
 	g_clear_pointer(&s->auth_set, gh_auth_set_unref);
 	/* the relay owns both connections now; the session keeps its record */
+	s->backend_served = backend->served;
 	s->relay = gh_relay_start(s->conn, backend, on_relay_done, s);
 	s->conn = NULL;
+	if (s->keep_backend && !mx_join && s->protocol->relay_tap != NULL)
+		s->protocol->relay_tap(s, s->relay);
 }
 
 /* What the backend dialogue is given; a login's when `logged_in`. */
@@ -244,6 +276,7 @@ connect_backend(GhSession *s, gboolean logged_in)
 	gh_session_stop_timer(s);
 	/* a warm connection to the user's server, when there is no route */
 	if (logged_in && (l->route == NULL || !p.backend->follow_route)) {
+		s->keep_backend = p.backend->reuse_connections;
 		s->backend =
 		    gh_backend_pool_take(s->host->pool, s, l->canonical, &p, on_backend_done, s);
 		if (s->backend != NULL) {
@@ -266,11 +299,15 @@ static void
 login_on_early(GhSession *s)
 {
 	GhLogin *l = &s->login;
+	const GhBackendConfig *bc;
 
 	s->phase = GH_PHASE_BACKEND;
 	s->mx_join = FALSE;
 	gh_session_stop_timer(s);
 	s->backend = g_steal_pointer(&l->early);
+	/* (the early link dialled the first server of the canonical name) */
+	bc = gh_config_backend(s->config, s->lc->backend);
+	s->keep_backend = bc->reuse_connections && (l->route == NULL || !bc->follow_route);
 	gh_backend_link_login(s->backend, l->canonical, l->password, on_backend_done, s);
 	g_clear_pointer(&l->password, gh_secret_free);
 	(void)gh_session_update_watch(s);

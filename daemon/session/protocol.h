@@ -74,6 +74,10 @@ typedef enum {
 	/* A backend joined without a login (SMTP's MX role) is unavailable: the
 	 * command that asked for it is still first in the input buffer. */
 	GH_SAY_BACKEND_UNAVAILABLE,
+	/* The relay held the client's QUIT to keep the backend connection
+	 * (relay_tap): the answer the backend would have given; the core
+	 * closes. */
+	GH_SAY_GOODBYE,
 } GhSay;
 
 typedef enum {
@@ -112,6 +116,17 @@ struct _GhProtocol {
 				       GhBackendDone done,
 				       gpointer data);
 	void (*backend_adopt)(GhSession *s, GhBackendLink *link);
+	/* `reuse_connections` (backend-pool.h): follow the relay with a tap
+	 * (gh_relay_set_tap) that holds the client's QUIT when the backend is
+	 * at rest and gh_session_backend_keepable says yes; and make a kept
+	 * connection a warm link again.  Both NULL: never kept. */
+	void (*relay_tap)(GhSession *s, GhRelay *relay);
+	GhBackendLink *(*backend_resume)(const GhBackendParams *params,
+					 GMainContext *context,
+					 GhConn *conn,
+					 const char *server,
+					 GhBackendDone done,
+					 gpointer data);
 	/* The login is over and the relay takes the connection: drop what only
 	 * the login dialogue needed (idle proxied sessions are the bulk of our
 	 * memory).  May be NULL. */
@@ -194,6 +209,11 @@ struct _GhSession {
 	GhTimer timer; /* idle timeout, TLS handshake or closing deadline */
 	GhBackendLink *backend;
 	GhRelay *relay;
+	/* reuse_connections: a logged-in session with no route, whose relay
+	 * the protocol taps; `backend_served` is what its backend connection
+	 * carried before */
+	gboolean keep_backend;
+	guint backend_served;
 };
 
 /* ---- the API a protocol calls ---- */
@@ -233,3 +253,8 @@ void gh_session_login_refused(
 /* Join the backend without a login (SMTP's MX role): the command in front of
  * the input buffer stays there for the backend. */
 void gh_session_join_backend(GhSession *s);
+/* Would the backend connection be kept if the relay held the client's
+ * last command now, its session having sent `junk` commands that Postfix
+ * counts against smtpd_junk_command_limit (backend-pool.h,
+ * gh_backend_pool_can_keep)? */
+gboolean gh_session_backend_keepable(GhSession *s, guint junk);

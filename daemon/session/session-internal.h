@@ -20,6 +20,9 @@ void gh_session_stop_timer(GhSession *s);
 /* Back to reading commands: idle timer (unless closing), then serve what
  * the client pipelined meanwhile. */
 void gh_session_back_to_commands(GhSession *s);
+/* The relay gave the client's connection back (what is queued for it
+ * still queued): the session owns and watches it again. */
+void gh_session_take_client(GhSession *s, GhConn *client);
 
 /* login.c */
 /* A SASL response line (without its line end) in a SASL phase. */

@@ -399,6 +399,13 @@ gh_session_shutdown(GhSession *s)
 	goodbye(s, GH_SAY_SHUTDOWN);
 }
 
+void
+gh_session_take_client(GhSession *s, GhConn *client)
+{
+	s->conn = client;
+	gh_conn_set_callback(s->conn, on_client, s);
+}
+
 gboolean
 gh_session_kick(GhSession *s)
 {
@@ -417,9 +424,8 @@ gh_session_kick(GhSession *s)
 		gh_login_relay_ended(s, "kicked by the administrator", up, down);
 		/* the backend goes now; the client hears the goodbye, unless it
 		 * would land in the middle of a line the backend was sending */
-		s->conn = gh_relay_release_client(s->relay, &at_line_start);
+		gh_session_take_client(s, gh_relay_release_client(s->relay, &at_line_start));
 		s->relay = NULL;
-		gh_conn_set_callback(s->conn, on_client, s);
 		if (at_line_start)
 			s->protocol->say(s, GH_SAY_KICKED, NULL);
 		gh_session_close(s);

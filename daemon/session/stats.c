@@ -18,9 +18,9 @@
 #define MAX_LABELS 4
 
 static const guint family_labels[GH_STAT_N_FAMILIES] = {
-    [GH_STAT_CONNECTIONS] = 2, [GH_STAT_LOGINS] = 4, [GH_STAT_BACKEND_FAILURES] = 2,
-    [GH_STAT_RELAY_BYTES] = 2, [GH_STAT_KICKED] = 1, [GH_STAT_WARM_TAKES] = 2,
-    [GH_STAT_SESSIONS] = 3,
+    [GH_STAT_CONNECTIONS] = 2, [GH_STAT_LOGINS] = 4,   [GH_STAT_BACKEND_FAILURES] = 2,
+    [GH_STAT_RELAY_BYTES] = 2, [GH_STAT_KICKED] = 1,   [GH_STAT_WARM_TAKES] = 2,
+    [GH_STAT_WARM_KEPT] = 1,   [GH_STAT_SESSIONS] = 3,
 };
 
 /* from half a millisecond (a cache hit) to ten seconds (a directory timing out) */

@@ -27,6 +27,8 @@ typedef enum {
 	GH_STAT_KICKED,           /* counter {protocol}: sessions closed by gatehousectl kick */
 	GH_STAT_WARM_TAKES,       /* counter {backend, result}: a login asked the warm pool,
 				     "hit" (one was ready) or "miss" */
+	GH_STAT_WARM_KEPT,        /* counter {backend}: a session's connection kept after its
+				     client's QUIT (reuse_connections) */
 	GH_STAT_SESSIONS,         /* gauge {protocol, listener, state}: copies only */
 	GH_STAT_N_FAMILIES
 } GhStatFamily;

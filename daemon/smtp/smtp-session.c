@@ -2,7 +2,9 @@
  * smtp-session.c: SMTP's entry in the protocol table (see smtp-session.h):
  * the replies at each turning point (RFC 5321, RFC 3207, RFC 4954 with
  * RFC 3463 enhanced codes), the commands before login, and the backend
- * dialogue's own parameters (the client's HELO name).
+ * dialogue's own parameters (the client's HELO name); with
+ * reuse_connections, the tap that follows the relayed session
+ * (smtp-track.h) and answers a QUIT at rest itself.
  *
  * Invariants: only a line the parser bounds is read (GH_SMTP_MAX_LINE, an
  * AUTH line GH_SMTP_MAX_AUTH_LINE); MAIL in the MX role leaves its line in
@@ -14,6 +16,7 @@
 #include "smtp/smtp-session.h"
 #include "smtp/smtp-backend.h"
 #include "smtp/smtp-parser.h"
+#include "smtp/smtp-track.h"
 
 #include <string.h>
 
@@ -79,6 +82,9 @@ smtp_say(GhSession *s, GhSay what, const char *arg)
 		break;
 	case GH_SAY_LOGGED_IN:
 		reply(s, "235 2.7.0 Authentication successful");
+		break;
+	case GH_SAY_GOODBYE:
+		reply(s, "221 2.0.0 %s Bye", hostname(s));
 		break;
 	case GH_SAY_BACKEND_UNAVAILABLE: {
 		/* the MAIL line is still in `in`: drop it, answer it */
@@ -335,6 +341,78 @@ smtp_backend_adopt(GhSession *s, GhBackendLink *link)
 	gh_smtp_backend_adopt(link, m->helo, m->esmtp);
 }
 
+/* ---- reuse_connections: the relay's tap ---- */
+
+typedef struct {
+	GhSession *s;
+	GhSmtpTrack *track;
+} Tap;
+
+static GhRelayTapVerdict
+tap_up(gpointer data, const guint8 *buf, gsize len)
+{
+	Tap *t = data;
+	guint junk = 0, errors = 0;
+	gboolean accepted = FALSE;
+
+	switch (gh_smtp_track_client(t->track, buf, len)) {
+	case GH_SMTP_TRACK_GOING:
+		return GH_RELAY_TAP_PASS;
+	case GH_SMTP_TRACK_QUIT:
+		/* what the connection would carry into the next session
+		 * (backend-pool.h): no error, little junk */
+		gh_smtp_track_counts(t->track, &junk, &errors, &accepted);
+		if (errors == 0 && gh_session_backend_keepable(t->s, junk))
+			return GH_RELAY_TAP_HOLD;
+		return GH_RELAY_TAP_BLIND;
+	case GH_SMTP_TRACK_LOST:
+		break;
+	}
+	return GH_RELAY_TAP_BLIND;
+}
+
+static GhRelayTapVerdict
+tap_down(gpointer data, const guint8 *buf, gsize len)
+{
+	Tap *t = data;
+	return gh_smtp_track_server(t->track, buf, len) == GH_SMTP_TRACK_GOING ? GH_RELAY_TAP_PASS
+									       : GH_RELAY_TAP_BLIND;
+}
+
+static void
+tap_free(gpointer data)
+{
+	Tap *t = data;
+	gh_smtp_track_free(t->track);
+	g_free(t);
+}
+
+static const GhRelayTap smtp_tap = {
+    .up = tap_up,
+    .down = tap_down,
+    .free = tap_free,
+};
+
+static void
+smtp_relay_tap(GhSession *s, GhRelay *relay)
+{
+	Tap *t = g_new0(Tap, 1);
+	t->s = s;
+	t->track = gh_smtp_track_new();
+	gh_relay_set_tap(relay, &smtp_tap, t);
+}
+
+static GhBackendLink *
+smtp_backend_resume(const GhBackendParams *p,
+		    GMainContext *context,
+		    GhConn *conn,
+		    const char *server,
+		    GhBackendDone done,
+		    gpointer data)
+{
+	return gh_smtp_backend_resume(p, context, conn, server, done, data);
+}
+
 const GhProtocol gh_smtp_protocol = {
     .name = "smtp",
     .max_errors = GH_SMTP_MAX_ERRORS,
@@ -347,4 +425,6 @@ const GhProtocol gh_smtp_protocol = {
     .backend_connect = smtp_backend_connect,
     .backend_warm = smtp_backend_warm,
     .backend_adopt = smtp_backend_adopt,
+    .relay_tap = smtp_relay_tap,
+    .backend_resume = smtp_backend_resume,
 };

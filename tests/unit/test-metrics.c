@@ -230,6 +230,7 @@ static const struct {
     {"gatehouse_relay_bytes_total", "gatehouse_relay_bytes", "counter", "bytes"},
     {"gatehouse_backend_failures_total", "gatehouse_backend_failures", "counter", NULL},
     {"gatehouse_backend_warm_takes_total", "gatehouse_backend_warm_takes", "counter", NULL},
+    {"gatehouse_backend_kept_total", "gatehouse_backend_kept", "counter", NULL},
 };
 
 static void

@@ -1,0 +1,226 @@
+"""[backend] reuse_connections: an SMTP session whose client says QUIT with
+its backend at rest gets the goodbye from gatehoused, and its connection
+to the backend goes back to the warm pool (after an RSET) for the next
+login, as Postfix's own client caches connections.
+
+Real Postfix sits behind a relay that records, connection by connection,
+every byte the gateway sends it.  One I/O thread (workers = 1), so every
+login meets the same pool.  Shown: several sessions in a row, each with a
+message that Postfix delivers, go over one backend connection with an
+RSET between them, and the clients hear gatehoused's 221; a connection
+carries at most 20 sessions, and then the QUIT goes to Postfix; a session
+that leaves the backend anything but at rest (EHLO or a second AUTH after
+login, a refused recipient, a body with a bare LF, a QUIT pipelined behind
+the body, a QUIT split across two sends) has its QUIT answered by Postfix
+and its connection closed; the configuration refuses reuse where a
+connection would carry one client's identity to the next.
+"""
+import json
+import subprocess
+import time
+
+import pytest
+
+from backends import USERS
+from lib.clients import SmtpClient, plain_blob
+from lib.config import write_config
+from lib.gateway import ctl
+from lib.net import wait_for
+from lib.paths import GATEHOUSED
+from lib.scripted import RecordingRelay
+
+OUR_BYE = '221 2.0.0 gw.test Bye'
+POSTFIX_BYE = '221 2.0.0 Bye'
+KEPT = 'client quit, backend connection kept'
+
+
+@pytest.fixture
+def postfix_relay(postfix):
+    """A RecordingRelay in front of the module's Postfix."""
+    r = RecordingRelay(postfix.port)
+    yield r
+    r.close()
+
+
+def gateway(gateways, port, **backend):
+    keys = {'protocol': 'smtp', 'login': 'none', 'forward_client': 'no',
+            'servers': '127.0.0.1:%d' % port, 'warm_connections': '2',
+            'reuse_connections': 'yes'}
+    keys.update(backend)
+    return gateways.start({'gw': {'require_auth': 'yes', 'plaintext_auth': 'always',
+                                  'backend': 'b'}},
+                          {'b': keys}, protocol='smtp', users={'alice': USERS['alice']},
+                          gatehouse={'workers': '1', 'auth_cache_size': '0'})
+
+
+def login(gw):
+    c = SmtpClient(gw.port(), greet=True)
+    c.ehlo()
+    c.expect('AUTH PLAIN ' + plain_blob('alice', USERS['alice']), 235)
+    return c
+
+
+def send_message(c, subject, rcpt='bob@example.com', body_eol=b'\r\n'):
+    c.expect('MAIL FROM:<alice@example.com>', 250)
+    c.expect('RCPT TO:<%s>' % rcpt, 250)
+    c.expect('DATA', 354)
+    body = b'Subject: %s\r\n\r\nhello%sfrom the reuse test\r\n.\r\n' % (subject.encode(),
+                                                                     body_eol)
+    c.send(body)
+    return c.reply()
+
+
+def quit_reply(c):
+    reply = c.cmd('QUIT')
+    assert c.closed_within(), 'the session did not end after QUIT'
+    return reply[-1]
+
+
+def wait_parked(relay, i, rsets):
+    """Connection i has had `rsets` RSETs answered by Postfix; then a moment
+    for gatehoused to read the answer and park the connection again."""
+    def answered():
+        sent = relay.text(i)
+        # RSET and NOOP both get a bare "250 2.0.0 Ok"
+        return (sent.count(b'RSET\r\n') == rsets and sent.endswith(b'RSET\r\n') and
+                relay.from_server(i).count(b'250 2.0.0 Ok\r\n') ==
+                rsets + sent.count(b'NOOP\r\n'))
+    wait_for(answered, what='RSET answered on a kept connection')
+    time.sleep(0.3)
+
+
+def sessions_on(relay, i):
+    return relay.text(i).count(b'MAIL FROM:')
+
+
+def test_sessions_in_a_row_share_one_backend_connection(gateways, postfix, postfix_relay):
+    gw = gateway(gateways, postfix_relay.port)
+    subjects = ['reuse-%d-%f' % (n, time.time()) for n in range(4)]
+    for n, subject in enumerate(subjects):
+        c = login(gw)
+        reply = send_message(c, subject)
+        assert reply[-1].startswith('250 2.0.0 Ok: queued'), reply
+        assert quit_reply(c) == OUR_BYE
+        c.close()
+        wait_parked(postfix_relay, 0, n + 1)
+    # one connection carried all four, an RSET after each
+    assert postfix_relay.connections() == 1
+    sent = postfix_relay.text(0).decode()
+    assert sent.count('MAIL FROM:<alice@example.com>') == 4, sent
+    assert sent.count('RSET\r\n') == 4 and 'QUIT' not in sent, sent
+    for subject in subjects:
+        postfix.wait_message('bob', subject)
+    log = gw.log()
+    assert log.count(KEPT) == 4, log
+    r = ctl('-c', gw.conf, 'stats', '--json')
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)['kept'] == [{'backend': 'b', 'count': 4}], r.stdout
+
+
+def test_a_connection_carries_at_most_twenty_sessions(gateways, postfix, postfix_relay):
+    gw = gateway(gateways, postfix_relay.port)
+    byes = []
+    for n in range(21):
+        c = login(gw)
+        c.expect('NOOP', 250)
+        byes.append(quit_reply(c))
+        c.close()
+        if n < 19:
+            wait_parked(postfix_relay, 0, n + 1)
+        else:
+            wait_for(lambda: postfix_relay.ended >= 1 or postfix_relay.connections() > 1,
+                     what='the twentieth session')
+            time.sleep(0.3)
+    assert byes[:19] == [OUR_BYE] * 19, byes
+    # the twentieth: the connection goes, Postfix says goodbye itself
+    assert byes[19] == POSTFIX_BYE, byes
+    sent = postfix_relay.text(0).decode()
+    assert sent.count('NOOP\r\n') == 20 and sent.endswith('NOOP\r\nQUIT\r\n'), sent
+    # the twenty-first is on a connection of its own
+    assert postfix_relay.connections() == 2
+    assert postfix_relay.text(1).count(b'NOOP\r\n') == 1
+
+
+def ehlo_again(c):
+    c.expect('EHLO again.example.org', 250)
+
+
+def second_auth(c):
+    # Postfix has no AUTH here (login = none): its refusal, whatever it is
+    c.cmd('AUTH PLAIN ' + plain_blob('alice', USERS['alice']))
+
+
+def refused_rcpt(c):
+    c.expect('MAIL FROM:<alice@example.com>', 250)
+    c.expect('RCPT TO:<nobody@example.com>', 550)
+    c.expect('RSET', 250)
+
+
+def bare_lf_body(c):
+    reply = send_message(c, 'bare-lf-%f' % time.time(), body_eol=b'\n')
+    assert reply[-1].startswith('250'), reply
+
+
+def pipelined_quit(c):
+    c.expect('MAIL FROM:<alice@example.com>', 250)
+    c.expect('RCPT TO:<bob@example.com>', 250)
+    c.expect('DATA', 354)
+    c.send(b'Subject: piped\r\n\r\nhello\r\n.\r\nQUIT\r\n')
+    assert c.reply()[-1].startswith('250 2.0.0 Ok: queued')
+    return c.reply()[-1]
+
+
+def split_quit(c):
+    c.send(b'QU')
+    time.sleep(0.2)
+    c.send(b'IT\r\n')
+    return c.reply()[-1]
+
+
+@pytest.mark.parametrize('before, ending', [
+    (ehlo_again, None),
+    (second_auth, None),
+    (refused_rcpt, None),
+    (bare_lf_body, None),
+    (None, pipelined_quit),
+    (None, split_quit),
+])
+def test_a_session_not_at_rest_is_not_kept(gateways, postfix, postfix_relay, before, ending):
+    gw = gateway(gateways, postfix_relay.port)
+    c = login(gw)
+    if before is not None:
+        before(c)
+    bye = ending(c) if ending is not None else c.cmd('QUIT')[-1]
+    assert c.closed_within()
+    c.close()
+    # Postfix answered the QUIT and the connection ended
+    assert bye == POSTFIX_BYE
+    wait_for(lambda: postfix_relay.ended == 1, what='the backend connection closed')
+    assert postfix_relay.text(0).endswith(b'QUIT\r\n')
+    assert KEPT not in gw.log()
+    # the next session connects afresh, and is kept
+    c = login(gw)
+    assert quit_reply(c) == OUR_BYE
+    c.close()
+    assert postfix_relay.connections() == 2
+
+
+@pytest.mark.parametrize('keys, why', [
+    ({'login': 'xclient'}, 'needs login = none'),
+    ({'forward_client': 'yes'}, 'needs forward_client = no'),
+    ({'warm_connections': '0'}, 'needs warm_connections'),
+    ({'protocol': 'imap'}, 'is for smtp backends only'),
+])
+def test_config_refuses_reuse_that_would_carry_a_client(tmp, keys, why):
+    backend = dict({'protocol': 'smtp', 'servers': '127.0.0.1:1', 'login': 'none',
+                    'forward_client': 'no', 'warm_connections': '2',
+                    'reuse_connections': 'yes'}, **keys)
+    listener = {'protocol': backend['protocol'], 'listen': '127.0.0.1:1', 'auth': 'a',
+                'backend': 'b'}
+    conf = write_config(tmp / 'gh.conf', {'l': listener}, {'a': {'module': 'file',
+                                                                  'path': '/dev/null'}},
+                        {'b': backend})
+    r = subprocess.run([GATEHOUSED, '-t', '-c', str(conf)], capture_output=True, text=True,
+                       timeout=30)
+    assert r.returncode != 0
+    assert '[backend b] reuse_connections' in r.stderr and why in r.stderr, r.stderr
