@@ -308,18 +308,13 @@ session_pair(GhBackendPool *pool, GhSession *s, const char *key)
 }
 
 gboolean
-gh_backend_pool_can_keep(GhBackendPool *pool,
-			 GhSession *s,
-			 const char *key,
-			 const char *server,
-			 guint served,
-			 guint junk)
+gh_backend_pool_can_keep(
+    GhBackendPool *pool, GhSession *s, const char *key, const char *server, guint served)
 {
 	Pair *p = session_pair(pool, s, key);
 
-	return p != NULL && served + 1 < GH_BACKEND_KEEP_SESSIONS && junk <= GH_BACKEND_KEEP_JUNK &&
-	       server != NULL && strcmp(server, p->server_text) == 0 &&
-	       p->links->len < p->bc->warm_connections &&
+	return p != NULL && served + 1 < GH_BACKEND_KEEP_SESSIONS && server != NULL &&
+	       strcmp(server, p->server_text) == 0 && p->links->len < p->bc->warm_connections &&
 	       g_get_monotonic_time() - p->asked_us < (gint64)p->bc->warm_lifetime * G_USEC_PER_SEC;
 }
 

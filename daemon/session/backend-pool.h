@@ -37,17 +37,17 @@
  * gives the connection back instead of closing it, if its pair is still
  * there with room and the connection has carried fewer than
  * GH_BACKEND_KEEP_SESSIONS sessions.  It becomes a warm link again after
- * the protocol's `resumed` step (SMTP: RSET), with a new warm_lifetime.
+ * the protocol's `resumed` step (SMTP: RSET), with a new warm_lifetime
+ * (the protocol decides what "at rest" is: SMTP keeps a connection only
+ * right after a message Postfix accepted, smtp-session.c).
  * Such a pair is not refilled after a take (the taker brings one back, or
  * a login that found none connects and brings its own), only by the
  * sweep: so as many connections stay open as logins run at once, up to
  * warm_connections, and a storm of short sessions reuses them instead of
  * connecting for each.
- * The bound keeps a connection well inside Postfix's default
- * smtpd_junk_command_limit (100), which counts our RSETs: a session is kept
- * only with at most GH_BACKEND_KEEP_JUNK RSET or NOOP commands of its own
- * and no 4xx or 5xx reply (smtp-session.c), so a kept connection has sent
- * at most 20 * (3 + 1) = 80 of them when it is let go.
+ * The bound on sessions lets a busy connection go now and then, so that
+ * the backend's process behind it is replaced as the backend wants (Postfix
+ * reads main.cf anew only in new smtpd processes).
  */
 #pragma once
 
@@ -58,7 +58,6 @@ typedef struct _GhBackendPool GhBackendPool;
 typedef struct _GhSession GhSession;
 
 #define GH_BACKEND_KEEP_SESSIONS 20
-#define GH_BACKEND_KEEP_JUNK 3
 
 GhBackendPool *gh_backend_pool_new(GMainContext *context, GhStats *stats);
 /* Every warm link is told goodbye and closed.  NULL allowed. */
@@ -78,16 +77,11 @@ GhBackendLink *gh_backend_pool_take(GhBackendPool *pool,
 
 /* Would a connection to `server` (the server the session's link used) that
  * has carried `served` sessions before this one be kept, were the session
- * to end now at rest, having sent `junk` RSET or NOOP commands?  Only for a
- * backend with reuse_connections, the session's key (`key`, as given to
- * gh_backend_pool_take) picking `server` first, its pair still asked for
- * and short of warm_connections. */
-gboolean gh_backend_pool_can_keep(GhBackendPool *pool,
-				  GhSession *s,
-				  const char *key,
-				  const char *server,
-				  guint served,
-				  guint junk);
+ * to end now at rest?  Only for a backend with reuse_connections, the
+ * session's key (`key`, as given to gh_backend_pool_take) picking `server`
+ * first, its pair still asked for and short of warm_connections. */
+gboolean gh_backend_pool_can_keep(
+    GhBackendPool *pool, GhSession *s, const char *key, const char *server, guint served);
 /* Keep it (transfer full), on the loop turn where can_keep said yes. */
 void gh_backend_pool_keep(
     GhBackendPool *pool, GhSession *s, const char *key, GhConn *conn, const char *server);

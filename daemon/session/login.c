@@ -144,11 +144,11 @@ gh_login_relay_ended(GhSession *s, const char *why, guint64 up, guint64 down)
 }
 
 gboolean
-gh_session_backend_keepable(GhSession *s, guint junk)
+gh_session_backend_keepable(GhSession *s)
 {
 	return s->keep_backend &&
 	       gh_backend_pool_can_keep(s->host->pool, s, s->login.canonical,
-					s->login.backend_server, s->backend_served, junk);
+					s->login.backend_server, s->backend_served);
 }
 
 /* The tap held the client's QUIT with the backend at rest: the connection

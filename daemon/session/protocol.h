@@ -254,7 +254,6 @@ void gh_session_login_refused(
  * the input buffer stays there for the backend. */
 void gh_session_join_backend(GhSession *s);
 /* Would the backend connection be kept if the relay held the client's
- * last command now, its session having sent `junk` commands that Postfix
- * counts against smtpd_junk_command_limit (backend-pool.h,
- * gh_backend_pool_can_keep)? */
-gboolean gh_session_backend_keepable(GhSession *s, guint junk);
+ * last command now (backend-pool.h, gh_backend_pool_can_keep)?  The
+ * protocol has checked that the backend is at rest. */
+gboolean gh_session_backend_keepable(GhSession *s);

@@ -10,9 +10,10 @@ message that Postfix delivers, go over one backend connection with an
 RSET between them, and the clients hear gatehoused's 221; a connection
 carries at most 20 sessions, and then the QUIT goes to Postfix; a session
 that leaves the backend anything but at rest (EHLO or a second AUTH after
-login, a refused recipient, a body with a bare LF, a QUIT pipelined behind
-the body, a QUIT split across two sends) has its QUIT answered by Postfix
-and its connection closed; the configuration refuses reuse where a
+login, a refused recipient, no message, a NOOP or a refusal after the
+message, a body with a bare LF, a QUIT pipelined behind the body, a QUIT
+split across two sends) has its QUIT answered by Postfix and its
+connection closed; the configuration refuses reuse where a
 connection would carry one client's identity to the next.
 """
 import json
@@ -122,7 +123,8 @@ def test_a_connection_carries_at_most_twenty_sessions(gateways, postfix, postfix
     byes = []
     for n in range(21):
         c = login(gw)
-        c.expect('NOOP', 250)
+        reply = send_message(c, 'twenty-%d-%f' % (n, time.time()))
+        assert reply[-1].startswith('250 2.0.0 Ok: queued'), reply
         byes.append(quit_reply(c))
         c.close()
         if n < 19:
@@ -135,10 +137,10 @@ def test_a_connection_carries_at_most_twenty_sessions(gateways, postfix, postfix
     # the twentieth: the connection goes, Postfix says goodbye itself
     assert byes[19] == POSTFIX_BYE, byes
     sent = postfix_relay.text(0).decode()
-    assert sent.count('NOOP\r\n') == 20 and sent.endswith('NOOP\r\nQUIT\r\n'), sent
+    assert sent.count('MAIL FROM:') == 20 and sent.endswith('\r\n.\r\nQUIT\r\n'), sent
     # the twenty-first is on a connection of its own
     assert postfix_relay.connections() == 2
-    assert postfix_relay.text(1).count(b'NOOP\r\n') == 1
+    assert postfix_relay.text(1).count(b'MAIL FROM:') == 1
 
 
 def ehlo_again(c):
@@ -156,6 +158,21 @@ def refused_rcpt(c):
     c.expect('RSET', 250)
 
 
+def no_message(c):
+    pass
+
+
+def noop_after_message(c):
+    send_message(c, 'noop-%f' % time.time())
+    c.expect('NOOP', 250)
+
+
+def refused_after_message(c):
+    send_message(c, 'refused-%f' % time.time())
+    c.expect('MAIL FROM:<alice@example.com>', 250)
+    c.expect('RCPT TO:<nobody@example.com>', 550)
+
+
 def bare_lf_body(c):
     reply = send_message(c, 'bare-lf-%f' % time.time(), body_eol=b'\n')
     assert reply[-1].startswith('250'), reply
@@ -171,6 +188,7 @@ def pipelined_quit(c):
 
 
 def split_quit(c):
+    send_message(c, 'split-%f' % time.time())
     c.send(b'QU')
     time.sleep(0.2)
     c.send(b'IT\r\n')
@@ -181,6 +199,9 @@ def split_quit(c):
     (ehlo_again, None),
     (second_auth, None),
     (refused_rcpt, None),
+    (no_message, None),
+    (noop_after_message, None),
+    (refused_after_message, None),
     (bare_lf_body, None),
     (None, pipelined_quit),
     (None, split_quit),
@@ -200,6 +221,7 @@ def test_a_session_not_at_rest_is_not_kept(gateways, postfix, postfix_relay, bef
     assert KEPT not in gw.log()
     # the next session connects afresh, and is kept
     c = login(gw)
+    send_message(c, 'next-%f' % time.time())
     assert quit_reply(c) == OUR_BYE
     c.close()
     assert postfix_relay.connections() == 2
