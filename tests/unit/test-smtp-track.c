@@ -500,6 +500,56 @@ test_body_lines(void)
 	}
 }
 
+/* Long body lines go by memchr past their first octets: a CR, LF or NUL
+ * anywhere in them is still seen, in one call or split anywhere. */
+static void
+test_body_long_lines(void)
+{
+	static const struct {
+		const char *tail; /* after 300 'a's */
+		GhSmtpTrackState want;
+	} cases[] = {
+	    {"\r\n.\r\n", GOING},   /* a long line, then the end */
+	    {"\nb\r\n.\r\n", LOST}, /* a bare LF in the middle */
+	    {"\rb\r\n.\r\n", LOST}, /* a bare CR in the middle */
+	    {"b\r\n\n.\r\n", LOST}, /* a bare LF at the next line's start */
+	};
+
+	for (gsize i = 0; i < G_N_ELEMENTS(cases); i++) {
+		g_autoptr(GString) body = g_string_new(NULL);
+
+		for (int k = 0; k < 300; k++)
+			g_string_append_c(body, 'a');
+		g_string_append(body, cases[i].tail);
+		for (gsize cut = 0; cut < body->len; cut += 37) {
+			GhSmtpTrack *t = gh_smtp_track_new();
+			GhSmtpTrackState st;
+
+			g_assert_cmpint(client(t, "DATA\r\n"), ==, GOING);
+			g_assert_cmpint(server(t, "354 go\r\n"), ==, GOING);
+			st = cut > 0 ? feed(t, FALSE, body->str, cut) : GOING;
+			if (st == GOING)
+				st = feed(t, FALSE, body->str + cut, body->len - cut);
+			g_assert_cmpint(st, ==, cases[i].want);
+			if (st == GOING) {
+				g_assert_cmpint(server(t, "250 ok\r\n"), ==, GOING);
+				g_assert_cmpint(client(t, "QUIT\r\n"), ==, QUIT);
+			}
+			gh_smtp_track_free(t);
+		}
+		{
+			/* a NUL in the middle (strlen cannot carry it) */
+			GhSmtpTrack *t = gh_smtp_track_new();
+
+			body->str[150] = '\0';
+			g_assert_cmpint(client(t, "DATA\r\n"), ==, GOING);
+			g_assert_cmpint(server(t, "354 go\r\n"), ==, GOING);
+			g_assert_cmpint(feed(t, FALSE, body->str, body->len), ==, LOST);
+			gh_smtp_track_free(t);
+		}
+	}
+}
+
 static void
 test_body_end_pipelined(void)
 {
@@ -810,6 +860,7 @@ main(int argc, char **argv)
 	g_test_add_func("/smtp-track/command/line-length", test_line_length);
 	g_test_add_func("/smtp-track/data/refused", test_data_refused);
 	g_test_add_func("/smtp-track/data/smuggling", test_smuggling);
+	g_test_add_func("/smtp-track/data/long-lines", test_body_long_lines);
 	g_test_add_func("/smtp-track/data/body-lines", test_body_lines);
 	g_test_add_func("/smtp-track/data/end-pipelined", test_body_end_pipelined);
 	g_test_add_func("/smtp-track/data/354", test_354);
