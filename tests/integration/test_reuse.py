@@ -17,17 +17,15 @@ connection closed; the configuration refuses reuse where a
 connection would carry one client's identity to the next.
 """
 import json
-import subprocess
 import time
 
 import pytest
 
 from backends import USERS
 from lib.clients import SmtpClient, plain_blob
-from lib.config import write_config
+from lib.config import check_backend
 from lib.gateway import ctl
 from lib.net import wait_for
-from lib.paths import GATEHOUSED
 from lib.scripted import RecordingRelay
 
 OUR_BYE = '221 2.0.0 gw.test Bye'
@@ -237,12 +235,6 @@ def test_config_refuses_reuse_that_would_carry_a_client(tmp, keys, why):
     backend = dict({'protocol': 'smtp', 'servers': '127.0.0.1:1', 'login': 'none',
                     'forward_client': 'no', 'warm_connections': '2',
                     'reuse_connections': 'yes'}, **keys)
-    listener = {'protocol': backend['protocol'], 'listen': '127.0.0.1:1', 'auth': 'a',
-                'backend': 'b'}
-    conf = write_config(tmp / 'gh.conf', {'l': listener}, {'a': {'module': 'file',
-                                                                  'path': '/dev/null'}},
-                        {'b': backend})
-    r = subprocess.run([GATEHOUSED, '-t', '-c', str(conf)], capture_output=True, text=True,
-                       timeout=30)
+    r = check_backend(tmp, backend)
     assert r.returncode != 0
     assert '[backend b] reuse_connections' in r.stderr and why in r.stderr, r.stderr

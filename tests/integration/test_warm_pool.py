@@ -18,17 +18,15 @@ about a client before there is one.
 import json
 import re
 import signal
-import subprocess
 import time
 
 import pytest
 
 from backends import USERS
 from lib.clients import ImapClient, SmtpClient, imap_quote, plain_blob
-from lib.config import write_config
+from lib.config import check_backend
 from lib.gateway import ctl
 from lib.net import wait_for
-from lib.paths import GATEHOUSED
 
 IMAP_FAILED = 'NO [AUTHENTICATIONFAILED] Authentication failed.'
 
@@ -185,12 +183,6 @@ def test_smtp_auth_goes_over_a_warm_connection(gateways, submission_relay):
 def test_config_refuses_a_pool_that_would_name_no_client(tmp, keys, why):
     backend = dict({'protocol': 'imap', 'servers': '127.0.0.1:1', 'warm_connections': '2'},
                    **keys)
-    listener = {'protocol': backend['protocol'], 'listen': '127.0.0.1:1', 'auth': 'a',
-                'backend': 'b'}
-    conf = write_config(tmp / 'gh.conf', {'l': listener}, {'a': {'module': 'file',
-                                                                  'path': '/dev/null'}},
-                        {'b': backend})
-    r = subprocess.run([GATEHOUSED, '-t', '-c', str(conf)], capture_output=True, text=True,
-                       timeout=30)
+    r = check_backend(tmp, backend)
     assert r.returncode != 0
     assert '[backend b] warm_connections' in r.stderr and why in r.stderr, r.stderr

@@ -16,10 +16,11 @@ tuple its items joined with spaces, anything else as str() makes it.
 """
 import itertools
 import os
+import subprocess
 import tempfile
 from pathlib import Path
 
-from lib.paths import MODULE_DIR
+from lib.paths import GATEHOUSED, MODULE_DIR
 
 GATEHOUSE_DEFAULTS = {'hostname': 'gw.test', 'module_dir': MODULE_DIR, 'failure_delay': '0',
                       'workers': '2'}
@@ -99,3 +100,15 @@ def users_file(path, users):
 def file_auth(users_path):
     """The keys of an [auth] group of the file module reading users_path."""
     return {'module': 'file', 'path': users_path}
+
+
+def check_backend(directory, backend):
+    """gatehoused -t on a configuration of one listener, a file module and
+    [backend b] with `backend`'s keys (its protocol the listener's): the
+    CompletedProcess, for what the configuration refuses."""
+    listener = {'protocol': backend['protocol'], 'listen': '127.0.0.1:1', 'auth': 'a',
+                'backend': 'b'}
+    conf = write_config(Path(directory) / 'gh.conf', {'l': listener},
+                        {'a': {'module': 'file', 'path': '/dev/null'}}, {'b': backend})
+    return subprocess.run([GATEHOUSED, '-t', '-c', str(conf)], capture_output=True, text=True,
+                          timeout=30)
