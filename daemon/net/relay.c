@@ -379,6 +379,25 @@ gh_relay_start(GhConn *client, GhConn *backend, GhRelayDone done, gpointer user_
 	return r;
 }
 
+/* Stop watching `conn` for the relay. */
+static void
+unhook(GhConn *conn)
+{
+	gh_conn_want(conn, 0);
+	gh_conn_set_callback(conn, NULL, NULL);
+}
+
+/* Everything of the relay but its connections, and the relay itself. */
+static void
+dismantle(GhRelay *r)
+{
+	tap_drop(r);
+	gh_timer_stop(&r->kick);
+	flow_close(&r->up);
+	flow_close(&r->down);
+	g_free(r);
+}
+
 void
 gh_relay_set_tap(GhRelay *r, const GhRelayTap *funcs, gpointer tap)
 {
@@ -392,13 +411,9 @@ gh_relay_free(GhRelay *r)
 {
 	if (r == NULL)
 		return;
-	tap_drop(r);
-	gh_timer_stop(&r->kick);
-	flow_close(&r->up);
-	flow_close(&r->down);
 	gh_conn_free(r->client);
 	gh_conn_free(r->backend);
-	g_free(r);
+	dismantle(r);
 }
 
 void
@@ -417,15 +432,9 @@ gh_relay_release_client(GhRelay *r, gboolean *at_line_start)
 	 * are in the middle of something */
 	*at_line_start = r->down.last == '\n' && r->down.piped == 0;
 	r->finished = TRUE;
-	gh_conn_want(client, 0);
-	gh_conn_set_callback(client, NULL, NULL);
-	r->client = NULL;
-	tap_drop(r);
-	gh_timer_stop(&r->kick);
-	flow_close(&r->up);
-	flow_close(&r->down);
+	unhook(client);
 	gh_conn_free(r->backend);
-	g_free(r);
+	dismantle(r);
 	return client;
 }
 
@@ -435,13 +444,7 @@ gh_relay_release(GhRelay *r, GhConn **client, GhConn **backend)
 	g_return_if_fail(r->held);
 	*client = r->client;
 	*backend = r->backend;
-	gh_conn_want(r->client, 0);
-	gh_conn_set_callback(r->client, NULL, NULL);
-	gh_conn_want(r->backend, 0);
-	gh_conn_set_callback(r->backend, NULL, NULL);
-	tap_drop(r);
-	gh_timer_stop(&r->kick);
-	flow_close(&r->up);
-	flow_close(&r->down);
-	g_free(r);
+	unhook(r->client);
+	unhook(r->backend);
+	dismantle(r);
 }

@@ -17,7 +17,8 @@
  * byte is read; the done callback runs at most once and never after
  * cancel; every error handed on reads "host:port: why"; while `parked`
  * no dialogue step runs and the timer is off; `resume` is pending only
- * while parked with the credentials given.
+ * while parked with the credentials given, or before a kept link's first
+ * step (gh_backend_link_resume).
  */
 #include "gh-build.h"
 
@@ -58,7 +59,8 @@ struct _GhBackendLink {
 	guint attempt;   /* one more at each connection given up */
 	gboolean parked; /* login_later: the dialogue waits for the credentials */
 	gboolean kept;   /* on a connection kept from an earlier session: no fail-over */
-	GhTimer resume;  /* set soon: the credentials came to a parked link */
+	GhTimer resume;  /* set soon: the credentials came to a parked link, or a kept
+			    link's first step */
 
 	guint depth;        /* link entries (and the done callback) on the stack */
 	gboolean over;      /* the attempt is over: only freeing is left */

@@ -239,8 +239,17 @@ on_backend_done(GhBackendResult result,
 	s->backend_served = backend->served;
 	s->relay = gh_relay_start(s->conn, backend, on_relay_done, s);
 	s->conn = NULL;
-	if (s->keep_backend && !mx_join && s->protocol->relay_tap != NULL)
+	if (s->keep_backend && s->protocol->relay_tap != NULL)
 		s->protocol->relay_tap(s, s->relay);
+}
+
+/* reuse_connections: may a logged-in session's backend connection go back
+ * to the pool?  Only with no route, so that its server is the pool's first
+ * for the canonical name (gh_backend_pool_can_keep checks it too). */
+static gboolean
+may_keep_backend(GhSession *s, const GhBackendConfig *bc)
+{
+	return bc->reuse_connections && (s->login.route == NULL || !bc->follow_route);
 }
 
 /* What the backend dialogue is given; a login's when `logged_in`. */
@@ -274,9 +283,9 @@ connect_backend(GhSession *s, gboolean logged_in)
 	s->phase = GH_PHASE_BACKEND;
 	s->mx_join = !logged_in;
 	gh_session_stop_timer(s);
+	s->keep_backend = logged_in && may_keep_backend(s, p.backend);
 	/* a warm connection to the user's server, when there is no route */
 	if (logged_in && (l->route == NULL || !p.backend->follow_route)) {
-		s->keep_backend = p.backend->reuse_connections;
 		s->backend =
 		    gh_backend_pool_take(s->host->pool, s, l->canonical, &p, on_backend_done, s);
 		if (s->backend != NULL) {
@@ -299,15 +308,13 @@ static void
 login_on_early(GhSession *s)
 {
 	GhLogin *l = &s->login;
-	const GhBackendConfig *bc;
 
 	s->phase = GH_PHASE_BACKEND;
 	s->mx_join = FALSE;
 	gh_session_stop_timer(s);
 	s->backend = g_steal_pointer(&l->early);
 	/* (the early link dialled the first server of the canonical name) */
-	bc = gh_config_backend(s->config, s->lc->backend);
-	s->keep_backend = bc->reuse_connections && (l->route == NULL || !bc->follow_route);
+	s->keep_backend = may_keep_backend(s, gh_config_backend(s->config, s->lc->backend));
 	gh_backend_link_login(s->backend, l->canonical, l->password, on_backend_done, s);
 	g_clear_pointer(&l->password, gh_secret_free);
 	(void)gh_session_update_watch(s);
