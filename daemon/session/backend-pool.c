@@ -51,7 +51,7 @@ struct _GhBackendPool {
 	GhStats *stats;
 	GPtrArray *pairs; /* of Pair *, owned */
 	GhTimer sweep;
-	GhTimer refill; /* yields after a take: not before the taker's login is out */
+	GhTimer refill; /* never inside a take: not before the taker's login is out */
 };
 
 static void warm_done(GhBackendResult result,
@@ -192,6 +192,16 @@ warm_done(GhBackendResult result,
 	g_ptr_array_remove_fast(p->links, w);
 }
 
+/* Is the pair short of links that a refill would start now?  (With
+ * reuse_connections the taker brings its link back: a refill would only
+ * make a connection that is let go then.) */
+static gboolean
+pair_short(const Pair *p, gint64 now)
+{
+	return !p->bc->reuse_connections && now >= p->retry_us &&
+	       p->links->len < p->bc->warm_connections;
+}
+
 /* Refill what the takes of the last loop turns left short.  Not in the
  * take itself: a connect there would delay the very login that took a
  * warm link. */
@@ -202,9 +212,7 @@ refill(gpointer data)
 	gint64 now = g_get_monotonic_time();
 	for (guint i = 0; i < pool->pairs->len; i++) {
 		Pair *p = g_ptr_array_index(pool->pairs, i);
-		/* with reuse_connections the taker brings its link back: a
-		 * refill now would only make a connection that is let go then */
-		if (!p->bc->reuse_connections)
+		if (pair_short(p, now))
 			pair_fill(p, now);
 	}
 }
@@ -287,12 +295,31 @@ gh_backend_pool_take(GhBackendPool *pool,
 		break;
 	}
 	gh_stats_add(pool->stats, GH_STAT_WARM_TAKES, 1, bc->name, link != NULL ? "hit" : "miss");
-	/* at the next loop turn: this one sends the taker's login first (its
-	 * steps are set soon), and the thread need not wake up again for it */
-	if (!gh_timer_running(&pool->refill))
+	/* A pair left empty is refilled at the next loop turn: this one
+	 * sends the taker's login first (its steps are set soon), and the
+	 * thread need not wake up again for it.  A pair with a link left
+	 * waits for gh_backend_pool_refill: until the backend has answered
+	 * the taker's login, a new connection would compete with it. */
+	if (p->links->len == 0 && !gh_timer_running(&pool->refill))
 		gh_timer_yield(&pool->refill, pool->context, refill, pool);
 	arm_sweep(pool);
 	return link;
+}
+
+void
+gh_backend_pool_refill(GhBackendPool *pool)
+{
+	gint64 now;
+
+	if (pool == NULL || gh_timer_running(&pool->refill))
+		return;
+	now = g_get_monotonic_time();
+	for (guint i = 0; i < pool->pairs->len; i++) {
+		if (pair_short(g_ptr_array_index(pool->pairs, i), now)) {
+			gh_timer_soon(&pool->refill, pool->context, refill, pool);
+			return;
+		}
+	}
 }
 
 /* The pair a session's key picks for its backend, if the pool has it. */

@@ -14,8 +14,13 @@
  * login with no route from the auth module uses the pool.
  *
  * Life cycle: a (backend, server) pair is filled the first time a login
- * asks for it, and refilled a millisecond after each take (so that the
- * refill's connect does not delay the login that took one).  A parked link older than
+ * asks for it.  A take that leaves the pair without a link refills it at
+ * the next loop turn (so that the refill's connect does not delay the
+ * login that took one); a take that leaves one waits for
+ * gh_backend_pool_refill, once the backend has answered the taker's login
+ * (so that the backend is not asked for a connection while it logs a user
+ * in: at one client at a time that costs a wake-up and 5 to 10% of the
+ * login's CPU, doc/performance.md).  A parked link older than
  * warm_lifetime is told goodbye (the dialogue's LOGOUT or QUIT) and closed,
  * and replaced only while the pair has been asked for within that time: an
  * idle gateway lets its warm connections go.  A warm link that fails to
@@ -74,6 +79,10 @@ GhBackendLink *gh_backend_pool_take(GhBackendPool *pool,
 				    const GhBackendParams *p,
 				    GhBackendDone done,
 				    gpointer user_data);
+
+/* A session's backend has answered its login (or failed it): refill the
+ * pairs that are short, soon (after what this loop turn sends). */
+void gh_backend_pool_refill(GhBackendPool *pool);
 
 /* Would a connection to `server` (the server the session's link used) that
  * has carried `served` sessions before this one be kept, were the session

@@ -193,6 +193,9 @@ on_backend_done(GhBackendResult result,
 	GhLogin *l = &s->login;
 	gboolean mx_join = s->mx_join;
 
+	/* the backend is done with this login: the pool may dial it again */
+	gh_backend_pool_refill(s->host->pool);
+
 	s->backend = NULL;
 	s->mx_join = FALSE;
 	g_free(l->backend_server);

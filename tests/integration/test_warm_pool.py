@@ -6,8 +6,9 @@ connection and in the order they were accepted, every byte the gateway
 sends.  One I/O thread (workers = 1), so every login meets the same pool.
 Shown: the first login to a server fills the pool; the next one logs in
 over a connection that was opened before that client connected, and the
-ID it sends names that client; a failed login sends nothing on a warm
-connection; an idle pool says LOGOUT and closes after warm_lifetime, and
+ID it sends names that client; the pool dials again once the backend has
+answered the login that took a connection (at once when none is left); a
+failed login sends nothing on a warm connection; an idle pool says LOGOUT and closes after warm_lifetime, and
 is not refilled while nobody logs in; after a reload the old
 configuration's warm connections are never taken and go within
 warm_lifetime; a backend that drops the warm
@@ -83,6 +84,53 @@ def test_next_login_goes_over_a_warm_connection(gateways, imap_relay):
     assert sorted((x['backend'], x['result'], x['count'])
                   for x in json.loads(r.stdout)['warm_takes']) == [('b', 'hit', 1),
                                                                    ('b', 'miss', 1)], r.stdout
+
+
+def test_pool_dials_again_once_the_backend_has_answered_the_login(gateways, imap_relay):
+    """A take that leaves a warm connection parked does not dial the
+    backend while the backend is logging the taker in; once its answer is
+    through, the pool makes up the one taken."""
+    gw = gateway(gateways, imap_relay.port)
+    first, reply = imap_login(gw)
+    assert reply.startswith('a1 OK'), reply
+    first.close()
+    wait_for(lambda: imap_relay.connections() == 3, what='two warm connections')
+    wait_for(lambda: all(b'\n' in imap_relay.from_server(i) for i in range(3)),
+             what='the greetings relayed')
+    imap_relay.hold()
+    c = ImapClient(gw.port(), greet=True)
+    c.line('a2 LOGIN alice %s' % imap_quote(USERS['alice']))
+    wait_for(lambda: any(b'a2 AUTHENTICATE' in imap_relay.text(i) for i in range(3)),
+             what='the login sent on a warm connection')
+    # Dovecot's answer is held: the pool still has one parked, and waits
+    time.sleep(0.5)
+    assert imap_relay.connections() == 3
+    imap_relay.release()
+    assert c.response('a2')[-1].startswith('a2 OK')
+    wait_for(lambda: imap_relay.connections() == 4, what='the pool refilled')
+    c.close()
+
+
+def test_pool_left_empty_dials_again_at_once(gateways, imap_relay):
+    """With warm_connections = 1 a take leaves none: the pool dials again
+    at once, while the taker's login is still with the backend."""
+    gw = gateway(gateways, imap_relay.port, warm_connections='1')
+    first, reply = imap_login(gw)
+    assert reply.startswith('a1 OK'), reply
+    first.close()
+    wait_for(lambda: imap_relay.connections() == 2, what='one warm connection')
+    wait_for(lambda: all(b'\n' in imap_relay.from_server(i) for i in range(2)),
+             what='the greetings relayed')
+    imap_relay.hold()
+    c = ImapClient(gw.port(), greet=True)
+    c.line('a2 LOGIN alice %s' % imap_quote(USERS['alice']))
+    # (in order: the first login's own, the one taken, the new one)
+    wait_for(lambda: b'a2 AUTHENTICATE' in imap_relay.text(1), what='the login sent')
+    wait_for(lambda: imap_relay.connections() == 3, what='the refill while the login is held')
+    assert imap_relay.text(2) == b''
+    imap_relay.release()
+    assert c.response('a2')[-1].startswith('a2 OK')
+    c.close()
 
 
 def test_failed_login_sends_nothing_on_warm_connections(gateways, imap_relay):

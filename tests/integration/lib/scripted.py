@@ -274,11 +274,12 @@ class Relay:
     client sends is appended; back: the same for what the server sends.
     When one side ends, the other is told (its sending half shut down)."""
 
-    def __init__(self, port, greeting=None, sent=None, back=None):
+    def __init__(self, port, greeting=None, sent=None, back=None, gate=None):
         self.port = port
         self.greeting = greeting
         self.sent = sent
         self.back = back
+        self.gate = gate  # a threading.Event: the server's answers wait for it
         self.socks = []
         self.lock = threading.Lock()
 
@@ -295,7 +296,8 @@ class Relay:
                         return
                     greeting += ch
                 conn.sendall(self.greeting)
-            t = threading.Thread(target=self._pump, args=(up, conn, self.back), daemon=True)
+            t = threading.Thread(target=self._pump, args=(up, conn, self.back, self.gate),
+                                 daemon=True)
             t.start()
             self._pump(conn, up, self.sent)
             t.join(15)
@@ -303,7 +305,10 @@ class Relay:
             up.close()
 
     @staticmethod
-    def _pump(src, dst, record=None):
+    def _pump(src, dst, record=None, gate=None):
+        """gate: what comes after the first chunk (the greeting) waits
+        until it is set."""
+        first = True
         try:
             while True:
                 data = src.recv(65536)
@@ -311,6 +316,9 @@ class Relay:
                     break
                 if record is not None:
                     record.append(data)
+                if gate is not None and not first:
+                    gate.wait(30)
+                first = False
                 dst.sendall(data)
         except OSError:
             pass
@@ -343,10 +351,12 @@ class RecordingRelay:
         self._backs = []
         self._relays = []
         self._lock = threading.Lock()
+        self._gate = threading.Event()
+        self._gate.set()
 
         def handler(conn):
             rec, back = [], []
-            relay = Relay(port, sent=rec, back=back)
+            relay = Relay(port, sent=rec, back=back, gate=self._gate)
             with self._lock:
                 self._records.append(rec)
                 self._backs.append(back)
@@ -380,6 +390,14 @@ class RecordingRelay:
         with self._lock:
             return b''.join(self._backs[i])
 
+    def hold(self):
+        """From now on the server's answers (all it sends after its
+        greeting) wait, on every connection, until release()."""
+        self._gate.clear()
+
+    def release(self):
+        self._gate.set()
+
     def cut(self):
         """Break every relayed connection, as a backend restart would."""
         with self._lock:
@@ -388,4 +406,5 @@ class RecordingRelay:
             r.cut()
 
     def close(self):
+        self._gate.set()
         self.server.close()
