@@ -118,6 +118,15 @@ pair_fill(Pair *p, gint64 now)
 		warm_start(p);
 }
 
+/* Has a login asked for the pair within warm_lifetime?  Only such a pair
+ * is refilled (an idle gateway, or an old configuration's pair after a
+ * reload, lets its links go). */
+static gboolean
+pair_wanted(const Pair *p, gint64 now)
+{
+	return now - p->asked_us < (gint64)p->bc->warm_lifetime * G_USEC_PER_SEC;
+}
+
 static void sweep(gpointer data);
 
 static void
@@ -146,7 +155,7 @@ sweep(gpointer data)
 	for (guint i = 0; i < pool->pairs->len;) {
 		Pair *p = g_ptr_array_index(pool->pairs, i);
 		gint64 lifetime = (gint64)p->bc->warm_lifetime * G_USEC_PER_SEC;
-		gboolean wanted = now - p->asked_us < lifetime;
+		gboolean wanted = pair_wanted(p, now);
 
 		for (guint j = 0; j < p->links->len;) {
 			Warm *w = g_ptr_array_index(p->links, j);
@@ -198,7 +207,7 @@ warm_done(GhBackendResult result,
 static gboolean
 pair_short(const Pair *p, gint64 now)
 {
-	return !p->bc->reuse_connections && now >= p->retry_us &&
+	return !p->bc->reuse_connections && pair_wanted(p, now) && now >= p->retry_us &&
 	       p->links->len < p->bc->warm_connections;
 }
 
