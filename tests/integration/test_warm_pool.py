@@ -86,22 +86,31 @@ def test_next_login_goes_over_a_warm_connection(gateways, imap_relay):
                                                                    ('b', 'miss', 1)], r.stdout
 
 
+def login_held(gw, imap_relay, warm):
+    """After a first login has filled the pool (`warm` connections parked,
+    their greetings through), a second client's LOGIN with Dovecot's
+    answers held; the client, its answer still to come."""
+    first, reply = imap_login(gw)
+    assert reply.startswith('a1 OK'), reply
+    first.close()
+    wait_for(lambda: imap_relay.connections() == 1 + warm, what='the warm connections')
+    wait_for(lambda: all(b'\n' in imap_relay.from_server(i) for i in range(1 + warm)),
+             what='the greetings relayed')
+    imap_relay.hold()
+    c = ImapClient(gw.port(), greet=True)
+    c.line('a2 LOGIN alice %s' % imap_quote(USERS['alice']))
+    # (connections in order: the first login's own, then the warm ones)
+    wait_for(lambda: any(b'a2 AUTHENTICATE' in imap_relay.text(i) for i in range(1, 1 + warm)),
+             what='the login sent on a warm connection')
+    return c
+
+
 def test_pool_dials_again_once_the_backend_has_answered_the_login(gateways, imap_relay):
     """A take that leaves a warm connection parked does not dial the
     backend while the backend is logging the taker in; once its answer is
     through, the pool makes up the one taken."""
     gw = gateway(gateways, imap_relay.port)
-    first, reply = imap_login(gw)
-    assert reply.startswith('a1 OK'), reply
-    first.close()
-    wait_for(lambda: imap_relay.connections() == 3, what='two warm connections')
-    wait_for(lambda: all(b'\n' in imap_relay.from_server(i) for i in range(3)),
-             what='the greetings relayed')
-    imap_relay.hold()
-    c = ImapClient(gw.port(), greet=True)
-    c.line('a2 LOGIN alice %s' % imap_quote(USERS['alice']))
-    wait_for(lambda: any(b'a2 AUTHENTICATE' in imap_relay.text(i) for i in range(3)),
-             what='the login sent on a warm connection')
+    c = login_held(gw, imap_relay, 2)
     # Dovecot's answer is held: the pool still has one parked, and waits
     time.sleep(0.5)
     assert imap_relay.connections() == 3
@@ -115,17 +124,7 @@ def test_pool_left_empty_dials_again_at_once(gateways, imap_relay):
     """With warm_connections = 1 a take leaves none: the pool dials again
     at once, while the taker's login is still with the backend."""
     gw = gateway(gateways, imap_relay.port, warm_connections='1')
-    first, reply = imap_login(gw)
-    assert reply.startswith('a1 OK'), reply
-    first.close()
-    wait_for(lambda: imap_relay.connections() == 2, what='one warm connection')
-    wait_for(lambda: all(b'\n' in imap_relay.from_server(i) for i in range(2)),
-             what='the greetings relayed')
-    imap_relay.hold()
-    c = ImapClient(gw.port(), greet=True)
-    c.line('a2 LOGIN alice %s' % imap_quote(USERS['alice']))
-    # (in order: the first login's own, the one taken, the new one)
-    wait_for(lambda: b'a2 AUTHENTICATE' in imap_relay.text(1), what='the login sent')
+    c = login_held(gw, imap_relay, 1)
     wait_for(lambda: imap_relay.connections() == 3, what='the refill while the login is held')
     assert imap_relay.text(2) == b''
     imap_relay.release()
