@@ -768,6 +768,14 @@ gh_imap_command_clear(GhImapCommand *cmd)
 	memset(cmd, 0, sizeof *cmd);
 }
 
+gboolean
+gh_imap_resp_code_is(const char *text, gsize len, const char *code)
+{
+	gsize n = strlen(code);
+	return len > n + 1 && text[0] == '[' && g_ascii_strncasecmp(text + 1, code, n) == 0 &&
+	       (text[n + 1] == ']' || text[n + 1] == ' ');
+}
+
 char *
 gh_imap_quote(const char *s)
 {

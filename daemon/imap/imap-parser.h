@@ -86,6 +86,12 @@ gboolean gh_imap_parser_in_command(const GhImapParser *parser);
  * and zero *cmd. */
 void gh_imap_command_clear(GhImapCommand *cmd);
 
+/* Does `text`, the response text of a server's answer (what follows
+ * "tag NO "), open with the response code `code` (RFC 9051 resp-text-code:
+ * "[LIMIT] ...", "[BADCHARSET (UTF-8)] ...")?  Compared without case; a
+ * code that only starts with `code` ("[LIMITS]") is not it. */
+gboolean gh_imap_resp_code_is(const char *text, gsize len, const char *code);
+
 /* Quote `s` as an IMAP quoted string ("..." with \ before " and \), for
  * strings without CR, LF or NUL; returns NULL when s holds one of those.
  * (transfer full) */

@@ -1057,6 +1057,43 @@ test_command_clear(void)
 	gh_imap_parser_free(p);
 }
 
+/* ---- gh_imap_resp_code_is ---- */
+
+static void
+test_resp_code(void)
+{
+	static const struct {
+		const char *text; /* what follows "tag NO " */
+		gsize len;        /* 0: strlen */
+		const char *code;
+		gboolean is;
+	} codes[] = {
+	    {"[LIMIT] Maximum number of connections", 0, "LIMIT", TRUE},
+	    {"[LIMIT]", 0, "LIMIT", TRUE},
+	    {"[limit] too many", 0, "LIMIT", TRUE},
+	    {"[BADCHARSET (UTF-8)] no", 0, "BADCHARSET", TRUE},
+	    {"[LIMITS] other", 0, "LIMIT", FALSE},
+	    {"[LIMIT", 0, "LIMIT", FALSE},
+	    {"[LIM] x", 0, "LIMIT", FALSE},
+	    {"LIMIT reached", 0, "LIMIT", FALSE},
+	    {" [LIMIT] x", 0, "LIMIT", FALSE},
+	    {"[]", 0, "LIMIT", FALSE},
+	    {"", 0, "LIMIT", FALSE},
+	    {"[UNAVAILABLE] Temporary authentication failure.", 0, "UNAVAILABLE", TRUE},
+	    {"[AUTHENTICATIONFAILED] Authentication failed.", 0, "UNAVAILABLE", FALSE},
+	    /* the length counts, not a NUL: "[LIMIT]" cut before its ']' */
+	    {"[LIMIT] x", 6, "LIMIT", FALSE},
+	    {"[LIMIT] x", 7, "LIMIT", TRUE},
+	};
+
+	for (gsize i = 0; i < G_N_ELEMENTS(codes); i++) {
+		gsize len = codes[i].len != 0 ? codes[i].len : strlen(codes[i].text);
+		g_test_message("resp-code case %zu", i);
+		g_assert_cmpint(gh_imap_resp_code_is(codes[i].text, len, codes[i].code), ==,
+				codes[i].is);
+	}
+}
+
 /* ---- gh_imap_quote ---- */
 
 static void
@@ -1127,5 +1164,6 @@ main(int argc, char **argv)
 	g_test_add_func("/gatehouse/imap-parser/free-partial", test_free_partial);
 	g_test_add_func("/gatehouse/imap-parser/command-clear", test_command_clear);
 	g_test_add_func("/gatehouse/imap-parser/quote", test_quote);
+	g_test_add_func("/gatehouse/imap-parser/resp-code", test_resp_code);
 	return g_test_run();
 }
