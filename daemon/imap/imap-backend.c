@@ -324,6 +324,36 @@ shown(char **text, const char *line, gsize len)
 	return *text;
 }
 
+/* RFC 5530 codes with which a server puts a login off instead of refusing
+ * the credentials: a per-user limit (Dovecot's mail_max_userip_connections
+ * says [LIMIT]), a mailbox in use, a part of the server that is down
+ * (Dovecot's auth: [UNAVAILABLE]), its own bug. */
+static const char *const deferring_codes[] = {"LIMIT", "INUSE", "UNAVAILABLE", "SERVERBUG"};
+
+/* The tagged NO to our login (`at`: where the status word ends).  With one
+ * of the codes above it is "not now", and the client hears it as the
+ * server said it (the tag is the client's); with any other code, or none
+ * ([AUTHENTICATIONFAILED], [EXPIRED], ...), the login is refused. */
+static void
+login_no(GhBackendLink *l, const char *line, gsize len, gsize at, const char *raw, gsize raw_len)
+{
+	g_autofree char *text = NULL;
+	g_autofree char *why = NULL;
+
+	if (at < len && line[at] == ' ')
+		at++;
+	for (gsize i = 0; i < G_N_ELEMENTS(deferring_codes); i++) {
+		if (gh_imap_resp_code_is(line + at, len - at, deferring_codes[i])) {
+			g_autoptr(GBytes) reply = g_bytes_new(raw, raw_len);
+			why = g_strdup_printf("answered \"%s\"", shown(&text, line, len));
+			gh_backend_link_finish(l, GH_BACKEND_DEFERRED, reply, why);
+			return;
+		}
+	}
+	why = g_strdup_printf("login refused: \"%s\"", shown(&text, line, len));
+	gh_backend_link_finish(l, GH_BACKEND_REFUSED, NULL, why);
+}
+
 /* During the login: a continuation, our ID's answer, the tagged answer
  * that ends the attempt, or untagged data that is part of the answer. */
 static void
@@ -358,9 +388,7 @@ on_login_line(
 			reply = g_bytes_new(d->reply->data, d->reply->len);
 			gh_backend_link_finish(l, GH_BACKEND_OK, reply, NULL);
 		} else if (status_is(line, len, skip, "NO")) {
-			g_autofree char *why =
-			    g_strdup_printf("login refused: \"%s\"", shown(&shown_text, line, len));
-			gh_backend_link_finish(l, GH_BACKEND_REFUSED, NULL, why);
+			login_no(l, line, len, skip + 2, raw, raw_len);
 		} else {
 			gh_backend_link_fail(l, FALSE, "login failed: \"%s\"",
 					     shown(&shown_text, line, len));

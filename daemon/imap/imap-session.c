@@ -82,7 +82,10 @@ imap_say(GhSession *s, GhSay what, const char *arg)
 		say(s, "%s NO [AUTHENTICATIONFAILED] Authentication failed.", tag);
 		break;
 	case GH_SAY_AUTH_TEMPFAIL:
-		say(s, "%s NO [UNAVAILABLE] Temporary authentication failure.", tag);
+		if (arg != NULL) /* the backend's tagged NO: the tag is the client's */
+			say(s, "%s", arg);
+		else
+			say(s, "%s NO [UNAVAILABLE] Temporary authentication failure.", tag);
 		break;
 	case GH_SAY_TOO_MANY_AUTH_FAILS:
 		say(s, "* BYE Too many authentication failures.");

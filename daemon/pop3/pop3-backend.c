@@ -259,12 +259,19 @@ on_login_status(GhBackendLink *l,
 	}
 	text = shown(line, len);
 	/* RFC 3206: [AUTH] (or no code) is about the credentials; any other
-	 * code ([SYS/TEMP], [IN-USE] for a locked mailbox, [LOGIN-DELAY]) says
-	 * try again later, not that the password is wrong */
+	 * code ([SYS/TEMP], [IN-USE] for a locked mailbox or, from Dovecot,
+	 * too many connections, [LOGIN-DELAY]) puts the login off: the client
+	 * hears the server's own answer, code and all */
 	if (st->status == GH_POP3_STATUS_ERR &&
 	    (st->code_len == 0 || gh_pop3_code_is(st, "AUTH"))) {
 		g_autofree char *why = g_strdup_printf("login refused: \"%s\"", text);
 		gh_backend_link_finish(l, GH_BACKEND_REFUSED, NULL, why);
+		return;
+	}
+	if (st->status == GH_POP3_STATUS_ERR) {
+		g_autoptr(GBytes) reply = g_bytes_new(raw, raw_len);
+		g_autofree char *why = g_strdup_printf("answered \"%s\"", text);
+		gh_backend_link_finish(l, GH_BACKEND_DEFERRED, reply, why);
 		return;
 	}
 	gh_backend_link_fail(l, FALSE, "login failed: \"%s\"", text);

@@ -65,7 +65,11 @@ pop3_say(GhSession *s, GhSay what, const char *arg)
 		say(s, "-ERR [AUTH] Authentication failed.");
 		break;
 	case GH_SAY_AUTH_TEMPFAIL:
-		say(s, "-ERR [SYS/TEMP] Temporary authentication failure, try again later.");
+		if (arg != NULL) /* the backend's -ERR, its code and all */
+			say(s, "%s", arg);
+		else
+			say(s,
+			    "-ERR [SYS/TEMP] Temporary authentication failure, try again later.");
 		break;
 	case GH_SAY_TOO_MANY_AUTH_FAILS:
 		say(s, "-ERR [AUTH] Too many authentication failures.");

@@ -245,13 +245,13 @@ gh_backend_link_finish(GhBackendLink *l, GhBackendResult result, GBytes *reply, 
 		l->result_conn = g_steal_pointer(&l->conn);
 		gh_conn_set_callback(l->result_conn, NULL, NULL);
 		gh_conn_want(l->result_conn, 0);
-		l->reply = reply != NULL ? g_bytes_ref(reply) : NULL;
 	} else {
 		g_free(l->error);
 		l->error = g_strdup_printf("%s: %s", gh_connector_server(l->connector),
 					   error != NULL ? error : "failed");
 		g_clear_pointer(&l->conn, gh_conn_free);
 	}
+	l->reply = reply != NULL ? g_bytes_ref(reply) : NULL;
 	end(l, result);
 }
 

@@ -62,15 +62,20 @@ typedef struct {
 typedef enum {
 	GH_BACKEND_OK,      /* the backend session stands for the client */
 	GH_BACKEND_REFUSED, /* the backend said no to this user's login */
-	GH_BACKEND_FAILED,  /* unreachable, timed out, or not usable */
+	/* The server answered the login with "not now" (POP3 -ERR [IN-USE],
+	 * [LOGIN-DELAY], [SYS/TEMP]; IMAP NO [LIMIT], [UNAVAILABLE]): it
+	 * works, this user's login is for later.  Not a failure of the
+	 * server; reply is its answer, for the client, or NULL. */
+	GH_BACKEND_DEFERRED,
+	GH_BACKEND_FAILED, /* unreachable, timed out, or not usable */
 	/* login_later only: the parked server closed or spoke while the
 	 * login was checked; the backend as such may be fine */
 	GH_BACKEND_LOST,
 } GhBackendResult;
 
 /* conn: on OK the backend connection, ready for the relay (transfer full),
- * else NULL.  reply: on OK what the client must see of the backend's answer
- * to the login (IMAP forwards its tagged OK), or NULL.  server: the server
+ * else NULL.  reply: on OK and DEFERRED what the client must see of the
+ * backend's answer to the login (IMAP forwards its tagged line), or NULL.  server: the server
  * used or last tried ("host:port"), or NULL when none was.  error: why, for
  * the log, on REFUSED and FAILED. */
 typedef void (*GhBackendDone)(GhBackendResult result,
@@ -191,7 +196,8 @@ void gh_backend_link_start_tls(GhBackendLink *l);
  * (a failure another server may not have), else finish FAILED. */
 void gh_backend_link_fail(GhBackendLink *l, gboolean retry, const char *format, ...)
     G_GNUC_PRINTF(3, 4);
-/* The attempt is over: OK (reply may be NULL) or REFUSED (error says why;
- * the link puts "host:port: " in front, as for a failure). */
+/* The attempt is over: OK or DEFERRED (reply may be NULL), or REFUSED;
+ * unless OK, error says why (the link puts "host:port: " in front, as for
+ * a failure). */
 void
 gh_backend_link_finish(GhBackendLink *l, GhBackendResult result, GBytes *reply, const char *error);

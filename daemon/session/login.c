@@ -126,10 +126,20 @@ login_failed(GhSession *s)
 	}
 }
 
+/* Not now: the auth source or the backend is unavailable, or the backend
+ * put the login off; `reply` (or NULL) is then its answer for the client. */
 static void
-login_tempfail(GhSession *s)
+login_tempfail(GhSession *s, GBytes *reply)
 {
-	s->protocol->say(s, GH_SAY_AUTH_TEMPFAIL, NULL);
+	g_autofree char *line = NULL;
+	if (reply != NULL) {
+		gsize len = 0;
+		const char *bytes = g_bytes_get_data(reply, &len);
+		while (len > 0 && (bytes[len - 1] == '\n' || bytes[len - 1] == '\r'))
+			len--;
+		line = g_strndup(bytes, len);
+	}
+	s->protocol->say(s, GH_SAY_AUTH_TEMPFAIL, line);
 	gh_login_clear(&s->login);
 }
 
@@ -210,10 +220,16 @@ on_backend_done(GhBackendResult result,
 			/* we said yes, the backend no: its users and ours differ */
 			log_login(s, "backend-refused", error, l->auth_us);
 			login_failed(s);
+		} else if (result == GH_BACKEND_DEFERRED) {
+			/* the server works; this user's login is for later */
+			g_autofree char *reason =
+			    g_strdup_printf("backend deferred the login: %s", error);
+			log_login(s, "tempfail", reason, l->auth_us);
+			login_tempfail(s, reply);
 		} else {
 			g_autofree char *reason = g_strdup_printf("backend unavailable: %s", error);
 			log_login(s, "tempfail", reason, l->auth_us);
-			login_tempfail(s);
+			login_tempfail(s, NULL);
 		}
 		gh_session_back_to_commands(s);
 		return;
@@ -414,7 +430,7 @@ on_verified(const GhAuthOutcome *o, gpointer data)
 	}
 	log_login(s, gh_auth_verdict_to_string(o->verdict), o->reason, o->elapsed_us);
 	if (o->verdict == GH_AUTH_TEMPFAIL)
-		login_tempfail(s);
+		login_tempfail(s, NULL);
 	else
 		login_failed(s);
 	gh_session_back_to_commands(s);

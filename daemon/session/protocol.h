@@ -67,8 +67,12 @@ typedef enum {
 	 * forgotten the login; the protocol answers and counts an error
 	 * (gh_session_count_error) or closes (gh_session_close). */
 	GH_SAY_SASL_LINE_TOO_LONG,
-	GH_SAY_AUTH_FAILED,         /* bad credentials (or refused by the backend) */
-	GH_SAY_AUTH_TEMPFAIL,       /* the auth source or the backend is unavailable */
+	GH_SAY_AUTH_FAILED, /* bad credentials (or refused by the backend) */
+	/* The auth source or the backend is unavailable, or the backend put
+	 * the login off (GH_BACKEND_DEFERRED): arg is then its answer, one
+	 * line without the line end (IMAP: tagged with the client's tag), to
+	 * be said as it is, or NULL (SMTP: always) for the protocol's own. */
+	GH_SAY_AUTH_TEMPFAIL,
 	GH_SAY_TOO_MANY_AUTH_FAILS, /* max_auth_failures reached; the core closes */
 	GH_SAY_LOGGED_IN,           /* after the backend's own answer, if any, is queued */
 	/* A backend joined without a login (SMTP's MX role) is unavailable: the

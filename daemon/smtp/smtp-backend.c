@@ -252,6 +252,18 @@ on_reply(GhBackendLink *l, Smtp *d, const GhSmtpReply *r)
 			  d->client_helo != NULL ? d->client_helo : p->hostname);
 		return;
 	case ST_AUTH:
+		/* RFC 4954: 535 is about the credentials; a 4xx other than 421
+		 * (454: the server's own check is down) puts the login off */
+		if (r->code == 535) {
+			g_autofree char *why = g_strdup_printf("AUTH refused: %s", text);
+			gh_backend_link_finish(l, GH_BACKEND_REFUSED, NULL, why);
+			return;
+		}
+		if (r->code / 100 == 4 && r->code != 421) {
+			g_autofree char *why = g_strdup_printf("answered AUTH with \"%s\"", text);
+			gh_backend_link_finish(l, GH_BACKEND_DEFERRED, NULL, why);
+			return;
+		}
 		if (r->code != 235) {
 			gh_backend_link_fail(l, FALSE, "AUTH refused: %s", text);
 			return;

@@ -28,7 +28,8 @@
  * then names the client; an
  * OK hands the client the backend's own lines, each exactly as
  * the server sent it, the last the tagged OK of the login; a REFUSED
- * follows a tagged NO.
+ * follows a tagged NO; a DEFERRED hands the client one tagged NO the
+ * server sent, as sent, with a code that says "not now".
  */
 #include "gh-build.h"
 
@@ -155,6 +156,22 @@ check_password_shape(const GString *sent)
 	}
 }
 
+/* A deferral's reply: one line the server sent, as sent: the login's
+ * tagged NO with one of the codes that put a login off. */
+static void
+check_deferral(const GhBackendLink *l, const char *tag)
+{
+	gsize n = 0, t = strlen(tag);
+	const char *r = l->reply != NULL ? g_bytes_get_data(l->reply, &n) : NULL;
+
+	FUZZ_CHECK(r != NULL && n > t + 4 && r[n - 1] == '\n');
+	FUZZ_CHECK(memchr(r, '\n', n - 1) == NULL);
+	FUZZ_CHECK(memmem(l->fed_now->str, l->fed_now->len, r, n) != NULL);
+	FUZZ_CHECK(strncmp(r, tag, t) == 0 && r[t] == ' ');
+	FUZZ_CHECK(g_ascii_strncasecmp(r + t + 1, "NO", 2) == 0);
+	FUZZ_CHECK(memchr(r, '[', n) != NULL);
+}
+
 /* The reply handed to the client: whole lines the server sent, as sent,
  * the last one the login's tagged OK. */
 static void
@@ -270,6 +287,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		check_reply(l, tag);
 	if (l->over && l->result == GH_BACKEND_REFUSED)
 		FUZZ_CHECK(l->reply == NULL && l->error != NULL);
+	if (l->over && l->result == GH_BACKEND_DEFERRED)
+		check_deferral(l, tag);
 	gh_backend_link_cancel(l);
 	return 0;
 }

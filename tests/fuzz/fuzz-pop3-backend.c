@@ -29,13 +29,15 @@
  * client; the link's copy of the password is gone once it is sent; a warm
  * link sends nothing of the client before it is adopted; an OK ends a
  * login on that connection (inside TLS when tls is not none) and hands the
- * client a +OK line the server sent, as sent; a REFUSED has no reply.
+ * client a +OK line the server sent, as sent; a REFUSED has no reply; a
+ * DEFERRED hands it one -ERR line with a code other than [AUTH], as sent.
  */
 #include "gh-build.h"
 
 #include "fake-backend-link.h"
 #include "fuzz.h"
 #include "pop3/pop3-backend.h"
+#include "pop3/pop3-parser.h"
 #include "session/sasl.h"
 
 #include <string.h>
@@ -231,17 +233,36 @@ check_password_shape(const GString *sent, const char *pw)
 	}
 }
 
-/* The reply handed to the client: one +OK line the server sent, as sent. */
+/* The reply handed to the client: one line the server sent, as sent,
+ * that starts with `start` (+OK, or a deferral's -ERR and its code). */
 static void
-check_reply(const GhBackendLink *l)
+check_reply(const GhBackendLink *l, const char *start)
+{
+	gsize n = 0, k = strlen(start);
+	const char *r = l->reply != NULL ? g_bytes_get_data(l->reply, &n) : NULL;
+
+	FUZZ_CHECK(r != NULL && n > k && r[n - 1] == '\n');
+	FUZZ_CHECK(memchr(r, '\n', n - 1) == NULL);
+	FUZZ_CHECK(g_ascii_strncasecmp(r, start, k) == 0);
+	FUZZ_CHECK(memmem(l->fed_now->str, l->fed_now->len, r, n) != NULL);
+}
+
+/* A deferral's reply: one -ERR line the server sent, as sent, with a
+ * response code other than [AUTH]. */
+static void
+check_deferral(const GhBackendLink *l)
 {
 	gsize n = 0;
-	const char *r = g_bytes_get_data(l->reply, &n);
+	GhPop3StatusLine st;
+	const char *r;
 
-	FUZZ_CHECK(r != NULL && n >= 4 && r[n - 1] == '\n');
-	FUZZ_CHECK(memchr(r, '\n', n - 1) == NULL);
-	FUZZ_CHECK(memcmp(r, "+OK", 3) == 0);
-	FUZZ_CHECK(memmem(l->fed_now->str, l->fed_now->len, r, n) != NULL);
+	check_reply(l, "-ERR");
+	r = g_bytes_get_data(l->reply, &n);
+	while (n > 0 && (r[n - 1] == '\n' || r[n - 1] == '\r'))
+		n--;
+	gh_pop3_parse_status(r, n, &st);
+	FUZZ_CHECK(st.status == GH_POP3_STATUS_ERR && st.code_len > 0);
+	FUZZ_CHECK(!gh_pop3_code_is(&st, "AUTH"));
 }
 
 /* A warm link goes to the session: nothing of the client went out before. */
@@ -302,9 +323,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	check_sent(l, &c);
 	check_password_shape(l->sent, in.password);
 	if (l->over && l->result == GH_BACKEND_OK)
-		check_reply(l);
+		check_reply(l, "+OK");
 	if (l->over && l->result == GH_BACKEND_REFUSED)
 		FUZZ_CHECK(l->reply == NULL && l->error != NULL);
+	if (l->over && l->result == GH_BACKEND_DEFERRED)
+		check_deferral(l);
 	FUZZ_CHECK(l->fails <= FAKE_LINK_SERVERS);
 	gh_backend_link_cancel(l);
 	return 0;

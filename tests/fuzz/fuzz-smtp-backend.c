@@ -180,6 +180,9 @@ check_sent(GhBackendLink *l, gconstpointer pw)
 			FUZZ_CHECK(xclients >= 1);
 		FUZZ_CHECK(l->reply == NULL);
 	}
+	/* SMTP words its own refusals and deferrals */
+	if (l->over && l->result != GH_BACKEND_OK)
+		FUZZ_CHECK(l->reply == NULL);
 }
 
 int
