@@ -726,22 +726,28 @@ def test_backend_ok_without_the_response_is_not_a_login(gateway, scripted):
     assert 'unexpected answer to the login' in gw.log(), gw.log()[-2000:]
 
 
-@pytest.mark.parametrize('answer,client_sees', [
-    ('-ERR [SYS/TEMP] Storage is down', TEMPFAIL),
-    ('-ERR [IN-USE] Mailbox is locked', TEMPFAIL),
-    ('-ERR [LOGIN-DELAY] Not so often', TEMPFAIL),
-    ('-ERR [AUTH] No such user', AUTH_FAILED),
-    ('-ERR Nope', AUTH_FAILED),
+@pytest.mark.parametrize('answer,client_sees,verdict', [
+    ('-ERR [SYS/TEMP] Storage is down', None, 'tempfail'),
+    ('-ERR [IN-USE] Mailbox is locked', None, 'tempfail'),
+    ('-ERR [LOGIN-DELAY] Not so often', None, 'tempfail'),
+    ('-ERR [AUTH] No such user', AUTH_FAILED, 'backend-refused'),
+    ('-ERR Nope', AUTH_FAILED, 'backend-refused'),
 ], ids=['sys-temp', 'in-use', 'login-delay', 'auth', 'plain-err'])
-def test_backend_login_errors(gateway, scripted, answer, client_sees):
+def test_backend_login_errors(gateway, scripted, answer, client_sees, verdict):
+    """[AUTH] or no code: the credentials, our own -ERR [AUTH].  Any other
+    code puts the login off: the client hears the server's own answer, code
+    and all (RFC 3206, RFC 2449), and the server is not counted as failed."""
     srv = scripted(login_err=answer, refuse_all=True)
     gw = scripted_gw(gateway, srv)
     c = client(gw)
     try:
-        assert c.user_pass('alice', 'alicepw') == client_sees, c.ctx()
+        assert c.user_pass('alice', 'alicepw') == (client_sees or answer), c.ctx()
         c.expect('NOOP', '+OK')
     finally:
         c.close()
+    log = gw.log()
+    assert re.search(r'user="alice" .*verdict=%s\b' % verdict, log), log[-3000:]
+    assert 'login failed' not in log, log[-3000:]
 
 
 def test_backend_err_greeting_fails_over(gateway, scripted, dovecot):
