@@ -40,6 +40,16 @@ capabilities(GhSession *s)
 							       : "LOGINDISABLED");
 }
 
+static const GhCommandWords imap_words = {
+    .starttls_syntax = "BAD Syntax error.",
+    .starttls_active = "BAD TLS already active.",
+    .starttls_unavailable = "NO TLS not available.",
+    .starttls_go = "OK Begin TLS negotiation now.",
+    .auth_unsupported = "NO Unsupported authentication mechanism.",
+    .auth_plaintext_refused =
+	"NO [PRIVACYREQUIRED] Plaintext authentication is not allowed without TLS.",
+};
+
 static void
 imap_say(GhSession *s, GhSay what, const char *arg)
 {
@@ -161,9 +171,7 @@ cmd_login(GhSession *s, GhImapCommand *cmd)
 		return;
 	}
 	if (!gh_session_plaintext_allowed(s)) {
-		say(s,
-		    "%s NO [PRIVACYREQUIRED] Plaintext authentication is not allowed without TLS.",
-		    cmd->tag);
+		say(s, "%s %s", cmd->tag, imap_words.auth_plaintext_refused);
 		return;
 	}
 	u = cmd->args->pdata[0];
@@ -180,7 +188,7 @@ cmd_login(GhSession *s, GhImapCommand *cmd)
 static void
 cmd_authenticate(GhSession *s, GhImapCommand *cmd)
 {
-	g_autofree char *mech = NULL;
+	const char *mech;
 	const GhImapToken *ir = NULL;
 	if (cmd->args->len < 1 || cmd->args->len > 2 ||
 	    ((GhImapToken *)cmd->args->pdata[0])->type != GH_IMAP_TOKEN_ATOM ||
@@ -189,44 +197,11 @@ cmd_authenticate(GhSession *s, GhImapCommand *cmd)
 		(void)gh_session_count_error(s);
 		return;
 	}
-	mech = g_ascii_strup(((GhImapToken *)cmd->args->pdata[0])->value, -1);
+	mech = ((GhImapToken *)cmd->args->pdata[0])->value;
 	if (cmd->args->len == 2)
 		ir = cmd->args->pdata[1];
-	if (strcmp(mech, "PLAIN") != 0 && strcmp(mech, "LOGIN") != 0) {
-		say(s, "%s NO Unsupported authentication mechanism.", cmd->tag);
-		return;
-	}
-	if (!gh_session_plaintext_allowed(s)) {
-		say(s,
-		    "%s NO [PRIVACYREQUIRED] Plaintext authentication is not allowed without TLS.",
-		    cmd->tag);
-		return;
-	}
-	gh_session_sasl_start(s, cmd->tag, mech, ir != NULL ? ir->value : NULL,
-			      ir != NULL ? ir->len : 0);
-}
-
-static void
-cmd_starttls(GhSession *s, const GhImapCommand *cmd)
-{
-	if (cmd->args->len > 0) {
-		say(s, "%s BAD Syntax error.", cmd->tag);
-		(void)gh_session_count_error(s);
-		return;
-	}
-	if (s->secure) {
-		say(s, "%s BAD TLS already active.", cmd->tag);
-		(void)gh_session_count_error(s);
-		return;
-	}
-	if (!gh_session_starttls_offered(s)) {
-		say(s, "%s NO TLS not available.", cmd->tag);
-		return;
-	}
-	say(s, "%s OK Begin TLS negotiation now.", cmd->tag);
-	/* RFC 9051 6.2.1: the client asks for the capabilities again; they
-	 * then hold inside TLS */
-	gh_session_starttls(s);
+	gh_session_auth_command(s, cmd->tag, mech, ir != NULL ? ir->value : NULL,
+				ir != NULL ? ir->len : 0);
 }
 
 static void
@@ -246,7 +221,9 @@ command(GhSession *s, Imap *m, GhImapCommand *cmd)
 		say(s, "%s OK LOGOUT completed.", cmd->tag);
 		gh_session_close(s);
 	} else if (strcmp(name, "STARTTLS") == 0) {
-		cmd_starttls(s, cmd);
+		/* RFC 9051 6.2.1: the client asks for the capabilities again;
+		 * they then hold inside TLS */
+		gh_session_starttls_command(s, cmd->tag, cmd->args->len > 0);
 	} else if (strcmp(name, "LOGIN") == 0) {
 		cmd_login(s, cmd);
 	} else if (strcmp(name, "AUTHENTICATE") == 0) {
@@ -351,6 +328,7 @@ imap_backend_adopt(GhSession *s, GhBackendLink *link)
 
 const GhProtocol gh_imap_protocol = {
     .name = "imap",
+    .words = &imap_words,
     .max_errors = GH_IMAP_MAX_BAD,
     .sasl_line_max = GH_IMAP_MAX_LINE + 2,
     .new = imap_new,

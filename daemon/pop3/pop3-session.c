@@ -14,7 +14,6 @@
 #include "gh-build.h"
 
 #include "pop3/pop3-session.h"
-#include "common/line.h"
 #include "pop3/pop3-backend.h"
 #include "pop3/pop3-parser.h"
 
@@ -83,11 +82,14 @@ pop3_say(GhSession *s, GhSay what, const char *arg)
 
 /* ------------------------------------------------------------ commands */
 
-static void
-plaintext_refused(GhSession *s)
-{
-	say(s, "-ERR [AUTH] Plaintext authentication is not allowed without TLS.");
-}
+static const GhCommandWords pop3_words = {
+    .starttls_syntax = "-ERR Syntax: STLS.",
+    .starttls_active = "-ERR TLS already active.",
+    .starttls_unavailable = "-ERR TLS not available.",
+    .starttls_go = "+OK Begin TLS negotiation now.",
+    .auth_unsupported = "-ERR Unsupported authentication mechanism.",
+    .auth_plaintext_refused = "-ERR [AUTH] Plaintext authentication is not allowed without TLS.",
+};
 
 static void
 cmd_capa(GhSession *s)
@@ -120,7 +122,7 @@ cmd_user(GhSession *s, Pop3 *m, const GhPop3Command *cmd)
 		return;
 	}
 	if (!gh_session_plaintext_allowed(s)) {
-		plaintext_refused(s);
+		say(s, "%s", pop3_words.auth_plaintext_refused);
 		return;
 	}
 	g_free(m->user);
@@ -170,39 +172,10 @@ cmd_auth(GhSession *s, const GhPop3Command *cmd)
 		say(s, ".");
 		goto out;
 	}
-	if (strcmp(mech, "PLAIN") != 0 && strcmp(mech, "LOGIN") != 0) {
-		say(s, "-ERR Unsupported authentication mechanism.");
-		goto out;
-	}
-	if (!gh_session_plaintext_allowed(s)) {
-		plaintext_refused(s);
-		goto out;
-	}
-	gh_session_sasl_start(s, NULL, mech, initial, initial != NULL ? strlen(initial) : 0);
+	gh_session_auth_command(s, NULL, mech, initial, initial != NULL ? strlen(initial) : 0);
 out:
 	if (initial != NULL)
 		explicit_bzero(initial, strlen(initial));
-}
-
-static void
-cmd_stls(GhSession *s, const GhPop3Command *cmd)
-{
-	if (cmd->arg_len > 0) {
-		say(s, "-ERR Syntax: STLS.");
-		(void)gh_session_count_error(s);
-		return;
-	}
-	if (s->secure) {
-		say(s, "-ERR TLS already active.");
-		(void)gh_session_count_error(s);
-		return;
-	}
-	if (!gh_session_starttls_offered(s)) {
-		say(s, "-ERR TLS not available.");
-		return;
-	}
-	say(s, "+OK Begin TLS negotiation now.");
-	gh_session_starttls(s);
 }
 
 static void
@@ -225,7 +198,7 @@ command(GhSession *s, Pop3 *m, const char *line, gsize len)
 		cmd_auth(s, &cmd);
 		return;
 	case GH_POP3_CMD_STLS:
-		cmd_stls(s, &cmd);
+		gh_session_starttls_command(s, NULL, cmd.arg_len > 0);
 		return;
 	case GH_POP3_CMD_NOOP:
 		say(s, "+OK");
@@ -257,27 +230,14 @@ static GhInput
 pop3_command(GhSession *s)
 {
 	GhConn *c = s->conn;
-	const char *buf = (const char *)c->in->data;
 	gsize line_len = 0, used = 0;
-	gboolean terminated = FALSE;
 	/* only an AUTH command line may be longer (its initial response) */
-	GhLineStatus st =
-	    gh_line_next_command(buf, c->in->len, GH_POP3_MAX_LINE, GH_POP3_MAX_AUTH_LINE, "AUTH",
-				 &line_len, &used, &terminated);
+	GhInput in = gh_session_command_line(s, GH_POP3_MAX_LINE, GH_POP3_MAX_AUTH_LINE,
+					     "-ERR Line too long.", &line_len, &used);
 
-	if (st == GH_LINE_NEED_MORE)
-		return GH_INPUT_NEED_MORE;
-	if (st == GH_LINE_TOO_LONG) {
-		/* the line may hold a password: wiped with the buffer's bytes */
-		explicit_bzero(c->in->data, MIN(used, c->in->len));
-		gh_conn_consume(c, used);
-		if (!terminated)
-			gh_session_discard_line(s);
-		say(s, "-ERR Line too long.");
-		(void)gh_session_count_error(s);
-		return GH_INPUT_DONE;
-	}
-	command(s, s->proto, buf, line_len);
+	if (used == 0)
+		return in;
+	command(s, s->proto, (const char *)c->in->data, line_len);
 	gh_conn_consume(c, used);
 	return GH_INPUT_DONE;
 }
@@ -332,6 +292,7 @@ pop3_backend_adopt(GhSession *s, GhBackendLink *link)
 
 const GhProtocol gh_pop3_protocol = {
     .name = "pop3",
+    .words = &pop3_words,
     .max_errors = GH_POP3_MAX_ERRORS,
     .sasl_line_max = GH_POP3_MAX_AUTH_LINE,
     .new = pop3_new,

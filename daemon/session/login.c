@@ -563,9 +563,9 @@ login_pass(GhSession *s, const char *b64, gsize len)
 	verify(s);
 }
 
-void
-gh_session_sasl_start(
-    GhSession *s, const char *tag, const char *mech, const char *initial, gsize initial_len)
+/* Start a SASL exchange: `mech` is "PLAIN" or "LOGIN", checked. */
+static void
+sasl_start(GhSession *s, const char *tag, const char *mech, const char *initial, gsize initial_len)
 {
 	if (strcmp(mech, "PLAIN") == 0) {
 		login_begin(s, tag, "PLAIN");
@@ -585,6 +585,27 @@ gh_session_sasl_start(
 					 "VXNlcm5hbWU6"); /* "Username:" */
 		}
 	}
+}
+
+void
+gh_session_auth_command(
+    GhSession *s, const char *tag, const char *mech, const char *initial, gsize initial_len)
+{
+	const GhCommandWords *w = s->protocol->words;
+
+	if (g_ascii_strcasecmp(mech, "PLAIN") != 0 && g_ascii_strcasecmp(mech, "LOGIN") != 0) {
+		gh_session_say_words(s, tag, w->auth_unsupported);
+		if (w->auth_unsupported_counts)
+			(void)gh_session_count_error(s);
+		return;
+	}
+	/* the advertised and the accepted mechanisms come from one predicate */
+	if (!gh_session_plaintext_allowed(s)) {
+		gh_session_say_words(s, tag, w->auth_plaintext_refused);
+		return;
+	}
+	sasl_start(s, tag, g_ascii_strcasecmp(mech, "PLAIN") == 0 ? "PLAIN" : "LOGIN", initial,
+		   initial_len);
 }
 
 void

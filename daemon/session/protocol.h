@@ -89,8 +89,22 @@ typedef enum {
 	GH_INPUT_DONE,      /* one command read (consumed) and answered, or handed on */
 } GhInput;
 
+/* A protocol's words for what the core checks of STARTTLS (STLS) and AUTH
+ * (AUTHENTICATE), in one order for every protocol: whole lines without the
+ * tag, which the core puts in front ("TAG ") when the command had one. */
+typedef struct {
+	const char *starttls_syntax;        /* arguments given: counted as an error */
+	const char *starttls_active;        /* TLS is up already: counted */
+	const char *starttls_unavailable;   /* not offered here (gh_session_starttls_offered) */
+	const char *starttls_go;            /* the go-ahead; the handshake follows */
+	const char *auth_unsupported;       /* a mechanism other than PLAIN and LOGIN */
+	gboolean auth_unsupported_counts;   /* ... is counted as an error (SMTP's 504) */
+	const char *auth_plaintext_refused; /* plaintext_auth says no for this client */
+} GhCommandWords;
+
 struct _GhProtocol {
-	const char *name;    /* "smtp", "imap": log lines, the auth request's service */
+	const char *name; /* "smtp", "imap": log lines, the auth request's service */
+	const GhCommandWords *words;
 	guint max_errors;    /* protocol errors before GH_SAY_TOO_MANY_ERRORS */
 	gsize sasl_line_max; /* longest SASL response line, line end included */
 	/* Make and free the protocol's own state (s->proto). */
@@ -232,19 +246,32 @@ gboolean gh_session_count_error(GhSession *s);
 /* Drop the rest of the line in front of the input buffer as it comes (an
  * over-long command line the protocol has answered). */
 void gh_session_discard_line(GhSession *s);
+/* For a protocol of command lines (SMTP, POP3): the line in front of the
+ * input buffer, at most `max` bytes, or `max_auth` when it starts with
+ * AUTH (its initial response).  NEED_MORE: none whole yet.  DONE with
+ * *used > 0: the line is buf[0..*len) (its end not counted); the caller
+ * consumes *used when done with it.  DONE with *used 0: it was too long;
+ * it is gone (wiped; what is still to come of it is dropped as it comes),
+ * answered with `too_long` and counted as an error. */
+GhInput gh_session_command_line(
+    GhSession *s, gsize max, gsize max_auth, const char *too_long, gsize *len, gsize *used);
 /* plaintext_auth of the listener, for this client now: the one predicate
  * for the mechanisms advertised and the mechanisms accepted. */
 gboolean gh_session_plaintext_allowed(GhSession *s);
 /* STARTTLS can be offered now (tls = starttls, not yet secure, credentials loaded). */
 gboolean gh_session_starttls_offered(GhSession *s);
-/* The protocol has queued its "go ahead" for STARTTLS: drop whatever the
- * client pipelined after it (RFC 3207 4.2), handshake, then tls_ready and
- * back to commands.  A failed handshake ends the session. */
-void gh_session_starttls(GhSession *s);
-/* Start a SASL exchange: `mech` is "PLAIN" or "LOGIN" (the protocol has
- * checked it and plaintext_allowed), `initial` the initial response or NULL,
- * `tag` the IMAP tag or NULL.  The core runs the steps and the login. */
-void gh_session_sasl_start(
+/* STARTTLS (STLS), `has_args` when it came with any, `tag` the IMAP tag or
+ * NULL: checked and answered with the protocol's words (GhCommandWords);
+ * after the go-ahead, whatever the client pipelined behind it is dropped
+ * (RFC 3207 4.2), the handshake runs, then tls_ready, and back to
+ * commands.  A failed handshake ends the session. */
+void gh_session_starttls_command(GhSession *s, const char *tag, gboolean has_args);
+/* AUTH (AUTHENTICATE) with the mechanism `mech` (any case) and the initial
+ * response `initial` or NULL, `tag` the IMAP tag or NULL: a mechanism other
+ * than PLAIN and LOGIN, or plaintext_auth saying no, is answered with the
+ * protocol's words; else the SASL exchange starts, and the core runs its
+ * steps and the login. */
+void gh_session_auth_command(
     GhSession *s, const char *tag, const char *mech, const char *initial, gsize initial_len);
 /* A user name and password given in one command (IMAP LOGIN): verify them. */
 void gh_session_login(

@@ -23,6 +23,8 @@ void gh_session_back_to_commands(GhSession *s);
 /* The relay gave the client's connection back (what is queued for it
  * still queued): the session owns and watches it again. */
 void gh_session_take_client(GhSession *s, GhConn *client);
+/* Queue one of the protocol's GhCommandWords, "TAG " in front when `tag`. */
+void gh_session_say_words(GhSession *s, const char *tag, const char *words);
 
 /* login.c */
 /* A SASL response line (without its line end) in a SASL phase. */

@@ -599,9 +599,60 @@ start_tls(GhSession *s)
 	begin_handshake(s);
 }
 
-void
-gh_session_starttls(GhSession *s)
+GhInput
+gh_session_command_line(
+    GhSession *s, gsize max, gsize max_auth, const char *too_long, gsize *len, gsize *used)
 {
+	GhConn *c = s->conn;
+	gboolean terminated = FALSE;
+	GhLineStatus st = gh_line_next_command((const char *)c->in->data, c->in->len, max, max_auth,
+					       "AUTH", len, used, &terminated);
+
+	if (st == GH_LINE_NEED_MORE) {
+		*used = 0;
+		return GH_INPUT_NEED_MORE;
+	}
+	if (st == GH_LINE_TOO_LONG) {
+		/* it may hold a password: consuming wipes it */
+		gh_conn_consume(c, *used);
+		*used = 0;
+		if (!terminated)
+			gh_session_discard_line(s);
+		gh_session_say(s, "%s", too_long);
+		(void)gh_session_count_error(s);
+	}
+	return GH_INPUT_DONE;
+}
+
+void
+gh_session_say_words(GhSession *s, const char *tag, const char *words)
+{
+	if (tag != NULL)
+		gh_session_say(s, "%s %s", tag, words);
+	else
+		gh_session_say(s, "%s", words);
+}
+
+void
+gh_session_starttls_command(GhSession *s, const char *tag, gboolean has_args)
+{
+	const GhCommandWords *w = s->protocol->words;
+
+	if (has_args) {
+		gh_session_say_words(s, tag, w->starttls_syntax);
+		(void)gh_session_count_error(s);
+		return;
+	}
+	if (s->secure) {
+		gh_session_say_words(s, tag, w->starttls_active);
+		(void)gh_session_count_error(s);
+		return;
+	}
+	if (!gh_session_starttls_offered(s)) {
+		gh_session_say_words(s, tag, w->starttls_unavailable);
+		return;
+	}
+	gh_session_say_words(s, tag, w->starttls_go);
 	start_tls(s);
 }
 

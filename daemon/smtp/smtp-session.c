@@ -99,6 +99,17 @@ smtp_say(GhSession *s, GhSay what, const char *arg)
 	}
 }
 
+static const GhCommandWords smtp_words = {
+    .starttls_syntax = "501 5.5.4 Syntax: STARTTLS",
+    .starttls_active = "503 5.5.1 TLS already active",
+    .starttls_unavailable = "454 4.7.0 TLS not available",
+    .starttls_go = "220 2.0.0 Ready to start TLS",
+    .auth_unsupported = "504 5.5.4 Unrecognized authentication type",
+    .auth_unsupported_counts = TRUE,
+    .auth_plaintext_refused = "538 5.7.11 Encryption required for requested authentication "
+			      "mechanism",
+};
+
 /* ------------------------------------------------------------ commands */
 
 static void
@@ -112,17 +123,7 @@ cmd_auth(GhSession *s, const GhSmtpCommand *cmd)
 		(void)gh_session_count_error(s);
 		goto out;
 	}
-	if (strcmp(mech, "PLAIN") != 0 && strcmp(mech, "LOGIN") != 0) {
-		reply(s, "504 5.5.4 Unrecognized authentication type");
-		(void)gh_session_count_error(s);
-		goto out;
-	}
-	/* the advertised and the accepted mechanisms come from one predicate */
-	if (!gh_session_plaintext_allowed(s)) {
-		reply(s, "538 5.7.11 Encryption required for requested authentication mechanism");
-		goto out;
-	}
-	gh_session_sasl_start(s, NULL, mech, initial, initial != NULL ? strlen(initial) : 0);
+	gh_session_auth_command(s, NULL, mech, initial, initial != NULL ? strlen(initial) : 0);
 out:
 	if (initial != NULL)
 		explicit_bzero(initial, strlen(initial));
@@ -165,27 +166,6 @@ cmd_helo(GhSession *s, Smtp *m, const GhSmtpCommand *cmd)
 	if (gh_session_plaintext_allowed(s))
 		reply(s, "250-AUTH PLAIN LOGIN");
 	reply(s, "250 ENHANCEDSTATUSCODES");
-}
-
-static void
-cmd_starttls(GhSession *s, const GhSmtpCommand *cmd)
-{
-	if (cmd->arg_len > 0) {
-		reply(s, "501 5.5.4 Syntax: STARTTLS");
-		(void)gh_session_count_error(s);
-		return;
-	}
-	if (s->secure) {
-		reply(s, "503 5.5.1 TLS already active");
-		(void)gh_session_count_error(s);
-		return;
-	}
-	if (!gh_session_starttls_offered(s)) {
-		reply(s, "454 4.7.0 TLS not available");
-		return;
-	}
-	reply(s, "220 2.0.0 Ready to start TLS");
-	gh_session_starttls(s);
 }
 
 /* MAIL before login: the MX role (require_auth = no) joins the backend,
@@ -252,7 +232,7 @@ command(GhSession *s, Smtp *m, const char *line, gsize len)
 		(void)gh_session_count_error(s);
 		return TRUE;
 	case GH_SMTP_CMD_STARTTLS:
-		cmd_starttls(s, &cmd);
+		gh_session_starttls_command(s, NULL, cmd.arg_len > 0);
 		return TRUE;
 	case GH_SMTP_CMD_BDAT:
 	case GH_SMTP_CMD_UNKNOWN:
@@ -268,25 +248,14 @@ static GhInput
 smtp_command(GhSession *s)
 {
 	GhConn *c = s->conn;
-	const char *buf = (const char *)c->in->data;
 	gsize line_len = 0, used = 0;
-	gboolean terminated = FALSE;
 	/* only an AUTH command line may be longer (RFC 4954 4) */
-	GhLineStatus st =
-	    gh_line_next_command(buf, c->in->len, GH_SMTP_MAX_LINE, GH_SMTP_MAX_AUTH_LINE, "AUTH",
-				 &line_len, &used, &terminated);
+	GhInput in = gh_session_command_line(s, GH_SMTP_MAX_LINE, GH_SMTP_MAX_AUTH_LINE,
+					     "500 5.5.6 Line too long", &line_len, &used);
 
-	if (st == GH_LINE_NEED_MORE)
-		return GH_INPUT_NEED_MORE;
-	if (st == GH_LINE_TOO_LONG) {
-		gh_conn_consume(c, used);
-		if (!terminated)
-			gh_session_discard_line(s);
-		reply(s, "500 5.5.6 Line too long");
-		(void)gh_session_count_error(s);
-		return GH_INPUT_DONE;
-	}
-	if (command(s, s->proto, buf, line_len))
+	if (used == 0)
+		return in;
+	if (command(s, s->proto, (const char *)c->in->data, line_len))
 		gh_conn_consume(c, used);
 	return GH_INPUT_DONE;
 }
@@ -420,6 +389,7 @@ smtp_backend_resume(const GhBackendParams *p,
 
 const GhProtocol gh_smtp_protocol = {
     .name = "smtp",
+    .words = &smtp_words,
     .max_errors = GH_SMTP_MAX_ERRORS,
     .sasl_line_max = GH_SMTP_MAX_AUTH_LINE,
     .new = smtp_new,

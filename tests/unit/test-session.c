@@ -66,7 +66,7 @@ line_say(GhSession *s, GhSay what, const char *arg)
 	}
 }
 
-/* AUTH TAG MECH [IR] | NOOP | QUIT | JOIN | anything else: ERR */
+/* AUTH TAG MECH [IR] | STARTTLS TAG [ARGS] | NOOP | QUIT | JOIN | anything else: ERR */
 static GhInput
 line_command(GhSession *s)
 {
@@ -87,7 +87,9 @@ line_command(GhSession *s)
 	}
 	gh_conn_consume(c, used);
 	if (g_strcmp0(w[0], "AUTH") == 0 && w[1] != NULL && w[2] != NULL)
-		gh_session_sasl_start(s, w[1], w[2], w[3], w[3] != NULL ? strlen(w[3]) : 0);
+		gh_session_auth_command(s, w[1], w[2], w[3], w[3] != NULL ? strlen(w[3]) : 0);
+	else if (g_strcmp0(w[0], "STARTTLS") == 0 && w[1] != NULL)
+		gh_session_starttls_command(s, w[1], w[2] != NULL);
 	else if (g_strcmp0(w[0], "NOOP") == 0)
 		gh_session_say(s, "OK");
 	else if (g_strcmp0(w[0], "QUIT") == 0) {
@@ -153,8 +155,18 @@ line_backend_connect(GhSession *s, const GhBackendParams *p, GhBackendDone done,
 	return gh_backend_link_start(p, &hello_dialogue, NULL, s->host->context, done, data);
 }
 
+static const GhCommandWords line_words = {
+    .starttls_syntax = "TLS-SYNTAX",
+    .starttls_active = "TLS-ACTIVE",
+    .starttls_unavailable = "NO-TLS",
+    .starttls_go = "TLS-GO",
+    .auth_unsupported = "NO-MECH",
+    .auth_plaintext_refused = "NO-PLAINTEXT",
+};
+
 static const GhProtocol line_protocol = {
     .name = "line",
+    .words = &line_words,
     .max_errors = 3,
     .sasl_line_max = 64,
     .new = line_new,
@@ -565,6 +577,38 @@ test_login_steps_and_failures(Fixture *f, gconstpointer data)
 	g_assert_cmpint(n_backend_connects, ==, 0);
 }
 
+/* The checks the core makes for every protocol's AUTH and STARTTLS, with
+ * the protocol's words: an unknown mechanism (not counted: the third
+ * error would close), plaintext refused where the listener says so,
+ * STARTTLS with arguments (counted) or where TLS is not offered; a
+ * mechanism in any case is the mechanism. */
+static void
+test_command_checks_and_words(Fixture *f, gconstpointer data)
+{
+	g_autofree char *ir = b64("\0alice\0secret", 13);
+	g_autofree char *cmd = g_strdup_printf("AUTH t5 pLaIn %s\r\n", ir);
+	(void)data;
+	start(f);
+	expect(f, "GREET\r\n");
+	client_send(f, "AUTH t1 CRAM-MD5\r\nAUTH t2 FOO\r\nAUTH t3 BAR\r\n");
+	expect(f, "t1 NO-MECH\r\nt2 NO-MECH\r\nt3 NO-MECH\r\n");
+	client_send(f, "STARTTLS t4\r\nSTARTTLS t4 now\r\n");
+	expect(f, "t4 NO-TLS\r\nt4 TLS-SYNTAX\r\n");
+	client_send(f, cmd);
+	expect(f, "LOGGEDIN\r\n");
+	g_assert_cmpint(n_backend_connects, ==, 1);
+}
+
+static void
+test_plaintext_refused_in_the_protocols_words(Fixture *f, gconstpointer data)
+{
+	(void)data;
+	start_on(f, "small", 1);
+	expect(f, "GREET\r\n");
+	client_send(f, "AUTH t1 PLAIN\r\nAUTH t2 login\r\nNOOP\r\n");
+	expect(f, "t1 NO-PLAINTEXT\r\nt2 NO-PLAINTEXT\r\nOK\r\n");
+}
+
 static void
 test_authzid_is_a_failed_login(Fixture *f, gconstpointer data)
 {
@@ -773,6 +817,9 @@ main(int argc, char **argv)
 	T("plain-login-relays", test_plain_login_relays);
 	T("login-steps-and-failures", test_login_steps_and_failures);
 	T("authzid-is-a-failed-login", test_authzid_is_a_failed_login);
+	T("command-checks-and-words", test_command_checks_and_words);
+	T("plaintext-refused-in-the-protocols-words",
+	  test_plaintext_refused_in_the_protocols_words);
 	T("cancel-malformed-too-long", test_cancel_malformed_too_long);
 	T("tempfail-then-login", test_tempfail_then_login);
 	T("backend-down-is-tempfail", test_backend_down_is_tempfail);
