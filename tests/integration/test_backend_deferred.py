@@ -8,6 +8,7 @@ answer (its code tells a client to try later, not to ask for a new
 password), the login line says verdict=tempfail and why, the session goes
 on, the server is not counted as a failed backend (gatehousectl stats'
 backend_failures), and once the first session ends the same client logs in.
+Each over a backend connection dialled for the login and over a warm one.
 A login the backend refuses (Dovecot's submission with another password
 than ours: 535) is our own "credentials invalid" and verdict=backend-refused,
 not a temporary failure, and is not a backend failure either.
@@ -47,22 +48,37 @@ def dovecot(postfix):
         d.cleanup()
 
 
-@pytest.fixture
-def gw(gateways, dovecot):
+@pytest.fixture(params=[0, 2], ids=['dialled', 'warm'])
+def gw(request, gateways, dovecot):
     """Listeners imap, pop3 and sub (submission) -> the limited Dovecot,
     login = passthrough, forward_client = no (Dovecot sees gatehoused's
-    address); bob's password at gatehoused is not Dovecot's."""
+    address); bob's password at gatehoused is not Dovecot's.  IMAP and
+    POP3 logins go over a connection dialled for them, or over a warm one
+    (warm_connections = 2): the answer comes back the same way."""
     users = dict(USERS, bob='gatehouse-only-pw')
     backends = {}
     for proto, port in (('imap', dovecot.imap_port), ('pop3', dovecot.pop3_port),
                         ('smtp', dovecot.submission_port)):
         backends[proto] = dict(protocol=proto, servers='127.0.0.1:%d' % port,
                                login='passthrough', forward_client='no')
+        if proto != 'smtp' and request.param:
+            backends[proto]['warm_connections'] = str(request.param)
     return gateways.start({'imap': dict(protocol='imap', backend='imap'),
                            'pop3': dict(protocol='pop3', backend='pop3'),
                            'sub': dict(protocol='smtp', backend='smtp', require_auth='yes',
                                        plaintext_auth='always')},
                           backends, users=users)
+
+
+def counted(dovecot, user, proto):
+    """Wait until Dovecot counts a session of `user` (`doveadm who`: what
+    its limit is checked against; a mail process registers a moment after
+    its login answer, so a quick second login could still get in)."""
+    def listed():
+        r = subprocess.run(['doveadm', '-c', str(dovecot.conf), 'who', '-1', user],
+                           capture_output=True, text=True, timeout=TIMEOUT)
+        return r.returncode == 0 and re.search(r'^%s\s+%s\s' % (user, proto), r.stdout, re.M)
+    wait_for(listed, TIMEOUT, what='Dovecot to count the session of %s' % user)
 
 
 def stats(gw):
@@ -96,6 +112,7 @@ def test_imap_limit_is_said_as_dovecot_says_it(gw, dovecot):
     second = imap_client(gw)
     try:
         assert first.login('alice', USERS['alice']).startswith('OK '), first.ctx()
+        counted(dovecot, 'alice', 'imap')
         assert second.login('alice', USERS['alice'], tag='b') == 'NO [LIMIT] ' + LIMIT, \
             second.ctx()
         # the session goes on, in login state
@@ -130,6 +147,7 @@ def test_pop3_in_use_is_said_as_dovecot_says_it(gw, dovecot):
     second = pop3_client(gw)
     try:
         assert first.user_pass('carol', USERS['carol']) == '+OK Logged in.', first.ctx()
+        counted(dovecot, 'carol', 'pop3')
         assert second.user_pass('carol', USERS['carol']) == '-ERR [IN-USE] ' + LIMIT, \
             second.ctx()
         second.expect('NOOP', '+OK')  # still before login
@@ -164,6 +182,7 @@ def test_fetchmail_hears_the_lock(gw, dovecot, tmp):
     first = pop3_client(gw)
     try:
         assert first.user_pass('carol', USERS['carol']) == '+OK Logged in.', first.ctx()
+        counted(dovecot, 'carol', 'pop3')
         home = tmp / 'fetchmail'
         home.mkdir()
         rc = home / 'fetchmailrc'
