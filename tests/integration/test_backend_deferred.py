@@ -11,20 +11,25 @@ backend_failures), and once the first session ends the same client logs in.
 Each over a backend connection dialled for the login and over a warm one.
 A login the backend refuses (Dovecot's submission with another password
 than ours: 535) is our own "credentials invalid" and verdict=backend-refused,
-not a temporary failure, and is not a backend failure either.
+not a temporary failure, and is not a backend failure either.  A scripted
+submission server shows the rest of SMTP's sorting: 454 and 432 put the
+login off; 421 and a 504 are the server's failure, counted.
 """
 import json
 import os
-import subprocess
 import re
+import subprocess
 
 import pytest
 
 from backends import Dovecot, USERS
 from lib.clients import ImapClient, Pop3Client, SmtpClient
 from lib.gateway import ctl
+from lib.scripted import SmtpServer
 from lib.net import TIMEOUT, wait_for
 
+AUTH_BAD = '535 5.7.8 Authentication credentials invalid'
+AUTH_TEMPFAIL = '454 4.7.0 Temporary authentication failure'
 LIMIT = 'Maximum number of connections from user+IP exceeded (mail_max_userip_connections=1)'
 
 
@@ -198,3 +203,44 @@ def test_fetchmail_hears_the_lock(gw, dovecot, tmp):
         assert r.returncode == 9, (r.returncode, r.stdout, r.stderr)
     finally:
         first.close()
+
+
+DEFERRED = 'reason="backend deferred the login: 127.0.0.1:%d: answered AUTH with \\x22'
+FAILED = 'reason="backend unavailable: 127.0.0.1:%d: AUTH refused: '
+REFUSED = 'reason="127.0.0.1:%d: AUTH refused: '
+
+
+@pytest.mark.parametrize('answer,client_sees,verdict,reason,failure', [
+    (b'454 4.7.0 Temporary authentication failure: lookup', AUTH_TEMPFAIL, 'tempfail',
+     DEFERRED, False),
+    (b'432 4.7.12 A password transition is needed', AUTH_TEMPFAIL, 'tempfail', DEFERRED, False),
+    (b'535 5.7.8 Error: authentication failed', AUTH_BAD, 'backend-refused', REFUSED, False),
+    (b'421 4.3.2 Shutting down', AUTH_TEMPFAIL, 'tempfail', FAILED, True),
+    (b'504 5.5.4 Unrecognized authentication type', AUTH_TEMPFAIL, 'tempfail', FAILED, True),
+], ids=['454', '432', '535', '421', '504'])
+def test_submission_auth_answers(gateways, answer, client_sees, verdict, reason, failure):
+    """What a submission backend answers to our AUTH (login = passthrough):
+    a 4xx but 421 puts the login off (not a failed server), 535 refuses
+    it; 421 (the server is going away) and other answers are the
+    server's failure, counted."""
+    srv = SmtpServer(auth=answer)
+    try:
+        gw = gateways.start({'sub': dict(protocol='smtp', backend='b', require_auth='yes',
+                                         plaintext_auth='always')},
+                            {'b': dict(protocol='smtp', servers='127.0.0.1:%d' % srv.port,
+                                       login='passthrough', forward_client='no')},
+                            users=USERS)
+        c = SmtpClient(gw.port('sub'), gw=gw, greet=True)
+        try:
+            c.ehlo()
+            assert c.auth_plain('alice', USERS['alice']) == client_sees, c.ctx()
+            c.expect('NOOP', 250)
+        finally:
+            c.close()
+        line = login_line(gw, 'alice', verdict)
+        assert (reason % srv.port) + answer.decode()[:3] in line, line
+        failures = stats(gw)['backend_failures']
+        assert failures == ([{'backend': 'b', 'server': '127.0.0.1:%d' % srv.port,
+                              'count': 1}] if failure else []), failures
+    finally:
+        srv.close()

@@ -94,12 +94,14 @@ class SmtpServer(Server):
     """220, 250 to EHLO and to everything else, 354 to DATA and 250 after
     its '.', 221 to QUIT.  NOOP and other commands are answered with `name`
     ('250 2.0.0 NAME NOOP', '250 2.0.0 NAME OK').  xclient: EHLO offers
-    XCLIENT, answered 220 as Postfix does.  Records every line it receives
-    (self.received)."""
+    XCLIENT, answered 220 as Postfix does.  auth: EHLO offers AUTH PLAIN
+    LOGIN, and AUTH is answered with this line (bytes, without its end).
+    Records every line it receives (self.received)."""
 
-    def __init__(self, name='backend', xclient=False):
+    def __init__(self, name='backend', xclient=False, auth=None):
         self.name = name.encode()
         self.xclient = xclient
+        self.auth = auth
         self.received = []
         super().__init__()
 
@@ -116,9 +118,13 @@ class SmtpServer(Server):
                 continue
             verb = line.split(' ', 1)[0].upper()
             if verb == 'EHLO':
-                conn.sendall(b'250-fake.backend\r\n250 8BITMIME\r\n' if not self.xclient else
-                             b'250-fake.backend\r\n250-8BITMIME\r\n'
-                             b'250 XCLIENT NAME ADDR PORT PROTO HELO LOGIN\r\n')
+                conn.sendall(b'250-fake.backend\r\n' +
+                             (b'250-AUTH PLAIN LOGIN\r\n' if self.auth else b'') +
+                             (b'250 8BITMIME\r\n' if not self.xclient else
+                              b'250-8BITMIME\r\n'
+                              b'250 XCLIENT NAME ADDR PORT PROTO HELO LOGIN\r\n'))
+            elif verb == 'AUTH' and self.auth:
+                conn.sendall(self.auth + b'\r\n')
             elif verb == 'XCLIENT' and self.xclient:
                 conn.sendall(b'220 fake.backend ESMTP after XCLIENT\r\n')
             elif verb == 'QUIT':
