@@ -295,16 +295,11 @@ finish_error(GhImapParser *p, const char *error, GhImapCommand *out)
 	return GH_IMAP_ERROR;
 }
 
+/* As finish_error, and the parser takes nothing more. */
 static GhImapStatus
 die(GhImapParser *p, const char *error, GhImapCommand *out)
 {
-	out->tag = p->tag;
-	out->name = p->name;
-	out->args = NULL;
-	out->error = error;
-	p->tag = NULL;
-	p->name = NULL;
-	reset(p);
+	(void)finish_error(p, error, out);
 	p->state = ST_DEAD;
 	p->error = error;
 	return GH_IMAP_FATAL;
