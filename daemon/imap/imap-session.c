@@ -170,10 +170,8 @@ cmd_login(GhSession *s, GhImapCommand *cmd)
 		(void)gh_session_count_error(s);
 		return;
 	}
-	if (!gh_session_plaintext_allowed(s)) {
-		say(s, "%s %s", cmd->tag, imap_words.auth_plaintext_refused);
+	if (!gh_session_plaintext_accepted(s, cmd->tag))
 		return;
-	}
 	u = cmd->args->pdata[0];
 	p = cmd->args->pdata[1];
 	/* a user name with NUL, CR or LF could not be passed on intact */

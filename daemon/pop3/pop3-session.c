@@ -121,10 +121,8 @@ cmd_user(GhSession *s, Pop3 *m, const GhPop3Command *cmd)
 		(void)gh_session_count_error(s);
 		return;
 	}
-	if (!gh_session_plaintext_allowed(s)) {
-		say(s, "%s", pop3_words.auth_plaintext_refused);
+	if (!gh_session_plaintext_accepted(s, NULL))
 		return;
-	}
 	g_free(m->user);
 	m->user = g_strndup(cmd->arg, cmd->arg_len);
 	say(s, "+OK");

@@ -75,9 +75,9 @@ typedef enum {
 
 /* conn: on OK the backend connection, ready for the relay (transfer full),
  * else NULL.  reply: on OK and DEFERRED what the client must see of the
- * backend's answer to the login (IMAP forwards its tagged line), or NULL.  server: the server
- * used or last tried ("host:port"), or NULL when none was.  error: why, for
- * the log, on REFUSED and FAILED. */
+ * backend's answer to the login (IMAP forwards its tagged line), or NULL.
+ * server: the server used or last tried ("host:port"), or NULL when none
+ * was.  error: why, for the log, unless OK. */
 typedef void (*GhBackendDone)(GhBackendResult result,
 			      GhConn *conn,
 			      GBytes *reply,

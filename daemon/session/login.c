@@ -592,20 +592,18 @@ gh_session_auth_command(
     GhSession *s, const char *tag, const char *mech, const char *initial, gsize initial_len)
 {
 	const GhCommandWords *w = s->protocol->words;
+	gboolean plain = g_ascii_strcasecmp(mech, "PLAIN") == 0;
 
-	if (g_ascii_strcasecmp(mech, "PLAIN") != 0 && g_ascii_strcasecmp(mech, "LOGIN") != 0) {
+	if (!plain && g_ascii_strcasecmp(mech, "LOGIN") != 0) {
 		gh_session_say_words(s, tag, w->auth_unsupported);
 		if (w->auth_unsupported_counts)
 			(void)gh_session_count_error(s);
 		return;
 	}
 	/* the advertised and the accepted mechanisms come from one predicate */
-	if (!gh_session_plaintext_allowed(s)) {
-		gh_session_say_words(s, tag, w->auth_plaintext_refused);
+	if (!gh_session_plaintext_accepted(s, tag))
 		return;
-	}
-	sasl_start(s, tag, g_ascii_strcasecmp(mech, "PLAIN") == 0 ? "PLAIN" : "LOGIN", initial,
-		   initial_len);
+	sasl_start(s, tag, plain ? "PLAIN" : "LOGIN", initial, initial_len);
 }
 
 void

@@ -258,6 +258,11 @@ GhInput gh_session_command_line(
 /* plaintext_auth of the listener, for this client now: the one predicate
  * for the mechanisms advertised and the mechanisms accepted. */
 gboolean gh_session_plaintext_allowed(GhSession *s);
+/* The same, for a command that carries or starts a plaintext login (IMAP
+ * LOGIN, POP3 USER; AUTH in gh_session_auth_command): when it says no,
+ * the client is told the protocol's auth_plaintext_refused ("TAG " in
+ * front when `tag`). */
+gboolean gh_session_plaintext_accepted(GhSession *s, const char *tag);
 /* STARTTLS can be offered now (tls = starttls, not yet secure, credentials loaded). */
 gboolean gh_session_starttls_offered(GhSession *s);
 /* STARTTLS (STLS), `has_args` when it came with any, `tag` the IMAP tag or

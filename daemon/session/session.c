@@ -633,6 +633,15 @@ gh_session_say_words(GhSession *s, const char *tag, const char *words)
 		gh_session_say(s, "%s", words);
 }
 
+gboolean
+gh_session_plaintext_accepted(GhSession *s, const char *tag)
+{
+	if (gh_session_plaintext_allowed(s))
+		return TRUE;
+	gh_session_say_words(s, tag, s->protocol->words->auth_plaintext_refused);
+	return FALSE;
+}
+
 void
 gh_session_starttls_command(GhSession *s, const char *tag, gboolean has_args)
 {
