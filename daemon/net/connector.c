@@ -57,10 +57,12 @@ struct _GhConnector {
 	GSocketClient *client;
 	GCancellable *cancellable;
 	Ticket *ticket;
-	GhTimer timer;    /* a host name's connect: connect_timeout */
-	GhTimer handover; /* set soon: a numeric connect's socket, from the loop */
-	int fd;           /* a numeric connect in progress, or -1 */
-	char *early;      /* a numeric connect that failed at once: why */
+	GhTimer timer;                /* a host name's connect: connect_timeout */
+	GhTimer handover;             /* a numeric connect's socket, from the loop; a host
+				       * name's connection, at the next loop turn */
+	int fd;                       /* a numeric connect in progress, or -1 */
+	GSocketConnection *connected; /* a host name's, until that turn */
+	char *early;                  /* a numeric connect that failed at once: why */
 	gboolean timed_out;
 	GhConnectorFunc func;
 	gpointer user_data;
@@ -174,6 +176,7 @@ stop_attempt(GhConnector *c)
 		c->fd = -1;
 	}
 	g_clear_pointer(&c->early, g_free);
+	g_clear_object(&c->connected);
 	if (c->ticket != NULL) {
 		c->ticket->c = NULL;
 		c->ticket = NULL;
@@ -299,6 +302,24 @@ connect_numeric(GhConnector *c)
 	return TRUE;
 }
 
+/* A host name's connection, one loop turn after GIO made it: the session
+ * relays on a plain fd, a copy of GIO's, and GIO's objects are done with. */
+static void
+on_connected_handover(gpointer data)
+{
+	GhConnector *c = data;
+	g_autoptr(GSocketConnection) sc = g_steal_pointer(&c->connected);
+	int fd = dup(g_socket_get_fd(g_socket_connection_get_socket(sc)));
+	g_autofree char *why = NULL;
+
+	(void)g_io_stream_close(G_IO_STREAM(sc), NULL, NULL);
+	if (fd < 0)
+		why = g_strdup_printf("dup: %s", g_strerror(errno));
+	else
+		(void)g_unix_set_fd_nonblocking(fd, TRUE, NULL);
+	c->func(fd, c->current->text, why, c->user_data);
+}
+
 static void
 on_connected(GObject *source, GAsyncResult *result, gpointer data)
 {
@@ -307,7 +328,6 @@ on_connected(GObject *source, GAsyncResult *result, gpointer data)
 	    g_socket_client_connect_finish(G_SOCKET_CLIENT(source), result, &error);
 	Ticket *ticket = data;
 	GhConnector *c = ticket->c;
-	int fd = -1;
 	g_autofree char *why = NULL;
 
 	g_free(ticket);
@@ -319,16 +339,18 @@ on_connected(GObject *source, GAsyncResult *result, gpointer data)
 		why = g_strdup_printf("connect: %s", c->timed_out
 							 ? "no answer within the connect_timeout"
 							 : error->message);
-	} else {
-		/* the session relays on a plain fd; GIO's objects are done with */
-		fd = dup(g_socket_get_fd(g_socket_connection_get_socket(sc)));
-		(void)g_io_stream_close(G_IO_STREAM(sc), NULL, NULL);
-		if (fd < 0)
-			why = g_strdup_printf("dup: %s", g_strerror(errno));
-		else
-			(void)g_unix_set_fd_nonblocking(fd, TRUE, NULL);
+		c->func(-1, c->current->text, why, c->user_data);
+		return;
 	}
-	c->func(fd, c->current->text, why, c->user_data);
+	/* GIO watched this socket for its connect, and on an I/O thread that
+	 * watch is a record in the thread's epoll set, which goes at the next
+	 * poll (conn.c, foreign descriptors).  Closed before then, with a copy
+	 * alive, the socket would keep that record for good: epoll would
+	 * report the copy writable on every turn, and the thread would spin
+	 * for as long as the session lasts.  So the copy is made at the next
+	 * turn, once the record is gone. */
+	c->connected = g_steal_pointer(&sc);
+	gh_timer_yield(&c->handover, c->context, on_connected_handover, c);
 }
 
 /* The context GIO answers on, from this thread. */

@@ -20,6 +20,7 @@ holds spaces, a double quote and a backslash, and logs the ID fields clients
 send (imap_id_log = *)."""
 import hashlib
 import imaplib
+import os
 import re
 import shutil
 import socket
@@ -934,6 +935,35 @@ def test_users_file_route_without_port(gateway, dovecot):
                      what='the login lines of alice and bob')
     assert ('alice', '127.0.0.1:%d' % dovecot.imap_port) in lines, lines
     assert ('bob', '127.0.0.1:%d' % dead) in lines, lines
+
+
+def cpu_seconds(pid):
+    """User and system CPU time of a process so far, in seconds."""
+    fields = Path('/proc/%d/stat' % pid).read_text().rsplit(')', 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
+
+
+def test_backend_by_host_name_idles(gateway, dovecot):
+    """servers = localhost:PORT: the name is looked up and dialled through
+    GIO, and the session then relays on a copy of GIO's socket.  An idle
+    session costs no CPU (gatehoused used to keep GIO's connect watch on
+    that socket and spin on it for as long as the session lasted), and the
+    session still works after the pause."""
+    gw = gateway({'imap': dict(backend='dc')},
+                 {'dc': dc_backend(dovecot, servers='localhost:%d' % dovecot.imap_port)})
+    pid = gw.daemon.proc.pid
+    with imaplib.IMAP4('127.0.0.1', gw.port(), timeout=TIMEOUT) as m:
+        typ, data = m.login('alice', GW_USERS['alice'])
+        assert typ == 'OK' and b'Logged in' in data[0], (typ, data, gw.log())
+        before = cpu_seconds(pid)
+        time.sleep(2.0)
+        used = cpu_seconds(pid) - before
+        # idle is about nothing; a spinning thread takes the whole 2 s
+        assert used < 0.5, 'gatehoused used %.2f s of CPU in 2 s with one idle session' % used
+        assert m.noop()[0] == 'OK'
+        assert m.logout()[0] == 'BYE'
+    assert re.search(r'login: .* user="alice" .* backend=localhost:%d ' % dovecot.imap_port,
+                     gw.log()), gw.log()
 
 
 def vanish_scenarios():
