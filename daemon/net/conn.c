@@ -36,23 +36,44 @@ typedef struct {
 	gboolean seen;
 } ForeignFd;
 
+/*
+ * A connection's epoll record names it by a handle, never by its address:
+ * its slot in the source's table and the slot's generation.  Freeing a
+ * connection empties its slot and moves the generation on, so whatever
+ * event still names it (one later in the batch being dispatched, one kept
+ * by epoll_poll for the next dispatch, or a record that outlives the close
+ * because a forked child holds the socket for a moment between fork and
+ * exec) finds a stranger in the slot and is dropped.  That is also why a
+ * connection is never taken out of the set before close(2): the record
+ * goes with the socket's last descriptor, and until then it can reach
+ * nothing.
+ */
+typedef struct {
+	GhConn *conn; /* NULL: free */
+	guint32 gen;  /* moves on each time the slot is freed */
+	guint32 next; /* a free slot: the next free one */
+} ConnSlot;
+
+#define SLOT_NONE G_MAXUINT32
+
 typedef struct {
 	GSource source;
 	int epfd;
 	GMainContext *context;
-	gboolean dispatching;
-	GPtrArray *dead; /* connections freed during a dispatch, freed after it */
+	GArray *slots;      /* of ConnSlot */
+	guint32 free_slots; /* first free slot, or SLOT_NONE */
 	/* epoll_poll(): connection events its epoll_wait() brought, for the
-	 * next dispatch (a connection freed before it is kept in `dead`) */
+	 * next dispatch */
 	struct epoll_event pending[GH_EPOLL_BATCH];
 	int n_pending;
 	GArray *foreign;     /* of ForeignFd */
 	gboolean plain_poll; /* a descriptor epoll refused: g_poll() from now on */
 } EpollSource;
 
-/* Tags the epoll records of foreign descriptors: a connection's record
- * holds its (aligned, so even) pointer, a foreign one fd * 2 + 1. */
+/* The epoll record's data: a connection's handle (generation << 32 | slot
+ * << 1, even), a foreign descriptor's fd * 2 + 1. */
 #define FOREIGN_TAG(fd) (((guint64)(guint)(fd) << 1) | 1u)
+#define CONN_HANDLE(slot, gen) (((guint64)(gen) << 32) | ((guint64)(slot) << 1))
 
 static void conn_register(GhConn *c, GIOCondition events);
 
@@ -75,12 +96,44 @@ condition_of(guint32 events)
 static GMutex epoll_lock;
 static GHashTable *epoll_by_context; /* GMainContext * -> EpollSource * */
 
-static void
-conn_release(GhConn *c)
+static guint32
+slot_take(EpollSource *ep, GhConn *c)
 {
-	g_byte_array_unref(c->in);
-	g_byte_array_unref(c->out);
-	g_free(c);
+	guint32 i = ep->free_slots;
+	ConnSlot *s;
+
+	if (i == SLOT_NONE) {
+		ConnSlot fresh = {.conn = NULL, .gen = 0, .next = SLOT_NONE};
+		i = ep->slots->len;
+		g_array_append_val(ep->slots, fresh);
+	}
+	s = &g_array_index(ep->slots, ConnSlot, i);
+	ep->free_slots = s->next;
+	s->conn = c;
+	return i;
+}
+
+static void
+slot_give_back(EpollSource *ep, guint32 i)
+{
+	ConnSlot *s = &g_array_index(ep->slots, ConnSlot, i);
+	s->conn = NULL;
+	s->gen++;
+	s->next = ep->free_slots;
+	ep->free_slots = i;
+}
+
+/* The connection an event names, or NULL: freed since (see ConnSlot). */
+static GhConn *
+slot_conn(EpollSource *ep, guint64 handle)
+{
+	guint32 i = (guint32)(handle >> 1) & 0x7fffffffu;
+	const ConnSlot *s;
+
+	if (i >= ep->slots->len)
+		return NULL;
+	s = &g_array_index(ep->slots, ConnSlot, i);
+	return s->gen == (guint32)(handle >> 32) ? s->conn : NULL;
 }
 
 static gboolean
@@ -101,14 +154,14 @@ epoll_dispatch(GSource *source, GSourceFunc callback, gpointer data)
 			n = epoll_wait(ep->epfd, events, GH_EPOLL_BATCH, 0);
 		} while (n < 0 && errno == EINTR);
 	}
-	ep->dispatching = TRUE;
 	for (int i = 0; i < n; i++) {
-		GhConn *c = events[i].data.ptr;
+		GhConn *c;
 		GIOCondition cond;
 		if ((events[i].data.u64 & 1u) != 0)
 			continue; /* a foreign descriptor: GLib's, reported by epoll_poll */
-		if (c->dead)
-			continue; /* freed by an earlier callback of this batch */
+		c = slot_conn(ep, events[i].data.u64);
+		if (c == NULL)
+			continue; /* freed since: by an earlier callback, say */
 		cond = condition_of(events[i].events);
 		/* an event we stopped wanting (lazily left in the set): narrow
 		 * the record now, or level-triggered epoll reports it again */
@@ -120,9 +173,6 @@ epoll_dispatch(GSource *source, GSourceFunc callback, gpointer data)
 		if (cond != 0 && c->func != NULL)
 			c->func(c, cond, c->user_data);
 	}
-	ep->dispatching = FALSE;
-	if (ep->dead->len > 0)
-		g_ptr_array_set_size(ep->dead, 0); /* frees them */
 	/* what the callbacks set for soon runs in this turn, not the next */
 	gh_timer_run_soon();
 	return G_SOURCE_CONTINUE;
@@ -136,7 +186,7 @@ epoll_finalize(GSource *source)
 	if (epoll_by_context != NULL && g_hash_table_lookup(epoll_by_context, ep->context) == ep)
 		g_hash_table_remove(epoll_by_context, ep->context);
 	g_mutex_unlock(&epoll_lock);
-	g_ptr_array_unref(ep->dead);
+	g_array_unref(ep->slots);
 	g_array_unref(ep->foreign);
 	close(ep->epfd);
 }
@@ -324,7 +374,8 @@ epoll_for(GMainContext *context)
 		ep = (EpollSource *)g_source_new(&epoll_funcs, sizeof(EpollSource));
 		ep->epfd = epfd;
 		ep->context = context;
-		ep->dead = g_ptr_array_new_with_free_func((GDestroyNotify)conn_release);
+		ep->slots = g_array_new(FALSE, FALSE, sizeof(ConnSlot));
+		ep->free_slots = SLOT_NONE;
 		ep->foreign = g_array_new(FALSE, FALSE, sizeof(ForeignFd));
 		g_source_set_name((GSource *)ep, "gatehouse connections");
 		/* GLib blocks a source that cannot recurse while it dispatches:
@@ -358,6 +409,7 @@ gh_conn_new(int fd, GMainContext *context, gsize in_max, gsize out_max)
 	c->out_max = out_max;
 	c->in = g_byte_array_new();
 	c->out = g_byte_array_new();
+	c->slot = slot_take(c->epoll, c);
 	return c;
 }
 
@@ -375,30 +427,20 @@ gh_conn_free(GhConn *c)
 		gnutls_deinit(c->tls);
 	}
 	g_free(c->tls_error);
-	/* Out of the epoll set first: close() alone removes the record only
-	 * when no other descriptor shares the socket, and a forked child (PAM's
-	 * pam_exec, between fork and exec) may hold one for a moment; the
-	 * record would then outlive c and hand its pointer to the next batch. */
-	if (c->registered != 0)
-		conn_register(c, 0);
+	/* No EPOLL_CTL_DEL: the record goes with the close, or, if a forked
+	 * child holds the socket for a moment, names a slot c no longer has
+	 * (see ConnSlot). */
+	slot_give_back(ep, c->slot);
 	if (c->fd >= 0)
 		close(c->fd);
-	c->fd = -1;
-	c->watching = c->registered = 0;
-	c->func = NULL;
 	/* buffers may hold credentials on their way to a backend */
 	if (c->in->len > 0)
 		explicit_bzero(c->in->data, c->in->len);
 	if (c->out->len > 0)
 		explicit_bzero(c->out->data, c->out->len);
-	if (ep->dispatching || ep->n_pending > 0) {
-		/* an event for c may still be in the batch being dispatched,
-		 * or kept by epoll_poll for the next dispatch */
-		c->dead = TRUE;
-		g_ptr_array_add(ep->dead, c);
-		return;
-	}
-	conn_release(c);
+	g_byte_array_unref(c->in);
+	g_byte_array_unref(c->out);
+	g_free(c);
 }
 
 void
@@ -422,7 +464,7 @@ conn_register(GhConn *c, GIOCondition events)
 	else
 		op = c->registered == 0 ? EPOLL_CTL_ADD : EPOLL_CTL_MOD;
 	ev.events = epoll_events_of(events & (G_IO_IN | G_IO_OUT));
-	ev.data.ptr = c;
+	ev.data.u64 = CONN_HANDLE(c->slot, g_array_index(ep->slots, ConnSlot, c->slot).gen);
 	if (epoll_ctl(ep->epfd, op, c->fd, &ev) != 0 && op != EPOLL_CTL_DEL) {
 		/* out of kernel memory for watches: fail the connection rather
 		 * than leave it waiting for an event that cannot come */

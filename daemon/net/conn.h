@@ -48,7 +48,7 @@ struct _GhConn {
 	gpointer epoll;          /* the context's epoll source */
 	GIOCondition watching;   /* the events the owner wants */
 	GIOCondition registered; /* the events the epoll set has for fd (a superset) */
-	gboolean dead;           /* freed inside a dispatch; memory goes after it */
+	guint32 slot;            /* in the epoll source's table: the records' handle */
 	GhConnFunc func;
 	gpointer user_data;
 	GIOCondition tls_want; /* the direction GnuTLS waits for (E_AGAIN) */

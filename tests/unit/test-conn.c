@@ -2,7 +2,10 @@
  * test-conn.c: a connection's output queue as its peer sees it: queued
  * replies go out at once, a corked batch leaves in one piece when uncorked,
  * a batch past GH_CONN_CORK_MAX goes out without waiting, and uncorking
- * leaves alone what the socket refused (the writable event's job).
+ * leaves alone what the socket refused (the writable event's job).  And
+ * the epoll records' handles: an event for a connection freed since (by a
+ * callback earlier in the batch, or after a forked child kept its socket
+ * open) reaches neither it nor the connection that took its slot.
  */
 #include "gh-build.h"
 
@@ -12,6 +15,7 @@
 #include <fcntl.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 typedef struct {
@@ -184,6 +188,142 @@ test_uncork_leaves_refused_bytes(Fixture *f, gconstpointer data)
 	g_assert_cmpuint(gh_conn_pending(f->conn), ==, 0);
 }
 
+/* ------------------------------------------------------------ handles */
+
+typedef struct {
+	GMainContext *context;
+	GhConn *conn[3];
+	int peer[3];
+	guint called[3];
+	int freer; /* the connection whose callback ran first */
+} Slots;
+
+static void
+slots_pair(Slots *t, int i)
+{
+	int fds[2];
+	g_assert_cmpint(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds), ==, 0);
+	set_nonblocking(fds[0]);
+	set_nonblocking(fds[1]);
+	t->conn[i] = gh_conn_new(fds[0], t->context, 1024, 1024);
+	t->peer[i] = fds[1];
+}
+
+static int
+slots_index(Slots *t, GhConn *conn)
+{
+	for (int i = 0; i < 3; i++)
+		if (t->conn[i] == conn)
+			return i;
+	g_assert_not_reached();
+}
+
+/* The first of A and B to run frees the other and makes C, which takes
+ * the freed one's slot; the freed one's event is still in the batch. */
+static void
+on_first(GhConn *conn, GIOCondition cond, gpointer data)
+{
+	Slots *t = data;
+	int i = slots_index(t, conn);
+	(void)cond;
+	t->called[i]++;
+	if (t->freer < 0 && i < 2) {
+		int other = 1 - i;
+		t->freer = i;
+		g_clear_pointer(&t->conn[other], gh_conn_free);
+		slots_pair(t, 2);
+		gh_conn_set_callback(t->conn[2], on_first, t);
+		gh_conn_want(t->conn[2], G_IO_IN);
+	}
+	(void)gh_conn_fill(conn);
+}
+
+static void
+test_freed_in_batch(void)
+{
+	Slots t = {.freer = -1};
+
+	t.context = g_main_context_new();
+	for (int i = 0; i < 2; i++) {
+		slots_pair(&t, i);
+		gh_conn_set_callback(t.conn[i], on_first, &t);
+		gh_conn_want(t.conn[i], G_IO_IN);
+		g_assert_cmpint(write(t.peer[i], "x", 1), ==, 1);
+	}
+	/* both events come in one epoll_wait: one callback runs, the other
+	 * connection is gone, and its event does not reach C in its slot */
+	g_assert_true(g_main_context_iteration(t.context, FALSE));
+	g_assert_cmpint(t.freer, >=, 0);
+	g_assert_cmpuint(t.called[t.freer], ==, 1);
+	g_assert_cmpuint(t.called[1 - t.freer], ==, 0);
+	g_assert_cmpuint(t.called[2], ==, 0);
+	/* C's own event comes when it has one */
+	g_assert_cmpint(write(t.peer[2], "y", 1), ==, 1);
+	while (t.called[2] == 0)
+		g_main_context_iteration(t.context, TRUE);
+	g_assert_cmpuint(t.called[2], ==, 1);
+	for (int i = 0; i < 3; i++) {
+		gh_conn_free(t.conn[i]);
+		close(t.peer[i]);
+	}
+	g_main_context_unref(t.context);
+}
+
+static void
+on_count(GhConn *conn, GIOCondition cond, gpointer data)
+{
+	Slots *t = data;
+	(void)cond;
+	t->called[slots_index(t, conn)]++;
+	(void)gh_conn_fill(conn);
+}
+
+static void
+test_record_outlives_close(void)
+{
+	Slots t = {.freer = -1};
+	int hold[2];
+	pid_t child;
+	int status;
+
+	t.context = g_main_context_new();
+	slots_pair(&t, 0);
+	gh_conn_set_callback(t.conn[0], on_count, &t);
+	gh_conn_want(t.conn[0], G_IO_IN);
+	/* a child holds every descriptor, A's socket among them, until told */
+	g_assert_cmpint(pipe(hold), ==, 0);
+	child = fork();
+	g_assert_cmpint(child, >=, 0);
+	if (child == 0) {
+		char c;
+		close(hold[1]);
+		(void)read(hold[0], &c, 1);
+		_exit(0);
+	}
+	close(hold[0]);
+	/* A goes, but its socket lives on in the child, and so does its
+	 * epoll record; B takes A's slot */
+	g_clear_pointer(&t.conn[0], gh_conn_free);
+	slots_pair(&t, 1);
+	gh_conn_set_callback(t.conn[1], on_count, &t);
+	gh_conn_want(t.conn[1], G_IO_IN);
+	g_assert_cmpint(write(t.peer[0], "x", 1), ==, 1);
+	for (int i = 0; i < 5; i++)
+		g_main_context_iteration(t.context, FALSE);
+	g_assert_cmpuint(t.called[0], ==, 0);
+	g_assert_cmpuint(t.called[1], ==, 0);
+	/* B still gets its own events */
+	g_assert_cmpint(write(t.peer[1], "y", 1), ==, 1);
+	while (t.called[1] == 0)
+		g_main_context_iteration(t.context, TRUE);
+	close(hold[1]);
+	g_assert_cmpint(waitpid(child, &status, 0), ==, child);
+	gh_conn_free(t.conn[1]);
+	close(t.peer[0]);
+	close(t.peer[1]);
+	g_main_context_unref(t.context);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -196,5 +336,7 @@ main(int argc, char **argv)
 		   test_cork_limit_writes_through, fixture_tear_down);
 	g_test_add("/conn/uncork-leaves-refused-bytes", Fixture, NULL, fixture_set_up,
 		   test_uncork_leaves_refused_bytes, fixture_tear_down);
+	g_test_add_func("/conn/freed-in-batch", test_freed_in_batch);
+	g_test_add_func("/conn/record-outlives-close", test_record_outlives_close);
 	return g_test_run();
 }
