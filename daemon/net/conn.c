@@ -66,8 +66,9 @@ typedef struct {
 	 * next dispatch */
 	struct epoll_event pending[GH_EPOLL_BATCH];
 	int n_pending;
-	GArray *foreign;     /* of ForeignFd */
-	gboolean plain_poll; /* a descriptor epoll refused: g_poll() from now on */
+	GArray *foreign;       /* of ForeignFd */
+	gboolean plain_poll;   /* a descriptor epoll refused: g_poll() from now on */
+	gboolean warned_stale; /* said once that a foreign record outlived its fd */
 } EpollSource;
 
 /* The epoll record's data: a connection's handle (generation << 32 | slot
@@ -341,11 +342,28 @@ epoll_poll(GPollFD *fds, guint nfds, gint timeout)
 			}
 			continue;
 		}
+		gint fd = (gint)(events[i].data.u64 >> 1);
+		gboolean polled = FALSE;
 		for (guint j = 0; j < nfds; j++) {
-			if (fds[j].fd != (gint)(events[i].data.u64 >> 1))
+			if (fds[j].fd != fd)
 				continue;
 			fds[j].revents |= (gushort)condition_of(events[i].events);
 			fds[j].revents &= fds[j].events | G_IO_ERR | G_IO_HUP;
+			polled = TRUE;
+		}
+		/* foreign_sync left only what GLib polls now, but it cannot
+		 * remove the record of a descriptor closed while a copy lives
+		 * on: that record reports the copy's file on every turn, and
+		 * the thread spins until the copy is closed.  A bug of ours
+		 * (as the connector's was); say so once rather than spin in
+		 * silence. */
+		if (!polled && !ep->warned_stale) {
+			ep->warned_stale = TRUE;
+			g_warning(
+			    "descriptor %d was closed while the loop watched it and a copy of it "
+			    "lives on: this I/O thread wakes for that copy until it is closed "
+			    "(a bug; please report it)",
+			    fd);
 		}
 	}
 	if (ep->n_pending > 0)

@@ -12,6 +12,7 @@
 #include "net/conn.h"
 
 #include <errno.h>
+#include <glib-unix.h>
 #include <fcntl.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -324,6 +325,55 @@ test_record_outlives_close(void)
 	g_main_context_unref(t.context);
 }
 
+static gboolean
+on_watch(gint fd, GIOCondition cond, gpointer data)
+{
+	(void)fd;
+	(void)cond;
+	(void)data;
+	return G_SOURCE_CONTINUE;
+}
+
+/* A descriptor the loop watched, closed (watch gone) while a copy of it
+ * lives on: its epoll record cannot be removed any more.  The loop says
+ * so, once, instead of waking for it in silence. */
+static void
+test_stale_watch_is_reported(void)
+{
+	GMainContext *context = g_main_context_new();
+	GhConn *conn;
+	int fds[2], peer[2], copy;
+	GSource *watch;
+
+	g_main_context_push_thread_default(context);
+	/* a connection gives the context its epoll set and poll function */
+	g_assert_cmpint(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, peer), ==, 0);
+	set_nonblocking(peer[0]);
+	conn = gh_conn_new(peer[0], context, 1024, 1024);
+	g_assert_cmpint(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds), ==, 0);
+	watch = g_unix_fd_source_new(fds[0], G_IO_IN);
+	g_source_set_callback(watch, G_SOURCE_FUNC(on_watch), NULL, NULL);
+	g_source_attach(watch, context);
+	(void)g_main_context_iteration(context, FALSE); /* the record is made */
+	copy = dup(fds[0]);
+	g_assert_cmpint(copy, >=, 0);
+	g_source_destroy(watch);
+	g_source_unref(watch);
+	close(fds[0]); /* before the loop could take the record out */
+	g_assert_cmpint(write(fds[1], "x", 1), ==, 1);
+	g_test_expect_message(G_LOG_DOMAIN, G_LOG_LEVEL_WARNING,
+			      "*was closed while the loop watched it and a copy of it lives on*");
+	for (int i = 0; i < 3; i++)
+		(void)g_main_context_iteration(context, FALSE);
+	g_test_assert_expected_messages();
+	close(copy); /* the record goes with the file */
+	close(fds[1]);
+	gh_conn_free(conn);
+	close(peer[1]);
+	g_main_context_pop_thread_default(context);
+	g_main_context_unref(context);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -338,5 +388,6 @@ main(int argc, char **argv)
 		   test_uncork_leaves_refused_bytes, fixture_tear_down);
 	g_test_add_func("/conn/freed-in-batch", test_freed_in_batch);
 	g_test_add_func("/conn/record-outlives-close", test_record_outlives_close);
+	g_test_add_func("/conn/stale-watch-is-reported", test_stale_watch_is_reported);
 	return g_test_run();
 }
