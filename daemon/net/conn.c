@@ -43,8 +43,8 @@ typedef struct {
  * event still names it (one later in the batch being dispatched, one kept
  * by epoll_poll for the next dispatch, or a record that outlives the close
  * because a forked child holds the socket for a moment between fork and
- * exec) finds a stranger in the slot and is dropped.  That is also why a
- * connection is never taken out of the set before close(2): the record
+ * exec) finds a stranger in the slot and is dropped.  That is also why
+ * freeing a connection needs no EPOLL_CTL_DEL before close(2): the record
  * goes with the socket's last descriptor, and until then it can reach
  * nothing.
  */
