@@ -1108,20 +1108,23 @@ parse_backend(Loader *ld, const char *group, const char *name)
 			"needs forward_client = no on an smtp backend: XCLIENT names the client "
 			"before the login, and a warm connection is opened before there is one");
 
-	/* a kept connection goes to the next client as it is: nothing on it
-	 * may name the last one (no XCLIENT, no AUTH), and only SMTP's QUIT
-	 * is followed closely enough to know the connection is at rest */
+	/* a kept connection goes to the next client: nothing on it may still
+	 * name the last one.  An AUTH cannot be undone; an XCLIENT can, by the
+	 * next XCLIENT (login = xclient names every client anew); one sent
+	 * for the address only (forward_client) goes before the login, on a
+	 * connection a warm link could not have.  Only SMTP's QUIT is
+	 * followed closely enough to know the connection is at rest. */
 	if (bc->reuse_connections && protocol_ok) {
 		if (bc->protocol != GH_PROTO_SMTP)
 			problem(ld, group, "reuse_connections", "is for smtp backends only");
-		else if (bc->login != GH_LOGIN_NONE)
+		else if (bc->login != GH_LOGIN_NONE && bc->login != GH_LOGIN_XCLIENT)
 			problem(ld, group, "reuse_connections",
-				"needs login = none: a connection that logged a user in "
-				"cannot be given to another");
-		else if (bc->forward_client)
+				"needs login = none or xclient: a connection that logged a "
+				"user in with AUTH cannot be given to another");
+		else if (bc->login == GH_LOGIN_NONE && bc->forward_client)
 			problem(ld, group, "reuse_connections",
-				"needs forward_client = no: XCLIENT would leave one client's "
-				"address on the connection the next one gets");
+				"needs forward_client = no with login = none: XCLIENT would "
+				"leave one client's address on the connection the next one gets");
 		else if (bc->warm_connections == 0)
 			problem(ld, group, "reuse_connections",
 				"needs warm_connections: a kept connection waits in that pool");

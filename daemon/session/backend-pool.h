@@ -37,12 +37,13 @@
  * backend from under a warm link, and pairs of an old configuration are
  * no longer asked for and go within warm_lifetime.
  *
- * Kept connections (`reuse_connections`, SMTP with login = none): a
+ * Kept connections (`reuse_connections`, SMTP with login = none or
+ * xclient): a
  * session whose client said QUIT with its backend at rest (smtp-track.h)
  * gives the connection back instead of closing it, if its pair is still
  * there with room and the connection has carried fewer than
  * GH_BACKEND_KEEP_SESSIONS sessions.  It becomes a warm link again after
- * the protocol's `resumed` step (SMTP: RSET), with a new warm_lifetime
+ * the protocol's `resumed` step (SMTP: EHLO), with a new warm_lifetime
  * (the protocol decides what "at rest" is: SMTP keeps a connection only
  * right after a message Postfix accepted, smtp-session.c).
  * Such a pair is not refilled after a take (the taker brings one back, or

@@ -28,7 +28,6 @@ typedef enum {
 	ST_XCLIENT,
 	ST_EHLO_AGAIN,
 	ST_AUTH,
-	ST_RSET, /* a kept connection, before it parks again */
 } State;
 
 typedef struct {
@@ -89,6 +88,15 @@ xclient_line(GhBackendLink *l, Smtp *d, char **offered)
 			   p->backend->login == GH_LOGIN_XCLIENT) {
 			value = g_strdup(p->user);
 		}
+		/* on a connection that may carry another client next
+		 * (reuse_connections), the attributes that name a client are
+		 * named each time, so that nothing of the last one is left.
+		 * (Postfix refuses PROTO=[UNAVAILABLE]; a session that logs in
+		 * has said EHLO, so PROTO is ESMTP for all that keep one.) */
+		if (value == NULL && p->backend->reuse_connections &&
+		    (g_ascii_strcasecmp(attr, "HELO") == 0 ||
+		     g_ascii_strcasecmp(attr, "LOGIN") == 0))
+			value = g_strdup("[UNAVAILABLE]");
 		if (value != NULL) {
 			g_autofree char *x = gh_smtp_xtext_encode(value);
 			g_autofree char *up = g_ascii_strup(attr, -1);
@@ -270,15 +278,6 @@ on_reply(GhBackendLink *l, Smtp *d, const GhSmtpReply *r)
 		}
 		gh_backend_link_finish(l, GH_BACKEND_OK, NULL, NULL);
 		return;
-	case ST_RSET:
-		if (r->code != 250) {
-			gh_backend_link_fail(l, FALSE, "RSET refused: %s", text);
-			return;
-		}
-		/* login = none (config.c): parked until a session adopts it */
-		if (user_known(l, d, PARKED_DONE))
-			gh_backend_link_finish(l, GH_BACKEND_OK, NULL, NULL);
-		return;
 	case ST_STARTTLS:
 		if (r->code != 220) {
 			gh_backend_link_fail(l, FALSE, "STARTTLS refused: %s", text);
@@ -320,13 +319,14 @@ smtp_input(GhBackendLink *l, gpointer data)
 	return GH_BACKEND_STEP_MORE;
 }
 
-/* A connection kept after a client's QUIT: whatever its session left
- * behind (a MAIL without DATA) goes, and the server stays in the state
- * EHLO left it in. */
+/* A connection kept after a client's QUIT starts over as a warm one after
+ * its first EHLO: an EHLO in a session resets it as RSET would (RFC 5321
+ * 4.1.4) without counting as a junk command, and its reply lists the
+ * XCLIENT attributes that login = xclient names for the next client. */
 static void
 smtp_resumed(GhBackendLink *l, gpointer data)
 {
-	send_line(l, data, ST_RSET, "RSET\r\n");
+	send_ehlo(l, data, ST_EHLO, gh_backend_link_params(l)->hostname);
 }
 
 /* Inside TLS after STARTTLS: start over with EHLO (RFC 3207 4.2). */

@@ -331,9 +331,10 @@ tap_up(gpointer data, const guint8 *buf, gsize len)
 		/* What the connection would carry into the next session, as
 		 * Postfix counts: nothing, if the last thing before the QUIT
 		 * was a message it accepted (that resets its junk command and
-		 * error counts) and no RSET, NOOP or error came after it.  Our
-		 * RSET is then its one junk command, within even the limit of
-		 * 1 it sets under stress (postconf(5) smtpd_junk_command_limit,
+		 * error counts) and no RSET, NOOP or error came after it.  The
+		 * connection then carries no junk command at all (our EHLO is
+		 * not one), within even the limit of 1 Postfix sets under
+		 * stress (postconf(5) smtpd_junk_command_limit,
 		 * smtpd_soft_error_limit). */
 		gh_smtp_track_counts(t->track, &junk, &errors, &accepted);
 		if (accepted && junk == 0 && errors == 0 && gh_session_backend_keepable(t->s))

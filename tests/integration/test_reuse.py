@@ -1,27 +1,30 @@
 """[backend] reuse_connections: an SMTP session whose client says QUIT with
 its backend at rest gets the goodbye from gatehoused, and its connection
-to the backend goes back to the warm pool (after an RSET) for the next
+to the backend goes back to the warm pool (after an EHLO) for the next
 login, as Postfix's own client caches connections.
 
 Real Postfix sits behind a relay that records, connection by connection,
 every byte the gateway sends it.  One I/O thread (workers = 1), so every
 login meets the same pool.  Shown: several sessions in a row, each with a
 message that Postfix delivers, go over one backend connection with an
-RSET between them, and the clients hear gatehoused's 221; a connection
+EHLO between them, and the clients hear gatehoused's 221; with login =
+xclient, each session's XCLIENT names its own client and user, and each
+message's Received line says so; a connection
 carries at most 20 sessions, and then the QUIT goes to Postfix; a session
 that leaves the backend anything but at rest (EHLO or a second AUTH after
 login, a refused recipient, no message, a NOOP or a refusal after the
 message, a body with a bare LF, a QUIT pipelined behind the body, a QUIT
 split across two sends) has its QUIT answered by Postfix and its
 connection closed; the configuration refuses reuse where a
-connection would carry one client's identity to the next.
+connection would carry one client's identity to the next (AUTH to the
+backend, or an XCLIENT for the address only).
 """
 import json
 import time
 
 import pytest
 
-from backends import USERS
+from backends import USERS, received
 from lib.clients import SmtpClient, plain_blob
 from lib.config import check_backend
 from lib.gateway import ctl
@@ -48,19 +51,19 @@ def gateway(gateways, port, **backend):
     keys.update(backend)
     return gateways.start({'gw': {'require_auth': 'yes', 'plaintext_auth': 'always',
                                   'backend': 'b'}},
-                          {'b': keys}, protocol='smtp', users={'alice': USERS['alice']},
+                          {'b': keys}, protocol='smtp', users=USERS,
                           gatehouse={'workers': '1', 'auth_cache_size': '0'})
 
 
-def login(gw):
-    c = SmtpClient(gw.port(), greet=True)
-    c.ehlo()
-    c.expect('AUTH PLAIN ' + plain_blob('alice', USERS['alice']), 235)
+def login(gw, user='alice', source=None, helo='client.example.org'):
+    c = SmtpClient(gw.port(), greet=True, source=source)
+    c.ehlo(helo)
+    c.expect('AUTH PLAIN ' + plain_blob(user, USERS[user]), 235)
     return c
 
 
-def send_message(c, subject, rcpt='bob@example.com', body_eol=b'\r\n'):
-    c.expect('MAIL FROM:<alice@example.com>', 250)
+def send_message(c, subject, rcpt='bob@example.com', body_eol=b'\r\n', sender='alice'):
+    c.expect('MAIL FROM:<%s@example.com>' % sender, 250)
     c.expect('RCPT TO:<%s>' % rcpt, 250)
     c.expect('DATA', 354)
     body = b'Subject: %s\r\n\r\nhello%sfrom the reuse test\r\n.\r\n' % (subject.encode(),
@@ -75,16 +78,19 @@ def quit_reply(c):
     return reply[-1]
 
 
-def wait_parked(relay, i, rsets):
-    """Connection i has had `rsets` RSETs answered by Postfix; then a moment
-    for gatehoused to read the answer and park the connection again."""
+GW_EHLO = b'EHLO gw.test\r\n'
+
+
+def wait_parked(relay, i, kept):
+    """Connection i has been kept `kept` times, and Postfix has answered
+    the EHLO of each (one more: the warm link's first); then a moment for
+    gatehoused to read the answer and park the connection again."""
     def answered():
         sent = relay.text(i)
-        # RSET and NOOP both get a bare "250 2.0.0 Ok"
-        return (sent.count(b'RSET\r\n') == rsets and sent.endswith(b'RSET\r\n') and
-                relay.from_server(i).count(b'250 2.0.0 Ok\r\n') ==
-                rsets + sent.count(b'NOOP\r\n'))
-    wait_for(answered, what='RSET answered on a kept connection')
+        return (sent.count(GW_EHLO) == kept + 1 and sent.endswith(GW_EHLO) and
+                relay.from_server(i).count(b'250-PIPELINING\r\n') ==
+                sent.count(b'EHLO '))
+    wait_for(answered, what='EHLO answered on a kept connection')
     time.sleep(0.3)
 
 
@@ -102,11 +108,13 @@ def test_sessions_in_a_row_share_one_backend_connection(gateways, postfix, postf
         assert quit_reply(c) == OUR_BYE
         c.close()
         wait_parked(postfix_relay, 0, n + 1)
-    # one connection carried all four, an RSET after each
+    # one connection carried all four, an EHLO after each, and no junk
+    # command (RSET, NOOP) that Postfix would count against it
     assert postfix_relay.connections() == 1
     sent = postfix_relay.text(0).decode()
     assert sent.count('MAIL FROM:<alice@example.com>') == 4, sent
-    assert sent.count('RSET\r\n') == 4 and 'QUIT' not in sent, sent
+    assert sent.count(GW_EHLO.decode()) == 5 and 'QUIT' not in sent, sent
+    assert 'RSET' not in sent and 'NOOP' not in sent, sent
     for subject in subjects:
         postfix.wait_message('bob', subject)
     log = gw.log()
@@ -225,9 +233,80 @@ def test_a_session_not_at_rest_is_not_kept(gateways, postfix, postfix_relay, bef
     assert postfix_relay.connections() == 2
 
 
+def test_xclient_sessions_share_one_connection_each_as_its_own_client(
+        gateways, postfix, postfix_relay):
+    """login = xclient: the second session's XCLIENT names its own client
+    (address, HELO, user) on the connection the first one used, and Postfix
+    takes it (it allows XCLIENT by gatehoused's own address, once per
+    connection)."""
+    gw = gateway(gateways, postfix_relay.port, login='xclient', forward_client='yes')
+    sessions = [('alice', '127.0.0.2', 'first.example.org'),
+                ('bob', '127.0.0.3', 'second.example.org'),
+                ('carol', '127.0.0.2', 'third.example.org')]
+    subjects = []
+    for n, (user, source, helo) in enumerate(sessions):
+        c = login(gw, user, source, helo)
+        subjects.append('xreuse-%d-%f' % (n, time.time()))
+        reply = send_message(c, subjects[-1], rcpt='alice@example.com', sender=user)
+        assert reply[-1].startswith('250 2.0.0 Ok: queued'), reply
+        assert quit_reply(c) == OUR_BYE
+        c.close()
+        wait_parked(postfix_relay, 0, n + 1)
+    assert postfix_relay.connections() == 1
+    sent = postfix_relay.text(0).decode()
+    xclients = [line for line in sent.split('\r\n') if line.startswith('XCLIENT ')]
+    assert len(xclients) == 3 and 'QUIT' not in sent, sent
+    for line, (user, source, helo) in zip(xclients, sessions):
+        assert ' LOGIN=%s' % user in line and ' ADDR=%s' % source in line, line
+        assert ' HELO=%s' % helo in line, line
+    # each message carries its own session's client, not the one before
+    for subject, (user, source, helo) in zip(subjects, sessions):
+        rcv = received(postfix.wait_message('alice', subject))
+        assert rcv.startswith(b'Received: from %s (' % helo.encode()), rcv
+        assert b'[%s]' % source.encode() in rcv, rcv
+        assert b'(Authenticated sender: %s)' % user.encode() in rcv, rcv
+        assert b'with ESMTPA' in rcv, rcv
+    assert gw.log().count(KEPT) == 3
+
+
+def test_xclient_names_an_unknown_client_on_a_reusing_backend(gateways, postfix, postfix_relay):
+    """On a backend whose connections may go from one client to the next,
+    every XCLIENT names LOGIN and HELO, as [UNAVAILABLE] when the session
+    has none (a client that sends mail without AUTH, or without HELO), so
+    nothing is ever left over from an earlier XCLIENT; Postfix takes it
+    and delivers the message as unauthenticated."""
+    keys = {'protocol': 'smtp', 'login': 'xclient', 'servers': '127.0.0.1:%d' % postfix_relay.port,
+            'warm_connections': '2', 'reuse_connections': 'yes'}
+    gw = gateways.start({'mx': {'require_auth': 'no', 'backend': 'b'}}, {'b': keys},
+                        protocol='smtp', users=USERS, gatehouse={'workers': '1'})
+    subjects = []
+    for source, helo in (('127.0.0.4', 'mx-client.example.org'), ('127.0.0.5', None)):
+        c = SmtpClient(gw.port(), greet=True, source=source)
+        if helo is not None:
+            c.ehlo(helo)
+        subjects.append('xanon-%s-%f' % (source, time.time()))
+        reply = send_message(c, subjects[-1], rcpt='alice@example.com', sender='someone')
+        assert reply[-1].startswith('250 2.0.0 Ok: queued'), reply
+        c.cmd('QUIT')
+        c.close()
+    for subject, source in zip(subjects, ('127.0.0.4', '127.0.0.5')):
+        rcv = received(postfix.wait_message('alice', subject))
+        assert b'[%s]' % source.encode() in rcv and b'Authenticated sender' not in rcv, rcv
+    assert received(postfix.wait_message('alice', subjects[0])).startswith(
+        b'Received: from mx-client.example.org (')
+    xclients = [line for text in (postfix_relay.text(i).decode()
+                                  for i in range(postfix_relay.connections()))
+                for line in text.split('\r\n') if line.startswith('XCLIENT ')]
+    assert len(xclients) == 2, xclients
+    assert ' LOGIN=[UNAVAILABLE]' in xclients[0] and ' HELO=mx-client' in xclients[0], xclients
+    assert ' LOGIN=[UNAVAILABLE]' in xclients[1] and ' HELO=[UNAVAILABLE]' in xclients[1], xclients
+
+
 @pytest.mark.parametrize('keys, why', [
-    ({'login': 'xclient'}, 'needs login = none'),
-    ({'forward_client': 'yes'}, 'needs forward_client = no'),
+    ({'login': 'passthrough'}, 'needs login = none or xclient'),
+    ({'login': 'master', 'master_user': 'gw', 'master_password_file': '/dev/null'},
+     'needs login = none or xclient'),
+    ({'forward_client': 'yes'}, 'needs forward_client = no with login = none'),
     ({'warm_connections': '0'}, 'needs warm_connections'),
     ({'protocol': 'imap'}, 'is for smtp backends only'),
 ])
