@@ -50,10 +50,12 @@ send_line(GhBackendLink *l, Smtp *d, State next, const char *line)
 static void
 send_ehlo(GhBackendLink *l, Smtp *d, State next, const char *name)
 {
-	g_autofree char *line = g_strdup_printf("EHLO %s\r\n", name);
+	g_autofree char *line = g_strconcat("EHLO ", name, "\r\n", NULL);
 	send_line(l, d, next, line);
 }
 
+/* The reply's first line, escaped, for a log line: made only where one is
+ * written, not for every reply. */
 static char *
 reply_text(const GhSmtpReply *r)
 {
@@ -62,45 +64,69 @@ reply_text(const GhSmtpReply *r)
 	return g_strdup_printf("%u %s", r->code, esc);
 }
 
+static void
+append_uint(GString *s, guint v)
+{
+	char digits[12];
+	gsize i = sizeof digits;
+
+	do
+		digits[--i] = (char)('0' + v % 10);
+	while ((v /= 10) != 0);
+	g_string_append_len(s, digits + i, (gssize)(sizeof digits - i));
+}
+
+/* XCLIENT with each attribute the server offered that gatehoused knows a
+ * value for, built in one string (a login's hot path: no formatting, no
+ * copies per attribute). */
 static char *
 xclient_line(GhBackendLink *l, Smtp *d, char **offered)
 {
 	const GhBackendParams *p = gh_backend_link_params(l);
-	GString *s = g_string_new("XCLIENT");
-	gboolean authenticated = p->user != NULL;
+	const char *user =
+	    p->user != NULL && p->backend->login == GH_LOGIN_XCLIENT ? p->user : NULL;
+	/* on a connection that may carry another client next
+	 * (reuse_connections), the attributes that name a client are named
+	 * each time, so that nothing of the last one is left.  (Postfix
+	 * refuses PROTO=[UNAVAILABLE]; a session that logs in has said EHLO,
+	 * so PROTO is ESMTP for all that keep one.) */
+	const char *unknown = p->backend->reuse_connections ? "[UNAVAILABLE]" : NULL;
+	GString *s = g_string_sized_new(160);
+
+	g_string_append(s, "XCLIENT");
 	for (guint i = 0; offered[i] != NULL; i++) {
 		const char *attr = offered[i];
-		g_autofree char *value = NULL;
+		const char *value = NULL;
+		const char *prefix = "";
+		gboolean port = FALSE;
+
 		if (g_ascii_strcasecmp(attr, "ADDR") == 0) {
-			value = strchr(p->client_addr, ':') != NULL
-				    ? g_strconcat("IPV6:", p->client_addr, NULL)
-				    : g_strdup(p->client_addr);
+			value = p->client_addr;
+			if (strchr(value, ':') != NULL)
+				prefix = "IPV6:";
 		} else if (g_ascii_strcasecmp(attr, "PORT") == 0) {
-			value = g_strdup_printf("%u", p->client_port);
+			port = TRUE;
 		} else if (g_ascii_strcasecmp(attr, "NAME") == 0) {
 			/* no reverse lookup here: say so, as Postfix's docs ask */
-			value = g_strdup("[UNAVAILABLE]");
-		} else if (g_ascii_strcasecmp(attr, "HELO") == 0 && d->client_helo != NULL) {
-			value = g_strdup(d->client_helo);
-		} else if (g_ascii_strcasecmp(attr, "PROTO") == 0 && d->client_helo != NULL) {
-			value = g_strdup(d->client_esmtp ? "ESMTP" : "SMTP");
-		} else if (g_ascii_strcasecmp(attr, "LOGIN") == 0 && authenticated &&
-			   p->backend->login == GH_LOGIN_XCLIENT) {
-			value = g_strdup(p->user);
+			value = "[UNAVAILABLE]";
+		} else if (g_ascii_strcasecmp(attr, "HELO") == 0) {
+			value = d->client_helo != NULL ? d->client_helo : unknown;
+		} else if (g_ascii_strcasecmp(attr, "PROTO") == 0) {
+			value = d->client_helo == NULL ? NULL : d->client_esmtp ? "ESMTP" : "SMTP";
+		} else if (g_ascii_strcasecmp(attr, "LOGIN") == 0) {
+			value = user != NULL ? user : unknown;
 		}
-		/* on a connection that may carry another client next
-		 * (reuse_connections), the attributes that name a client are
-		 * named each time, so that nothing of the last one is left.
-		 * (Postfix refuses PROTO=[UNAVAILABLE]; a session that logs in
-		 * has said EHLO, so PROTO is ESMTP for all that keep one.) */
-		if (value == NULL && p->backend->reuse_connections &&
-		    (g_ascii_strcasecmp(attr, "HELO") == 0 ||
-		     g_ascii_strcasecmp(attr, "LOGIN") == 0))
-			value = g_strdup("[UNAVAILABLE]");
-		if (value != NULL) {
-			g_autofree char *x = gh_smtp_xtext_encode(value);
-			g_autofree char *up = g_ascii_strup(attr, -1);
-			g_string_append_printf(s, " %s=%s", up, x);
+		if (value == NULL && !port)
+			continue;
+		g_string_append_c(s, ' ');
+		for (const char *c = attr; *c != '\0'; c++)
+			g_string_append_c(s, g_ascii_toupper(*c));
+		g_string_append_c(s, '=');
+		if (port) {
+			append_uint(s, p->client_port);
+		} else {
+			g_string_append(s, prefix);
+			gh_smtp_xtext_append(s, value);
 		}
 	}
 	g_string_append(s, "\r\n");
@@ -183,7 +209,9 @@ after_ehlo(GhBackendLink *l, Smtp *d, const GhSmtpReply *ehlo)
 	const GhBackendParams *p = gh_backend_link_params(l);
 	const GhBackendConfig *bc = p->backend;
 	g_auto(GStrv) offered = NULL;
-	gboolean has_xclient = gh_smtp_reply_has_extension(ehlo, "XCLIENT", &offered);
+	/* (the attributes are asked for only where XCLIENT may follow) */
+	gboolean has_xclient =
+	    d->state == ST_EHLO && gh_smtp_reply_has_extension(ehlo, "XCLIENT", &offered);
 	/* a session that logs in (not the MX role), now or once it is checked */
 	gboolean logs_in = p->user != NULL || p->login_later;
 
@@ -233,10 +261,10 @@ static void
 on_reply(GhBackendLink *l, Smtp *d, const GhSmtpReply *r)
 {
 	const GhBackendParams *p = gh_backend_link_params(l);
-	g_autofree char *text = reply_text(r);
 	switch (d->state) {
 	case ST_GREETING:
 		if (r->code != 220) {
+			g_autofree char *text = reply_text(r);
 			gh_backend_link_fail(l, r->code / 100 == 4, "greeting %s", text);
 			return;
 		}
@@ -245,6 +273,7 @@ on_reply(GhBackendLink *l, Smtp *d, const GhSmtpReply *r)
 	case ST_EHLO:
 	case ST_EHLO_AGAIN:
 		if (r->code != 250) {
+			g_autofree char *text = reply_text(r);
 			gh_backend_link_fail(l, FALSE, "EHLO refused: %s", text);
 			return;
 		}
@@ -253,6 +282,7 @@ on_reply(GhBackendLink *l, Smtp *d, const GhSmtpReply *r)
 	case ST_XCLIENT:
 		/* Postfix answers a successful XCLIENT with a new 220 greeting */
 		if (r->code != 220) {
+			g_autofree char *text = reply_text(r);
 			gh_backend_link_fail(l, FALSE, "XCLIENT refused: %s", text);
 			return;
 		}
@@ -263,16 +293,19 @@ on_reply(GhBackendLink *l, Smtp *d, const GhSmtpReply *r)
 		/* RFC 4954: 535 is about the credentials; a 4xx other than 421
 		 * (454: the server's own check is down) puts the login off */
 		if (r->code == 535) {
+			g_autofree char *text = reply_text(r);
 			g_autofree char *why = g_strdup_printf("AUTH refused: %s", text);
 			gh_backend_link_finish(l, GH_BACKEND_REFUSED, NULL, why);
 			return;
 		}
 		if (r->code / 100 == 4 && r->code != 421) {
+			g_autofree char *text = reply_text(r);
 			g_autofree char *why = g_strdup_printf("answered AUTH with \"%s\"", text);
 			gh_backend_link_finish(l, GH_BACKEND_DEFERRED, NULL, why);
 			return;
 		}
 		if (r->code != 235) {
+			g_autofree char *text = reply_text(r);
 			gh_backend_link_fail(l, FALSE, "AUTH refused: %s", text);
 			return;
 		}
@@ -280,6 +313,7 @@ on_reply(GhBackendLink *l, Smtp *d, const GhSmtpReply *r)
 		return;
 	case ST_STARTTLS:
 		if (r->code != 220) {
+			g_autofree char *text = reply_text(r);
 			gh_backend_link_fail(l, FALSE, "STARTTLS refused: %s", text);
 			return;
 		}

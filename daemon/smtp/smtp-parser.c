@@ -328,13 +328,22 @@ gh_smtp_parse_reply(const char *buf, gsize len, gsize max, GhSmtpReply *reply, g
 			break;
 	}
 
+	/* The lines' texts go into one block (each ends in a NUL where its
+	 * CRLF was, and the block is no longer than the reply), the array
+	 * points into it: three allocations for a reply of any length. */
 	reply->code = code;
-	reply->lines = g_ptr_array_new_full(nlines, g_free);
-	for (gsize p = 0; p < pos; p = l.next) {
+	reply->text = g_malloc(pos + 1);
+	reply->lines = g_ptr_array_sized_new(nlines);
+	for (gsize p = 0, at = 0; p < pos; p = l.next) {
 		gsize lf = gh_line_find_lf(buf, p, pos);
+		gsize n;
 
 		(void)reply_line(buf, p, lf, &l);
-		g_ptr_array_add(reply->lines, g_strndup(buf + l.text, l.text_end - l.text));
+		n = l.text_end - l.text;
+		memcpy(reply->text + at, buf + l.text, n);
+		reply->text[at + n] = '\0';
+		g_ptr_array_add(reply->lines, reply->text + at);
+		at += n + 1;
 	}
 	*consumed = pos;
 	return GH_SMTP_REPLY_OK;
@@ -346,6 +355,7 @@ gh_smtp_reply_clear(GhSmtpReply *reply)
 	if (reply == NULL)
 		return;
 	g_clear_pointer(&reply->lines, g_ptr_array_unref);
+	g_clear_pointer(&reply->text, g_free);
 	reply->code = 0;
 }
 
@@ -390,14 +400,11 @@ gh_smtp_reply_has_extension(const GhSmtpReply *ehlo, const char *keyword, char *
 
 /* ---- xtext: RFC 3461 4 ---- */
 
-char *
-gh_smtp_xtext_encode(const char *value)
+void
+gh_smtp_xtext_append(GString *s, const char *value)
 {
 	static const char hex[] = "0123456789ABCDEF";
-	GString *s = g_string_new(NULL);
 
-	if (value == NULL)
-		return g_string_free(s, FALSE);
 	/* xchar is 33..126 except "+" and "="; everything else is "+" and two
 	 * upper-case hex digits.  Postfix decodes XCLIENT values this way. */
 	for (const char *p = value; *p != '\0'; p++) {
@@ -411,5 +418,14 @@ gh_smtp_xtext_encode(const char *value)
 			g_string_append_c(s, hex[u & 0xf]);
 		}
 	}
+}
+
+char *
+gh_smtp_xtext_encode(const char *value)
+{
+	GString *s = g_string_new(NULL);
+
+	if (value != NULL)
+		gh_smtp_xtext_append(s, value);
 	return g_string_free(s, FALSE);
 }

@@ -84,7 +84,9 @@ typedef enum {
 
 typedef struct {
 	guint code;       /* 200..599 */
-	GPtrArray *lines; /* of char*: the text of each line after "NNN-" / "NNN ", without CRLF */
+	GPtrArray *lines; /* of char*: the text of each line after "NNN-" / "NNN ", without
+			     CRLF; pointers into `text` */
+	char *text;       /* the lines' texts, one after the other, each NUL-terminated */
 } GhSmtpReply;
 
 /* Parse one reply from buf[0..len) ("250-a\r\n250 b\r\n").  On OK, fills
@@ -104,3 +106,5 @@ gboolean gh_smtp_reply_has_extension(const GhSmtpReply *ehlo, const char *keywor
  * values: '+', '=', and bytes outside 33..126 become "+XX" (upper-case hex).
  * Returns a new string. */
 char *gh_smtp_xtext_encode(const char *value);
+/* The same, appended to s (value not NULL). */
+void gh_smtp_xtext_append(GString *s, const char *value);

@@ -359,7 +359,7 @@ static void
 parse_reply(const char *buf, gsize len, gsize max, ReplyResult *r, char **joined)
 {
 	g_autofree char *copy = exact(buf, len);
-	GhSmtpReply reply = {0, NULL};
+	GhSmtpReply reply = {0};
 
 	r->consumed = 12345;
 	r->st = gh_smtp_parse_reply(copy, len, max, &reply, &r->consumed);
@@ -529,7 +529,7 @@ test_reply_sequence(void)
 
 	/* clearing twice, or an empty reply, is harmless */
 	{
-		GhSmtpReply r = {0, NULL};
+		GhSmtpReply r = {0};
 		gsize used = 0;
 		g_autofree char *copy = exact(in, sizeof in - 1);
 
@@ -576,7 +576,7 @@ test_extension(void)
 	    {"250", FALSE, NULL},
 	};
 	g_autofree char *copy = exact(ehlo, sizeof ehlo - 1);
-	GhSmtpReply r = {0, NULL};
+	GhSmtpReply r = {0};
 	gsize used = 0;
 
 	g_assert_cmpint(gh_smtp_parse_reply(copy, sizeof ehlo - 1, 4096, &r, &used), ==,
