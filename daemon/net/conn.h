@@ -42,7 +42,9 @@ struct _GhConn {
 	char *tls_error;          /* why TLS failed, for the log */
 	gboolean plain_data;      /* no credentials flow any more: skip wiping buffers */
 	gboolean corked;          /* gh_conn_queue only appends, until gh_conn_uncork */
-	guint served; /* a backend connection: client sessions it carried before (kept ones) */
+	guint served;  /* a backend connection: client sessions it carried before (kept ones) */
+	guint learned; /* a backend connection: what its protocol learned of the server, kept
+			  with it for the next session (SMTP: the XCLIENT attributes offered) */
 	/* private */
 	GMainContext *context;
 	gpointer epoll;          /* the context's epoll source */

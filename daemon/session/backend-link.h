@@ -106,7 +106,8 @@ typedef struct {
 	 * dialogue that never parks. */
 	void (*login)(GhBackendLink *l, gpointer d);
 	/* A connection kept from an earlier session (gh_backend_link_resume)
-	 * is the link's: bring it back to where the login starts (SMTP: EHLO)
+	 * is the link's: bring it back to where the login starts (SMTP: it is
+	 * there already, and parks at once)
 	 * and park there.  May be NULL for a dialogue whose connections are
 	 * never kept. */
 	void (*resumed)(GhBackendLink *l, gpointer d);

@@ -43,7 +43,7 @@
  * gives the connection back instead of closing it, if its pair is still
  * there with room and the connection has carried fewer than
  * GH_BACKEND_KEEP_SESSIONS sessions.  It becomes a warm link again after
- * the protocol's `resumed` step (SMTP: EHLO), with a new warm_lifetime
+ * the protocol's `resumed` step (SMTP: parked at once), with a new warm_lifetime
  * (the protocol decides what "at rest" is: SMTP keeps a connection only
  * right after a message Postfix accepted, smtp-session.c).
  * Such a pair is not refilled after a take (the taker brings one back, or

@@ -36,9 +36,30 @@ typedef struct {
 	gboolean client_esmtp;
 	/* parked (login_later): what comes once the user is checked */
 	enum { PARKED_NOT, PARKED_XCLIENT, PARKED_AUTH, PARKED_DONE } parked;
-	/* PARKED_XCLIENT: the attributes the server offered */
-	char **xclient_offered;
+	/* the XCLIENT attributes the server offers that gatehoused names
+	 * (XA_*), from its EHLO reply or, on a kept connection, from the
+	 * connection (GhConn.learned) */
+	guint xclient_attrs;
 } Smtp;
+
+/* The XCLIENT attributes gatehoused knows a value for, as bits; the order
+ * of xclient_names is the order they are sent in. */
+enum { XA_ADDR, XA_PORT, XA_NAME, XA_HELO, XA_PROTO, XA_LOGIN, XA_COUNT };
+static const char *const xclient_names[XA_COUNT] = {"ADDR", "PORT",  "NAME",
+						    "HELO", "PROTO", "LOGIN"};
+
+/* The attributes of an EHLO reply's XCLIENT line that gatehoused names. */
+static guint
+xclient_attrs(char **offered)
+{
+	guint attrs = 0;
+
+	for (guint i = 0; offered != NULL && offered[i] != NULL; i++)
+		for (guint a = 0; a < XA_COUNT; a++)
+			if (g_ascii_strcasecmp(offered[i], xclient_names[a]) == 0)
+				attrs |= 1u << a;
+	return attrs;
+}
 
 static void
 send_line(GhBackendLink *l, Smtp *d, State next, const char *line)
@@ -76,11 +97,10 @@ append_uint(GString *s, guint v)
 	g_string_append_len(s, digits + i, (gssize)(sizeof digits - i));
 }
 
-/* XCLIENT with each attribute the server offered that gatehoused knows a
- * value for, built in one string (a login's hot path: no formatting, no
- * copies per attribute). */
+/* XCLIENT with each attribute in `attrs` that has a value, built in one
+ * string (a login's hot path: no formatting, no copies per attribute). */
 static char *
-xclient_line(GhBackendLink *l, Smtp *d, char **offered)
+xclient_line(GhBackendLink *l, Smtp *d, guint attrs)
 {
 	const GhBackendParams *p = gh_backend_link_params(l);
 	const char *user =
@@ -94,35 +114,41 @@ xclient_line(GhBackendLink *l, Smtp *d, char **offered)
 	GString *s = g_string_sized_new(160);
 
 	g_string_append(s, "XCLIENT");
-	for (guint i = 0; offered[i] != NULL; i++) {
-		const char *attr = offered[i];
+	for (guint a = 0; a < XA_COUNT; a++) {
 		const char *value = NULL;
 		const char *prefix = "";
-		gboolean port = FALSE;
 
-		if (g_ascii_strcasecmp(attr, "ADDR") == 0) {
+		if ((attrs & (1u << a)) == 0)
+			continue;
+		switch (a) {
+		case XA_ADDR:
 			value = p->client_addr;
 			if (strchr(value, ':') != NULL)
 				prefix = "IPV6:";
-		} else if (g_ascii_strcasecmp(attr, "PORT") == 0) {
-			port = TRUE;
-		} else if (g_ascii_strcasecmp(attr, "NAME") == 0) {
+			break;
+		case XA_PORT:
+			value = ""; /* the number, below */
+			break;
+		case XA_NAME:
 			/* no reverse lookup here: say so, as Postfix's docs ask */
 			value = "[UNAVAILABLE]";
-		} else if (g_ascii_strcasecmp(attr, "HELO") == 0) {
+			break;
+		case XA_HELO:
 			value = d->client_helo != NULL ? d->client_helo : unknown;
-		} else if (g_ascii_strcasecmp(attr, "PROTO") == 0) {
+			break;
+		case XA_PROTO:
 			value = d->client_helo == NULL ? NULL : d->client_esmtp ? "ESMTP" : "SMTP";
-		} else if (g_ascii_strcasecmp(attr, "LOGIN") == 0) {
+			break;
+		case XA_LOGIN:
 			value = user != NULL ? user : unknown;
+			break;
 		}
-		if (value == NULL && !port)
+		if (value == NULL)
 			continue;
 		g_string_append_c(s, ' ');
-		for (const char *c = attr; *c != '\0'; c++)
-			g_string_append_c(s, g_ascii_toupper(*c));
+		g_string_append(s, xclient_names[a]);
 		g_string_append_c(s, '=');
-		if (port) {
+		if (a == XA_PORT) {
 			append_uint(s, p->client_port);
 		} else {
 			g_string_append(s, prefix);
@@ -169,9 +195,14 @@ send_auth(GhBackendLink *l, Smtp *d)
 }
 
 static void
-send_xclient(GhBackendLink *l, Smtp *d, char **offered)
+send_xclient(GhBackendLink *l, Smtp *d)
 {
-	g_autofree char *line = xclient_line(l, d, offered);
+	g_autofree char *line = xclient_line(l, d, d->xclient_attrs);
+	GhConn *conn = gh_backend_link_conn(l);
+
+	/* kept with the connection, for the next session's XCLIENT on it */
+	if (conn != NULL)
+		conn->learned = d->xclient_attrs;
 	send_line(l, d, ST_XCLIENT, line);
 }
 
@@ -180,12 +211,11 @@ static void
 smtp_login(GhBackendLink *l, gpointer data)
 {
 	Smtp *d = data;
-	g_auto(GStrv) offered = g_steal_pointer(&d->xclient_offered);
 	int parked = d->parked;
 
 	d->parked = PARKED_NOT;
 	if (parked == PARKED_XCLIENT)
-		send_xclient(l, d, offered);
+		send_xclient(l, d);
 	else if (parked == PARKED_AUTH)
 		send_auth(l, d);
 	else
@@ -235,14 +265,12 @@ after_ehlo(GhBackendLink *l, Smtp *d, const GhSmtpReply *ehlo)
 			    "XCLIENT to us (Postfix: smtpd_authorized_xclient_hosts)");
 			return;
 		}
+		d->xclient_attrs = xclient_attrs(offered);
 		if (want_xclient && bc->login == GH_LOGIN_XCLIENT && logs_in &&
-		    !user_known(l, d, PARKED_XCLIENT)) {
-			/* XCLIENT LOGIN= names the user */
-			d->xclient_offered = g_steal_pointer(&offered);
-			return;
-		}
+		    !user_known(l, d, PARKED_XCLIENT))
+			return; /* XCLIENT LOGIN= names the user */
 		if (want_xclient) {
-			send_xclient(l, d, offered);
+			send_xclient(l, d);
 			return;
 		}
 	}
@@ -353,14 +381,27 @@ smtp_input(GhBackendLink *l, gpointer data)
 	return GH_BACKEND_STEP_MORE;
 }
 
-/* A connection kept after a client's QUIT starts over as a warm one after
- * its first EHLO: an EHLO in a session resets it as RSET would (RFC 5321
- * 4.1.4) without counting as a junk command, and its reply lists the
- * XCLIENT attributes that login = xclient names for the next client. */
+/* A connection kept after a client's QUIT parks again at once, where a
+ * warm one parks after its EHLO, with nothing said to the server: it was
+ * kept only right after a message the server accepted, which ends the
+ * transaction (RFC 5321 4.1.1.4), so the server already waits for the next
+ * MAIL (login = none) or XCLIENT (login = xclient, allowed outside a
+ * transaction).  That XCLIENT names the attributes the connection's first
+ * EHLO offered (GhConn.learned); a server that closed the connection
+ * meanwhile is seen while parked. */
 static void
 smtp_resumed(GhBackendLink *l, gpointer data)
 {
-	send_ehlo(l, data, ST_EHLO, gh_backend_link_params(l)->hostname);
+	Smtp *d = data;
+
+	if (gh_backend_link_params(l)->backend->login == GH_LOGIN_XCLIENT) {
+		d->xclient_attrs = gh_backend_link_conn(l)->learned;
+		if (user_known(l, d, PARKED_XCLIENT))
+			send_xclient(l, d);
+		return;
+	}
+	if (user_known(l, d, PARKED_DONE))
+		gh_backend_link_finish(l, GH_BACKEND_OK, NULL, NULL);
 }
 
 /* Inside TLS after STARTTLS: start over with EHLO (RFC 3207 4.2). */
@@ -376,7 +417,7 @@ smtp_reset(gpointer data)
 	Smtp *d = data;
 	d->state = ST_GREETING;
 	d->parked = PARKED_NOT;
-	g_clear_pointer(&d->xclient_offered, g_strfreev);
+	d->xclient_attrs = 0;
 }
 
 static void
@@ -384,7 +425,6 @@ smtp_free(gpointer data)
 {
 	Smtp *d = data;
 	g_free(d->client_helo);
-	g_strfreev(d->xclient_offered);
 	g_free(d);
 }
 

@@ -35,9 +35,10 @@ GhBackendLink *gh_smtp_backend_connect(const GhBackendParams *p,
  * goes to a session: the client's HELO argument and EHLO, as above. */
 void gh_smtp_backend_adopt(GhBackendLink *l, const char *client_helo, gboolean client_esmtp);
 /* A connection kept after a client's QUIT (`reuse_connections`, login =
- * none or xclient) becomes a warm link again: EHLO, then parked as
- * gh_smtp_backend_connect's are with login_later (login = xclient: before
- * the XCLIENT that names the next client; on such a backend XCLIENT
+ * none or xclient) becomes a warm link again: parked at once, with nothing
+ * sent, as gh_smtp_backend_connect's are with login_later (login = xclient:
+ * before the XCLIENT that names the next client, with the attributes of
+ * the connection's first EHLO, GhConn.learned; on such a backend XCLIENT
  * names HELO and LOGIN every time, [UNAVAILABLE] when unknown).
  * See gh_backend_link_resume. */
 GhBackendLink *gh_smtp_backend_resume(const GhBackendParams *p,

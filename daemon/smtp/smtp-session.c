@@ -332,10 +332,10 @@ tap_up(gpointer data, const guint8 *buf, gsize len)
 		 * Postfix counts: nothing, if the last thing before the QUIT
 		 * was a message it accepted (that resets its junk command and
 		 * error counts) and no RSET, NOOP or error came after it.  The
-		 * connection then carries no junk command at all (our EHLO is
-		 * not one), within even the limit of 1 Postfix sets under
-		 * stress (postconf(5) smtpd_junk_command_limit,
-		 * smtpd_soft_error_limit). */
+		 * connection then carries no junk command at all (gatehoused
+		 * says nothing on it between sessions), within even the limit
+		 * of 1 Postfix sets under stress (postconf(5)
+		 * smtpd_junk_command_limit, smtpd_soft_error_limit). */
 		gh_smtp_track_counts(t->track, &junk, &errors, &accepted);
 		if (accepted && junk == 0 && errors == 0 && gh_session_backend_keepable(t->s))
 			return GH_RELAY_TAP_HOLD;

@@ -301,6 +301,9 @@ settle(GhBackendLink *l)
 			if (l->params.backend->tls != GH_TLS_NONE)
 				l->conn.tls = (gnutls_session_t)&l->tls_dummy;
 			l->dialogue.resumed(l, l->d);
+			/* parked at once, as a kept link may: the verdict comes */
+			if (l->parked && !l->over)
+				resume(l);
 			continue;
 		}
 		if (l->params.backend->tls == GH_TLS_IMPLICIT)

@@ -15,9 +15,10 @@
  * server's bytes in one piece; the top bit: the link starts before the
  * verdict and parks for it, login_later), then what the servers send; a failure that
  * another server may not have moves on to the next, which gets the rest.
- * With login = none, forward_client = no, a user and the EHLO bit, the link
- * is one kept from an earlier session (gh_smtp_backend_resume, login_later):
- * its server gets RSET and parks again.
+ * With login = none and forward_client = no, or login = xclient, a user and
+ * the EHLO bit, the link is one kept from an earlier session
+ * (gh_smtp_backend_resume, login_later), whose connection remembers some
+ * XCLIENT attributes (from the choices byte): it parks at once.
  *
  * Asserted, besides what the fake link checks: every command is one line
  * with CRLF and no other CR, LF or NUL; with tls = starttls only EHLO and
@@ -28,8 +29,9 @@
  * copy of the password is forgotten once it is; XCLIENT carries known
  * attributes with xtext values, LOGIN= only for login = xclient; the
  * attempt ends OK only after what login = needs was done on that server;
- * a kept connection gets RSET and nothing else, and ends OK or LOST,
- * never on another server.
+ * a kept connection is told nothing (login = none) or the next session's
+ * XCLIENT first (login = xclient), and ends OK or LOST, never on another
+ * server.
  */
 #include "gh-build.h"
 
@@ -144,11 +146,11 @@ check_sent(GhBackendLink *l, gconstpointer pw)
 		n = (gsize)(crlf - line);
 		FUZZ_CHECK(memchr(line, '\r', n) == NULL && memchr(line, '\n', n) == NULL);
 		FUZZ_CHECK(memchr(line, '\0', n) == NULL);
-		/* a kept connection is told RSET, once, and nothing else */
-		FUZZ_CHECK(l->kept == (n == 4 && memcmp(line, "RSET", 4) == 0 && pos == 0));
-		if (n == 4 && memcmp(line, "RSET", 4) == 0) {
-			;
-		} else if (n > 5 && memcmp(line, "EHLO ", 5) == 0) {
+		/* a kept connection: nothing before the next session's XCLIENT */
+		if (l->kept && pos == 0)
+			FUZZ_CHECK(login == GH_LOGIN_XCLIENT && n >= 7 &&
+				   memcmp(line, "XCLIENT", 7) == 0);
+		if (n > 5 && memcmp(line, "EHLO ", 5) == 0) {
 			;
 		} else if (n == 8 && memcmp(line, "STARTTLS", 8) == 0) {
 			;
@@ -170,8 +172,8 @@ check_sent(GhBackendLink *l, gconstpointer pw)
 	if (l->kept) {
 		FUZZ_CHECK(l->server == 0 && (!l->over || l->result == GH_BACKEND_OK ||
 					      l->result == GH_BACKEND_LOST));
-		if (l->over && l->result == GH_BACKEND_OK)
-			FUZZ_CHECK(s->len == 6);
+		if (l->over && l->result == GH_BACKEND_OK && login == GH_LOGIN_NONE)
+			FUZZ_CHECK(s->len == 0);
 	}
 	if (l->over && l->result == GH_BACKEND_OK) {
 		if (user != NULL && (login == GH_LOGIN_PASSTHROUGH || login == GH_LOGIN_MASTER))
@@ -208,11 +210,15 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	p.local_port = 587;
 	p.login_later = in.login_later && p.user != NULL;
 
-	if (bc.login == GH_LOGIN_NONE && !bc.forward_client && p.login_later &&
-	    ((in.settings >> 6) & 1))
+	if (((bc.login == GH_LOGIN_NONE && !bc.forward_client) || bc.login == GH_LOGIN_XCLIENT) &&
+	    p.login_later && ((in.settings >> 6) & 1)) {
 		l = gh_smtp_backend_resume(&p, NULL, NULL, "mta:25", NULL, NULL);
-	else
+		/* what the connection's first EHLO offered, as bits */
+		gh_backend_link_conn(l)->learned = (in.choices ^ (in.choices >> 3)) & 0x3f;
+		bc.reuse_connections = TRUE;
+	} else {
 		l = gh_smtp_backend_connect(&p, helo, (in.settings >> 6) & 1, NULL, NULL, NULL);
+	}
 	fake_link_connect(l, plaintext_ok);
 	/* each server's, as it goes (before it fails over), then the last one's */
 	fake_link_feed_all(l, &in, check_sent, pw);

@@ -1,13 +1,14 @@
 """[backend] reuse_connections: an SMTP session whose client says QUIT with
 its backend at rest gets the goodbye from gatehoused, and its connection
-to the backend goes back to the warm pool (after an EHLO) for the next
-login, as Postfix's own client caches connections.
+to the backend goes back to the warm pool for the next login, as
+Postfix's own client caches connections.
 
 Real Postfix sits behind a relay that records, connection by connection,
 every byte the gateway sends it.  One I/O thread (workers = 1), so every
 login meets the same pool.  Shown: several sessions in a row, each with a
-message that Postfix delivers, go over one backend connection with an
-EHLO between them, and the clients hear gatehoused's 221; with login =
+message that Postfix delivers, go over one backend connection with
+nothing said to Postfix between them (a message it accepted ended the
+transaction), and the clients hear gatehoused's 221; with login =
 xclient, each session's XCLIENT names its own client and user, and each
 message's Received line says so; a connection
 carries at most 20 sessions, and then the QUIT goes to Postfix; a session
@@ -81,16 +82,10 @@ def quit_reply(c):
 GW_EHLO = b'EHLO gw.test\r\n'
 
 
-def wait_parked(relay, i, kept):
-    """Connection i has been kept `kept` times, and Postfix has answered
-    the EHLO of each (one more: the warm link's first); then a moment for
-    gatehoused to read the answer and park the connection again."""
-    def answered():
-        sent = relay.text(i)
-        return (sent.count(GW_EHLO) == kept + 1 and sent.endswith(GW_EHLO) and
-                relay.from_server(i).count(b'250-PIPELINING\r\n') ==
-                sent.count(b'EHLO '))
-    wait_for(answered, what='EHLO answered on a kept connection')
+def wait_parked(gw, kept):
+    """gatehoused has kept a connection `kept` times; then a moment for the
+    kept link to park again (one loop turn)."""
+    wait_for(lambda: gw.log().count(KEPT) == kept, what='%d kept connection(s)' % kept)
     time.sleep(0.3)
 
 
@@ -107,14 +102,16 @@ def test_sessions_in_a_row_share_one_backend_connection(gateways, postfix, postf
         assert reply[-1].startswith('250 2.0.0 Ok: queued'), reply
         assert quit_reply(c) == OUR_BYE
         c.close()
-        wait_parked(postfix_relay, 0, n + 1)
-    # one connection carried all four, an EHLO after each, and no junk
-    # command (RSET, NOOP) that Postfix would count against it
+        wait_parked(gw, n + 1)
+    # one connection carried all four, with nothing between them: the warm
+    # link's EHLO, then the sessions' commands only (no RSET or NOOP that
+    # Postfix would count as junk commands against the connection)
     assert postfix_relay.connections() == 1
     sent = postfix_relay.text(0).decode()
     assert sent.count('MAIL FROM:<alice@example.com>') == 4, sent
-    assert sent.count(GW_EHLO.decode()) == 5 and 'QUIT' not in sent, sent
+    assert sent.count(GW_EHLO.decode()) == 1 and 'QUIT' not in sent, sent
     assert 'RSET' not in sent and 'NOOP' not in sent, sent
+    assert sent.count('\r\n.\r\nMAIL FROM:') == 3, sent
     for subject in subjects:
         postfix.wait_message('bob', subject)
     log = gw.log()
@@ -134,7 +131,7 @@ def test_a_connection_carries_at_most_twenty_sessions(gateways, postfix, postfix
         byes.append(quit_reply(c))
         c.close()
         if n < 19:
-            wait_parked(postfix_relay, 0, n + 1)
+            wait_parked(gw, n + 1)
         else:
             wait_for(lambda: postfix_relay.ended >= 1 or postfix_relay.connections() > 1,
                      what='the twentieth session')
@@ -233,6 +230,32 @@ def test_a_session_not_at_rest_is_not_kept(gateways, postfix, postfix_relay, bef
     assert postfix_relay.connections() == 2
 
 
+def test_a_kept_connection_the_backend_drops_is_not_used(gateways, postfix, postfix_relay):
+    """Nothing is said on a kept connection while it waits; one the backend
+    closes meanwhile (a restart, its own idle timeout) leaves the pool as
+    soon as it closes, and the next session connects afresh."""
+    gw = gateway(gateways, postfix_relay.port, login='xclient', warm_connections='1')
+    c = login(gw)
+    send_message(c, 'drop-1-%f' % time.time())
+    assert quit_reply(c) == OUR_BYE
+    c.close()
+    wait_parked(gw, 1)
+    postfix_relay.cut()
+    wait_for(lambda: postfix_relay.ended >= postfix_relay.connections(),
+             what='the relayed connections cut')
+    time.sleep(0.3)
+    c = login(gw, 'bob')
+    subject = 'drop-2-%f' % time.time()
+    reply = send_message(c, subject, rcpt='alice@example.com', sender='bob')
+    assert reply[-1].startswith('250 2.0.0 Ok: queued'), reply
+    assert quit_reply(c) == OUR_BYE
+    c.close()
+    assert b'(Authenticated sender: bob)' in received(postfix.wait_message('alice', subject))
+    # the second session went over a connection of its own
+    assert postfix_relay.connections() >= 2
+    assert b'LOGIN=bob' not in postfix_relay.text(0), postfix_relay.text(0)
+
+
 def test_xclient_sessions_share_one_connection_each_as_its_own_client(
         gateways, postfix, postfix_relay):
     """login = xclient: the second session's XCLIENT names its own client
@@ -251,7 +274,7 @@ def test_xclient_sessions_share_one_connection_each_as_its_own_client(
         assert reply[-1].startswith('250 2.0.0 Ok: queued'), reply
         assert quit_reply(c) == OUR_BYE
         c.close()
-        wait_parked(postfix_relay, 0, n + 1)
+        wait_parked(gw, n + 1)
     assert postfix_relay.connections() == 1
     sent = postfix_relay.text(0).decode()
     xclients = [line for line in sent.split('\r\n') if line.startswith('XCLIENT ')]
