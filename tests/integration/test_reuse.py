@@ -89,6 +89,19 @@ def wait_parked(gw, kept):
     time.sleep(0.3)
 
 
+def kept_session(gw, kept, subject, user='alice', source=None, helo='client.example.org',
+                 rcpt='bob@example.com'):
+    """One session that sends a message and quits at rest: Postfix queues
+    the message, gatehoused says the goodbye and keeps the connection (the
+    `kept`-th time)."""
+    c = login(gw, user, source, helo)
+    reply = send_message(c, subject, rcpt=rcpt, sender=user)
+    assert reply[-1].startswith('250 2.0.0 Ok: queued'), reply
+    assert quit_reply(c) == OUR_BYE
+    c.close()
+    wait_parked(gw, kept)
+
+
 def sessions_on(relay, i):
     return relay.text(i).count(b'MAIL FROM:')
 
@@ -97,12 +110,7 @@ def test_sessions_in_a_row_share_one_backend_connection(gateways, postfix, postf
     gw = gateway(gateways, postfix_relay.port)
     subjects = ['reuse-%d-%f' % (n, time.time()) for n in range(4)]
     for n, subject in enumerate(subjects):
-        c = login(gw)
-        reply = send_message(c, subject)
-        assert reply[-1].startswith('250 2.0.0 Ok: queued'), reply
-        assert quit_reply(c) == OUR_BYE
-        c.close()
-        wait_parked(gw, n + 1)
+        kept_session(gw, n + 1, subject)
     # one connection carried all four, with nothing between them: the warm
     # link's EHLO, then the sessions' commands only (no RSET or NOOP that
     # Postfix would count as junk commands against the connection)
@@ -235,11 +243,7 @@ def test_a_kept_connection_the_backend_drops_is_not_used(gateways, postfix, post
     closes meanwhile (a restart, its own idle timeout) leaves the pool as
     soon as it closes, and the next session connects afresh."""
     gw = gateway(gateways, postfix_relay.port, login='xclient', warm_connections='1')
-    c = login(gw)
-    send_message(c, 'drop-1-%f' % time.time())
-    assert quit_reply(c) == OUR_BYE
-    c.close()
-    wait_parked(gw, 1)
+    kept_session(gw, 1, 'drop-1-%f' % time.time())
     postfix_relay.cut()
     wait_for(lambda: postfix_relay.ended >= postfix_relay.connections(),
              what='the relayed connections cut')
@@ -266,15 +270,9 @@ def test_xclient_sessions_share_one_connection_each_as_its_own_client(
     sessions = [('alice', '127.0.0.2', 'first.example.org'),
                 ('bob', '127.0.0.3', 'second.example.org'),
                 ('carol', '127.0.0.2', 'third.example.org')]
-    subjects = []
+    subjects = ['xreuse-%d-%f' % (n, time.time()) for n in range(len(sessions))]
     for n, (user, source, helo) in enumerate(sessions):
-        c = login(gw, user, source, helo)
-        subjects.append('xreuse-%d-%f' % (n, time.time()))
-        reply = send_message(c, subjects[-1], rcpt='alice@example.com', sender=user)
-        assert reply[-1].startswith('250 2.0.0 Ok: queued'), reply
-        assert quit_reply(c) == OUR_BYE
-        c.close()
-        wait_parked(gw, n + 1)
+        kept_session(gw, n + 1, subjects[n], user, source, helo, rcpt='alice@example.com')
     assert postfix_relay.connections() == 1
     sent = postfix_relay.text(0).decode()
     xclients = [line for line in sent.split('\r\n') if line.startswith('XCLIENT ')]
