@@ -393,15 +393,11 @@ static void
 smtp_resumed(GhBackendLink *l, gpointer data)
 {
 	Smtp *d = data;
+	gboolean xclient = gh_backend_link_params(l)->backend->login == GH_LOGIN_XCLIENT;
 
-	if (gh_backend_link_params(l)->backend->login == GH_LOGIN_XCLIENT) {
-		d->xclient_attrs = gh_backend_link_conn(l)->learned;
-		if (user_known(l, d, PARKED_XCLIENT))
-			send_xclient(l, d);
-		return;
-	}
-	if (user_known(l, d, PARKED_DONE))
-		gh_backend_link_finish(l, GH_BACKEND_OK, NULL, NULL);
+	d->xclient_attrs = gh_backend_link_conn(l)->learned;
+	/* a kept link always waits for its next session (login_later) */
+	(void)user_known(l, d, xclient ? PARKED_XCLIENT : PARKED_DONE);
 }
 
 /* Inside TLS after STARTTLS: start over with EHLO (RFC 3207 4.2). */
