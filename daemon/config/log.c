@@ -10,14 +10,16 @@
 #include "common/line.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
 static gboolean log_debug;
 static gboolean log_quiet;
-static gboolean log_journal;
 static char *log_program;
 static char log_pid[24]; /* "[PID]: ", made once: gatehoused never forks */
 
@@ -47,6 +49,21 @@ level_name(GLogLevelFlags level)
 	if (level & G_LOG_LEVEL_INFO)
 		return "info";
 	return "debug";
+}
+
+/* The syslog priority the journal wants for a GLib level. */
+static const char *
+level_priority(GLogLevelFlags level)
+{
+	if (level & G_LOG_LEVEL_ERROR)
+		return "3";
+	if (level & (G_LOG_LEVEL_CRITICAL | G_LOG_LEVEL_WARNING))
+		return "4";
+	if (level & G_LOG_LEVEL_MESSAGE)
+		return "5";
+	if (level & G_LOG_LEVEL_INFO)
+		return "6";
+	return "7";
 }
 
 /* ------------------------------------------------------------ line building
@@ -172,6 +189,334 @@ format_stamp(char *buf, gsize size)
 	buf[n + 4] = '\0';
 }
 
+/* ------------------------------------------------------------ the journal
+ *
+ * Under systemd our stderr is a stream to journald.  Lines go instead, as
+ * datagrams of journald's native protocol, to the socket beside that
+ * stream (".../socket" in the stream's directory, so a LogNamespace= of
+ * the unit is followed too), which keeps the structured fields.
+ *
+ * One datagram is one entry, and each may wake journald, which then runs
+ * on the cores the sessions need.  A thread that asked for it with
+ * gh_log_hold_thread() (an I/O thread) keeps its entries and sends them
+ * together, in one sendmmsg(2), once the oldest has waited GH_LOG_HOLD_MS
+ * or GH_LOG_BATCH are waiting: its loop asks gh_log_flush_due() before it
+ * sleeps, and sleeps no longer than the answer.  Such a thread never
+ * blocks on the journal: what journald has no room for yet stays held (up
+ * to GH_LOG_HOLD_MAX bytes per thread) and is tried again GH_LOG_RETRY_MS
+ * later; a line beyond that is dropped and counted, and the count is
+ * logged as a warning once lines go out again.  Any other thread sends
+ * each entry at once and waits if journald is behind, as GLib's writer
+ * does.
+ *
+ * Invariants: a held entry is sent whole, in the order its thread logged
+ * it, or dropped and counted; nothing is held by a thread that did not ask
+ * to hold. */
+
+#define GH_LOG_BATCH 64
+#define GH_LOG_HOLD_MS 20
+#define GH_LOG_RETRY_MS 10
+#define GH_LOG_HOLD_MAX (1024 * 1024)
+
+static int journal_fd = -1;
+static struct sockaddr_un journal_addr;
+static socklen_t journal_addr_len;
+
+typedef struct {
+	GString *buf;     /* the entries, one after the other */
+	GArray *ends;     /* gsize: where each entry in buf ends */
+	gsize sent;       /* entries of `ends` already sent (a partial flush) */
+	gint64 due_us;    /* monotonic: when the held entries go out */
+	gboolean no_room; /* the last try found journald full: wait for due_us */
+	guint64 dropped;  /* lines dropped since the last warning */
+} Held;
+
+static __thread Held *held;
+
+/* One field in the native protocol: KEY=value and a newline, or, for a
+ * value with a newline in it, KEY, a newline, the value's length as 64 bits
+ * little-endian, the value and a newline. */
+void
+gh_log_journal_field(GString *out, const char *key, const char *value, gssize length)
+{
+	gsize n = length < 0 ? strlen(value) : (gsize)length;
+
+	g_string_append(out, key);
+	if (memchr(value, '\n', n) == NULL) {
+		g_string_append_c(out, '=');
+		g_string_append_len(out, value, (gssize)n);
+	} else {
+		guint64 le = GUINT64_TO_LE((guint64)n);
+		g_string_append_c(out, '\n');
+		g_string_append_len(out, (const char *)&le, sizeof le);
+		g_string_append_len(out, value, (gssize)n);
+	}
+	g_string_append_c(out, '\n');
+}
+
+/* An entry: the fields as GLib hands them (GLib's own writer sends those
+ * too), SYSLOG_IDENTIFIER (so that `journalctl -t gatehoused` finds it)
+ * and PRIORITY when the fields have none. */
+static void
+journal_entry(GString *out, GLogLevelFlags level, const GLogField *fields, gsize n_fields)
+{
+	gboolean priority = FALSE;
+
+	for (gsize i = 0; i < n_fields; i++) {
+		if (fields[i].value == NULL)
+			continue;
+		if (strcmp(fields[i].key, "PRIORITY") == 0)
+			priority = TRUE;
+		gh_log_journal_field(out, fields[i].key, fields[i].value, fields[i].length);
+	}
+	if (!priority)
+		gh_log_journal_field(out, "PRIORITY", level_priority(level), -1);
+	gh_log_journal_field(out, "SYSLOG_IDENTIFIER",
+			     log_program != NULL ? log_program : "gatehouse", -1);
+}
+
+/* journald restarted (a connected datagram socket then has no peer):
+ * connect the same descriptor to the new socket at the same path.  Any
+ * thread may call it; connect(2) on one descriptor is atomic. */
+static gboolean
+journal_reconnect(void)
+{
+	return connect(journal_fd, (struct sockaddr *)&journal_addr, journal_addr_len) == 0;
+}
+
+static gboolean
+journal_send_now(const char *entry, gsize len)
+{
+	struct iovec iov = {(void *)entry, len};
+	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+	gboolean again = TRUE;
+
+	for (;;) {
+		if (sendmsg(journal_fd, &mh, MSG_NOSIGNAL) >= 0)
+			return TRUE;
+		if (errno == EINTR)
+			continue;
+		if (again && journal_reconnect()) {
+			again = FALSE;
+			continue;
+		}
+		return FALSE;
+	}
+}
+
+static gsize
+held_entry_start(const Held *h, guint i)
+{
+	return i == 0 ? 0 : g_array_index(h->ends, gsize, i - 1);
+}
+
+/* Drop the entries already sent from the front of the thread's buffer. */
+static void
+held_compact(Held *h)
+{
+	gsize cut;
+
+	if (h->sent == 0)
+		return;
+	cut = held_entry_start(h, h->sent);
+	g_string_erase(h->buf, 0, (gssize)cut);
+	g_array_remove_range(h->ends, 0, h->sent);
+	for (guint i = 0; i < h->ends->len; i++)
+		g_array_index(h->ends, gsize, i) -= cut;
+	h->sent = 0;
+}
+
+static void held_add(Held *h, GLogLevelFlags level, const GLogField *fields, gsize n_fields);
+
+/* The warning that says how many lines were dropped, held like any entry;
+ * the count starts again. */
+static void
+held_add_dropped(Held *h)
+{
+	char text[128];
+	const GLogField fields[] = {{"MESSAGE", text, -1}, {"GLIB_DOMAIN", "gh-daemon", -1}};
+
+	g_snprintf(text, sizeof text,
+		   "the journal did not keep up: %" G_GUINT64_FORMAT " log lines dropped",
+		   h->dropped);
+	h->dropped = 0;
+	held_add(h, G_LOG_LEVEL_WARNING, fields, G_N_ELEMENTS(fields));
+}
+
+/* Send what the thread holds, as far as journald takes it; TRUE if some is
+ * still held. */
+static gboolean
+held_flush(Held *h)
+{
+	gboolean reconnected = FALSE;
+
+	h->no_room = FALSE;
+	while (h->sent < h->ends->len) {
+		struct mmsghdr msgs[GH_LOG_BATCH];
+		struct iovec iovs[GH_LOG_BATCH];
+		guint n = MIN(h->ends->len - h->sent, GH_LOG_BATCH);
+		int done;
+
+		for (guint i = 0; i < n; i++) {
+			gsize start = held_entry_start(h, h->sent + i);
+			iovs[i].iov_base = h->buf->str + start;
+			iovs[i].iov_len = g_array_index(h->ends, gsize, h->sent + i) - start;
+			msgs[i] =
+			    (struct mmsghdr){.msg_hdr = {.msg_iov = &iovs[i], .msg_iovlen = 1}};
+		}
+		done = sendmmsg(journal_fd, msgs, n, MSG_DONTWAIT | MSG_NOSIGNAL);
+		if (done > 0) {
+			h->sent += (guint)done;
+			continue;
+		}
+		if (errno == EINTR)
+			continue;
+		if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS) {
+			h->no_room = TRUE; /* journald is behind: the rest waits */
+			break;
+		}
+		if (!reconnected && journal_reconnect()) {
+			reconnected = TRUE;
+			continue;
+		}
+		/* this entry cannot go (journald gone, too big): drop it alone */
+		h->sent++;
+		h->dropped++;
+	}
+	held_compact(h);
+	if (h->ends->len == 0 && h->dropped > 0) {
+		held_add_dropped(h);
+		return held_flush(h);
+	}
+	if (h->ends->len > 0)
+		h->due_us = g_get_monotonic_time() + GH_LOG_RETRY_MS * 1000;
+	return h->ends->len > 0;
+}
+
+gint
+gh_log_flush_due(void)
+{
+	Held *h = held;
+	gint64 now;
+
+	if (h == NULL || h->ends->len == 0)
+		return -1;
+	now = g_get_monotonic_time();
+	if (now < h->due_us)
+		return (gint)((h->due_us - now + 999) / 1000);
+	return held_flush(h) ? GH_LOG_RETRY_MS : -1;
+}
+
+static void
+held_add(Held *h, GLogLevelFlags level, const GLogField *fields, gsize n_fields)
+{
+	gsize before = h->buf->len;
+
+	journal_entry(h->buf, level, fields, n_fields);
+	if (h->buf->len > GH_LOG_HOLD_MAX && h->ends->len > 0) {
+		g_string_truncate(h->buf, before);
+		h->dropped++;
+		return;
+	}
+	if (h->ends->len == 0)
+		h->due_us = g_get_monotonic_time() + GH_LOG_HOLD_MS * 1000;
+	g_array_append_val(h->ends, h->buf->len);
+	if (h->ends->len >= GH_LOG_BATCH && !h->no_room)
+		(void)held_flush(h);
+}
+
+void
+gh_log_hold_thread(void)
+{
+	if (held != NULL || journal_fd < 0)
+		return;
+	held = g_new0(Held, 1);
+	held->buf = g_string_sized_new(8192);
+	held->ends = g_array_new(FALSE, FALSE, sizeof(gsize));
+}
+
+void
+gh_log_release_thread(void)
+{
+	Held *h = held;
+
+	if (h == NULL)
+		return;
+	(void)held_flush(h);
+	held = NULL;
+	if (h->dropped > 0)
+		held_add_dropped(h);
+	/* what journald still had no room for goes the waiting way */
+	for (guint i = h->sent; i < h->ends->len; i++) {
+		gsize start = held_entry_start(h, i);
+		(void)journal_send_now(h->buf->str + start,
+				       g_array_index(h->ends, gsize, i) - start);
+	}
+	g_string_free(h->buf, TRUE);
+	g_array_free(h->ends, TRUE);
+	g_free(h);
+}
+
+static void
+journal_write(GLogLevelFlags level, const GLogField *fields, gsize n_fields)
+{
+	if (held != NULL) {
+		held_add(held, level, fields, n_fields);
+	} else {
+		GString *entry = g_string_sized_new(1024);
+		journal_entry(entry, level, fields, n_fields);
+		(void)journal_send_now(entry->str, entry->len);
+		g_string_free(entry, TRUE);
+	}
+}
+
+gboolean
+gh_log_use_journal(const char *socket_path)
+{
+	gsize n = strlen(socket_path);
+	int fd;
+
+	if (n >= sizeof journal_addr.sun_path)
+		return FALSE;
+	fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return FALSE;
+	memset(&journal_addr, 0, sizeof journal_addr);
+	journal_addr.sun_family = AF_UNIX;
+	memcpy(journal_addr.sun_path, socket_path, n);
+	journal_addr_len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + 1);
+	/* connected: the kernel finds the socket by its path once, not for
+	 * every entry */
+	if (connect(fd, (struct sockaddr *)&journal_addr, journal_addr_len) < 0) {
+		close(fd);
+		return FALSE;
+	}
+	if (journal_fd >= 0)
+		close(journal_fd);
+	journal_fd = fd;
+	return TRUE;
+}
+
+/* The native socket beside the journal stream that is our stderr, or NULL
+ * when stderr is not one.  (transfer full) */
+static char *
+journal_socket_of_stderr(void)
+{
+	struct sockaddr_un peer;
+	socklen_t len = sizeof peer;
+	const char *slash;
+
+	if (!g_log_writer_is_journald(STDERR_FILENO))
+		return NULL;
+	memset(&peer, 0, sizeof peer);
+	if (getpeername(STDERR_FILENO, (struct sockaddr *)&peer, &len) < 0 ||
+	    peer.sun_family != AF_UNIX || peer.sun_path[0] != '/')
+		return g_strdup("/run/systemd/journal/socket");
+	peer.sun_path[sizeof peer.sun_path - 1] = '\0';
+	slash = strrchr(peer.sun_path, '/');
+	return g_strdup_printf("%.*s/socket", (int)(slash - peer.sun_path), peer.sun_path);
+}
+
 static GLogWriterOutput
 writer(GLogLevelFlags level, const GLogField *fields, gsize n_fields, gpointer user_data)
 {
@@ -183,13 +528,15 @@ writer(GLogLevelFlags level, const GLogField *fields, gsize n_fields, gpointer u
 	char *line;
 	gsize len, off = 0;
 
+	(void)user_data;
 	if ((level & G_LOG_LEVEL_DEBUG) && !log_debug)
 		return G_LOG_WRITER_HANDLED;
 	if (log_quiet && (level & (G_LOG_LEVEL_MESSAGE | G_LOG_LEVEL_INFO | G_LOG_LEVEL_DEBUG)))
 		return G_LOG_WRITER_HANDLED;
-	if (log_journal &&
-	    g_log_writer_journald(level, fields, n_fields, user_data) == G_LOG_WRITER_HANDLED)
+	if (journal_fd >= 0) {
+		journal_write(level, fields, n_fields);
 		return G_LOG_WRITER_HANDLED;
+	}
 
 	for (gsize i = 0; i < n_fields; i++) {
 		if (g_strcmp0(fields[i].key, "MESSAGE") == 0)
@@ -244,7 +591,11 @@ gh_log_init(const char *program, gboolean debug)
 	log_program = g_strdup(program);
 	log_debug = debug;
 	g_snprintf(log_pid, sizeof log_pid, "[%d]: ", (int)getpid());
-	log_journal = g_log_writer_is_journald(fileno(stderr));
+	{
+		g_autofree char *socket_path = journal_socket_of_stderr();
+		if (socket_path != NULL)
+			(void)gh_log_use_journal(socket_path);
+	}
 	g_log_set_writer_func(writer, NULL, NULL);
 }
 

@@ -11,8 +11,28 @@
 
 #include <glib.h>
 
-/* Install the writer.  `program` names the process in stderr lines. */
+/* Install the writer.  `program` names the process in stderr lines and is
+ * the journal's SYSLOG_IDENTIFIER. */
 void gh_log_init(const char *program, gboolean debug);
+
+/* The journal (log.c, "the journal"): when stderr is a journal stream,
+ * gh_log_init() sends entries to the native socket beside it;
+ * gh_log_use_journal() names that socket directly (tests).  FALSE if no
+ * socket could be made. */
+gboolean gh_log_use_journal(const char *socket_path);
+/* The calling thread (an I/O thread) keeps its journal entries and sends
+ * them together, a few milliseconds later: one system call and one wake-up
+ * of journald for many entries, and never a wait on journald.  Its loop
+ * calls gh_log_flush_due() before it sleeps: that sends what is due and
+ * says in how many milliseconds to call again (-1: nothing held).
+ * gh_log_release_thread() sends what is held, waiting if it must, and
+ * stops holding (the thread's end).  Without a journal these do nothing. */
+void gh_log_hold_thread(void);
+gint gh_log_flush_due(void);
+void gh_log_release_thread(void);
+/* One field of an entry in journald's native protocol, appended to out
+ * (length -1: value is a string). */
+void gh_log_journal_field(GString *out, const char *key, const char *value, gssize length);
 gboolean gh_log_debug_enabled(void);
 /* Drop everything below warnings (gatehousectl without -v: the answer and
  * nothing else). */

@@ -304,9 +304,12 @@ static gpointer
 worker_thread(gpointer data)
 {
 	GhWorker *worker = data;
+	/* its journal entries go once per loop turn (net/conn.c's poll) */
+	gh_log_hold_thread();
 	g_main_context_push_thread_default(worker->context);
 	g_main_loop_run(worker->loop);
 	g_main_context_pop_thread_default(worker->context);
+	gh_log_release_thread();
 	return NULL;
 }
 

@@ -9,6 +9,7 @@
 
 #include "net/conn.h"
 #include "common/timer.h"
+#include "config/log.h"
 
 #include <errno.h>
 #include <string.h>
@@ -329,6 +330,12 @@ epoll_poll(GPollFD *fds, guint nfds, gint timeout)
 	/* events kept from the last call wait for a dispatch that a source of
 	 * higher priority put off: do not sleep, and keep those alone */
 	keep = ep->n_pending == 0;
+	if (keep) {
+		/* the thread's journal entries, when due (config/log.h) */
+		gint due = gh_log_flush_due();
+		if (due >= 0 && (timeout < 0 || timeout > due))
+			timeout = due;
+	}
 	n = epoll_wait(ep->epfd, events, GH_EPOLL_BATCH, keep ? timeout : 0);
 	if (n < 0)
 		return -1; /* EINTR: GLib's loop goes round again */

@@ -16,10 +16,12 @@ dovecot_tls_other): certificates from a lib.pki.Pki.  received(), header()
 and headers_and_body() read a delivered message.
 """
 import glob
+import json
 import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import time
 import uuid
@@ -30,6 +32,7 @@ from lib.net import free_port, wait_for, wait_port
 from lib.proc import make_tmpdir, stop_process
 
 POSTFIX_MASTER = '/usr/lib/postfix/sbin/master'
+JOURNALD = '/lib/systemd/systemd-journald'
 USERS = {'alice': 'alicepw', 'bob': 'bobpw', 'carol': 'carolpw'}
 MASTER_USER, MASTER_PASSWORD = 'proxy', 'proxypw'
 # Postfix's virtual mailboxes (example.com): the users plus "test", the
@@ -617,3 +620,71 @@ def main(argv):
 if __name__ == '__main__':
     import sys
     sys.exit(main(sys.argv))
+
+
+class Journald:
+    """Debian's systemd-journald in a journal namespace of its own
+    (`systemd-journald NAMESPACE`, as systemd-journald@.service runs it for
+    a unit's LogNamespace=): its sockets in /run/systemd/journal.NAMESPACE/,
+    its files under /var/log/journal (or /run/log/journal) in a folder
+    named MACHINE-ID.NAMESPACE, both removed by cleanup().  Needs root.
+
+    stream(identifier): a socket connected to its stdout stream, as systemd
+    gives a unit's stderr with StandardError=journal; entries(): what
+    `journalctl --namespace` reads back, one dict per entry."""
+
+    def __init__(self, namespace=None):
+        self.namespace = namespace or 'gh%d%s' % (os.getpid(), uuid.uuid4().hex[:6])
+        self.dir = Path('/run/systemd/journal.%s' % self.namespace)
+        self.proc = None
+
+    @staticmethod
+    def available():
+        return os.path.exists(JOURNALD) and shutil.which('journalctl') and os.geteuid() == 0
+
+    def start(self):
+        self.proc = subprocess.Popen([JOURNALD, self.namespace], stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(lambda: (self.dir / 'stdout').exists() and (self.dir / 'socket').exists()
+                 or self.proc.poll() is not None, 20, what='systemd-journald %s' % self.namespace)
+        if self.proc.poll() is not None:
+            raise AssertionError('systemd-journald %s exited with %s'
+                                 % (self.namespace, self.proc.returncode))
+        return self
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def stream(self, identifier):
+        """A stream to journald, as systemd makes one: the header (identifier,
+        no unit, priority 6, level prefixes on, nothing forwarded), then
+        the program's lines; we only write to it."""
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.connect(str(self.dir / 'stdout'))
+        s.sendall(('%s\n\n6\n1\n0\n0\n0\n' % identifier).encode())
+        s.shutdown(socket.SHUT_RD)
+        return s
+
+    def entries(self, *matches):
+        """Every entry so far (matches: FIELD=value, as journalctl takes
+        them), as dicts of their fields."""
+        out = subprocess.run(['journalctl', '--namespace=%s' % self.namespace, '-o', 'json',
+                              '--no-pager', '-q'] + list(matches),
+                             capture_output=True, text=True, check=False).stdout
+        return [json.loads(line) for line in out.splitlines() if line.startswith('{')]
+
+    def wait_entries(self, count, *matches, timeout=30.0):
+        """At least `count` entries with matches, once there are."""
+        return wait_for(lambda: (lambda e: e if len(e) >= count else None)(self.entries(*matches)),
+                        timeout, interval=0.2,
+                        what='%d journal entries with %s' % (count, ' '.join(matches)))
+
+    def stop(self):
+        return stop_process(self.proc)
+
+    def cleanup(self):
+        shutil.rmtree(self.dir, ignore_errors=True)
+        for root in ('/var/log/journal', '/run/log/journal'):
+            for d in glob.glob('%s/*.%s' % (root, self.namespace)):
+                shutil.rmtree(d, ignore_errors=True)

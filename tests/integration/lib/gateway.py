@@ -164,7 +164,9 @@ class Daemon:
     report is the test failure instead (for a wrapper too: the options are
     in the environment)."""
 
-    def __init__(self, argv, log_path, env=None, valgrind=None, valgrind_args=()):
+    def __init__(self, argv, log_path, env=None, valgrind=None, valgrind_args=(), output=None):
+        """output: where stdout and stderr go instead of log_path (a journal
+        stream, say); the log file then stays empty."""
         argv = [str(a) for a in argv]
         if valgrind is None:
             valgrind = bool(os.environ.get('GH_IT_VALGRIND'))
@@ -177,8 +179,8 @@ class Daemon:
             self.sanitizer = Sanitizer(self.log_path.parent, self.log_path.name)
             env = self.sanitizer.env(env)
         self.log = open(self.log_path, 'w')
-        self.proc = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT,
-                                     env=env, stdin=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(argv, stdout=self.log if output is None else output,
+                                     stderr=subprocess.STDOUT, env=env, stdin=subprocess.DEVNULL)
 
     def text(self):
         return self.log_path.read_text(errors='replace')
@@ -257,13 +259,14 @@ class Gateway:
 
 
 def start_gateway(directory, listeners, backends, users, protocol='smtp', gatehouse=None,
-                  tls=None, valgrind=None, ready_timeout=None):
+                  tls=None, valgrind=None, ready_timeout=None, output=None):
     """gatehoused -c DIRECTORY/gatehouse.conf, once it is ready.  listeners:
     {name: {key: value}} without listen (a free port each is chosen), the
     protocol `protocol` unless given, `auth = users` unless given; [auth
     users] reads DIRECTORY/users, written from `users` (config.users_file);
     backends, gatehouse, tls: as config.write_config() takes them.  A daemon
-    that never gets ready is stopped."""
+    that never gets ready is stopped.  output: as Daemon takes it; the
+    caller then waits for the daemon to be ready itself."""
     d = Path(directory)
     upath = users_file(d / 'users', users)
     ports, groups = {}, {}
@@ -276,8 +279,11 @@ def start_gateway(directory, listeners, backends, users, protocol='smtp', gateho
         groups[name] = keys
     conf = write_config(d / 'gatehouse.conf', groups, {'users': file_auth(upath)}, backends,
                         gatehouse=gatehouse, tls=tls)
-    daemon = Daemon([GATEHOUSED, '-c', conf], d / 'gatehoused.log', valgrind=valgrind)
+    daemon = Daemon([GATEHOUSED, '-c', conf], d / 'gatehoused.log', valgrind=valgrind,
+                    output=output)
     gw = Gateway(daemon, ports, d, conf)
+    if output is not None:
+        return gw
     try:
         daemon.wait_ready(timeout=ready_timeout)
     except AssertionError:
