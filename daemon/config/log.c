@@ -35,35 +35,39 @@ gh_log_debug_enabled(void)
 	return log_debug;
 }
 
+/* Each GLib level: its name in stderr lines, and the syslog priority the
+ * journal wants (GLib's own mapping); the last one also stands for any
+ * level below. */
+static const struct {
+	GLogLevelFlags flag;
+	const char *name;
+	const char *priority;
+} levels[] = {
+    {G_LOG_LEVEL_ERROR, "error", "3"},     {G_LOG_LEVEL_CRITICAL, "critical", "4"},
+    {G_LOG_LEVEL_WARNING, "warning", "4"}, {G_LOG_LEVEL_MESSAGE, "notice", "5"},
+    {G_LOG_LEVEL_INFO, "info", "6"},       {G_LOG_LEVEL_DEBUG, "debug", "7"},
+};
+
+static guint
+level_index(GLogLevelFlags level)
+{
+	guint i = 0;
+
+	while (i + 1 < G_N_ELEMENTS(levels) && !(level & levels[i].flag))
+		i++;
+	return i;
+}
+
 static const char *
 level_name(GLogLevelFlags level)
 {
-	if (level & G_LOG_LEVEL_ERROR)
-		return "error";
-	if (level & G_LOG_LEVEL_CRITICAL)
-		return "critical";
-	if (level & G_LOG_LEVEL_WARNING)
-		return "warning";
-	if (level & G_LOG_LEVEL_MESSAGE)
-		return "notice";
-	if (level & G_LOG_LEVEL_INFO)
-		return "info";
-	return "debug";
+	return levels[level_index(level)].name;
 }
 
-/* The syslog priority the journal wants for a GLib level. */
 static const char *
 level_priority(GLogLevelFlags level)
 {
-	if (level & G_LOG_LEVEL_ERROR)
-		return "3";
-	if (level & (G_LOG_LEVEL_CRITICAL | G_LOG_LEVEL_WARNING))
-		return "4";
-	if (level & G_LOG_LEVEL_MESSAGE)
-		return "5";
-	if (level & G_LOG_LEVEL_INFO)
-		return "6";
-	return "7";
+	return levels[level_index(level)].priority;
 }
 
 /* ------------------------------------------------------------ line building

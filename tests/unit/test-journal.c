@@ -101,43 +101,39 @@ test_field(void)
 	g_string_free(out, TRUE);
 }
 
+/* The entry's KEY is want. */
+static void
+assert_field(GBytes *entry, const char *key, const char *want)
+{
+	g_autofree char *got = field(entry, key);
+	g_assert_cmpstr(got, ==, want);
+}
+
 static void
 test_at_once(void)
 {
+	GhLoginLog l = {.session_id = "s1", .protocol = "imap", .user = "alice", .verdict = "ok"};
 	GBytes *e;
-	g_autofree char *msg = NULL, *prio = NULL, *ident = NULL, *domain = NULL;
 
 	drain();
 	g_message("at once %d", 1);
 	e = next_entry();
 	g_assert_nonnull(e);
-	msg = message_of(e);
-	prio = field(e, "PRIORITY");
-	ident = field(e, "SYSLOG_IDENTIFIER");
-	domain = field(e, "GLIB_DOMAIN");
-	g_assert_cmpstr(msg, ==, "at once 1");
-	g_assert_cmpstr(prio, ==, "5");
-	g_assert_cmpstr(ident, ==, "test-journal");
-	g_assert_cmpstr(domain, ==, G_LOG_DOMAIN);
+	assert_field(e, "MESSAGE", "at once 1");
+	assert_field(e, "PRIORITY", "5");
+	assert_field(e, "SYSLOG_IDENTIFIER", "test-journal");
+	assert_field(e, "GLIB_DOMAIN", G_LOG_DOMAIN);
 	g_bytes_unref(e);
 	g_assert_null(next_entry());
 
 	/* the login line's structured fields go as they are */
-	{
-		GhLoginLog l = {
-		    .session_id = "s1", .protocol = "imap", .user = "alice", .verdict = "ok"};
-		g_autofree char *user = NULL, *verdict = NULL, *lprio = NULL;
-		gh_log_login(&l);
-		e = next_entry();
-		g_assert_nonnull(e);
-		user = field(e, "GH_USER");
-		verdict = field(e, "GH_VERDICT");
-		lprio = field(e, "PRIORITY");
-		g_assert_cmpstr(user, ==, "alice");
-		g_assert_cmpstr(verdict, ==, "ok");
-		g_assert_cmpstr(lprio, ==, "6");
-		g_bytes_unref(e);
-	}
+	gh_log_login(&l);
+	e = next_entry();
+	g_assert_nonnull(e);
+	assert_field(e, "GH_USER", "alice");
+	assert_field(e, "GH_VERDICT", "ok");
+	assert_field(e, "PRIORITY", "6");
+	g_bytes_unref(e);
 }
 
 /* The entries waiting now, in order, as "MESSAGE" texts. */
