@@ -12,6 +12,7 @@
 
 #include "smtp/smtp-backend.h"
 #include "net/connector.h"
+#include "common/line.h"
 #include "config/log.h"
 #include "session/sasl.h"
 #include "smtp/smtp-parser.h"
@@ -85,18 +86,6 @@ reply_text(const GhSmtpReply *r)
 	return g_strdup_printf("%u %s", r->code, esc);
 }
 
-static void
-append_uint(GString *s, guint v)
-{
-	char digits[12];
-	gsize i = sizeof digits;
-
-	do
-		digits[--i] = (char)('0' + v % 10);
-	while ((v /= 10) != 0);
-	g_string_append_len(s, digits + i, (gssize)(sizeof digits - i));
-}
-
 /* XCLIENT with each attribute in `attrs` that has a value, built in one
  * string (a login's hot path: no formatting, no copies per attribute). */
 static char *
@@ -111,6 +100,7 @@ xclient_line(GhBackendLink *l, Smtp *d, guint attrs)
 	 * refuses PROTO=[UNAVAILABLE]; a session that logs in has said EHLO,
 	 * so PROTO is ESMTP for all that keep one.) */
 	const char *unknown = p->backend->reuse_connections ? "[UNAVAILABLE]" : NULL;
+	char port[GH_LINE_U64_MAX + 1];
 	GString *s = g_string_sized_new(160);
 
 	g_string_append(s, "XCLIENT");
@@ -127,7 +117,8 @@ xclient_line(GhBackendLink *l, Smtp *d, guint attrs)
 				prefix = "IPV6:";
 			break;
 		case XA_PORT:
-			value = ""; /* the number, below */
+			port[gh_line_format_u64(port, p->client_port)] = '\0';
+			value = port;
 			break;
 		case XA_NAME:
 			/* no reverse lookup here: say so, as Postfix's docs ask */
@@ -148,12 +139,8 @@ xclient_line(GhBackendLink *l, Smtp *d, guint attrs)
 		g_string_append_c(s, ' ');
 		g_string_append(s, xclient_names[a]);
 		g_string_append_c(s, '=');
-		if (a == XA_PORT) {
-			append_uint(s, p->client_port);
-		} else {
-			g_string_append(s, prefix);
-			gh_smtp_xtext_append(s, value);
-		}
+		g_string_append(s, prefix);
+		gh_smtp_xtext_append(s, value);
 	}
 	g_string_append(s, "\r\n");
 	return g_string_free(s, FALSE);
