@@ -1109,11 +1109,13 @@ parse_backend(Loader *ld, const char *group, const char *name)
 			"before the login, and a warm connection is opened before there is one");
 
 	/* a kept connection goes to the next client: nothing on it may still
-	 * name the last one.  An AUTH cannot be undone; an XCLIENT can, by the
-	 * next XCLIENT (login = xclient names every client anew); one sent
-	 * for the address only (forward_client) goes before the login, on a
-	 * connection a warm link could not have.  Only SMTP's QUIT is
-	 * followed closely enough to know the connection is at rest. */
+	 * name the last one.  An AUTH cannot be undone; an XCLIENT's user and
+	 * HELO can, by the next XCLIENT (login = xclient names every client
+	 * anew), but not its address: Postfix allows the next XCLIENT only to
+	 * the address the last one named (smtpd_authorized_xclient_hosts is
+	 * checked again after each), so forward_client must be off.  Only
+	 * SMTP's QUIT is followed closely enough to know the connection is at
+	 * rest. */
 	if (bc->reuse_connections && protocol_ok) {
 		if (bc->protocol != GH_PROTO_SMTP)
 			problem(ld, group, "reuse_connections", "is for smtp backends only");
@@ -1125,6 +1127,11 @@ parse_backend(Loader *ld, const char *group, const char *name)
 			problem(ld, group, "reuse_connections",
 				"needs forward_client = no with login = none: XCLIENT would "
 				"leave one client's address on the connection the next one gets");
+		else if (bc->forward_client)
+			problem(ld, group, "reuse_connections",
+				"needs forward_client = no: once an XCLIENT has named a client's "
+				"address, Postfix allows the next XCLIENT only if that address is "
+				"in its smtpd_authorized_xclient_hosts");
 		else if (bc->warm_connections == 0)
 			problem(ld, group, "reuse_connections",
 				"needs warm_connections: a kept connection waits in that pool");

@@ -253,6 +253,10 @@ after_ehlo(GhBackendLink *l, Smtp *d, const GhSmtpReply *ehlo)
 			return;
 		}
 		d->xclient_attrs = xclient_attrs(offered);
+		/* login = xclient without forward_client: the user and the
+		 * HELO, not the address (the backend keeps seeing ours) */
+		if (!bc->forward_client)
+			d->xclient_attrs &= ~((1u << XA_ADDR) | (1u << XA_PORT) | (1u << XA_NAME));
 		if (want_xclient && bc->login == GH_LOGIN_XCLIENT && logs_in &&
 		    !user_known(l, d, PARKED_XCLIENT))
 			return; /* XCLIENT LOGIN= names the user */

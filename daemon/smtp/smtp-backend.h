@@ -4,8 +4,9 @@
  * only; connecting, TLS, the timer and fail-over are the backend link's
  * (session/backend-link.h).  Greeting, EHLO, then by `login =`:
  *   xclient      XCLIENT LOGIN= ADDR= PORT= NAME= HELO= (what the backend
- *                advertises), the new greeting, EHLO again with the client's
- *                HELO name (Postfix takes the HELO of that EHLO);
+ *                advertises; ADDR, PORT and NAME only with forward_client),
+ *                the new greeting, EHLO again with the client's HELO name
+ *                (Postfix takes the HELO of that EHLO);
  *   passthrough  AUTH PLAIN with the client's own credentials;
  *   master       AUTH PLAIN, authzid = the user, authcid/password = master;
  *   none         nothing (the backend trusts the gateway's address).

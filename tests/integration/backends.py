@@ -84,7 +84,9 @@ def _backdate(*paths):
 
 class Postfix:
     """A private Postfix: own main.cf/master.cf, chroot n, smtpd on
-    127.0.0.1:port, XCLIENT allowed from 127.0.0.0/8, maildir delivery for
+    127.0.0.1:port, XCLIENT allowed to 127.0.0.1 alone (gatehoused's address,
+    as a site lists its gateway; clients come from other loopback addresses,
+    which Postfix checks a second XCLIENT against), maildir delivery for
     alice/bob/carol/test@example.com into dir/mail/<user>/new/; every other
     recipient is refused at RCPT (550 5.1.1) and nothing leaves the machine."""
 
@@ -119,7 +121,7 @@ mydestination =
 inet_interfaces = 127.0.0.1
 inet_protocols = ipv4
 mynetworks = 127.0.0.0/8
-smtpd_authorized_xclient_hosts = 127.0.0.0/8
+smtpd_authorized_xclient_hosts = 127.0.0.1
 smtpd_relay_restrictions = permit_mynetworks, permit_sasl_authenticated, reject_unauth_destination
 smtpd_sasl_authenticated_header = yes
 alias_maps =
@@ -540,7 +542,10 @@ class ProxyPostfix(Postfix):
     """backends.Postfix plus a second smtpd on proxy_port that takes a PROXY
     protocol header first (smtpd_upstream_proxy_protocol = haproxy), as
     doc/deployment.md sets up Postfix behind gatehouse: it logs the address
-    in the header as the client's ("connect from NAME[ADDR]")."""
+    in the header as the client's ("connect from NAME[ADDR]").  It matches
+    smtpd_authorized_xclient_hosts against that address too, so this smtpd
+    authorizes all of 127.0.0.0/8, where the tests' clients are (as
+    doc/deployment.md says)."""
 
     def __init__(self, **kw):
         super().__init__(**kw)
@@ -550,7 +555,8 @@ class ProxyPostfix(Postfix):
         super().write_config()
         with open(self.etc / 'master.cf', 'a') as f:
             f.write('127.0.0.1:%d inet n - n - - smtpd\n'
-                    '  -o smtpd_upstream_proxy_protocol=haproxy\n' % self.proxy_port)
+                    '  -o smtpd_upstream_proxy_protocol=haproxy\n'
+                    '  -o smtpd_authorized_xclient_hosts=127.0.0.0/8\n' % self.proxy_port)
         _backdate(self.etc / 'master.cf')
 
     def start(self):

@@ -9,7 +9,7 @@ login meets the same pool.  Shown: several sessions in a row, each with a
 message that Postfix delivers, go over one backend connection with
 nothing said to Postfix between them (a message it accepted ended the
 transaction), and the clients hear gatehoused's 221; with login =
-xclient, each session's XCLIENT names its own client and user, and each
+xclient, each session's XCLIENT names its own HELO and user, and each
 message's Received line says so; a connection
 carries at most 20 sessions, and then the QUIT goes to Postfix; a session
 that leaves the backend anything but at rest (EHLO or a second AUTH after
@@ -18,7 +18,8 @@ message, a body with a bare LF, a QUIT pipelined behind the body, a QUIT
 split across two sends) has its QUIT answered by Postfix and its
 connection closed; the configuration refuses reuse where a
 connection would carry one client's identity to the next (AUTH to the
-backend, or an XCLIENT for the address only).
+backend, or an XCLIENT naming an address: Postfix checks the next XCLIENT
+against it).
 """
 import json
 import time
@@ -262,11 +263,12 @@ def test_a_kept_connection_the_backend_drops_is_not_used(gateways, postfix, post
 
 def test_xclient_sessions_share_one_connection_each_as_its_own_client(
         gateways, postfix, postfix_relay):
-    """login = xclient: the second session's XCLIENT names its own client
-    (address, HELO, user) on the connection the first one used, and Postfix
-    takes it (it allows XCLIENT by gatehoused's own address, once per
-    connection)."""
-    gw = gateway(gateways, postfix_relay.port, login='xclient', forward_client='yes')
+    """login = xclient, forward_client = no: the second session's XCLIENT
+    names its own user and HELO on the connection the first one used, and
+    Postfix, which allows XCLIENT to gatehoused's address only (the suite's
+    smtpd_authorized_xclient_hosts), takes it: no XCLIENT named another
+    address."""
+    gw = gateway(gateways, postfix_relay.port, login='xclient')
     sessions = [('alice', '127.0.0.2', 'first.example.org'),
                 ('bob', '127.0.0.3', 'second.example.org'),
                 ('carol', '127.0.0.2', 'third.example.org')]
@@ -278,13 +280,14 @@ def test_xclient_sessions_share_one_connection_each_as_its_own_client(
     xclients = [line for line in sent.split('\r\n') if line.startswith('XCLIENT ')]
     assert len(xclients) == 3 and 'QUIT' not in sent, sent
     for line, (user, source, helo) in zip(xclients, sessions):
-        assert ' LOGIN=%s' % user in line and ' ADDR=%s' % source in line, line
-        assert ' HELO=%s' % helo in line, line
-    # each message carries its own session's client, not the one before
+        assert ' LOGIN=%s' % user in line and ' HELO=%s' % helo in line, line
+        assert ' ADDR=' not in line and ' PORT=' not in line and ' NAME=' not in line, line
+    # each message carries its own session's HELO and user, not the one
+    # before, and gatehoused's address
     for subject, (user, source, helo) in zip(subjects, sessions):
         rcv = received(postfix.wait_message('alice', subject))
         assert rcv.startswith(b'Received: from %s (' % helo.encode()), rcv
-        assert b'[%s]' % source.encode() in rcv, rcv
+        assert b'[127.0.0.1]' in rcv and b'[%s]' % source.encode() not in rcv, rcv
         assert b'(Authenticated sender: %s)' % user.encode() in rcv, rcv
         assert b'with ESMTPA' in rcv, rcv
     assert gw.log().count(KEPT) == 3
@@ -297,7 +300,7 @@ def test_xclient_names_an_unknown_client_on_a_reusing_backend(gateways, postfix,
     nothing is ever left over from an earlier XCLIENT; Postfix takes it
     and delivers the message as unauthenticated."""
     keys = {'protocol': 'smtp', 'login': 'xclient', 'servers': '127.0.0.1:%d' % postfix_relay.port,
-            'warm_connections': '2', 'reuse_connections': 'yes'}
+            'forward_client': 'no', 'warm_connections': '2', 'reuse_connections': 'yes'}
     gw = gateways.start({'mx': {'require_auth': 'no', 'backend': 'b'}}, {'b': keys},
                         protocol='smtp', users=USERS, gatehouse={'workers': '1'})
     subjects = []
@@ -312,7 +315,7 @@ def test_xclient_names_an_unknown_client_on_a_reusing_backend(gateways, postfix,
         c.close()
     for subject, source in zip(subjects, ('127.0.0.4', '127.0.0.5')):
         rcv = received(postfix.wait_message('alice', subject))
-        assert b'[%s]' % source.encode() in rcv and b'Authenticated sender' not in rcv, rcv
+        assert b'[127.0.0.1]' in rcv and b'Authenticated sender' not in rcv, rcv
     assert received(postfix.wait_message('alice', subjects[0])).startswith(
         b'Received: from mx-client.example.org (')
     xclients = [line for text in (postfix_relay.text(i).decode()
@@ -328,6 +331,9 @@ def test_xclient_names_an_unknown_client_on_a_reusing_backend(gateways, postfix,
     ({'login': 'master', 'master_user': 'gw', 'master_password_file': '/dev/null'},
      'needs login = none or xclient'),
     ({'forward_client': 'yes'}, 'needs forward_client = no with login = none'),
+    ({'login': 'xclient', 'forward_client': 'yes'},
+     'Postfix allows the next XCLIENT only if that address is in its '
+     'smtpd_authorized_xclient_hosts'),
     ({'warm_connections': '0'}, 'needs warm_connections'),
     ({'protocol': 'imap'}, 'is for smtp backends only'),
 ])
