@@ -54,8 +54,9 @@ class Server:
             threading.Thread(target=self._run, args=(conn,), daemon=True).start()
 
     def _run(self, conn):
-        conn.settimeout(self.timeout)
         try:
+            # (close() may have closed conn already, before this thread ran)
+            conn.settimeout(self.timeout)
             self.handler(conn)
         except OSError:
             pass
