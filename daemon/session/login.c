@@ -191,6 +191,8 @@ on_relay_done(GhRelay *relay, const char *why, guint64 up, guint64 down, gpointe
 	gh_session_free(s);
 }
 
+static void connect_backend(GhSession *s, gboolean logged_in);
+
 static void
 on_backend_done(GhBackendResult result,
 		GhConn *backend,
@@ -210,6 +212,18 @@ on_backend_done(GhBackendResult result,
 	s->mx_join = FALSE;
 	g_free(l->backend_server);
 	l->backend_server = g_strdup(server);
+	/* a connection kept or parked before the verdict gave out as the
+	 * login went on it: the server may well be fine, and the verdict
+	 * stands, so the login goes on a connection of its own (not for
+	 * passthrough, whose password went with the first try) */
+	if (result == GH_BACKEND_LOST && !mx_join &&
+	    gh_config_backend(s->config, s->lc->backend)->login != GH_LOGIN_PASSTHROUGH) {
+		g_message("session %s: %s: backend connection lost at the login (%s); "
+			  "connecting afresh",
+			  s->id, s->remote, error);
+		connect_backend(s, TRUE);
+		return;
+	}
 	if (result != GH_BACKEND_OK) {
 		if (mx_join) {
 			g_message("session %s: %s: backend unavailable: %s", s->id, s->remote,

@@ -326,6 +326,40 @@ def test_xclient_names_an_unknown_client_on_a_reusing_backend(gateways, postfix,
     assert ' LOGIN=[UNAVAILABLE]' in xclients[1] and ' HELO=[UNAVAILABLE]' in xclients[1], xclients
 
 
+def test_a_kept_connection_that_fails_at_the_login_is_replaced(gateways, postfix, postfix_relay):
+    """A kept connection can still give out after the verdict, as the
+    login goes on it (the server restarts between its XCLIENT and its
+    answer).  The verdict stands: the login goes on a connection of its
+    own, and the client hears 235, not a temporary failure."""
+    gw = gateway(gateways, postfix_relay.port, login='xclient', warm_connections='1')
+    kept_session(gw, 1, 'late-1-%f' % time.time())
+    postfix_relay.hold()
+    c = SmtpClient(gw.port(), greet=True)
+    c.ehlo('late.example.org')
+    c.send(b'AUTH PLAIN %s\r\n' % plain_blob('bob', USERS['bob']).encode())
+    # bob's XCLIENT went on the kept connection; Postfix's answer waits
+    wait_for(lambda: b'LOGIN=bob' in postfix_relay.text(0), what="bob's XCLIENT on it")
+    postfix_relay.cut()
+    wait_for(lambda: 'connecting afresh' in gw.log(), what='the login on a new connection')
+    postfix_relay.release()
+    reply = c.reply()
+    assert reply[-1].startswith('235 '), reply
+    subject = 'late-2-%f' % time.time()
+    reply = send_message(c, subject, rcpt='alice@example.com', sender='bob')
+    assert reply[-1].startswith('250 2.0.0 Ok: queued'), reply
+    assert quit_reply(c) == OUR_BYE
+    c.close()
+    rcv = received(postfix.wait_message('alice', subject))
+    assert rcv.startswith(b'Received: from late.example.org ('), rcv
+    assert b'(Authenticated sender: bob)' in rcv, rcv
+    assert any(b'LOGIN=bob' in postfix_relay.text(i)
+               for i in range(1, postfix_relay.connections())), postfix_relay.text()
+    log = gw.log()
+    assert 'backend connection lost at the login (127.0.0.1:%d: closed the connection)' % (
+        postfix_relay.port) in log, log
+    assert 'verdict=tempfail' not in log and 'user="bob"' in log, log
+
+
 @pytest.mark.parametrize('keys, why', [
     ({'login': 'passthrough'}, 'needs login = none or xclient'),
     ({'login': 'master', 'master_user': 'gw', 'master_password_file': '/dev/null'},
