@@ -16,7 +16,9 @@ that leaves the backend anything but at rest (EHLO or a second AUTH after
 login, a refused recipient, no message, a NOOP or a refusal after the
 message, a body with a bare LF, a QUIT pipelined behind the body, a QUIT
 split across two sends) has its QUIT answered by Postfix and its
-connection closed; the configuration refuses reuse where a
+connection closed; a kept connection that gives out as the next login
+goes on it is replaced, and that client still logs in; the
+configuration refuses reuse where a
 connection would carry one client's identity to the next (AUTH to the
 backend, or an XCLIENT naming an address: Postfix checks the next XCLIENT
 against it).
