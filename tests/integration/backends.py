@@ -292,8 +292,10 @@ class Dovecot:
     master user proxy/proxypw (a passdb with master = yes: it logs in as any
     existing user either as 'alice*proxy' or with SASL PLAIN authzid=alice),
     no failure delay, and submission relaying to Postfix on 127.0.0.1:relay_port
-    (relay trusted: Dovecot passes the login on with XCLIENT).  mark(),
-    since() and wait_log() read its log."""
+    (relay trusted: Dovecot passes the login on with XCLIENT).  Its
+    login_trusted_networks is 127.0.0.1 alone (gatehoused's address, as a
+    site lists its gateway; clients come from other loopback addresses).
+    mark(), since() and wait_log() read its log."""
 
     def __init__(self, relay_port, directory=None, imap_port=None, submission_port=None,
                  maildirs=None, pop3_port=None):
@@ -335,7 +337,7 @@ ssl = no
 disable_plaintext_auth = no
 auth_mechanisms = plain login
 auth_master_user_separator = *
-login_trusted_networks = 127.0.0.0/8
+login_trusted_networks = 127.0.0.1
 hostname = backend.example.test
 mail_location = {location}
 first_valid_uid = 1
