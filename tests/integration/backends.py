@@ -84,9 +84,10 @@ def _backdate(*paths):
 
 class Postfix:
     """A private Postfix: own main.cf/master.cf, chroot n, smtpd on
-    127.0.0.1:port, XCLIENT allowed to 127.0.0.1 alone (gatehoused's address,
-    as a site lists its gateway; clients come from other loopback addresses,
-    which Postfix checks a second XCLIENT against), maildir delivery for
+    127.0.0.1:port, XCLIENT allowed to and mynetworks of 127.0.0.1 alone
+    (gatehoused's address, as a site lists its gateway; clients come from
+    other loopback addresses, which Postfix checks a second XCLIENT, and
+    relaying, against), maildir delivery for
     alice/bob/carol/test@example.com into dir/mail/<user>/new/; every other
     recipient is refused at RCPT (550 5.1.1) and nothing leaves the machine."""
 
@@ -120,7 +121,7 @@ myorigin = $myhostname
 mydestination =
 inet_interfaces = 127.0.0.1
 inet_protocols = ipv4
-mynetworks = 127.0.0.0/8
+mynetworks = 127.0.0.1
 smtpd_authorized_xclient_hosts = 127.0.0.1
 smtpd_relay_restrictions = permit_mynetworks, permit_sasl_authenticated, reject_unauth_destination
 smtpd_sasl_authenticated_header = yes
