@@ -216,7 +216,10 @@ def test_smtp_auth_goes_over_a_warm_connection(gateways, submission_relay):
         if n == 0:
             wait_for(lambda: submission_relay.connections() == 3, what='two warm connections')
             warm = [i for i in range(3) if b'AUTH' not in submission_relay.text(i)]
-            # a warm SMTP connection has said EHLO, and nothing more
+            # a warm SMTP connection says EHLO once the greeting is in
+            # (the last one may just have connected), and nothing more
+            wait_for(lambda: all(submission_relay.text(i) for i in warm),
+                     what='the warm connections\' EHLO')
             for i in warm:
                 assert submission_relay.text(i) == b'EHLO gw.test\r\n'
     used = [i for i in warm if b'AUTH PLAIN' in submission_relay.text(i)]
