@@ -353,6 +353,7 @@ static gboolean
 held_flush(Held *h)
 {
 	gboolean reconnected = FALSE;
+	gboolean went = FALSE; /* journald took some: it is there to be told */
 
 	h->no_room = FALSE;
 	while (h->sent < h->ends->len) {
@@ -371,6 +372,7 @@ held_flush(Held *h)
 		done = sendmmsg(journal_fd, msgs, n, MSG_DONTWAIT | MSG_NOSIGNAL);
 		if (done > 0) {
 			h->sent += (guint)done;
+			went = TRUE;
 			continue;
 		}
 		if (errno == EINTR)
@@ -388,7 +390,9 @@ held_flush(Held *h)
 		h->dropped++;
 	}
 	held_compact(h);
-	if (h->ends->len == 0 && h->dropped > 0) {
+	/* (not while nothing goes: that warning would be dropped in turn, and
+	 * this would go round for ever) */
+	if (h->ends->len == 0 && h->dropped > 0 && went) {
 		held_add_dropped(h);
 		return held_flush(h);
 	}

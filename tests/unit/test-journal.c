@@ -326,6 +326,36 @@ test_reconnect(void)
 	g_assert_cmpstr(got->pdata[0], ==, "held after restart");
 }
 
+static void
+test_gone(void)
+{
+	g_autoptr(GPtrArray) got = NULL;
+	gint due;
+
+	/* journald stopped and not back yet: no socket at the path */
+	drain();
+	close(journal);
+	journal = -1;
+	(void)unlink(path);
+	gh_log_hold_thread();
+	g_message("into the void");
+	due = gh_log_flush_due();
+	g_assert_cmpint(due, >, 0);
+	g_usleep((gulong)(due + 1) * 1000);
+	/* due: it cannot go, and is dropped and counted; nothing else is
+	 * tried while nothing goes out */
+	g_assert_cmpint(gh_log_flush_due(), ==, -1);
+	/* back: the next line goes, then the count of those dropped */
+	journal_open();
+	g_message("back again");
+	flush_all();
+	got = messages();
+	g_assert_cmpuint(got->len, ==, 2);
+	g_assert_cmpstr(got->pdata[0], ==, "back again");
+	g_assert_cmpstr(got->pdata[1], ==, "the journal did not keep up: 1 log lines dropped");
+	gh_log_release_thread();
+}
+
 int
 main(int argc, char **argv)
 {
@@ -348,6 +378,7 @@ main(int argc, char **argv)
 	g_test_add_func("/journal/overflow", test_overflow);
 	g_test_add_func("/journal/release", test_release);
 	g_test_add_func("/journal/reconnect", test_reconnect);
+	g_test_add_func("/journal/gone", test_gone);
 	rc = g_test_run();
 	close(journal);
 	(void)unlink(path);
