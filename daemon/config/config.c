@@ -1123,15 +1123,15 @@ parse_backend(Loader *ld, const char *group, const char *name)
 			problem(ld, group, "reuse_connections",
 				"needs login = none or xclient: a connection that logged a "
 				"user in with AUTH cannot be given to another");
-		else if (bc->login == GH_LOGIN_NONE && bc->forward_client)
-			problem(ld, group, "reuse_connections",
-				"needs forward_client = no with login = none: XCLIENT would "
-				"leave one client's address on the connection the next one gets");
 		else if (bc->forward_client)
-			problem(ld, group, "reuse_connections",
-				"needs forward_client = no: once an XCLIENT has named a client's "
-				"address, Postfix allows the next XCLIENT only if that address is "
-				"in its smtpd_authorized_xclient_hosts");
+			problem(ld, group, "reuse_connections", "%s",
+				bc->login == GH_LOGIN_NONE
+				    ? "needs forward_client = no with login = none: XCLIENT would "
+				      "leave one client's address on the connection the next one "
+				      "gets"
+				    : "needs forward_client = no: once an XCLIENT has named a "
+				      "client's address, Postfix allows the next XCLIENT only if "
+				      "that address is in its smtpd_authorized_xclient_hosts");
 		else if (bc->warm_connections == 0)
 			problem(ld, group, "reuse_connections",
 				"needs warm_connections: a kept connection waits in that pool");
