@@ -165,6 +165,8 @@ epoll_dispatch(GSource *source, GSourceFunc callback, gpointer data)
 		if (c == NULL)
 			continue; /* freed since: by an earlier callback, say */
 		cond = condition_of(events[i].events);
+		if ((events[i].events & EPOLLRDHUP) != 0)
+			c->peer_shut = TRUE;
 		/* an event we stopped wanting (lazily left in the set): narrow
 		 * the record now, or level-triggered epoll reports it again */
 		if ((cond & ~(c->watching | G_IO_HUP | G_IO_ERR)) != 0 || c->watching == 0)
@@ -489,6 +491,10 @@ conn_register(GhConn *c, GIOCondition events)
 	else
 		op = c->registered == 0 ? EPOLL_CTL_ADD : EPOLL_CTL_MOD;
 	ev.events = epoll_events_of(events & (G_IO_IN | G_IO_OUT));
+	/* with reading: say when the peer's FIN is in, so that the read that
+	 * empties the socket knows it was the last (peer_shut) */
+	if ((events & G_IO_IN) != 0)
+		ev.events |= EPOLLRDHUP;
 	ev.data.u64 = CONN_HANDLE(c->slot, g_array_index(ep->slots, ConnSlot, c->slot).gen);
 	if (epoll_ctl(ep->epfd, op, c->fd, &ev) != 0 && op != EPOLL_CTL_DEL) {
 		/* out of kernel memory for watches: fail the connection rather
@@ -814,6 +820,67 @@ gh_conn_write(GhConn *c, const void *data, gsize len)
 	}
 	if (off < len)
 		g_byte_array_append(c->out, (const guint8 *)data + off, (guint)(len - off));
+}
+
+/* Send data with MSG_MORE, so that the shutdown right after it carries
+ * the bytes and our FIN in one segment.  Returns the bytes the socket took;
+ * shuts our side down only once it took them all.  (Held by MSG_MORE, the
+ * bytes wait for the shutdown or, when some were refused, for the next
+ * plain send of the rest.) */
+static gsize
+send_last(GhConn *c, const guint8 *data, gsize len)
+{
+	gsize off = 0;
+	while (off < len) {
+		ssize_t n = send(c->fd, data + off, len - off, MSG_NOSIGNAL | MSG_MORE);
+		if (n > 0) {
+			off += (gsize)n;
+			c->bytes_out += (guint64)n;
+		} else if (n < 0 && errno == EINTR) {
+			continue;
+		} else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			return off;
+		} else {
+			c->error = n < 0 ? errno : EPIPE;
+			return off;
+		}
+	}
+	(void)shutdown(c->fd, SHUT_WR);
+	return off;
+}
+
+gboolean
+gh_conn_write_last(GhConn *c, const void *data, gsize len)
+{
+	gsize off;
+	if (c->out->len > 0 || c->tls != NULL || c->error != 0 || len == 0) {
+		gh_conn_write(c, data, len);
+		return FALSE;
+	}
+	off = send_last(c, data, len);
+	if (off < len && c->error == 0)
+		g_byte_array_append(c->out, (const guint8 *)data + off, (guint)(len - off));
+	return off == len && c->error == 0;
+}
+
+gboolean
+gh_conn_shut(GhConn *c)
+{
+	gsize off;
+	c->corked = FALSE;
+	if (c->tls != NULL || c->out->len == 0) {
+		if (!gh_conn_flush(c))
+			return FALSE;
+		(void)shutdown(c->fd, SHUT_WR);
+		return TRUE;
+	}
+	off = send_last(c, c->out->data, c->out->len);
+	if (off > 0) {
+		if (!c->plain_data)
+			explicit_bzero(c->out->data, off);
+		g_byte_array_remove_range(c->out, 0, (guint)off);
+	}
+	return c->out->len == 0 && c->error == 0;
 }
 
 void

@@ -33,8 +33,10 @@ struct _GhConn {
 	GByteArray *out; /* bytes queued, not yet written */
 	gsize in_max;
 	gsize out_max;
-	gboolean eof; /* the peer closed its side (read returned 0) */
-	int error;    /* errno of the first failed read or write, or 0 */
+	gboolean eof;       /* the peer closed its side (read returned 0) */
+	gboolean peer_shut; /* the peer's FIN is in (EPOLLRDHUP): a plaintext read
+			       that comes back short has taken its last bytes */
+	int error;          /* errno of the first failed read or write, or 0 */
 	guint64 bytes_in;
 	guint64 bytes_out;
 	gnutls_session_t tls;     /* NULL: plaintext */
@@ -78,6 +80,11 @@ gsize gh_conn_recv(GhConn *conn, void *buf, gsize len);
 /* Write data now as far as the socket takes it and queue the rest, with no
  * out_max check: the caller bounds what it passes (the relay: one read). */
 void gh_conn_write(GhConn *conn, const void *data, gsize len);
+/* As gh_conn_write, for the last bytes this side will send: when the
+ * socket takes them whole, they leave with our FIN in one segment (the
+ * write side is shut down, and TRUE returned).  Plaintext with nothing
+ * queued only; otherwise exactly gh_conn_write, and FALSE. */
+gboolean gh_conn_write_last(GhConn *conn, const void *data, gsize len);
 /* Give the buffers' memory back while they are empty (idle sessions). */
 void gh_conn_trim(GhConn *conn);
 /* Drop the first n bytes of `in`. */
@@ -101,6 +108,12 @@ gboolean gh_conn_flush(GhConn *conn);
 #define GH_CONN_CORK_MAX 4096
 void gh_conn_cork(GhConn *conn);
 void gh_conn_uncork(GhConn *conn);
+/* Write what is queued, corked or not, and end our side: the last bytes
+ * leave with our FIN in one segment, where a send and then a shutdown
+ * would be two.  TRUE once all went and the write side is shut down;
+ * FALSE while the socket refuses some (call again when writable) or on
+ * error (conn->error). */
+gboolean gh_conn_shut(GhConn *conn);
 /* Bytes of `out` still to write. */
 gsize gh_conn_pending(GhConn *conn);
 

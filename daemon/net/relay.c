@@ -10,6 +10,13 @@
  * its own, so the bytes never enter user space.  `done` runs once, after
  * which nothing is read or written.
  *
+ * A side's end is passed on with its last bytes: when epoll says the
+ * peer's FIN is in (EPOLLRDHUP) and a read empties the socket, the read
+ * that finds the end follows at once, and the bytes go to the other side
+ * with its FIN in one segment (gh_conn_write_last), one wake-up and one
+ * segment fewer per closing side: the backend's goodbye, the client's
+ * half-close.
+ *
  * A tap (relay.h) sees each read before it is written on; it is dropped
  * before a flow turns to splice, so it never misses a byte.  A held read
  * is consumed and not written, and ends the relay from the pump.
@@ -39,6 +46,7 @@ typedef struct _Flow {
 	gsize piped;   /* bytes in the pipe, not yet in dst's socket */
 	gboolean more; /* stopped for fairness with input left: come back */
 	int last;      /* the last byte handed to dst, or -1 when not seen (splice) */
+	gboolean shut; /* dst's write side is shut down, src's last bytes sent with it */
 } Flow;
 
 struct _GhRelay {
@@ -220,10 +228,18 @@ flow_run(Flow *f)
 		gsize n = gh_conn_recv(src, buf, sizeof buf);
 		if (n == 0)
 			return;
+		/* src's FIN is in and this read emptied the socket, so the
+		 * next read finds the end: read it now, not a wake-up later,
+		 * and these bytes leave with dst's FIN */
+		if (n < sizeof buf && src->peer_shut && src->tls == NULL)
+			n += gh_conn_recv(src, buf + n, sizeof buf - n);
 		if (!flow_show(f, buf, n))
 			return;
 		f->last = buf[n - 1];
-		gh_conn_write(dst, buf, n);
+		if (src->eof)
+			f->shut = gh_conn_write_last(dst, buf, n);
+		else
+			gh_conn_write(dst, buf, n);
 		if (n == sizeof buf)
 			flow_try_splice(f); /* a bulk transfer: no more copies */
 		else if (src->tls == NULL)
@@ -302,7 +318,8 @@ pump(GhRelay *r, GhConn *conn, GIOCondition cond)
 	}
 	if (c->eof && flow_pending(&r->up) == 0 && !r->client_closed) {
 		r->client_closed = TRUE;
-		(void)shutdown(b->fd, SHUT_WR);
+		if (!r->up.shut)
+			(void)shutdown(b->fd, SHUT_WR);
 	}
 	gh_conn_want(c, want(&r->up, &r->down));
 	gh_conn_want(b, want(&r->down, &r->up));

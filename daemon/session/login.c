@@ -174,9 +174,7 @@ keep_backend(GhSession *s, GhRelay *relay, guint64 up, guint64 down)
 	gh_backend_pool_keep(s->host->pool, s, s->login.canonical, backend,
 			     s->login.backend_server);
 	gh_session_take_client(s, client);
-	s->protocol->say(s, GH_SAY_GOODBYE, NULL);
-	gh_session_close(s);
-	(void)gh_session_update_watch(s);
+	gh_session_say_last(s, GH_SAY_GOODBYE);
 }
 
 static void

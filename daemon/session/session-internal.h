@@ -23,6 +23,10 @@ void gh_session_back_to_commands(GhSession *s);
 /* The relay gave the client's connection back (what is queued for it
  * still queued): the session owns and watches it again. */
 void gh_session_take_client(GhSession *s, GhConn *client);
+/* The core's last words (GH_SAY_GOODBYE, ..._IDLE_TIMEOUT, ...), then
+ * close: they leave with the FIN, in one segment.  The session may be
+ * freed on return (a connection already failed). */
+void gh_session_say_last(GhSession *s, GhSay what);
 /* Queue one of the protocol's GhCommandWords, "TAG " in front when `tag`. */
 void gh_session_say_words(GhSession *s, const char *tag, const char *words);
 

@@ -152,15 +152,23 @@ on_close_deadline(gpointer data)
 	gh_session_free(data);
 }
 
+void
+gh_session_say_last(GhSession *s, GhSay what)
+{
+	/* corked, the words wait for the close to send them with the FIN */
+	gh_conn_cork(s->conn);
+	s->protocol->say(s, what, NULL);
+	gh_session_close(s);
+	(void)gh_session_update_watch(s);
+}
+
 static void
 on_idle_timeout(gpointer data)
 {
 	GhSession *s = data;
 	g_message("session %s: %s idle for %u s in login state; closing", s->id, s->remote,
 		  s->lc->idle_timeout);
-	s->protocol->say(s, GH_SAY_IDLE_TIMEOUT, NULL);
-	gh_session_close(s);
-	(void)gh_session_update_watch(s);
+	gh_session_say_last(s, GH_SAY_IDLE_TIMEOUT);
 }
 
 void
@@ -381,9 +389,7 @@ goodbye(GhSession *s, GhSay what)
 {
 	gh_login_clear(&s->login);
 	g_clear_pointer(&s->backend, gh_backend_link_cancel);
-	s->protocol->say(s, what, NULL);
-	gh_session_close(s);
-	(void)gh_session_update_watch(s);
+	gh_session_say_last(s, what);
 }
 
 void
@@ -729,7 +735,9 @@ gh_session_process(GhSession *s)
 		if (reading(s))
 			gh_session_restart_idle(s);
 	}
-	gh_conn_uncork(c);
+	/* closing: the replies stay corked for the FIN to take them */
+	if (!s->closing)
+		gh_conn_uncork(c);
 	(void)gh_session_update_watch(s);
 }
 
@@ -771,18 +779,18 @@ gh_session_update_watch(GhSession *s)
 			gh_session_free(s);
 			return FALSE;
 		}
-		if (!gh_conn_flush(c)) {
-			gh_conn_want(c, G_IO_OUT);
-			return TRUE;
-		}
 		if (!s->lingering) {
 			/* Lingering close: closing a socket with unread input makes
 			 * the kernel send a reset, which can destroy our last reply
 			 * on its way (a client still sending a huge line would never
-			 * see its "Line too long").  So: end our side, read and drop
+			 * see its "Line too long").  So: end our side (the last
+			 * reply, still corked, leaves with the FIN), read and drop
 			 * what still comes for a moment, then close. */
+			if (!gh_conn_shut(c)) {
+				gh_conn_want(c, G_IO_OUT);
+				return TRUE;
+			}
 			s->lingering = TRUE;
-			(void)shutdown(c->fd, SHUT_WR);
 			set_timer(s, GH_SESSION_LINGER_MS, on_close_deadline);
 		}
 		gh_conn_consume(c, c->in->len);

@@ -14,6 +14,9 @@
 #include <errno.h>
 #include <glib-unix.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <linux/tcp.h> /* tcp_info with tcpi_segs_in */
+#include <poll.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -374,6 +377,147 @@ test_stale_watch_is_reported(void)
 	g_main_context_unref(context);
 }
 
+/* ---- the last bytes and the FIN, over TCP on loopback ---- */
+
+/* A connected TCP pair on 127.0.0.1: *ours non-blocking, *peer blocking. */
+static void
+tcp_pair(int *ours, int *peer)
+{
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t len = sizeof sa;
+	int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	g_assert_cmpint(lfd, >=, 0);
+	g_assert_cmpint(bind(lfd, (struct sockaddr *)&sa, sizeof sa), ==, 0);
+	g_assert_cmpint(listen(lfd, 1), ==, 0);
+	g_assert_cmpint(getsockname(lfd, (struct sockaddr *)&sa, &len), ==, 0);
+	*peer = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	g_assert_cmpint(connect(*peer, (struct sockaddr *)&sa, sizeof sa), ==, 0);
+	*ours = accept4(lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+	g_assert_cmpint(*ours, >=, 0);
+	close(lfd);
+}
+
+/* TCP segments the socket has received so far. */
+static guint
+segments_in(int fd)
+{
+	struct tcp_info ti;
+	socklen_t len = sizeof ti;
+	g_assert_cmpint(getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len), ==, 0);
+	return ti.tcpi_segs_in;
+}
+
+/* What the (blocking) peer reads until the end of the stream, waiting at
+ * most 10 s for each piece. */
+static GString *
+read_to_end(int fd)
+{
+	GString *got = g_string_new(NULL);
+	char buf[4096];
+	for (;;) {
+		struct pollfd p = {.fd = fd, .events = POLLIN};
+		ssize_t n;
+		g_assert_cmpint(poll(&p, 1, 10000), ==, 1);
+		n = recv(fd, buf, sizeof buf, 0);
+		g_assert_cmpint(n, >=, 0);
+		if (n == 0)
+			return got;
+		g_string_append_len(got, buf, n);
+	}
+}
+
+/* The segments a reply and the end of the stream take, as the peer sees
+ * them: `last` sends it with gh_conn_write_last, otherwise gh_conn_write
+ * and then shutdown(2), as before. */
+static guint
+segments_for_goodbye(gboolean last)
+{
+	static const char bye[] = "221 2.0.0 Bye\r\n";
+	g_autoptr(GString) got = NULL;
+	GMainContext *context = g_main_context_new();
+	GhConn *conn;
+	int ours, peer;
+	guint before;
+
+	tcp_pair(&ours, &peer);
+	conn = gh_conn_new(ours, context, 1024, 1024);
+	before = segments_in(peer);
+	if (last) {
+		g_assert_true(gh_conn_write_last(conn, bye, strlen(bye)));
+	} else {
+		gh_conn_write(conn, bye, strlen(bye));
+		g_assert_cmpint(shutdown(ours, SHUT_WR), ==, 0);
+	}
+	g_assert_cmpuint(gh_conn_pending(conn), ==, 0);
+	got = read_to_end(peer);
+	g_assert_cmpstr(got->str, ==, bye);
+	before = segments_in(peer) - before;
+	gh_conn_free(conn);
+	close(peer);
+	g_main_context_unref(context);
+	return before;
+}
+
+static void
+test_last_bytes_carry_the_fin(void)
+{
+	g_assert_cmpuint(segments_for_goodbye(FALSE), ==, 2);
+	g_assert_cmpuint(segments_for_goodbye(TRUE), ==, 1);
+}
+
+/* Corked replies and the end: one segment, whole and in order. */
+static void
+test_shut_sends_corked_replies_with_the_fin(void)
+{
+	g_autoptr(GString) got = NULL;
+	GMainContext *context = g_main_context_new();
+	GhConn *conn;
+	int ours, peer;
+	guint before;
+
+	tcp_pair(&ours, &peer);
+	conn = gh_conn_new(ours, context, 1024, 1024);
+	before = segments_in(peer);
+	gh_conn_cork(conn);
+	g_assert_true(gh_conn_queue(conn, "* BYE Logging out\r\n", 19));
+	g_assert_true(gh_conn_queue(conn, "a1 OK Logout completed.\r\n", 26));
+	g_assert_cmpuint(gh_conn_pending(conn), ==, 45);
+	g_assert_true(gh_conn_shut(conn));
+	g_assert_cmpuint(gh_conn_pending(conn), ==, 0);
+	got = read_to_end(peer);
+	g_assert_cmpstr(got->str, ==, "* BYE Logging out\r\na1 OK Logout completed.\r\n");
+	g_assert_cmpuint(segments_in(peer) - before, ==, 1);
+	/* nothing queued: just the end */
+	gh_conn_free(conn);
+	close(peer);
+	tcp_pair(&ours, &peer);
+	conn = gh_conn_new(ours, context, 1024, 1024);
+	g_assert_true(gh_conn_shut(conn));
+	got = (g_string_free(got, TRUE), read_to_end(peer));
+	g_assert_cmpuint(got->len, ==, 0);
+	gh_conn_free(conn);
+	close(peer);
+	g_main_context_unref(context);
+}
+
+/* With bytes already queued, the last ones queue behind them: nothing is
+ * shut down, nothing overtakes. */
+static void
+test_write_last_behind_queued_bytes(Fixture *f, gconstpointer data)
+{
+	g_autoptr(GString) got = NULL;
+	(void)data;
+	gh_conn_cork(f->conn);
+	queue(f, "250 2.0.0 Ok\r\n");
+	g_assert_false(gh_conn_write_last(f->conn, "221 Bye\r\n", 9));
+	got = peer_read_all(f);
+	g_assert_cmpstr(got->str, ==, "250 2.0.0 Ok\r\n221 Bye\r\n");
+	/* the stream goes on: the peer sees no end */
+	g_assert_cmpint(send(f->peer, "x", 1, 0), ==, 1);
+	g_assert_cmpuint(gh_conn_fill(f->conn), ==, 1);
+	g_assert_false(f->conn->eof);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -389,5 +533,10 @@ main(int argc, char **argv)
 	g_test_add_func("/conn/freed-in-batch", test_freed_in_batch);
 	g_test_add_func("/conn/record-outlives-close", test_record_outlives_close);
 	g_test_add_func("/conn/stale-watch-is-reported", test_stale_watch_is_reported);
+	g_test_add_func("/conn/last-bytes-carry-the-fin", test_last_bytes_carry_the_fin);
+	g_test_add_func("/conn/shut-sends-corked-replies-with-the-fin",
+			test_shut_sends_corked_replies_with_the_fin);
+	g_test_add("/conn/write-last-behind-queued-bytes", Fixture, NULL, fixture_set_up,
+		   test_write_last_behind_queued_bytes, fixture_tear_down);
 	return g_test_run();
 }
