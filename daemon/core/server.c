@@ -142,8 +142,13 @@ static void
 on_session_ended(GhSession *session, gpointer data)
 {
 	SessionHost *h = data;
-	if (g_queue_remove(&h->worker->sessions, session))
+	GList *link = gh_session_host_link(session);
+	/* in the list if it heads it or follows another: constant time, where
+	 * searching the list cost a walk past every idle session */
+	if (h->worker->sessions.head == link || link->prev != NULL) {
+		g_queue_unlink(&h->worker->sessions, link);
 		g_atomic_int_add(&h->worker->n_sessions, -1);
+	}
 	g_atomic_int_add(&h->listener->n_sessions, -1);
 }
 
@@ -180,7 +185,7 @@ accept_session(SessionHost *h, int fd, const GhSessionAddrs *addrs)
 	session = gh_session_new(&h->host, protocols[lc->protocol], &gen, lc->name, fd, addrs);
 	gh_stats_add(worker->stats, GH_STAT_CONNECTIONS, 1, gh_protocol_to_string(lc->protocol),
 		     lc->name);
-	g_queue_push_tail(&worker->sessions, session);
+	g_queue_push_tail_link(&worker->sessions, gh_session_host_link(session));
 	g_atomic_int_inc(&worker->n_sessions);
 	n = (guint)g_atomic_int_add(&h->listener->n_sessions, 1) + 1;
 	gh_session_begin(session, n);

@@ -211,10 +211,11 @@ struct _GhSession {
 
 	/* the core's */
 	const GhSessionHost *host;
-	GhTls *tls;                 /* the credentials of the session's generation */
-	GhAuthSet *auth_set;        /* its auth set, until the login is over */
-	char *tls_desc;             /* "TLS1.3/AES-256-GCM" once secure, for the log */
-	gboolean tls_implicit;      /* the handshake is the listener's tls = implicit */
+	GList host_link;       /* gh_session_host_link: the host's list node, data = the session */
+	GhTls *tls;            /* the credentials of the session's generation */
+	GhAuthSet *auth_set;   /* its auth set, until the login is over */
+	char *tls_desc;        /* "TLS1.3/AES-256-GCM" once secure, for the log */
+	gboolean tls_implicit; /* the handshake is the listener's tls = implicit */
 	gboolean tls_start_pending; /* the STARTTLS reply is still being written */
 	gboolean lingering;  /* the last words are out; dropping input until EOF or deadline */
 	gboolean discarding; /* dropping the rest of an over-long line */

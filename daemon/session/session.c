@@ -87,6 +87,7 @@ gh_session_new(const GhSessionHost *host,
 		(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 	make_session_id(s->id, sizeof s->id);
 	s->host = host;
+	s->host_link.data = s;
 	s->protocol = protocol;
 	s->config = g_steal_pointer(&gen->config);
 	s->tls = g_steal_pointer(&gen->tls);
@@ -105,6 +106,12 @@ gh_session_new(const GhSessionHost *host,
 	s->trusted = gh_cidr_list_match_text(s->config->trusted_networks, s->remote);
 	s->proto = protocol->new (s);
 	return s;
+}
+
+GList *
+gh_session_host_link(GhSession *s)
+{
+	return &s->host_link;
 }
 
 void

@@ -57,6 +57,12 @@ GhSession *gh_session_new(const GhSessionHost *host,
 			  int fd,
 			  const GhSessionAddrs *addrs);
 
+/* A list node of the session's own (data: the session), for the host to
+ * keep its sessions in a GQueue (g_queue_push_tail_link, g_queue_unlink)
+ * with no allocation, and drop one in constant time however many there
+ * are.  Linked in at most one list. */
+GList *gh_session_host_link(GhSession *s);
+
 /* Greet (after implicit TLS where the listener asks for it), or refuse when
  * `n_open`, the connections open on the listener counting this one, is over
  * its max_connections.  The session may end (host->ended) before this
