@@ -673,14 +673,14 @@ gh_conn_consume(GhConn *c, gsize n)
 	g_byte_array_remove_range(c->in, 0, (guint)n);
 }
 
-gboolean
-gh_conn_flush(GhConn *c)
+/* Send data[0..len) as far as the socket takes it (send(2) `flags` added):
+ * the bytes taken; c->error set on failure. */
+static gsize
+send_some(GhConn *c, const void *data, gsize len, int flags)
 {
 	gsize off = 0;
-	if (c->tls != NULL)
-		return c->tls_handshaking ? c->out->len == 0 : tls_flush(c);
-	while (off < c->out->len && c->error == 0) {
-		ssize_t n = send(c->fd, c->out->data + off, c->out->len - off, MSG_NOSIGNAL);
+	while (off < len) {
+		ssize_t n = send(c->fd, (const char *)data + off, len - off, MSG_NOSIGNAL | flags);
 		if (n > 0) {
 			off += (gsize)n;
 			c->bytes_out += (guint64)n;
@@ -690,14 +690,33 @@ gh_conn_flush(GhConn *c)
 			break;
 		} else {
 			c->error = n < 0 ? errno : EPIPE;
+			break;
 		}
 	}
+	return off;
+}
+
+/* Plaintext: send what `out` holds, as far as the socket takes it. */
+static gboolean
+flush_plain(GhConn *c, int flags)
+{
+	gsize off = 0;
+	if (c->error == 0)
+		off = send_some(c, c->out->data, c->out->len, flags);
 	if (off > 0) {
 		if (!c->plain_data)
 			explicit_bzero(c->out->data, off);
 		g_byte_array_remove_range(c->out, 0, (guint)off);
 	}
 	return c->out->len == 0;
+}
+
+gboolean
+gh_conn_flush(GhConn *c)
+{
+	if (c->tls != NULL)
+		return c->tls_handshaking ? c->out->len == 0 : tls_flush(c);
+	return flush_plain(c, 0);
 }
 
 gboolean
@@ -796,7 +815,7 @@ gh_conn_recv(GhConn *c, void *buf, gsize len)
 void
 gh_conn_write(GhConn *c, const void *data, gsize len)
 {
-	gsize off = 0;
+	gsize off;
 	if (c->out->len > 0 || c->tls != NULL || c->error != 0) {
 		/* TLS keeps its record-resend rule in tls_flush; queued bytes
 		 * go first */
@@ -804,51 +823,17 @@ gh_conn_write(GhConn *c, const void *data, gsize len)
 		(void)gh_conn_flush(c);
 		return;
 	}
-	while (off < len) {
-		ssize_t n = send(c->fd, (const char *)data + off, len - off, MSG_NOSIGNAL);
-		if (n > 0) {
-			off += (gsize)n;
-			c->bytes_out += (guint64)n;
-		} else if (n < 0 && errno == EINTR) {
-			continue;
-		} else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-			break;
-		} else {
-			c->error = n < 0 ? errno : EPIPE;
-			return;
-		}
-	}
+	off = send_some(c, data, len, 0);
+	if (c->error != 0)
+		return;
 	if (off < len)
 		g_byte_array_append(c->out, (const guint8 *)data + off, (guint)(len - off));
 }
 
-/* Send data with MSG_MORE, so that the shutdown right after it carries
- * the bytes and our FIN in one segment.  Returns the bytes the socket took;
- * shuts our side down only once it took them all.  (Held by MSG_MORE, the
- * bytes wait for the shutdown or, when some were refused, for the next
- * plain send of the rest.) */
-static gsize
-send_last(GhConn *c, const guint8 *data, gsize len)
-{
-	gsize off = 0;
-	while (off < len) {
-		ssize_t n = send(c->fd, data + off, len - off, MSG_NOSIGNAL | MSG_MORE);
-		if (n > 0) {
-			off += (gsize)n;
-			c->bytes_out += (guint64)n;
-		} else if (n < 0 && errno == EINTR) {
-			continue;
-		} else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-			return off;
-		} else {
-			c->error = n < 0 ? errno : EPIPE;
-			return off;
-		}
-	}
-	(void)shutdown(c->fd, SHUT_WR);
-	return off;
-}
-
+/* MSG_MORE holds the bytes back (all of them, or the last part of a
+ * segment when the socket refused the rest), so that the shutdown right
+ * after sends them with our FIN in one segment; refused ones follow with
+ * the next plain send, which sends the held part too. */
 gboolean
 gh_conn_write_last(GhConn *c, const void *data, gsize len)
 {
@@ -857,30 +842,25 @@ gh_conn_write_last(GhConn *c, const void *data, gsize len)
 		gh_conn_write(c, data, len);
 		return FALSE;
 	}
-	off = send_last(c, data, len);
-	if (off < len && c->error == 0)
+	off = send_some(c, data, len, MSG_MORE);
+	if (c->error != 0)
+		return FALSE;
+	if (off < len) {
 		g_byte_array_append(c->out, (const guint8 *)data + off, (guint)(len - off));
-	return off == len && c->error == 0;
+		return FALSE;
+	}
+	(void)shutdown(c->fd, SHUT_WR);
+	return TRUE;
 }
 
 gboolean
 gh_conn_shut(GhConn *c)
 {
-	gsize off;
 	c->corked = FALSE;
-	if (c->tls != NULL || c->out->len == 0) {
-		if (!gh_conn_flush(c))
-			return FALSE;
-		(void)shutdown(c->fd, SHUT_WR);
-		return TRUE;
-	}
-	off = send_last(c, c->out->data, c->out->len);
-	if (off > 0) {
-		if (!c->plain_data)
-			explicit_bzero(c->out->data, off);
-		g_byte_array_remove_range(c->out, 0, (guint)off);
-	}
-	return c->out->len == 0 && c->error == 0;
+	if (!(c->tls != NULL ? gh_conn_flush(c) : flush_plain(c, MSG_MORE)) || c->error != 0)
+		return FALSE;
+	(void)shutdown(c->fd, SHUT_WR);
+	return TRUE;
 }
 
 void

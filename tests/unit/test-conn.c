@@ -426,78 +426,86 @@ read_to_end(int fd)
 	}
 }
 
-/* The segments a reply and the end of the stream take, as the peer sees
- * them: `last` sends it with gh_conn_write_last, otherwise gh_conn_write
- * and then shutdown(2), as before. */
-static guint
-segments_for_goodbye(gboolean last)
-{
-	static const char bye[] = "221 2.0.0 Bye\r\n";
-	g_autoptr(GString) got = NULL;
-	GMainContext *context = g_main_context_new();
+/* A connection over TCP, and the segments its peer had received when the
+ * test began. */
+typedef struct {
+	GMainContext *context;
 	GhConn *conn;
-	int ours, peer;
-	guint before;
+	int peer; /* blocking */
+	guint segments;
+} TcpFixture;
 
-	tcp_pair(&ours, &peer);
-	conn = gh_conn_new(ours, context, 1024, 1024);
-	before = segments_in(peer);
-	if (last) {
-		g_assert_true(gh_conn_write_last(conn, bye, strlen(bye)));
-	} else {
-		gh_conn_write(conn, bye, strlen(bye));
-		g_assert_cmpint(shutdown(ours, SHUT_WR), ==, 0);
-	}
-	g_assert_cmpuint(gh_conn_pending(conn), ==, 0);
-	got = read_to_end(peer);
-	g_assert_cmpstr(got->str, ==, bye);
-	before = segments_in(peer) - before;
-	gh_conn_free(conn);
-	close(peer);
-	g_main_context_unref(context);
-	return before;
+static void
+tcp_set_up(TcpFixture *f, gconstpointer data)
+{
+	int ours;
+	(void)data;
+	tcp_pair(&ours, &f->peer);
+	f->context = g_main_context_new();
+	f->conn = gh_conn_new(ours, f->context, 1024, 1024);
+	f->segments = segments_in(f->peer);
 }
 
 static void
-test_last_bytes_carry_the_fin(void)
+tcp_tear_down(TcpFixture *f, gconstpointer data)
 {
-	g_assert_cmpuint(segments_for_goodbye(FALSE), ==, 2);
-	g_assert_cmpuint(segments_for_goodbye(TRUE), ==, 1);
+	(void)data;
+	gh_conn_free(f->conn);
+	close(f->peer);
+	g_main_context_unref(f->context);
+}
+
+/* The peer reads `want` and then the end, which took `segments` segments. */
+static void
+peer_gets(TcpFixture *f, const char *want, guint segments)
+{
+	g_autoptr(GString) got = read_to_end(f->peer);
+	g_assert_cmpstr(got->str, ==, want);
+	g_assert_cmpuint(segments_in(f->peer) - f->segments, ==, segments);
+}
+
+static const char bye[] = "221 2.0.0 Bye\r\n";
+
+/* What this counts: a reply written, then the end, is two segments. */
+static void
+test_write_then_shutdown_is_two_segments(TcpFixture *f, gconstpointer data)
+{
+	(void)data;
+	gh_conn_write(f->conn, bye, strlen(bye));
+	g_assert_cmpint(shutdown(f->conn->fd, SHUT_WR), ==, 0);
+	peer_gets(f, bye, 2);
+}
+
+static void
+test_last_bytes_carry_the_fin(TcpFixture *f, gconstpointer data)
+{
+	(void)data;
+	g_assert_true(gh_conn_write_last(f->conn, bye, strlen(bye)));
+	g_assert_cmpuint(gh_conn_pending(f->conn), ==, 0);
+	peer_gets(f, bye, 1);
 }
 
 /* Corked replies and the end: one segment, whole and in order. */
 static void
-test_shut_sends_corked_replies_with_the_fin(void)
+test_shut_sends_corked_replies_with_the_fin(TcpFixture *f, gconstpointer data)
 {
-	g_autoptr(GString) got = NULL;
-	GMainContext *context = g_main_context_new();
-	GhConn *conn;
-	int ours, peer;
-	guint before;
+	(void)data;
+	gh_conn_cork(f->conn);
+	g_assert_true(gh_conn_queue(f->conn, "* BYE Logging out\r\n", 19));
+	g_assert_true(gh_conn_queue(f->conn, "a1 OK Logout completed.\r\n", 26));
+	g_assert_cmpuint(gh_conn_pending(f->conn), ==, 45);
+	g_assert_true(gh_conn_shut(f->conn));
+	g_assert_cmpuint(gh_conn_pending(f->conn), ==, 0);
+	peer_gets(f, "* BYE Logging out\r\na1 OK Logout completed.\r\n", 1);
+}
 
-	tcp_pair(&ours, &peer);
-	conn = gh_conn_new(ours, context, 1024, 1024);
-	before = segments_in(peer);
-	gh_conn_cork(conn);
-	g_assert_true(gh_conn_queue(conn, "* BYE Logging out\r\n", 19));
-	g_assert_true(gh_conn_queue(conn, "a1 OK Logout completed.\r\n", 26));
-	g_assert_cmpuint(gh_conn_pending(conn), ==, 45);
-	g_assert_true(gh_conn_shut(conn));
-	g_assert_cmpuint(gh_conn_pending(conn), ==, 0);
-	got = read_to_end(peer);
-	g_assert_cmpstr(got->str, ==, "* BYE Logging out\r\na1 OK Logout completed.\r\n");
-	g_assert_cmpuint(segments_in(peer) - before, ==, 1);
-	/* nothing queued: just the end */
-	gh_conn_free(conn);
-	close(peer);
-	tcp_pair(&ours, &peer);
-	conn = gh_conn_new(ours, context, 1024, 1024);
-	g_assert_true(gh_conn_shut(conn));
-	got = (g_string_free(got, TRUE), read_to_end(peer));
-	g_assert_cmpuint(got->len, ==, 0);
-	gh_conn_free(conn);
-	close(peer);
-	g_main_context_unref(context);
+/* Nothing queued: just the end. */
+static void
+test_shut_with_nothing_queued(TcpFixture *f, gconstpointer data)
+{
+	(void)data;
+	g_assert_true(gh_conn_shut(f->conn));
+	peer_gets(f, "", 1);
 }
 
 /* With bytes already queued, the last ones queue behind them: nothing is
@@ -533,9 +541,14 @@ main(int argc, char **argv)
 	g_test_add_func("/conn/freed-in-batch", test_freed_in_batch);
 	g_test_add_func("/conn/record-outlives-close", test_record_outlives_close);
 	g_test_add_func("/conn/stale-watch-is-reported", test_stale_watch_is_reported);
-	g_test_add_func("/conn/last-bytes-carry-the-fin", test_last_bytes_carry_the_fin);
-	g_test_add_func("/conn/shut-sends-corked-replies-with-the-fin",
-			test_shut_sends_corked_replies_with_the_fin);
+	g_test_add("/conn/write-then-shutdown-is-two-segments", TcpFixture, NULL, tcp_set_up,
+		   test_write_then_shutdown_is_two_segments, tcp_tear_down);
+	g_test_add("/conn/last-bytes-carry-the-fin", TcpFixture, NULL, tcp_set_up,
+		   test_last_bytes_carry_the_fin, tcp_tear_down);
+	g_test_add("/conn/shut-sends-corked-replies-with-the-fin", TcpFixture, NULL, tcp_set_up,
+		   test_shut_sends_corked_replies_with_the_fin, tcp_tear_down);
+	g_test_add("/conn/shut-with-nothing-queued", TcpFixture, NULL, tcp_set_up,
+		   test_shut_with_nothing_queued, tcp_tear_down);
 	g_test_add("/conn/write-last-behind-queued-bytes", Fixture, NULL, fixture_set_up,
 		   test_write_last_behind_queued_bytes, fixture_tear_down);
 	return g_test_run();
