@@ -812,8 +812,9 @@ gh_conn_recv(GhConn *c, void *buf, gsize len)
 	}
 }
 
-void
-gh_conn_write(GhConn *c, const void *data, gsize len)
+/* gh_conn_write with send(2) `flags`: TRUE when the socket took it all. */
+static gboolean
+write_now(GhConn *c, const void *data, gsize len, int flags)
 {
 	gsize off;
 	if (c->out->len > 0 || c->tls != NULL || c->error != 0) {
@@ -821,13 +822,22 @@ gh_conn_write(GhConn *c, const void *data, gsize len)
 		 * go first */
 		g_byte_array_append(c->out, data, (guint)len);
 		(void)gh_conn_flush(c);
-		return;
+		return FALSE;
 	}
-	off = send_some(c, data, len, 0);
+	off = send_some(c, data, len, flags);
 	if (c->error != 0)
-		return;
-	if (off < len)
+		return FALSE;
+	if (off < len) {
 		g_byte_array_append(c->out, (const guint8 *)data + off, (guint)(len - off));
+		return FALSE;
+	}
+	return TRUE;
+}
+
+void
+gh_conn_write(GhConn *c, const void *data, gsize len)
+{
+	(void)write_now(c, data, len, 0);
 }
 
 /* MSG_MORE holds the bytes back (all of them, or the last part of a
@@ -837,18 +847,8 @@ gh_conn_write(GhConn *c, const void *data, gsize len)
 gboolean
 gh_conn_write_last(GhConn *c, const void *data, gsize len)
 {
-	gsize off;
-	if (c->out->len > 0 || c->tls != NULL || c->error != 0 || len == 0) {
-		gh_conn_write(c, data, len);
+	if (!write_now(c, data, len, MSG_MORE))
 		return FALSE;
-	}
-	off = send_some(c, data, len, MSG_MORE);
-	if (c->error != 0)
-		return FALSE;
-	if (off < len) {
-		g_byte_array_append(c->out, (const guint8 *)data + off, (guint)(len - off));
-		return FALSE;
-	}
 	(void)shutdown(c->fd, SHUT_WR);
 	return TRUE;
 }
