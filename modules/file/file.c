@@ -16,8 +16,11 @@
  *    crypt(3) calls in flight, and they finish with the contents they began
  *    with.
  *  - A file that cannot be read or parsed never replaces the contents in
- *    force (init fails instead).  `loaded` and `failed` are touched by init
- *    and refresh only, which the core never runs concurrently.
+ *    force (init fails instead).  `loaded`, `failed` and `seen` are touched
+ *    by init and refresh only, which the core never runs concurrently.
+ *  - A change is read only once two checks in a row (a second apart) find
+ *    the same identity: a file being written in place (truncated, then
+ *    written) is not read half-way, unless its writer pauses longer.
  *  - Every answer pays for one crypt(3) call: a known user for its hash, an
  *    unknown or {PLAIN} user for the dummy hash, so a quick answer does not
  *    tell which names exist.
@@ -65,6 +68,8 @@ typedef struct {
 	FileId loaded; /* the file `current` was read from */
 	FileId failed; /* the last file that did not load, not to report twice */
 	gboolean has_failed;
+	FileId seen; /* a change found by the last check, read if the next finds it too */
+	gboolean has_seen;
 } FileState;
 
 typedef enum {
@@ -421,9 +426,20 @@ file_refresh(gpointer state, gboolean force, GError **error)
 	guint line;
 
 	file_id_stat(st->path, &id);
-	if (!force && (file_id_equal(&id, &st->loaded) ||
-		       (st->has_failed && file_id_equal(&id, &st->failed))))
-		return 0;
+	if (!force) {
+		if (file_id_equal(&id, &st->loaded) ||
+		    (st->has_failed && file_id_equal(&id, &st->failed))) {
+			st->has_seen = FALSE;
+			return 0;
+		}
+		if (!st->has_seen || !file_id_equal(&id, &st->seen)) {
+			/* changed since the last check: maybe still being written */
+			st->seen = id;
+			st->has_seen = TRUE;
+			return 0;
+		}
+	}
+	st->has_seen = FALSE;
 
 	uf = users_file_read(st->host, st->path, &id, &line, &local);
 	if (uf == NULL) {

@@ -19,12 +19,14 @@
 #include "gh-auth-module.h"
 #include "users-file-parse.h"
 
+#include <fcntl.h>
 #include <glib/gstdio.h>
 #include <gmodule.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 /* yes-pass */
 #define HASH_YES "$y$j9T$kCIy9PJy80ttkJX9yeoqt.$VRs5DZ24qe64PuvHJSO7XvBlP/xBbgHJLNX.hC6JEK7"
@@ -776,6 +778,17 @@ test_module_init_errors(void)
 	test_host_clear(&th);
 }
 
+/* The first check after a change only notes it (the file may still be
+ * being written): nothing read, nothing logged, the old contents stay. */
+static void
+refresh_sees_change(const GhAuthModule *m, gpointer st)
+{
+	g_autoptr(GError) error = NULL;
+
+	g_assert_cmpint(m->refresh(st, FALSE, &error), ==, 0);
+	g_assert_no_error(error);
+}
+
 static void
 test_module_refresh(void)
 {
@@ -806,6 +819,9 @@ test_module_refresh(void)
 
 	/* Rewritten: the new contents are in force, the cache is told. */
 	tmp_users_write(&t, "sha:" HASH_NEW ":route=10.1.1.1:143\nother:{PLAIN}o-pass\n");
+	refresh_sees_change(m, st);
+	g_assert_cmpint(th.data_changed, ==, 0);
+	g_assert_cmpint(module_verify(m, st, "sha", "sha-pass", &res), ==, GH_AUTH_OK);
 	expect_loaded(t.path, 2, 1, TRUE);
 	g_assert_cmpint(m->refresh(st, FALSE, &error), ==, 1);
 	g_test_assert_expected_messages();
@@ -822,6 +838,7 @@ test_module_refresh(void)
 	pattern = g_strdup_printf("users file %s: line 3: missing ':' after the user name; "
 				  "keeping the previous contents (2 users)",
 				  t.path);
+	refresh_sees_change(m, st);
 	g_test_expect_message(DOMAIN, G_LOG_LEVEL_WARNING, pattern);
 	g_assert_cmpint(m->refresh(st, FALSE, &error), ==, -1);
 	g_test_assert_expected_messages();
@@ -848,6 +865,7 @@ test_module_refresh(void)
 	pattern = g_strdup_printf("users file %s: line 1: unknown attribute 'colour'; "
 				  "keeping the previous contents (2 users)",
 				  t.path);
+	refresh_sees_change(m, st);
 	g_test_expect_message(DOMAIN, G_LOG_LEVEL_WARNING, pattern);
 	g_assert_cmpint(m->refresh(st, FALSE, &error), ==, -1);
 	g_test_assert_expected_messages();
@@ -863,6 +881,7 @@ test_module_refresh(void)
 	pattern = g_strdup_printf("users file %s: cannot open: *; keeping the previous "
 				  "contents (2 users)",
 				  t.path);
+	refresh_sees_change(m, st);
 	g_test_expect_message(DOMAIN, G_LOG_LEVEL_WARNING, pattern);
 	g_assert_cmpint(m->refresh(st, FALSE, &error), ==, -1);
 	g_test_assert_expected_messages();
@@ -873,6 +892,7 @@ test_module_refresh(void)
 
 	/* Back, good: in force again. */
 	tmp_users_write(&t, "sha:" HASH_SHA "\n");
+	refresh_sees_change(m, st);
 	expect_loaded(t.path, 1, 0, TRUE);
 	g_assert_cmpint(m->refresh(st, FALSE, &error), ==, 1);
 	g_test_assert_expected_messages();
@@ -886,6 +906,80 @@ test_module_refresh(void)
 	g_assert_cmpint(m->refresh(st, TRUE, &error), ==, 1);
 	g_test_assert_expected_messages();
 	g_assert_cmpint(th.data_changed, ==, 3);
+
+	result_clear(&res);
+	m->deinit(st);
+	test_host_clear(&th);
+}
+
+/* Written in place (as `cat > users` or an editor that does not rename):
+ * opened with O_TRUNC, then written.  A check between the two finds an
+ * empty file, which must not replace the users in force. */
+static void
+write_in_place(const char *path, const char *text)
+{
+	int fd = open(path, O_WRONLY | O_TRUNC | O_CLOEXEC);
+
+	g_assert_cmpint(fd, >=, 0);
+	if (*text != '\0')
+		g_assert_cmpint(write(fd, text, strlen(text)), ==, (gssize)strlen(text));
+	close(fd);
+}
+
+static void
+test_module_refresh_in_place(void)
+{
+	const GhAuthModule *m = get_module();
+	g_auto(TmpUsers) t = {NULL, NULL};
+	g_autoptr(GError) error = NULL;
+	GhAuthResult res = {NULL, NULL, NULL};
+	TestHost th;
+	gpointer st;
+
+	if (m == NULL)
+		return;
+	test_host_init(&th);
+	tmp_users_write(&t, "sha:" HASH_SHA "\n");
+	expect_loaded(t.path, 1, 0, FALSE);
+	st = module_init(m, &th, t.path, &error);
+	g_test_assert_expected_messages();
+	g_assert_no_error(error);
+	g_assert_nonnull(st);
+	if (st == NULL)
+		return;
+
+	/* Caught truncated: noted, not read; the user can still log in. */
+	write_in_place(t.path, "");
+	refresh_sees_change(m, st);
+	g_assert_cmpint(module_verify(m, st, "sha", "sha-pass", &res), ==, GH_AUTH_OK);
+	/* Written by the next check: changed again, still not read... */
+	write_in_place(t.path, "sha:" HASH_NEW "\n");
+	refresh_sees_change(m, st);
+	g_assert_cmpint(module_verify(m, st, "sha", "sha-pass", &res), ==, GH_AUTH_OK);
+	g_assert_cmpint(th.data_changed, ==, 0);
+	/* ...and read by the one after, which finds it unchanged. */
+	expect_loaded(t.path, 1, 0, TRUE);
+	g_assert_cmpint(m->refresh(st, FALSE, &error), ==, 1);
+	g_test_assert_expected_messages();
+	g_assert_no_error(error);
+	g_assert_cmpint(th.data_changed, ==, 1);
+	g_assert_cmpint(module_verify(m, st, "sha", "new-pass", &res), ==, GH_AUTH_OK);
+
+	/* A file left empty for two checks is what the admin wrote: read. */
+	write_in_place(t.path, "");
+	refresh_sees_change(m, st);
+	expect_loaded(t.path, 0, 0, TRUE);
+	g_assert_cmpint(m->refresh(st, FALSE, &error), ==, 1);
+	g_test_assert_expected_messages();
+	g_assert_cmpint(module_verify(m, st, "sha", "new-pass", &res), ==, GH_AUTH_UNKNOWN_USER);
+
+	/* A forced reload (SIGHUP) does not wait for a second check. */
+	write_in_place(t.path, "sha:" HASH_SHA "\n");
+	expect_loaded(t.path, 1, 0, TRUE);
+	g_assert_cmpint(m->refresh(st, TRUE, &error), ==, 1);
+	g_test_assert_expected_messages();
+	g_assert_cmpint(module_verify(m, st, "sha", "sha-pass", &res), ==, GH_AUTH_OK);
+	g_assert_cmpint(m->refresh(st, FALSE, &error), ==, 0);
 
 	result_clear(&res);
 	m->deinit(st);
@@ -1091,6 +1185,8 @@ main(int argc, char **argv)
 	g_test_add_func("/gatehouse/users-file/module/verify", test_module_verify);
 	g_test_add_func("/gatehouse/users-file/module/init-errors", test_module_init_errors);
 	g_test_add_func("/gatehouse/users-file/module/refresh", test_module_refresh);
+	g_test_add_func("/gatehouse/users-file/module/refresh-in-place",
+			test_module_refresh_in_place);
 	g_test_add_func("/gatehouse/users-file/module/unsupported", test_module_unsupported);
 	g_test_add_func("/gatehouse/users-file/module/threads", test_module_threads);
 	g_test_add_func("/gatehouse/users-file/module/timing", test_module_timing);
