@@ -606,6 +606,28 @@ expect_loaded(const char *path, guint n_users, guint n_plain, gboolean reload)
 	}
 }
 
+/* The module set up on a new users file holding `text`, whose load logs
+ * n_users and n_plain; NULL when that failed (and so did the test). */
+static gpointer
+module_start(const GhAuthModule *m,
+	     TestHost *th,
+	     TmpUsers *t,
+	     const char *text,
+	     guint n_users,
+	     guint n_plain)
+{
+	g_autoptr(GError) error = NULL;
+	gpointer st;
+
+	tmp_users_write(t, text);
+	expect_loaded(t->path, n_users, n_plain, FALSE);
+	st = module_init(m, th, t->path, &error);
+	g_test_assert_expected_messages();
+	g_assert_no_error(error);
+	g_assert_nonnull(st);
+	return st;
+}
+
 static void
 test_module_descriptor(void)
 {
@@ -654,7 +676,6 @@ test_module_verify(void)
 	};
 	const GhAuthModule *m = get_module();
 	g_auto(TmpUsers) t = {NULL, NULL};
-	g_autoptr(GError) error = NULL;
 	GhAuthResult res = {NULL, NULL, NULL};
 	TestHost th;
 	gpointer st;
@@ -662,12 +683,7 @@ test_module_verify(void)
 	if (m == NULL)
 		return;
 	test_host_init(&th);
-	tmp_users_write(&t, users_text);
-	expect_loaded(t.path, 5, 1, FALSE);
-	st = module_init(m, &th, t.path, &error);
-	g_test_assert_expected_messages();
-	g_assert_no_error(error);
-	g_assert_nonnull(st);
+	st = module_start(m, &th, &t, users_text, 5, 1);
 
 	for (guint i = 0; st != NULL && i < G_N_ELEMENTS(cases); i++) {
 		GhAuthVerdict v = module_verify(m, st, cases[i].user, cases[i].password, &res);
@@ -803,12 +819,7 @@ test_module_refresh(void)
 	if (m == NULL)
 		return;
 	test_host_init(&th);
-	tmp_users_write(&t, "sha:" HASH_SHA "\n");
-	expect_loaded(t.path, 1, 0, FALSE);
-	st = module_init(m, &th, t.path, &error);
-	g_test_assert_expected_messages();
-	g_assert_no_error(error);
-	g_assert_nonnull(st);
+	st = module_start(m, &th, &t, "sha:" HASH_SHA "\n", 1, 0);
 	if (st == NULL)
 		return;
 
@@ -939,12 +950,7 @@ test_module_refresh_in_place(void)
 	if (m == NULL)
 		return;
 	test_host_init(&th);
-	tmp_users_write(&t, "sha:" HASH_SHA "\n");
-	expect_loaded(t.path, 1, 0, FALSE);
-	st = module_init(m, &th, t.path, &error);
-	g_test_assert_expected_messages();
-	g_assert_no_error(error);
-	g_assert_nonnull(st);
+	st = module_start(m, &th, &t, "sha:" HASH_SHA "\n", 1, 0);
 	if (st == NULL)
 		return;
 
@@ -1061,11 +1067,7 @@ test_module_threads(void)
 	if (m == NULL)
 		return;
 	test_host_init(&th);
-	tmp_users_write(&t, "sha:" HASH_NEW "\n");
-	expect_loaded(t.path, 1, 0, FALSE);
-	ctx.st = module_init(m, &th, t.path, &error);
-	g_test_assert_expected_messages();
-	g_assert_nonnull(ctx.st);
+	ctx.st = module_start(m, &th, &t, "sha:" HASH_NEW "\n", 1, 0);
 	if (ctx.st == NULL)
 		return;
 	for (guint i = 0; i < G_N_ELEMENTS(threads); i++)
@@ -1131,7 +1133,6 @@ test_module_timing(void)
 {
 	const GhAuthModule *m = get_module();
 	g_auto(TmpUsers) t = {NULL, NULL};
-	g_autoptr(GError) error = NULL;
 	gint64 known, unknown, plain, sha;
 	TestHost th;
 	gpointer st;
@@ -1139,11 +1140,7 @@ test_module_timing(void)
 	if (m == NULL)
 		return;
 	test_host_init(&th);
-	tmp_users_write(&t, users_text);
-	expect_loaded(t.path, 5, 1, FALSE);
-	st = module_init(m, &th, t.path, &error);
-	g_test_assert_expected_messages();
-	g_assert_nonnull(st);
+	st = module_start(m, &th, &t, users_text, 5, 1);
 	if (st == NULL)
 		return;
 	known = median_verify_us(m, st, "yes", "wrong");
