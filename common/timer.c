@@ -8,6 +8,15 @@
  * the loop never wakes early and spins), check says whether it is due,
  * dispatch fires every timer that is, earliest first.  The queue goes with
  * its context; timers still in it then are marked stopped.
+ *
+ * A timer set to yield has its deadline at the time it was set (so it is
+ * due at once, and no later than the timers that were due before it) and
+ * the number of the loop turn it may fire in: prepare counts the turns, so
+ * the next turn's prepare finds it ready and the loop polls without
+ * sleeping.  (A deadline one microsecond ahead, as it was, found prepare
+ * often within that microsecond: the loop then slept a whole millisecond,
+ * and a relay alone on its thread that yielded for fairness waited that
+ * long at every yield.)
  */
 #include "gh-build.h"
 
@@ -19,6 +28,7 @@ struct _GhTimerQueue {
 	GhTimer **heap;        /* heap[0]: the earliest deadline */
 	guint len, cap;
 	gint64 soon_seq; /* timers set soon: deadlines from G_MININT64 up, in order */
+	guint turn;      /* the loop's turns, counted by prepare */
 };
 
 static GMutex queues_lock;
@@ -34,6 +44,15 @@ static inline gboolean
 before(const GhTimer *a, const GhTimer *b)
 {
 	return a->deadline_us < b->deadline_us;
+}
+
+/* Due at `now`: its time has come and, set to yield, its turn has too (a
+ * difference, so that the count may wrap). */
+static inline gboolean
+due(const GhTimerQueue *q, const GhTimer *t, gint64 now)
+{
+	return t->deadline_us <= now &&
+	       (t->yield_turn == 0 || (gint)(q->turn - t->yield_turn) >= 0);
 }
 
 static inline void
@@ -110,12 +129,13 @@ queue_prepare(GSource *source, gint *timeout)
 	GhTimerQueue *q = (GhTimerQueue *)source;
 	gint64 now, wait_us;
 
+	q->turn++;
 	if (q->len == 0) {
 		*timeout = -1;
 		return FALSE;
 	}
 	now = g_source_get_time(source);
-	if (q->heap[0]->deadline_us <= now) { /* a timer set soon is far before */
+	if (due(q, q->heap[0], now)) { /* a timer set soon is far before */
 		*timeout = 0;
 		return TRUE;
 	}
@@ -129,13 +149,15 @@ queue_check(GSource *source)
 {
 	GhTimerQueue *q = (GhTimerQueue *)source;
 
-	return q->len > 0 && q->heap[0]->deadline_us <= g_source_get_time(source);
+	return q->len > 0 && due(q, q->heap[0], g_source_get_time(source));
 }
 
 /* Fire every timer of q that is due, earliest first.  A func may start
  * others or stop them; one it sets soon fires in this loop too (its
  * deadline is before any clock reading), one it sets to yield does not
- * (its deadline is after the `now` read here). */
+ * (its turn is the next).  A timer set to yield in this turn, at the head,
+ * holds back the due timers behind it until the next turn, which then
+ * does not sleep. */
 static void
 fire_due(GhTimerQueue *q)
 {
@@ -143,7 +165,7 @@ fire_due(GhTimerQueue *q)
 
 	if (soon_queue == q)
 		soon_queue = NULL;
-	while (q->len > 0 && q->heap[0]->deadline_us <= now) {
+	while (q->len > 0 && due(q, q->heap[0], now)) {
 		GhTimer *t = q->heap[0];
 		heap_remove(q, t);
 		t->func(t->data);
@@ -216,14 +238,21 @@ gh_timer_stop(GhTimer *t)
 		heap_remove(t->queue, t);
 }
 
-/* Set t (stopped first) to fire func(data) at `deadline_us`, in q. */
+/* Set t (stopped first) to fire func(data) at `deadline_us`, in q, and
+ * not before the loop turn `yield_turn` (0: in any). */
 static void
-arm(GhTimer *t, GhTimerQueue *q, gint64 deadline_us, GhTimerFunc func, gpointer data)
+arm(GhTimer *t,
+    GhTimerQueue *q,
+    gint64 deadline_us,
+    guint yield_turn,
+    GhTimerFunc func,
+    gpointer data)
 {
 	gh_timer_stop(t);
 	t->func = func;
 	t->data = data;
 	t->deadline_us = deadline_us;
+	t->yield_turn = yield_turn;
 	heap_add(q, t);
 }
 
@@ -234,7 +263,7 @@ gh_timer_start(GhTimer *t, GMainContext *context, guint ms, GhTimerFunc func, gp
 		gh_timer_stop(t);
 		return;
 	}
-	arm(t, queue_of(context), g_get_monotonic_time() + (gint64)ms * 1000, func, data);
+	arm(t, queue_of(context), g_get_monotonic_time() + (gint64)ms * 1000, 0, func, data);
 }
 
 void
@@ -244,15 +273,17 @@ gh_timer_soon(GhTimer *t, GMainContext *context, GhTimerFunc func, gpointer data
 
 	if (q->len == 0)
 		q->soon_seq = 0; /* none set soon is waiting: start over */
-	arm(t, q, G_MININT64 + q->soon_seq++, func, data);
+	arm(t, q, G_MININT64 + q->soon_seq++, 0, func, data);
 	soon_queue = q;
 }
 
 void
 gh_timer_yield(GhTimer *t, GMainContext *context, GhTimerFunc func, gpointer data)
 {
-	/* past the `now` of a drain under way: the next turn's, after a poll */
-	arm(t, queue_of(context), g_get_monotonic_time() + 1, func, data);
+	GhTimerQueue *q = queue_of(context);
+
+	/* the next turn's, after a poll; never 0, which means "any" */
+	arm(t, q, g_get_monotonic_time(), q->turn + 1 != 0 ? q->turn + 1 : 1, func, data);
 }
 
 void

@@ -37,6 +37,7 @@ typedef struct _GhTimerQueue GhTimerQueue;
 typedef struct {
 	GhTimerQueue *queue; /* the heap it is in, or NULL: stopped */
 	guint index;         /* its place in that heap */
+	guint yield_turn;    /* set to yield: the first loop turn it may fire in; else 0 */
 	gint64 deadline_us;  /* monotonic */
 	GhTimerFunc func;
 	gpointer data;
