@@ -14,8 +14,10 @@ each group a header, its `key = value` lines and a blank line.  A value of
 None leaves its key out; True and False are written yes and no, a list or
 tuple its items joined with spaces, anything else as str() makes it.
 """
+import atexit
 import itertools
 import os
+import shutil
 import subprocess
 import tempfile
 from pathlib import Path
@@ -27,7 +29,7 @@ GATEHOUSE_DEFAULTS = {'hostname': 'gw.test', 'module_dir': MODULE_DIR, 'failure_
 
 # Every gateway gets a control socket of its own: a Unix socket path must
 # stay under 108 bytes, which a pytest tmp_path may not, so they live in one
-# short directory of this process.
+# short directory of this process, removed when the process exits.
 _CONTROL_DIR = None
 _control_numbers = itertools.count(1)
 
@@ -38,6 +40,7 @@ def control_socket_path():
     if _CONTROL_DIR is None:
         _CONTROL_DIR = tempfile.mkdtemp(prefix='ghctl-', dir='/tmp')
         os.chmod(_CONTROL_DIR, 0o755)
+        atexit.register(shutil.rmtree, _CONTROL_DIR, ignore_errors=True)
     return '%s/%d.sock' % (_CONTROL_DIR, next(_control_numbers))
 
 
