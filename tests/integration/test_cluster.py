@@ -348,6 +348,27 @@ def login_lines(node, user=None, remote=None):
             and (remote is None or r[1] == remote)]
 
 
+def settle(predicate, timeout=10.0):
+    """Wait up to `timeout` for predicate() to hold, without failing: the
+    assertion after it says what was seen.  For Dovecot's log, which its log
+    process writes after the client already has its reply."""
+    try:
+        wait_for(predicate, timeout, what='the logs to settle')
+    except AssertionError:
+        pass
+
+
+def dovecots_logging(dovecots, marks, pattern):
+    """The Dovecots whose log since their mark matches `pattern`, once at
+    least one does (or after ten seconds, none)."""
+    rx = re.compile(pattern)
+
+    def hits():
+        return [d for d, m in zip(dovecots, marks) if rx.search(d.since(m))]
+    settle(hits)
+    return hits()
+
+
 def logged_in(c, reply):
     """Dovecot's tagged OK after the login (gatehouse passes it on)."""
     if not reply.startswith('OK '):
@@ -374,9 +395,9 @@ def test_client_address_at_every_hop(cluster, dovecots, pf):
     rows = wait_for(lambda: [r for n in cluster.nodes for r in login_lines(n, 'alice')],
                     what='a login line for alice')
     assert [(r[1], r[3]) for r in rows] == [('127.0.0.2', 'ok')], rows
-    hits = [d for d, m in zip(dovecots, dc_marks)
-            if re.search(r'imap-login: Info: Login: user=<alice>, method=PLAIN, '
-                         r'rip=127\.0\.0\.2, lip=127\.0\.0\.1', d.since(m))]
+    hits = dovecots_logging(dovecots, dc_marks,
+                            r'imap-login: Info: Login: user=<alice>, method=PLAIN, '
+                            r'rip=127\.0\.0\.2, lip=127\.0\.0\.1')
     assert len(hits) == 1 and rows[0][4] == '127.0.0.1:%d' % hits[0].imap_port, \
         'Dovecot logs: %r\nlogin line %r' % ([d.since(m) for d, m in zip(dovecots, dc_marks)], rows)
 
@@ -406,8 +427,9 @@ def test_client_address_at_every_hop(cluster, dovecots, pf):
     assert [(r[1], r[3]) for r in rows] == [('127.0.0.3', 'ok')], rows
     # smtpd's first line for the connection: the header's address, before
     # XCLIENT said anything
-    assert re.search(r'postfix/smtpd\[\d+\]: connect from [^\[\s]*\[127\.0\.0\.3\]',
-                     pf.log_text()[pf_mark:]), pf.log_text()[pf_mark:][-3000:]
+    connect = re.compile(r'postfix/smtpd\[\d+\]: connect from [^\[\s]*\[127\.0\.0\.3\]')
+    settle(lambda: connect.search(pf.log_text()[pf_mark:]))
+    assert connect.search(pf.log_text()[pf_mark:]), pf.log_text()[pf_mark:][-3000:]
 
 
 def test_pop3_client_address_at_every_hop(cluster, dovecots):
@@ -429,9 +451,9 @@ def test_pop3_client_address_at_every_hop(cluster, dovecots):
     rows = wait_for(lambda: [r for n in cluster.nodes for r in login_lines(n, 'carol')],
                     what='a login line for carol')
     assert [(r[1], r[3]) for r in rows] == [('127.0.0.4', 'ok')], rows
-    hits = [d for d, m in zip(dovecots, dc_marks)
-            if re.search(r'pop3-login: Info: Login: user=<carol>, method=PLAIN, '
-                         r'rip=127\.0\.0\.4, lip=127\.0\.0\.1', d.since(m))]
+    hits = dovecots_logging(dovecots, dc_marks,
+                            r'pop3-login: Info: Login: user=<carol>, method=PLAIN, '
+                            r'rip=127\.0\.0\.4, lip=127\.0\.0\.1')
     assert len(hits) == 1 and rows[0][4] == '127.0.0.1:%d' % hits[0].pop3_port, \
         'Dovecot logs: %r\nlogin line %r' % ([d.since(m) for d, m in zip(dovecots, dc_marks)], rows)
 
@@ -462,9 +484,12 @@ def test_user_lands_on_same_dovecot_through_either_node(cluster, dovecots):
         (servers[user],) = backends
         dc = [d for d in dovecots if '127.0.0.1:%d' % d.imap_port == servers[user]]
         assert len(dc) == 1, (servers, [d.imap_port for d in dovecots])
+        rx = re.compile(r'Login: user=<%s>, method=PLAIN, rip=127\.0\.0\.\d+' % user)
+        # Dovecot's log process writes the line after the client has its
+        # OK: wait for the user's server to show both, then count on each
+        settle(lambda: len(rx.findall(dc[0].since(marks[dovecots.index(dc[0])]))) >= 2)
         for d, m in zip(dovecots, marks):
-            n = len(re.findall(r'Login: user=<%s>, method=PLAIN, rip=127\.0\.0\.\d+' % user,
-                               d.since(m)))
+            n = len(rx.findall(d.since(m)))
             assert n == (2 if d is dc[0] else 0), \
                 '%s: %d logins on Dovecot %d, want %d\n%s' % (
                     user, n, d.imap_port, 2 if d is dc[0] else 0, d.since(m)[-2000:])

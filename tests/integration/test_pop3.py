@@ -547,8 +547,7 @@ def test_backend_tls(gateway, pki, dovecot_tls, tls):
         logged_in_session_works(c)
     finally:
         c.close()
-    text = dovecot_tls.log_text()[mark:]
-    assert re.search(r'pop3-login: Info: Login: user=<alice>, .*, TLS', text), text[-2000:]
+    dovecot_tls.wait_log(r'pop3-login: Info: Login: user=<alice>, .*, TLS', after=mark)
 
 
 def test_warm_connections(gateway, dovecot):
