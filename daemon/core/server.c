@@ -15,6 +15,7 @@
 #include "common/timer.h"
 #include "config/log.h"
 #include "imap/imap-session.h"
+#include "net/conn.h"
 #include "pop3/pop3-session.h"
 #include "session/session.h"
 #include "session/backend-pool.h"
@@ -49,6 +50,7 @@ struct _GhServer {
 	gint64 started; /* wall clock, seconds */
 	guint generation;
 	guint reloads_ok, reloads_failed;
+	gint64 last_emfile_log;  /* under lock: when a worker last said it cannot accept */
 	SnapRound *round;        /* the snapshot being put together, or NULL */
 	GPtrArray *next_waiters; /* of SnapWaiter*: for the round after it */
 };
@@ -66,12 +68,11 @@ struct _GhWorker {
 	GThread *thread;
 	GMainContext *context;
 	GMainLoop *loop;
-	GPtrArray *accept_sources; /* worker thread only */
-	GQueue sessions;           /* of GhSession*, worker thread only */
-	gint n_sessions;           /* atomic copy of sessions.length, for status */
-	gboolean stopping;         /* worker thread only */
-	GhStats *stats;            /* worker thread only (stats.h) */
-	gint64 last_emfile_log;
+	GPtrArray *accepts;  /* of AcceptWatch*; worker thread only */
+	GQueue sessions;     /* of GhSession*, worker thread only */
+	gint n_sessions;     /* atomic copy of sessions.length, for status */
+	gboolean stopping;   /* worker thread only */
+	GhStats *stats;      /* worker thread only (stats.h) */
 	SessionHost *hosts;  /* one per listener, in server->listeners order */
 	GhBackendPool *pool; /* warm backend connections; worker thread only, NULL once stopping */
 };
@@ -80,7 +81,15 @@ typedef struct {
 	SessionHost *host; /* the worker's for this listener */
 	GhListener *listener;
 	const GhListenerSocket *socket; /* the one watched */
+	GhWatch *watch;                 /* in the worker's epoll set */
 } AcceptWatch;
+
+static void
+accept_watch_free(AcceptWatch *w)
+{
+	gh_watch_free(w->watch);
+	g_free(w);
+}
 
 GhConfig *
 gh_server_get_config(GhServer *server)
@@ -219,13 +228,20 @@ on_accept_resume(gpointer data)
 static void
 pause_accepting(GhWorker *worker, int err)
 {
+	GhServer *server = worker->server;
 	gint64 now = g_get_monotonic_time();
+	gboolean say;
 	GSource *t;
 
 	/* Out of descriptors: spinning on accept would burn the CPU and starve
-	 * the sessions that could free some. */
-	if (now - worker->last_emfile_log > 10 * G_USEC_PER_SEC) {
-		worker->last_emfile_log = now;
+	 * the sessions that could free some.  Said once in 10 s for the whole
+	 * daemon, whichever worker meets it. */
+	g_mutex_lock(&server->lock);
+	say = server->last_emfile_log == 0 || now - server->last_emfile_log > 10 * G_USEC_PER_SEC;
+	if (say)
+		server->last_emfile_log = now;
+	g_mutex_unlock(&server->lock);
+	if (say) {
 		g_warning("cannot accept connections: %s; pausing for %d ms (raise "
 			  "LimitNOFILE= or lower max_connections)",
 			  g_strerror(err), GH_ACCEPT_PAUSE_MS);
@@ -237,8 +253,8 @@ pause_accepting(GhWorker *worker, int err)
 	g_source_unref(t);
 }
 
-static gboolean
-on_accept(gint fd, GIOCondition condition, gpointer data)
+static void
+on_accept(int fd, gpointer data)
 {
 	AcceptWatch *w = data;
 
@@ -253,9 +269,9 @@ on_accept(gint fd, GIOCondition condition, gpointer data)
 				break;
 			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
 			    errno == ENOMEM) {
+				/* frees w */
 				pause_accepting(w->host->worker, errno);
-				gh_timer_run_soon();
-				return G_SOURCE_REMOVE;
+				return;
 			}
 			g_warning("accept on listener %s: %s", w->listener->name,
 				  g_strerror(errno));
@@ -268,8 +284,8 @@ on_accept(gint fd, GIOCondition condition, gpointer data)
 		};
 		accept_session(w->host, c, &addrs);
 	}
-	gh_timer_run_soon(); /* what the new sessions set for soon, in this turn */
-	return G_SOURCE_CONTINUE;
+	/* what the new sessions set for soon runs in this turn: the epoll
+	 * source's dispatch calls gh_timer_run_soon() after its events */
 }
 
 static void
@@ -281,16 +297,20 @@ worker_accept_start(GhWorker *worker)
 		GhListener *l = g_ptr_array_index(server->listeners, i);
 		for (guint j = 0; j < l->fds->len; j++) {
 			AcceptWatch *w = g_new0(AcceptWatch, 1);
-			GSource *src = g_unix_fd_source_new(g_array_index(l->fds, int, j), G_IO_IN);
+			int fd = g_array_index(l->fds, int, j);
 			w->host = &worker->hosts[i];
 			w->listener = l;
 			w->socket = &g_array_index(l->sockets, GhListenerSocket, j);
-			g_source_set_callback(src, G_SOURCE_FUNC(on_accept), w, g_free);
-			/* as the connections' epoll source (conn.c): no blocking
-			 * around dispatch, which would wake the loop twice */
-			g_source_set_can_recurse(src, TRUE);
-			g_source_attach(src, worker->context);
-			g_ptr_array_add(worker->accept_sources, src);
+			/* in the same epoll set as the sessions' connections: a
+			 * loop turn walks no GLib source per listening socket */
+			w->watch = gh_watch_new(fd, worker->context, TRUE, on_accept, w);
+			if (w->watch == NULL) {
+				g_warning("listener %s: cannot watch its socket: %s", l->name,
+					  g_strerror(errno));
+				g_free(w);
+				continue;
+			}
+			g_ptr_array_add(worker->accepts, w);
 		}
 	}
 }
@@ -298,9 +318,7 @@ worker_accept_start(GhWorker *worker)
 static void
 worker_accept_stop(GhWorker *worker)
 {
-	for (guint i = 0; i < worker->accept_sources->len; i++)
-		g_source_destroy(g_ptr_array_index(worker->accept_sources, i));
-	g_ptr_array_set_size(worker->accept_sources, 0);
+	g_ptr_array_set_size(worker->accepts, 0); /* frees each (accept_watch_free) */
 }
 
 /* ---------------------------------------------------------------- workers */
@@ -395,7 +413,7 @@ worker_new(GhServer *server, guint index)
 	w->server = server;
 	w->context = g_main_context_new();
 	w->loop = g_main_loop_new(w->context, FALSE);
-	w->accept_sources = g_ptr_array_new_with_free_func((GDestroyNotify)g_source_unref);
+	w->accepts = g_ptr_array_new_with_free_func((GDestroyNotify)accept_watch_free);
 	g_queue_init(&w->sessions);
 	w->stats = gh_stats_new();
 	w->pool = gh_backend_pool_new(w->context, w->stats);
@@ -422,7 +440,7 @@ worker_free(GhWorker *w)
 	while (g_main_context_iteration(w->context, FALSE))
 		;
 	g_clear_pointer(&w->pool, gh_backend_pool_free); /* a worker that never ran */
-	g_ptr_array_unref(w->accept_sources);
+	g_ptr_array_unref(w->accepts);
 	g_main_loop_unref(w->loop);
 	g_main_context_unref(w->context);
 	gh_stats_free(w->stats);

@@ -27,8 +27,9 @@
  */
 #define GH_EPOLL_BATCH 64
 
-/* A descriptor GLib polls (its wake-up eventfd, a listening socket) that
- * epoll_poll() keeps in the epoll set beside the connections. */
+/* A descriptor GLib polls (its wake-up eventfd, whatever else a GLib
+ * source on an I/O thread watches) that epoll_poll() keeps in the epoll set
+ * beside the connections and the listening sockets (GhWatch). */
 typedef struct {
 	int fd;
 	gushort events; /* GLib's G_IO_* */
@@ -50,10 +51,19 @@ typedef struct {
  * nothing.
  */
 typedef struct {
-	GhConn *conn; /* NULL: free */
-	guint32 gen;  /* moves on each time the slot is freed */
-	guint32 next; /* a free slot: the next free one */
+	GhConn *conn;   /* a connection's slot, or NULL */
+	GhWatch *watch; /* a listening socket's (gh_watch_new), or NULL; both NULL: free */
+	guint32 gen;    /* moves on each time the slot is freed */
+	guint32 next;   /* a free slot: the next free one */
 } ConnSlot;
+
+struct _GhWatch {
+	int fd;
+	gpointer epoll; /* the context's EpollSource */
+	guint32 slot;
+	GhWatchFunc func;
+	gpointer user_data;
+};
 
 #define SLOT_NONE G_MAXUINT32
 
@@ -98,20 +108,22 @@ condition_of(guint32 events)
 static GMutex epoll_lock;
 static GHashTable *epoll_by_context; /* GMainContext * -> EpollSource * */
 
+/* A free slot for c or w (one of them). */
 static guint32
-slot_take(EpollSource *ep, GhConn *c)
+slot_take(EpollSource *ep, GhConn *c, GhWatch *w)
 {
 	guint32 i = ep->free_slots;
 	ConnSlot *s;
 
 	if (i == SLOT_NONE) {
-		ConnSlot fresh = {.conn = NULL, .gen = 0, .next = SLOT_NONE};
+		ConnSlot fresh = {.conn = NULL, .watch = NULL, .gen = 0, .next = SLOT_NONE};
 		i = ep->slots->len;
 		g_array_append_val(ep->slots, fresh);
 	}
 	s = &g_array_index(ep->slots, ConnSlot, i);
 	ep->free_slots = s->next;
 	s->conn = c;
+	s->watch = w;
 	return i;
 }
 
@@ -120,14 +132,15 @@ slot_give_back(EpollSource *ep, guint32 i)
 {
 	ConnSlot *s = &g_array_index(ep->slots, ConnSlot, i);
 	s->conn = NULL;
+	s->watch = NULL;
 	s->gen++;
 	s->next = ep->free_slots;
 	ep->free_slots = i;
 }
 
-/* The connection an event names, or NULL: freed since (see ConnSlot). */
-static GhConn *
-slot_conn(EpollSource *ep, guint64 handle)
+/* The slot an event names, or NULL: freed since (see ConnSlot). */
+static const ConnSlot *
+slot_of(EpollSource *ep, guint64 handle)
 {
 	guint32 i = (guint32)(handle >> 1) & 0x7fffffffu;
 	const ConnSlot *s;
@@ -135,7 +148,7 @@ slot_conn(EpollSource *ep, guint64 handle)
 	if (i >= ep->slots->len)
 		return NULL;
 	s = &g_array_index(ep->slots, ConnSlot, i);
-	return s->gen == (guint32)(handle >> 32) ? s->conn : NULL;
+	return s->gen == (guint32)(handle >> 32) ? s : NULL;
 }
 
 static gboolean
@@ -157,13 +170,21 @@ epoll_dispatch(GSource *source, GSourceFunc callback, gpointer data)
 		} while (n < 0 && errno == EINTR);
 	}
 	for (int i = 0; i < n; i++) {
+		const ConnSlot *s;
 		GhConn *c;
 		GIOCondition cond;
 		if ((events[i].data.u64 & 1u) != 0)
 			continue; /* a foreign descriptor: GLib's, reported by epoll_poll */
-		c = slot_conn(ep, events[i].data.u64);
-		if (c == NULL)
+		s = slot_of(ep, events[i].data.u64);
+		if (s == NULL)
 			continue; /* freed since: by an earlier callback, say */
+		if (s->watch != NULL) {
+			s->watch->func(s->watch->fd, s->watch->user_data);
+			continue;
+		}
+		c = s->conn;
+		if (c == NULL)
+			continue;
 		cond = condition_of(events[i].events);
 		if ((events[i].events & EPOLLRDHUP) != 0)
 			c->peer_shut = TRUE;
@@ -207,9 +228,9 @@ static GSourceFuncs epoll_funcs = {
  * among them, and the epoll source then asks epoll_wait(2) what happened:
  * two system calls per wake-up.  An I/O thread's context gets this poll
  * function instead, which puts GLib's few other descriptors (its wake-up
- * eventfd, the listening sockets) into the epoll set itself and sleeps in
- * one epoll_wait(); the connections' events it brings are kept for the
- * epoll source's dispatch.  Sleeping inside epoll_wait also makes
+ * eventfd) into the epoll set itself and sleeps in one epoll_wait(); the
+ * events of the connections and listening sockets it brings are kept for
+ * the epoll source's dispatch.  Sleeping inside epoll_wait also makes
  * EPOLLEXCLUSIVE on a listening socket work: a new connection wakes one
  * I/O thread, not all of them (a thread asleep in poll(2) on an epoll
  * descriptor is not counted as an exclusive waiter).
@@ -436,7 +457,7 @@ gh_conn_new(int fd, GMainContext *context, gsize in_max, gsize out_max)
 	c->out_max = out_max;
 	c->in = g_byte_array_new();
 	c->out = g_byte_array_new();
-	c->slot = slot_take(c->epoll, c);
+	c->slot = slot_take(c->epoll, c, NULL);
 	return c;
 }
 
@@ -468,6 +489,44 @@ gh_conn_free(GhConn *c)
 	g_byte_array_unref(c->in);
 	g_byte_array_unref(c->out);
 	g_free(c);
+}
+
+GhWatch *
+gh_watch_new(
+    int fd, GMainContext *context, gboolean exclusive, GhWatchFunc func, gpointer user_data)
+{
+	GhWatch *w = g_new0(GhWatch, 1);
+	EpollSource *ep = epoll_for(context);
+	struct epoll_event ev = {.events = EPOLLIN | (exclusive ? EPOLLEXCLUSIVE : 0)};
+
+	w->fd = fd;
+	w->epoll = ep;
+	w->func = func;
+	w->user_data = user_data;
+	w->slot = slot_take(ep, NULL, w);
+	ev.data.u64 = CONN_HANDLE(w->slot, g_array_index(ep->slots, ConnSlot, w->slot).gen);
+	if (epoll_ctl(ep->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
+		int err = errno;
+		slot_give_back(ep, w->slot);
+		g_free(w);
+		errno = err;
+		return NULL;
+	}
+	return w;
+}
+
+void
+gh_watch_free(GhWatch *w)
+{
+	EpollSource *ep;
+	if (w == NULL)
+		return;
+	ep = w->epoll;
+	/* the socket lives on (other threads' sets, a later watch): its
+	 * record in this set must go now */
+	(void)epoll_ctl(ep->epfd, EPOLL_CTL_DEL, w->fd, NULL);
+	slot_give_back(ep, w->slot);
+	g_free(w);
 }
 
 void

@@ -125,3 +125,20 @@ void gh_conn_tls_start(GhConn *conn, gnutls_session_t session);
  * ready (gh_conn_want adds the direction GnuTLS waits for); -1: failed,
  * conn->tls_error says why. */
 int gh_conn_tls_handshake(GhConn *conn);
+
+/*
+ * A listening socket read in the same epoll set as the connections (so an
+ * I/O thread's loop turn walks no GLib source per listener).  func runs on
+ * the context's thread each turn the socket is readable (level-triggered);
+ * it may free the watch.  exclusive: EPOLLEXCLUSIVE, so that a new
+ * connection wakes one of the threads watching the socket.  The fd stays the
+ * caller's: gh_watch_free() takes it out of the set and does not close it.
+ */
+typedef struct _GhWatch GhWatch;
+typedef void (*GhWatchFunc)(int fd, gpointer user_data);
+
+/* NULL, with errno set, when epoll refuses the descriptor. */
+GhWatch *gh_watch_new(
+    int fd, GMainContext *context, gboolean exclusive, GhWatchFunc func, gpointer user_data);
+/* NULL allowed. */
+void gh_watch_free(GhWatch *watch);

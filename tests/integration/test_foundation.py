@@ -439,3 +439,57 @@ def test_reload_keeps_each_session_on_its_generation(tmp, daemons):
     assert log.count('module=users(file) verdict=wrong-password') == 1, log
     assert d.stop() == 0
     assert 'old-secret' not in log and 'new-secret' not in log
+
+
+def test_out_of_descriptors_pauses_accepting_and_recovers(tmp, daemons):
+    """gatehoused at its descriptor limit (prlimit on the running daemon, as a
+    too-low LimitNOFILE= would leave it): the clients it can take get their
+    greeting, the others wait in the listen queue, the log says once what is
+    wrong and what to raise, and once sessions end the waiting clients are
+    taken and greeted.  The daemon neither dies nor spins."""
+    port = free_port()
+    conf = gateway_conf(tmp / 'gatehouse.conf', tmp / 'users',
+                        {'smtp': ('smtp', '127.0.0.1:%d' % port)})
+    (tmp / 'users').write_text('alice:{PLAIN}pw\n')
+    # valgrind keeps descriptors of its own near the limit
+    d = Daemon([GATEHOUSED, '-c', conf], tmp / 'gatehoused.log', valgrind=False)
+    daemons.append(d)
+    d.wait_ready()
+    pid = d.proc.pid
+    # the limit that leaves room for exactly `room` more descriptors: new
+    # ones take the lowest free numbers
+    room = 3
+    used = sorted(int(n) for n in os.listdir('/proc/%d/fd' % pid))
+    limit, free = 0, 0
+    while free < room:
+        if limit not in used:
+            free += 1
+        limit += 1
+    subprocess.run(['prlimit', '--pid', str(pid), '--nofile=%d:%d' % (limit, limit)], check=True)
+    first = [socket.create_connection(('127.0.0.1', port), timeout=30) for _ in range(room)]
+    for c in first:
+        assert c.recv(512).startswith(b'220 '), 'a client within the limit has no greeting'
+    waiting = [socket.create_connection(('127.0.0.1', port), timeout=30) for _ in range(3)]
+    try:
+        d.wait_log('cannot accept connections: Too many open files; pausing for 100 ms '
+                   '(raise LimitNOFILE= or lower max_connections)')
+        # no descriptor, no session: nothing is said to the waiting ones
+        for c in waiting:
+            c.settimeout(0.5)
+            with pytest.raises(socket.timeout):
+                c.recv(512)
+            c.settimeout(30)
+        assert d.proc.poll() is None, d.text()[-3000:]
+        # sessions end, descriptors come free: the waiting clients are taken
+        for c in first:
+            c.sendall(b'QUIT\r\n')
+            assert c.recv(512).startswith(b'221 ')
+            c.close()
+        for c in waiting:
+            assert c.recv(512).startswith(b'220 '), d.text()[-3000:]
+        # said once (it repeats at most every 10 s), not once per retry
+        assert d.text().count('cannot accept connections') == 1, d.text()[-3000:]
+    finally:
+        for c in first + waiting:
+            c.close()
+    assert d.proc.poll() is None, d.text()[-3000:]

@@ -5,7 +5,9 @@
  * leaves alone what the socket refused (the writable event's job).  And
  * the epoll records' handles: an event for a connection freed since (by a
  * callback earlier in the batch, or after a forked child kept its socket
- * open) reaches neither it nor the connection that took its slot.
+ * open) reaches neither it nor the connection that took its slot.  A
+ * listening socket's watch in the same set: called while a connection
+ * waits, freed in its own callback, its record gone with it.
  */
 #include "gh-build.h"
 
@@ -526,6 +528,97 @@ test_write_last_behind_queued_bytes(Fixture *f, gconstpointer data)
 	g_assert_false(f->conn->eof);
 }
 
+/* ---- a listening socket in the epoll set (GhWatch) ---- */
+
+typedef struct {
+	GhWatch *watch;
+	guint called;
+	int accepted[4];
+	guint n_accepted;
+	gboolean free_in_callback;
+} Listening;
+
+/* Takes one connection per call: a second waiting one must bring the
+ * callback again (level-triggered). */
+static void
+on_listening(int fd, gpointer data)
+{
+	Listening *l = data;
+	int c = accept4(fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+
+	l->called++;
+	if (c >= 0) {
+		g_assert_cmpuint(l->n_accepted, <, G_N_ELEMENTS(l->accepted));
+		l->accepted[l->n_accepted++] = c;
+	}
+	if (l->free_in_callback)
+		g_clear_pointer(&l->watch, gh_watch_free);
+}
+
+/* A blocking client connected to the listening socket lfd. */
+static int
+dial(int lfd)
+{
+	struct sockaddr_in sa;
+	socklen_t len = sizeof sa;
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	g_assert_cmpint(getsockname(lfd, (struct sockaddr *)&sa, &len), ==, 0);
+	g_assert_cmpint(connect(fd, (struct sockaddr *)&sa, sizeof sa), ==, 0);
+	return fd;
+}
+
+static void
+test_watch_listening_socket(void)
+{
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	GMainContext *context = g_main_context_new();
+	Listening l = {0};
+	int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	int clients[4];
+
+	g_assert_cmpint(bind(lfd, (struct sockaddr *)&sa, sizeof sa), ==, 0);
+	g_assert_cmpint(listen(lfd, 8), ==, 0);
+	l.watch = gh_watch_new(lfd, context, TRUE, on_listening, &l);
+	g_assert_nonnull(l.watch);
+	/* nothing waiting: no call */
+	(void)g_main_context_iteration(context, FALSE);
+	g_assert_cmpuint(l.called, ==, 0);
+	/* two connections waiting, one taken per call: two calls */
+	clients[0] = dial(lfd);
+	clients[1] = dial(lfd);
+	while (l.n_accepted < 2)
+		(void)g_main_context_iteration(context, TRUE);
+	g_assert_cmpuint(l.called, ==, 2);
+	/* freed in its own callback: the connection that woke it is taken,
+	 * and the next one wakes nothing */
+	l.free_in_callback = TRUE;
+	clients[2] = dial(lfd);
+	while (l.n_accepted < 3)
+		(void)g_main_context_iteration(context, TRUE);
+	g_assert_null(l.watch);
+	clients[3] = dial(lfd);
+	for (int i = 0; i < 5; i++)
+		(void)g_main_context_iteration(context, FALSE);
+	g_assert_cmpuint(l.called, ==, 3);
+	/* the socket is still the caller's, and out of the set: a new watch on
+	 * it (EPOLL_CTL_ADD would fail on a record left behind) takes the
+	 * connection that waited */
+	l.free_in_callback = FALSE;
+	l.watch = gh_watch_new(lfd, context, TRUE, on_listening, &l);
+	g_assert_nonnull(l.watch);
+	while (l.n_accepted < 4)
+		(void)g_main_context_iteration(context, TRUE);
+	g_assert_cmpuint(l.called, ==, 4);
+	gh_watch_free(l.watch);
+	gh_watch_free(NULL);
+	for (guint i = 0; i < 4; i++) {
+		close(l.accepted[i]);
+		close(clients[i]);
+	}
+	close(lfd);
+	g_main_context_unref(context);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -541,6 +634,7 @@ main(int argc, char **argv)
 	g_test_add_func("/conn/freed-in-batch", test_freed_in_batch);
 	g_test_add_func("/conn/record-outlives-close", test_record_outlives_close);
 	g_test_add_func("/conn/stale-watch-is-reported", test_stale_watch_is_reported);
+	g_test_add_func("/conn/watch-listening-socket", test_watch_listening_socket);
 	g_test_add("/conn/write-then-shutdown-is-two-segments", TcpFixture, NULL, tcp_set_up,
 		   test_write_then_shutdown_is_two_segments, tcp_tear_down);
 	g_test_add("/conn/last-bytes-carry-the-fin", TcpFixture, NULL, tcp_set_up,
