@@ -138,6 +138,13 @@ slot_give_back(EpollSource *ep, guint32 i)
 	ep->free_slots = i;
 }
 
+/* What the epoll record of slot i carries (see ConnSlot). */
+static guint64
+slot_handle(EpollSource *ep, guint32 i)
+{
+	return CONN_HANDLE(i, g_array_index(ep->slots, ConnSlot, i).gen);
+}
+
 /* The slot an event names, or NULL: freed since (see ConnSlot). */
 static const ConnSlot *
 slot_of(EpollSource *ep, guint64 handle)
@@ -504,7 +511,7 @@ gh_watch_new(
 	w->func = func;
 	w->user_data = user_data;
 	w->slot = slot_take(ep, NULL, w);
-	ev.data.u64 = CONN_HANDLE(w->slot, g_array_index(ep->slots, ConnSlot, w->slot).gen);
+	ev.data.u64 = slot_handle(ep, w->slot);
 	if (epoll_ctl(ep->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
 		int err = errno;
 		slot_give_back(ep, w->slot);
@@ -554,7 +561,7 @@ conn_register(GhConn *c, GIOCondition events)
 	 * empties the socket knows it was the last (peer_shut) */
 	if ((events & G_IO_IN) != 0)
 		ev.events |= EPOLLRDHUP;
-	ev.data.u64 = CONN_HANDLE(c->slot, g_array_index(ep->slots, ConnSlot, c->slot).gen);
+	ev.data.u64 = slot_handle(ep, c->slot);
 	if (epoll_ctl(ep->epfd, op, c->fd, &ev) != 0 && op != EPOLL_CTL_DEL) {
 		/* out of kernel memory for watches: fail the connection rather
 		 * than leave it waiting for an event that cannot come */
