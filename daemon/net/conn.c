@@ -57,14 +57,6 @@ typedef struct {
 	guint32 next;   /* a free slot: the next free one */
 } ConnSlot;
 
-struct _GhWatch {
-	int fd;
-	gpointer epoll; /* the context's EpollSource */
-	guint32 slot;
-	GhWatchFunc func;
-	gpointer user_data;
-};
-
 #define SLOT_NONE G_MAXUINT32
 
 typedef struct {
@@ -81,6 +73,14 @@ typedef struct {
 	gboolean plain_poll;   /* a descriptor epoll refused: g_poll() from now on */
 	gboolean warned_stale; /* said once that a foreign record outlived its fd */
 } EpollSource;
+
+struct _GhWatch {
+	int fd;
+	EpollSource *epoll; /* the context's */
+	guint32 slot;
+	GhWatchFunc func;
+	gpointer user_data;
+};
 
 /* The epoll record's data: a connection's handle (generation << 32 | slot
  * << 1, even), a foreign descriptor's fd * 2 + 1. */
