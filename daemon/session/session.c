@@ -189,16 +189,32 @@ gh_session_restart_idle(GhSession *s)
 void
 gh_session_say(GhSession *s, const char *format, ...)
 {
+	/* Most replies are a line of a few dozen bytes, several per login:
+	 * formatted on the stack, no allocation; a longer one (a capability
+	 * list with many extensions) is formatted again on the heap. */
+	char small[512];
+	g_autofree char *big = NULL;
+	char *text = small;
 	va_list ap;
-	g_autofree char *text = NULL;
+	int n;
+
 	va_start(ap, format);
-	text = g_strdup_vprintf(format, ap);
+	n = g_vsnprintf(small, sizeof small - 2, format, ap);
 	va_end(ap);
+	if (n < 0)
+		return; /* a format of ours that glibc refuses: a bug, and no reply */
+	if ((gsize)n >= sizeof small - 2) {
+		va_start(ap, format);
+		big = g_malloc((gsize)n + 3);
+		(void)g_vsnprintf(big, (gulong)n + 1, format, ap);
+		va_end(ap);
+		text = big;
+	}
+	text[n] = '\r';
+	text[n + 1] = '\n';
 	/* one write per reply; out_max is far above GH_SESSION_OUT_SOFT, so a
 	 * reply always fits */
-	text = g_realloc(text, strlen(text) + 3);
-	strcat(text, "\r\n");
-	(void)gh_conn_queue(s->conn, text, strlen(text));
+	(void)gh_conn_queue(s->conn, text, (gsize)n + 2);
 }
 
 void

@@ -1121,6 +1121,35 @@ def fake_backend():
         fb.close()
 
 
+def fake_long_deferral(conn):
+    """Greets, then puts every login off with a tagged NO [UNAVAILABLE]
+    whose text is longer than any reply gatehoused makes itself."""
+    conn.sendall(b'* OK [CAPABILITY IMAP4rev1 SASL-IR ID AUTH=PLAIN] fake ready.\r\n')
+    for line in lines_of(conn):
+        tag = line.split(b' ', 1)[0]
+        conn.sendall(tag + b' NO [UNAVAILABLE] ' + LONG_DEFERRAL.encode() + b'\r\n')
+
+
+LONG_DEFERRAL = 'Try again later: ' + 'the mailbox is being moved. ' * 40
+
+
+def test_long_backend_answer_reaches_the_client_whole(gateway, dovecot, fake_backend):
+    """A backend's answer that puts the login off reaches the client as it
+    was said, however long (here over a thousand octets: longer than gatehoused's
+    own replies, which it formats on the stack), and the session goes on."""
+    fb = fake_backend(fake_long_deferral)
+    gw = gateway({'fake': dict(backend='fake')},
+                 {'fake': dc_backend(dovecot, servers='127.0.0.1:%d' % fb.port)})
+    c = ImapClient(gw.port('fake'), gw=gw)
+    try:
+        greet(c)
+        c.expect('a001 LOGIN alice alicepw', 'NO [UNAVAILABLE] ' + LONG_DEFERRAL)
+        c.expect('a002 NOOP', re.compile(r'^a002 OK'))
+    finally:
+        c.close()
+    assert 'verdict=tempfail' in gw.log()
+
+
 FAKES = {'silent': silent, 'bye': fake_bye, 'hangup': fake_hangup,
          'preauth': fake_preauth, 'bad-login': fake_bad_login}
 
