@@ -88,6 +88,7 @@ struct _GhWatch {
 #define CONN_HANDLE(slot, gen) (((guint64)(gen) << 32) | ((guint64)(slot) << 1))
 
 static void conn_register(GhConn *c, GIOCondition events);
+static gboolean write_now(GhConn *c, const void *data, gsize len, int flags);
 
 /* GLib's G_IO_* and epoll's EPOLL*: the one mapping, both ways. */
 static guint32
@@ -790,8 +791,14 @@ gh_conn_queue(GhConn *c, const void *data, gsize len)
 {
 	if (c->out->len + len > c->out_max)
 		return FALSE;
+	if (!c->corked) {
+		/* straight from the caller's bytes when nothing waits: only
+		 * what the socket refuses is copied */
+		(void)write_now(c, data, len, 0);
+		return TRUE;
+	}
 	g_byte_array_append(c->out, data, (guint)len);
-	if (!c->corked || c->out->len >= GH_CONN_CORK_MAX)
+	if (c->out->len >= GH_CONN_CORK_MAX)
 		(void)gh_conn_flush(c);
 	return TRUE;
 }

@@ -90,8 +90,9 @@ void gh_conn_trim(GhConn *conn);
 /* Drop the first n bytes of `in`. */
 void gh_conn_consume(GhConn *conn, gsize n);
 
-/* Append to `out` and try to write at once (unless corked).  Returns FALSE
- * (and queues nothing) when that would pass out_max. */
+/* Write at once (unless corked), behind what `out` holds; what the socket
+ * does not take is appended to `out`.  Returns FALSE (and writes and
+ * queues nothing) when `out` could pass out_max. */
 gboolean gh_conn_queue(GhConn *conn, const void *data, gsize len);
 gboolean gh_conn_queue_printf(GhConn *conn, const char *format, ...) G_GNUC_PRINTF(2, 3);
 /* Write as much of `out` as the socket takes.  Returns TRUE when `out` is
