@@ -173,7 +173,9 @@ send_auth(GhBackendLink *l, Smtp *d)
 		}
 		b64 = gh_sasl_plain_encode(p->user, bc->master_user, master);
 	}
-	line = g_strdup_printf("AUTH PLAIN %s\r\n", b64);
+	/* one allocation of the exact size: printf's growing buffer would
+	 * free copies of the response unwiped */
+	line = g_strconcat("AUTH PLAIN ", b64, "\r\n", NULL);
 	gh_secret_wipe_free(b64, strlen(b64));
 	b64 = NULL;
 	gh_backend_link_forget_password(l);

@@ -259,14 +259,15 @@ class Gateway:
 
 
 def start_gateway(directory, listeners, backends, users, protocol='smtp', gatehouse=None,
-                  tls=None, valgrind=None, ready_timeout=None, output=None):
+                  tls=None, valgrind=None, ready_timeout=None, output=None, env=None):
     """gatehoused -c DIRECTORY/gatehouse.conf, once it is ready.  listeners:
     {name: {key: value}} without listen (a free port each is chosen), the
     protocol `protocol` unless given, `auth = users` unless given; [auth
     users] reads DIRECTORY/users, written from `users` (config.users_file);
     backends, gatehouse, tls: as config.write_config() takes them.  A daemon
     that never gets ready is stopped.  output: as Daemon takes it; the
-    caller then waits for the daemon to be ready itself."""
+    caller then waits for the daemon to be ready itself.  env: the daemon's
+    environment (default: the test's)."""
     d = Path(directory)
     upath = users_file(d / 'users', users)
     ports, groups = {}, {}
@@ -279,7 +280,7 @@ def start_gateway(directory, listeners, backends, users, protocol='smtp', gateho
         groups[name] = keys
     conf = write_config(d / 'gatehouse.conf', groups, {'users': file_auth(upath)}, backends,
                         gatehouse=gatehouse, tls=tls)
-    daemon = Daemon([GATEHOUSED, '-c', conf], d / 'gatehoused.log', valgrind=valgrind,
+    daemon = Daemon([GATEHOUSED, '-c', conf], d / 'gatehoused.log', env=env, valgrind=valgrind,
                     output=output)
     gw = Gateway(daemon, ports, d, conf)
     if output is not None:
