@@ -89,6 +89,19 @@ gh_secret_wipe_free(void *buf, gsize len)
 }
 
 void
+gh_secret_string_reserve(GString *s, gsize more)
+{
+	gsize len = s->len;
+
+	/* GLib has no reserve for a GString: growing the length and cutting
+	 * it back leaves the capacity (the block moves now, secret-free) */
+	if (s->allocated_len > len + more)
+		return;
+	g_string_set_size(s, len + more);
+	g_string_truncate(s, len);
+}
+
+void
 gh_secret_free(GhSecret *secret)
 {
 	if (secret == NULL)

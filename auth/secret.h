@@ -27,5 +27,9 @@ gsize gh_secret_len(const GhSecret *secret);
 void gh_secret_free(GhSecret *secret);
 /* Wipe a g_malloc'ed buffer of len bytes and free it; NULL is allowed. */
 void gh_secret_wipe_free(void *buf, gsize len);
+/* Make room in `s` for `more` bytes, so that appending up to that much
+ * moves nothing.  Call it before a secret goes into a GString: a GString
+ * grows by copying into a new block and freeing the old one unwiped. */
+void gh_secret_string_reserve(GString *s, gsize more);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(GhSecret, gh_secret_free)

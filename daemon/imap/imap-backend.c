@@ -198,6 +198,8 @@ send_login(GhBackendLink *l, Imap *d)
 				     "not sending it to another");
 		return;
 	}
+	/* Each branch makes room for its whole line before a secret goes in:
+	 * a GString that grows frees its old block, and a copy, unwiped. */
 	if (master || (plain && sasl_ir)) {
 		g_autoptr(GhSecret) master_pw = NULL;
 		g_autofree char *b64 = NULL;
@@ -215,13 +217,16 @@ send_login(GhBackendLink *l, Imap *d)
 			b64 = gh_sasl_plain_encode(NULL, p->user, password);
 		}
 		if (sasl_ir) {
+			gh_secret_string_reserve(
+			    out, strlen(d->tag) + strlen(" AUTHENTICATE PLAIN ") + strlen(b64) + 2);
 			g_string_append(out, d->tag);
 			g_string_append(out, " AUTHENTICATE PLAIN ");
 			g_string_append(out, b64);
 			g_string_append(out, "\r\n");
 		} else {
 			g_string_append_printf(out, "%s AUTHENTICATE PLAIN\r\n", d->tag);
-			g_ptr_array_add(d->pending_parts, g_strdup_printf("%s\r\n", b64));
+			/* exact size: printf's growing buffer would free copies */
+			g_ptr_array_add(d->pending_parts, g_strconcat(b64, "\r\n", NULL));
 		}
 		wipe_free(g_steal_pointer(&b64));
 	} else if (has_cap(d, "LOGINDISABLED")) {
@@ -234,7 +239,10 @@ send_login(GhBackendLink *l, Imap *d)
 		const char *pw = gh_secret_get(password, &pw_len);
 		gsize user_len = strlen(p->user);
 		if (has_cap(d, "LITERAL+")) {
-			/* RFC 7888: one write, no round trip per literal */
+			/* RFC 7888: one write, no round trip per literal (two
+			 * literal prefixes of under 32 octets each) */
+			gh_secret_string_reserve(out, strlen(d->tag) + strlen(" LOGIN ") + 64 +
+							  user_len + pw_len + 2);
 			g_string_append_printf(out, "%s LOGIN {%zu+}\r\n", d->tag, user_len);
 			g_string_append_len(out, p->user, (gssize)user_len);
 			g_string_append_printf(out, " {%zu+}\r\n", pw_len);
@@ -247,7 +255,7 @@ send_login(GhBackendLink *l, Imap *d)
 			g_string_append_len(part, p->user, (gssize)user_len);
 			g_string_append_printf(part, " {%zu}\r\n", pw_len);
 			g_ptr_array_add(d->pending_parts, g_string_free(part, FALSE));
-			part = g_string_new(NULL);
+			part = g_string_sized_new(pw_len + 3); /* never grows with it */
 			g_string_append_len(part, pw, (gssize)pw_len);
 			g_string_append(part, "\r\n");
 			g_ptr_array_add(d->pending_parts, g_string_free(part, FALSE));

@@ -117,6 +117,9 @@ login_text(GhBackendLink *l, Pop3 *d, GString *out)
 		/* RFC 5034 4: the command with its response within 255 octets,
 		 * else the response alone after the server's "+" */
 		if (strlen("AUTH PLAIN ") + strlen(b64) + 2 <= GH_POP3_MAX_LINE) {
+			/* no growth once the response is in (it would free a
+			 * copy of it unwiped) */
+			gh_secret_string_reserve(out, strlen("AUTH PLAIN ") + strlen(b64) + 2);
 			g_string_append(out, "AUTH PLAIN ");
 			g_string_append(out, b64);
 			g_string_append(out, "\r\n");
