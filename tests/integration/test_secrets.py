@@ -14,6 +14,9 @@ buffers several times over.  Then gatehoused stops, and not one block it freed
 held the password.  The shim also says when it saw a block holding the
 user name, which shows that it watched the daemon's frees at all.
 
+The ldap module is checked the same way against a private slapd, for the
+user's password and the search account's.
+
 One exception, outside gatehouse: GnuTLS frees the buffers of the TLS
 records it has decrypted without wiping them, so the LOGIN line of a TLS
 session lies in freed memory until the allocator hands that memory out
@@ -34,10 +37,14 @@ import pytest
 
 from backends import USERS, Dovecot
 from lib.clients import ImapClient, Pop3Client, SmtpClient, b64, plain_blob, secret_forms
-from lib.gateway import ctl, start_gateway
-from lib.paths import SANITIZED, SRCDIR
+from lib.config import write_config
+from lib.gateway import Daemon, ctl, start_gateway
+from lib.net import free_port
+from lib.paths import GATEHOUSED, SANITIZED, SRCDIR
 from lib.pki import client_context
 from lib.proc import make_tmpdir
+from slapdfix import SEARCH_DN, SEARCH_PW, SUFFIX, Slapd
+from slapdfix import USERS as LDAP_USERS
 
 pytestmark = pytest.mark.skipif(
     SANITIZED or bool(os.environ.get('GH_IT_VALGRIND')),
@@ -222,3 +229,80 @@ def test_no_freed_block_holds_the_password(gw, pki, account):
     ours = [ln for ln in freed.splitlines()
             if ln.startswith('secret') and ' freed by libgnutls.' not in ln]
     assert ours == [], 'freed blocks held the password:\n' + '\n'.join(ours[:20])
+
+
+# ------------------------------------------------------------ the ldap module
+
+@pytest.fixture(scope='module')
+def slapd():
+    """A slapd of the module's (slapdfix), without TLS."""
+    root = Path(make_tmpdir('gh-slapd-'))
+    s = Slapd(root / 'slapd', free_port()).start()
+    try:
+        yield s
+    finally:
+        s.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_ldap_module_leaves_no_password_in_freed_memory(slapd, shim):
+    """The ldap module, search-then-bind with a search account whose
+    password is in bind_password_file: a login that binds as the user, a
+    wrong password, an SMTP AUTH PLAIN (the backends are down: the verdict
+    is what counts here).  Neither the user's password nor the search
+    account's lies in a block gatehoused freed.  libldap and liblber keep
+    their own copies of what they send (the BER of each bind request) and
+    free them unwiped: those frees are left out, as GnuTLS's above."""
+    user, password = 'bob', LDAP_USERS['bob']
+    d = Path(make_tmpdir('gh-gw-'))
+    try:
+        pwfile = d / 'search.secret'
+        pwfile.write_text(SEARCH_PW + '\n')
+        os.chmod(pwfile, 0o600)
+        log = d / 'freed.log'
+        imap, smtp = free_port(), free_port()
+        conf = write_config(
+            d / 'gatehouse.conf',
+            {'imap': {'protocol': 'imap', 'listen': '127.0.0.1:%d' % imap,
+                      'plaintext_auth': 'always', 'auth': 'ldap', 'backend': 'imap'},
+             'sub': {'protocol': 'smtp', 'listen': '127.0.0.1:%d' % smtp,
+                     'plaintext_auth': 'always', 'auth': 'ldap', 'backend': 'smtp'}},
+            {'ldap': {'module': 'ldap', 'uri': slapd.uri, 'base': SUFFIX, 'bind_dn': SEARCH_DN,
+                      'bind_password_file': str(pwfile)}},
+            {'imap': {'protocol': 'imap', 'servers': '127.0.0.1:1'},
+             'smtp': {'protocol': 'smtp', 'servers': '127.0.0.1:1', 'login': 'none'}},
+            gatehouse={'auth_cache_size': '0'})
+        env = dict(os.environ, LD_PRELOAD=str(shim), FREESCAN_LOG=str(log),
+                   FREESCAN_SECRETS='|'.join(sorted(secret_forms(user, password) | {SEARCH_PW})),
+                   FREESCAN_CONTROL=user)
+        daemon = Daemon([GATEHOUSED, '-c', conf], d / 'gatehoused.log', env=env, valgrind=False)
+        try:
+            daemon.wait_ready()
+            c = ImapClient(imap)
+            try:
+                c.read_line()
+                refused = c.login(user, password + 'x', tag='w')
+                assert refused.startswith('NO [AUTHENTICATIONFAILED]'), c.ctx()
+                # the verdict is yes; the backend is down
+                assert c.login(user, password).startswith('NO [UNAVAILABLE]'), c.ctx()
+            finally:
+                c.close()
+            c = SmtpClient(smtp, greet=True)
+            try:
+                c.expect('EHLO client.test', 250)
+                assert c.auth_plain(user, password).startswith('454 '), c.ctx()
+            finally:
+                c.close()
+            text = daemon.text()
+            # the ldap module said yes twice (the backend then failed) and no once
+            assert text.count('verdict=tempfail reason="backend unavailable') == 2 and \
+                text.count('verdict=wrong-password') == 1, text[-3000:]
+        finally:
+            assert daemon.stop() == 0, daemon.text()[-3000:]
+        freed = log.read_text() if log.exists() else ''
+        assert 'control' in freed.splitlines(), 'the shim saw none of the daemon\'s frees'
+        ours = [ln for ln in freed.splitlines() if ln.startswith('secret') and not re.search(
+            r' freed by (libldap|liblber|libgnutls)[-.]', ln)]
+        assert ours == [], 'freed blocks held a password:\n' + '\n'.join(ours[:20])
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
