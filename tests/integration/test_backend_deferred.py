@@ -22,7 +22,7 @@ import subprocess
 
 import pytest
 
-from backends import Dovecot, USERS
+from backends import Dovecot, USERS, running
 from lib.clients import ImapClient, Pop3Client, SmtpClient
 from lib.gateway import ctl
 from lib.scripted import SmtpServer
@@ -45,12 +45,8 @@ class LimitedDovecot(Dovecot):
 
 @pytest.fixture(scope='module')
 def dovecot(postfix):
-    d = LimitedDovecot(postfix.port)
-    d.start()
-    try:
+    with running(LimitedDovecot(postfix.port)) as d:
         yield d
-    finally:
-        d.cleanup()
 
 
 @pytest.fixture(params=[0, 2], ids=['dialled', 'warm'])

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import pytest
 
-from backends import USERS, Dovecot
+from backends import USERS, Dovecot, running
 from lib.clients import ImapClient, Pop3Client, SmtpClient, b64, plain_blob, secret_forms
 from lib.config import write_config
 from lib.gateway import Daemon, ctl, start_gateway
@@ -66,12 +66,8 @@ class LongPasswordDovecot(Dovecot):
 
 @pytest.fixture(scope='module')
 def dovecot(postfix):
-    d = LongPasswordDovecot(postfix.port)
-    d.start()
-    try:
+    with running(LongPasswordDovecot(postfix.port)) as d:
         yield d
-    finally:
-        d.cleanup()
 
 
 @pytest.fixture(scope='module')
