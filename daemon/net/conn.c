@@ -629,6 +629,25 @@ tls_fill(GhConn *c)
 	return added;
 }
 
+/* Drop the first n bytes of a buffer.  Before a session's data is plain
+ * (it may carry a password), wipe them, and the old copy of the rest that
+ * the move to the front leaves behind the new end. */
+static void
+drop_front(GhConn *c, GByteArray *buf, gsize n)
+{
+	gsize rest;
+
+	n = MIN(n, buf->len);
+	if (n == 0)
+		return;
+	rest = buf->len - n;
+	if (!c->plain_data)
+		explicit_bzero(buf->data, n);
+	g_byte_array_remove_range(buf, 0, (guint)n);
+	if (!c->plain_data && rest > 0)
+		explicit_bzero(buf->data + rest, n);
+}
+
 static gboolean
 tls_flush(GhConn *c)
 {
@@ -640,9 +659,7 @@ tls_flush(GhConn *c)
 		if (n > 0) {
 			c->tls_send_len = 0;
 			c->bytes_out += (guint64)n;
-			if (!c->plain_data)
-				explicit_bzero(c->out->data, (gsize)n);
-			g_byte_array_remove_range(c->out, 0, (guint)n);
+			drop_front(c, c->out, (gsize)n);
 		} else if (n == GNUTLS_E_INTERRUPTED) {
 			continue;
 		} else if (n == GNUTLS_E_AGAIN) {
@@ -732,12 +749,7 @@ gh_conn_fill(GhConn *c)
 void
 gh_conn_consume(GhConn *c, gsize n)
 {
-	n = MIN(n, c->in->len);
-	if (n == 0)
-		return;
-	if (!c->plain_data)
-		explicit_bzero(c->in->data, n);
-	g_byte_array_remove_range(c->in, 0, (guint)n);
+	drop_front(c, c->in, n);
 }
 
 /* Send data[0..len) as far as the socket takes it (send(2) `flags` added):
@@ -770,11 +782,7 @@ flush_plain(GhConn *c, int flags)
 	gsize off = 0;
 	if (c->error == 0)
 		off = send_some(c, c->out->data, c->out->len, flags);
-	if (off > 0) {
-		if (!c->plain_data)
-			explicit_bzero(c->out->data, off);
-		g_byte_array_remove_range(c->out, 0, (guint)off);
-	}
+	drop_front(c, c->out, off);
 	return c->out->len == 0;
 }
 

@@ -147,10 +147,13 @@ def imap_session(gw, listener, login, account, tls):
 
 
 def pipelined(c, user, password):
-    # the NOOP's answer leaves the LOGIN line to be moved to the front of
-    # the input buffer: the move must not leave a copy behind
-    c.send(('a NOOP\r\nb LOGIN %s %s\r\n' % (user, password)).encode())
-    c.tagged('a')
+    # each command's answer moves what follows to the front of the input
+    # buffer, the LOGIN line among it: no copy may stay behind the end (an
+    # ID command longer than the LOGIN line moves it past its old place)
+    ident = 'a ID ("name" "%s")\r\n' % ('x' * 400)
+    c.send((ident + 'a NOOP\r\n' * 4 + 'b LOGIN %s %s\r\n' % (user, password)).encode())
+    for _ in range(5):
+        c.tagged('a')
     assert c.tagged('b')[1].startswith('b OK '), c.ctx()
 
 

@@ -7,7 +7,8 @@
  * callback earlier in the batch, or after a forked child kept its socket
  * open) reaches neither it nor the connection that took its slot.  A
  * listening socket's watch in the same set: called while a connection
- * waits, freed in its own callback, its record gone with it.
+ * waits, freed in its own callback, its record gone with it.  Consuming
+ * input before it is plain leaves no copy of it behind the buffer's end.
  */
 #include "gh-build.h"
 
@@ -619,6 +620,44 @@ test_watch_listening_socket(void)
 	g_main_context_unref(context);
 }
 
+/* Consuming a command before a session's data is plain wipes it and the
+ * old copy of what followed, which the move to the front leaves behind the
+ * new end; once plain, nothing is wiped. */
+static void
+test_consume_wipes_the_moved_copy(Fixture *f, gconstpointer data)
+{
+	const char *first = "a ID (\"name\" \"a client with a long name\")\r\n";
+	const char *login = "b LOGIN alice secret-pw\r\n";
+	g_autofree char *both = g_strconcat(first, login, NULL);
+	gsize n = strlen(first), m = strlen(login);
+	gboolean gc_friendly = g_mem_gc_friendly;
+	(void)data;
+
+	/* as in production: with G_DEBUG=gc-friendly (make check sets it)
+	 * GLib would zero what an array drops by itself */
+	g_mem_gc_friendly = FALSE;
+	g_assert_cmpint(send(f->peer, both, n + m, 0), ==, (ssize_t)(n + m));
+	g_assert_cmpuint(gh_conn_fill(f->conn), ==, n + m);
+	gh_conn_consume(f->conn, n);
+	g_assert_cmpmem(f->conn->in->data, f->conn->in->len, login, m);
+	/* behind the end, where the old copy of the LOGIN line was: zeros */
+	for (gsize i = m; i < n + m; i++)
+		g_assert_cmpint(f->conn->in->data[i], ==, 0);
+	gh_conn_consume(f->conn, m);
+	g_assert_cmpuint(f->conn->in->len, ==, 0);
+	for (gsize i = 0; i < m; i++)
+		g_assert_cmpint(f->conn->in->data[i], ==, 0);
+
+	/* relayed data is not wiped: the cost is a session's own */
+	f->conn->plain_data = TRUE;
+	g_assert_cmpint(send(f->peer, both, n + m, 0), ==, (ssize_t)(n + m));
+	g_assert_cmpuint(gh_conn_fill(f->conn), ==, n + m);
+	gh_conn_consume(f->conn, n);
+	g_assert_cmpmem(f->conn->in->data, f->conn->in->len, login, m);
+	g_assert_cmpmem(f->conn->in->data + n, m, login, m);
+	g_mem_gc_friendly = gc_friendly;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -645,5 +684,7 @@ main(int argc, char **argv)
 		   test_shut_with_nothing_queued, tcp_tear_down);
 	g_test_add("/conn/write-last-behind-queued-bytes", Fixture, NULL, fixture_set_up,
 		   test_write_last_behind_queued_bytes, fixture_tear_down);
+	g_test_add("/conn/consume-wipes-the-moved-copy", Fixture, NULL, fixture_set_up,
+		   test_consume_wipes_the_moved_copy, fixture_tear_down);
 	return g_test_run();
 }
