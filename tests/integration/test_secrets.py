@@ -27,10 +27,12 @@ and those freed by libgnutls are left out of the verdict.
 Not under a sanitizer or valgrind: each brings its own allocator, and
 the preloaded one would not see their frees.
 """
+import hashlib
 import os
 import re
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -51,7 +53,9 @@ pytestmark = pytest.mark.skipif(
     reason='a sanitizer or valgrind replaces the allocator that the shim wraps')
 
 AUTH_OK = '235 2.7.0 Authentication successful'
-LONG_USER, LONG_PASSWORD = 'dave', 'Long-' + 'x7Kq9-' * 40
+# no run of it repeats, so that a piece of it is found as itself
+LONG_USER, LONG_PASSWORD = 'dave', 'Long-' + ''.join(
+    hashlib.sha256(b'%d' % i).hexdigest()[:40] for i in range(6))
 ACCOUNTS = {'short': ('alice', USERS['alice']), 'long': (LONG_USER, LONG_PASSWORD)}
 
 
@@ -83,6 +87,12 @@ def shim():
     shutil.rmtree(d, ignore_errors=True)
 
 
+def pieces(password):
+    """The first and the last 32 octets of a long password: a block that
+    holds part of it is found too."""
+    return [password[:32], password[-32:]] if len(password) >= 96 else []
+
+
 @pytest.fixture(params=sorted(ACCOUNTS))
 def account(request):
     """(user, password): alice's short one, or dave's long one."""
@@ -102,7 +112,7 @@ def gw(dovecot, shim, pki, account):
     d = Path(make_tmpdir('gh-gw-'))
     log = d / 'freed.log'
     env = dict(os.environ, LD_PRELOAD=str(shim), FREESCAN_LOG=str(log),
-               FREESCAN_SECRETS='|'.join(sorted(secret_forms(user, password))),
+               FREESCAN_SECRETS='|'.join(sorted(secret_forms(user, password)) + pieces(password)),
                FREESCAN_CONTROL=user)
 
     def backend(proto, port, **extra):
@@ -162,7 +172,11 @@ def literals(c, user, password):
     c.continuation()
     c.line('%s {%d}' % (user, len(password)))
     c.continuation()
-    c.line(password)
+    # in two reads of gatehoused's, the second after the first is parsed
+    half = len(password) // 2
+    c.send(password[:half].encode())
+    time.sleep(0.05)
+    c.line(password[half:])
     assert c.tagged('a')[1].startswith('a OK '), c.ctx()
 
 
