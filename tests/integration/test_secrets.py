@@ -15,14 +15,17 @@ held the password.  The shim also says when it saw a block holding the
 user name, which shows that it watched the daemon's frees at all.
 
 The ldap module is checked the same way against a private slapd, for the
-user's password and the search account's.
+user's password and the search account's, and the pam module under
+pam_wrapper, with the shim in its helper processes too.
 
 One exception, outside gatehouse: GnuTLS frees the buffers of the TLS
 records it has decrypted without wiping them, so the LOGIN line of a TLS
 session lies in freed memory until the allocator hands that memory out
 again (GnuTLS has no option to wipe them, and gnutls_global_set_mem_functions
-does nothing since 3.3).  The shim names the code that freed each block,
-and those freed by libgnutls are left out of the verdict.
+does nothing since 3.3).  The shim names the code that freed each block
+(the first object on the stack below the C library and GLib), and those
+freed by libgnutls are left out of the verdict; so are libldap's and
+PAM's in their tests.
 
 Not under a sanitizer or valgrind: each brings its own allocator, and
 the preloaded one would not see their frees.
@@ -45,6 +48,7 @@ from lib.net import free_port
 from lib.paths import GATEHOUSED, SANITIZED, SRCDIR
 from lib.pki import client_context
 from lib.proc import make_tmpdir
+from pamfix import PamWrapper, start_gatehoused
 from slapdfix import SEARCH_DN, SEARCH_PW, SUFFIX, Slapd
 from slapdfix import USERS as LDAP_USERS
 
@@ -319,3 +323,48 @@ def test_ldap_module_leaves_no_password_in_freed_memory(slapd, shim):
         assert ours == [], 'freed blocks held a password:\n' + '\n'.join(ours[:20])
     finally:
         shutil.rmtree(d, ignore_errors=True)
+
+
+# ------------------------------------------------------------ the pam module
+
+def test_pam_module_leaves_no_password_in_freed_memory(tmp, daemons, shim):
+    """The pam module through its helper processes, under pam_wrapper with
+    pam_matrix: a wrong password and a right one over SMTP AUTH PLAIN
+    (the backend is down).  The shim is preloaded in gatehoused and, by
+    inheritance, in every PAM helper, and no block that gatehoused or a
+    helper freed holds the password.  PAM itself and its modules keep
+    copies of their own (pam_matrix, libpam): left out, as libraries."""
+    user = 'erin'
+    password = 'Pam-' + hashlib.sha256(b'pam').hexdigest()[:40]
+    pw = PamWrapper(tmp / 'pam')
+    pw.matrix_service('gatehouse', {user: password})
+    log = tmp / 'freed.log'
+    env = pw.env()
+    env.update(LD_PRELOAD='%s:%s' % (env['LD_PRELOAD'], shim), FREESCAN_LOG=str(log),
+               FREESCAN_SECRETS='|'.join(sorted(secret_forms(user, password))),
+               FREESCAN_CONTROL=user)
+    port = free_port()
+    conf = write_config(
+        tmp / 'gh.conf',
+        {'sub': {'protocol': 'smtp', 'listen': '127.0.0.1:%d' % port, 'require_auth': 'yes',
+                 'plaintext_auth': 'always', 'auth': 'pam', 'backend': 'smtp'}},
+        {'pam': {'module': 'pam'}},
+        {'smtp': {'protocol': 'smtp', 'servers': '127.0.0.1:1', 'login': 'none'}},
+        gatehouse={'auth_cache_size': '0', 'failure_delay': '0'})
+    gw = start_gatehoused(tmp, daemons, conf, env, debug=False, valgrind=False)
+    for attempt, want in ((password + 'x', '535 '), (password, '454 ')):
+        c = SmtpClient(port, greet=True)
+        try:
+            c.expect('EHLO client.test', 250)
+            assert c.auth_plain(user, attempt).startswith(want), c.ctx()
+        finally:
+            c.close()
+    text = gw.text()
+    assert text.count('verdict=wrong-password') == 1 and \
+        text.count('verdict=tempfail reason="backend unavailable') == 1, text[-3000:]
+    gw.stop()
+    freed = log.read_text() if log.exists() else ''
+    assert 'control' in freed.splitlines(), 'the shim saw none of the daemon\'s frees'
+    ours = [ln for ln in freed.splitlines() if ln.startswith('secret') and not re.search(
+        r' freed by (libpam|pam_matrix|libpam_wrapper)[-.]', ln)]
+    assert ours == [], 'freed blocks held the password:\n' + '\n'.join(ours[:20])

@@ -8,8 +8,9 @@
  * shim saw the daemon's frees at all.  FREESCAN_LOG: a file that gets one
  * line per freed block holding a secret ("secret N freed by OBJECT in a
  * block of SIZE, at OFFSET: context", OBJECT being the file name of the
- * code that called free or realloc, the secret itself masked) and one line
- * "control" the first time the control string is seen.
+ * first code on the stack, below the C library and GLib, that freed it;
+ * the secret itself masked) and one line "control" the first time the
+ * control string is seen.
  *
  * glibc routes its own allocations through an interposed malloc family
  * (its "Replacing malloc" rules), so the frees and the reallocations made
@@ -19,6 +20,7 @@
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
+#include <execinfo.h>
 #include <fcntl.h>
 #include <malloc.h>
 #include <stdio.h>
@@ -39,6 +41,15 @@ static const char *control;
 static size_t control_len;
 static int control_seen;
 static int log_fd = -2;
+
+/* backtrace() loads its unwinder on first use, allocating: do that now,
+ * not inside a free */
+__attribute__((constructor)) static void
+warm_up(void)
+{
+	void *frame;
+	(void)backtrace(&frame, 1);
+}
 
 static void
 init(void)
@@ -76,18 +87,42 @@ say(const char *line, size_t len)
 	}
 }
 
-/* The file name of the object that called free or realloc (its last
- * path component), for telling our frees from a library's. */
+/* The file name (last path component) of the object code at `pc` is in. */
 static const char *
-caller_object(const void *ra)
+object_of(const void *pc)
 {
 	Dl_info info;
 	const char *slash;
 
-	if (ra == NULL || dladdr(ra, &info) == 0 || info.dli_fname == NULL)
+	if (pc == NULL || dladdr(pc, &info) == 0 || info.dli_fname == NULL)
 		return "?";
 	slash = strrchr(info.dli_fname, '/');
 	return slash != NULL ? slash + 1 : info.dli_fname;
+}
+
+static int
+generic(const char *object)
+{
+	return strncmp(object, "libc.so", 7) == 0 || strncmp(object, "libglib-2.0.so", 14) == 0 ||
+	       strstr(object, "freescan") != NULL;
+}
+
+/* Who freed the block, for telling our frees from a library's: the first
+ * object on the stack that is neither this shim nor the C library nor
+ * GLib (which only free on someone's behalf: fclose for PAM's file
+ * reading, g_free for ours); `ra`'s own object if there is none. */
+static const char *
+caller_object(const void *ra)
+{
+	void *frames[16];
+	int n = backtrace(frames, 16);
+
+	for (int i = 0; i < n; i++) {
+		const char *o = object_of(frames[i]);
+		if (!generic(o))
+			return o;
+	}
+	return object_of(ra);
 }
 
 static void
