@@ -15,6 +15,8 @@
 #include "imap/imap-session.h"
 #include "imap/imap-backend.h"
 #include "imap/imap-parser.h"
+#include "imap/imap-track.h"
+#include "net/relay.h"
 
 #include <string.h>
 
@@ -26,6 +28,7 @@
 typedef struct {
 	GhImapParser *parser;
 	GPtrArray *client_id; /* of char*: key, value, ..., NULL-terminated */
+	GhImapTrack track;    /* once relayed: where the server's lines end */
 } Imap;
 
 #define say(s, ...) gh_session_say((s), __VA_ARGS__)
@@ -324,6 +327,49 @@ imap_backend_adopt(GhSession *s, GhBackendLink *link)
 	gh_imap_backend_adopt(link, s->login.tag, (const char *const *)m->client_id->pdata);
 }
 
+/* The relay's tap: the server's lines, for a kick's "* BYE" (the tracker
+ * lives in the session's Imap, which outlives the relay). */
+static GhRelayTapVerdict
+watch_up(gpointer tap, const guint8 *buf, gsize len)
+{
+	(void)tap, (void)buf, (void)len;
+	return GH_RELAY_TAP_PASS;
+}
+
+static GhRelayTapVerdict
+watch_down(gpointer tap, const guint8 *buf, gsize len)
+{
+	gh_imap_track_down(tap, buf, len);
+	return gh_imap_track_lost(tap) ? GH_RELAY_TAP_BLIND : GH_RELAY_TAP_PASS;
+}
+
+static void
+watch_free(gpointer tap)
+{
+	(void)tap;
+}
+
+static gboolean
+watch_at_rest(gpointer tap)
+{
+	return gh_imap_track_at_rest(tap);
+}
+
+static const GhRelayTap imap_watch = {
+    .up = watch_up,
+    .down = watch_down,
+    .free = watch_free,
+    .at_rest = watch_at_rest,
+};
+
+static void
+imap_relay_watch(GhSession *s, GhRelay *relay)
+{
+	Imap *m = s->proto;
+	gh_imap_track_init(&m->track);
+	gh_relay_set_tap(relay, &imap_watch, &m->track);
+}
+
 const GhProtocol gh_imap_protocol = {
     .name = "imap",
     .words = &imap_words,
@@ -337,4 +383,5 @@ const GhProtocol gh_imap_protocol = {
     .backend_warm = imap_backend_warm,
     .backend_adopt = imap_backend_adopt,
     .relay_started = imap_relay_started,
+    .relay_watch = imap_relay_watch,
 };

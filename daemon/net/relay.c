@@ -62,9 +62,10 @@ struct _GhRelay {
 	gboolean client_closed; /* its EOF was passed on to the backend */
 	GhTimer kick;           /* set to yield: a pump from the loop */
 	GhRelayTap tap_funcs;
-	gpointer tap;     /* NULL: none, or blind */
-	gboolean held;    /* the tap held the client's last read: end */
-	guint64 held_len; /* its bytes, not counted as relayed */
+	gpointer tap;         /* NULL: none, or blind */
+	gboolean tracks_rest; /* a tap with at_rest was set (it may be gone) */
+	gboolean held;        /* the tap held the client's last read: end */
+	guint64 held_len;     /* its bytes, not counted as relayed */
 };
 
 static void
@@ -421,6 +422,7 @@ gh_relay_set_tap(GhRelay *r, const GhRelayTap *funcs, gpointer tap)
 	tap_drop(r);
 	r->tap_funcs = *funcs;
 	r->tap = tap;
+	r->tracks_rest = funcs->at_rest != NULL;
 }
 
 void
@@ -441,13 +443,14 @@ gh_relay_counts(GhRelay *r, guint64 *client_to_backend, guint64 *backend_to_clie
 }
 
 GhConn *
-gh_relay_release_client(GhRelay *r, gboolean *at_line_start)
+gh_relay_release_client(GhRelay *r, gboolean *at_rest)
 {
 	GhConn *client = r->client;
 
 	/* what waits in the pipe for the client is dropped with it: then we
 	 * are in the middle of something */
-	*at_line_start = r->down.last == '\n' && r->down.piped == 0;
+	*at_rest = r->down.last == '\n' && r->down.piped == 0 &&
+		   (!r->tracks_rest || (r->tap != NULL && r->tap_funcs.at_rest(r->tap)));
 	r->finished = TRUE;
 	unhook(client);
 	gh_conn_free(r->backend);

@@ -52,6 +52,10 @@ typedef struct {
 	GhRelayTapVerdict (*up)(gpointer tap, const guint8 *buf, gsize len);
 	GhRelayTapVerdict (*down)(gpointer tap, const guint8 *buf, gsize len);
 	void (*free)(gpointer tap);
+	/* May a line of ours reach the client between the server's lines now
+	 * (gh_relay_release_client)?  NULL: a line end is enough.  Once a tap
+	 * that has it is dropped (blind), the answer is no. */
+	gboolean (*at_rest)(gpointer tap);
 } GhRelayTap;
 
 /* Set the tap (transfer full of `tap`) right after gh_relay_start, before
@@ -68,7 +72,9 @@ void gh_relay_release(GhRelay *relay, GhConn **client, GhConn **backend);
 void gh_relay_counts(GhRelay *relay, guint64 *client_to_backend, guint64 *backend_to_client);
 /* Stop without `done`, close the backend side, free the relay and give the
  * client's connection back (unwatched, with what is still queued for it).
- * *at_line_start says whether what the client has been sent ends a line
- * (then a last line of our own reads as one); FALSE in the middle of a
- * line, or when the last bytes went by splice and were not seen. */
-GhConn *gh_relay_release_client(GhRelay *relay, gboolean *at_line_start);
+ * *at_rest says whether what the client has been sent ends a line (then a
+ * last line of our own reads as one) and, with a tap that follows the
+ * server's lines (its at_rest), ends one between them, not inside an IMAP
+ * literal; FALSE in the middle of a line, or when the last bytes went by
+ * splice and were not seen. */
+GhConn *gh_relay_release_client(GhRelay *relay, gboolean *at_rest);

@@ -272,6 +272,8 @@ on_backend_done(GhBackendResult result,
 	s->conn = NULL;
 	if (s->keep_backend && s->protocol->relay_tap != NULL)
 		s->protocol->relay_tap(s, s->relay);
+	else if (s->protocol->relay_watch != NULL)
+		s->protocol->relay_watch(s, s->relay);
 }
 
 /* reuse_connections: may a logged-in session's backend connection go back

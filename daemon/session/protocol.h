@@ -139,6 +139,10 @@ struct _GhProtocol {
 	 * at rest and gh_session_backend_keepable says yes; and make a kept
 	 * connection a warm link again.  Both NULL: never kept. */
 	void (*relay_tap)(GhSession *s, GhRelay *relay);
+	/* Any other relayed session: follow the relay with a tap whose at_rest
+	 * says when the client may hear a line of ours (a kick's goodbye).
+	 * May be NULL: then a line end is enough. */
+	void (*relay_watch)(GhSession *s, GhRelay *relay);
 	GhBackendLink *(*backend_resume)(const GhBackendParams *params,
 					 GMainContext *context,
 					 GhConn *conn,

@@ -447,15 +447,16 @@ gh_session_kick(GhSession *s)
 		return TRUE;
 	}
 	if (s->relay != NULL) {
-		gboolean at_line_start = FALSE;
+		gboolean at_rest = FALSE;
 		guint64 up, down;
 		gh_relay_counts(s->relay, &up, &down);
 		gh_login_relay_ended(s, "kicked by the administrator", up, down);
 		/* the backend goes now; the client hears the goodbye, unless it
-		 * would land in the middle of a line the backend was sending */
-		gh_session_take_client(s, gh_relay_release_client(s->relay, &at_line_start));
+		 * would land in the middle of a line the backend was sending, or
+		 * inside an IMAP literal */
+		gh_session_take_client(s, gh_relay_release_client(s->relay, &at_rest));
 		s->relay = NULL;
-		if (at_line_start)
+		if (at_rest)
 			s->protocol->say(s, GH_SAY_KICKED, NULL);
 		gh_session_close(s);
 		(void)gh_session_update_watch(s);

@@ -186,9 +186,13 @@ class ImapServer(Server):
 
     CAPS = b'IMAP4rev1 SASL-IR LITERAL+ AUTH=PLAIN ID'
 
-    def __init__(self, name='fake', refuse=()):
+    def __init__(self, name='fake', refuse=(), on_command=None):
+        """on_command: called as on_command(conn, tag, name, first line)
+        for each command after login; True when it answered the command
+        itself (the usual answer is not sent)."""
         self.name = name.encode()
         self.refuse = set(refuse)
+        self.on_command = on_command
         self.logins = []
         self.received = []
         self.after_login = []
@@ -242,6 +246,8 @@ class ImapServer(Server):
             rest = first.split(' ', 1)[1] if ' ' in first else ''
             if authed:
                 self.after_login.append(first)
+                if self.on_command is not None and self.on_command(conn, tag, name, first):
+                    continue
                 if name == b'LOGOUT':
                     conn.sendall(b'* BYE fake bye\r\n%s OK %s LOGOUT\r\n' % (tag, self.name))
                     return
