@@ -62,10 +62,9 @@ struct _GhRelay {
 	gboolean client_closed; /* its EOF was passed on to the backend */
 	GhTimer kick;           /* set to yield: a pump from the loop */
 	GhRelayTap tap_funcs;
-	gpointer tap;         /* NULL: none, or blind */
-	gboolean tracks_rest; /* a tap with at_rest was set (it may be gone) */
-	gboolean held;        /* the tap held the client's last read: end */
-	guint64 held_len;     /* its bytes, not counted as relayed */
+	gpointer tap;     /* NULL: none, or blind (tap_funcs stay as set) */
+	gboolean held;    /* the tap held the client's last read: end */
+	guint64 held_len; /* its bytes, not counted as relayed */
 };
 
 static void
@@ -422,7 +421,6 @@ gh_relay_set_tap(GhRelay *r, const GhRelayTap *funcs, gpointer tap)
 	tap_drop(r);
 	r->tap_funcs = *funcs;
 	r->tap = tap;
-	r->tracks_rest = funcs->at_rest != NULL;
 }
 
 void
@@ -449,8 +447,9 @@ gh_relay_release_client(GhRelay *r, gboolean *at_rest)
 
 	/* what waits in the pipe for the client is dropped with it: then we
 	 * are in the middle of something */
-	*at_rest = r->down.last == '\n' && r->down.piped == 0 &&
-		   (!r->tracks_rest || (r->tap != NULL && r->tap_funcs.at_rest(r->tap)));
+	*at_rest =
+	    r->down.last == '\n' && r->down.piped == 0 &&
+	    (r->tap_funcs.at_rest == NULL || (r->tap != NULL && r->tap_funcs.at_rest(r->tap)));
 	r->finished = TRUE;
 	unhook(client);
 	gh_conn_free(r->backend);

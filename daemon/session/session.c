@@ -190,8 +190,8 @@ void
 gh_session_say(GhSession *s, const char *format, ...)
 {
 	/* Most replies are a line of a few dozen bytes, several per login:
-	 * formatted on the stack, no allocation; a longer one (a capability
-	 * list with many extensions) is formatted again on the heap. */
+	 * formatted on the stack, no allocation; a longer one (a backend's
+	 * own answer passed on) is formatted again on the heap. */
 	char small[512];
 	g_autofree char *big = NULL;
 	char *text = small;
