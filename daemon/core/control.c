@@ -3,10 +3,17 @@
  * request, the commands, and writing one answer.
  *
  * A client is reference counted: the control holds one reference while the
- * client is open, and every asynchronous step in flight (a read, a write, a
- * snapshot or a kick it waits for) holds another, so that a step finishing
- * after the client was closed (timeout, daemon stopping) finds it whole and
- * only drops its reference.
+ * client is open, and every asynchronous step in flight (a snapshot or a
+ * kick it waits for) holds another, so that a step finishing after the
+ * client was closed (timeout, daemon stopping) finds it whole and only
+ * drops its reference.  Reading and writing are non-blocking calls on the
+ * socket from one source at a time (c->io), which closing destroys.
+ *
+ * The deadlines measure the client, not the daemon: at the read deadline
+ * what the client sent is read before it is judged, however long a busy
+ * main loop left it unread; the daemon's own work on a request has no
+ * deadline; and the write deadline drops a client only when it took no
+ * byte of its answer in GH_CONTROL_WRITE_TIMEOUT.
  */
 #include "gh-build.h"
 
@@ -38,12 +45,15 @@ typedef struct {
 	gint ref;
 	GhControl *control; /* NULL once closed */
 	GSocketConnection *conn;
-	GCancellable *cancel;
+	GSocket *sock; /* conn's, non-blocking */
+	GSource *io;   /* waiting to read the request, or to write the answer */
 	guint8 buf[GH_CONTROL_REQUEST_MAX];
 	gsize have;
-	guint deadline; /* read, then write */
-	char *who;      /* "uid 0 pid 1234", for the log */
+	guint deadline;    /* read, then write; none while the daemon works */
+	gboolean progress; /* the client took part of the answer since the deadline was set */
+	char *who;         /* "uid 0 pid 1234", for the log */
 	GBytes *answer;
+	gsize sent;
 	/* the request */
 	char *command;
 	gboolean json;
@@ -64,13 +74,30 @@ client_unref(Client *c)
 	if (!g_atomic_int_dec_and_test(&c->ref))
 		return;
 	g_object_unref(c->conn);
-	g_object_unref(c->cancel);
 	if (c->answer != NULL)
 		g_bytes_unref(c->answer);
 	g_free(c->who);
 	g_free(c->command);
 	gh_session_filter_clear(&c->filter);
 	g_free(c);
+}
+
+static void
+stop_waiting(Client *c)
+{
+	if (c->io == NULL)
+		return;
+	g_source_destroy(c->io);
+	g_source_unref(c->io);
+	c->io = NULL;
+}
+
+static void
+clear_deadline(Client *c)
+{
+	if (c->deadline != 0)
+		g_source_remove(c->deadline);
+	c->deadline = 0;
 }
 
 /* Close (once): stop what is in flight, drop the control's reference. */
@@ -83,49 +110,73 @@ client_close(Client *c)
 	c->control = NULL;
 	control->clients = g_list_remove(control->clients, c);
 	control->n_clients--;
-	if (c->deadline != 0)
-		g_source_remove(c->deadline);
-	c->deadline = 0;
-	g_cancellable_cancel(c->cancel);
+	clear_deadline(c);
+	stop_waiting(c);
 	(void)g_io_stream_close(G_IO_STREAM(c->conn), NULL, NULL);
 	client_unref(c);
 }
 
-static gboolean
-on_deadline(gpointer data)
-{
-	Client *c = data;
-	c->deadline = 0;
-	if (c->answer == NULL)
-		g_message("control: %s sent no whole request within %d s; dropped", c->who,
-			  GH_CONTROL_READ_TIMEOUT);
-	else
-		g_message("control: %s did not read its answer within %d s; dropped", c->who,
-			  GH_CONTROL_WRITE_TIMEOUT);
-	client_close(c);
-	return G_SOURCE_REMOVE;
-}
+static gboolean on_deadline(gpointer data);
 
 static void
 set_deadline(Client *c, guint seconds)
 {
-	if (c->deadline != 0)
-		g_source_remove(c->deadline);
+	clear_deadline(c);
 	c->deadline = g_timeout_add_seconds(seconds, on_deadline, c);
+}
+
+/* Wait until the socket is ready for `cond`, then call `func` (once; it
+ * says whether to go on waiting). */
+static void
+wait_for(Client *c, GIOCondition cond, GSocketSourceFunc func)
+{
+	stop_waiting(c);
+	c->io = g_socket_create_source(c->sock, cond, NULL);
+	g_source_set_callback(c->io, G_SOURCE_FUNC(func), c, NULL);
+	g_source_attach(c->io, NULL);
 }
 
 /* ------------------------------------------------------------ answering */
 
-static void
-on_written(GObject *source, GAsyncResult *res, gpointer data)
+static gboolean on_writable(GSocket *sock, GIOCondition cond, gpointer data);
+
+/* Send what the socket takes of the rest of the answer; close once it is
+ * all sent, or the client is gone.  Returns whether the client is still
+ * open (then waiting for room to write). */
+static gboolean
+write_some(Client *c)
+{
+	gsize size;
+	const char *data = g_bytes_get_data(c->answer, &size);
+	while (c->sent < size) {
+		g_autoptr(GError) error = NULL;
+		gssize n = g_socket_send(c->sock, data + c->sent, size - c->sent, NULL, &error);
+		if (n < 0 && g_error_matches(error, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK)) {
+			if (c->io == NULL)
+				wait_for(c, G_IO_OUT, on_writable);
+			return TRUE;
+		}
+		if (n <= 0) {
+			gh_debug("control: %s: %s", c->who,
+				 error != NULL ? error->message : "closed");
+			break;
+		}
+		c->sent += (gsize)n;
+		c->progress = TRUE;
+	}
+	client_close(c);
+	return FALSE;
+}
+
+static gboolean
+on_writable(GSocket *sock, GIOCondition cond, gpointer data)
 {
 	Client *c = data;
-	g_autoptr(GError) error = NULL;
-	if (!g_output_stream_write_all_finish(G_OUTPUT_STREAM(source), res, NULL, &error) &&
-	    c->control != NULL)
-		gh_debug("control: %s: %s", c->who, error->message);
-	client_close(c);
-	client_unref(c);
+	(void)sock;
+	(void)cond;
+	if (write_some(c))
+		return G_SOURCE_CONTINUE;
+	return G_SOURCE_REMOVE; /* client_close dropped c->io already */
 }
 
 /* Send `ok` (or `error`) and the body, then close. */
@@ -142,10 +193,11 @@ answer(Client *c, gboolean ok, GString *body)
 		return;
 	}
 	c->answer = g_string_free_to_bytes(out);
-	set_deadline(c, GH_CONTROL_WRITE_TIMEOUT);
-	g_output_stream_write_all_async(
-	    g_io_stream_get_output_stream(G_IO_STREAM(c->conn)), g_bytes_get_data(c->answer, NULL),
-	    g_bytes_get_size(c->answer), G_PRIORITY_DEFAULT, c->cancel, on_written, client_ref(c));
+	stop_waiting(c);
+	if (write_some(c)) {
+		c->progress = FALSE;
+		set_deadline(c, GH_CONTROL_WRITE_TIMEOUT);
+	}
 }
 
 static void answer_text(Client *c, gboolean ok, const char *format, ...) G_GNUC_PRINTF(3, 4);
@@ -284,48 +336,87 @@ serve(Client *c, char *line)
 
 /* ------------------------------------------------------------ reading */
 
-static void read_more(Client *c);
+typedef enum { READ_WAIT, READ_DONE, READ_OVER } ReadResult;
 
-static void
-on_read(GObject *source, GAsyncResult *res, gpointer data)
+/* Read what the socket holds, non-blocking.  A whole request line is served
+ * (READ_DONE); an end or an error closes the client, and a request too long
+ * is answered (READ_OVER); else READ_WAIT. */
+static ReadResult
+read_some(Client *c)
 {
-	Client *c = data;
-	g_autoptr(GError) error = NULL;
-	gssize n = g_input_stream_read_finish(G_INPUT_STREAM(source), res, &error);
-	guint8 *lf;
-
-	if (c->control == NULL) {
-		client_unref(c);
-		return;
+	for (;;) {
+		g_autoptr(GError) error = NULL;
+		gssize n = g_socket_receive(c->sock, (char *)c->buf + c->have,
+					    sizeof c->buf - c->have, NULL, &error);
+		guint8 *lf;
+		if (n < 0 && g_error_matches(error, G_IO_ERROR, G_IO_ERROR_WOULD_BLOCK))
+			return READ_WAIT;
+		if (n <= 0) {
+			gh_debug("control: %s: %s before a whole request", c->who,
+				 n == 0 ? "closed" : error->message);
+			client_close(c);
+			return READ_OVER;
+		}
+		lf = memchr(c->buf + c->have, '\n', (gsize)n);
+		c->have += (gsize)n;
+		if (lf != NULL) {
+			/* the daemon's own work has no deadline; the answer's has */
+			clear_deadline(c);
+			stop_waiting(c);
+			*lf = '\0';
+			serve(c, (char *)c->buf);
+			return READ_DONE;
+		}
+		if (c->have == sizeof c->buf) {
+			g_message("control: %s: request longer than %d bytes; dropped", c->who,
+				  GH_CONTROL_REQUEST_MAX);
+			clear_deadline(c);
+			stop_waiting(c);
+			answer_text(c, FALSE, "request longer than %d bytes\n",
+				    GH_CONTROL_REQUEST_MAX);
+			return READ_OVER;
+		}
 	}
-	if (n <= 0) {
-		gh_debug("control: %s: %s before a whole request", c->who,
-			 n == 0 ? "closed" : error->message);
-		client_close(c);
-		client_unref(c);
-		return;
-	}
-	lf = memchr(c->buf + c->have, '\n', (gsize)n);
-	c->have += (gsize)n;
-	if (lf != NULL) {
-		*lf = '\0';
-		serve(c, (char *)c->buf);
-	} else if (c->have == sizeof c->buf) {
-		g_message("control: %s: request longer than %d bytes; dropped", c->who,
-			  GH_CONTROL_REQUEST_MAX);
-		answer_text(c, FALSE, "request longer than %d bytes\n", GH_CONTROL_REQUEST_MAX);
-	} else {
-		read_more(c);
-	}
-	client_unref(c);
 }
 
-static void
-read_more(Client *c)
+static gboolean
+on_readable(GSocket *sock, GIOCondition cond, gpointer data)
 {
-	g_input_stream_read_async(g_io_stream_get_input_stream(G_IO_STREAM(c->conn)),
-				  c->buf + c->have, sizeof c->buf - c->have, G_PRIORITY_DEFAULT,
-				  c->cancel, on_read, client_ref(c));
+	Client *c = client_ref(data);
+	ReadResult r;
+	(void)sock;
+	(void)cond;
+	r = read_some(c);
+	client_unref(c);
+	return r == READ_WAIT ? G_SOURCE_CONTINUE : G_SOURCE_REMOVE;
+}
+
+/* The deadline is the client's time, not the daemon's: what it sent before
+ * the deadline counts even when a busy main loop has not read it yet, and
+ * an answer it is taking bit by bit is not cut off. */
+static gboolean
+on_deadline(gpointer data)
+{
+	Client *c = client_ref(data);
+	c->deadline = 0;
+	if (c->answer == NULL) {
+		if (read_some(c) == READ_WAIT) {
+			g_message("control: %s sent no whole request within %d s; dropped", c->who,
+				  GH_CONTROL_READ_TIMEOUT);
+			client_close(c);
+		}
+	} else if (write_some(c)) {
+		if (c->progress) {
+			c->progress = FALSE;
+			set_deadline(c, GH_CONTROL_WRITE_TIMEOUT);
+		} else {
+			g_message("control: %s read nothing of its answer for %d s; dropped",
+				  c->who, GH_CONTROL_WRITE_TIMEOUT);
+			client_close(c);
+		}
+	}
+	client_unref(c);
+	return G_SOURCE_REMOVE;
 }
 
 static char *
@@ -363,12 +454,13 @@ on_incoming(GSocketService *service, GSocketConnection *conn, GObject *source, g
 	c->ref = 1;
 	c->control = control;
 	c->conn = g_object_ref(conn);
-	c->cancel = g_cancellable_new();
+	c->sock = g_socket_connection_get_socket(conn);
+	g_socket_set_blocking(c->sock, FALSE);
 	c->who = describe_peer(conn);
 	control->clients = g_list_prepend(control->clients, c);
 	control->n_clients++;
 	set_deadline(c, GH_CONTROL_READ_TIMEOUT);
-	read_more(c);
+	wait_for(c, G_IO_IN, on_readable);
 	return TRUE;
 }
 

@@ -20,7 +20,7 @@
  * blocks it; the I/O workers are only asked through gh_server_snapshot and
  * gh_server_kick, which bound what they do however many clients ask.  A
  * client that sends no whole request within GH_CONTROL_READ_TIMEOUT, or
- * does not read its answer within GH_CONTROL_WRITE_TIMEOUT, is dropped; at
+ * takes no byte of its answer for GH_CONTROL_WRITE_TIMEOUT, is dropped; at
  * most GH_CONTROL_MAX_CLIENTS are served at once (the next ones are told
  * "busy"); an answer is at most GH_CONTROL_MAX_ROWS sessions long.
  */

@@ -53,8 +53,10 @@ SESSION_COLUMNS = ['ID', 'PROTO', 'LISTENER', 'REMOTE', 'USER', 'STATE', 'BACKEN
                    'UP', 'DOWN', 'TLS']
 
 # the daemon's deadlines (daemon/core/control.h), as the log states them
+CONTROL_READ_TIMEOUT = 5      # s
 READ_DEADLINE_LINE = 'sent no whole request within 5 s; dropped'
-WRITE_DEADLINE_LINE = 'did not read its answer within 10 s; dropped'
+CONTROL_WRITE_TIMEOUT = 10    # s
+WRITE_DEADLINE_LINE = 'read nothing of its answer for 10 s; dropped'
 
 N_LOAD = 1000          # sessions open in the load tests
 N_CTL = 200            # concurrent gatehousectl sessions
@@ -1037,6 +1039,29 @@ def test_garbage_and_silence(imap_gw):
     assert 'sessions: 0 open' in ctl_ok(gw, 'stats')
 
 
+def test_request_sent_in_time_is_answered_however_busy_the_daemon(imap_gw):
+    """The read deadline times the client, not the daemon: a request sent
+    well within it, while the daemon could not read (stopped here with
+    SIGSTOP past the deadline, as a main loop busy for seconds would be),
+    is answered, not dropped."""
+    gw = imap_gw
+    mark = gw.mark()
+    with raw_control(gw) as s:
+        # the daemon accepts in order: once a later client is answered,
+        # this one is accepted and its read deadline runs
+        ctl_ok(gw, 'stats')
+        gw.daemon.signal(signal.SIGSTOP)
+        try:
+            s.sendall(b'stats\n')
+            time.sleep(CONTROL_READ_TIMEOUT + 2)
+        finally:
+            gw.daemon.signal(signal.SIGCONT)
+        data, how = read_to_close(s, timeout=60)
+    assert how == 'eof' and data.startswith(b'ok\n') and b'sessions: 0 open' in data, \
+        (how, data[:300], gw.since(mark))
+    assert READ_DEADLINE_LINE not in gw.since(mark)
+
+
 def test_too_many_control_clients(imap_gw):
     """512 clients at once are served; the next one is told "busy"; once
     the silent ones are dropped, requests are answered again."""
@@ -1148,7 +1173,8 @@ def test_load_sessions_while_logging_in(loaded, tmp):
         for t in threads:
             t.join(180)
         for i, (data, how) in enumerate(answers):
-            assert how == 'eof' and data.startswith(b'ok\n'), (i, how, data[:300])
+            assert how == 'eof' and data.startswith(b'ok\n'), \
+                (i, how, data[:300], [l for l in gw.log().splitlines() if 'control:' in l][-20:])
             body = json.loads(data[3:])
             assert body['not_shown'] == 0, i
             assert len(body['sessions']) >= N_LOAD, (i, len(body['sessions']))
@@ -1181,6 +1207,35 @@ def test_load_sessions_while_logging_in(loaded, tmp):
           'start' % (t_login - t_sent, N_RAW, in_flight, N_CTL, N_CTL + N_RAW, t_done - t0))
     assert gw.alive()
     assert WRITE_DEADLINE_LINE not in gw.log() and READ_DEADLINE_LINE not in gw.log()
+
+
+def test_steady_slow_reader_gets_its_whole_answer(loaded):
+    """The write deadline drops a client that takes nothing of its answer,
+    not one that takes it slowly: a client reading a few KiB every half
+    second, which needs longer than the deadline for the whole answer,
+    gets all of it."""
+    gw, plain, proxied = loaded
+    mark = gw.mark()
+    with raw_control(gw, timeout=120) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.sendall(b'sessions\tjson\n')
+        t0 = time.monotonic()
+        data = b''
+        while True:
+            s.settimeout(60)
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+            time.sleep(0.5)
+        took = time.monotonic() - t0
+    # the precondition, so that the test can fail: the reading took longer
+    # than the write deadline
+    assert took > CONTROL_WRITE_TIMEOUT + 2, (took, len(data))
+    assert data.startswith(b'ok\n'), data[:200]
+    assert len(json.loads(data[3:])['sessions']) >= N_LOAD
+    assert WRITE_DEADLINE_LINE not in gw.since(mark), gw.since(mark)
+    print('\nsteady slow reader: %d bytes in %.1f s' % (len(data), took))
 
 
 def test_slow_reader_dropped(loaded):
