@@ -62,9 +62,11 @@ struct _GhRelay {
 	gboolean client_closed; /* its EOF was passed on to the backend */
 	GhTimer kick;           /* set to yield: a pump from the loop */
 	GhRelayTap tap_funcs;
-	gpointer tap;     /* NULL: none, or blind (tap_funcs stay as set) */
-	gboolean held;    /* the tap held the client's last read: end */
-	guint64 held_len; /* its bytes, not counted as relayed */
+	gpointer tap;                    /* NULL: none, or blind (tap_funcs stay as set) */
+	gboolean held;                   /* the tap held the client's last read: end */
+	guint64 held_len;                /* its bytes, not counted as relayed */
+	void (*first_up)(gpointer data); /* gh_relay_after_first_up, until called */
+	gpointer first_up_data;
 };
 
 static void
@@ -331,6 +333,11 @@ pump(GhRelay *r, GhConn *conn, GIOCondition cond)
 					    (b->tls != NULL && flow_pending(&r->down) == 0 &&
 					     !b->eof && gnutls_record_check_pending(b->tls) > 0)))
 		schedule_kick(r);
+	if (r->first_up != NULL && c->bytes_in != r->client_start) {
+		void (*func)(gpointer) = r->first_up;
+		r->first_up = NULL;
+		func(r->first_up_data);
+	}
 }
 
 static void
@@ -421,6 +428,13 @@ gh_relay_set_tap(GhRelay *r, const GhRelayTap *funcs, gpointer tap)
 	tap_drop(r);
 	r->tap_funcs = *funcs;
 	r->tap = tap;
+}
+
+void
+gh_relay_after_first_up(GhRelay *r, void (*func)(gpointer data), gpointer data)
+{
+	r->first_up = func;
+	r->first_up_data = data;
 }
 
 void

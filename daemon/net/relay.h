@@ -62,6 +62,12 @@ typedef struct {
  * the loop runs it. */
 void gh_relay_set_tap(GhRelay *relay, const GhRelayTap *funcs, gpointer tap);
 
+/* Call func(data) once, at the end of the first pump that passes bytes of
+ * the client's on to the backend (those read before the start included):
+ * the backend then works on the client's first command after the login,
+ * and this thread waits for it.  Not called if the relay ends first. */
+void gh_relay_after_first_up(GhRelay *relay, void (*func)(gpointer data), gpointer data);
+
 /* Stop (if still running) and close both sides.  NULL allowed. */
 void gh_relay_free(GhRelay *relay);
 

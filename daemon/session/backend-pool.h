@@ -20,7 +20,9 @@
  * gh_backend_pool_refill, once the backend has answered the taker's login
  * (so that the backend is not asked for a connection while it logs a user
  * in: at one client at a time that costs a wake-up and 5 to 10% of the
- * login's CPU, doc/performance.md).  A parked link older than
+ * login's CPU, doc/performance.md), and for a login that goes on to
+ * relay, once the client's next command has gone to the backend (login.c).
+ * A parked link older than
  * warm_lifetime is told goodbye (the dialogue's LOGOUT or QUIT) and closed,
  * and replaced only while the pair has been asked for within that time: an
  * idle gateway lets its warm connections go.  A warm link that fails to
@@ -81,8 +83,9 @@ GhBackendLink *gh_backend_pool_take(GhBackendPool *pool,
 				    GhBackendDone done,
 				    gpointer user_data);
 
-/* A session's backend has answered its login (or failed it): refill the
- * pairs that are short, soon (after what this loop turn sends). */
+/* A session's backend has failed its login, or the logged-in client's
+ * next command is on its way: refill the pairs that are short, soon (after
+ * what this loop turn sends). */
 void gh_backend_pool_refill(GhBackendPool *pool);
 
 /* Would a connection to `server` (the server the session's link used) that

@@ -237,6 +237,9 @@ struct _GhSession {
 	 * carried before */
 	gboolean keep_backend;
 	guint backend_served;
+	/* the warm pool's refill after this login waits for the client's next
+	 * command on its way to the backend, or the relay's end (login.c) */
+	gboolean refill_due;
 };
 
 /* ---- the API a protocol calls ---- */

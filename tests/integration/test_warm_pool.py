@@ -7,7 +7,8 @@ sends.  One I/O thread (workers = 1), so every login meets the same pool.
 Shown: the first login to a server fills the pool; the next one logs in
 over a connection that was opened before that client connected, and the
 ID it sends names that client; the pool dials again once the backend has
-answered the login that took a connection (at once when none is left); a
+answered the login that took a connection and the client's next command
+has gone to it, or the client has gone (at once when none is left); a
 failed login sends nothing on a warm connection; an idle pool says LOGOUT and closes after warm_lifetime, and
 is not refilled while nobody logs in; after a reload the old
 configuration's warm connections are never taken and go within
@@ -93,6 +94,9 @@ def login_held(gw, imap_relay, warm):
     first, reply = imap_login(gw)
     assert reply.startswith('a1 OK'), reply
     first.close()
+    # its end may refill the pool (it sent no command after its login):
+    # done before the next take, as the tests count the dials after it
+    wait_for(lambda: 'session end:' in gw.log(), what='the first session ended')
     wait_for(lambda: imap_relay.connections() == 1 + warm, what='the warm connections')
     wait_for(lambda: all(b'\n' in imap_relay.from_server(i) for i in range(1 + warm)),
              what='the greetings relayed')
@@ -105,10 +109,11 @@ def login_held(gw, imap_relay, warm):
     return c
 
 
-def test_pool_dials_again_once_the_backend_has_answered_the_login(gateways, imap_relay):
+def test_pool_dials_again_once_the_clients_next_command_is_out(gateways, imap_relay):
     """A take that leaves a warm connection parked does not dial the
-    backend while the backend is logging the taker in; once its answer is
-    through, the pool makes up the one taken."""
+    backend while the backend is logging the taker in, nor right after its
+    answer (the client's next command is on its way then); once that
+    command has gone to the backend, the pool makes up the one taken."""
     gw = gateway(gateways, imap_relay.port)
     c = login_held(gw, imap_relay, 2)
     # Dovecot's answer is held: the pool still has one parked, and waits
@@ -116,8 +121,26 @@ def test_pool_dials_again_once_the_backend_has_answered_the_login(gateways, imap
     assert imap_relay.connections() == 3
     imap_relay.release()
     assert c.response('a2')[-1].startswith('a2 OK')
+    time.sleep(0.5)  # would the pool dial before the client's next command?
+    assert imap_relay.connections() == 3
+    c.line('a3 NOOP')
     wait_for(lambda: imap_relay.connections() == 4, what='the pool refilled')
+    assert c.response('a3')[-1].startswith('a3 OK')
+    assert b'a3 NOOP' in imap_relay.text(1) + imap_relay.text(2)
     c.close()
+
+
+def test_pool_dials_again_when_a_client_leaves_without_a_command(gateways, imap_relay):
+    """A client that logs in and goes without another command: the pool
+    makes up the connection it took when its session ends."""
+    gw = gateway(gateways, imap_relay.port)
+    c = login_held(gw, imap_relay, 2)
+    imap_relay.release()
+    assert c.response('a2')[-1].startswith('a2 OK')
+    time.sleep(0.5)
+    assert imap_relay.connections() == 3
+    c.close()
+    wait_for(lambda: imap_relay.connections() == 4, what='the pool refilled')
 
 
 def test_pool_left_empty_dials_again_at_once(gateways, imap_relay):
